@@ -1,0 +1,235 @@
+//! One typed configuration, layered: built-in defaults < TOML file < `WHARF_*`
+//! environment variables < command-line flags. Every key of the file can be set
+//! from the environment: `[limits] max_manifest_bytes` is
+//! `WHARF_LIMITS_MAX_MANIFEST_BYTES`, top-level `listen` is `WHARF_LISTEN`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Root of all local state (blobs and the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// `tracing` filter directives, e.g. "info" or "wharf=debug,info".
+    pub log: String,
+    pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Folder for blob content; empty means `<data_dir>/blobs`.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLite database file; empty means `<data_dir>/metadata.db`.
+    pub path: PathBuf,
+    /// Concurrent read connections.
+    pub readers: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Memory for cached manifest bodies, in bytes.
+    pub manifest_cache_bytes: u64,
+    /// Advertised minimum chunk size for chunked uploads (0: any size).
+    pub chunk_min_length: u64,
+    /// Largest page of a tag or catalog listing.
+    pub max_page: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("data"),
+            log: "info".into(),
+            storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::new() }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::new(), readers: 8 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            manifest_cache_bytes: 64 * 1024 * 1024,
+            chunk_min_length: 0,
+            max_page: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Builds the configuration from every layer and validates it.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(format!("defaults do not serialize: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let from_file: toml::Value =
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+            merge(&mut value, from_file);
+        }
+        apply_env(&mut value, "WHARF", env)?;
+        let mut config: Config =
+            value.try_into().map_err(|source| ConfigError::Parse { path: file.unwrap_or(Path::new("")).into(), source })?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_manifest_bytes == 0 {
+            return Err(ConfigError::Invalid("limits.max_manifest_bytes must be positive".into()));
+        }
+        if self.limits.max_page == 0 {
+            return Err(ConfigError::Invalid("limits.max_page must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        if self.storage.path.as_os_str().is_empty() { self.data_dir.join("blobs") } else { self.storage.path.clone() }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        if self.database.path.as_os_str().is_empty() {
+            self.data_dir.join("metadata.db")
+        } else {
+            self.database.path.clone()
+        }
+    }
+}
+
+/// Deep-merges `top` over `base`: tables merge key by key, other values replace.
+fn merge(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(base), toml::Value::Table(top)) => {
+            for (k, v) in top {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, top) => *base = top,
+    }
+}
+
+/// Overlays `PREFIX_KEY` variables on every leaf of `value`, typed like the leaf.
+fn apply_env(value: &mut toml::Value, prefix: &str, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let toml::Value::Table(table) = value else { return Ok(()) };
+    for (key, leaf) in table.iter_mut() {
+        let name = format!("{prefix}_{}", key.to_uppercase());
+        if leaf.is_table() {
+            apply_env(leaf, &name, env)?;
+            continue;
+        }
+        let Some(raw) = env.get(&name) else { continue };
+        let bad = |message: String| ConfigError::Env { name: name.clone(), message };
+        *leaf = match leaf {
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.parse().map_err(|e| bad(format!("expected an integer: {e}")))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(raw.parse().map_err(|e| bad(format!("expected true or false: {e}")))?)
+            }
+            toml::Value::Float(_) => toml::Value::Float(raw.parse().map_err(|e| bad(format!("expected a number: {e}")))?),
+            _ => toml::Value::String(raw.clone()),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 50\nchunk_min_length = 7\n").unwrap();
+        let env = HashMap::from([
+            ("WHARF_LIMITS_MAX_PAGE".to_string(), "60".to_string()),
+            ("WHARF_DATA_DIR".to_string(), "/from/env".to_string()),
+        ]);
+        let cli = Overrides { data_dir: Some("/from/cli".into()), ..Default::default() };
+        let c = Config::load(Some(&file), &env, &cli).unwrap();
+        assert_eq!(c.listen.port(), 6000, "file over default");
+        assert_eq!(c.limits.chunk_min_length, 7);
+        assert_eq!(c.limits.max_page, 60, "env over file");
+        assert_eq!(c.data_dir, PathBuf::from("/from/cli"), "CLI over env");
+        assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024, "default kept");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(&file, "[limits]\nmax_pages = 5\n").unwrap();
+        assert!(Config::load(Some(&file), &HashMap::new(), &Overrides::default()).is_err());
+        let env = HashMap::from([("WHARF_LIMITS_MAX_PAGE".to_string(), "many".to_string())]);
+        assert!(matches!(Config::load(None, &env, &Overrides::default()), Err(ConfigError::Env { .. })));
+    }
+}

@@ -1,0 +1,16 @@
+//! Wharf: a private, OCI-compliant container registry.
+//!
+//! Layers, and who may call whom (dependencies point down only):
+//! - `server`, `config`: process wiring; build the state and the router.
+//! - `oci::api`: HTTP adapter for `/v2/`: parses routes, calls `registry`, maps
+//!   errors to OCI error codes in one place.
+//! - `registry`: domain services (uploads, blobs, manifests, tags, referrers);
+//!   no HTTP types.
+//! - `storage`: blob content over `object_store` and metadata in SQL.
+//! - `oci` (outside `api`): pure data types (digests, names, manifests) used by all.
+
+pub mod config;
+pub mod oci;
+pub mod registry;
+pub mod server;
+pub mod storage;

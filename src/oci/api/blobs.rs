@@ -1,0 +1,79 @@
+//! Blob GET/HEAD (with ranges) and DELETE.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::{ApiResult, OciState, Request};
+use crate::oci::{Digest, RepoName};
+
+/// Parses a single `bytes=first-last` range; anything else means "whole blob".
+fn parse_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let num = |s: &str| if s.trim().is_empty() { Ok(None) } else { s.trim().parse().map(Some) };
+    let (first, last) = (num(first).ok()?, num(last).ok()?);
+    (first.is_some() || last.is_some()).then_some((first, last))
+}
+
+pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Request) -> ApiResult {
+    let digest_header = digest.to_string();
+    if req.method == Method::HEAD {
+        let size = state.registry.stat_blob(repo, digest).await?;
+        return Ok((
+            [
+                (header::CONTENT_LENGTH, size.to_string()),
+                (header::CONTENT_TYPE, "application/octet-stream".into()),
+                (header::ACCEPT_RANGES, "bytes".into()),
+                (header::HeaderName::from_static("docker-content-digest"), digest_header),
+            ],
+            Body::empty(),
+        )
+            .into_response());
+    }
+    let range = req.header(header::RANGE).and_then(parse_range);
+    let blob = state.registry.open_blob(repo, digest, range).await?;
+    let common = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::ACCEPT_RANGES, "bytes".into()),
+        (header::HeaderName::from_static("docker-content-digest"), digest_header),
+        (header::ETAG, format!("\"{digest}\"")),
+    ];
+    let body = Body::from_stream(blob.body);
+    Ok(match blob.range {
+        Some(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            common,
+            [
+                (header::CONTENT_LENGTH, (r.end - r.start).to_string()),
+                (header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size)),
+            ],
+            body,
+        )
+            .into_response(),
+        None => (StatusCode::OK, common, [(header::CONTENT_LENGTH, blob.size.to_string())], body).into_response(),
+    })
+}
+
+pub async fn delete(state: &OciState, repo: &RepoName, digest: &Digest) -> ApiResult {
+    state.registry.delete_blob(repo, digest).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9"), Some((Some(0), Some(9))));
+        assert_eq!(parse_range("bytes=5-"), Some((Some(5), None)));
+        assert_eq!(parse_range("bytes=-5"), Some((None, Some(5))));
+        assert_eq!(parse_range("bytes=0-1,4-5"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(parse_range("bytes=-"), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! OCI error responses: every failure of the `/v2/` API becomes one of the
+//! spec's error codes, with the status chosen here and nowhere else.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::registry::RegistryError;
+
+/// Error codes of distribution-spec "Error Codes", plus the few non-spec
+/// conditions clients meet (each with its own status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    /// An upload chunk that does not continue the session (416).
+    ChunkOutOfOrder,
+    /// A blob `Range` outside the blob (416).
+    RangeInvalid,
+    /// A manifest body over the configured cap (413).
+    ManifestTooLarge,
+    /// No such endpoint (404).
+    NotFound,
+    /// Known endpoint, wrong method (405).
+    MethodNotAllowed,
+    /// A fault of ours (500); the detail is logged, never sent.
+    Internal,
+}
+
+impl Code {
+    /// The wire code and HTTP status, in one table.
+    pub fn wire(self) -> (&'static str, StatusCode) {
+        use Code::*;
+        match self {
+            BlobUnknown => ("BLOB_UNKNOWN", StatusCode::NOT_FOUND),
+            BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
+            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND),
+            DigestInvalid => ("DIGEST_INVALID", StatusCode::BAD_REQUEST),
+            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
+            ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
+            ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
+            NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST),
+            NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND),
+            SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST),
+            Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            Denied => ("DENIED", StatusCode::FORBIDDEN),
+            Unsupported => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
+            TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
+            ChunkOutOfOrder => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
+            RangeInvalid => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
+            ManifestTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
+            Internal => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// An error response of the `/v2/` API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub detail: Option<Value>,
+    pub headers: HeaderMap,
+}
+
+/// Rides on a 500 response so the request log can record the cause once.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), detail: None, headers: HeaderMap::new() }
+    }
+
+    pub fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError as E;
+        let message = e.to_string();
+        match e {
+            E::BlobUnknown(d) => ApiError::new(Code::BlobUnknown, message).with_detail(json!({ "digest": d })),
+            E::RangeNotSatisfiable { size, .. } => ApiError::new(Code::RangeInvalid, message)
+                .with_header(axum::http::header::CONTENT_RANGE, &format!("bytes */{size}")),
+            E::UploadUnknown => ApiError::new(Code::BlobUploadUnknown, message),
+            E::ChunkOutOfOrder { size } => ApiError::new(Code::ChunkOutOfOrder, message)
+                .with_header(axum::http::header::RANGE, &super::upload_range(size)),
+            E::UploadInvalid(_) => ApiError::new(Code::BlobUploadInvalid, message),
+            E::DigestMismatch { .. } | E::DigestInvalid(_) => ApiError::new(Code::DigestInvalid, message),
+            E::SizeInvalid(_) => ApiError::new(Code::SizeInvalid, message),
+            E::ManifestUnknown(r) => ApiError::new(Code::ManifestUnknown, message).with_detail(json!({ "reference": r })),
+            E::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
+            E::ManifestTooLarge { .. } => ApiError::new(Code::ManifestTooLarge, message),
+            E::ManifestBlobUnknown(missing) => {
+                ApiError::new(Code::ManifestBlobUnknown, message).with_detail(json!({ "digests": missing }))
+            }
+            E::NameUnknown(n) => ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() })),
+            E::Denied(_) => ApiError::new(Code::Denied, message),
+            E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code.wire();
+        let internal = self.code == Code::Internal;
+        let message = if internal { "internal server error".to_string() } else { self.message.clone() };
+        let mut error = json!({ "code": code, "message": message });
+        if let Some(detail) = self.detail {
+            error["detail"] = detail;
+        }
+        let mut response = (status, self.headers, Json(json!({ "errors": [error] }))).into_response();
+        if internal {
+            response.extensions_mut().insert(InternalCause(self.message));
+        }
+        response
+    }
+}

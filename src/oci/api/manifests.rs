@@ -1,0 +1,89 @@
+//! Manifest GET/HEAD/PUT/DELETE by tag or digest.
+
+use axum::body::Body;
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::{ApiError, ApiResult, Code, OciState, Request};
+use crate::oci::manifest::{SUPPORTED, essence};
+use crate::oci::{Reference, RepoName, Tag};
+use crate::registry::RegistryError;
+
+const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
+
+/// True when the client's `Accept` admits `media_type`. Clients that name no
+/// manifest type at all (or a wildcard) accept whatever is stored.
+fn accepts(req: &Request, media_type: &str) -> bool {
+    let offered: Vec<&str> = req
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(essence)
+        .collect();
+    let names_manifests = offered.iter().any(|t| SUPPORTED.contains(t));
+    !names_manifests || offered.iter().any(|t| *t == media_type || *t == "*/*")
+}
+
+pub async fn get(state: &OciState, repo: &RepoName, reference: &Reference, req: &Request) -> ApiResult {
+    let head = req.method == Method::HEAD;
+    let (record, body) = if head {
+        (state.registry.stat_manifest(repo, reference).await?, Body::empty())
+    } else {
+        let read = state.registry.get_manifest(repo, reference).await?;
+        (read.record, Body::from(read.bytes))
+    };
+    if !accepts(req, &record.media_type) {
+        return Err(ApiError::new(
+            Code::ManifestUnknown,
+            format!("manifest {reference} is a {}, which the request does not accept", record.media_type),
+        ));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, record.media_type.clone()),
+            (header::CONTENT_LENGTH, record.size.to_string()),
+            (DIGEST_HEADER, record.digest.to_string()),
+            (header::ETAG, format!("\"{}\"", record.digest)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn put(state: &OciState, repo: &RepoName, reference: &Reference, req: &Request, body: Body) -> ApiResult {
+    let tags = req
+        .query
+        .all("tag")
+        .map(|t| t.parse::<Tag>().map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
+    // Read at most one byte past the cap, so an oversized body is refused without buffering it.
+    let limit = state.registry.limits().max_manifest_bytes;
+    let bytes = axum::body::to_bytes(body, limit.saturating_add(1))
+        .await
+        .map_err(|_| ApiError::from(RegistryError::ManifestTooLarge { limit }))?;
+    let pushed = state.registry.put_manifest(repo, reference, &tags, content_type.as_deref(), bytes).await?;
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)),
+            (DIGEST_HEADER, pushed.digest.to_string()),
+            (header::CONTENT_LENGTH, "0".into()),
+        ],
+        Body::empty(),
+    )
+        .into_response();
+    if let Some(subject) = pushed.subject {
+        if let Ok(v) = subject.to_string().parse() {
+            response.headers_mut().insert(HeaderName::from_static("oci-subject"), v);
+        }
+    }
+    Ok(response)
+}
+
+pub async fn delete(state: &OciState, repo: &RepoName, reference: &Reference) -> ApiResult {
+    state.registry.delete_manifest(repo, reference).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

@@ -1,0 +1,153 @@
+//! HTTP adapter for the distribution-spec `/v2/` API: parse the route, call one
+//! registry service, shape the response. No storage or hashing here.
+
+mod blobs;
+mod discovery;
+pub mod error;
+mod manifests;
+pub mod route;
+mod uploads;
+
+use std::io;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+
+use crate::registry::Registry;
+pub use error::{ApiError, Code, InternalCause};
+pub use route::Route;
+
+/// Settings the `/v2/` adapter reads on each request.
+#[derive(Debug, Clone)]
+pub struct OciSettings {
+    /// Advertised as `OCI-Chunk-Min-Length` when an upload session starts.
+    pub chunk_min_length: u64,
+    /// Largest page for tag and catalog listings.
+    pub max_page: u32,
+}
+
+/// What every `/v2/` handler receives.
+#[derive(Clone)]
+pub struct OciState {
+    pub registry: Registry,
+    pub settings: OciSettings,
+}
+
+impl<S> FromRef<S> for OciState
+where
+    Registry: FromRef<S>,
+    OciSettings: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Self {
+        OciState { registry: Registry::from_ref(state), settings: OciSettings::from_ref(state) }
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// The `/v2/` routes. Repository names contain slashes, so one wildcard route
+/// takes everything and [`Route::parse`] decides.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    OciState: FromRef<S>,
+{
+    Router::new()
+        .route("/v2", any(dispatch))
+        .route("/v2/", any(dispatch))
+        .route("/v2/{*rest}", any(dispatch))
+        .layer(axum::middleware::map_response(api_version_header))
+}
+
+async fn api_version_header(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+/// Decoded query parameters; repeated keys (such as `tag`) are kept.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn from_uri(uri: &Uri) -> Self {
+        Query(form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One incoming request without its body, parsed as far as every handler needs.
+pub struct Request {
+    pub method: Method,
+    pub query: Query,
+    pub headers: HeaderMap,
+}
+
+impl Request {
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header(header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
+    }
+
+}
+
+/// A request body as a byte stream for the registry services.
+pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin + Send {
+    body.into_data_stream().map_err(io::Error::other)
+}
+
+async fn dispatch(State(state): State<OciState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let rest = uri.path().strip_prefix("/v2").unwrap_or("");
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let route = match Route::parse(rest) {
+        Ok(route) => route,
+        Err(e) => return e.into_response(),
+    };
+    let req = Request { method, query: Query::from_uri(&uri), headers };
+    let result = match (&req.method, route) {
+        (&Method::GET | &Method::HEAD, Route::Base) => Ok(axum::Json(serde_json::json!({})).into_response()),
+        (&Method::GET, Route::Catalog) => discovery::catalog(&state, &req).await,
+        (&Method::GET, Route::Tags(repo)) => discovery::tags(&state, &repo, &req).await,
+        (&Method::GET, Route::Referrers(repo, digest)) => discovery::referrers(&state, &repo, &digest, &req).await,
+        (&Method::GET | &Method::HEAD, Route::Manifest(repo, reference)) => {
+            manifests::get(&state, &repo, &reference, &req).await
+        }
+        (&Method::PUT, Route::Manifest(repo, reference)) => manifests::put(&state, &repo, &reference, &req, body).await,
+        (&Method::DELETE, Route::Manifest(repo, reference)) => manifests::delete(&state, &repo, &reference).await,
+        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest)) => blobs::get(&state, &repo, &digest, &req).await,
+        (&Method::DELETE, Route::Blob(repo, digest)) => blobs::delete(&state, &repo, &digest).await,
+        (&Method::POST, Route::Uploads(repo)) => uploads::start(&state, &repo, &req, body).await,
+        (&Method::GET, Route::Upload(repo, id)) => uploads::status(&state, &repo, id).await,
+        (&Method::PATCH, Route::Upload(repo, id)) => uploads::patch(&state, &repo, id, &req, body).await,
+        (&Method::PUT, Route::Upload(repo, id)) => uploads::put(&state, &repo, id, &req, body).await,
+        (&Method::DELETE, Route::Upload(repo, id)) => uploads::cancel(&state, &repo, id).await,
+        (method, _) => Err(ApiError::new(Code::MethodNotAllowed, format!("{method} is not supported here"))),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The `Range` header value of an upload session holding `size` bytes.
+pub fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+/// The `Location` of an upload session.
+fn upload_location(repo: &crate::oci::RepoName, id: uuid::Uuid) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}

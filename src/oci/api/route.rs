@@ -1,0 +1,134 @@
+//! The `/v2/` endpoint table: a typed route parsed from the request path.
+//! Repository names contain slashes, so the path is parsed from its end.
+
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use super::error::{ApiError, Code};
+use crate::oci::{Digest, Reference, RepoName};
+
+/// Every `/v2/` endpoint, by path (the method is matched by the dispatcher).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// end-1: `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// end-8: `/v2/<name>/tags/list`
+    Tags(RepoName),
+    /// end-3, end-7, end-9: `/v2/<name>/manifests/<reference>`
+    Manifest(RepoName, Reference),
+    /// end-2, end-10: `/v2/<name>/blobs/<digest>`
+    Blob(RepoName, Digest),
+    /// end-4, end-11: `/v2/<name>/blobs/uploads/`
+    Uploads(RepoName),
+    /// end-5, end-6, end-13, cancel: `/v2/<name>/blobs/uploads/<id>`
+    Upload(RepoName, Uuid),
+    /// end-12: `/v2/<name>/referrers/<digest>`
+    Referrers(RepoName, Digest),
+}
+
+fn name(segments: &[&str]) -> Result<RepoName, ApiError> {
+    let joined = segments.join("/");
+    RepoName::from_str(&joined).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))
+}
+
+fn digest(s: &str, code: Code) -> Result<Digest, ApiError> {
+    Digest::from_str(s).map_err(|e| ApiError::new(code, format!("{s:?}: {e}")))
+}
+
+impl Route {
+    /// Parses the part of the path after `/v2/`.
+    pub fn parse(rest: &str) -> Result<Route, ApiError> {
+        if rest.is_empty() {
+            return Ok(Route::Base);
+        }
+        if rest == "_catalog" {
+            return Ok(Route::Catalog);
+        }
+        let segs: Vec<&str> = rest.split('/').collect();
+        let n = segs.len();
+        let not_found = || ApiError::new(Code::NotFound, "no such endpoint");
+        if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
+            return Ok(Route::Tags(name(&segs[..n - 2])?));
+        }
+        if n >= 3 && segs[n - 2] == "blobs" && segs[n - 1] == "uploads" {
+            return Ok(Route::Uploads(name(&segs[..n - 2])?));
+        }
+        if n >= 4 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
+            let repo = name(&segs[..n - 3])?;
+            if segs[n - 1].is_empty() {
+                return Ok(Route::Uploads(repo));
+            }
+            let id = Uuid::parse_str(segs[n - 1])
+                .map_err(|_| ApiError::new(Code::BlobUploadUnknown, "no such upload session"))?;
+            return Ok(Route::Upload(repo, id));
+        }
+        if n < 3 {
+            return Err(not_found());
+        }
+        let last = segs[n - 1];
+        match segs[n - 2] {
+            "manifests" => {
+                let repo = name(&segs[..n - 2])?;
+                let reference = if last.contains(':') {
+                    Reference::Digest(digest(last, Code::DigestInvalid)?)
+                } else {
+                    Reference::Tag(last.parse().map_err(|e: crate::oci::name::InvalidTag| {
+                        ApiError::new(Code::ManifestInvalid, e.to_string())
+                    })?)
+                };
+                Ok(Route::Manifest(repo, reference))
+            }
+            "blobs" => Ok(Route::Blob(name(&segs[..n - 2])?, digest(last, Code::DigestInvalid)?)),
+            "referrers" => Ok(Route::Referrers(name(&segs[..n - 2])?, digest(last, Code::DigestInvalid)?)),
+            _ => Err(not_found()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn repo(s: &str) -> RepoName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn spec_endpoints() {
+        let id = Uuid::new_v4();
+        let d: Digest = D.parse().unwrap();
+        let table: Vec<(String, Route)> = vec![
+            ("".into(), Route::Base),
+            ("_catalog".into(), Route::Catalog),
+            ("a/b/tags/list".into(), Route::Tags(repo("a/b"))),
+            ("a/b/c/manifests/latest".into(), Route::Manifest(repo("a/b/c"), Reference::Tag("latest".parse().unwrap()))),
+            (format!("a/manifests/{D}"), Route::Manifest(repo("a"), Reference::Digest(d.clone()))),
+            (format!("a/blobs/{D}"), Route::Blob(repo("a"), d.clone())),
+            ("a/blobs/uploads/".into(), Route::Uploads(repo("a"))),
+            ("a/blobs/uploads".into(), Route::Uploads(repo("a"))),
+            (format!("a/blobs/uploads/{id}"), Route::Upload(repo("a"), id)),
+            (format!("x/y/referrers/{D}"), Route::Referrers(repo("x/y"), d.clone())),
+            // A repository may itself be called "blobs" or "manifests".
+            (format!("blobs/blobs/{D}"), Route::Blob(repo("blobs"), d)),
+        ];
+        for (path, want) in table {
+            assert_eq!(Route::parse(&path).unwrap(), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let code = |p: &str| Route::parse(p).unwrap_err().code;
+        assert_eq!(code("UPPER/manifests/x"), Code::NameInvalid);
+        assert_eq!(code("a/blobs/sha256:xyz"), Code::DigestInvalid);
+        assert_eq!(code("a/manifests/sha256:xyz"), Code::DigestInvalid);
+        assert_eq!(code("a/blobs/uploads/not-a-uuid"), Code::BlobUploadUnknown);
+        assert_eq!(code("a/b"), Code::NotFound);
+        assert_eq!(code("a/manifests/-bad"), Code::ManifestInvalid);
+    }
+}

@@ -1,0 +1,137 @@
+//! Blob upload endpoints: start (session, monolithic, mount), PATCH, PUT,
+//! status and cancel.
+
+use axum::body::Body;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::{ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range};
+use crate::oci::{Digest, RepoName};
+use crate::registry::RegistryError;
+use crate::registry::ChunkRange;
+
+fn digest_param(req: &Request) -> Result<Option<Digest>, ApiError> {
+    req.query
+        .get("digest")
+        .map(|d| d.parse().map_err(|e| ApiError::new(Code::DigestInvalid, format!("digest {d:?}: {e}"))))
+        .transpose()
+}
+
+fn created(repo: &RepoName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
+            (HeaderName::from_static("docker-content-digest"), digest.to_string()),
+            (header::CONTENT_LENGTH, "0".into()),
+        ],
+        Body::empty(),
+    )
+        .into_response()
+}
+
+fn session(status: StatusCode, repo: &RepoName, id: Uuid, size: u64) -> Response {
+    (
+        status,
+        [
+            (header::LOCATION, upload_location(repo, id)),
+            (header::RANGE, upload_range(size)),
+            (HeaderName::from_static("docker-upload-uuid"), id.to_string()),
+            (header::CONTENT_LENGTH, "0".into()),
+        ],
+        Body::empty(),
+    )
+        .into_response()
+}
+
+/// Adds the session's `Location` to an error, so a client can resume after a 416.
+fn at_session(repo: &RepoName, id: Uuid) -> impl FnOnce(RegistryError) -> ApiError {
+    let location = upload_location(repo, id);
+    move |e| ApiError::from(e).with_header(header::LOCATION, &location)
+}
+
+/// `Content-Range` of a chunk: `start-end`, with or without a `bytes ` unit and `/total`.
+fn parse_content_range(value: &str) -> Option<ChunkRange> {
+    let v = value.trim();
+    let v = v.strip_prefix("bytes").map(|r| r.trim_start_matches([' ', '='])).unwrap_or(v);
+    let v = v.split('/').next()?;
+    let (start, end) = v.split_once('-')?;
+    Some(ChunkRange { start: start.trim().parse().ok()?, end: end.trim().parse().ok()? })
+}
+
+pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body) -> ApiResult {
+    if let (Some(mount), Some(from)) = (req.query.get("mount"), req.query.get("from")) {
+        let digest: Digest =
+            mount.parse().map_err(|e| ApiError::new(Code::DigestInvalid, format!("mount {mount:?}: {e}")))?;
+        let from: RepoName = from.parse().map_err(|e| ApiError::new(Code::NameInvalid, format!("from: {e}")))?;
+        if state.registry.mount_blob(repo, &digest, &from).await? {
+            return Ok(created(repo, &digest));
+        }
+        // Not mountable: fall back to an ordinary session (spec end-11).
+    } else if let Some(digest) = digest_param(req)? {
+        let length = req.content_length();
+        state.registry.put_blob(repo, &digest, length, body_stream(body)).await?;
+        return Ok(created(repo, &digest));
+    }
+    let id = state.registry.start_upload(repo).await?;
+    let mut response = session(StatusCode::ACCEPTED, repo, id, 0);
+    response.headers_mut().insert(
+        HeaderName::from_static("oci-chunk-min-length"),
+        state.settings.chunk_min_length.into(),
+    );
+    Ok(response)
+}
+
+pub async fn patch(state: &OciState, repo: &RepoName, id: Uuid, req: &Request, body: Body) -> ApiResult {
+    let range = match req.header(header::CONTENT_RANGE) {
+        Some(v) => Some(
+            parse_content_range(v)
+                .ok_or_else(|| ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}")))?,
+        ),
+        None => None,
+    };
+    let length = req.content_length();
+    let size = state
+        .registry
+        .append_upload(repo, id, range, length, body_stream(body))
+        .await
+        .map_err(at_session(repo, id))?;
+    Ok(session(StatusCode::ACCEPTED, repo, id, size))
+}
+
+pub async fn put(state: &OciState, repo: &RepoName, id: Uuid, req: &Request, body: Body) -> ApiResult {
+    let digest = digest_param(req)?
+        .ok_or_else(|| ApiError::new(Code::DigestInvalid, "the digest query parameter is required"))?;
+    let length = req.content_length();
+    state
+        .registry
+        .complete_upload(repo, id, &digest, length, body_stream(body))
+        .await
+        .map_err(at_session(repo, id))?;
+    Ok(created(repo, &digest))
+}
+
+pub async fn status(state: &OciState, repo: &RepoName, id: Uuid) -> ApiResult {
+    let size = state.registry.upload_size(repo, id).await?;
+    Ok(session(StatusCode::NO_CONTENT, repo, id, size))
+}
+
+pub async fn cancel(state: &OciState, repo: &RepoName, id: Uuid) -> ApiResult {
+    state.registry.cancel_upload(repo, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        for v in ["0-99", "bytes 0-99", "bytes=0-99", "bytes 0-99/*", "0-99/100"] {
+            let r = parse_content_range(v).unwrap();
+            assert_eq!((r.start, r.end), (0, 99), "{v}");
+        }
+        assert!(parse_content_range("x-1").is_none());
+    }
+}

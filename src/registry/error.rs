@@ -1,0 +1,57 @@
+//! Domain errors of the registry services; the HTTP adapters map them to wire codes.
+
+use crate::oci::{Digest, RepoName};
+use crate::storage::{MetadataError, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("blob {0} is not known to this repository")]
+    BlobUnknown(Digest),
+    #[error("blob {digest} is {size} bytes; the requested range is not satisfiable")]
+    RangeNotSatisfiable { digest: Digest, size: u64 },
+    #[error("upload session not found")]
+    UploadUnknown,
+    #[error("upload is at offset {size}; the chunk does not continue it")]
+    ChunkOutOfOrder { size: u64 },
+    #[error("upload invalid: {0}")]
+    UploadInvalid(String),
+    #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("size mismatch: {0}")]
+    SizeInvalid(String),
+    #[error("manifest {0} is not known to this repository")]
+    ManifestUnknown(String),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest is larger than the {limit} byte limit")]
+    ManifestTooLarge { limit: usize },
+    #[error("manifest references content this repository does not have: {0:?}")]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("repository {0} is not known")]
+    NameUnknown(RepoName),
+    #[error("{0}")]
+    Denied(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("metadata: {0}")]
+    Metadata(MetadataError),
+}
+
+impl From<MetadataError> for RegistryError {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::MissingReferences { mut blobs, manifests } => {
+                blobs.extend(manifests);
+                RegistryError::ManifestBlobUnknown(blobs)
+            }
+            MetadataError::BlobInUse(d) => {
+                RegistryError::Denied(format!("blob {d} is referenced by a manifest; delete the manifest first"))
+            }
+            other => RegistryError::Metadata(other),
+        }
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

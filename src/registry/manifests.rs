@@ -1,0 +1,117 @@
+//! Pushing, reading and deleting manifests and tags.
+
+use bytes::Bytes;
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::manifest::{self, ManifestError};
+use crate::oci::{Algorithm, Digest, Reference, RepoName, Tag};
+use crate::storage::{Key, ManifestRecord, NewManifest};
+
+/// What a successful manifest push reports back.
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// A manifest as served: its record and, for GET, its bytes.
+pub struct ManifestRead {
+    pub record: ManifestRecord,
+    pub bytes: Bytes,
+}
+
+impl Registry {
+    /// Validates and stores a manifest under `reference` (and any extra `tags`).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PushedManifest> {
+        let limit = self.inner.limits.max_manifest_bytes;
+        if bytes.len() > limit {
+            return Err(RegistryError::ManifestTooLarge { limit });
+        }
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Digest::compute(algorithm, &bytes);
+        if let Reference::Digest(expected) = reference {
+            if expected != &digest {
+                return Err(RegistryError::DigestMismatch { expected: expected.clone(), actual: digest });
+            }
+        }
+        let parsed = manifest::parse(content_type, &bytes).map_err(|e| match e {
+            ManifestError::Invalid(_)
+            | ManifestError::Schema1
+            | ManifestError::UnsupportedMediaType(_)
+            | ManifestError::MediaTypeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+        })?;
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
+        let annotations = parsed.annotations.as_ref().map(|a| a.to_string());
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+
+        // Bytes first, metadata second: the manifest is visible only once both exist.
+        let key = Key::Blob(&digest);
+        if !self.inner.blobs.exists(&key).await? {
+            self.inner.blobs.put_bytes(&key, bytes.clone()).await?;
+        }
+        self.inner
+            .meta
+            .put_manifest(NewManifest {
+                repo,
+                record: ManifestRecord {
+                    digest: digest.clone(),
+                    media_type: parsed.media_type.clone(),
+                    size: bytes.len() as u64,
+                    artifact_type: parsed.artifact_type.clone(),
+                    annotations,
+                    pushed_at_ms: 0,
+                },
+                blobs: &parsed.blobs,
+                children: &parsed.children,
+                subject: subject.as_ref(),
+                tags: &tags,
+            })
+            .await?;
+        self.inner.manifests.insert(digest.clone(), bytes);
+        Ok(PushedManifest { digest, subject })
+    }
+
+    /// Resolves a reference without reading the manifest's bytes (HEAD).
+    pub async fn stat_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRecord> {
+        self.inner
+            .meta
+            .resolve(repo, reference)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Resolves a reference and returns the manifest's bytes.
+    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRead> {
+        let record = self.stat_manifest(repo, reference).await?;
+        let bytes = match self.inner.manifests.get(&record.digest) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.inner.blobs.read_all(&Key::Blob(&record.digest)).await?;
+                self.inner.manifests.insert(record.digest.clone(), bytes.clone());
+                bytes
+            }
+        };
+        Ok(ManifestRead { record, bytes })
+    }
+
+    /// Deleting by tag removes the tag; by digest, the manifest and its tags.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let deleted = match reference {
+            Reference::Tag(t) => self.inner.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.inner.meta.delete_manifest(repo, d).await?,
+        };
+        if deleted { Ok(()) } else { Err(RegistryError::ManifestUnknown(reference.to_string())) }
+    }
+}

@@ -1,0 +1,284 @@
+//! Blob upload sessions (distribution-spec "pushing blobs"): each PATCH is staged
+//! as its own object, named by its offset; the session's size lives in the
+//! metadata store, so any replica can continue it. The running hash stays in
+//! this process's memory between requests; when it is missing or stale (a
+//! restart, another replica) the staged chunks are hashed again at commit.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::{Algorithm, Digest, Hasher, RepoName};
+use crate::storage::{Key, StorageError};
+
+/// The running hash of one session: valid for the bytes `0..offset`.
+struct RunningHash {
+    offset: u64,
+    hasher: Hasher,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<RunningHash>>>;
+
+/// Per-session hash state; the async mutex also serializes requests to one session.
+#[derive(Default)]
+pub(super) struct UploadHashes {
+    slots: Mutex<HashMap<Uuid, Slot>>,
+}
+
+impl UploadHashes {
+    fn slot(&self, id: Uuid) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id).or_default().clone()
+    }
+
+    fn forget(&self, id: Uuid) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// A `Content-Range` the client sent with a chunk (inclusive bounds).
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Checks a body's length against what the client declared.
+fn check_length(written: u64, declared: Option<u64>) -> Result<()> {
+    match declared {
+        Some(n) if n != written => {
+            Err(RegistryError::SizeInvalid(format!("Content-Length was {n} but {written} bytes arrived")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Registry {
+    /// Opens an upload session in `repo`.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        self.inner.meta.create_upload(id, repo).await?;
+        Ok(id)
+    }
+
+    /// Bytes accepted so far by a session.
+    pub async fn upload_size(&self, repo: &RepoName, id: Uuid) -> Result<u64> {
+        Ok(self.session(repo, id).await?.size)
+    }
+
+    async fn session(&self, repo: &RepoName, id: Uuid) -> Result<crate::storage::UploadRecord> {
+        match self.inner.meta.upload(id).await? {
+            Some(u) if &u.repo == repo => Ok(u),
+            _ => Err(RegistryError::UploadUnknown),
+        }
+    }
+
+    /// Appends one chunk (or a streamed body) to a session; returns the new size.
+    /// `hint` is the algorithm to hash with when this is the session's first data.
+    pub async fn append_upload<S>(
+        &self,
+        repo: &RepoName,
+        id: Uuid,
+        range: Option<ChunkRange>,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
+    {
+        self.append(repo, id, range, content_length, body, Algorithm::Sha256).await
+    }
+
+    async fn append<S>(
+        &self,
+        repo: &RepoName,
+        id: Uuid,
+        range: Option<ChunkRange>,
+        content_length: Option<u64>,
+        body: S,
+        hint: Algorithm,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
+    {
+        let slot = self.inner.uploads.slot(id);
+        let mut running = slot.lock().await;
+        let session = self.session(repo, id).await?;
+        let offset = session.size;
+        if let Some(r) = range {
+            if r.start != offset || r.end < r.start {
+                return Err(RegistryError::ChunkOutOfOrder { size: offset });
+            }
+            if let Some(n) = content_length {
+                if n != r.end - r.start + 1 {
+                    return Err(RegistryError::UploadInvalid("Content-Range and Content-Length disagree".into()));
+                }
+            }
+        }
+
+        // Keep hashing only when the stored state covers exactly what is staged.
+        let mut hasher = match running.take() {
+            Some(h) if h.offset == offset => Some(h.hasher),
+            _ if offset == 0 => Some(Hasher::new(hint)),
+            _ => None,
+        };
+        let key = Key::UploadChunk { upload: id, offset };
+        let mut peek = body.peekable();
+        if std::pin::Pin::new(&mut peek).peek().await.is_none() {
+            // An empty body stages nothing.
+            check_length(0, content_length)?;
+            *running = hasher.map(|hasher| RunningHash { offset, hasher });
+            return Ok(offset);
+        }
+        let written = self
+            .inner
+            .blobs
+            .put_stream(&key, peek, |piece| {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(piece);
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                StorageError::Body(e) => RegistryError::UploadInvalid(format!("request body: {e}")),
+                other => other.into(),
+            })?;
+        let declared = content_length.or(range.map(|r| r.end - r.start + 1));
+        if let Err(e) = check_length(written, declared) {
+            self.inner.blobs.delete(&key).await?;
+            return Err(e);
+        }
+        if !self.inner.meta.advance_upload(id, offset, offset + written).await? {
+            // Another replica appended at this offset first.
+            self.inner.blobs.delete(&key).await?;
+            let size = self.session(repo, id).await?.size;
+            return Err(RegistryError::ChunkOutOfOrder { size });
+        }
+        *running = hasher.map(|hasher| RunningHash { offset: offset + written, hasher });
+        Ok(offset + written)
+    }
+
+    /// Completes a session: appends the final chunk if any, verifies the digest
+    /// and makes the blob visible in `repo`. On a digest mismatch the session
+    /// and its staged data are discarded.
+    pub async fn complete_upload<S>(
+        &self,
+        repo: &RepoName,
+        id: Uuid,
+        expected: &Digest,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
+    {
+        let size = self.append(repo, id, None, content_length, body, expected.algorithm()).await?;
+        let slot = self.inner.uploads.slot(id);
+        let mut running = slot.lock().await;
+        // Re-check under the lock: a concurrent PUT may have completed it.
+        let session = self.session(repo, id).await?;
+        let chunks = self.inner.blobs.list(&Key::Upload(id)).await?;
+        let actual = match running.take() {
+            Some(h) if h.offset == session.size && h.hasher.algorithm() == expected.algorithm() => h.hasher.finish(),
+            _ => self.rehash(chunks.clone(), expected.algorithm()).await?,
+        };
+        let outcome = if &actual == expected {
+            self.place(chunks, expected).await.map(|()| size)
+        } else {
+            Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
+        };
+        if outcome.is_ok() {
+            self.inner.meta.link_blob(repo, expected, size).await?;
+        }
+        self.discard(id).await?;
+        drop(running);
+        self.inner.uploads.forget(id);
+        outcome
+    }
+
+    /// Cancels a session and removes its staged data.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: Uuid) -> Result<()> {
+        let slot = self.inner.uploads.slot(id);
+        let _running = slot.lock().await;
+        self.session(repo, id).await?;
+        self.discard(id).await?;
+        self.inner.uploads.forget(id);
+        Ok(())
+    }
+
+    /// Monolithic upload (`POST ?digest=`): one body, verified, then visible.
+    pub async fn put_blob<S>(&self, repo: &RepoName, expected: &Digest, content_length: Option<u64>, body: S) -> Result<u64>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
+    {
+        let staging = Key::Staging(Uuid::new_v4());
+        let mut hasher = Hasher::new(expected.algorithm());
+        let written = self
+            .inner
+            .blobs
+            .put_stream(&staging, body, |piece| hasher.update(piece))
+            .await
+            .map_err(|e| match e {
+                StorageError::Body(e) => RegistryError::UploadInvalid(format!("request body: {e}")),
+                other => other.into(),
+            })?;
+        let actual = hasher.finish();
+        let checked = check_length(written, content_length).and_then(|()| {
+            if &actual == expected {
+                Ok(())
+            } else {
+                Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
+            }
+        });
+        if let Err(e) = checked {
+            self.inner.blobs.delete(&staging).await?;
+            return Err(e);
+        }
+        self.place(vec![staging.path()], expected).await?;
+        self.inner.meta.link_blob(repo, expected, written).await?;
+        Ok(written)
+    }
+
+    /// Hashes staged chunks again, streaming them from storage.
+    async fn rehash(&self, chunks: Vec<object_store::path::Path>, algorithm: Algorithm) -> Result<Digest> {
+        let mut hasher = Hasher::new(algorithm);
+        let mut stream = self.inner.blobs.open_paths(chunks);
+        while let Some(piece) = stream.next().await {
+            hasher.update(&piece?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Moves verified staged data to its content address.
+    async fn place(&self, chunks: Vec<object_store::path::Path>, digest: &Digest) -> Result<()> {
+        let target = Key::Blob(digest);
+        if self.inner.blobs.exists(&target).await? {
+            for chunk in &chunks {
+                self.inner.blobs.delete_path(chunk).await?;
+            }
+            return Ok(());
+        }
+        match chunks.as_slice() {
+            [] => self.inner.blobs.put_bytes(&target, Bytes::new()).await?,
+            [one] => self.inner.blobs.rename_path(one, &target).await?,
+            _ => {
+                self.inner.blobs.concat(chunks.clone(), &target).await?;
+                for chunk in &chunks {
+                    self.inner.blobs.delete_path(chunk).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn discard(&self, id: Uuid) -> Result<()> {
+        self.inner.blobs.delete_all(&Key::Upload(id)).await?;
+        self.inner.meta.delete_upload(id).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! The transactional metadata store: repositories, blob links, manifests and
+//! their references, tags and upload sessions. One trait, one implementation
+//! per database; callers never see SQL.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::oci::{Digest, Reference, RepoName, Tag};
+
+pub use sqlite::SqliteMetadata;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The manifest names blobs or child manifests that the repository lacks.
+    #[error("referenced content is missing: {blobs:?} {manifests:?}")]
+    MissingReferences { blobs: Vec<Digest>, manifests: Vec<Digest> },
+    /// A manifest of the repository still needs this blob.
+    #[error("blob {0} is referenced by a manifest")]
+    BlobInUse(Digest),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// A stored manifest, as the API reports it.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// Annotations as JSON text, for the referrers API.
+    pub annotations: Option<String>,
+    pub pushed_at_ms: i64,
+}
+
+/// Everything recorded when a manifest is pushed, in one transaction.
+#[derive(Debug)]
+pub struct NewManifest<'a> {
+    pub repo: &'a RepoName,
+    pub record: ManifestRecord,
+    pub blobs: &'a [Digest],
+    pub children: &'a [Digest],
+    pub subject: Option<&'a Digest>,
+    pub tags: &'a [Tag],
+}
+
+/// An upload session as stored: enough to resume it on any replica.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: Uuid,
+    pub repo: RepoName,
+    /// Bytes accepted so far.
+    pub size: u64,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    pub last: Option<&'a str>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Size of a blob if `repo` may serve it.
+    async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
+    /// Records verified content and links it to `repo`, creating the repository.
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
+    /// Removes a blob from a repository; false when it was not linked.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+
+    /// Records a manifest, its references and tags; checks references in the same transaction.
+    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<()>;
+    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>>;
+    /// Deletes a manifest and the tags pointing at it; false when it was not there.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// Removes one tag and keeps the manifest; false when the tag was not there.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// Tags in lexical order; `None` when the repository does not exist.
+    async fn list_tags(&self, repo: &RepoName, page: Page<'_>) -> Result<Option<Vec<String>>>;
+    async fn list_repositories(&self, page: Page<'_>) -> Result<Vec<String>>;
+    /// Manifests whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>>;
+
+    async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()>;
+    async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>>;
+    /// Moves an upload's size from `from` to `to`; false when another writer moved it first.
+    async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool>;
+    async fn delete_upload(&self, id: Uuid) -> Result<()>;
+}

@@ -1,0 +1,348 @@
+//! SQLite implementation of [`MetadataStore`]: WAL mode, one writer connection
+//! (SQLite serializes writers anyway; one connection avoids lock upgrades failing
+//! with SQLITE_BUSY) and a pool of readers.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use super::{ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Result, UploadRecord};
+use crate::oci::{Digest, Reference, RepoName, Tag};
+
+pub struct SqliteMetadata {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    Digest::from_str(s).map_err(|e| MetadataError::Corrupt(format!("digest {s:?}: {e}")))
+}
+
+type ManifestRow = (String, String, i64, Option<String>, Option<String>, i64);
+
+const MANIFEST_COLUMNS: &str = "m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at";
+
+fn manifest_record(row: ManifestRow) -> Result<ManifestRecord> {
+    let (d, media_type, size, artifact_type, annotations, pushed_at_ms) = row;
+    Ok(ManifestRecord { digest: digest(&d)?, media_type, size: size as u64, artifact_type, annotations, pushed_at_ms })
+}
+
+impl SqliteMetadata {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path, readers: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged push survives a crash or power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+async fn ensure_repository(tx: &mut sqlx::SqliteConnection, repo: &RepoName, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(repo.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn ensure_blob(tx: &mut sqlx::SqliteConnection, digest: &Digest, size: u64, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        .bind(digest.to_string())
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadata {
+    async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<(i64,)> = sqlx::query_as(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository = ? AND rb.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(size.map(|(s,)| s as u64))
+    }
+
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        ensure_repository(&mut tx, repo, now).await?;
+        ensure_blob(&mut tx, digest, size, now).await?;
+        sqlx::query("INSERT INTO repository_blobs (repository, digest, linked_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let used: Option<(String,)> =
+            sqlx::query_as("SELECT manifest FROM manifest_blobs WHERE repository = ? AND blob = ? LIMIT 1")
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if used.is_some() {
+            return Err(MetadataError::BlobInUse(digest.clone()));
+        }
+        let done = sqlx::query("DELETE FROM repository_blobs WHERE repository = ? AND digest = ?")
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_manifest(&self, m: NewManifest<'_>) -> Result<()> {
+        let now = now_ms();
+        let repo = m.repo.as_str();
+        let digest = m.record.digest.to_string();
+        let mut tx = self.writer.begin().await?;
+
+        // References are checked inside the transaction that records them, so a
+        // concurrent blob or manifest delete cannot slip in between.
+        let mut missing_blobs = Vec::new();
+        for blob in m.blobs {
+            let linked: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?")
+                    .bind(repo)
+                    .bind(blob.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if linked.is_none() {
+                missing_blobs.push(blob.clone());
+            }
+        }
+        let mut missing_manifests = Vec::new();
+        for child in m.children {
+            let present: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM manifests WHERE repository = ? AND digest = ?")
+                .bind(repo)
+                .bind(child.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if present.is_none() {
+                missing_manifests.push(child.clone());
+            }
+        }
+        if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
+            return Err(MetadataError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
+        }
+
+        ensure_repository(&mut tx, m.repo, now).await?;
+        ensure_blob(&mut tx, &m.record.digest, m.record.size, now).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, pushed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo)
+        .bind(&digest)
+        .bind(&m.record.media_type)
+        .bind(m.record.size as i64)
+        .bind(&m.record.artifact_type)
+        .bind(m.subject.map(|s| s.to_string()))
+        .bind(&m.record.annotations)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if inserted {
+            for blob in m.blobs {
+                sqlx::query(
+                    "INSERT INTO manifest_blobs (repository, manifest, blob) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&digest)
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for child in m.children {
+                sqlx::query(
+                    "INSERT INTO manifest_children (repository, parent, child) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&digest)
+                .bind(child.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for tag in m.tags {
+            sqlx::query(
+                "INSERT INTO tags (repository, name, manifest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository, name) DO UPDATE SET manifest = excluded.manifest, updated_at = excluded.updated_at",
+            )
+            .bind(repo)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>> {
+        let row: Option<ManifestRow> = match reference {
+            Reference::Tag(tag) => {
+                sqlx::query_as(&format!(
+                    "SELECT {MANIFEST_COLUMNS} FROM tags t JOIN manifests m
+                     ON m.repository = t.repository AND m.digest = t.manifest
+                     WHERE t.repository = ? AND t.name = ?"
+                ))
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.readers)
+                .await?
+            }
+            Reference::Digest(d) => {
+                sqlx::query_as(&format!("SELECT {MANIFEST_COLUMNS} FROM manifests m WHERE m.repository = ? AND m.digest = ?"))
+                    .bind(repo.as_str())
+                    .bind(d.to_string())
+                    .fetch_optional(&self.readers)
+                    .await?
+            }
+        };
+        row.map(manifest_record).transpose()
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        // Tags, blob references and child links go with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM manifests WHERE repository = ? AND digest = ?")
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tags WHERE repository = ? AND name = ?")
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(&self, repo: &RepoName, page: Page<'_>) -> Result<Option<Vec<String>>> {
+        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let tags: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?")
+                .bind(repo.as_str())
+                .bind(page.last.unwrap_or(""))
+                .bind(i64::from(page.limit))
+                .fetch_all(&self.readers)
+                .await?;
+        Ok(Some(tags.into_iter().map(|(t,)| t).collect()))
+    }
+
+    async fn list_repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
+        let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(page.last.unwrap_or(""))
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(names.into_iter().map(|(n,)| n).collect())
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>> {
+        let rows: Vec<ManifestRow> = sqlx::query_as(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM manifests m
+             WHERE m.repository = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+             ORDER BY m.pushed_at, m.digest"
+        ))
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(manifest_record).collect()
+    }
+
+    async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO uploads (id, repository, size, started_at, updated_at) VALUES (?, ?, 0, ?, ?)")
+            .bind(id.to_string())
+            .bind(repo.as_str())
+            .bind(now)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
+        // Read through the writer so a session's own previous request is always seen.
+        let row: Option<(String, i64)> = sqlx::query_as("SELECT repository, size FROM uploads WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|(repo, size)| {
+            let repo = repo.parse().map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
+            Ok(UploadRecord { id, repo, size: size as u64 })
+        })
+        .transpose()
+    }
+
+    async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool> {
+        let done = sqlx::query("UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?")
+            .bind(to as i64)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .bind(from as i64)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_upload(&self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id.to_string()).execute(&self.writer).await?;
+        Ok(())
+    }
+}

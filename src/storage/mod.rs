@@ -1,0 +1,8 @@
+//! Storage adapters: blob content over `object_store`, metadata in a SQL database.
+//! Nothing here knows about HTTP.
+
+pub mod blobs;
+pub mod metadata;
+
+pub use blobs::{BlobStore, ByteStream, Key, StorageError};
+pub use metadata::{ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, SqliteMetadata, UploadRecord};
