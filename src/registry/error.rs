@@ -31,8 +31,8 @@ pub enum RegistryError {
     ManifestBlobUnknown(Vec<Digest>),
     #[error("repository {0} is not known")]
     NameUnknown(RepoName),
-    #[error("{0}")]
-    Denied(String),
+    #[error("blob {0} is referenced by a manifest of this repository; delete the manifest first")]
+    BlobInUse(Digest),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("metadata: {0}")]
@@ -46,9 +46,7 @@ impl From<MetadataError> for RegistryError {
                 blobs.extend(manifests);
                 RegistryError::ManifestBlobUnknown(blobs)
             }
-            MetadataError::BlobInUse(d) => {
-                RegistryError::Denied(format!("blob {d} is referenced by a manifest; delete the manifest first"))
-            }
+            MetadataError::BlobInUse(d) => RegistryError::BlobInUse(d),
             other => RegistryError::Metadata(other),
         }
     }

@@ -32,6 +32,9 @@ pub enum Code {
     RangeInvalid,
     /// A manifest body over the configured cap (413).
     ManifestTooLarge,
+    /// A blob that a manifest still needs cannot be deleted (405, as the
+    /// spec's conformance suite expects of registries that refuse a delete).
+    BlobInUse,
     /// No such endpoint (404).
     NotFound,
     /// Known endpoint, wrong method (405).
@@ -62,6 +65,7 @@ impl Code {
             ChunkOutOfOrder => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
             RangeInvalid => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
             ManifestTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            BlobInUse => ("DENIED", StatusCode::METHOD_NOT_ALLOWED),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Internal => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -121,7 +125,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(Code::ManifestBlobUnknown, message).with_detail(json!({ "digests": missing }))
             }
             E::NameUnknown(n) => ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() })),
-            E::Denied(_) => ApiError::new(Code::Denied, message),
+            E::BlobInUse(d) => ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d })),
             E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
         }
     }
