@@ -1,0 +1,133 @@
+//! Shared helpers: a real Wharf on a loopback port with its own data folder.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wharf::config::{Config, Overrides};
+use wharf::server::{self, AppState};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A running server; stops when dropped or on [`TestServer::stop`].
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts Wharf over `data_dir` on a free port.
+    pub async fn start(data_dir: &Path) -> TestServer {
+        Self::start_with(data_dir, |_| {}).await
+    }
+
+    pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let overrides = Overrides { data_dir: Some(data_dir.to_path_buf()), ..Default::default() };
+        let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
+        tweak(&mut config);
+        let state = AppState::open(&config).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(server::run(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestServer { addr, http: reqwest::Client::new(), shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful stop; waits for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("join").expect("serve");
+        }
+    }
+
+    /// Monolithic upload; returns the digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 201, "push_blob: {:?}", r.text().await);
+        digest
+    }
+
+    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Content-Type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// Pushes a config and one layer, and a manifest naming them under `tag`;
+    /// returns the manifest bytes.
+    pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> Vec<u8> {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
+        let layer = format!("layer for {seed}").into_bytes();
+        self.push_blob(repo, &config).await;
+        self.push_blob(repo, &layer).await;
+        let manifest = image_manifest(&config, &[&layer]);
+        let r = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        assert_eq!(r.status(), 201, "push_image: {:?}", r.text().await);
+        manifest
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": sha256(l), "size": l.len()
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
+        "layers": layers,
+    }))
+    .expect("json")
+}
+
+/// The error code of an OCI error body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.expect("error body is JSON");
+    body["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+}
