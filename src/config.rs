@@ -224,6 +224,14 @@ mod tests {
     }
 
     #[test]
+    fn example_file_matches_the_defaults() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wharf.toml");
+        let raw: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+        let want = toml::Value::try_from(Config::default()).unwrap();
+        assert_eq!(raw, want, "config/wharf.toml must list every key with its default");
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("wharf.toml");

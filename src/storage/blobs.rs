@@ -139,20 +139,7 @@ impl BlobStore {
 
     /// Opens an object for streaming, optionally a byte range of it.
     pub async fn open(&self, key: &Key<'_>, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
-        let got = self.store.get_opts(&key.path(), options).await.map_err(map_err)?;
-        let range = got.range.clone();
-        match got.payload {
-            // object_store reads local files 8 KiB per blocking call; far too slow
-            // for multi-GB/s pulls, so stream the file ourselves in large reads.
-            GetResultPayload::File(file, _) => {
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(io::SeekFrom::Start(range.start)).await?;
-                let reader = file.take(range.end - range.start);
-                Ok(ReaderStream::with_capacity(reader, LOCAL_READ_SIZE).map_err(StorageError::Io).boxed())
-            }
-            GetResultPayload::Stream(s) => Ok(s.map_err(map_err).boxed()),
-        }
+        open_path(self.store.clone(), key.path(), range).await
     }
 
     /// The stored size of an object, or `NotFound`.
@@ -211,12 +198,25 @@ impl BlobStore {
     pub fn open_paths(&self, paths: Vec<Path>) -> ByteStream {
         let store = self.store.clone();
         futures::stream::iter(paths)
-            .then(move |p| {
-                let store = store.clone();
-                async move { store.get(&p).await.map(|g| g.into_stream()) }
-            })
+            .then(move |p| open_path(store.clone(), p, None))
             .try_flatten()
-            .map_err(map_err)
             .boxed()
+    }
+}
+
+async fn open_path(store: Arc<dyn ObjectStore>, path: Path, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+    let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
+    let got = store.get_opts(&path, options).await.map_err(map_err)?;
+    let range = got.range.clone();
+    match got.payload {
+        // object_store reads local files 8 KiB per blocking call; far too slow
+        // for multi-GB/s pulls, so stream the file ourselves in large reads.
+        GetResultPayload::File(file, _) => {
+            let mut file = tokio::fs::File::from_std(file);
+            file.seek(io::SeekFrom::Start(range.start)).await?;
+            let reader = file.take(range.end - range.start);
+            Ok(ReaderStream::with_capacity(reader, LOCAL_READ_SIZE).map_err(StorageError::Io).boxed())
+        }
+        GetResultPayload::Stream(s) => Ok(s.map_err(map_err).boxed()),
     }
 }

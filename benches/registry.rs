@@ -1,0 +1,217 @@
+//! End-to-end benchmark of a running Wharf over loopback.
+//!
+//! `cargo bench --bench registry` starts the release `wharf` binary on a free
+//! port with a fresh data folder, then measures:
+//! - push of a 1 GiB random blob: monolithic, and chunked at 8 MiB and 64 MiB;
+//! - pull of that blob;
+//! - manifest GET by tag with `wrk -t2 -c64` (Debian package `wrk`);
+//! - the server's peak RSS (VmHWM) over the whole run;
+//! - for reference, single-core SHA-256 of `openssl speed -evp sha256`.
+//!
+//! Environment: `BENCH_BLOB_MIB` (default 1024), `BENCH_WRK_SECONDS` (default 10),
+//! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        // BENCH_DATA_DIR picks the file system under test (e.g. /dev/shm to leave the disk out).
+        let dir = match std::env::var("BENCH_DATA_DIR") {
+            Ok(root) => tempfile::tempdir_in(root).expect("tempdir"),
+            Err(_) => tempfile::tempdir().expect("tempdir"),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start wharf");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, base, _dir: dir }
+    }
+
+    /// Peak resident set size in MiB, from /proc.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+/// Single-core SHA-256 throughput of OpenSSL in MB/s (16 KiB blocks), if available.
+fn openssl_sha256() -> Option<f64> {
+    let out = Command::new("openssl").args(["speed", "-seconds", "3", "-bytes", "16384", "-evp", "sha256"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.trim_start().starts_with("sha256") || l.trim_start().starts_with("SHA256"))?;
+    let last = line.split_whitespace().last()?.trim_end_matches('k');
+    Some(last.parse::<f64>().ok()? * 1000.0 / 1e6)
+}
+
+async fn push_monolithic(http: &reqwest::Client, base: &str, repo: &str, data: &bytes::Bytes) -> Duration {
+    let d = digest(data);
+    let start = Instant::now();
+    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}")).body(data.clone()).send().await.expect("push");
+    assert_eq!(r.status(), 201);
+    start.elapsed()
+}
+
+async fn push_chunked(http: &reqwest::Client, base: &str, repo: &str, data: &bytes::Bytes, chunk: usize) -> Duration {
+    let d = digest(data);
+    let start = Instant::now();
+    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.expect("start");
+    let mut location = r.headers()["location"].to_str().expect("location").to_string();
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + chunk).min(data.len());
+        let r = http
+            .patch(format!("{base}{location}"))
+            .header("Content-Range", format!("{}-{}", offset, end - 1))
+            .body(data.slice(offset..end))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(r.status(), 202);
+        location = r.headers()["location"].to_str().expect("location").to_string();
+        offset = end;
+    }
+    let r = http.put(format!("{base}{location}?digest={d}")).send().await.expect("put");
+    assert_eq!(r.status(), 201);
+    start.elapsed()
+}
+
+async fn pull(http: &reqwest::Client, base: &str, repo: &str, d: &str) -> (Duration, usize) {
+    let start = Instant::now();
+    let r = http.get(format!("{base}/v2/{repo}/blobs/{d}")).send().await.expect("pull");
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut n = 0;
+    while let Some(piece) = stream.next().await {
+        n += piece.expect("body").len();
+    }
+    (start.elapsed(), n)
+}
+
+fn wrk(url: &str, seconds: u64) -> Option<f64> {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{seconds}s"), "-H", "Accept: application/vnd.oci.image.manifest.v1+json", url])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
+    let blob_mib: usize = std::env::var("BENCH_BLOB_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let wrk_seconds: u64 = std::env::var("BENCH_WRK_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start();
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+
+    let mut data = vec![0u8; blob_mib * MIB];
+    rand::rng().fill_bytes(&mut data);
+    let mut data = bytes::BytesMut::from(&data[..]);
+
+    println!("wharf benchmark: {blob_mib} MiB blob over loopback, {base}, data in {}", server._dir.path().display());
+    let sha = openssl_sha256();
+    match sha {
+        Some(rate) => println!("openssl sha256 (1 core, 16 KiB blocks): {rate:.0} MB/s"),
+        None => println!("openssl sha256: unavailable (install openssl)"),
+    }
+
+    let mut results = Vec::new();
+    for (i, (name, chunk)) in [("push monolithic", 0), ("push chunked 8 MiB", 8 * MIB), ("push chunked 64 MiB", 64 * MIB)]
+        .into_iter()
+        .enumerate()
+    {
+        // A distinct blob each time, so every push does the full work.
+        data[0] = i as u8;
+        let blob = data.clone().freeze();
+        let elapsed = if chunk == 0 {
+            push_monolithic(&http, &base, "bench/blob", &blob).await
+        } else {
+            push_chunked(&http, &base, "bench/blob", &blob, chunk).await
+        };
+        let rate = mb_per_s(blob.len(), elapsed);
+        let share = sha.map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * rate / s)).unwrap_or_default();
+        println!("{name}: {rate:.0} MB/s{share}");
+        results.push((name, rate));
+    }
+
+    data[0] = 0;
+    let d = digest(&data);
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let (elapsed, n) = pull(&http, &base, "bench/blob", &d).await;
+        assert_eq!(n, data.len());
+        best = best.max(mb_per_s(n, elapsed));
+    }
+    println!("pull: {best:.0} MB/s (best of 3)");
+
+    // A small image for the manifest benchmark.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    for blob in [&config[..], b"layer"] {
+        let r = http.post(format!("{base}/v2/bench/app/blobs/uploads/?digest={}", digest(blob))).body(blob.to_vec()).send().await.expect("blob");
+        assert_eq!(r.status(), 201);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(b"layer"), "size": 5}],
+    });
+    let r = http
+        .put(format!("{base}/v2/bench/app/manifests/latest"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&manifest).expect("json"))
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(r.status(), 201);
+    match wrk(&format!("{base}/v2/bench/app/manifests/latest"), wrk_seconds) {
+        Some(rps) => println!("manifest GET by tag (wrk -t2 -c64 -d{wrk_seconds}s): {rps:.0} requests/s"),
+        None => println!("manifest GET: wrk unavailable (apt-get install wrk)"),
+    }
+    println!("server peak RSS: {:.1} MiB", server.peak_rss_mib());
+}
