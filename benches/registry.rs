@@ -14,9 +14,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: usize = 1024 * 1024;
 
@@ -86,47 +86,77 @@ fn openssl_sha256() -> Option<f64> {
     Some(last.parse::<f64>().ok()? * 1000.0 / 1e6)
 }
 
-async fn push_monolithic(http: &reqwest::Client, base: &str, repo: &str, data: &bytes::Bytes) -> Duration {
+/// One HTTP/1.1 exchange on a fresh connection, written by hand so that the
+/// client is never the bottleneck: the body goes out in one `write_all` and a
+/// response body is drained through a reused buffer. Returns the status, the
+/// `Location` header and the body length.
+async fn exchange(addr: &str, method: &str, target: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String, usize) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body).await.expect("write body");
+
+    let mut buf = vec![0u8; MIB];
+    let mut filled = 0;
+    let header_end = loop {
+        let n = stream.read(&mut buf[filled..]).await.expect("read");
+        assert!(n > 0, "connection closed before the response head");
+        filled += n;
+        if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let header = |name: &str| {
+        text.lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+    };
+    let location = header("location").unwrap_or_default();
+    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut received = filled - header_end;
+    while received < length {
+        let n = stream.read(&mut buf).await.expect("read body");
+        assert!(n > 0, "connection closed mid-body");
+        received += n;
+    }
+    (status, location, received)
+}
+
+async fn push_monolithic(addr: &str, repo: &str, data: &[u8]) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}")).body(data.clone()).send().await.expect("push");
-    assert_eq!(r.status(), 201);
+    let (status, _, _) = exchange(addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data).await;
+    assert_eq!(status, 201);
     start.elapsed()
 }
 
-async fn push_chunked(http: &reqwest::Client, base: &str, repo: &str, data: &bytes::Bytes, chunk: usize) -> Duration {
+async fn push_chunked(addr: &str, repo: &str, data: &[u8], chunk: usize) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.expect("start");
-    let mut location = r.headers()["location"].to_str().expect("location").to_string();
-    let mut offset = 0;
-    while offset < data.len() {
-        let end = (offset + chunk).min(data.len());
-        let r = http
-            .patch(format!("{base}{location}"))
-            .header("Content-Range", format!("{}-{}", offset, end - 1))
-            .body(data.slice(offset..end))
-            .send()
-            .await
-            .expect("patch");
-        assert_eq!(r.status(), 202);
-        location = r.headers()["location"].to_str().expect("location").to_string();
-        offset = end;
+    let (status, mut location, _) = exchange(addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"").await;
+    assert_eq!(status, 202);
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        let first = i * chunk;
+        let range = format!("{}-{}", first, first + piece.len() - 1);
+        let (status, next, _) = exchange(addr, "PATCH", &location, &[("Content-Range", range)], piece).await;
+        assert_eq!(status, 202);
+        location = next;
     }
-    let r = http.put(format!("{base}{location}?digest={d}")).send().await.expect("put");
-    assert_eq!(r.status(), 201);
+    let (status, _, _) = exchange(addr, "PUT", &format!("{location}?digest={d}"), &[], b"").await;
+    assert_eq!(status, 201);
     start.elapsed()
 }
 
-async fn pull(http: &reqwest::Client, base: &str, repo: &str, d: &str) -> (Duration, usize) {
+async fn pull(addr: &str, repo: &str, d: &str) -> (Duration, usize) {
     let start = Instant::now();
-    let r = http.get(format!("{base}/v2/{repo}/blobs/{d}")).send().await.expect("pull");
-    assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut n = 0;
-    while let Some(piece) = stream.next().await {
-        n += piece.expect("body").len();
-    }
+    let (status, _, n) = exchange(addr, "GET", &format!("/v2/{repo}/blobs/{d}"), &[], b"").await;
+    assert_eq!(status, 200);
     (start.elapsed(), n)
 }
 
@@ -144,15 +174,12 @@ async fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
     let blob_mib: usize = std::env::var("BENCH_BLOB_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let wrk_seconds: u64 = std::env::var("BENCH_WRK_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let server = Server::start();
-    let http = reqwest::Client::new();
     let base = server.base.clone();
+    let addr = base.trim_start_matches("http://").to_string();
 
     let mut data = vec![0u8; blob_mib * MIB];
     rand::rng().fill_bytes(&mut data);
-    let mut data = bytes::BytesMut::from(&data[..]);
 
     println!("wharf benchmark: {blob_mib} MiB blob over loopback, {base}, data in {}", server._dir.path().display());
     let sha = openssl_sha256();
@@ -168,13 +195,12 @@ async fn main() {
     {
         // A distinct blob each time, so every push does the full work.
         data[0] = i as u8;
-        let blob = data.clone().freeze();
         let elapsed = if chunk == 0 {
-            push_monolithic(&http, &base, "bench/blob", &blob).await
+            push_monolithic(&addr, "bench/blob", &data).await
         } else {
-            push_chunked(&http, &base, "bench/blob", &blob, chunk).await
+            push_chunked(&addr, "bench/blob", &data, chunk).await
         };
-        let rate = mb_per_s(blob.len(), elapsed);
+        let rate = mb_per_s(data.len(), elapsed);
         let share = sha.map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * rate / s)).unwrap_or_default();
         println!("{name}: {rate:.0} MB/s{share}");
         results.push((name, rate));
@@ -184,7 +210,7 @@ async fn main() {
     let d = digest(&data);
     let mut best = 0f64;
     for _ in 0..3 {
-        let (elapsed, n) = pull(&http, &base, "bench/blob", &d).await;
+        let (elapsed, n) = pull(&addr, "bench/blob", &d).await;
         assert_eq!(n, data.len());
         best = best.max(mb_per_s(n, elapsed));
     }
@@ -193,22 +219,17 @@ async fn main() {
     // A small image for the manifest benchmark.
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     for blob in [&config[..], b"layer"] {
-        let r = http.post(format!("{base}/v2/bench/app/blobs/uploads/?digest={}", digest(blob))).body(blob.to_vec()).send().await.expect("blob");
-        assert_eq!(r.status(), 201);
+        let target = format!("/v2/bench/app/blobs/uploads/?digest={}", digest(blob));
+        assert_eq!(exchange(&addr, "POST", &target, &[], blob).await.0, 201);
     }
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(b"layer"), "size": 5}],
     });
-    let r = http
-        .put(format!("{base}/v2/bench/app/manifests/latest"))
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(serde_json::to_vec(&manifest).expect("json"))
-        .send()
-        .await
-        .expect("manifest");
-    assert_eq!(r.status(), 201);
+    let content_type = [("Content-Type", "application/vnd.oci.image.manifest.v1+json".to_string())];
+    let body = serde_json::to_vec(&manifest).expect("json");
+    assert_eq!(exchange(&addr, "PUT", "/v2/bench/app/manifests/latest", &content_type, &body).await.0, 201);
     match wrk(&format!("{base}/v2/bench/app/manifests/latest"), wrk_seconds) {
         Some(rps) => println!("manifest GET by tag (wrk -t2 -c64 -d{wrk_seconds}s): {rps:.0} requests/s"),
         None => println!("manifest GET: wrk unavailable (apt-get install wrk)"),

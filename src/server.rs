@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::oci::api::{self, InternalCause, OciSettings};
 use crate::registry::{Limits, Registry};
-use crate::storage::{BlobStore, MetadataStore, SqliteMetadata};
+use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
 #[derive(Clone, FromRef)]
@@ -48,7 +48,7 @@ impl AppState {
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
         };
         Ok(AppState {
-            registry: Registry::new(BlobStore::new(Arc::new(store)), meta, limits),
+            registry: Registry::new(BlobStore::new(Arc::new(store)), Staging::new(blob_dir), meta, limits),
             oci: OciSettings { chunk_min_length: config.limits.chunk_min_length, max_page: config.limits.max_page },
         })
     }

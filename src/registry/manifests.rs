@@ -79,27 +79,36 @@ impl Registry {
                 tags: &tags,
             })
             .await?;
-        self.inner.manifests.insert(digest.clone(), bytes);
+        self.inner.manifests.invalidate(repo);
+        self.inner.manifests.remember_body(digest.clone(), bytes);
         Ok(PushedManifest { digest, subject })
     }
 
     /// Resolves a reference without reading the manifest's bytes (HEAD).
     pub async fn stat_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRecord> {
-        self.inner
+        let cache = &self.inner.manifests;
+        let key = cache.resolution_key(repo, reference);
+        if let Some(record) = cache.resolution(&key) {
+            return Ok(record);
+        }
+        let record = self
+            .inner
             .meta
             .resolve(repo, reference)
             .await?
-            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        cache.remember_resolution(key, record.clone());
+        Ok(record)
     }
 
     /// Resolves a reference and returns the manifest's bytes.
     pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRead> {
         let record = self.stat_manifest(repo, reference).await?;
-        let bytes = match self.inner.manifests.get(&record.digest) {
+        let bytes = match self.inner.manifests.body(&record.digest) {
             Some(bytes) => bytes,
             None => {
                 let bytes = self.inner.blobs.read_all(&Key::Blob(&record.digest)).await?;
-                self.inner.manifests.insert(record.digest.clone(), bytes.clone());
+                self.inner.manifests.remember_body(record.digest.clone(), bytes.clone());
                 bytes
             }
         };
@@ -112,6 +121,7 @@ impl Registry {
             Reference::Tag(t) => self.inner.meta.delete_tag(repo, t).await?,
             Reference::Digest(d) => self.inner.meta.delete_manifest(repo, d).await?,
         };
+        self.inner.manifests.invalidate(repo);
         if deleted { Ok(()) } else { Err(RegistryError::ManifestUnknown(reference.to_string())) }
     }
 }

@@ -2,6 +2,7 @@
 //! referrers. Calls `storage`; knows nothing of HTTP.
 
 mod blobs;
+mod cache;
 mod discovery;
 mod error;
 mod manifests;
@@ -9,16 +10,14 @@ mod uploads;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use crate::oci::Digest;
-use crate::storage::{BlobStore, MetadataStore};
+use crate::storage::{BlobStore, MetadataStore, Staging};
 
 pub use blobs::BlobRead;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use uploads::ChunkRange;
+use cache::ManifestCache;
 use uploads::UploadHashes;
 
 /// Limits the registry enforces.
@@ -29,15 +28,6 @@ pub struct Limits {
     pub manifest_cache_bytes: u64,
 }
 
-#[derive(Clone)]
-struct ManifestWeight;
-
-impl quick_cache::Weighter<Digest, Bytes> for ManifestWeight {
-    fn weight(&self, _: &Digest, bytes: &Bytes) -> u64 {
-        bytes.len() as u64 + 64
-    }
-}
-
 /// The registry service; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
@@ -46,16 +36,17 @@ pub struct Registry {
 
 struct Inner {
     blobs: BlobStore,
+    staging: Staging,
     meta: Arc<dyn MetadataStore>,
     uploads: UploadHashes,
-    manifests: quick_cache::sync::Cache<Digest, Bytes, ManifestWeight>,
+    manifests: ManifestCache,
     limits: Limits,
 }
 
 impl Registry {
-    pub fn new(blobs: BlobStore, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
-        let manifests = quick_cache::sync::Cache::with_weighter(4096, limits.manifest_cache_bytes.max(1), ManifestWeight);
-        Self { inner: Arc::new(Inner { blobs, meta, uploads: UploadHashes::default(), manifests, limits }) }
+    pub fn new(blobs: BlobStore, staging: Staging, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
+        let manifests = ManifestCache::new(limits.manifest_cache_bytes);
+        Self { inner: Arc::new(Inner { blobs, staging, meta, uploads: UploadHashes::default(), manifests, limits }) }
     }
 
     pub fn limits(&self) -> &Limits {

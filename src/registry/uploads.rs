@@ -1,8 +1,8 @@
-//! Blob upload sessions (distribution-spec "pushing blobs"): each PATCH is staged
-//! as its own object, named by its offset; the session's size lives in the
-//! metadata store, so any replica can continue it. The running hash stays in
+//! Blob upload sessions (distribution-spec "pushing blobs"): each PATCH appends
+//! to the session's staging file; the session's committed size lives in the
+//! metadata store, so the session survives restarts. The running hash stays in
 //! this process's memory between requests; when it is missing or stale (a
-//! restart, another replica) the staged chunks are hashed again at commit.
+//! restart) the staged bytes are hashed again at commit.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
-use crate::storage::{Key, StorageError};
+use crate::storage::StorageError;
 
 /// The running hash of one session: valid for the bytes `0..offset`.
 struct RunningHash {
@@ -46,6 +46,14 @@ impl UploadHashes {
 pub struct ChunkRange {
     pub start: u64,
     pub end: u64,
+}
+
+/// A broken request body is the client's fault; anything else is ours.
+fn body_error(e: StorageError) -> RegistryError {
+    match e {
+        StorageError::Body(e) => RegistryError::UploadInvalid(format!("request body: {e}")),
+        other => other.into(),
+    }
 }
 
 /// Checks a body's length against what the client declared.
@@ -127,7 +135,6 @@ impl Registry {
             _ if offset == 0 => Some(Hasher::new(hint)),
             _ => None,
         };
-        let key = Key::UploadChunk { upload: id, offset };
         let mut peek = body.peekable();
         if std::pin::Pin::new(&mut peek).peek().await.is_none() {
             // An empty body stages nothing.
@@ -137,25 +144,17 @@ impl Registry {
         }
         let written = self
             .inner
-            .blobs
-            .put_stream(&key, peek, |piece| {
+            .staging
+            .append(id, offset, peek, |piece| {
                 if let Some(h) = hasher.as_mut() {
                     h.update(piece);
                 }
             })
             .await
-            .map_err(|e| match e {
-                StorageError::Body(e) => RegistryError::UploadInvalid(format!("request body: {e}")),
-                other => other.into(),
-            })?;
-        let declared = content_length.or(range.map(|r| r.end - r.start + 1));
-        if let Err(e) = check_length(written, declared) {
-            self.inner.blobs.delete(&key).await?;
-            return Err(e);
-        }
+            .map_err(body_error)?;
+        // A short or long body does not count; its bytes are overwritten by the next append.
+        check_length(written, content_length.or(range.map(|r| r.end - r.start + 1)))?;
         if !self.inner.meta.advance_upload(id, offset, offset + written).await? {
-            // Another replica appended at this offset first.
-            self.inner.blobs.delete(&key).await?;
             let size = self.session(repo, id).await?.size;
             return Err(RegistryError::ChunkOutOfOrder { size });
         }
@@ -182,13 +181,12 @@ impl Registry {
         let mut running = slot.lock().await;
         // Re-check under the lock: a concurrent PUT may have completed it.
         let session = self.session(repo, id).await?;
-        let chunks = self.inner.blobs.list(&Key::Upload(id)).await?;
         let actual = match running.take() {
             Some(h) if h.offset == session.size && h.hasher.algorithm() == expected.algorithm() => h.hasher.finish(),
-            _ => self.rehash(chunks.clone(), expected.algorithm()).await?,
+            _ => self.rehash(id, session.size, expected.algorithm()).await?,
         };
         let outcome = if &actual == expected {
-            self.place(chunks, expected).await.map(|()| size)
+            self.inner.staging.commit(id, session.size, expected).await.map_err(RegistryError::from)
         } else {
             Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
         };
@@ -198,7 +196,7 @@ impl Registry {
         self.discard(id).await?;
         drop(running);
         self.inner.uploads.forget(id);
-        outcome
+        outcome.map(|()| size)
     }
 
     /// Cancels a session and removes its staged data.
@@ -212,72 +210,47 @@ impl Registry {
     }
 
     /// Monolithic upload (`POST ?digest=`): one body, verified, then visible.
+    /// It needs no session record: an interrupted one leaves only a staging file.
     pub async fn put_blob<S>(&self, repo: &RepoName, expected: &Digest, content_length: Option<u64>, body: S) -> Result<u64>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        let staging = Key::Staging(Uuid::new_v4());
+        let id = Uuid::new_v4();
         let mut hasher = Hasher::new(expected.algorithm());
-        let written = self
-            .inner
-            .blobs
-            .put_stream(&staging, body, |piece| hasher.update(piece))
-            .await
-            .map_err(|e| match e {
-                StorageError::Body(e) => RegistryError::UploadInvalid(format!("request body: {e}")),
-                other => other.into(),
-            })?;
-        let actual = hasher.finish();
-        let checked = check_length(written, content_length).and_then(|()| {
+        let staged = self.inner.staging.append(id, 0, body, |piece| hasher.update(piece)).await.map_err(body_error);
+        let checked = staged.and_then(|written| {
+            check_length(written, content_length)?;
+            let actual = hasher.finish();
             if &actual == expected {
-                Ok(())
+                Ok(written)
             } else {
                 Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
             }
         });
-        if let Err(e) = checked {
-            self.inner.blobs.delete(&staging).await?;
-            return Err(e);
-        }
-        self.place(vec![staging.path()], expected).await?;
+        let written = match checked {
+            Ok(written) => written,
+            Err(e) => {
+                self.inner.staging.discard(id).await?;
+                return Err(e);
+            }
+        };
+        self.inner.staging.commit(id, written, expected).await?;
         self.inner.meta.link_blob(repo, expected, written).await?;
         Ok(written)
     }
 
-    /// Hashes staged chunks again, streaming them from storage.
-    async fn rehash(&self, chunks: Vec<object_store::path::Path>, algorithm: Algorithm) -> Result<Digest> {
+    /// Hashes a session's staged bytes again, streaming them from disk.
+    async fn rehash(&self, id: Uuid, len: u64, algorithm: Algorithm) -> Result<Digest> {
         let mut hasher = Hasher::new(algorithm);
-        let mut stream = self.inner.blobs.open_paths(chunks);
+        let mut stream = self.inner.staging.read(id, len).await?;
         while let Some(piece) = stream.next().await {
             hasher.update(&piece?);
         }
         Ok(hasher.finish())
     }
 
-    /// Moves verified staged data to its content address.
-    async fn place(&self, chunks: Vec<object_store::path::Path>, digest: &Digest) -> Result<()> {
-        let target = Key::Blob(digest);
-        if self.inner.blobs.exists(&target).await? {
-            for chunk in &chunks {
-                self.inner.blobs.delete_path(chunk).await?;
-            }
-            return Ok(());
-        }
-        match chunks.as_slice() {
-            [] => self.inner.blobs.put_bytes(&target, Bytes::new()).await?,
-            [one] => self.inner.blobs.rename_path(one, &target).await?,
-            _ => {
-                self.inner.blobs.concat(chunks.clone(), &target).await?;
-                for chunk in &chunks {
-                    self.inner.blobs.delete_path(chunk).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     async fn discard(&self, id: Uuid) -> Result<()> {
-        self.inner.blobs.delete_all(&Key::Upload(id)).await?;
+        self.inner.staging.discard(id).await?;
         self.inner.meta.delete_upload(id).await?;
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 pub mod blobs;
 pub mod metadata;
+pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError};
+pub use staging::Staging;
 pub use metadata::{ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, SqliteMetadata, UploadRecord};

@@ -1,0 +1,79 @@
+//! In-process caches for the hot read path (manifest GET/HEAD).
+//!
+//! Manifest bodies are immutable by digest, so their cache is never stale.
+//! Reference resolutions (tag or digest to record) change when the repository
+//! is written; every write bumps the repository's generation, which is part of
+//! the cache key, so older entries become unreachable at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use crate::oci::{Digest, Reference, RepoName};
+use crate::storage::ManifestRecord;
+
+/// Resolutions kept; each is a few hundred bytes.
+const RESOLUTIONS: usize = 100_000;
+
+#[derive(Clone)]
+struct BodyWeight;
+
+impl Weighter<Digest, Bytes> for BodyWeight {
+    fn weight(&self, _: &Digest, bytes: &Bytes) -> u64 {
+        bytes.len() as u64 + 64
+    }
+}
+
+type ResolutionKey = (RepoName, u64, String);
+
+pub(super) struct ManifestCache {
+    bodies: Cache<Digest, Bytes, BodyWeight>,
+    resolutions: Cache<ResolutionKey, ManifestRecord>,
+    generations: Mutex<HashMap<RepoName, u64>>,
+}
+
+impl ManifestCache {
+    pub fn new(body_bytes: u64) -> Self {
+        Self {
+            bodies: Cache::with_weighter(4096, body_bytes.max(1), BodyWeight),
+            resolutions: Cache::new(RESOLUTIONS),
+            generations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn generation(&self, repo: &RepoName) -> u64 {
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations.get(repo).copied().unwrap_or(0)
+    }
+
+    /// The key under which a resolution read now may be cached; take it
+    /// *before* asking the database, so a write racing the read wins.
+    pub fn resolution_key(&self, repo: &RepoName, reference: &Reference) -> ResolutionKey {
+        (repo.clone(), self.generation(repo), reference.to_string())
+    }
+
+    pub fn resolution(&self, key: &ResolutionKey) -> Option<ManifestRecord> {
+        self.resolutions.get(key)
+    }
+
+    pub fn remember_resolution(&self, key: ResolutionKey, record: ManifestRecord) {
+        self.resolutions.insert(key, record);
+    }
+
+    /// Call after every committed write that can change what a reference of `repo` resolves to.
+    pub fn invalidate(&self, repo: &RepoName) {
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        *generations.entry(repo.clone()).or_insert(0) += 1;
+    }
+
+    pub fn body(&self, digest: &Digest) -> Option<Bytes> {
+        self.bodies.get(digest)
+    }
+
+    pub fn remember_body(&self, digest: Digest, bytes: Bytes) {
+        self.bodies.insert(digest, bytes);
+    }
+}

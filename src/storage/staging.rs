@@ -1,0 +1,141 @@
+//! Upload staging on the local disk: each session appends to one file
+//! (`uploads/<id>` under the blob root), and a verified upload is renamed into
+//! its content address in the same folder tree, so a blob is written once and
+//! becomes visible atomically. The session's committed length lives in the
+//! metadata store; bytes past it (from a failed request) are ignored and
+//! overwritten by the next append.
+
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+use uuid::Uuid;
+
+use super::blobs::{ByteStream, Key, StorageError};
+use crate::oci::Digest;
+
+/// Pieces of body queued for the writer thread; bounds memory per upload.
+const WRITE_QUEUE: usize = 32;
+const READ_SIZE: usize = 1024 * 1024;
+
+/// Staging for upload sessions, rooted at the blob store's folder.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    root: PathBuf,
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Io(io::Error::other(e))
+}
+
+impl Staging {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn file(&self, upload: Uuid) -> PathBuf {
+        self.root.join(Key::Upload(upload).path().as_ref())
+    }
+
+    /// Writes `body` at `offset` of the session's file, showing every piece to
+    /// `inspect` (the hasher) first. Hashing runs here while a blocking thread
+    /// writes, so network, hashing and disk overlap. Returns the bytes written.
+    pub async fn append<S>(
+        &self,
+        upload: Uuid,
+        offset: u64,
+        mut body: S,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<u64, StorageError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        let path = self.file(upload);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+            // Drop whatever a failed earlier request left past the committed length.
+            file.set_len(offset)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut written = 0u64;
+            while let Some(piece) = rx.blocking_recv() {
+                file.write_all(&piece)?;
+                written += piece.len() as u64;
+            }
+            Ok(written)
+        });
+        let mut outcome = Ok(());
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(piece) => {
+                    inspect(&piece);
+                    if tx.send(piece).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(StorageError::Body(e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.await.map_err(blocking_err)??;
+        outcome.map(|()| written)
+    }
+
+    /// Streams the first `len` staged bytes of a session.
+    pub async fn read(&self, upload: Uuid, len: u64) -> Result<ByteStream, StorageError> {
+        if len == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let file = tokio::fs::File::open(self.file(upload)).await?;
+        Ok(ReaderStream::with_capacity(file.take(len), READ_SIZE).map_err(StorageError::Io).boxed())
+    }
+
+    /// Moves `len` verified bytes of a session to the blob's content address.
+    /// When the blob already exists the staged copy is simply dropped.
+    pub async fn commit(&self, upload: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError> {
+        let from = self.file(upload);
+        let to = self.root.join(Key::Blob(digest).path().as_ref());
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            if to.exists() {
+                return remove_if_present(&from);
+            }
+            if len == 0 {
+                // A session that never received a byte has no file.
+                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&from)?;
+            }
+            std::fs::OpenOptions::new().write(true).open(&from)?.set_len(len)?;
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(&from, &to)
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(StorageError::Io)
+    }
+
+    /// Removes a session's staged bytes.
+    pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
+        let path = self.file(upload);
+        tokio::task::spawn_blocking(move || remove_if_present(&path))
+            .await
+            .map_err(blocking_err)?
+            .map_err(StorageError::Io)
+    }
+}
+
+fn remove_if_present(path: &std::path::Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
