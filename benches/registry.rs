@@ -11,6 +11,9 @@
 //! Environment: `BENCH_BLOB_MIB` (default 1024), `BENCH_WRK_SECONDS` (default 10),
 //! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder).
 
+#![allow(clippy::expect_used, reason = "a benchmark aborts on any failure")]
+#![allow(clippy::print_stdout, reason = "the report is the output")]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,9 +36,18 @@ impl Server {
             Ok(root) => tempfile::tempdir_in(root).expect("tempdir"),
             Err(_) => tempfile::tempdir().expect("tempdir"),
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -48,12 +60,17 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, base, _dir: dir }
+        Server {
+            child,
+            base,
+            _dir: dir,
+        }
     }
 
     /// Peak resident set size in MiB, from /proc.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -79,9 +96,16 @@ fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
 
 /// Single-core SHA-256 throughput of OpenSSL in MB/s (16 KiB blocks), if available.
 fn openssl_sha256() -> Option<f64> {
-    let out = Command::new("openssl").args(["speed", "-seconds", "3", "-bytes", "16384", "-evp", "sha256"]).output().ok()?;
+    let out = Command::new("openssl")
+        .args([
+            "speed", "-seconds", "3", "-bytes", "16384", "-evp", "sha256",
+        ])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.trim_start().starts_with("sha256") || l.trim_start().starts_with("SHA256"))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("sha256") || l.trim_start().starts_with("SHA256"))?;
     let last = line.split_whitespace().last()?.trim_end_matches('k');
     Some(last.parse::<f64>().ok()? * 1000.0 / 1e6)
 }
@@ -90,10 +114,19 @@ fn openssl_sha256() -> Option<f64> {
 /// client is never the bottleneck: the body goes out in one `write_all` and a
 /// response body is drained through a reused buffer. Returns the status, the
 /// `Location` header and the body length.
-async fn exchange(addr: &str, method: &str, target: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String, usize) {
+async fn exchange(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String, usize) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -112,13 +145,22 @@ async fn exchange(addr: &str, method: &str, target: &str, headers: &[(&str, Stri
         }
     };
     let text = String::from_utf8_lossy(&buf[..header_end]).to_string();
-    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let header = |name: &str| {
-        text.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        text.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        })
     };
     let location = header("location").unwrap_or_default();
-    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut received = filled - header_end;
     while received < length {
         let n = stream.read(&mut buf).await.expect("read body");
@@ -131,7 +173,14 @@ async fn exchange(addr: &str, method: &str, target: &str, headers: &[(&str, Stri
 async fn push_monolithic(addr: &str, repo: &str, data: &[u8]) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let (status, _, _) = exchange(addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data).await;
+    let (status, _, _) = exchange(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[],
+        data,
+    )
+    .await;
     assert_eq!(status, 201);
     start.elapsed()
 }
@@ -139,12 +188,20 @@ async fn push_monolithic(addr: &str, repo: &str, data: &[u8]) -> Duration {
 async fn push_chunked(addr: &str, repo: &str, data: &[u8], chunk: usize) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let (status, mut location, _) = exchange(addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"").await;
+    let (status, mut location, _) = exchange(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(status, 202);
     for (i, piece) in data.chunks(chunk).enumerate() {
         let first = i * chunk;
         let range = format!("{}-{}", first, first + piece.len() - 1);
-        let (status, next, _) = exchange(addr, "PATCH", &location, &[("Content-Range", range)], piece).await;
+        let (status, next, _) =
+            exchange(addr, "PATCH", &location, &[("Content-Range", range)], piece).await;
         assert_eq!(status, 202);
         location = next;
     }
@@ -162,18 +219,33 @@ async fn pull(addr: &str, repo: &str, d: &str) -> (Duration, usize) {
 
 fn wrk(url: &str, seconds: u64) -> Option<f64> {
     let out = Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{seconds}s"), "-H", "Accept: application/vnd.oci.image.manifest.v1+json", url])
+        .args([
+            "-t2",
+            "-c64",
+            &format!("-d{seconds}s"),
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            url,
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
-    let blob_mib: usize = std::env::var("BENCH_BLOB_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
-    let wrk_seconds: u64 = std::env::var("BENCH_WRK_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let blob_mib: usize = std::env::var("BENCH_BLOB_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let wrk_seconds: u64 = std::env::var("BENCH_WRK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let server = Server::start();
     let base = server.base.clone();
     let addr = base.trim_start_matches("http://").to_string();
@@ -181,7 +253,10 @@ async fn main() {
     let mut data = vec![0u8; blob_mib * MIB];
     rand::rng().fill_bytes(&mut data);
 
-    println!("wharf benchmark: {blob_mib} MiB blob over loopback, {base}, data in {}", server._dir.path().display());
+    println!(
+        "wharf benchmark: {blob_mib} MiB blob over loopback, {base}, data in {}",
+        server._dir.path().display()
+    );
     let sha = openssl_sha256();
     match sha {
         Some(rate) => println!("openssl sha256 (1 core, 16 KiB blocks): {rate:.0} MB/s"),
@@ -189,9 +264,13 @@ async fn main() {
     }
 
     let mut results = Vec::new();
-    for (i, (name, chunk)) in [("push monolithic", 0), ("push chunked 8 MiB", 8 * MIB), ("push chunked 64 MiB", 64 * MIB)]
-        .into_iter()
-        .enumerate()
+    for (i, (name, chunk)) in [
+        ("push monolithic", 0),
+        ("push chunked 8 MiB", 8 * MIB),
+        ("push chunked 64 MiB", 64 * MIB),
+    ]
+    .into_iter()
+    .enumerate()
     {
         // A distinct blob each time, so every push does the full work.
         data[0] = i as u8;
@@ -201,7 +280,9 @@ async fn main() {
             push_chunked(&addr, "bench/blob", &data, chunk).await
         };
         let rate = mb_per_s(data.len(), elapsed);
-        let share = sha.map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * rate / s)).unwrap_or_default();
+        let share = sha
+            .map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * rate / s))
+            .unwrap_or_default();
         println!("{name}: {rate:.0} MB/s{share}");
         results.push((name, rate));
     }
@@ -227,11 +308,30 @@ async fn main() {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(b"layer"), "size": 5}],
     });
-    let content_type = [("Content-Type", "application/vnd.oci.image.manifest.v1+json".to_string())];
+    let content_type = [(
+        "Content-Type",
+        "application/vnd.oci.image.manifest.v1+json".to_string(),
+    )];
     let body = serde_json::to_vec(&manifest).expect("json");
-    assert_eq!(exchange(&addr, "PUT", "/v2/bench/app/manifests/latest", &content_type, &body).await.0, 201);
-    match wrk(&format!("{base}/v2/bench/app/manifests/latest"), wrk_seconds) {
-        Some(rps) => println!("manifest GET by tag (wrk -t2 -c64 -d{wrk_seconds}s): {rps:.0} requests/s"),
+    assert_eq!(
+        exchange(
+            &addr,
+            "PUT",
+            "/v2/bench/app/manifests/latest",
+            &content_type,
+            &body
+        )
+        .await
+        .0,
+        201
+    );
+    match wrk(
+        &format!("{base}/v2/bench/app/manifests/latest"),
+        wrk_seconds,
+    ) {
+        Some(rps) => {
+            println!("manifest GET by tag (wrk -t2 -c64 -d{wrk_seconds}s): {rps:.0} requests/s")
+        }
         None => println!("manifest GET: wrk unavailable (apt-get install wrk)"),
     }
     println!("server peak RSS: {:.1} MiB", server.peak_rss_mib());

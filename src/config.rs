@@ -67,13 +67,18 @@ impl Default for Config {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::new() }
+        Self {
+            path: PathBuf::new(),
+        }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: PathBuf::new(), readers: 8 }
+        Self {
+            path: PathBuf::new(),
+            readers: 8,
+        }
     }
 }
 
@@ -91,9 +96,15 @@ impl Default for LimitsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parsing {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
     #[error("invalid configuration: {0}")]
@@ -117,15 +128,22 @@ impl Config {
         let mut value = toml::Value::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid(format!("defaults do not serialize: {e}")))?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
             let from_file: toml::Value =
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             merge(&mut value, from_file);
         }
         apply_env(&mut value, "WHARF", env)?;
-        let mut config: Config =
-            value.try_into().map_err(|source| ConfigError::Parse { path: file.unwrap_or(Path::new("")).into(), source })?;
+        let mut config: Config = value.try_into().map_err(|source| ConfigError::Parse {
+            path: file.unwrap_or(Path::new("")).into(),
+            source,
+        })?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
@@ -138,16 +156,24 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.limits.max_manifest_bytes == 0 {
-            return Err(ConfigError::Invalid("limits.max_manifest_bytes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_manifest_bytes must be positive".into(),
+            ));
         }
         if self.limits.max_page == 0 {
-            return Err(ConfigError::Invalid("limits.max_page must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_page must be positive".into(),
+            ));
         }
         Ok(())
     }
 
     pub fn blob_dir(&self) -> PathBuf {
-        if self.storage.path.as_os_str().is_empty() { self.data_dir.join("blobs") } else { self.storage.path.clone() }
+        if self.storage.path.as_os_str().is_empty() {
+            self.data_dir.join("blobs")
+        } else {
+            self.storage.path.clone()
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -177,8 +203,14 @@ fn merge(base: &mut toml::Value, top: toml::Value) {
 }
 
 /// Overlays `PREFIX_KEY` variables on every leaf of `value`, typed like the leaf.
-fn apply_env(value: &mut toml::Value, prefix: &str, env: &HashMap<String, String>) -> Result<(), ConfigError> {
-    let toml::Value::Table(table) = value else { return Ok(()) };
+fn apply_env(
+    value: &mut toml::Value,
+    prefix: &str,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let toml::Value::Table(table) = value else {
+        return Ok(());
+    };
     for (key, leaf) in table.iter_mut() {
         let name = format!("{prefix}_{}", key.to_uppercase());
         if leaf.is_table() {
@@ -186,15 +218,23 @@ fn apply_env(value: &mut toml::Value, prefix: &str, env: &HashMap<String, String
             continue;
         }
         let Some(raw) = env.get(&name) else { continue };
-        let bad = |message: String| ConfigError::Env { name: name.clone(), message };
+        let bad = |message: String| ConfigError::Env {
+            name: name.clone(),
+            message,
+        };
         *leaf = match leaf {
-            toml::Value::Integer(_) => {
-                toml::Value::Integer(raw.parse().map_err(|e| bad(format!("expected an integer: {e}")))?)
-            }
-            toml::Value::Boolean(_) => {
-                toml::Value::Boolean(raw.parse().map_err(|e| bad(format!("expected true or false: {e}")))?)
-            }
-            toml::Value::Float(_) => toml::Value::Float(raw.parse().map_err(|e| bad(format!("expected a number: {e}")))?),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.parse()
+                    .map_err(|e| bad(format!("expected an integer: {e}")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                raw.parse()
+                    .map_err(|e| bad(format!("expected true or false: {e}")))?,
+            ),
+            toml::Value::Float(_) => toml::Value::Float(
+                raw.parse()
+                    .map_err(|e| bad(format!("expected a number: {e}")))?,
+            ),
             _ => toml::Value::String(raw.clone()),
         };
     }
@@ -209,12 +249,19 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("wharf.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 50\nchunk_min_length = 7\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:6000\"\n[limits]\nmax_page = 50\nchunk_min_length = 7\n",
+        )
+        .unwrap();
         let env = HashMap::from([
             ("WHARF_LIMITS_MAX_PAGE".to_string(), "60".to_string()),
             ("WHARF_DATA_DIR".to_string(), "/from/env".to_string()),
         ]);
-        let cli = Overrides { data_dir: Some("/from/cli".into()), ..Default::default() };
+        let cli = Overrides {
+            data_dir: Some("/from/cli".into()),
+            ..Default::default()
+        };
         let c = Config::load(Some(&file), &env, &cli).unwrap();
         assert_eq!(c.listen.port(), 6000, "file over default");
         assert_eq!(c.limits.chunk_min_length, 7);
@@ -228,7 +275,10 @@ mod tests {
         let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wharf.toml");
         let raw: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
         let want = toml::Value::try_from(Config::default()).unwrap();
-        assert_eq!(raw, want, "config/wharf.toml must list every key with its default");
+        assert_eq!(
+            raw, want,
+            "config/wharf.toml must list every key with its default"
+        );
     }
 
     #[test]
@@ -238,6 +288,9 @@ mod tests {
         std::fs::write(&file, "[limits]\nmax_pages = 5\n").unwrap();
         assert!(Config::load(Some(&file), &HashMap::new(), &Overrides::default()).is_err());
         let env = HashMap::from([("WHARF_LIMITS_MAX_PAGE".to_string(), "many".to_string())]);
-        assert!(matches!(Config::load(None, &env, &Overrides::default()), Err(ConfigError::Env { .. })));
+        assert!(matches!(
+            Config::load(None, &env, &Overrides::default()),
+            Err(ConfigError::Env { .. })
+        ));
     }
 }

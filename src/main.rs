@@ -10,7 +10,11 @@ use wharf::config::{Config, Overrides};
 use wharf::server::{self, AppState};
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "A private, OCI-compliant container registry")]
+#[command(
+    name = "wharf",
+    version,
+    about = "A private, OCI-compliant container registry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,9 +62,13 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let env = std::env::vars().collect();
-    let overrides = Overrides { listen: args.listen, data_dir: args.data_dir };
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+    };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let state = AppState::open(&config).await?;

@@ -26,7 +26,10 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("creating {path}: {source}")]
-    Dir { path: std::path::PathBuf, source: std::io::Error },
+    Dir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("blob storage: {0}")]
     Storage(#[from] object_store::Error),
     #[error("metadata database: {0}")]
@@ -38,7 +41,10 @@ impl AppState {
     pub async fn open(config: &Config) -> Result<AppState, StartupError> {
         let blob_dir = config.blob_dir();
         for dir in [&config.data_dir, &blob_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| StartupError::Dir { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StartupError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
         }
         let store = LocalFileSystem::new_with_prefix(&blob_dir)?.with_automatic_cleanup(true);
         let meta: Arc<dyn MetadataStore> =
@@ -48,15 +54,25 @@ impl AppState {
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
         };
         Ok(AppState {
-            registry: Registry::new(BlobStore::new(Arc::new(store)), Staging::new(blob_dir), meta, limits),
-            oci: OciSettings { chunk_min_length: config.limits.chunk_min_length, max_page: config.limits.max_page },
+            registry: Registry::new(
+                BlobStore::new(Arc::new(store)),
+                Staging::new(blob_dir),
+                meta,
+                limits,
+            ),
+            oci: OciSettings {
+                chunk_min_length: config.limits.chunk_min_length,
+                max_page: config.limits.max_page,
+            },
         })
     }
 }
 
 /// The whole HTTP application; tests drive it without a socket.
 pub fn build_router(state: AppState) -> Router {
-    api::router().with_state(state).layer(axum::middleware::from_fn(log_request))
+    api::router()
+        .with_state(state)
+        .layer(axum::middleware::from_fn(log_request))
 }
 
 /// One log line per request; a 500's cause (carried on the response) is logged here, once.
@@ -81,5 +97,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, build_router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, build_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -1,6 +1,8 @@
 //! Blob uploads over real HTTP: chunked sessions, resumption after a restart,
 //! failure cases that must leave nothing visible, and concurrent pushes.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort the test on failure")]
+
 mod common;
 
 use common::{TestServer, error_code, sha256};
@@ -13,14 +15,25 @@ fn random(n: usize) -> Vec<u8> {
 }
 
 async fn start_session(s: &TestServer, repo: &str) -> String {
-    let r = s.http.post(s.url(&format!("/v2/{repo}/blobs/uploads/"))).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     assert!(r.headers().contains_key("oci-chunk-min-length"));
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
 async fn patch(s: &TestServer, location: &str, range: &str, data: &[u8]) -> reqwest::Response {
-    s.http.patch(s.url(location)).header("Content-Range", range).body(data.to_vec()).send().await.unwrap()
+    s.http
+        .patch(s.url(location))
+        .header("Content-Range", range)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -43,9 +56,19 @@ async fn chunked_upload_resumes_after_restart() {
     let r = patch(&s, &location, &format!("{}-{}", a.len(), data.len() - 1), b).await;
     assert_eq!(r.status(), 202);
     let digest = sha256(&data);
-    let r = s.http.put(s.url(&format!("{location}?digest={digest}"))).send().await.unwrap();
+    let r = s
+        .http
+        .put(s.url(&format!("{location}?digest={digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let got = s.http.get(s.url(&format!("/v2/team/app/blobs/{digest}"))).send().await.unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }
 
@@ -57,14 +80,27 @@ async fn wrong_digest_leaves_nothing_and_ends_the_session() {
     let location = start_session(&s, "app").await;
     assert_eq!(patch(&s, &location, "0-4095", &data).await.status(), 202);
     let wrong = sha256(b"not it");
-    let r = s.http.put(s.url(&format!("{location}?digest={wrong}"))).send().await.unwrap();
+    let r = s
+        .http
+        .put(s.url(&format!("{location}?digest={wrong}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     for d in [wrong, sha256(&data)] {
-        let r = s.http.head(s.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap();
+        let r = s
+            .http
+            .head(s.url(&format!("/v2/app/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{d} must not be visible");
     }
-    assert_eq!(s.http.get(s.url(&location)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        s.http.get(s.url(&location)).send().await.unwrap().status(),
+        404
+    );
     // No staged bytes are left behind.
     let staged = walk(&dir.path().join("blobs/uploads"));
     assert!(staged.is_empty(), "staged files left: {staged:?}");
@@ -79,7 +115,11 @@ async fn content_length_mismatch_is_refused() {
     let r = patch(&s, &location, "0-9", b"12345").await;
     assert_eq!(r.status(), 400);
     let r = s.http.get(s.url(&location)).send().await.unwrap();
-    assert_eq!(r.headers()["range"], "0-0", "the failed chunk must not count");
+    assert_eq!(
+        r.headers()["range"],
+        "0-0",
+        "the failed chunk must not count"
+    );
 }
 
 #[tokio::test]
@@ -90,14 +130,25 @@ async fn the_same_blob_pushed_concurrently_is_stored_once() {
     let digest = sha256(&data);
     let mut pushes = Vec::new();
     for i in 0..8 {
-        let (http, url, data) = (s.http.clone(), s.url(&format!("/v2/repo{}/blobs/uploads/?digest={digest}", i % 2)), data.clone());
-        pushes.push(tokio::spawn(async move { http.post(url).body(data).send().await.unwrap().status() }));
+        let (http, url, data) = (
+            s.http.clone(),
+            s.url(&format!("/v2/repo{}/blobs/uploads/?digest={digest}", i % 2)),
+            data.clone(),
+        );
+        pushes.push(tokio::spawn(async move {
+            http.post(url).body(data).send().await.unwrap().status()
+        }));
     }
     for p in pushes {
         assert_eq!(p.await.unwrap(), 201);
     }
     for repo in ["repo0", "repo1"] {
-        let r = s.http.get(s.url(&format!("/v2/{repo}/blobs/{digest}"))).send().await.unwrap();
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
     }
     let stored: Vec<_> = walk(&dir.path().join("blobs/blobs"));
@@ -111,11 +162,23 @@ async fn blob_ranges_and_suffixes() {
     let data = random(10_000);
     let digest = s.push_blob("app", &data).await;
     let url = s.url(&format!("/v2/app/blobs/{digest}"));
-    let r = s.http.get(&url).header("Range", "bytes=-100").send().await.unwrap();
+    let r = s
+        .http
+        .get(&url)
+        .header("Range", "bytes=-100")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 9900-9999/10000");
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[9900..]);
-    let r = s.http.get(&url).header("Range", "bytes=10000-").send().await.unwrap();
+    let r = s
+        .http
+        .get(&url)
+        .header("Range", "bytes=10000-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */10000");
 }
@@ -125,21 +188,45 @@ async fn a_blob_is_private_to_the_repositories_it_was_pushed_or_mounted_to() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
     let digest = s.push_blob("a", b"shared").await;
-    let r = s.http.get(s.url(&format!("/v2/b/blobs/{digest}"))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/b/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = s.http.post(s.url(&format!("/v2/b/blobs/uploads/?mount={digest}&from=a"))).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("/v2/b/blobs/uploads/?mount={digest}&from=a")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.headers()["location"], format!("/v2/b/blobs/{digest}").as_str());
-    let r = s.http.get(s.url(&format!("/v2/b/blobs/{digest}"))).send().await.unwrap();
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/b/blobs/{digest}").as_str()
+    );
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/b/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"shared");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }

@@ -20,24 +20,49 @@ async fn docker_media_types_round_trip() {
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(b"layer"), "size": 5}],
     }))
     .unwrap();
-    assert_eq!(s.put_manifest("app", "v1", DOCKER_MANIFEST, &manifest).await.status(), 201);
+    assert_eq!(
+        s.put_manifest("app", "v1", DOCKER_MANIFEST, &manifest)
+            .await
+            .status(),
+        201
+    );
     let list = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": DOCKER_LIST,
         "manifests": [{"mediaType": DOCKER_MANIFEST, "digest": sha256(&manifest), "size": manifest.len(),
                        "platform": {"architecture": "amd64", "os": "linux"}}],
     }))
     .unwrap();
-    assert_eq!(s.put_manifest("app", "multi", DOCKER_LIST, &list).await.status(), 201);
+    assert_eq!(
+        s.put_manifest("app", "multi", DOCKER_LIST, &list)
+            .await
+            .status(),
+        201
+    );
 
-    for (tag, media_type, body) in [("v1", DOCKER_MANIFEST, &manifest), ("multi", DOCKER_LIST, &list)] {
-        let r = s.http.get(s.url(&format!("/v2/app/manifests/{tag}"))).header("Accept", media_type).send().await.unwrap();
+    for (tag, media_type, body) in [
+        ("v1", DOCKER_MANIFEST, &manifest),
+        ("multi", DOCKER_LIST, &list),
+    ] {
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/app/manifests/{tag}")))
+            .header("Accept", media_type)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], media_type);
         assert_eq!(r.headers()["docker-content-digest"], sha256(body).as_str());
         assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice());
     }
     // A client that accepts only OCI types is not handed a Docker manifest.
-    let r = s.http.get(s.url("/v2/app/manifests/v1")).header("Accept", OCI_MANIFEST).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/app/manifests/v1"))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -46,17 +71,37 @@ async fn schema1_and_malformed_manifests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
     let schema1 = br#"{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}"#;
-    let r = s.put_manifest("app", "old", "application/vnd.docker.distribution.manifest.v1+prettyjws", schema1).await;
+    let r = s
+        .put_manifest(
+            "app",
+            "old",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            schema1,
+        )
+        .await;
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "MANIFEST_INVALID");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("schema 1"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("schema 1")
+    );
     // Declared type and body disagree.
     let manifest = s.push_image("app", "ok", "x").await;
     let r = s.put_manifest("app", "mixed", OCI_INDEX, &manifest).await;
     assert_eq!(error_code(r).await, "MANIFEST_INVALID");
     // Nothing half-made: the repository has only the good tag.
-    let tags: serde_json::Value = s.http.get(s.url("/v2/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    let tags: serde_json::Value = s
+        .http
+        .get(s.url("/v2/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(tags["tags"], serde_json::json!(["ok"]));
 }
 
@@ -88,21 +133,43 @@ async fn concurrent_pushes_of_one_tag_leave_it_on_a_complete_manifest() {
         .map(|m| {
             let (http, url) = (s.http.clone(), s.url("/v2/race/manifests/latest"));
             tokio::spawn(async move {
-                http.put(url).header("Content-Type", OCI_MANIFEST).body(m).send().await.unwrap().status()
+                http.put(url)
+                    .header("Content-Type", OCI_MANIFEST)
+                    .body(m)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
             })
         })
         .collect();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 201);
     }
-    let r = s.http.get(s.url("/v2/race/manifests/latest")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/race/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
-    assert!(manifests.iter().any(|m| m.as_slice() == body.as_ref()), "latest must be one of the pushed manifests");
+    assert!(
+        manifests.iter().any(|m| m.as_slice() == body.as_ref()),
+        "latest must be one of the pushed manifests"
+    );
     // Every layer the tagged manifest names is there.
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let layer = doc["layers"][0]["digest"].as_str().unwrap();
-    assert_eq!(s.http.head(s.url(&format!("/v2/race/blobs/{layer}"))).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http
+            .head(s.url(&format!("/v2/race/blobs/{layer}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -112,16 +179,55 @@ async fn blobs_in_use_cannot_be_deleted_until_their_manifest_is() {
     let manifest = s.push_image("app", "v1", "in-use").await;
     let doc: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let layer = doc["layers"][0]["digest"].as_str().unwrap().to_string();
-    let r = s.http.delete(s.url(&format!("/v2/app/blobs/{layer}"))).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/v2/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(s.http.get(s.url("/v2/app/manifests/v1")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http
+            .get(s.url("/v2/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
-    let r = s.http.delete(s.url(&format!("/v2/app/manifests/{}", sha256(&manifest)))).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url(&format!("/v2/app/manifests/{}", sha256(&manifest))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(s.http.get(s.url("/v2/app/manifests/v1")).send().await.unwrap().status(), 404);
-    let r = s.http.delete(s.url(&format!("/v2/app/blobs/{layer}"))).send().await.unwrap();
+    assert_eq!(
+        s.http
+            .get(s.url("/v2/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = s
+        .http
+        .delete(s.url(&format!("/v2/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(s.http.get(s.url(&format!("/v2/app/blobs/{layer}"))).send().await.unwrap().status(), 404);
+    assert_eq!(
+        s.http
+            .get(s.url(&format!("/v2/app/blobs/{layer}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -135,8 +241,17 @@ async fn index_needs_its_children_and_referrers_follow_subjects() {
     }))
     .unwrap();
     let r = s.put_manifest("other", "idx", OCI_INDEX, &index).await;
-    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN", "children must be in the same repository");
-    assert_eq!(s.put_manifest("app", "idx", OCI_INDEX, &index).await.status(), 201);
+    assert_eq!(
+        error_code(r).await,
+        "MANIFEST_BLOB_UNKNOWN",
+        "children must be in the same repository"
+    );
+    assert_eq!(
+        s.put_manifest("app", "idx", OCI_INDEX, &index)
+            .await
+            .status(),
+        201
+    );
 
     s.push_blob("app", b"{}").await;
     let signature = serde_json::to_vec(&serde_json::json!({
@@ -147,16 +262,38 @@ async fn index_needs_its_children_and_referrers_follow_subjects() {
         "annotations": {"org.example.signer": "ci"},
     }))
     .unwrap();
-    let r = s.put_manifest("app", &sha256(&signature), OCI_MANIFEST, &signature).await;
+    let r = s
+        .put_manifest("app", &sha256(&signature), OCI_MANIFEST, &signature)
+        .await;
     assert_eq!(r.headers()["oci-subject"], sha256(&index).as_str());
-    let r = s.http.get(s.url(&format!("/v2/app/referrers/{}", sha256(&index)))).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/app/referrers/{}", sha256(&index))))
+        .send()
+        .await
+        .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["manifests"][0]["digest"], sha256(&signature));
-    assert_eq!(body["manifests"][0]["artifactType"], "application/vnd.example.sig");
-    assert_eq!(body["manifests"][0]["annotations"]["org.example.signer"], "ci");
+    assert_eq!(
+        body["manifests"][0]["artifactType"],
+        "application/vnd.example.sig"
+    );
+    assert_eq!(
+        body["manifests"][0]["annotations"]["org.example.signer"],
+        "ci"
+    );
     // Deleting the referrer removes it from the list.
-    s.http.delete(s.url(&format!("/v2/app/manifests/{}", sha256(&signature)))).send().await.unwrap();
-    let r = s.http.get(s.url(&format!("/v2/app/referrers/{}", sha256(&index)))).send().await.unwrap();
+    s.http
+        .delete(s.url(&format!("/v2/app/manifests/{}", sha256(&signature))))
+        .send()
+        .await
+        .unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/app/referrers/{}", sha256(&index))))
+        .send()
+        .await
+        .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["manifests"], serde_json::json!([]));
 }
@@ -173,10 +310,20 @@ async fn catalog_and_tags_paginate_with_link_headers() {
     assert_eq!(link, "</v2/_catalog?n=2&last=a%2Ftwo>; rel=\"next\"");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["a/one", "a/two"]));
-    let r = s.http.get(s.url("/v2/_catalog?n=2&last=a%2Ftwo")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/_catalog?n=2&last=a%2Ftwo"))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("link").is_none());
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["b"]));
-    let r = s.http.get(s.url("/v2/b/tags/list?n=abc")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/b/tags/list?n=abc"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }

@@ -23,19 +23,31 @@ async fn push_then_pull_with_oci_client() {
     for (monolithic, repo) in [(true, "oci/mono"), (false, "oci/chunked")] {
         let reference: Reference = format!("{}/{repo}:v1", s.addr).parse().unwrap();
         let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-        let layers = vec![ImageLayer::oci_v1(b"small layer".to_vec(), None), ImageLayer::oci_v1(big.clone(), None)];
+        let layers = vec![
+            ImageLayer::oci_v1(b"small layer".to_vec(), None),
+            ImageLayer::oci_v1(big.clone(), None),
+        ];
         let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
         let c = client(monolithic);
-        c.push(&reference, &layers, config, &RegistryAuth::Anonymous, None).await.expect("push");
+        c.push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
+            .await
+            .expect("push");
 
         let image = client(true)
-            .pull(&reference, &RegistryAuth::Anonymous, vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE])
+            .pull(
+                &reference,
+                &RegistryAuth::Anonymous,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
             .await
             .expect("pull");
         assert_eq!(image.layers.len(), 2);
         assert_eq!(image.layers[0].data.as_ref(), b"small layer");
         assert_eq!(image.layers[1].data.as_ref(), big.as_slice());
-        let tags = c.list_tags(&reference, &RegistryAuth::Anonymous, None, None).await.expect("tags");
+        let tags = c
+            .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+            .await
+            .expect("tags");
         assert_eq!(tags.tags, vec!["v1".to_string()]);
     }
 }

@@ -76,9 +76,9 @@ impl FromStr for Digest {
             other => {
                 // Anything matching the spec's algorithm grammar is well-formed but unsupported.
                 let valid = !other.is_empty()
-                    && other
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+                    && other.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)
+                    });
                 return Err(if valid {
                     DigestError::UnsupportedAlgorithm(other.to_string())
                 } else {
@@ -87,11 +87,16 @@ impl FromStr for Digest {
             }
         };
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::BadEncoding(algorithm.hex_len()));
         }
-        Ok(Digest { algorithm, hex: hex.to_string() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -175,8 +180,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Malformed)));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::BadEncoding(64))));
+        assert!(matches!(
+            "sha256".parse::<Digest>(),
+            Err(DigestError::Malformed)
+        ));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::BadEncoding(64))
+        ));
         assert!(matches!(
             "md5:0123".parse::<Digest>(),
             Err(DigestError::UnsupportedAlgorithm(_))

@@ -14,7 +14,12 @@ const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+js
 const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Every manifest media type Wharf stores and serves.
-pub const SUPPORTED: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const SUPPORTED: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Layers of these kinds live elsewhere by design, so a manifest may reference them
 /// without the blob being in the registry.
@@ -96,7 +101,12 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
     }
     let raw: RawManifest =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
-    if raw.schema_version == Some(1) || matches!(raw.media_type.as_deref(), Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED)) {
+    if raw.schema_version == Some(1)
+        || matches!(
+            raw.media_type.as_deref(),
+            Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED)
+        )
+    {
         return Err(ManifestError::Schema1);
     }
     if raw.schema_version != Some(2) {
@@ -105,7 +115,10 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
     let header = header.filter(|h| SUPPORTED.contains(h));
     let media_type = match (header, raw.media_type.as_deref()) {
         (Some(h), Some(b)) if h != b => {
-            return Err(ManifestError::MediaTypeMismatch { header: h.into(), body: b.into() });
+            return Err(ManifestError::MediaTypeMismatch {
+                header: h.into(),
+                body: b.into(),
+            });
         }
         (Some(h), _) => h.to_string(),
         (None, Some(b)) if SUPPORTED.contains(&b) => b.to_string(),
@@ -113,22 +126,37 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
         // OCI documents may omit mediaType; infer it from their shape.
         (None, None) if raw.manifests.is_some() => OCI_INDEX.to_string(),
         (None, None) if raw.config.is_some() => OCI_MANIFEST.to_string(),
-        (None, None) => return Err(ManifestError::Invalid("cannot determine the media type".into())),
+        (None, None) => {
+            return Err(ManifestError::Invalid(
+                "cannot determine the media type".into(),
+            ));
+        }
     };
-    let kind = if media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST { Kind::Index } else { Kind::Image };
+    let kind = if media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST {
+        Kind::Index
+    } else {
+        Kind::Image
+    };
 
     match kind {
         Kind::Image => {
-            let config = raw
-                .config
-                .ok_or_else(|| ManifestError::Invalid("an image manifest needs a config descriptor".into()))?;
-            let layers = raw.layers.ok_or_else(|| ManifestError::Invalid("an image manifest needs layers".into()))?;
+            let config = raw.config.ok_or_else(|| {
+                ManifestError::Invalid("an image manifest needs a config descriptor".into())
+            })?;
+            let layers = raw
+                .layers
+                .ok_or_else(|| ManifestError::Invalid("an image manifest needs layers".into()))?;
             if raw.manifests.is_some() {
-                return Err(ManifestError::Invalid("an image manifest cannot list manifests".into()));
+                return Err(ManifestError::Invalid(
+                    "an image manifest cannot list manifests".into(),
+                ));
             }
             let mut blobs = vec![config.digest.clone()];
             blobs.extend(
-                layers.iter().filter(|l| !is_non_distributable(&l.media_type)).map(|l| l.digest.clone()),
+                layers
+                    .iter()
+                    .filter(|l| !is_non_distributable(&l.media_type))
+                    .map(|l| l.digest.clone()),
             );
             let artifact_type = raw.artifact_type.or(Some(config.media_type));
             Ok(ParsedManifest {
@@ -142,10 +170,13 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
             })
         }
         Kind::Index => {
-            let manifests =
-                raw.manifests.ok_or_else(|| ManifestError::Invalid("an index needs a manifests list".into()))?;
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| ManifestError::Invalid("an index needs a manifests list".into()))?;
             if raw.config.is_some() || raw.layers.is_some() {
-                return Err(ManifestError::Invalid("an index cannot have config or layers".into()));
+                return Err(ManifestError::Invalid(
+                    "an index cannot have config or layers".into(),
+                ));
             }
             Ok(ParsedManifest {
                 media_type,
@@ -176,13 +207,22 @@ mod tests {
     fn image_manifest() {
         let m = parse(Some(OCI_MANIFEST), image("").as_bytes()).unwrap();
         assert_eq!(m.kind, Kind::Image);
-        assert_eq!(m.blobs.len(), 1, "non-distributable layers are not required");
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.blobs.len(),
+            1,
+            "non-distributable layers are not required"
+        );
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
     fn subject_and_artifact_type() {
-        let extra = format!(r#","artifactType":"application/x-sig","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1}}"#);
+        let extra = format!(
+            r#","artifactType":"application/x-sig","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1}}"#
+        );
         let m = parse(None, image(&extra).as_bytes()).unwrap();
         assert_eq!(m.artifact_type.as_deref(), Some("application/x-sig"));
         assert_eq!(m.subject.unwrap().digest.to_string(), D);
@@ -190,11 +230,25 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(matches!(parse(Some(DOCKER_SCHEMA1_SIGNED), b"{}"), Err(ManifestError::Schema1)));
-        assert!(matches!(parse(None, br#"{"schemaVersion":1}"#), Err(ManifestError::Schema1)));
-        assert!(matches!(parse(Some(OCI_INDEX), image("").as_bytes()), Err(ManifestError::MediaTypeMismatch { .. })));
-        assert!(matches!(parse(Some(OCI_MANIFEST), b"not json"), Err(ManifestError::Invalid(_))));
-        let index = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2}}]}}"#);
+        assert!(matches!(
+            parse(Some(DOCKER_SCHEMA1_SIGNED), b"{}"),
+            Err(ManifestError::Schema1)
+        ));
+        assert!(matches!(
+            parse(None, br#"{"schemaVersion":1}"#),
+            Err(ManifestError::Schema1)
+        ));
+        assert!(matches!(
+            parse(Some(OCI_INDEX), image("").as_bytes()),
+            Err(ManifestError::MediaTypeMismatch { .. })
+        ));
+        assert!(matches!(
+            parse(Some(OCI_MANIFEST), b"not json"),
+            Err(ManifestError::Invalid(_))
+        ));
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2}}]}}"#
+        );
         let m = parse(None, index.as_bytes()).unwrap();
         assert_eq!((m.kind, m.children.len()), (Kind::Index, 1));
     }

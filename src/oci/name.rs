@@ -101,7 +101,11 @@ impl FromStr for Tag {
             && b.len() <= 128
             && word(b[0])
             && b[1..].iter().all(|&x| word(x) || x == b'.' || x == b'-');
-        if ok { Ok(Tag(s.to_string())) } else { Err(InvalidTag(s.to_string())) }
+        if ok {
+            Ok(Tag(s.to_string()))
+        } else {
+            Err(InvalidTag(s.to_string()))
+        }
     }
 }
 
@@ -133,10 +137,18 @@ mod tests {
 
     #[test]
     fn repository_names() {
-        for ok in ["a", "library/ubuntu", "team/app/api", "a.b_c__d---e", "x0/y-1"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "team/app/api",
+            "a.b_c__d---e",
+            "x0/y-1",
+        ] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
-        for bad in ["", "A", "a//b", "-a", "a-", "a___b", "a..b", "a/", "/a", "a_.b", "a:b"] {
+        for bad in [
+            "", "A", "a//b", "-a", "a-", "a___b", "a..b", "a/", "/a", "a_.b", "a:b",
+        ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
         assert!("a".repeat(256).parse::<RepoName>().is_err());

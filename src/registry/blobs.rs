@@ -16,27 +16,47 @@ pub struct BlobRead {
 impl Registry {
     /// Size of a blob that `repo` may serve.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        self.inner.meta.repo_blob(repo, digest).await?.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        self.inner
+            .meta
+            .repo_blob(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     /// Opens a blob, or the inclusive byte range `first..=last` of it
     /// (`last` defaults to the end; a suffix range is given as `first = None`).
-    pub async fn open_blob(&self, repo: &RepoName, digest: &Digest, range: Option<(Option<u64>, Option<u64>)>) -> Result<BlobRead> {
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<(Option<u64>, Option<u64>)>,
+    ) -> Result<BlobRead> {
         let size = self.stat_blob(repo, digest).await?;
         let range = match range {
             None => None,
-            Some(spec) => Some(resolve_range(spec, size).ok_or_else(|| RegistryError::RangeNotSatisfiable {
-                digest: digest.clone(),
-                size,
+            Some(spec) => Some(resolve_range(spec, size).ok_or_else(|| {
+                RegistryError::RangeNotSatisfiable {
+                    digest: digest.clone(),
+                    size,
+                }
             })?),
         };
-        let body = self.inner.blobs.open(&Key::Blob(digest), range.clone()).await?;
+        let body = self
+            .inner
+            .blobs
+            .open(&Key::Blob(digest), range.clone())
+            .await?;
         Ok(BlobRead { size, range, body })
     }
 
     /// Links a blob of `from` into `repo` without copying (cross-repository mount).
     /// False when `from` does not have it; the caller then opens a session.
-    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<bool> {
         match self.inner.meta.repo_blob(from, digest).await? {
             Some(size) => {
                 self.inner.meta.link_blob(repo, digest, size).await?;

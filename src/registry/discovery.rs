@@ -27,20 +27,45 @@ fn paged(mut items: Vec<String>, limit: u32) -> TagPage {
 }
 
 impl Registry {
-    pub async fn list_tags(&self, repo: &RepoName, last: Option<&str>, limit: u32) -> Result<TagPage> {
-        let page = Page { last, limit: limit.saturating_add(1) };
-        let tags = self.inner.meta.list_tags(repo, page).await?.ok_or_else(|| RegistryError::NameUnknown(repo.clone()))?;
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<TagPage> {
+        let page = Page {
+            last,
+            limit: limit.saturating_add(1),
+        };
+        let tags = self
+            .inner
+            .meta
+            .list_tags(repo, page)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repo.clone()))?;
         Ok(paged(tags, limit))
     }
 
     pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage> {
-        let page = Page { last, limit: limit.saturating_add(1) };
+        let page = Page {
+            last,
+            limit: limit.saturating_add(1),
+        };
         Ok(paged(self.inner.meta.list_repositories(page).await?, limit))
     }
 
     /// Manifests in `repo` whose subject is `subject`; never an error for an unknown subject.
-    pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
-        let records = self.inner.meta.referrers(repo, subject, artifact_type).await?;
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let records = self
+            .inner
+            .meta
+            .referrers(repo, subject, artifact_type)
+            .await?;
         Ok(records
             .into_iter()
             .map(|r| Referrer {

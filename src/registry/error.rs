@@ -42,7 +42,10 @@ pub enum RegistryError {
 impl From<MetadataError> for RegistryError {
     fn from(e: MetadataError) -> Self {
         match e {
-            MetadataError::MissingReferences { mut blobs, manifests } => {
+            MetadataError::MissingReferences {
+                mut blobs,
+                manifests,
+            } => {
                 blobs.extend(manifests);
                 RegistryError::ManifestBlobUnknown(blobs)
             }

@@ -40,14 +40,19 @@ impl Registry {
         let digest = Digest::compute(algorithm, &bytes);
         if let Reference::Digest(expected) = reference {
             if expected != &digest {
-                return Err(RegistryError::DigestMismatch { expected: expected.clone(), actual: digest });
+                return Err(RegistryError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
             }
         }
         let parsed = manifest::parse(content_type, &bytes).map_err(|e| match e {
             ManifestError::Invalid(_)
             | ManifestError::Schema1
             | ManifestError::UnsupportedMediaType(_)
-            | ManifestError::MediaTypeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            | ManifestError::MediaTypeMismatch { .. } => {
+                RegistryError::ManifestInvalid(e.to_string())
+            }
         })?;
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
@@ -85,7 +90,11 @@ impl Registry {
     }
 
     /// Resolves a reference without reading the manifest's bytes (HEAD).
-    pub async fn stat_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRecord> {
+    pub async fn stat_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
         let cache = &self.inner.manifests;
         let key = cache.resolution_key(repo, reference);
         if let Some(record) = cache.resolution(&key) {
@@ -102,13 +111,23 @@ impl Registry {
     }
 
     /// Resolves a reference and returns the manifest's bytes.
-    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestRead> {
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRead> {
         let record = self.stat_manifest(repo, reference).await?;
         let bytes = match self.inner.manifests.body(&record.digest) {
             Some(bytes) => bytes,
             None => {
-                let bytes = self.inner.blobs.read_all(&Key::Blob(&record.digest)).await?;
-                self.inner.manifests.remember_body(record.digest.clone(), bytes.clone());
+                let bytes = self
+                    .inner
+                    .blobs
+                    .read_all(&Key::Blob(&record.digest))
+                    .await?;
+                self.inner
+                    .manifests
+                    .remember_body(record.digest.clone(), bytes.clone());
                 bytes
             }
         };
@@ -122,6 +141,10 @@ impl Registry {
             Reference::Digest(d) => self.inner.meta.delete_manifest(repo, d).await?,
         };
         self.inner.manifests.invalidate(repo);
-        if deleted { Ok(()) } else { Err(RegistryError::ManifestUnknown(reference.to_string())) }
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
     }
 }

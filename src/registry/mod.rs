@@ -13,11 +13,11 @@ use std::sync::Arc;
 use crate::storage::{BlobStore, MetadataStore, Staging};
 
 pub use blobs::BlobRead;
+use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use uploads::ChunkRange;
-use cache::ManifestCache;
 use uploads::UploadHashes;
 
 /// Limits the registry enforces.
@@ -44,9 +44,23 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn new(blobs: BlobStore, staging: Staging, meta: Arc<dyn MetadataStore>, limits: Limits) -> Self {
+    pub fn new(
+        blobs: BlobStore,
+        staging: Staging,
+        meta: Arc<dyn MetadataStore>,
+        limits: Limits,
+    ) -> Self {
         let manifests = ManifestCache::new(limits.manifest_cache_bytes);
-        Self { inner: Arc::new(Inner { blobs, staging, meta, uploads: UploadHashes::default(), manifests, limits }) }
+        Self {
+            inner: Arc::new(Inner {
+                blobs,
+                staging,
+                meta,
+                uploads: UploadHashes::default(),
+                manifests,
+                limits,
+            }),
+        }
     }
 
     pub fn limits(&self) -> &Limits {

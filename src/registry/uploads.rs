@@ -37,7 +37,10 @@ impl UploadHashes {
     }
 
     fn forget(&self, id: Uuid) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 }
 
@@ -59,9 +62,9 @@ fn body_error(e: StorageError) -> RegistryError {
 /// Checks a body's length against what the client declared.
 fn check_length(written: u64, declared: Option<u64>) -> Result<()> {
     match declared {
-        Some(n) if n != written => {
-            Err(RegistryError::SizeInvalid(format!("Content-Length was {n} but {written} bytes arrived")))
-        }
+        Some(n) if n != written => Err(RegistryError::SizeInvalid(format!(
+            "Content-Length was {n} but {written} bytes arrived"
+        ))),
         _ => Ok(()),
     }
 }
@@ -99,7 +102,8 @@ impl Registry {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        self.append(repo, id, range, content_length, body, Algorithm::Sha256).await
+        self.append(repo, id, range, content_length, body, Algorithm::Sha256)
+            .await
     }
 
     async fn append<S>(
@@ -124,7 +128,9 @@ impl Registry {
             }
             if let Some(n) = content_length {
                 if n != r.end - r.start + 1 {
-                    return Err(RegistryError::UploadInvalid("Content-Range and Content-Length disagree".into()));
+                    return Err(RegistryError::UploadInvalid(
+                        "Content-Range and Content-Length disagree".into(),
+                    ));
                 }
             }
         }
@@ -153,12 +159,23 @@ impl Registry {
             .await
             .map_err(body_error)?;
         // A short or long body does not count; its bytes are overwritten by the next append.
-        check_length(written, content_length.or(range.map(|r| r.end - r.start + 1)))?;
-        if !self.inner.meta.advance_upload(id, offset, offset + written).await? {
+        check_length(
+            written,
+            content_length.or(range.map(|r| r.end - r.start + 1)),
+        )?;
+        if !self
+            .inner
+            .meta
+            .advance_upload(id, offset, offset + written)
+            .await?
+        {
             let size = self.session(repo, id).await?.size;
             return Err(RegistryError::ChunkOutOfOrder { size });
         }
-        *running = hasher.map(|hasher| RunningHash { offset: offset + written, hasher });
+        *running = hasher.map(|hasher| RunningHash {
+            offset: offset + written,
+            hasher,
+        });
         Ok(offset + written)
     }
 
@@ -176,19 +193,30 @@ impl Registry {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        let size = self.append(repo, id, None, content_length, body, expected.algorithm()).await?;
+        let size = self
+            .append(repo, id, None, content_length, body, expected.algorithm())
+            .await?;
         let slot = self.inner.uploads.slot(id);
         let mut running = slot.lock().await;
         // Re-check under the lock: a concurrent PUT may have completed it.
         let session = self.session(repo, id).await?;
         let actual = match running.take() {
-            Some(h) if h.offset == session.size && h.hasher.algorithm() == expected.algorithm() => h.hasher.finish(),
+            Some(h) if h.offset == session.size && h.hasher.algorithm() == expected.algorithm() => {
+                h.hasher.finish()
+            }
             _ => self.rehash(id, session.size, expected.algorithm()).await?,
         };
         let outcome = if &actual == expected {
-            self.inner.staging.commit(id, session.size, expected).await.map_err(RegistryError::from)
+            self.inner
+                .staging
+                .commit(id, session.size, expected)
+                .await
+                .map_err(RegistryError::from)
         } else {
-            Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
+            Err(RegistryError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            })
         };
         if outcome.is_ok() {
             self.inner.meta.link_blob(repo, expected, size).await?;
@@ -211,20 +239,34 @@ impl Registry {
 
     /// Monolithic upload (`POST ?digest=`): one body, verified, then visible.
     /// It needs no session record: an interrupted one leaves only a staging file.
-    pub async fn put_blob<S>(&self, repo: &RepoName, expected: &Digest, content_length: Option<u64>, body: S) -> Result<u64>
+    pub async fn put_blob<S>(
+        &self,
+        repo: &RepoName,
+        expected: &Digest,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<u64>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
         let id = Uuid::new_v4();
         let mut hasher = Hasher::new(expected.algorithm());
-        let staged = self.inner.staging.append(id, 0, body, |piece| hasher.update(piece)).await.map_err(body_error);
+        let staged = self
+            .inner
+            .staging
+            .append(id, 0, body, |piece| hasher.update(piece))
+            .await
+            .map_err(body_error);
         let checked = staged.and_then(|written| {
             check_length(written, content_length)?;
             let actual = hasher.finish();
             if &actual == expected {
                 Ok(written)
             } else {
-                Err(RegistryError::DigestMismatch { expected: expected.clone(), actual })
+                Err(RegistryError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                })
             }
         });
         let written = match checked {

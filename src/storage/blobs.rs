@@ -77,7 +77,10 @@ impl BlobStore {
 
     /// Writes a small object in one request.
     pub async fn put_bytes(&self, key: &Key<'_>, bytes: Bytes) -> Result<(), StorageError> {
-        self.store.put(&key.path(), PutPayload::from_bytes(bytes)).await.map_err(map_err)?;
+        self.store
+            .put(&key.path(), PutPayload::from_bytes(bytes))
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -88,9 +91,20 @@ impl BlobStore {
     }
 
     /// Opens an object for streaming, optionally a byte range of it.
-    pub async fn open(&self, key: &Key<'_>, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
-        let got = self.store.get_opts(&key.path(), options).await.map_err(map_err)?;
+    pub async fn open(
+        &self,
+        key: &Key<'_>,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = self
+            .store
+            .get_opts(&key.path(), options)
+            .await
+            .map_err(map_err)?;
         let range = got.range.clone();
         match got.payload {
             // object_store reads local files 8 KiB per blocking call; far too slow
@@ -99,7 +113,9 @@ impl BlobStore {
                 let mut file = tokio::fs::File::from_std(file);
                 file.seek(io::SeekFrom::Start(range.start)).await?;
                 let reader = file.take(range.end - range.start);
-                Ok(ReaderStream::with_capacity(reader, LOCAL_READ_SIZE).map_err(StorageError::Io).boxed())
+                Ok(ReaderStream::with_capacity(reader, LOCAL_READ_SIZE)
+                    .map_err(StorageError::Io)
+                    .boxed())
             }
             GetResultPayload::Stream(s) => Ok(s.map_err(map_err).boxed()),
         }

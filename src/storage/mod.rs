@@ -6,5 +6,7 @@ pub mod metadata;
 pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError};
+pub use metadata::{
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, SqliteMetadata, UploadRecord,
+};
 pub use staging::Staging;
-pub use metadata::{ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, SqliteMetadata, UploadRecord};

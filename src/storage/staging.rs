@@ -59,7 +59,11 @@ impl Staging {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
             // Drop whatever a failed earlier request left past the committed length.
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
@@ -96,12 +100,19 @@ impl Staging {
             return Ok(futures::stream::empty().boxed());
         }
         let file = tokio::fs::File::open(self.file(upload)).await?;
-        Ok(ReaderStream::with_capacity(file.take(len), READ_SIZE).map_err(StorageError::Io).boxed())
+        Ok(ReaderStream::with_capacity(file.take(len), READ_SIZE)
+            .map_err(StorageError::Io)
+            .boxed())
     }
 
     /// Moves `len` verified bytes of a session to the blob's content address.
     /// When the blob already exists the staged copy is simply dropped.
-    pub async fn commit(&self, upload: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError> {
+    pub async fn commit(
+        &self,
+        upload: Uuid,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
         let from = self.file(upload);
         let to = self.root.join(Key::Blob(digest).path().as_ref());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
@@ -110,9 +121,16 @@ impl Staging {
             }
             if len == 0 {
                 // A session that never received a byte has no file.
-                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&from)?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&from)?;
             }
-            std::fs::OpenOptions::new().write(true).open(&from)?.set_len(len)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&from)?
+                .set_len(len)?;
             if let Some(dir) = to.parent() {
                 std::fs::create_dir_all(dir)?;
             }

@@ -1,5 +1,6 @@
 //! Shared helpers: a real Wharf on a loopback port with its own data folder.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses a different subset")]
+#![allow(clippy::expect_used, reason = "test helpers abort the test on failure")]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,17 +31,27 @@ impl TestServer {
     pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
         // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let overrides = Overrides { data_dir: Some(data_dir.to_path_buf()), ..Default::default() };
+        let overrides = Overrides {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..Default::default()
+        };
         let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
         tweak(&mut config);
         let state = AppState::open(&config).await.expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(server::run(listener, state, async {
             let _ = rx.await;
         }));
-        TestServer { addr, http: reqwest::Client::new(), shutdown: Some(tx), handle: Some(handle) }
+        TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -71,7 +82,13 @@ impl TestServer {
         digest
     }
 
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
         self.http
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
             .header("Content-Type", media_type)
@@ -84,7 +101,8 @@ impl TestServer {
     /// Pushes a config and one layer, and a manifest naming them under `tag`;
     /// returns the manifest bytes.
     pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> Vec<u8> {
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
         let layer = format!("layer for {seed}").into_bytes();
         self.push_blob(repo, &config).await;
         self.push_blob(repo, &layer).await;
@@ -129,5 +147,8 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 /// The error code of an OCI error body.
 pub async fn error_code(r: reqwest::Response) -> String {
     let body: serde_json::Value = r.json().await.expect("error body is JSON");
-    body["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+    body["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }

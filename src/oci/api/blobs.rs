@@ -14,7 +14,13 @@ fn parse_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
         return None;
     }
     let (first, last) = spec.split_once('-')?;
-    let num = |s: &str| if s.trim().is_empty() { Ok(None) } else { s.trim().parse().map(Some) };
+    let num = |s: &str| {
+        if s.trim().is_empty() {
+            Ok(None)
+        } else {
+            s.trim().parse().map(Some)
+        }
+    };
     let (first, last) = (num(first).ok()?, num(last).ok()?);
     (first.is_some() || last.is_some()).then_some((first, last))
 }
@@ -28,7 +34,10 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
                 (header::CONTENT_LENGTH, size.to_string()),
                 (header::CONTENT_TYPE, "application/octet-stream".into()),
                 (header::ACCEPT_RANGES, "bytes".into()),
-                (header::HeaderName::from_static("docker-content-digest"), digest_header),
+                (
+                    header::HeaderName::from_static("docker-content-digest"),
+                    digest_header,
+                ),
             ],
             Body::empty(),
         )
@@ -39,7 +48,10 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
     let common = [
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
         (header::ACCEPT_RANGES, "bytes".into()),
-        (header::HeaderName::from_static("docker-content-digest"), digest_header),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            digest_header,
+        ),
         (header::ETAG, format!("\"{digest}\"")),
     ];
     let body = Body::from_stream(blob.body);
@@ -49,12 +61,21 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
             common,
             [
                 (header::CONTENT_LENGTH, (r.end - r.start).to_string()),
-                (header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size)),
+                (
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size),
+                ),
             ],
             body,
         )
             .into_response(),
-        None => (StatusCode::OK, common, [(header::CONTENT_LENGTH, blob.size.to_string())], body).into_response(),
+        None => (
+            StatusCode::OK,
+            common,
+            [(header::CONTENT_LENGTH, blob.size.to_string())],
+            body,
+        )
+            .into_response(),
     })
 }
 

@@ -16,7 +16,12 @@ fn page(state: &OciState, req: &Request) -> Result<(u32, Option<String>), ApiErr
         None => max,
         Some(n) => n
             .parse::<u32>()
-            .map_err(|_| ApiError::new(Code::Unsupported, format!("n must be a non-negative integer, got {n:?}")))?
+            .map_err(|_| {
+                ApiError::new(
+                    Code::Unsupported,
+                    format!("n must be a non-negative integer, got {n:?}"),
+                )
+            })?
             .min(max),
     };
     Ok((n, req.query.get("last").map(str::to_string)))
@@ -34,7 +39,11 @@ fn next_link(path: &str, n: u32, last: Option<&String>) -> Option<(HeaderName, S
 pub async fn tags(state: &OciState, repo: &RepoName, req: &Request) -> ApiResult {
     let (n, last) = page(state, req)?;
     let page = state.registry.list_tags(repo, last.as_deref(), n).await?;
-    let link = if page.more { next_link(&format!("/v2/{repo}/tags/list"), n, page.items.last()) } else { None };
+    let link = if page.more {
+        next_link(&format!("/v2/{repo}/tags/list"), n, page.items.last())
+    } else {
+        None
+    };
     let body = Json(json!({ "name": repo.as_str(), "tags": page.items }));
     Ok(match link {
         Some(link) => ([link], body).into_response(),
@@ -45,7 +54,11 @@ pub async fn tags(state: &OciState, repo: &RepoName, req: &Request) -> ApiResult
 pub async fn catalog(state: &OciState, req: &Request) -> ApiResult {
     let (n, last) = page(state, req)?;
     let page = state.registry.catalog(last.as_deref(), n).await?;
-    let link = if page.more { next_link("/v2/_catalog", n, page.items.last()) } else { None };
+    let link = if page.more {
+        next_link("/v2/_catalog", n, page.items.last())
+    } else {
+        None
+    };
     let body = Json(json!({ "repositories": page.items }));
     Ok(match link {
         Some(link) => ([link], body).into_response(),
@@ -53,9 +66,17 @@ pub async fn catalog(state: &OciState, req: &Request) -> ApiResult {
     })
 }
 
-pub async fn referrers(state: &OciState, repo: &RepoName, subject: &Digest, req: &Request) -> ApiResult {
+pub async fn referrers(
+    state: &OciState,
+    repo: &RepoName,
+    subject: &Digest,
+    req: &Request,
+) -> ApiResult {
     let artifact_type = req.query.get("artifactType").filter(|t| !t.is_empty());
-    let referrers = state.registry.referrers(repo, subject, artifact_type).await?;
+    let referrers = state
+        .registry
+        .referrers(repo, subject, artifact_type)
+        .await?;
     let manifests: Vec<_> = referrers
         .into_iter()
         .map(|r| {

@@ -2,7 +2,7 @@
 //! spec's error codes, with the status chosen here and nowhere else.
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -78,8 +78,9 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
-    pub detail: Option<Value>,
-    pub headers: HeaderMap,
+    /// Boxed, like the headers, to keep `Result<_, ApiError>` small on the happy path.
+    pub detail: Option<Box<Value>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Rides on a 500 response so the request log can record the cause once.
@@ -88,17 +89,23 @@ pub struct InternalCause(pub String);
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), detail: None, headers: HeaderMap::new() }
+        Self {
+            code,
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_detail(mut self, detail: Value) -> Self {
-        self.detail = Some(detail);
+        self.detail = Some(Box::new(detail));
         self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.retain(|(n, _)| n != name);
+            self.headers.push((name, v));
         }
         self
     }
@@ -109,23 +116,35 @@ impl From<RegistryError> for ApiError {
         use RegistryError as E;
         let message = e.to_string();
         match e {
-            E::BlobUnknown(d) => ApiError::new(Code::BlobUnknown, message).with_detail(json!({ "digest": d })),
+            E::BlobUnknown(d) => {
+                ApiError::new(Code::BlobUnknown, message).with_detail(json!({ "digest": d }))
+            }
             E::RangeNotSatisfiable { size, .. } => ApiError::new(Code::RangeInvalid, message)
-                .with_header(axum::http::header::CONTENT_RANGE, &format!("bytes */{size}")),
+                .with_header(
+                    axum::http::header::CONTENT_RANGE,
+                    &format!("bytes */{size}"),
+                ),
             E::UploadUnknown => ApiError::new(Code::BlobUploadUnknown, message),
             E::ChunkOutOfOrder { size } => ApiError::new(Code::ChunkOutOfOrder, message)
                 .with_header(axum::http::header::RANGE, &super::upload_range(size)),
             E::UploadInvalid(_) => ApiError::new(Code::BlobUploadInvalid, message),
-            E::DigestMismatch { .. } | E::DigestInvalid(_) => ApiError::new(Code::DigestInvalid, message),
+            E::DigestMismatch { .. } | E::DigestInvalid(_) => {
+                ApiError::new(Code::DigestInvalid, message)
+            }
             E::SizeInvalid(_) => ApiError::new(Code::SizeInvalid, message),
-            E::ManifestUnknown(r) => ApiError::new(Code::ManifestUnknown, message).with_detail(json!({ "reference": r })),
+            E::ManifestUnknown(r) => {
+                ApiError::new(Code::ManifestUnknown, message).with_detail(json!({ "reference": r }))
+            }
             E::ManifestInvalid(_) => ApiError::new(Code::ManifestInvalid, message),
             E::ManifestTooLarge { .. } => ApiError::new(Code::ManifestTooLarge, message),
-            E::ManifestBlobUnknown(missing) => {
-                ApiError::new(Code::ManifestBlobUnknown, message).with_detail(json!({ "digests": missing }))
+            E::ManifestBlobUnknown(missing) => ApiError::new(Code::ManifestBlobUnknown, message)
+                .with_detail(json!({ "digests": missing })),
+            E::NameUnknown(n) => {
+                ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() }))
             }
-            E::NameUnknown(n) => ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() })),
-            E::BlobInUse(d) => ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d })),
+            E::BlobInUse(d) => {
+                ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
+            }
             E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
         }
     }
@@ -135,14 +154,21 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code.wire();
         let internal = self.code == Code::Internal;
-        let message = if internal { "internal server error".to_string() } else { self.message.clone() };
+        let message = if internal {
+            "internal server error".to_string()
+        } else {
+            self.message.clone()
+        };
         let mut error = json!({ "code": code, "message": message });
         if let Some(detail) = self.detail {
-            error["detail"] = detail;
+            error["detail"] = *detail;
         }
-        let mut response = (status, self.headers, Json(json!({ "errors": [error] }))).into_response();
+        let mut response = (status, Json(json!({ "errors": [error] }))).into_response();
+        response.headers_mut().extend(self.headers);
         if internal {
-            response.extensions_mut().insert(InternalCause(self.message));
+            response
+                .extensions_mut()
+                .insert(InternalCause(self.message));
         }
         response
     }

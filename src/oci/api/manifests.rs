@@ -26,10 +26,18 @@ fn accepts(req: &Request, media_type: &str) -> bool {
     !names_manifests || offered.iter().any(|t| *t == media_type || *t == "*/*")
 }
 
-pub async fn get(state: &OciState, repo: &RepoName, reference: &Reference, req: &Request) -> ApiResult {
+pub async fn get(
+    state: &OciState,
+    repo: &RepoName,
+    reference: &Reference,
+    req: &Request,
+) -> ApiResult {
     let head = req.method == Method::HEAD;
     let (record, body) = if head {
-        (state.registry.stat_manifest(repo, reference).await?, Body::empty())
+        (
+            state.registry.stat_manifest(repo, reference).await?,
+            Body::empty(),
+        )
     } else {
         let read = state.registry.get_manifest(repo, reference).await?;
         (read.record, Body::from(read.bytes))
@@ -37,7 +45,10 @@ pub async fn get(state: &OciState, repo: &RepoName, reference: &Reference, req: 
     if !accepts(req, &record.media_type) {
         return Err(ApiError::new(
             Code::ManifestUnknown,
-            format!("manifest {reference} is a {}, which the request does not accept", record.media_type),
+            format!(
+                "manifest {reference} is a {}, which the request does not accept",
+                record.media_type
+            ),
         ));
     }
     Ok((
@@ -52,11 +63,20 @@ pub async fn get(state: &OciState, repo: &RepoName, reference: &Reference, req: 
         .into_response())
 }
 
-pub async fn put(state: &OciState, repo: &RepoName, reference: &Reference, req: &Request, body: Body) -> ApiResult {
+pub async fn put(
+    state: &OciState,
+    repo: &RepoName,
+    reference: &Reference,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
     let tags = req
         .query
         .all("tag")
-        .map(|t| t.parse::<Tag>().map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string())))
+        .map(|t| {
+            t.parse::<Tag>()
+                .map_err(|e| ApiError::new(Code::ManifestInvalid, e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
     // Read at most one byte past the cap, so an oversized body is refused without buffering it.
@@ -64,11 +84,17 @@ pub async fn put(state: &OciState, repo: &RepoName, reference: &Reference, req: 
     let bytes = axum::body::to_bytes(body, limit.saturating_add(1))
         .await
         .map_err(|_| ApiError::from(RegistryError::ManifestTooLarge { limit }))?;
-    let pushed = state.registry.put_manifest(repo, reference, &tags, content_type.as_deref(), bytes).await?;
+    let pushed = state
+        .registry
+        .put_manifest(repo, reference, &tags, content_type.as_deref(), bytes)
+        .await?;
     let mut response = (
         StatusCode::CREATED,
         [
-            (header::LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)),
+            (
+                header::LOCATION,
+                format!("/v2/{repo}/manifests/{}", pushed.digest),
+            ),
             (DIGEST_HEADER, pushed.digest.to_string()),
             (header::CONTENT_LENGTH, "0".into()),
         ],
@@ -77,7 +103,9 @@ pub async fn put(state: &OciState, repo: &RepoName, reference: &Reference, req: 
         .into_response();
     if let Some(subject) = pushed.subject {
         if let Ok(v) = subject.to_string().parse() {
-            response.headers_mut().insert(HeaderName::from_static("oci-subject"), v);
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("oci-subject"), v);
         }
     }
     Ok(response)

@@ -45,7 +45,10 @@ where
     OciSettings: FromRef<S>,
 {
     fn from_ref(state: &S) -> Self {
-        OciState { registry: Registry::from_ref(state), settings: OciSettings::from_ref(state) }
+        OciState {
+            registry: Registry::from_ref(state),
+            settings: OciSettings::from_ref(state),
+        }
     }
 }
 
@@ -66,9 +69,10 @@ where
 }
 
 async fn api_version_header(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
     response
 }
 
@@ -77,15 +81,25 @@ pub struct Query(Vec<(String, String)>);
 
 impl Query {
     fn from_uri(uri: &Uri) -> Self {
-        Query(form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -102,9 +116,9 @@ impl Request {
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header(header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
+        self.header(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
     }
-
 }
 
 /// A request body as a byte stream for the registry services.
@@ -112,32 +126,59 @@ pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin 
     body.into_data_stream().map_err(io::Error::other)
 }
 
-async fn dispatch(State(state): State<OciState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn dispatch(
+    State(state): State<OciState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let rest = uri.path().strip_prefix("/v2").unwrap_or("");
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let route = match Route::parse(rest) {
         Ok(route) => route,
         Err(e) => return e.into_response(),
     };
-    let req = Request { method, query: Query::from_uri(&uri), headers };
+    let req = Request {
+        method,
+        query: Query::from_uri(&uri),
+        headers,
+    };
     let result = match (&req.method, route) {
-        (&Method::GET | &Method::HEAD, Route::Base) => Ok(axum::Json(serde_json::json!({})).into_response()),
+        (&Method::GET | &Method::HEAD, Route::Base) => {
+            Ok(axum::Json(serde_json::json!({})).into_response())
+        }
         (&Method::GET, Route::Catalog) => discovery::catalog(&state, &req).await,
         (&Method::GET, Route::Tags(repo)) => discovery::tags(&state, &repo, &req).await,
-        (&Method::GET, Route::Referrers(repo, digest)) => discovery::referrers(&state, &repo, &digest, &req).await,
+        (&Method::GET, Route::Referrers(repo, digest)) => {
+            discovery::referrers(&state, &repo, &digest, &req).await
+        }
         (&Method::GET | &Method::HEAD, Route::Manifest(repo, reference)) => {
             manifests::get(&state, &repo, &reference, &req).await
         }
-        (&Method::PUT, Route::Manifest(repo, reference)) => manifests::put(&state, &repo, &reference, &req, body).await,
-        (&Method::DELETE, Route::Manifest(repo, reference)) => manifests::delete(&state, &repo, &reference).await,
-        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest)) => blobs::get(&state, &repo, &digest, &req).await,
+        (&Method::PUT, Route::Manifest(repo, reference)) => {
+            manifests::put(&state, &repo, &reference, &req, body).await
+        }
+        (&Method::DELETE, Route::Manifest(repo, reference)) => {
+            manifests::delete(&state, &repo, &reference).await
+        }
+        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest)) => {
+            blobs::get(&state, &repo, &digest, &req).await
+        }
         (&Method::DELETE, Route::Blob(repo, digest)) => blobs::delete(&state, &repo, &digest).await,
         (&Method::POST, Route::Uploads(repo)) => uploads::start(&state, &repo, &req, body).await,
         (&Method::GET, Route::Upload(repo, id)) => uploads::status(&state, &repo, id).await,
-        (&Method::PATCH, Route::Upload(repo, id)) => uploads::patch(&state, &repo, id, &req, body).await,
-        (&Method::PUT, Route::Upload(repo, id)) => uploads::put(&state, &repo, id, &req, body).await,
+        (&Method::PATCH, Route::Upload(repo, id)) => {
+            uploads::patch(&state, &repo, id, &req, body).await
+        }
+        (&Method::PUT, Route::Upload(repo, id)) => {
+            uploads::put(&state, &repo, id, &req, body).await
+        }
         (&Method::DELETE, Route::Upload(repo, id)) => uploads::cancel(&state, &repo, id).await,
-        (method, _) => Err(ApiError::new(Code::MethodNotAllowed, format!("{method} is not supported here"))),
+        (method, _) => Err(ApiError::new(
+            Code::MethodNotAllowed,
+            format!("{method} is not supported here"),
+        )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -81,8 +81,14 @@ impl Route {
                 };
                 Ok(Route::Manifest(repo, reference))
             }
-            "blobs" => Ok(Route::Blob(name(&segs[..n - 2])?, digest(last, Code::DigestInvalid)?)),
-            "referrers" => Ok(Route::Referrers(name(&segs[..n - 2])?, digest(last, Code::DigestInvalid)?)),
+            "blobs" => Ok(Route::Blob(
+                name(&segs[..n - 2])?,
+                digest(last, Code::DigestInvalid)?,
+            )),
+            "referrers" => Ok(Route::Referrers(
+                name(&segs[..n - 2])?,
+                digest(last, Code::DigestInvalid)?,
+            )),
             _ => Err(not_found()),
         }
     }
@@ -106,13 +112,25 @@ mod tests {
             ("".into(), Route::Base),
             ("_catalog".into(), Route::Catalog),
             ("a/b/tags/list".into(), Route::Tags(repo("a/b"))),
-            ("a/b/c/manifests/latest".into(), Route::Manifest(repo("a/b/c"), Reference::Tag("latest".parse().unwrap()))),
-            (format!("a/manifests/{D}"), Route::Manifest(repo("a"), Reference::Digest(d.clone()))),
+            (
+                "a/b/c/manifests/latest".into(),
+                Route::Manifest(repo("a/b/c"), Reference::Tag("latest".parse().unwrap())),
+            ),
+            (
+                format!("a/manifests/{D}"),
+                Route::Manifest(repo("a"), Reference::Digest(d.clone())),
+            ),
             (format!("a/blobs/{D}"), Route::Blob(repo("a"), d.clone())),
             ("a/blobs/uploads/".into(), Route::Uploads(repo("a"))),
             ("a/blobs/uploads".into(), Route::Uploads(repo("a"))),
-            (format!("a/blobs/uploads/{id}"), Route::Upload(repo("a"), id)),
-            (format!("x/y/referrers/{D}"), Route::Referrers(repo("x/y"), d.clone())),
+            (
+                format!("a/blobs/uploads/{id}"),
+                Route::Upload(repo("a"), id),
+            ),
+            (
+                format!("x/y/referrers/{D}"),
+                Route::Referrers(repo("x/y"), d.clone()),
+            ),
             // A repository may itself be called "blobs" or "manifests".
             (format!("blobs/blobs/{D}"), Route::Blob(repo("blobs"), d)),
         ];

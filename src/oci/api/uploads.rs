@@ -6,15 +6,20 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range};
+use super::{
+    ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range,
+};
 use crate::oci::{Digest, RepoName};
-use crate::registry::RegistryError;
 use crate::registry::ChunkRange;
+use crate::registry::RegistryError;
 
 fn digest_param(req: &Request) -> Result<Option<Digest>, ApiError> {
     req.query
         .get("digest")
-        .map(|d| d.parse().map_err(|e| ApiError::new(Code::DigestInvalid, format!("digest {d:?}: {e}"))))
+        .map(|d| {
+            d.parse()
+                .map_err(|e| ApiError::new(Code::DigestInvalid, format!("digest {d:?}: {e}")))
+        })
         .transpose()
 }
 
@@ -23,7 +28,10 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
         StatusCode::CREATED,
         [
             (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
-            (HeaderName::from_static("docker-content-digest"), digest.to_string()),
+            (
+                HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
             (header::CONTENT_LENGTH, "0".into()),
         ],
         Body::empty(),
@@ -37,7 +45,10 @@ fn session(status: StatusCode, repo: &RepoName, id: Uuid, size: u64) -> Response
         [
             (header::LOCATION, upload_location(repo, id)),
             (header::RANGE, upload_range(size)),
-            (HeaderName::from_static("docker-upload-uuid"), id.to_string()),
+            (
+                HeaderName::from_static("docker-upload-uuid"),
+                id.to_string(),
+            ),
             (header::CONTENT_LENGTH, "0".into()),
         ],
         Body::empty(),
@@ -54,24 +65,36 @@ fn at_session(repo: &RepoName, id: Uuid) -> impl FnOnce(RegistryError) -> ApiErr
 /// `Content-Range` of a chunk: `start-end`, with or without a `bytes ` unit and `/total`.
 fn parse_content_range(value: &str) -> Option<ChunkRange> {
     let v = value.trim();
-    let v = v.strip_prefix("bytes").map(|r| r.trim_start_matches([' ', '='])).unwrap_or(v);
+    let v = v
+        .strip_prefix("bytes")
+        .map(|r| r.trim_start_matches([' ', '=']))
+        .unwrap_or(v);
     let v = v.split('/').next()?;
     let (start, end) = v.split_once('-')?;
-    Some(ChunkRange { start: start.trim().parse().ok()?, end: end.trim().parse().ok()? })
+    Some(ChunkRange {
+        start: start.trim().parse().ok()?,
+        end: end.trim().parse().ok()?,
+    })
 }
 
 pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body) -> ApiResult {
     if let (Some(mount), Some(from)) = (req.query.get("mount"), req.query.get("from")) {
-        let digest: Digest =
-            mount.parse().map_err(|e| ApiError::new(Code::DigestInvalid, format!("mount {mount:?}: {e}")))?;
-        let from: RepoName = from.parse().map_err(|e| ApiError::new(Code::NameInvalid, format!("from: {e}")))?;
+        let digest: Digest = mount
+            .parse()
+            .map_err(|e| ApiError::new(Code::DigestInvalid, format!("mount {mount:?}: {e}")))?;
+        let from: RepoName = from
+            .parse()
+            .map_err(|e| ApiError::new(Code::NameInvalid, format!("from: {e}")))?;
         if state.registry.mount_blob(repo, &digest, &from).await? {
             return Ok(created(repo, &digest));
         }
         // Not mountable: fall back to an ordinary session (spec end-11).
     } else if let Some(digest) = digest_param(req)? {
         let length = req.content_length();
-        state.registry.put_blob(repo, &digest, length, body_stream(body)).await?;
+        state
+            .registry
+            .put_blob(repo, &digest, length, body_stream(body))
+            .await?;
         return Ok(created(repo, &digest));
     }
     let id = state.registry.start_upload(repo).await?;
@@ -83,12 +106,17 @@ pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body)
     Ok(response)
 }
 
-pub async fn patch(state: &OciState, repo: &RepoName, id: Uuid, req: &Request, body: Body) -> ApiResult {
+pub async fn patch(
+    state: &OciState,
+    repo: &RepoName,
+    id: Uuid,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
     let range = match req.header(header::CONTENT_RANGE) {
-        Some(v) => Some(
-            parse_content_range(v)
-                .ok_or_else(|| ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}")))?,
-        ),
+        Some(v) => Some(parse_content_range(v).ok_or_else(|| {
+            ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}"))
+        })?),
         None => None,
     };
     let length = req.content_length();
@@ -100,9 +128,19 @@ pub async fn patch(state: &OciState, repo: &RepoName, id: Uuid, req: &Request, b
     Ok(session(StatusCode::ACCEPTED, repo, id, size))
 }
 
-pub async fn put(state: &OciState, repo: &RepoName, id: Uuid, req: &Request, body: Body) -> ApiResult {
-    let digest = digest_param(req)?
-        .ok_or_else(|| ApiError::new(Code::DigestInvalid, "the digest query parameter is required"))?;
+pub async fn put(
+    state: &OciState,
+    repo: &RepoName,
+    id: Uuid,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
+    let digest = digest_param(req)?.ok_or_else(|| {
+        ApiError::new(
+            Code::DigestInvalid,
+            "the digest query parameter is required",
+        )
+    })?;
     let length = req.content_length();
     state
         .registry
@@ -128,7 +166,13 @@ mod tests {
 
     #[test]
     fn content_ranges() {
-        for v in ["0-99", "bytes 0-99", "bytes=0-99", "bytes 0-99/*", "0-99/100"] {
+        for v in [
+            "0-99",
+            "bytes 0-99",
+            "bytes=0-99",
+            "bytes 0-99/*",
+            "0-99/100",
+        ] {
             let r = parse_content_range(v).unwrap();
             assert_eq!((r.start, r.end), (0, 99), "{v}");
         }

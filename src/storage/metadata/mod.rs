@@ -15,7 +15,10 @@ pub use sqlite::SqliteMetadata;
 pub enum MetadataError {
     /// The manifest names blobs or child manifests that the repository lacks.
     #[error("referenced content is missing: {blobs:?} {manifests:?}")]
-    MissingReferences { blobs: Vec<Digest>, manifests: Vec<Digest> },
+    MissingReferences {
+        blobs: Vec<Digest>,
+        manifests: Vec<Digest>,
+    },
     /// A manifest of the repository still needs this blob.
     #[error("blob {0} is referenced by a manifest")]
     BlobInUse(Digest),
@@ -79,7 +82,11 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Records a manifest, its references and tags; checks references in the same transaction.
     async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<()>;
-    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>>;
+    async fn resolve(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>>;
     /// Deletes a manifest and the tags pointing at it; false when it was not there.
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes one tag and keeps the manifest; false when the tag was not there.

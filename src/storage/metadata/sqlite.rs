@@ -7,10 +7,14 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use uuid::Uuid;
 
-use super::{ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Result, UploadRecord};
+use super::{
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Result, UploadRecord,
+};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
 pub struct SqliteMetadata {
@@ -19,7 +23,10 @@ pub struct SqliteMetadata {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn digest(s: &str) -> Result<Digest> {
@@ -28,11 +35,19 @@ fn digest(s: &str) -> Result<Digest> {
 
 type ManifestRow = (String, String, i64, Option<String>, Option<String>, i64);
 
-const MANIFEST_COLUMNS: &str = "m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at";
+const MANIFEST_COLUMNS: &str =
+    "m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at";
 
 fn manifest_record(row: ManifestRow) -> Result<ManifestRecord> {
     let (d, media_type, size, artifact_type, annotations, pushed_at_ms) = row;
-    Ok(ManifestRecord { digest: digest(&d)?, media_type, size: size as u64, artifact_type, annotations, pushed_at_ms })
+    Ok(ManifestRecord {
+        digest: digest(&d)?,
+        media_type,
+        size: size as u64,
+        artifact_type,
+        annotations,
+        pushed_at_ms,
+    })
 }
 
 impl SqliteMetadata {
@@ -46,7 +61,10 @@ impl SqliteMetadata {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
@@ -56,7 +74,11 @@ impl SqliteMetadata {
     }
 }
 
-async fn ensure_repository(tx: &mut sqlx::SqliteConnection, repo: &RepoName, now: i64) -> Result<()> {
+async fn ensure_repository(
+    tx: &mut sqlx::SqliteConnection,
+    repo: &RepoName,
+    now: i64,
+) -> Result<()> {
     sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
         .bind(repo.as_str())
         .bind(now)
@@ -65,13 +87,20 @@ async fn ensure_repository(tx: &mut sqlx::SqliteConnection, repo: &RepoName, now
     Ok(())
 }
 
-async fn ensure_blob(tx: &mut sqlx::SqliteConnection, digest: &Digest, size: u64, now: i64) -> Result<()> {
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(digest.to_string())
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+async fn ensure_blob(
+    tx: &mut sqlx::SqliteConnection,
+    digest: &Digest,
+    size: u64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(digest.to_string())
+    .bind(size as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -106,12 +135,13 @@ impl MetadataStore for SqliteMetadata {
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let used: Option<(String,)> =
-            sqlx::query_as("SELECT manifest FROM manifest_blobs WHERE repository = ? AND blob = ? LIMIT 1")
-                .bind(repo.as_str())
-                .bind(digest.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let used: Option<(String,)> = sqlx::query_as(
+            "SELECT manifest FROM manifest_blobs WHERE repository = ? AND blob = ? LIMIT 1",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
         if used.is_some() {
             return Err(MetadataError::BlobInUse(digest.clone()));
         }
@@ -134,29 +164,34 @@ impl MetadataStore for SqliteMetadata {
         // concurrent blob or manifest delete cannot slip in between.
         let mut missing_blobs = Vec::new();
         for blob in m.blobs {
-            let linked: Option<(i64,)> =
-                sqlx::query_as("SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?")
-                    .bind(repo)
-                    .bind(blob.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let linked: Option<(i64,)> = sqlx::query_as(
+                "SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?",
+            )
+            .bind(repo)
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if linked.is_none() {
                 missing_blobs.push(blob.clone());
             }
         }
         let mut missing_manifests = Vec::new();
         for child in m.children {
-            let present: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM manifests WHERE repository = ? AND digest = ?")
-                .bind(repo)
-                .bind(child.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let present: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM manifests WHERE repository = ? AND digest = ?")
+                    .bind(repo)
+                    .bind(child.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if present.is_none() {
                 missing_manifests.push(child.clone());
             }
         }
         if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
-            return Err(MetadataError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
+            return Err(MetadataError::MissingReferences {
+                blobs: missing_blobs,
+                manifests: missing_manifests,
+            });
         }
 
         ensure_repository(&mut tx, m.repo, now).await?;
@@ -215,7 +250,11 @@ impl MetadataStore for SqliteMetadata {
         Ok(())
     }
 
-    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>> {
+    async fn resolve(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
         let row: Option<ManifestRow> = match reference {
             Reference::Tag(tag) => {
                 sqlx::query_as(&format!(
@@ -228,13 +267,13 @@ impl MetadataStore for SqliteMetadata {
                 .fetch_optional(&self.readers)
                 .await?
             }
-            Reference::Digest(d) => {
-                sqlx::query_as(&format!("SELECT {MANIFEST_COLUMNS} FROM manifests m WHERE m.repository = ? AND m.digest = ?"))
-                    .bind(repo.as_str())
-                    .bind(d.to_string())
-                    .fetch_optional(&self.readers)
-                    .await?
-            }
+            Reference::Digest(d) => sqlx::query_as(&format!(
+                "SELECT {MANIFEST_COLUMNS} FROM manifests m WHERE m.repository = ? AND m.digest = ?"
+            ))
+            .bind(repo.as_str())
+            .bind(d.to_string())
+            .fetch_optional(&self.readers)
+            .await?,
         };
         row.map(manifest_record).transpose()
     }
@@ -266,22 +305,24 @@ impl MetadataStore for SqliteMetadata {
         if exists.is_none() {
             return Ok(None);
         }
-        let tags: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?")
-                .bind(repo.as_str())
-                .bind(page.last.unwrap_or(""))
-                .bind(i64::from(page.limit))
-                .fetch_all(&self.readers)
-                .await?;
+        let tags: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(repo.as_str())
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.readers)
+        .await?;
         Ok(Some(tags.into_iter().map(|(t,)| t).collect()))
     }
 
     async fn list_repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
-        let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
-            .bind(page.last.unwrap_or(""))
-            .bind(i64::from(page.limit))
-            .fetch_all(&self.readers)
-            .await?;
+        let names: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+                .bind(page.last.unwrap_or(""))
+                .bind(i64::from(page.limit))
+                .fetch_all(&self.readers)
+                .await?;
         Ok(names.into_iter().map(|(n,)| n).collect())
     }
 
@@ -319,30 +360,41 @@ impl MetadataStore for SqliteMetadata {
 
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         // Read through the writer so a session's own previous request is always seen.
-        let row: Option<(String, i64)> = sqlx::query_as("SELECT repository, size FROM uploads WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await?;
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT repository, size FROM uploads WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.writer)
+                .await?;
         row.map(|(repo, size)| {
-            let repo = repo.parse().map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
-            Ok(UploadRecord { id, repo, size: size as u64 })
+            let repo = repo
+                .parse()
+                .map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
+            Ok(UploadRecord {
+                id,
+                repo,
+                size: size as u64,
+            })
         })
         .transpose()
     }
 
     async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool> {
-        let done = sqlx::query("UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?")
-            .bind(to as i64)
-            .bind(now_ms())
-            .bind(id.to_string())
-            .bind(from as i64)
-            .execute(&self.writer)
-            .await?;
+        let done =
+            sqlx::query("UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?")
+                .bind(to as i64)
+                .bind(now_ms())
+                .bind(id.to_string())
+                .bind(from as i64)
+                .execute(&self.writer)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_upload(&self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id.to_string()).execute(&self.writer).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 }
