@@ -6,6 +6,7 @@
 mod common;
 
 use common::{TestServer, error_code, sha256};
+use futures::StreamExt;
 use rand::RngCore;
 
 fn random(n: usize) -> Vec<u8> {
@@ -229,4 +230,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let data = random(64 * 1024);
+    let digest = sha256(&data);
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(8 * 1024).map(|c| Ok(c.to_vec())).collect();
+    // A slow body: the server is told to stop while it is still arriving.
+    let body = futures::stream::iter(pieces).then(|p| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        p
+    });
+    let request = s
+        .http
+        .post(s.url(&format!("/v2/app/blobs/uploads/?digest={digest}")))
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let upload = tokio::spawn(request);
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let dir_path = dir.path().to_path_buf();
+    s.stop().await;
+    let response = upload.await.unwrap().unwrap();
+    assert_eq!(response.status(), 201, "the in-flight push completes");
+    let s = TestServer::start(&dir_path).await;
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }

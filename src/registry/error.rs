@@ -17,8 +17,6 @@ pub enum RegistryError {
     UploadInvalid(String),
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("invalid digest: {0}")]
-    DigestInvalid(String),
     #[error("size mismatch: {0}")]
     SizeInvalid(String),
     #[error("manifest {0} is not known to this repository")]

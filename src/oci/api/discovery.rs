@@ -1,13 +1,14 @@
 //! Tag listing, the catalog and the referrers API.
 
 use axum::Json;
-use axum::http::{HeaderName, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ApiError, ApiResult, Code, OciState, Request};
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, RepoName};
+use crate::registry::TagPage;
 
 /// `n` and `last` of a listing; no `n` means "everything", up to the page cap.
 fn page(state: &OciState, req: &Request) -> Result<(u32, Option<String>), ApiError> {
@@ -27,43 +28,40 @@ fn page(state: &OciState, req: &Request) -> Result<(u32, Option<String>), ApiErr
     Ok((n, req.query.get("last").map(str::to_string)))
 }
 
-fn next_link(path: &str, n: u32, last: Option<&String>) -> Option<(HeaderName, String)> {
-    let last = last?;
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("n", &n.to_string())
-        .append_pair("last", last)
-        .finish();
-    Some((header::LINK, format!("<{path}?{query}>; rel=\"next\"")))
+/// A listing page as JSON (`items` under `key`), with a `Link` to the next page when there is one.
+fn listing(path: &str, n: u32, page: TagPage, mut body: serde_json::Value, key: &str) -> Response {
+    let next = page.more.then(|| page.items.last().cloned()).flatten();
+    body[key] = json!(page.items);
+    let mut response = Json(body).into_response();
+    if let Some(last) = next {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("n", &n.to_string())
+            .append_pair("last", &last)
+            .finish();
+        if let Ok(link) = HeaderValue::from_str(&format!("<{path}?{query}>; rel=\"next\"")) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    response
 }
 
 pub async fn tags(state: &OciState, repo: &RepoName, req: &Request) -> ApiResult {
     let (n, last) = page(state, req)?;
     let page = state.registry.list_tags(repo, last.as_deref(), n).await?;
-    let link = if page.more {
-        next_link(&format!("/v2/{repo}/tags/list"), n, page.items.last())
-    } else {
-        None
-    };
-    let body = Json(json!({ "name": repo.as_str(), "tags": page.items }));
-    Ok(match link {
-        Some(link) => ([link], body).into_response(),
-        None => body.into_response(),
-    })
+    let path = format!("/v2/{repo}/tags/list");
+    Ok(listing(
+        &path,
+        n,
+        page,
+        json!({ "name": repo.as_str() }),
+        "tags",
+    ))
 }
 
 pub async fn catalog(state: &OciState, req: &Request) -> ApiResult {
     let (n, last) = page(state, req)?;
     let page = state.registry.catalog(last.as_deref(), n).await?;
-    let link = if page.more {
-        next_link("/v2/_catalog", n, page.items.last())
-    } else {
-        None
-    };
-    let body = Json(json!({ "repositories": page.items }));
-    Ok(match link {
-        Some(link) => ([link], body).into_response(),
-        None => body.into_response(),
-    })
+    Ok(listing("/v2/_catalog", n, page, json!({}), "repositories"))
 }
 
 pub async fn referrers(
@@ -95,7 +93,7 @@ pub async fn referrers(
     if artifact_type.is_some() {
         response.headers_mut().insert(
             HeaderName::from_static("oci-filters-applied"),
-            axum::http::HeaderValue::from_static("artifactType"),
+            HeaderValue::from_static("artifactType"),
         );
     }
     Ok(response)

@@ -128,9 +128,7 @@ impl From<RegistryError> for ApiError {
             E::ChunkOutOfOrder { size } => ApiError::new(Code::ChunkOutOfOrder, message)
                 .with_header(axum::http::header::RANGE, &super::upload_range(size)),
             E::UploadInvalid(_) => ApiError::new(Code::BlobUploadInvalid, message),
-            E::DigestMismatch { .. } | E::DigestInvalid(_) => {
-                ApiError::new(Code::DigestInvalid, message)
-            }
+            E::DigestMismatch { .. } => ApiError::new(Code::DigestInvalid, message),
             E::SizeInvalid(_) => ApiError::new(Code::SizeInvalid, message),
             E::ManifestUnknown(r) => {
                 ApiError::new(Code::ManifestUnknown, message).with_detail(json!({ "reference": r }))

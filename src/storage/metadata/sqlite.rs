@@ -65,7 +65,9 @@ impl SqliteMetadata {
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        sqlx::migrate!("./src/storage/metadata/migrations/sqlite")
+            .run(&writer)
+            .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
