@@ -9,15 +9,16 @@ source tests/e2e/lib.sh
 ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io
 
 cargo build --release --locked
-cargo test --release --locked
 
+# Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()
+cargo test --release --locked || failed+=("cargo test")
 for t in conformance skopeo docker; do
     echo "== e2e: $t"
-    if ! bash "tests/e2e/$t.sh"; then failed+=("$t"); fi
+    bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "e2e: ${#failed[@]} failed: ${failed[*]}"
+    echo "FAILED: ${failed[*]}"
     exit 1
 fi
-echo "e2e: all passed"
+echo "all test stages passed"
