@@ -18,9 +18,52 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `tracing` filter directives, e.g. "info" or "wharf=debug,info".
     pub log: String,
+    /// Public base URL clients use, e.g. `https://registry.example.com`; empty:
+    /// taken from each request's `Host` (and `X-Forwarded-*` from trusted proxies).
+    pub external_url: String,
     pub storage: StorageConfig,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `service` in challenges and the token audience.
+    pub service: String,
+    /// Token issuer (`iss`).
+    pub issuer: String,
+    pub token_ttl_seconds: u64,
+    pub refresh_ttl_seconds: u64,
+    /// PKCS#8 PEM P-256 key; empty: `<data_dir>/token-signing-key.pem`, generated on first start.
+    pub signing_key: PathBuf,
+    /// Allow anyone to do anything, on any address. Without credentials and
+    /// without this, Wharf runs open only on a loopback address.
+    pub open: bool,
+    /// Repository patterns anyone may pull.
+    pub anonymous_pull: Vec<String>,
+    /// Proxy addresses whose `X-Forwarded-For/-Proto/-Host` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    pub users: Vec<crate::auth::ConfigUser>,
+    pub rules: Vec<crate::auth::Rule>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            service: "wharf".into(),
+            issuer: "wharf".into(),
+            token_ttl_seconds: 300,
+            refresh_ttl_seconds: 30 * 24 * 3600,
+            signing_key: PathBuf::new(),
+            open: false,
+            anonymous_pull: Vec::new(),
+            trusted_proxies: Vec::new(),
+            users: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,9 +101,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
+            external_url: String::new(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -176,6 +221,14 @@ impl Config {
         }
     }
 
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.auth.signing_key.as_os_str().is_empty() {
+            self.data_dir.join("token-signing-key.pem")
+        } else {
+            self.auth.signing_key.clone()
+        }
+    }
+
     pub fn database_path(&self) -> PathBuf {
         if self.database.path.as_os_str().is_empty() {
             self.data_dir.join("metadata.db")
@@ -234,6 +287,14 @@ fn apply_env(
             toml::Value::Float(_) => toml::Value::Float(
                 raw.parse()
                     .map_err(|e| bad(format!("expected a number: {e}")))?,
+            ),
+            // Lists of strings: comma-separated.
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| toml::Value::String(v.into()))
+                    .collect(),
             ),
             _ => toml::Value::String(raw.clone()),
         };

@@ -9,6 +9,8 @@
 //! - `storage`: blob content over `object_store` and metadata in SQL.
 //! - `oci` (outside `api`): pure data types (digests, names, manifests) used by all.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod oci;
 pub mod registry;

@@ -1,13 +1,17 @@
-//! Command-line entry point: parse arguments, load the configuration, start tracing, serve.
+//! Command-line entry point: parse arguments, load the configuration, start
+//! tracing, then serve or run an operator command.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use wharf::admin;
 use wharf::config::{Config, Overrides};
 use wharf::server::{self, AppState};
+use wharf::storage::{CredentialStore, SqliteMetadata};
 
 #[derive(Parser)]
 #[command(
@@ -24,19 +28,77 @@ struct Cli {
 enum Command {
     /// Serve the registry (the default command).
     Serve(ServeArgs),
+    /// Manage users (passwords are read from a prompt or standard input, never from arguments).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Manage access tokens for machines (CI robots): their secret is a docker login password.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct CommonArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Folder for all local state (overrides `data_dir`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]
 struct ServeArgs {
-    /// TOML configuration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Address to listen on (overrides `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Folder for all local state (overrides `data_dir`).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or replace an existing user's password and groups.
+    Add {
+        name: String,
+        /// Group to put the user in (repeatable); rules can name `group:NAME`.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// List users and their groups.
+    List,
+    /// Change a user's password.
+    Passwd { name: String },
+    /// Print the argon2 hash of a password, for `[[auth.users]]` in the configuration.
+    Hash,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an access token and print its secret (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// What the token may do, e.g. 'repository:app/*:pull,push' (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime: 30d, 12h, 45m, 90s or never.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// List access tokens (never their secrets).
+    List,
+    /// Revoke an access token; it stops working at the next token request.
+    Revoke { name: String },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +112,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::User { command, common } => runtime.block_on(user(command, common)),
+        Command::Token { command, common } => runtime.block_on(token(command, common)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,16 +124,25 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+fn load_config(common: &CommonArgs, listen: Option<SocketAddr>) -> Result<Config> {
     let env = std::env::vars().collect();
     let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
+        listen,
+        data_dir: common.data_dir.clone(),
     };
-    let config = Config::load(args.config.as_deref(), &env, &overrides)?;
+    Ok(Config::load(common.config.as_deref(), &env, &overrides)?)
+}
+
+async fn serve(args: ServeArgs) -> Result {
+    let config = load_config(&args.common, args.listen)?;
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let state = AppState::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -77,6 +150,102 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+async fn open_store(common: &CommonArgs) -> Result<SqliteMetadata> {
+    let config = load_config(common, None)?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    Ok(SqliteMetadata::open(&config.database_path(), 1).await?)
+}
+
+/// Reads a password: from a prompt (twice) on a terminal, else the first line of stdin.
+fn read_password() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn user(command: UserCommand, common: CommonArgs) -> Result {
+    let mut out = std::io::stdout().lock();
+    if let UserCommand::Hash = command {
+        let hash = wharf::auth::hash_password(&read_password()?)?;
+        writeln!(out, "{hash}")?;
+        return Ok(());
+    }
+    let store = open_store(&common).await?;
+    match command {
+        UserCommand::Add { name, groups } => {
+            admin::add_user(&store, &name, &read_password()?, groups).await?;
+            writeln!(out, "user {name} saved")?;
+        }
+        UserCommand::Remove { name } => {
+            admin::remove_user(&store, &name).await?;
+            writeln!(out, "user {name} removed")?;
+        }
+        UserCommand::List => {
+            for u in store.users().await? {
+                writeln!(out, "{}\t{}", u.name, u.groups.join(","))?;
+            }
+        }
+        UserCommand::Passwd { name } => {
+            admin::set_password(&store, &name, &read_password()?).await?;
+            writeln!(out, "password of {name} changed")?;
+        }
+        UserCommand::Hash => {}
+    }
+    Ok(())
+}
+
+async fn token(command: TokenCommand, common: CommonArgs) -> Result {
+    let store = open_store(&common).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires,
+        } => {
+            let secret =
+                admin::create_token(&store, &name, &scopes, admin::parse_duration(&expires)?)
+                    .await?;
+            writeln!(out, "{secret}")?;
+        }
+        TokenCommand::List => {
+            for t in store.access_tokens().await? {
+                let expires = t.expires_at_ms.map_or("never".to_string(), format_ms);
+                writeln!(
+                    out,
+                    "{}\t{}\texpires {}",
+                    t.name,
+                    t.scopes.join(" "),
+                    expires
+                )?;
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            admin::revoke_token(&store, &name).await?;
+            writeln!(out, "access token {name} revoked")?;
+        }
+    }
+    Ok(())
+}
+
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM.

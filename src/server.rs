@@ -11,6 +11,9 @@ use axum::response::Response;
 use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
 
+use std::time::Duration;
+
+use crate::auth::{self, Auth, Authenticator, KeyError, Mode, Policy, SigningKey, TokenIssuer};
 use crate::config::Config;
 use crate::oci::api::{self, InternalCause, OciSettings};
 use crate::registry::{Limits, Registry};
@@ -21,6 +24,7 @@ use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 pub struct AppState {
     pub registry: Registry,
     pub oci: OciSettings,
+    pub auth: Arc<Auth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,13 @@ pub enum StartupError {
     Storage(#[from] object_store::Error),
     #[error("metadata database: {0}")]
     Metadata(#[from] crate::storage::MetadataError),
+    #[error("token signing key: {0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "no users or access tokens exist and {0} is not a loopback address: add a user \
+         (wharf user add NAME), or set auth.open = true or auth.anonymous_pull explicitly"
+    )]
+    Unprotected(std::net::SocketAddr),
 }
 
 impl AppState {
@@ -47,8 +58,10 @@ impl AppState {
             })?;
         }
         let store = LocalFileSystem::new_with_prefix(&blob_dir)?.with_automatic_cleanup(true);
-        let meta: Arc<dyn MetadataStore> =
+        let sqlite =
             Arc::new(SqliteMetadata::open(&config.database_path(), config.database.readers).await?);
+        let meta: Arc<dyn MetadataStore> = sqlite.clone();
+        let auth = Arc::new(open_auth(config, sqlite).await?);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
@@ -64,13 +77,64 @@ impl AppState {
                 chunk_min_length: config.limits.chunk_min_length,
                 max_page: config.limits.max_page,
             },
+            auth,
         })
     }
+}
+
+/// Builds the auth service and decides whether requests must authenticate:
+/// without any credential Wharf runs open, but only on a loopback address
+/// unless the configuration says so explicitly.
+async fn open_auth(
+    config: &Config,
+    credentials: Arc<SqliteMetadata>,
+) -> Result<Auth, StartupError> {
+    let a = &config.auth;
+    let default_key = a.signing_key.as_os_str().is_empty();
+    let key = SigningKey::load(&config.signing_key_path(), default_key)?;
+    let tokens = TokenIssuer::new(
+        key,
+        a.issuer.clone(),
+        a.service.clone(),
+        Duration::from_secs(a.token_ttl_seconds),
+        Duration::from_secs(a.refresh_ttl_seconds),
+    );
+    let login = Authenticator::new(credentials, a.users.clone());
+    let mode = if a.open {
+        tracing::warn!("auth.open is set: anyone may push, pull and delete");
+        Mode::Open
+    } else if login.has_credentials().await? {
+        Mode::Enforced
+    } else if config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "no users exist: anonymous full access, allowed because Wharf listens on loopback only");
+        Mode::Open
+    } else if !a.anonymous_pull.is_empty() {
+        Mode::Enforced
+    } else {
+        return Err(StartupError::Unprotected(config.listen));
+    };
+    Ok(Auth {
+        mode,
+        policy: Policy {
+            rules: a.rules.clone(),
+            anonymous_pull: a.anonymous_pull.clone(),
+        },
+        tokens,
+        login,
+        external_url: (!config.external_url.is_empty()).then(|| config.external_url.clone()),
+        trusted_proxies: a
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        tls: false,
+    })
 }
 
 /// The whole HTTP application; tests drive it without a socket.
 pub fn build_router(state: AppState) -> Router {
     api::router()
+        .merge(auth::api::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(log_request))
 }
@@ -97,7 +161,8 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, build_router(state))
+    let app = build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -42,7 +42,11 @@ async fn push_then_pull_with_oci_client() {
             .await
             .expect("pull");
         // oci-client fetches layers concurrently and may return them in any order.
-        let mut got: Vec<String> = image.layers.iter().map(|l| common::sha256(&l.data)).collect();
+        let mut got: Vec<String> = image
+            .layers
+            .iter()
+            .map(|l| common::sha256(&l.data))
+            .collect();
         let mut want = vec![common::sha256(b"small layer"), common::sha256(&big)];
         got.sort();
         want.sort();

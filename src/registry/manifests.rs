@@ -38,13 +38,13 @@ impl Registry {
             Reference::Tag(_) => Algorithm::Sha256,
         };
         let digest = Digest::compute(algorithm, &bytes);
-        if let Reference::Digest(expected) = reference {
-            if expected != &digest {
-                return Err(RegistryError::DigestMismatch {
-                    expected: expected.clone(),
-                    actual: digest,
-                });
-            }
+        if let Reference::Digest(expected) = reference
+            && expected != &digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
         }
         let parsed = manifest::parse(content_type, &bytes).map_err(|e| match e {
             ManifestError::Invalid(_)

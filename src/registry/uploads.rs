@@ -126,12 +126,12 @@ impl Registry {
             if r.start != offset || r.end < r.start {
                 return Err(RegistryError::ChunkOutOfOrder { size: offset });
             }
-            if let Some(n) = content_length {
-                if n != r.end - r.start + 1 {
-                    return Err(RegistryError::UploadInvalid(
-                        "Content-Range and Content-Length disagree".into(),
-                    ));
-                }
+            if let Some(n) = content_length
+                && n != r.end - r.start + 1
+            {
+                return Err(RegistryError::UploadInvalid(
+                    "Content-Range and Content-Length disagree".into(),
+                ));
             }
         }
 

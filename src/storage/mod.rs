@@ -7,6 +7,7 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError};
 pub use metadata::{
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, SqliteMetadata, UploadRecord,
+    AccessTokenRecord, CredentialStore, ManifestRecord, MetadataError, MetadataStore, NewManifest,
+    Page, SqliteMetadata, UploadRecord, UserRecord,
 };
 pub use staging::Staging;

@@ -101,12 +101,12 @@ pub async fn put(
         Body::empty(),
     )
         .into_response();
-    if let Some(subject) = pushed.subject {
-        if let Ok(v) = subject.to_string().parse() {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static("oci-subject"), v);
-        }
+    if let Some(subject) = pushed.subject
+        && let Ok(v) = subject.to_string().parse()
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("oci-subject"), v);
     }
     Ok(response)
 }

@@ -9,6 +9,8 @@ pub mod route;
 mod uploads;
 
 use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -19,6 +21,7 @@ use axum::routing::any;
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
+use crate::auth::{Auth, Denial, PeerAddr, Scope, challenge};
 use crate::registry::Registry;
 pub use error::{ApiError, Code, InternalCause};
 pub use route::Route;
@@ -37,17 +40,20 @@ pub struct OciSettings {
 pub struct OciState {
     pub registry: Registry,
     pub settings: OciSettings,
+    pub auth: Arc<Auth>,
 }
 
 impl<S> FromRef<S> for OciState
 where
     Registry: FromRef<S>,
     OciSettings: FromRef<S>,
+    Arc<Auth>: FromRef<S>,
 {
     fn from_ref(state: &S) -> Self {
         OciState {
             registry: Registry::from_ref(state),
             settings: OciSettings::from_ref(state),
+            auth: Arc::<Auth>::from_ref(state),
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct Request {
     pub method: Method,
     pub query: Query,
     pub headers: HeaderMap,
+    /// The client's address (behind trusted proxies, the forwarded one).
+    pub client: IpAddr,
 }
 
 impl Request {
@@ -128,6 +136,7 @@ pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin 
 
 async fn dispatch(
     State(state): State<OciState>,
+    PeerAddr(peer): PeerAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -139,10 +148,16 @@ async fn dispatch(
         Ok(route) => route,
         Err(e) => return e.into_response(),
     };
+    let needs = route.needs(&method);
+    let client = state.auth.client_ip(&headers, peer);
+    if let Err(denial) = state.auth.authorize(&headers, client, &needs).await {
+        return denied(&state.auth, &headers, peer, &needs, denial).into_response();
+    }
     let req = Request {
         method,
         query: Query::from_uri(&uri),
         headers,
+        client,
     };
     let result = match (&req.method, route) {
         (&Method::GET | &Method::HEAD, Route::Base) => {
@@ -181,6 +196,25 @@ async fn dispatch(
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The OCI error for a refused request, with a Bearer challenge on 401.
+fn denied(
+    auth: &Auth,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    needs: &[Scope],
+    denial: Denial,
+) -> ApiError {
+    match denial {
+        Denial::Unauthorized { error, message } => {
+            let realm = auth.realm(headers, peer);
+            let value = challenge(&realm, &auth.tokens.service, needs, error);
+            ApiError::new(Code::Unauthorized, message).with_header(header::WWW_AUTHENTICATE, &value)
+        }
+        Denial::Forbidden(message) => ApiError::new(Code::Denied, message),
+        Denial::Internal(message) => ApiError::new(Code::Internal, message),
+    }
 }
 
 /// The `Range` header value of an upload session holding `size` bytes.

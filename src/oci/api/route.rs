@@ -3,9 +3,12 @@
 
 use std::str::FromStr;
 
+use axum::http::Method;
 use uuid::Uuid;
 
 use super::error::{ApiError, Code};
+use crate::auth::Scope;
+use crate::auth::scope::{DELETE, PULL, PUSH};
 use crate::oci::{Digest, Reference, RepoName};
 
 /// Every `/v2/` endpoint, by path (the method is matched by the dispatcher).
@@ -39,6 +42,29 @@ fn digest(s: &str, code: Code) -> Result<Digest, ApiError> {
 }
 
 impl Route {
+    /// The scopes a request needs (Distribution's mapping: reads pull, writes
+    /// pull and push, deletes delete). The base endpoint needs none, only a
+    /// valid identity.
+    pub fn needs(&self, method: &Method) -> Vec<Scope> {
+        let repo = match self {
+            Route::Base => return Vec::new(),
+            Route::Catalog => return vec![Scope::catalog()],
+            Route::Tags(r) | Route::Manifest(r, _) | Route::Blob(r, _) | Route::Referrers(r, _) => {
+                r
+            }
+            // Cancelling an upload is part of pushing.
+            Route::Uploads(r) | Route::Upload(r, _) => {
+                return vec![Scope::repository(r.as_str(), &[PULL, PUSH])];
+            }
+        };
+        let actions: &[&str] = match *method {
+            Method::GET | Method::HEAD => &[PULL],
+            Method::DELETE => &[DELETE],
+            _ => &[PULL, PUSH],
+        };
+        vec![Scope::repository(repo.as_str(), actions)]
+    }
+
     /// Parses the part of the path after `/v2/`.
     pub fn parse(rest: &str) -> Result<Route, ApiError> {
         if rest.is_empty() {
@@ -137,6 +163,29 @@ mod tests {
         for (path, want) in table {
             assert_eq!(Route::parse(&path).unwrap(), want, "{path}");
         }
+    }
+
+    #[test]
+    fn scopes_needed() {
+        let m = Route::Manifest(repo("a/b"), Reference::Tag("t".parse().unwrap()));
+        assert_eq!(m.needs(&Method::GET)[0].to_string(), "repository:a/b:pull");
+        assert_eq!(
+            m.needs(&Method::PUT)[0].to_string(),
+            "repository:a/b:pull,push"
+        );
+        assert_eq!(
+            m.needs(&Method::DELETE)[0].to_string(),
+            "repository:a/b:delete"
+        );
+        assert_eq!(
+            Route::Upload(repo("a"), Uuid::new_v4()).needs(&Method::DELETE)[0].to_string(),
+            "repository:a:pull,push"
+        );
+        assert_eq!(
+            Route::Catalog.needs(&Method::GET)[0].to_string(),
+            "registry:catalog:*"
+        );
+        assert!(Route::Base.needs(&Method::GET).is_empty());
     }
 
     #[test]

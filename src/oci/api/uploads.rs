@@ -9,6 +9,8 @@ use uuid::Uuid;
 use super::{
     ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range,
 };
+use crate::auth::Scope;
+use crate::auth::scope::PULL;
 use crate::oci::{Digest, RepoName};
 use crate::registry::ChunkRange;
 use crate::registry::RegistryError;
@@ -85,7 +87,14 @@ pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body)
         let from: RepoName = from
             .parse()
             .map_err(|e| ApiError::new(Code::NameInvalid, format!("from: {e}")))?;
-        if state.registry.mount_blob(repo, &digest, &from).await? {
+        // Mounting reads the source repository, so it needs pull there too.
+        let source = [Scope::repository(from.as_str(), &[PULL])];
+        let may_read = state
+            .auth
+            .authorize(&req.headers, req.client, &source)
+            .await
+            .is_ok();
+        if may_read && state.registry.mount_blob(repo, &digest, &from).await? {
             return Ok(created(repo, &digest));
         }
         // Not mountable: fall back to an ordinary session (spec end-11).

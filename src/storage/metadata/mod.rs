@@ -2,6 +2,7 @@
 //! their references, tags and upload sessions. One trait, one implementation
 //! per database; callers never see SQL.
 
+mod credentials;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
+pub use credentials::{AccessTokenRecord, CredentialStore, UserRecord};
 pub use sqlite::SqliteMetadata;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,9 @@ pub enum MetadataError {
     /// A manifest of the repository still needs this blob.
     #[error("blob {0} is referenced by a manifest")]
     BlobInUse(Digest),
+    /// A unique name is taken.
+    #[error("{0}")]
+    Conflict(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]

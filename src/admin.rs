@@ -1,0 +1,160 @@
+//! Operator commands behind `wharf user` and `wharf token`: they work on the
+//! credential store directly, so they run while the server runs too.
+
+use std::time::Duration;
+
+use crate::auth::{Scope, hash_password, new_access_token};
+use crate::storage::{CredentialStore, MetadataError, UserRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no {0} named {1:?}")]
+    NotFound(&'static str, String),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+fn valid_name(name: &str) -> Result<(), AdminError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "{name:?}: names are 1-64 of letters, digits and . _ - @"
+        )))
+    }
+}
+
+fn hashed(password: &str) -> Result<String, AdminError> {
+    if password.len() < 8 {
+        return Err(AdminError::Invalid(
+            "passwords need at least 8 characters".into(),
+        ));
+    }
+    hash_password(password).map_err(AdminError::Invalid)
+}
+
+/// Creates a user, or replaces the password and groups of an existing one.
+pub async fn add_user(
+    store: &dyn CredentialStore,
+    name: &str,
+    password: &str,
+    groups: Vec<String>,
+) -> Result<(), AdminError> {
+    valid_name(name)?;
+    let password_hash = hashed(password)?;
+    store
+        .put_user(&UserRecord {
+            name: name.into(),
+            password_hash,
+            groups,
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn set_password(
+    store: &dyn CredentialStore,
+    name: &str,
+    password: &str,
+) -> Result<(), AdminError> {
+    let mut user = store
+        .user(name)
+        .await?
+        .ok_or_else(|| AdminError::NotFound("user", name.into()))?;
+    user.password_hash = hashed(password)?;
+    store.put_user(&user).await?;
+    Ok(())
+}
+
+pub async fn remove_user(store: &dyn CredentialStore, name: &str) -> Result<(), AdminError> {
+    if store.delete_user(name).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("user", name.into()))
+    }
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s`, or `never`.
+pub fn parse_duration(text: &str) -> Result<Option<Duration>, AdminError> {
+    if text == "never" {
+        return Ok(None);
+    }
+    let bad = || {
+        AdminError::Invalid(format!(
+            "{text:?}: expected a number with d, h, m or s, or never"
+        ))
+    };
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(bad()),
+    };
+    Ok(Some(Duration::from_secs(seconds)))
+}
+
+/// Creates an access token and returns its secret, shown once.
+pub async fn create_token(
+    store: &dyn CredentialStore,
+    name: &str,
+    scopes: &[String],
+    expires: Option<Duration>,
+) -> Result<String, AdminError> {
+    valid_name(name)?;
+    if scopes.is_empty() {
+        return Err(AdminError::Invalid(
+            "an access token needs at least one --scope".into(),
+        ));
+    }
+    let scopes = scopes
+        .iter()
+        .map(|s| {
+            s.parse::<Scope>()
+                .map_err(|e| AdminError::Invalid(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (secret, record) = new_access_token(name, &scopes, expires);
+    store.put_access_token(&record).await.map_err(|e| match e {
+        MetadataError::Conflict(m) => AdminError::Invalid(m),
+        other => other.into(),
+    })?;
+    Ok(secret)
+}
+
+pub async fn revoke_token(store: &dyn CredentialStore, name: &str) -> Result<(), AdminError> {
+    if store.delete_access_token(name).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("access token", name.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            parse_duration("12h").unwrap(),
+            Some(Duration::from_secs(12 * 3_600))
+        );
+        assert_eq!(parse_duration("never").unwrap(), None);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5w").is_err());
+    }
+}

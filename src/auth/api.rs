@@ -1,0 +1,254 @@
+//! The token endpoint (`/token`): GET with HTTP Basic (Docker token spec,
+//! `token.md`) and POST with the OAuth2 form (`oauth.md`).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    Access, Auth, LoginError, Mode, PeerAddr, Principal, Scope, decode_basic, strip_scheme,
+};
+use crate::oci::api::InternalCause;
+
+/// `/token`, GET and POST.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Auth>: FromRef<S>,
+{
+    Router::new().route("/token", get(get_token).post(post_token))
+}
+
+/// Failures of the token endpoint, mapped to a status and OCI-style body in one place.
+#[derive(Debug)]
+enum EndpointError {
+    BadRequest(String),
+    /// Bad credentials: 401 with a Basic challenge, as clients expect from a token server.
+    Unauthorized(String),
+    Internal(String),
+}
+
+impl IntoResponse for EndpointError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            EndpointError::BadRequest(m) => (StatusCode::BAD_REQUEST, "UNSUPPORTED", m.as_str()),
+            EndpointError::Unauthorized(m) => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m.as_str())
+            }
+            EndpointError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "internal server error",
+            ),
+        };
+        let mut response = (
+            status,
+            Json(json!({ "errors": [{ "code": code, "message": message }] })),
+        )
+            .into_response();
+        match self {
+            EndpointError::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"wharf\""),
+                );
+            }
+            EndpointError::Internal(cause) => {
+                response.extensions_mut().insert(InternalCause(cause));
+            }
+            EndpointError::BadRequest(_) => {}
+        }
+        response
+    }
+}
+
+impl From<LoginError> for EndpointError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Invalid => {
+                EndpointError::Unauthorized("invalid username or password".into())
+            }
+            LoginError::Store(e) => EndpointError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn parse_scopes<'a>(scopes: impl Iterator<Item = &'a str>) -> Result<Vec<Scope>, EndpointError> {
+    scopes
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<Scope>()
+                .map_err(|e| EndpointError::BadRequest(e.to_string()))
+        })
+        .collect()
+}
+
+fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), EndpointError> {
+    match service {
+        Some(s) if !s.is_empty() && s != auth.tokens.service => {
+            Err(EndpointError::BadRequest(format!("unknown service {s:?}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Issues the token response for `principal`, granting what it may of `asked`.
+fn respond(
+    auth: &Auth,
+    principal: &Principal,
+    asked: &[Scope],
+    refresh: Option<String>,
+    oauth: bool,
+) -> Result<Response, EndpointError> {
+    let granted: Vec<Access> = match auth.mode {
+        // Open mode allows everything, so grant what was asked.
+        Mode::Open => asked.iter().cloned().map(Into::into).collect(),
+        Mode::Enforced => auth.policy.grant(principal, asked),
+    };
+    let scope_text = granted
+        .iter()
+        .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let issued = auth
+        .tokens
+        .issue(&principal.subject(), granted)
+        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+    let issued_at = time::OffsetDateTime::from(issued.issued_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut body = json!({
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued_at,
+    });
+    if oauth {
+        body["scope"] = scope_text.into();
+    }
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = refresh.into();
+    }
+    Ok(Json(body).into_response())
+}
+
+/// A refresh token for a signed-in principal (anonymous gets none).
+async fn refresh_for(auth: &Auth, principal: &Principal) -> Result<Option<String>, EndpointError> {
+    if *principal == Principal::Anonymous {
+        return Ok(None);
+    }
+    let token_id = auth
+        .login
+        .token_id(principal)
+        .await
+        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+    auth.tokens
+        .issue_refresh(&principal.subject(), token_id)
+        .map(Some)
+        .map_err(|e| EndpointError::Internal(e.to_string()))
+}
+
+/// GET /token?service=&scope=&account=&offline_token=&client_id= with optional HTTP Basic.
+async fn get_token(
+    State(auth): State<Arc<Auth>>,
+    PeerAddr(peer): PeerAddr,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, EndpointError> {
+    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    check_service(&auth, param("service"))?;
+    let asked = parse_scopes(
+        query
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .flat_map(|(_, v)| v.split(' ')),
+    )?;
+    let client = auth.client_ip(&headers, peer);
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| strip_scheme(v, "basic"))
+        .and_then(decode_basic);
+    let principal = match basic {
+        Some((user, password)) => auth.login.login(&user, &password, client).await?,
+        None => Principal::Anonymous,
+    };
+    let refresh = if param("offline_token") == Some("true") {
+        refresh_for(&auth, &principal).await?
+    } else {
+        None
+    };
+    respond(&auth, &principal, &asked, refresh, false)
+}
+
+#[derive(Deserialize)]
+struct OAuthForm {
+    grant_type: String,
+    service: Option<String>,
+    scope: Option<String>,
+    access_type: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// POST /token with `grant_type=password` or `grant_type=refresh_token`.
+async fn post_token(
+    State(auth): State<Arc<Auth>>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    Form(form): Form<OAuthForm>,
+) -> Result<Response, EndpointError> {
+    check_service(&auth, form.service.as_deref())?;
+    let asked = parse_scopes(form.scope.as_deref().unwrap_or("").split(' '))?;
+    let client = auth.client_ip(&headers, peer);
+    let (principal, refresh) = match form.grant_type.as_str() {
+        "password" => {
+            let (Some(user), Some(password)) = (form.username.as_deref(), form.password.as_deref())
+            else {
+                return Err(EndpointError::BadRequest(
+                    "username and password are required".into(),
+                ));
+            };
+            let principal = auth.login.login(user, password, client).await?;
+            let offline = form.access_type.as_deref() == Some("offline");
+            let refresh = if offline {
+                refresh_for(&auth, &principal).await?
+            } else {
+                None
+            };
+            (principal, refresh)
+        }
+        "refresh_token" => {
+            let token = form
+                .refresh_token
+                .clone()
+                .ok_or_else(|| EndpointError::BadRequest("refresh_token is required".into()))?;
+            let claims = auth
+                .tokens
+                .verify_refresh(&token)
+                .map_err(|e| EndpointError::Unauthorized(e.to_string()))?;
+            (auth.login.refresh(&claims).await?, Some(token))
+        }
+        other => {
+            return Err(EndpointError::BadRequest(format!(
+                "unsupported grant_type {other:?}"
+            )));
+        }
+    };
+    respond(&auth, &principal, &asked, refresh, true)
+}

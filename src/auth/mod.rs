@@ -1,0 +1,229 @@
+//! Authentication and authorization (Docker registry token spec): who is
+//! asking, and may they do what the request needs. The `/v2/` adapter calls
+//! [`Auth::authorize`]; the token endpoint lives in [`api`].
+
+pub mod api;
+mod keys;
+pub mod login;
+pub mod policy;
+pub mod scope;
+pub mod token;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+pub use keys::{KeyError, SigningKey};
+pub use login::{Authenticator, ConfigUser, LoginError, hash_password, new_access_token};
+pub use policy::{Policy, Principal, Rule, permits};
+pub use scope::{Access, Scope};
+pub use token::TokenIssuer;
+
+/// The TCP peer of a request (loopback when the server was not given connect info, as in tests).
+pub struct PeerAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(PeerAddr(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// Whether requests must prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No credentials exist and Wharf listens on loopback (or `auth.open` is set): anyone may do anything.
+    Open,
+    Enforced,
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub enum Denial {
+    /// 401 with a Bearer challenge; `error` is `invalid_token` or `insufficient_scope`.
+    Unauthorized {
+        error: Option<&'static str>,
+        message: String,
+    },
+    /// 403: signed in (HTTP Basic), but not allowed.
+    Forbidden(String),
+    /// The credential store failed.
+    Internal(String),
+}
+
+/// The auth service shared by every request.
+pub struct Auth {
+    pub mode: Mode,
+    pub policy: Policy,
+    pub tokens: TokenIssuer,
+    pub login: Authenticator,
+    /// Public base URL for the realm; `None`: from each request's `Host`.
+    pub external_url: Option<String>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Whether this server itself speaks TLS (for the realm's scheme).
+    pub tls: bool,
+}
+
+impl Auth {
+    /// The client's address: the peer, or the first `X-Forwarded-For` hop when
+    /// the peer is a trusted proxy.
+    pub fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|ip| ip.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    /// The token endpoint URL, as clients must reach it.
+    pub fn realm(&self, headers: &HeaderMap, peer: IpAddr) -> String {
+        if let Some(base) = &self.external_url {
+            return format!("{}/token", base.trim_end_matches('/'));
+        }
+        let trusted = self.trusted_proxies.contains(&peer);
+        let forwarded = |name: &str| {
+            trusted
+                .then(|| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                })
+                .flatten()
+        };
+        let scheme = forwarded("x-forwarded-proto")
+            .unwrap_or_else(|| if self.tls { "https" } else { "http" }.into());
+        let host = forwarded("x-forwarded-host")
+            .or_else(|| {
+                headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "localhost".into());
+        format!("{scheme}://{host}/token")
+    }
+
+    /// Checks that the request may do everything in `needs`; an empty `needs`
+    /// (the `/v2/` base) only requires a valid identity.
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        needs: &[Scope],
+    ) -> Result<Principal, Denial> {
+        if self.mode == Mode::Open {
+            return Ok(Principal::Anonymous);
+        }
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(token) = strip_scheme(authorization, "bearer") {
+            let claims = self
+                .tokens
+                .verify(token)
+                .map_err(|e| Denial::Unauthorized {
+                    error: Some("invalid_token"),
+                    message: e.to_string(),
+                })?;
+            let covered = needs.iter().all(|need| {
+                claims.access.iter().any(|a| {
+                    a.kind == need.kind
+                        && a.name == need.name
+                        && need
+                            .actions
+                            .iter()
+                            .all(|n| permits(&a.actions.iter().cloned().collect(), n))
+                })
+            });
+            return if covered {
+                Ok(Principal::User {
+                    name: claims.sub,
+                    groups: Vec::new(),
+                })
+            } else {
+                Err(Denial::Unauthorized {
+                    error: Some("insufficient_scope"),
+                    message: "the token does not grant this".into(),
+                })
+            };
+        }
+        let (principal, signed_in) =
+            match strip_scheme(authorization, "basic").and_then(decode_basic) {
+                Some((user, password)) => match self.login.login(&user, &password, client).await {
+                    Ok(p) => (p, true),
+                    Err(LoginError::Invalid) => {
+                        return Err(Denial::Unauthorized {
+                            error: None,
+                            message: "invalid username or password".into(),
+                        });
+                    }
+                    Err(LoginError::Store(e)) => return Err(Denial::Internal(e.to_string())),
+                },
+                None => (Principal::Anonymous, false),
+            };
+        if !signed_in && needs.is_empty() {
+            return Err(Denial::Unauthorized {
+                error: None,
+                message: "authentication required".into(),
+            });
+        }
+        let allowed = needs.iter().all(|need| {
+            let allowed = self.policy.allowed(&principal, &need.kind, &need.name);
+            need.actions.iter().all(|a| permits(&allowed, a))
+        });
+        match (allowed, signed_in) {
+            (true, _) => Ok(principal),
+            (false, true) => Err(Denial::Forbidden(format!(
+                "{} may not do this",
+                principal.subject()
+            ))),
+            (false, false) => Err(Denial::Unauthorized {
+                error: None,
+                message: "authentication required".into(),
+            }),
+        }
+    }
+}
+
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// `user:password` from an HTTP Basic credential.
+pub fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The `WWW-Authenticate` value for a Bearer challenge.
+pub fn challenge(realm: &str, service: &str, needs: &[Scope], error: Option<&str>) -> String {
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
+    if !needs.is_empty() {
+        let scopes: Vec<String> = needs.iter().map(ToString::to_string).collect();
+        value.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
+    }
+    if let Some(error) = error {
+        value.push_str(&format!(",error=\"{error}\""));
+    }
+    value
+}

@@ -1,0 +1,245 @@
+//! Who may do what: rules from the configuration, anonymous pull patterns, and
+//! the scopes of access tokens. Grants are always the intersection of what was
+//! asked and what is allowed.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::scope::{ALL, Access, DELETE, PULL, PUSH, Scope, covers, glob_match};
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    User {
+        name: String,
+        groups: Vec<String>,
+    },
+    /// A machine credential, limited to its own scopes.
+    Token {
+        name: String,
+        scopes: Vec<Scope>,
+    },
+}
+
+impl Principal {
+    /// The `sub` claim: empty for anonymous, as the token spec says.
+    pub fn subject(&self) -> String {
+        match self {
+            Principal::Anonymous => String::new(),
+            Principal::User { name, .. } => name.clone(),
+            Principal::Token { name, .. } => format!("token:{name}"),
+        }
+    }
+}
+
+/// One permission rule of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// User names, `group:NAME`, or `*` for every signed-in user.
+    pub who: Vec<String>,
+    /// Repository name patterns; `*` matches any characters, `/` included.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// `pull`, `push`, `delete` or `*`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Grants `registry:catalog:*` (listing every repository).
+    #[serde(default)]
+    pub catalog: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub anonymous_pull: Vec<String>,
+}
+
+fn expand(actions: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for a in actions {
+        if a == ALL {
+            out.extend([PULL, PUSH, DELETE].map(String::from));
+        } else {
+            out.insert(a.clone());
+        }
+    }
+    out
+}
+
+/// Whether `allowed` (as from [`Policy::allowed`]) permits `action`; asking
+/// for `*` needs every action.
+pub fn permits(allowed: &BTreeSet<String>, action: &str) -> bool {
+    if action == ALL {
+        allowed.contains(ALL) || [PULL, PUSH, DELETE].iter().all(|a| allowed.contains(*a))
+    } else {
+        covers(allowed, action)
+    }
+}
+
+impl Policy {
+    fn applies(rule: &Rule, principal: &Principal) -> bool {
+        let Principal::User { name, groups } = principal else {
+            return false;
+        };
+        rule.who.iter().any(|w| {
+            w == "*"
+                || w == name
+                || w.strip_prefix("group:")
+                    .is_some_and(|g| groups.iter().any(|mine| mine == g))
+        })
+    }
+
+    /// Everything `principal` may do to the resource (`*` expanded).
+    pub fn allowed(&self, principal: &Principal, kind: &str, name: &str) -> BTreeSet<String> {
+        let mut allowed = BTreeSet::new();
+        match principal {
+            Principal::Token { scopes, .. } => {
+                for s in scopes
+                    .iter()
+                    .filter(|s| s.kind == kind && glob_match(&s.name, name))
+                {
+                    allowed.extend(expand(&s.actions.iter().cloned().collect::<Vec<_>>()));
+                }
+            }
+            _ => {
+                for rule in self.rules.iter().filter(|r| Self::applies(r, principal)) {
+                    match kind {
+                        "repository" if rule.repositories.iter().any(|p| glob_match(p, name)) => {
+                            allowed.extend(expand(&rule.actions))
+                        }
+                        "registry" if name == "catalog" && rule.catalog => {
+                            allowed.insert(ALL.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Anonymous pull applies to everybody, signed in or not.
+        if kind == "repository" && self.anonymous_pull.iter().any(|p| glob_match(p, name)) {
+            allowed.insert(PULL.to_string());
+        }
+        allowed
+    }
+
+    /// The intersection of what was asked and what is allowed, scope by scope.
+    /// Asking for more is not an error: it just yields less.
+    pub fn grant(&self, principal: &Principal, requested: &[Scope]) -> Vec<Access> {
+        requested
+            .iter()
+            .filter_map(|s| {
+                let allowed = self.allowed(principal, &s.kind, &s.name);
+                let actions: Vec<String> = s
+                    .actions
+                    .iter()
+                    .filter(|a| permits(&allowed, a))
+                    .cloned()
+                    .collect();
+                (!actions.is_empty()).then(|| Access {
+                    kind: s.kind.clone(),
+                    name: s.name.clone(),
+                    actions,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            rules: vec![
+                Rule {
+                    who: vec!["alice".into()],
+                    repositories: vec!["team-a/*".into()],
+                    actions: vec!["*".into()],
+                    catalog: true,
+                },
+                Rule {
+                    who: vec!["group:readers".into()],
+                    repositories: vec!["*".into()],
+                    actions: vec!["pull".into()],
+                    catalog: false,
+                },
+            ],
+            anonymous_pull: vec!["public/*".into()],
+        }
+    }
+
+    fn user(name: &str, groups: &[&str]) -> Principal {
+        Principal::User {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn grants_are_intersections() {
+        let p = policy();
+        let asked = vec![
+            Scope::repository("team-a/app", &["pull", "push"]),
+            Scope::repository("team-b/app", &["push"]),
+        ];
+        let granted = p.grant(&user("alice", &[]), &asked);
+        assert_eq!(
+            granted,
+            vec![Access {
+                kind: "repository".into(),
+                name: "team-a/app".into(),
+                actions: vec!["pull".into(), "push".into()]
+            }]
+        );
+        let granted = p.grant(&user("bob", &["readers"]), &asked);
+        assert_eq!(
+            granted,
+            vec![Access {
+                kind: "repository".into(),
+                name: "team-a/app".into(),
+                actions: vec!["pull".into()]
+            }]
+        );
+        assert!(p.grant(&user("mallory", &[]), &asked).is_empty());
+    }
+
+    #[test]
+    fn anonymous_and_catalog() {
+        let p = policy();
+        let asked = vec![Scope::repository("public/x", &["pull", "push"])];
+        assert_eq!(
+            p.grant(&Principal::Anonymous, &asked)[0].actions,
+            vec!["pull".to_string()]
+        );
+        assert!(
+            p.grant(&Principal::Anonymous, &[Scope::catalog()])
+                .is_empty()
+        );
+        assert_eq!(p.grant(&user("alice", &[]), &[Scope::catalog()]).len(), 1);
+    }
+
+    #[test]
+    fn tokens_are_limited_to_their_scopes() {
+        let p = policy();
+        let token = Principal::Token {
+            name: "ci".into(),
+            scopes: vec!["repository:app/*:pull,push".parse().unwrap()],
+        };
+        let granted = p.grant(
+            &token,
+            &[Scope::repository("app/web", &["pull", "push", "delete"])],
+        );
+        assert_eq!(
+            granted[0].actions,
+            vec!["pull".to_string(), "push".to_string()]
+        );
+        assert!(
+            p.grant(&token, &[Scope::repository("team-a/app", &["pull"])])
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Registry tokens (Docker token spec, `jwt.md`): short-lived ES256 JWTs with
+//! an `access` claim, and longer-lived refresh tokens (a different audience,
+//! so one can never be used as the other).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::keys::SigningKey;
+use super::scope::Access;
+
+/// Clock skew tolerated on `exp` and `nbf`, as Distribution allows.
+const LEEWAY_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub access: Vec<Access>,
+}
+
+/// What a refresh token stands for: a user, or an access token by id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// Set when the refresh token was issued to an access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed or not signed by this registry: {0}")]
+    Invalid(String),
+    #[error("token was signed with an unknown key")]
+    UnknownKey,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Issues and verifies tokens for one service.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    key: SigningKey,
+    pub issuer: String,
+    pub service: String,
+    pub ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// A freshly signed access token and its lifetime.
+pub struct Issued {
+    pub token: String,
+    pub expires_in: u64,
+    pub issued_at: SystemTime,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl TokenIssuer {
+    pub fn new(
+        key: SigningKey,
+        issuer: String,
+        service: String,
+        ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Self {
+        Self {
+            key,
+            issuer,
+            service,
+            ttl,
+            refresh_ttl,
+        }
+    }
+
+    fn header(&self) -> Header {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key.kid.clone());
+        header
+    }
+
+    fn refresh_audience(&self) -> String {
+        format!("{}#refresh", self.service)
+    }
+
+    pub fn issue(&self, subject: &str, access: Vec<Access>) -> Result<Issued, TokenError> {
+        let now = SystemTime::now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: self.service.clone(),
+            exp: unix(now + self.ttl),
+            nbf: unix(now),
+            iat: unix(now),
+            jti: jti(),
+            access,
+        };
+        let token = jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok(Issued {
+            token,
+            expires_in: self.ttl.as_secs(),
+            issued_at: now,
+        })
+    }
+
+    pub fn issue_refresh(
+        &self,
+        subject: &str,
+        token_id: Option<String>,
+    ) -> Result<String, TokenError> {
+        let now = SystemTime::now();
+        let claims = RefreshClaims {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: self.refresh_audience(),
+            exp: unix(now + self.refresh_ttl),
+            nbf: unix(now),
+            iat: unix(now),
+            jti: jti(),
+            token_id,
+        };
+        jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    fn validation(&self, audience: &str) -> Validation {
+        // Only ES256: `alg: none` and algorithm confusion are refused outright.
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[audience]);
+        v.set_issuer(&[&self.issuer]);
+        v.leeway = LEEWAY_SECONDS;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        v
+    }
+
+    fn check_kid(&self, token: &str) -> Result<(), TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        match header.kid {
+            Some(kid) if kid == self.key.kid => Ok(()),
+            _ => Err(TokenError::UnknownKey),
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.check_kid(token)?;
+        jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &self.validation(&self.service))
+            .map(|d| d.claims)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        self.check_kid(token)?;
+        jsonwebtoken::decode::<RefreshClaims>(
+            token,
+            &self.key.decoding,
+            &self.validation(&self.refresh_audience()),
+        )
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+}

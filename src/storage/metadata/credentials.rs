@@ -1,0 +1,172 @@
+//! Users and access tokens: the credential half of the metadata store.
+
+use async_trait::async_trait;
+
+use super::sqlite::{SqliteMetadata, now_ms};
+use super::{MetadataError, Result};
+
+/// A user managed with `wharf user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub groups: Vec<String>,
+}
+
+/// A machine credential managed with `wharf token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    /// The public part of the secret, used to find the record.
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the whole secret.
+    pub secret_hash: String,
+    pub scopes: Vec<String>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn users(&self) -> Result<Vec<UserRecord>>;
+    /// Creates or replaces a user.
+    async fn put_user(&self, user: &UserRecord) -> Result<()>;
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+    /// Stores a new token; a duplicate name is [`MetadataError::Conflict`].
+    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()>;
+    async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>>;
+    async fn access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
+    async fn delete_access_token(&self, name: &str) -> Result<bool>;
+}
+
+fn json_list(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| MetadataError::Corrupt(format!("list {text:?}: {e}")))
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+type TokenRow = (String, String, String, String, i64, Option<i64>);
+
+fn token_record(row: TokenRow) -> Result<AccessTokenRecord> {
+    let (id, name, secret_hash, scopes, created_at_ms, expires_at_ms) = row;
+    Ok(AccessTokenRecord {
+        id,
+        name,
+        secret_hash,
+        scopes: json_list(&scopes)?,
+        created_at_ms,
+        expires_at_ms,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, name, secret_hash, scopes, created_at, expires_at";
+
+#[async_trait]
+impl CredentialStore for SqliteMetadata {
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT name, password_hash, groups FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?;
+        row.map(|(name, password_hash, groups)| {
+            Ok(UserRecord {
+                name,
+                password_hash,
+                groups: json_list(&groups)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT name, password_hash, groups FROM users ORDER BY name")
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter()
+            .map(|(name, password_hash, groups)| {
+                Ok(UserRecord {
+                    name,
+                    password_hash,
+                    groups: json_list(&groups)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_user(&self, user: &UserRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (name, password_hash, groups, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, groups = excluded.groups",
+        )
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(to_json(&user.groups))
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO access_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        ))
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.secret_hash)
+        .bind(to_json(&token.scopes))
+        .bind(token.created_at_ms)
+        .bind(token.expires_at_ms)
+        .execute(&self.writer)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(MetadataError::Conflict(format!(
+                "an access token named {:?} exists",
+                token.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>> {
+        // Through the writer: a revocation must be seen by the very next request.
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(token_record).transpose()
+    }
+
+    async fn access_tokens(&self) -> Result<Vec<AccessTokenRecord>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM access_tokens ORDER BY name"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(token_record).collect()
+    }
+
+    async fn delete_access_token(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM access_tokens WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
