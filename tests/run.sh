@@ -13,7 +13,7 @@ cargo build --release --locked
 # Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()
 cargo test --release --locked || failed+=("cargo test")
-for t in conformance skopeo docker; do
+for t in conformance skopeo docker auth; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done
