@@ -145,9 +145,17 @@ async fn serve(args: ServeArgs) -> Result {
         .init();
 
     let state = AppState::open(&config).await?;
+    let tls = match config.tls.enabled() {
+        true => Some(wharf::tls::server_config(
+            &config.tls.cert,
+            &config.tls.key,
+        )?),
+        false => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "wharf is serving");
-    server::run(listener, state, shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %listener.local_addr()?, scheme, data_dir = %config.data_dir.display(), "wharf is serving");
+    server::run(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("wharf stopped");
     Ok(())
 }

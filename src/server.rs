@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::oci::api::{self, InternalCause, OciSettings};
 use crate::registry::{Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
+use crate::tls::{Peer, TlsListener};
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
 #[derive(Clone, FromRef)]
@@ -127,7 +128,7 @@ async fn open_auth(
             .iter()
             .filter_map(|p| p.parse().ok())
             .collect(),
-        tls: false,
+        tls: config.tls.enabled(),
     })
 }
 
@@ -156,13 +157,26 @@ async fn log_request(request: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// With a TLS configuration the listener's connections are TLS.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = build_router(state);
+    match tls {
+        None => {
+            let service = app.into_make_service_with_connect_info::<Peer>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let service = app.into_make_service_with_connect_info::<Peer>();
+            axum::serve(TlsListener::new(listener, config)?, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

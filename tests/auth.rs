@@ -1,6 +1,8 @@
 //! Token authentication over real HTTP: the challenge, the token endpoint,
 //! every way a token is rejected, HTTP Basic, access tokens and refresh.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort the test on failure")]
+
 mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -478,4 +480,51 @@ async fn refuses_to_start_unprotected_on_a_public_address() {
         wharf::server::AppState::open(&config).await.is_ok(),
         "explicit anonymous pull is enough"
     );
+}
+
+#[tokio::test]
+async fn serves_https_with_a_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = (cert.clone(), key.clone());
+    let s = TestServer::start_with(dir.path(), move |c| {
+        secured(c);
+        c.tls.cert = cert_path;
+        c.tls.key = key_path;
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{}/v2/", s.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer realm=\"https://localhost:{}/token\"",
+            s.addr.port()
+        )),
+        "{challenge}"
+    );
+    let r = client
+        .get(format!(
+            "https://localhost:{}/token?service=wharf",
+            s.addr.port()
+        ))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP to the TLS port does not get through.
+    assert!(s.http.get(s.url("/v2/")).send().await.is_err());
 }

@@ -10,13 +10,15 @@ pub mod scope;
 pub mod token;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+
+use crate::tls::Peer;
 
 pub use keys::{KeyError, SigningKey};
 pub use login::{Authenticator, ConfigUser, LoginError, hash_password, new_access_token};
@@ -33,8 +35,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<ConnectInfo<Peer>>()
+            .map(|c| c.0.0.ip());
         Ok(PeerAddr(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
     }
 }

@@ -43,7 +43,11 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(server::run(listener, state, async {
+        let tls = config
+            .tls
+            .enabled()
+            .then(|| wharf::tls::server_config(&config.tls.cert, &config.tls.key).expect("tls"));
+        let handle = tokio::spawn(server::run(listener, state, tls, async {
             let _ = rx.await;
         }));
         TestServer {
