@@ -528,3 +528,36 @@ async fn serves_https_with_a_configured_certificate() {
     // Plain HTTP to the TLS port does not get through.
     assert!(s.http.get(s.url("/v2/")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn realm_follows_external_url_or_trusted_forwarded_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), |c| {
+        secured(c);
+        c.auth.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "registry.example.com")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer realm=\"https://registry.example.com/token\""), "{challenge}");
+    drop(s);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), |c| {
+        secured(c);
+        c.external_url = "https://hub.example.org/".into();
+    })
+    .await;
+    // Without trust, forwarded headers are ignored; external_url wins.
+    let r = s.http.get(s.url("/v2/")).header("X-Forwarded-Host", "evil.example").send().await.unwrap();
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer realm=\"https://hub.example.org/token\""), "{challenge}");
+}
