@@ -547,7 +547,10 @@ async fn realm_follows_external_url_or_trusted_forwarded_headers() {
         .await
         .unwrap();
     let challenge = r.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.starts_with("Bearer realm=\"https://registry.example.com/token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"https://registry.example.com/token\""),
+        "{challenge}"
+    );
     drop(s);
 
     let dir = tempfile::tempdir().unwrap();
@@ -557,7 +560,16 @@ async fn realm_follows_external_url_or_trusted_forwarded_headers() {
     })
     .await;
     // Without trust, forwarded headers are ignored; external_url wins.
-    let r = s.http.get(s.url("/v2/")).header("X-Forwarded-Host", "evil.example").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v2/"))
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
     let challenge = r.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.starts_with("Bearer realm=\"https://hub.example.org/token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"https://hub.example.org/token\""),
+        "{challenge}"
+    );
 }

@@ -294,9 +294,9 @@ impl Authenticator {
                 .await?
                 .ok_or(LoginError::Invalid);
         }
-        match self.user(&claims.sub).await? {
+        match self.user(&claims.registered.sub).await? {
             Some((_, groups)) => Ok(Principal::User {
-                name: claims.sub.clone(),
+                name: claims.registered.sub.clone(),
                 groups,
             }),
             None => Err(LoginError::Invalid),

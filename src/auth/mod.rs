@@ -156,7 +156,7 @@ impl Auth {
             });
             return if covered {
                 Ok(Principal::User {
-                    name: claims.sub,
+                    name: claims.registered.sub,
                     groups: Vec::new(),
                 })
             } else {

@@ -13,8 +13,9 @@ use super::scope::Access;
 /// Clock skew tolerated on `exp` and `nbf`, as Distribution allows.
 const LEEWAY_SECONDS: u64 = 60;
 
+/// The registered claims every token of ours carries.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Claims {
+pub struct Registered {
     pub iss: String,
     pub sub: String,
     pub aud: String,
@@ -22,19 +23,21 @@ pub struct Claims {
     pub nbf: u64,
     pub iat: u64,
     pub jti: String,
+}
+
+/// An access token: who, and what they may do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    #[serde(flatten)]
+    pub registered: Registered,
     pub access: Vec<Access>,
 }
 
 /// What a refresh token stands for: a user, or an access token by id.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RefreshClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: u64,
-    pub nbf: u64,
-    pub iat: u64,
-    pub jti: String,
+    #[serde(flatten)]
+    pub registered: Registered,
     /// Set when the refresh token was issued to an access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
@@ -73,10 +76,6 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn jti() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 impl TokenIssuer {
     pub fn new(
         key: SigningKey,
@@ -104,16 +103,28 @@ impl TokenIssuer {
         format!("{}#refresh", self.service)
     }
 
+    fn registered(
+        &self,
+        subject: &str,
+        audience: String,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Registered {
+        Registered {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: audience,
+            exp: unix(now + ttl),
+            nbf: unix(now),
+            iat: unix(now),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
     pub fn issue(&self, subject: &str, access: Vec<Access>) -> Result<Issued, TokenError> {
         let now = SystemTime::now();
         let claims = Claims {
-            iss: self.issuer.clone(),
-            sub: subject.to_string(),
-            aud: self.service.clone(),
-            exp: unix(now + self.ttl),
-            nbf: unix(now),
-            iat: unix(now),
-            jti: jti(),
+            registered: self.registered(subject, self.service.clone(), now, self.ttl),
             access,
         };
         let token = jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
@@ -130,15 +141,14 @@ impl TokenIssuer {
         subject: &str,
         token_id: Option<String>,
     ) -> Result<String, TokenError> {
-        let now = SystemTime::now();
+        let registered = self.registered(
+            subject,
+            self.refresh_audience(),
+            SystemTime::now(),
+            self.refresh_ttl,
+        );
         let claims = RefreshClaims {
-            iss: self.issuer.clone(),
-            sub: subject.to_string(),
-            aud: self.refresh_audience(),
-            exp: unix(now + self.refresh_ttl),
-            nbf: unix(now),
-            iat: unix(now),
-            jti: jti(),
+            registered,
             token_id,
         };
         jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
