@@ -90,6 +90,12 @@ fn digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+fn random_blob(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    rand::rng().fill_bytes(&mut data);
+    data
+}
+
 fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
@@ -110,109 +116,130 @@ fn openssl_sha256() -> Option<f64> {
     Some(last.parse::<f64>().ok()? * 1000.0 / 1e6)
 }
 
-/// One HTTP/1.1 exchange on a fresh connection, written by hand so that the
-/// client is never the bottleneck: the body goes out in one `write_all` and a
-/// response body is drained through a reused buffer. Returns the status, the
-/// `Location` header and the body length.
-async fn exchange(
-    addr: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String, usize) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body).await.expect("write body");
-
-    let mut buf = vec![0u8; MIB];
-    let mut filled = 0;
-    let header_end = loop {
-        let n = stream.read(&mut buf[filled..]).await.expect("read");
-        assert!(n > 0, "connection closed before the response head");
-        filled += n;
-        if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let text = String::from_utf8_lossy(&buf[..header_end]).to_string();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let header = |name: &str| {
-        text.lines().find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim().to_string())
-        })
-    };
-    let location = header("location").unwrap_or_default();
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut received = filled - header_end;
-    while received < length {
-        let n = stream.read(&mut buf).await.expect("read body");
-        assert!(n > 0, "connection closed mid-body");
-        received += n;
-    }
-    (status, location, received)
+/// A keep-alive HTTP/1.1 connection written by hand so that the client is
+/// never the bottleneck: a body goes out in one `write_all` and a response
+/// body is drained through a reused buffer.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    addr: String,
+    buf: Vec<u8>,
 }
 
-async fn push_monolithic(addr: &str, repo: &str, data: &[u8]) -> Duration {
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            addr: addr.to_string(),
+            buf: vec![0u8; MIB],
+        }
+    }
+
+    /// One exchange; returns the status, the `Location` header and the body length.
+    async fn exchange(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, String, usize) {
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("write head");
+        self.stream.write_all(body).await.expect("write body");
+
+        let buf = &mut self.buf;
+        let mut filled = 0;
+        let header_end = loop {
+            let n = self.stream.read(&mut buf[filled..]).await.expect("read");
+            assert!(n > 0, "connection closed before the response head");
+            filled += n;
+            if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..header_end]).to_string();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let header = |name: &str| {
+            text.lines().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        };
+        let location = header("location").unwrap_or_default();
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut received = filled - header_end;
+        while received < length {
+            let want = (length - received).min(buf.len());
+            let n = self.stream.read(&mut buf[..want]).await.expect("read body");
+            assert!(n > 0, "connection closed mid-body");
+            received += n;
+        }
+        (status, location, received)
+    }
+}
+
+async fn push_monolithic(conn: &mut Conn, repo: &str, data: &[u8]) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let (status, _, _) = exchange(
-        addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-        &[],
-        data,
-    )
-    .await;
+    let (status, _, _) = conn
+        .exchange(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            &[],
+            data,
+        )
+        .await;
     assert_eq!(status, 201);
     start.elapsed()
 }
 
-async fn push_chunked(addr: &str, repo: &str, data: &[u8], chunk: usize) -> Duration {
+async fn push_chunked(conn: &mut Conn, repo: &str, data: &[u8], chunk: usize) -> Duration {
     let d = digest(data);
     let start = Instant::now();
-    let (status, mut location, _) = exchange(
-        addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/"),
-        &[],
-        b"",
-    )
-    .await;
+    let (status, mut location, _) = conn
+        .exchange("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"")
+        .await;
     assert_eq!(status, 202);
     for (i, piece) in data.chunks(chunk).enumerate() {
         let first = i * chunk;
         let range = format!("{}-{}", first, first + piece.len() - 1);
-        let (status, next, _) =
-            exchange(addr, "PATCH", &location, &[("Content-Range", range)], piece).await;
+        let (status, next, _) = conn
+            .exchange("PATCH", &location, &[("Content-Range", range)], piece)
+            .await;
         assert_eq!(status, 202);
         location = next;
     }
-    let (status, _, _) = exchange(addr, "PUT", &format!("{location}?digest={d}"), &[], b"").await;
+    let (status, _, _) = conn
+        .exchange("PUT", &format!("{location}?digest={d}"), &[], b"")
+        .await;
     assert_eq!(status, 201);
     start.elapsed()
 }
 
-async fn pull(addr: &str, repo: &str, d: &str) -> (Duration, usize) {
+async fn pull(conn: &mut Conn, repo: &str, d: &str) -> (Duration, usize) {
     let start = Instant::now();
-    let (status, _, n) = exchange(addr, "GET", &format!("/v2/{repo}/blobs/{d}"), &[], b"").await;
+    let (status, _, n) = conn
+        .exchange("GET", &format!("/v2/{repo}/blobs/{d}"), &[], b"")
+        .await;
     assert_eq!(status, 200);
     (start.elapsed(), n)
 }
@@ -249,9 +276,9 @@ async fn main() {
     let server = Server::start();
     let base = server.base.clone();
     let addr = base.trim_start_matches("http://").to_string();
+    let mut conn = Conn::open(&addr).await;
 
-    let mut data = vec![0u8; blob_mib * MIB];
-    rand::rng().fill_bytes(&mut data);
+    let mut data = Vec::new();
 
     println!(
         "wharf benchmark: {blob_mib} MiB blob over loopback, {base}, data in {}",
@@ -263,35 +290,37 @@ async fn main() {
         None => println!("openssl sha256: unavailable (install openssl)"),
     }
 
-    let mut results = Vec::new();
-    for (i, (name, chunk)) in [
+    let mut last = String::new();
+    for (name, chunk) in [
         ("push monolithic", 0),
         ("push chunked 8 MiB", 8 * MIB),
         ("push chunked 64 MiB", 64 * MIB),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        // A distinct blob each time, so every push does the full work.
-        data[0] = i as u8;
-        let elapsed = if chunk == 0 {
-            push_monolithic(&addr, "bench/blob", &data).await
-        } else {
-            push_chunked(&addr, "bench/blob", &data, chunk).await
-        };
-        let rate = mb_per_s(data.len(), elapsed);
+    ] {
+        // Fresh random content on a fresh connection for every push, so each
+        // does the full work; best of two, as the VM's page cache is noisy.
+        let mut best = 0f64;
+        for _ in 0..2 {
+            // A new allocation each time: resending a reused 1 GiB buffer gets
+            // slower and slower on this VM (a client-side kernel effect).
+            data = random_blob(blob_mib * MIB);
+            let mut conn = Conn::open(&addr).await;
+            let elapsed = if chunk == 0 {
+                push_monolithic(&mut conn, "bench/blob", &data).await
+            } else {
+                push_chunked(&mut conn, "bench/blob", &data, chunk).await
+            };
+            best = best.max(mb_per_s(data.len(), elapsed));
+        }
         let share = sha
-            .map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * rate / s))
+            .map(|s| format!(" ({:.0}% of openssl sha256)", 100.0 * best / s))
             .unwrap_or_default();
-        println!("{name}: {rate:.0} MB/s{share}");
-        results.push((name, rate));
+        println!("{name}: {best:.0} MB/s{share} (best of 2)");
+        last = digest(&data);
     }
 
-    data[0] = 0;
-    let d = digest(&data);
     let mut best = 0f64;
     for _ in 0..3 {
-        let (elapsed, n) = pull(&addr, "bench/blob", &d).await;
+        let (elapsed, n) = pull(&mut conn, "bench/blob", &last).await;
         assert_eq!(n, data.len());
         best = best.max(mb_per_s(n, elapsed));
     }
@@ -301,7 +330,7 @@ async fn main() {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     for blob in [&config[..], b"layer"] {
         let target = format!("/v2/bench/app/blobs/uploads/?digest={}", digest(blob));
-        assert_eq!(exchange(&addr, "POST", &target, &[], blob).await.0, 201);
+        assert_eq!(conn.exchange("POST", &target, &[], blob).await.0, 201);
     }
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -314,8 +343,7 @@ async fn main() {
     )];
     let body = serde_json::to_vec(&manifest).expect("json");
     assert_eq!(
-        exchange(
-            &addr,
+        conn.exchange(
             "PUT",
             "/v2/bench/app/manifests/latest",
             &content_type,
