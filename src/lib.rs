@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod oci;
 pub mod registry;
