@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{Scope, hash_password, new_access_token};
-use crate::storage::{CredentialStore, MetadataError, UserRecord};
+use crate::storage::{AccessKeyRecord, CredentialStore, MetadataError, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -136,6 +136,37 @@ pub async fn revoke_token(store: &dyn CredentialStore, name: &str) -> Result<(),
         Ok(())
     } else {
         Err(AdminError::NotFound("access token", name.into()))
+    }
+}
+
+/// Creates an AWS-style access key pair for `user` (from the store, or one of
+/// `config_users`); returns (access key id, secret access key), shown once.
+pub async fn create_access_key(
+    store: &dyn CredentialStore,
+    user: &str,
+    config_users: &[String],
+) -> Result<(String, String), AdminError> {
+    if store.user(user).await?.is_none() && !config_users.iter().any(|u| u == user) {
+        return Err(AdminError::NotFound("user", user.into()));
+    }
+    let (id, secret) = crate::auth::new_access_key();
+    let created_at_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    store
+        .put_access_key(&AccessKeyRecord {
+            id: id.clone(),
+            user: user.into(),
+            secret: secret.clone(),
+            created_at_ms,
+        })
+        .await?;
+    Ok((id, secret))
+}
+
+pub async fn revoke_access_key(store: &dyn CredentialStore, id: &str) -> Result<(), AdminError> {
+    if store.delete_access_key(id).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("access key", id.into()))
     }
 }
 

@@ -26,6 +26,25 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub ecr: EcrConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EcrConfig {
+    /// The 12-digit "account id" in ARNs and `registryId`.
+    pub registry_id: String,
+    /// The region in ARNs; clients may sign with any region.
+    pub region: String,
+}
+
+impl Default for EcrConfig {
+    fn default() -> Self {
+        Self {
+            registry_id: "000000000000".into(),
+            region: "us-east-1".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +142,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            ecr: EcrConfig::default(),
         }
     }
 }

@@ -80,6 +80,21 @@ enum UserCommand {
     Passwd { name: String },
     /// Print the argon2 hash of a password, for `[[auth.users]]` in the configuration.
     Hash,
+    /// Manage a user's AWS-style access keys (for the ECR API with SigV4).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an access key pair for a user and print it (the secret is shown once).
+    Create { user: String },
+    /// List access key ids, of one user or of everyone.
+    List { user: Option<String> },
+    /// Revoke an access key by its id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +222,33 @@ async fn user(command: UserCommand, common: CommonArgs) -> Result {
             admin::set_password(&store, &name, &read_password()?).await?;
             writeln!(out, "password of {name} changed")?;
         }
+        UserCommand::Keys { command } => match command {
+            KeysCommand::Create { user } => {
+                let config = load_config(&common, None)?;
+                let config_users: Vec<String> =
+                    config.auth.users.iter().map(|u| u.name.clone()).collect();
+                let (id, secret) = admin::create_access_key(&store, &user, &config_users).await?;
+                writeln!(
+                    out,
+                    "aws_access_key_id = {id}\naws_secret_access_key = {secret}"
+                )?;
+            }
+            KeysCommand::List { user } => {
+                for k in store.access_keys(user.as_deref()).await? {
+                    writeln!(
+                        out,
+                        "{}\t{}\tcreated {}",
+                        k.id,
+                        k.user,
+                        format_ms(k.created_at_ms)
+                    )?;
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                admin::revoke_access_key(&store, &id).await?;
+                writeln!(out, "access key {id} revoked")?;
+            }
+        },
         UserCommand::Hash => {}
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::auth::{self, Auth, Authenticator, KeyError, Mode, Policy, SigningKey, TokenIssuer};
 use crate::config::Config;
+use crate::ecr::{self, EcrSettings};
 use crate::oci::api::{self, InternalCause, OciSettings};
 use crate::registry::{Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
@@ -26,6 +27,7 @@ pub struct AppState {
     pub registry: Registry,
     pub oci: OciSettings,
     pub auth: Arc<Auth>,
+    pub ecr: EcrSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,10 @@ impl AppState {
                 max_page: config.limits.max_page,
             },
             auth,
+            ecr: EcrSettings {
+                registry_id: config.ecr.registry_id.clone(),
+                region: config.ecr.region.clone(),
+            },
         })
     }
 }
@@ -100,7 +106,7 @@ async fn open_auth(
         Duration::from_secs(a.token_ttl_seconds),
         Duration::from_secs(a.refresh_ttl_seconds),
     );
-    let login = Authenticator::new(credentials, a.users.clone());
+    let login = Authenticator::new(credentials, a.users.clone(), tokens.clone());
     let mode = if a.open {
         tracing::warn!("auth.open is set: anyone may push, pull and delete");
         Mode::Open
@@ -136,6 +142,7 @@ async fn open_auth(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
+        .merge(ecr::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(log_request))
 }

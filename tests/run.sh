@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/e2e/lib.sh
-ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io
+ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io jq:jq
 
 cargo build --release --locked
 
 # Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()
 cargo test --release --locked || failed+=("cargo test")
-for t in conformance skopeo docker auth; do
+for t in conformance skopeo docker auth ecr; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use super::policy::Principal;
 use super::scope::Scope;
-use super::token::RefreshClaims;
+use super::token::{RefreshClaims, TokenIssuer};
 use crate::storage::{AccessTokenRecord, CredentialStore, MetadataError};
 
 /// Access token secrets start with this, so they are recognised as such.
@@ -105,6 +105,24 @@ pub fn new_access_token(
     (full, record)
 }
 
+/// A new AWS-style key pair: `AKIA` and 16 base32 characters, and a
+/// 40-character secret.
+pub fn new_access_key() -> (String, String) {
+    const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut id_bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut id_bytes);
+    let id: String = id_bytes
+        .iter()
+        .map(|b| BASE32[(*b as usize) % 32] as char)
+        .collect();
+    let mut secret = [0u8; 30];
+    rand::rng().fill_bytes(&mut secret);
+    (
+        format!("AKIA{id}"),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    )
+}
+
 /// Slows down repeated failures per key (user name, client address).
 #[derive(Default)]
 struct Throttle {
@@ -154,10 +172,16 @@ pub struct Authenticator {
     verified: quick_cache::sync::Cache<[u8; 32], (Principal, Instant)>,
     /// Checked against when the user does not exist, so timing does not reveal names.
     dummy_hash: String,
+    /// Verifies `docker login -u AWS` passwords (ECR's GetAuthorizationToken).
+    tokens: TokenIssuer,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn CredentialStore>, config_users: Vec<ConfigUser>) -> Self {
+    pub fn new(
+        store: Arc<dyn CredentialStore>,
+        config_users: Vec<ConfigUser>,
+        tokens: TokenIssuer,
+    ) -> Self {
         let mut random = [0u8; 16];
         rand::rng().fill_bytes(&mut random);
         let dummy_hash = hash_password(&hex::encode(random)).unwrap_or_default();
@@ -167,6 +191,7 @@ impl Authenticator {
             throttle: Throttle::default(),
             verified: quick_cache::sync::Cache::new(10_000),
             dummy_hash,
+            tokens,
         }
     }
 
@@ -204,6 +229,16 @@ impl Authenticator {
     }
 
     async fn check(&self, username: &str, password: &str) -> Result<Option<Principal>, LoginError> {
+        if username == "AWS" {
+            let Ok(claims) = self.tokens.verify_login_password(password) else {
+                return Ok(None);
+            };
+            let user = self.user(&claims.registered.sub).await?;
+            return Ok(user.map(|(_, groups)| Principal::User {
+                name: claims.registered.sub,
+                groups,
+            }));
+        }
         if let Some(rest) = password.strip_prefix(TOKEN_PREFIX) {
             let Some((id, _)) = rest.split_once('_') else {
                 return Ok(None);
@@ -282,6 +317,22 @@ impl Authenticator {
         Ok(Some(Principal::Token {
             name: record.name,
             scopes,
+        }))
+    }
+
+    /// The secret of an access key and the user it belongs to (who must still exist).
+    pub async fn access_key(&self, id: &str) -> Result<Option<(String, Principal)>, MetadataError> {
+        let Some(key) = self.store.access_key(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.user(&key.user).await?.map(|(_, groups)| {
+            (
+                key.secret,
+                Principal::User {
+                    name: key.user,
+                    groups,
+                },
+            )
         }))
     }
 

@@ -21,7 +21,9 @@ use base64::engine::general_purpose::STANDARD;
 use crate::tls::Peer;
 
 pub use keys::{KeyError, SigningKey};
-pub use login::{Authenticator, ConfigUser, LoginError, hash_password, new_access_token};
+pub use login::{
+    Authenticator, ConfigUser, LoginError, hash_password, new_access_key, new_access_token,
+};
 pub use policy::{Policy, Principal, Rule, permits};
 pub use scope::{Access, Scope};
 pub use token::TokenIssuer;

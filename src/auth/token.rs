@@ -155,6 +155,37 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Sign(e.to_string()))
     }
 
+    fn login_audience(&self) -> String {
+        format!("{}#login", self.service)
+    }
+
+    /// A password for `docker login -u AWS` (ECR's GetAuthorizationToken), valid for `ttl`.
+    pub fn issue_login_password(
+        &self,
+        subject: &str,
+        ttl: Duration,
+    ) -> Result<(String, SystemTime), TokenError> {
+        let now = SystemTime::now();
+        let claims = RefreshClaims {
+            registered: self.registered(subject, self.login_audience(), now, ttl),
+            token_id: None,
+        };
+        let password = jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((password, now + ttl))
+    }
+
+    pub fn verify_login_password(&self, password: &str) -> Result<RefreshClaims, TokenError> {
+        self.check_kid(password)?;
+        jsonwebtoken::decode::<RefreshClaims>(
+            password,
+            &self.key.decoding,
+            &self.validation(&self.login_audience()),
+        )
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
     fn validation(&self, audience: &str) -> Validation {
         // Only ES256: `alg: none` and algorithm confusion are refused outright.
         let mut v = Validation::new(Algorithm::ES256);

@@ -38,12 +38,17 @@ pub enum SigError {
 
 /// Parses the Authorization header value.
 pub fn parse_authorization(value: &str) -> Result<Credential, SigError> {
-    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| SigError::Malformed("unsupported algorithm".into()))?;
+    let rest = value
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or_else(|| SigError::Malformed("unsupported algorithm".into()))?;
     let mut credential = None;
     let mut signed = None;
     let mut signature = None;
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or_else(|| SigError::Malformed(part.trim().into()))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| SigError::Malformed(part.trim().into()))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -53,11 +58,17 @@ pub fn parse_authorization(value: &str) -> Result<Credential, SigError> {
     }
     let (credential, signed, signature) = match (credential, signed, signature) {
         (Some(c), Some(s), Some(sig)) => (c, s, sig),
-        _ => return Err(SigError::Malformed("Credential, SignedHeaders and Signature are required".into())),
+        _ => {
+            return Err(SigError::Malformed(
+                "Credential, SignedHeaders and Signature are required".into(),
+            ));
+        }
     };
     let scope: Vec<&str> = credential.split('/').collect();
     let [key, date, region, service, "aws4_request"] = scope.as_slice() else {
-        return Err(SigError::Malformed(format!("bad credential scope {credential:?}")));
+        return Err(SigError::Malformed(format!(
+            "bad credential scope {credential:?}"
+        )));
     };
     Ok(Credential {
         access_key_id: key.to_string(),
@@ -103,19 +114,34 @@ fn canonical_query(query: &str) -> String {
         .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The request's time from `X-Amz-Date`, as Unix seconds.
 fn request_time(value: &str) -> Option<i64> {
     let format = format_description!("[year][month][day]T[hour][minute][second]Z");
-    PrimitiveDateTime::parse(value, format).ok().map(|t| t.assume_utc().unix_timestamp())
+    PrimitiveDateTime::parse(value, format)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// Verifies `request` against `secret`; `now` is Unix seconds.
-pub fn verify(cred: &Credential, secret: &str, request: &SignedRequest<'_>, now: i64) -> Result<(), SigError> {
-    let amz_date = (request.header)("x-amz-date").into_iter().next().ok_or(SigError::Missing)?;
-    let when = request_time(&amz_date).ok_or_else(|| SigError::Malformed("bad X-Amz-Date".into()))?;
+pub fn verify(
+    cred: &Credential,
+    secret: &str,
+    request: &SignedRequest<'_>,
+    now: i64,
+) -> Result<(), SigError> {
+    let amz_date = (request.header)("x-amz-date")
+        .into_iter()
+        .next()
+        .ok_or(SigError::Missing)?;
+    let when =
+        request_time(&amz_date).ok_or_else(|| SigError::Malformed("bad X-Amz-Date".into()))?;
     if (when - now).abs() > MAX_SKEW_SECONDS {
         return Err(SigError::Expired);
     }
@@ -143,7 +169,10 @@ pub fn verify(cred: &Credential, secret: &str, request: &SignedRequest<'_>, now:
         cred.signed_headers.join(";"),
         payload_hash
     );
-    let scope = format!("{}/{}/{}/aws4_request", cred.date, cred.region, cred.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        cred.date, cred.region, cred.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
@@ -153,7 +182,11 @@ pub fn verify(cred: &Credential, secret: &str, request: &SignedRequest<'_>, now:
     let k_service = hmac(&k_region, cred.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
     let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(cred.signature.as_bytes()).into() { Ok(()) } else { Err(SigError::Mismatch) }
+    if expected.as_bytes().ct_eq(cred.signature.as_bytes()).into() {
+        Ok(())
+    } else {
+        Err(SigError::Mismatch)
+    }
 }
 
 #[cfg(test)]
@@ -174,11 +207,23 @@ mod tests {
             "x-amz-date" => vec!["20150830T123600Z".to_string()],
             _ => vec![],
         };
-        let request = SignedRequest { method: "GET", path: "/", query: "", header: &header, body: b"" };
+        let request = SignedRequest {
+            method: "GET",
+            path: "/",
+            query: "",
+            header: &header,
+            body: b"",
+        };
         let now = request_time("20150830T123600Z").unwrap();
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         assert_eq!(verify(&cred, secret, &request, now), Ok(()));
-        assert_eq!(verify(&cred, "wrong", &request, now), Err(SigError::Mismatch));
-        assert_eq!(verify(&cred, secret, &request, now + 3600), Err(SigError::Expired));
+        assert_eq!(
+            verify(&cred, "wrong", &request, now),
+            Err(SigError::Mismatch)
+        );
+        assert_eq!(
+            verify(&cred, secret, &request, now + 3600),
+            Err(SigError::Expired)
+        );
     }
 }

@@ -29,6 +29,10 @@ pub enum RegistryError {
     ManifestBlobUnknown(Vec<Digest>),
     #[error("repository {0} is not known")]
     NameUnknown(RepoName),
+    #[error("repository {0} exists already")]
+    RepositoryExists(RepoName),
+    #[error("repository {0} still holds images")]
+    RepositoryNotEmpty(RepoName),
     #[error("blob {0} is referenced by a manifest of this repository; delete the manifest first")]
     BlobInUse(Digest),
     #[error("storage: {0}")]

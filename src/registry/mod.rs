@@ -6,6 +6,7 @@ mod cache;
 mod discovery;
 mod error;
 mod manifests;
+mod repositories;
 mod uploads;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
 pub use manifests::{ManifestRead, PushedManifest};
+pub use repositories::RepositorySettings;
 pub use uploads::ChunkRange;
 use uploads::UploadHashes;
 

@@ -7,7 +7,8 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError};
 pub use metadata::{
-    AccessTokenRecord, CredentialStore, ManifestRecord, MetadataError, MetadataStore, NewManifest,
-    Page, SqliteMetadata, UploadRecord, UserRecord,
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, ManifestRecord, MetadataError,
+    MetadataStore, NewManifest, Page, RepositoryDeletion, RepositoryRecord, SqliteMetadata,
+    UploadRecord, UserRecord,
 };
 pub use staging::Staging;

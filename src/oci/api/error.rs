@@ -140,6 +140,10 @@ impl From<RegistryError> for ApiError {
             E::NameUnknown(n) => {
                 ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() }))
             }
+            // Not produced by /v2 operations; mapped for completeness.
+            E::RepositoryExists(_) | E::RepositoryNotEmpty(_) => {
+                ApiError::new(Code::Denied, message)
+            }
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }

@@ -27,6 +27,15 @@ pub struct AccessTokenRecord {
     pub expires_at_ms: Option<i64>,
 }
 
+/// An AWS-style access key pair of a user, for SigV4-signed API requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub id: String,
+    pub user: String,
+    pub secret: String,
+    pub created_at_ms: i64,
+}
+
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
@@ -39,6 +48,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>>;
     async fn access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
     async fn delete_access_token(&self, name: &str) -> Result<bool>;
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
+    /// Keys of one user, or of everyone.
+    async fn access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyRecord>>;
+    async fn delete_access_key(&self, id: &str) -> Result<bool>;
 }
 
 fn json_list(text: &str) -> Result<Vec<String>> {
@@ -168,5 +182,56 @@ impl CredentialStore for SqliteMetadata {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        sqlx::query("INSERT INTO access_keys (id, user, secret, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&key.id)
+            .bind(&key.user)
+            .bind(&key.secret)
+            .bind(key.created_at_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        // Through the writer: a revoked key must fail on the very next request.
+        let row: Option<KeyRow> =
+            sqlx::query_as("SELECT id, user, secret, created_at FROM access_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(row.map(key_record))
+    }
+
+    async fn access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyRecord>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT id, user, secret, created_at FROM access_keys WHERE ? IS NULL OR user = ? ORDER BY user, id",
+        )
+        .bind(user)
+        .bind(user)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(key_record).collect())
+    }
+
+    async fn delete_access_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+type KeyRow = (String, String, String, i64);
+
+fn key_record((id, user, secret, created_at_ms): KeyRow) -> AccessKeyRecord {
+    AccessKeyRecord {
+        id,
+        user,
+        secret,
+        created_at_ms,
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
-pub use credentials::{AccessTokenRecord, CredentialStore, UserRecord};
+pub use credentials::{AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord};
 pub use sqlite::SqliteMetadata;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,28 @@ pub struct UploadRecord {
     pub size: u64,
 }
 
+/// A repository and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryRecord {
+    pub name: RepoName,
+    pub created_at_ms: i64,
+    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE_WITH_EXCLUSION`.
+    pub tag_mutability: String,
+    /// Tag patterns the mutability setting makes an exception for.
+    pub mutability_filters: Vec<String>,
+    /// Resource tags (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+/// What deleting a repository did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryDeletion {
+    NotFound,
+    /// It holds images and `force` was not given.
+    NotEmpty,
+    Deleted(RepositoryRecord),
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
@@ -106,6 +128,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestRecord>>;
+
+    /// Creates a repository with its settings; false when it exists already.
+    async fn create_repository(&self, repo: &RepositoryRecord) -> Result<bool>;
+    async fn repository(&self, name: &RepoName) -> Result<Option<RepositoryRecord>>;
+    async fn repositories(&self, page: Page<'_>) -> Result<Vec<RepositoryRecord>>;
+    /// Deletes a repository with its manifests, tags and blob links (the
+    /// bytes are reclaimed by garbage collection).
+    async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<RepositoryDeletion>;
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>>;

@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Result, UploadRecord,
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, RepositoryDeletion,
+    RepositoryRecord, Result, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -50,7 +51,34 @@ fn manifest_record(row: ManifestRow) -> Result<ManifestRecord> {
     })
 }
 
+type RepositoryRow = (String, i64, String, String);
+
+const REPOSITORY_COLUMNS: &str = "name, created_at, tag_mutability, mutability_filters";
+
 impl SqliteMetadata {
+    async fn repository_record(
+        &self,
+        (name, created_at_ms, tag_mutability, filters): RepositoryRow,
+    ) -> Result<RepositoryRecord> {
+        let tags: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM repository_tags WHERE repository = ? ORDER BY key",
+        )
+        .bind(&name)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(RepositoryRecord {
+            name: name
+                .parse()
+                .map_err(|e| MetadataError::Corrupt(format!("{e}")))?,
+            created_at_ms,
+            tag_mutability,
+            mutability_filters: serde_json::from_str(&filters).map_err(|e| {
+                MetadataError::Corrupt(format!("mutability filters {filters:?}: {e}"))
+            })?,
+            tags,
+        })
+    }
+
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path, readers: u32) -> Result<Self> {
         let options = SqliteConnectOptions::new()
@@ -346,6 +374,93 @@ impl MetadataStore for SqliteMetadata {
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(manifest_record).collect()
+    }
+
+    async fn create_repository(&self, repo: &RepositoryRecord) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.name.as_str())
+        .bind(repo.created_at_ms)
+        .bind(&repo.tag_mutability)
+        .bind(serde_json::Value::from(repo.mutability_filters.clone()).to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if created {
+            for (key, value) in &repo.tags {
+                sqlx::query(
+                    "INSERT INTO repository_tags (repository, key, value) VALUES (?, ?, ?)",
+                )
+                .bind(repo.name.as_str())
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn repository(&self, name: &RepoName) -> Result<Option<RepositoryRecord>> {
+        let row: Option<RepositoryRow> = sqlx::query_as(&format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name = ?"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.repository_record(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn repositories(&self, page: Page<'_>) -> Result<Vec<RepositoryRecord>> {
+        let rows: Vec<RepositoryRow> = sqlx::query_as(&format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name > ? ORDER BY name LIMIT ?"
+        ))
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.repository_record(row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<RepositoryDeletion> {
+        let Some(record) = self.repository(name).await? else {
+            return Ok(RepositoryDeletion::NotFound);
+        };
+        let mut tx = self.writer.begin().await?;
+        let images: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM manifests WHERE repository = ?")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if images.0 > 0 && !force {
+            return Ok(RepositoryDeletion::NotEmpty);
+        }
+        // Manifests first, so their references go before the blob links they point at.
+        sqlx::query("DELETE FROM manifests WHERE repository = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM repositories WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if deleted.rows_affected() > 0 {
+            RepositoryDeletion::Deleted(record)
+        } else {
+            RepositoryDeletion::NotFound
+        })
     }
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()> {

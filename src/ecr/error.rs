@@ -1,0 +1,115 @@
+//! ECR errors: each has its AWS exception name (`__type`) and status here, in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::aws::sigv4::SigError;
+use crate::oci::api::InternalCause;
+use crate::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EcrError {
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    UnknownOperation(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    InvalidTagParameter(String),
+    #[error("{0}")]
+    TooManyTags(String),
+    #[error("{0}")]
+    RepositoryNotFound(String),
+    #[error("{0}")]
+    RepositoryAlreadyExists(String),
+    #[error("{0}")]
+    RepositoryNotEmpty(String),
+    /// A fault of ours; the cause is logged, never sent.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl EcrError {
+    fn wire(&self) -> (&'static str, StatusCode) {
+        use EcrError::*;
+        match self {
+            MissingAuthenticationToken(_) => {
+                ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN)
+            }
+            UnrecognizedClient => ("UnrecognizedClientException", StatusCode::BAD_REQUEST),
+            InvalidSignature(_) => ("InvalidSignatureException", StatusCode::BAD_REQUEST),
+            AccessDenied(_) => ("AccessDeniedException", StatusCode::BAD_REQUEST),
+            UnknownOperation(_) => ("UnknownOperationException", StatusCode::BAD_REQUEST),
+            InvalidParameter(_) => ("InvalidParameterException", StatusCode::BAD_REQUEST),
+            InvalidTagParameter(_) => ("InvalidTagParameterException", StatusCode::BAD_REQUEST),
+            TooManyTags(_) => ("TooManyTagsException", StatusCode::BAD_REQUEST),
+            RepositoryNotFound(_) => ("RepositoryNotFoundException", StatusCode::BAD_REQUEST),
+            RepositoryAlreadyExists(_) => {
+                ("RepositoryAlreadyExistsException", StatusCode::BAD_REQUEST)
+            }
+            RepositoryNotEmpty(_) => ("RepositoryNotEmptyException", StatusCode::BAD_REQUEST),
+            Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl From<SigError> for EcrError {
+    fn from(e: SigError) -> Self {
+        match e {
+            SigError::Missing => EcrError::MissingAuthenticationToken(e.to_string()),
+            SigError::Malformed(_) | SigError::Expired | SigError::Mismatch => {
+                EcrError::InvalidSignature(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for EcrError {
+    fn from(e: RegistryError) -> Self {
+        let message = e.to_string();
+        match e {
+            RegistryError::NameUnknown(name) => EcrError::RepositoryNotFound(format!(
+                "The repository with name '{name}' does not exist in the registry"
+            )),
+            RegistryError::RepositoryExists(name) => EcrError::RepositoryAlreadyExists(format!(
+                "The repository with name '{name}' already exists in the registry"
+            )),
+            RegistryError::RepositoryNotEmpty(name) => EcrError::RepositoryNotEmpty(format!(
+                "The repository with name '{name}' cannot be deleted because it still contains images"
+            )),
+            _ => EcrError::Server(message),
+        }
+    }
+}
+
+impl IntoResponse for EcrError {
+    fn into_response(self) -> Response {
+        let (name, status) = self.wire();
+        let message = match &self {
+            EcrError::Server(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/x-amz-json-1.1",
+            )],
+            Json(json!({ "__type": name, "message": message })),
+        )
+            .into_response();
+        if let EcrError::Server(cause) = self {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}

@@ -1,0 +1,242 @@
+//! ECR-compatible management API (AWS JSON 1.1): `POST /` with
+//! `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`, SigV4
+//! signed with Wharf-issued access keys. Handlers call the registry service;
+//! errors map to ECR exception names in `error.rs`.
+
+mod error;
+mod repositories;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::auth::{Auth, Mode, PeerAddr, Principal, permits};
+use crate::aws::sigv4::{self, SignedRequest};
+use crate::oci::RepoName;
+use crate::registry::Registry;
+pub use error::EcrError;
+
+const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+/// Requests carry JSON documents; the largest (a 4 MiB manifest in PutImage) fits well.
+const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// Identity of this registry in ECR terms.
+#[derive(Debug, Clone)]
+pub struct EcrSettings {
+    /// The 12-digit "account" in ARNs and `registryId`.
+    pub registry_id: String,
+    pub region: String,
+}
+
+#[derive(Clone)]
+pub struct EcrState {
+    pub registry: Registry,
+    pub auth: Arc<Auth>,
+    pub settings: EcrSettings,
+}
+
+impl<S> FromRef<S> for EcrState
+where
+    Registry: FromRef<S>,
+    Arc<Auth>: FromRef<S>,
+    EcrSettings: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Self {
+        EcrState {
+            registry: Registry::from_ref(state),
+            auth: Arc::<Auth>::from_ref(state),
+            settings: EcrSettings::from_ref(state),
+        }
+    }
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    EcrState: FromRef<S>,
+{
+    Router::new().route("/", post(handle))
+}
+
+/// One authenticated ECR request.
+pub struct Call<'a> {
+    pub state: &'a EcrState,
+    pub principal: Principal,
+    /// `host[:port]` clients reach this registry at (for repository URIs).
+    pub host: String,
+    pub scheme: &'static str,
+    body: Bytes,
+}
+
+impl Call<'_> {
+    /// The request document.
+    pub fn input<T: DeserializeOwned>(&self) -> Result<T, EcrError> {
+        let body: &[u8] = if self.body.is_empty() {
+            b"{}"
+        } else {
+            &self.body
+        };
+        serde_json::from_slice(body)
+            .map_err(|e| EcrError::InvalidParameter(format!("invalid request: {e}")))
+    }
+
+    /// Fails unless the caller may do `action` on `repo`.
+    pub fn require(&self, repo: &RepoName, action: &str) -> Result<(), EcrError> {
+        if self.may(repo, action) {
+            Ok(())
+        } else {
+            Err(EcrError::AccessDenied(format!(
+                "User: {} is not authorized to perform {action} on repository {repo}",
+                self.principal.subject()
+            )))
+        }
+    }
+
+    pub fn may(&self, repo: &RepoName, action: &str) -> bool {
+        let auth = &self.state.auth;
+        auth.mode == Mode::Open
+            || permits(
+                &auth
+                    .policy
+                    .allowed(&self.principal, "repository", repo.as_str()),
+                action,
+            )
+    }
+
+    pub fn repository_arn(&self, repo: &RepoName) -> String {
+        let s = &self.state.settings;
+        format!(
+            "arn:aws:ecr:{}:{}:repository/{repo}",
+            s.region, s.registry_id
+        )
+    }
+}
+
+async fn handle(
+    State(state): State<EcrState>,
+    PeerAddr(peer): PeerAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+            .await
+            .map_err(|_| EcrError::InvalidParameter("request too large".into()))?;
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let operation = target
+            .strip_prefix(TARGET_PREFIX)
+            .ok_or_else(|| EcrError::UnknownOperation(format!("unknown target {target:?}")))?
+            .to_string();
+        let principal = authenticate(&state, &method, &uri, &headers, &body).await?;
+        let client = state.auth.client_ip(&headers, peer);
+        let realm = state.auth.realm(&headers, client_or_peer(client, peer));
+        let (scheme, host) = split_base(&realm);
+        let call = Call {
+            state: &state,
+            principal,
+            host,
+            scheme,
+            body,
+        };
+        let output = dispatch(&call, &operation).await?;
+        Ok::<Value, EcrError>(output)
+    }
+    .await;
+    match result {
+        Ok(output) => (
+            [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+            axum::Json(output),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn client_or_peer(_client: IpAddr, peer: IpAddr) -> IpAddr {
+    // The realm decides on forwarded headers by the peer, not the client.
+    peer
+}
+
+/// `https://host:port/token` -> ("https", "host:port").
+fn split_base(realm: &str) -> (&'static str, String) {
+    let (scheme, rest) = realm.split_once("://").unwrap_or(("http", realm));
+    let host = rest.split('/').next().unwrap_or_default().to_string();
+    (if scheme == "https" { "https" } else { "http" }, host)
+}
+
+async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
+    match operation {
+        "CreateRepository" => repositories::create(call).await,
+        "DescribeRepositories" => repositories::describe(call).await,
+        "DeleteRepository" => repositories::delete(call).await,
+        "GetAuthorizationToken" => repositories::authorization_token(call).await,
+        other => Err(EcrError::UnknownOperation(format!(
+            "operation {other} is not supported by this registry"
+        ))),
+    }
+}
+
+/// Checks the SigV4 signature and finds the user behind the access key.
+async fn authenticate(
+    state: &EcrState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Principal, EcrError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(authorization) = authorization else {
+        return if state.auth.mode == Mode::Open {
+            Ok(Principal::Anonymous)
+        } else {
+            Err(EcrError::MissingAuthenticationToken(
+                "Missing Authentication Token".into(),
+            ))
+        };
+    };
+    let credential = sigv4::parse_authorization(authorization)?;
+    let (secret, principal) = state
+        .auth
+        .login
+        .access_key(&credential.access_key_id)
+        .await
+        .map_err(|e| EcrError::Server(e.to_string()))?
+        .ok_or(EcrError::UnrecognizedClient)?;
+    let header = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let request = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        header: &header,
+        body,
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    sigv4::verify(&credential, &secret, &request, now)?;
+    Ok(principal)
+}

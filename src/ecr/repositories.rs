@@ -1,0 +1,273 @@
+//! Repository operations and GetAuthorizationToken.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Call, EcrError};
+use crate::auth::Principal;
+use crate::auth::scope::{DELETE, PULL, PUSH};
+use crate::oci::RepoName;
+use crate::registry::RepositorySettings;
+use crate::storage::RepositoryRecord;
+
+/// ECR's GetAuthorizationToken lifetime.
+const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
+const MUTABILITIES: [&str; 4] = [
+    "MUTABLE",
+    "IMMUTABLE",
+    "IMMUTABLE_WITH_EXCLUSION",
+    "MUTABLE_WITH_EXCLUSION",
+];
+const MAX_TAGS: usize = 50;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResourceTag {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExclusionFilter {
+    filter_type: String,
+    filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    repository_name: String,
+    #[serde(default)]
+    tags: Vec<ResourceTag>,
+    image_tag_mutability: Option<String>,
+    #[serde(default)]
+    image_tag_mutability_exclusion_filters: Vec<ExclusionFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    repository_names: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    repository_name: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// ECR names are the OCI grammar, 2 to 256 characters.
+fn repo_name(name: &str) -> Result<RepoName, EcrError> {
+    let invalid = || {
+        EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression \
+             '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and length 2-256' ({name:?})"
+        ))
+    };
+    if name.len() < 2 {
+        return Err(invalid());
+    }
+    name.parse().map_err(|_| invalid())
+}
+
+fn valid_filter(f: &str) -> bool {
+    (1..=128).contains(&f.len())
+        && f.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b))
+}
+
+fn epoch_seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn repository_json(call: &Call<'_>, r: &RepositoryRecord) -> Value {
+    let mut v = json!({
+        "repositoryArn": call.repository_arn(&r.name),
+        "registryId": call.state.settings.registry_id,
+        "repositoryName": r.name.as_str(),
+        "repositoryUri": format!("{}/{}", call.host, r.name),
+        "createdAt": epoch_seconds(r.created_at_ms),
+        "imageTagMutability": r.tag_mutability,
+        "imageScanningConfiguration": { "scanOnPush": false },
+        "encryptionConfiguration": { "encryptionType": "AES256" },
+    });
+    if !r.mutability_filters.is_empty() {
+        v["imageTagMutabilityExclusionFilters"] = r
+            .mutability_filters
+            .iter()
+            .map(|f| json!({ "filterType": "WILDCARD", "filter": f }))
+            .collect();
+    }
+    v
+}
+
+pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: CreateInput = call.input()?;
+    let name = repo_name(&input.repository_name)?;
+    call.require(&name, PUSH)?;
+    let mutability = input
+        .image_tag_mutability
+        .unwrap_or_else(|| "MUTABLE".into());
+    if !MUTABILITIES.contains(&mutability.as_str()) {
+        return Err(EcrError::InvalidParameter(format!(
+            "invalid imageTagMutability {mutability:?}"
+        )));
+    }
+    let filters = input.image_tag_mutability_exclusion_filters;
+    let with_exclusion = mutability.ends_with("_WITH_EXCLUSION");
+    if with_exclusion == filters.is_empty() || filters.len() > 5 {
+        return Err(EcrError::InvalidParameter(
+            "imageTagMutabilityExclusionFilters (1 to 5) go with, and only with, the *_WITH_EXCLUSION settings".into(),
+        ));
+    }
+    if let Some(bad) = filters
+        .iter()
+        .find(|f| f.filter_type != "WILDCARD" || !valid_filter(&f.filter))
+    {
+        return Err(EcrError::InvalidParameter(format!(
+            "invalid exclusion filter {:?}",
+            bad.filter
+        )));
+    }
+    if input.tags.len() > MAX_TAGS {
+        return Err(EcrError::TooManyTags(format!("at most {MAX_TAGS} tags")));
+    }
+    if let Some(bad) = input
+        .tags
+        .iter()
+        .find(|t| t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256)
+    {
+        return Err(EcrError::InvalidTagParameter(format!(
+            "invalid tag key {:?}",
+            bad.key
+        )));
+    }
+    let settings = RepositorySettings {
+        tag_mutability: mutability,
+        mutability_filters: filters.into_iter().map(|f| f.filter).collect(),
+        tags: input.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+    };
+    let record = call
+        .state
+        .registry
+        .create_repository(&name, settings)
+        .await?;
+    Ok(json!({ "repository": repository_json(call, &record) }))
+}
+
+pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: DescribeInput = call.input()?;
+    if let Some(names) = input.repository_names {
+        if input.next_token.is_some() || input.max_results.is_some() {
+            return Err(EcrError::InvalidParameter(
+                "maxResults and nextToken cannot be used with repositoryNames".into(),
+            ));
+        }
+        if names.is_empty() || names.len() > 100 {
+            return Err(EcrError::InvalidParameter(
+                "repositoryNames takes 1 to 100 names".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for name in names {
+            let name = repo_name(&name)?;
+            call.require(&name, PULL)?;
+            out.push(repository_json(
+                call,
+                &call.state.registry.repository(&name).await?,
+            ));
+        }
+        return Ok(json!({ "repositories": out }));
+    }
+    let limit = input.max_results.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(EcrError::InvalidParameter(
+            "maxResults must be between 1 and 1000".into(),
+        ));
+    }
+    let last = match input.next_token {
+        Some(token) => Some(
+            STANDARD
+                .decode(&token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| EcrError::InvalidParameter("invalid nextToken".into()))?,
+        ),
+        None => None,
+    };
+    // Only repositories the caller may pull are listed; a page holds up to `limit` of those.
+    let mut out = Vec::new();
+    let mut cursor = last;
+    let mut remaining = true;
+    while remaining && out.len() < limit as usize {
+        let (page, more) = call
+            .state
+            .registry
+            .repositories(cursor.as_deref(), limit)
+            .await?;
+        let count = page.len();
+        remaining = more;
+        for (i, r) in page.into_iter().enumerate() {
+            cursor = Some(r.name.to_string());
+            if call.may(&r.name, PULL) {
+                out.push(repository_json(call, &r));
+            }
+            if out.len() == limit as usize {
+                remaining = more || i + 1 < count;
+                break;
+            }
+        }
+    }
+    let mut output = json!({ "repositories": out });
+    if let Some(c) = cursor.filter(|_| remaining) {
+        output["nextToken"] = STANDARD.encode(c).into();
+    }
+    Ok(output)
+}
+
+pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: DeleteInput = call.input()?;
+    let name = repo_name(&input.repository_name)?;
+    call.require(&name, DELETE)?;
+    let record = call
+        .state
+        .registry
+        .delete_repository(&name, input.force)
+        .await?;
+    Ok(json!({ "repository": repository_json(call, &record) }))
+}
+
+/// A base64 `AWS:<password>` valid for 12 hours, usable with `docker login -u AWS`.
+pub async fn authorization_token(call: &Call<'_>) -> Result<Value, EcrError> {
+    let Principal::User { name, .. } = &call.principal else {
+        return Err(EcrError::AccessDenied(
+            "an authorization token needs a signed-in user".into(),
+        ));
+    };
+    let (password, expires) = call
+        .state
+        .auth
+        .tokens
+        .issue_login_password(name, LOGIN_TTL)
+        .map_err(|e| EcrError::Server(e.to_string()))?;
+    let expires_at = expires
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(json!({
+        "authorizationData": [{
+            "authorizationToken": STANDARD.encode(format!("AWS:{password}")),
+            "expiresAt": expires_at,
+            "proxyEndpoint": format!("{}://{}", call.scheme, call.host),
+        }]
+    }))
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The ECR-compatible API driven by the real AWS CLI (--endpoint-url), SigV4
+# with keys from `wharf user keys create`, and docker login with the password
+# from get-authorization-token.
+source "$(dirname "$0")/lib.sh"
+
+ensure_packages busybox:busybox-static curl:curl jq:jq
+if ! command -v aws >/dev/null 2>&1; then
+    log "installing the AWS CLI from PyPI"
+    python3 -m pip install -q awscli >/dev/null 2>&1 || skip_or_fail "cannot install awscli"
+fi
+start_dockerd
+bin="${WHARF_BIN:-target/release/wharf}"
+conf="$E2E_TMP/ecr.toml"
+cat >"$conf" <<'TOML'
+[[auth.rules]]
+who = ["alice"]
+repositories = ["*"]
+actions = ["*"]
+
+[[auth.rules]]
+who = ["bob"]
+repositories = ["*"]
+actions = ["pull"]
+TOML
+data="$E2E_TMP/ecr-data"
+rm -rf "$data"
+echo "alice-password" | "$bin" user add alice --config "$conf" --data-dir "$data" >/dev/null
+echo "bob-password-1" | "$bin" user add bob --config "$conf" --data-dir "$data" >/dev/null
+keys=$("$bin" user keys create alice --config "$conf" --data-dir "$data")
+bob_keys=$("$bin" user keys create bob --config "$conf" --data-dir "$data")
+key_of() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $3 }'; }
+
+WHARF_PORT="$(free_port)"
+"$bin" serve --config "$conf" --data-dir "$data" --listen "127.0.0.1:$WHARF_PORT" >"$E2E_TMP/ecr.log" 2>&1 &
+WHARF_PID=$!
+trap stop_wharf EXIT
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/" && break; sleep 0.1; done
+registry="127.0.0.1:$WHARF_PORT"
+export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export AWS_ACCESS_KEY_ID="$(key_of "$keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$keys" aws_secret_access_key)"
+ecr() { aws ecr --endpoint-url "http://$registry" --output json "$@"; }
+fail() { log "FAIL: $*"; tail -20 "$E2E_TMP/ecr.log" >&2; exit 1; }
+# expect_error EXCEPTION COMMAND...: the command fails with that exception name.
+expect_error() {
+    local want="$1"; shift
+    local out
+    if out=$("$@" 2>&1); then fail "$* succeeded, expected $want"; fi
+    grep -q "($want)" <<<"$out" || fail "$*: expected $want, got: $out"
+}
+
+log "create-repository, with tags and tag immutability settings"
+out=$(ecr create-repository --repository-name team/app --tags Key=owner,Value=alice)
+[ "$(jq -r .repository.repositoryUri <<<"$out")" = "$registry/team/app" ] || fail "repositoryUri: $out"
+[ "$(jq -r .repository.repositoryArn <<<"$out")" = "arn:aws:ecr:us-east-1:000000000000:repository/team/app" ] || fail "ARN: $out"
+ecr create-repository --repository-name team/locked --image-tag-mutability IMMUTABLE_WITH_EXCLUSION \
+    --image-tag-mutability-exclusion-filters filterType=WILDCARD,filter='latest*' >/dev/null || fail "create with exclusion filters"
+expect_error RepositoryAlreadyExistsException ecr create-repository --repository-name team/app
+expect_error InvalidParameterException ecr create-repository --repository-name 'Bad_Name'
+expect_error InvalidParameterException ecr create-repository --repository-name team/x --image-tag-mutability IMMUTABLE_WITH_EXCLUSION
+
+log "describe-repositories by name and paginated"
+for i in 1 2 3 4 5; do ecr create-repository --repository-name "page/r$i" >/dev/null; done
+names=$(ecr describe-repositories --query 'repositories[].repositoryName' --output text)
+for want in team/app team/locked page/r1 page/r5; do grep -qw "$want" <<<"$names" || fail "describe lacks $want: $names"; done
+first=$(ecr describe-repositories --max-items 2 --page-size 2)
+[ "$(jq '.repositories | length' <<<"$first")" = 2 ] || fail "page size: $first"
+token=$(jq -r .NextToken <<<"$first")
+[ -n "$token" ] && [ "$token" != null ] || fail "no NextToken: $first"
+second=$(ecr describe-repositories --max-items 2 --page-size 2 --starting-token "$token" --query 'repositories[].repositoryName' --output text)
+grep -q "$(jq -r '.repositories[1].repositoryName' <<<"$first")" <<<"$second" && fail "pages overlap"
+[ "$(ecr describe-repositories --repository-names team/locked --query 'repositories[0].imageTagMutabilityExclusionFilters[0].filter' --output text)" = "latest*" ] ||
+    fail "exclusion filter not kept"
+expect_error RepositoryNotFoundException ecr describe-repositories --repository-names team/none
+
+log "signatures: unknown key, wrong secret, pull-only user"
+AWS_ACCESS_KEY_ID=AKIAUNKNOWNKEY000000 expect_error UnrecognizedClientException ecr describe-repositories
+AWS_SECRET_ACCESS_KEY=wrong expect_error InvalidSignatureException ecr describe-repositories
+AWS_ACCESS_KEY_ID="$(key_of "$bob_keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$bob_keys" aws_secret_access_key)" \
+    expect_error AccessDeniedException ecr create-repository --repository-name bob/app
+
+log "docker login with get-authorization-token, push, delete-repository"
+password=$(ecr get-authorization-token --query 'authorizationData[0].authorizationToken' --output text | base64 -d | cut -d: -f2-)
+export DOCKER_CONFIG="$E2E_TMP/ecr-docker-config"
+rm -rf "$DOCKER_CONFIG" && mkdir -p "$DOCKER_CONFIG"
+echo "$password" | docker login "$registry" -u AWS --password-stdin >/dev/null || fail "docker login -u AWS"
+ctx="$E2E_TMP/ecr-ctx"
+rm -rf "$ctx" && mkdir -p "$ctx"
+cp "$(command -v busybox)" "$ctx/busybox"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$ctx/Dockerfile"
+DOCKER_BUILDKIT=0 docker build -q -t "$registry/team/app:v1" "$ctx" >/dev/null
+docker push "$registry/team/app:v1" >/dev/null || fail "push after ECR login"
+echo "not-a-token" | docker login "$registry" -u AWS --password-stdin >/dev/null 2>&1 && fail "login with a forged AWS password"
+expect_error RepositoryNotEmptyException ecr delete-repository --repository-name team/app
+ecr delete-repository --repository-name team/app --force >/dev/null || fail "delete --force"
+expect_error RepositoryNotFoundException ecr describe-repositories --repository-names team/app
+docker rmi "$registry/team/app:v1" >/dev/null
+docker pull "$registry/team/app:v1" >/dev/null 2>&1 && fail "image still pullable after its repository was deleted"
+log "ecr round trips ok"
