@@ -33,6 +33,8 @@ pub enum EcrError {
     RepositoryAlreadyExists(String),
     #[error("{0}")]
     RepositoryNotEmpty(String),
+    #[error("{0}")]
+    ImageNotFound(String),
     /// A fault of ours; the cause is logged, never sent.
     #[error("{0}")]
     Server(String),
@@ -57,6 +59,7 @@ impl EcrError {
                 ("RepositoryAlreadyExistsException", StatusCode::BAD_REQUEST)
             }
             RepositoryNotEmpty(_) => ("RepositoryNotEmptyException", StatusCode::BAD_REQUEST),
+            ImageNotFound(_) => ("ImageNotFoundException", StatusCode::BAD_REQUEST),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }

@@ -4,6 +4,7 @@
 //! errors map to ECR exception names in `error.rs`.
 
 mod error;
+mod images;
 mod repositories;
 
 use std::net::IpAddr;
@@ -184,6 +185,11 @@ async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
         "DescribeRepositories" => repositories::describe(call).await,
         "DeleteRepository" => repositories::delete(call).await,
         "GetAuthorizationToken" => repositories::authorization_token(call).await,
+        "ListImages" => images::list(call).await,
+        "DescribeImages" => images::describe(call).await,
+        "BatchGetImage" => images::batch_get(call).await,
+        "BatchDeleteImage" => images::batch_delete(call).await,
+        "PutImageTagMutability" => images::put_tag_mutability(call).await,
         other => Err(EcrError::UnknownOperation(format!(
             "operation {other} is not supported by this registry"
         ))),

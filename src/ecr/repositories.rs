@@ -33,7 +33,7 @@ struct ResourceTag {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ExclusionFilter {
+pub(super) struct ExclusionFilter {
     filter_type: String,
     filter: String,
 }
@@ -66,7 +66,7 @@ struct DeleteInput {
 }
 
 /// ECR names are the OCI grammar, 2 to 256 characters.
-fn repo_name(name: &str) -> Result<RepoName, EcrError> {
+pub(super) fn repo_name(name: &str) -> Result<RepoName, EcrError> {
     let invalid = || {
         EcrError::InvalidParameter(format!(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression \
@@ -79,13 +79,43 @@ fn repo_name(name: &str) -> Result<RepoName, EcrError> {
     name.parse().map_err(|_| invalid())
 }
 
+/// Checks a tag mutability setting and its exclusion filters (1 to 5, only
+/// with the `*_WITH_EXCLUSION` settings); returns the setting and the patterns.
+pub(super) fn mutability_settings(
+    mutability: Option<String>,
+    filters: Vec<ExclusionFilter>,
+) -> Result<(String, Vec<String>), EcrError> {
+    let mutability = mutability.unwrap_or_else(|| "MUTABLE".into());
+    if !MUTABILITIES.contains(&mutability.as_str()) {
+        return Err(EcrError::InvalidParameter(format!(
+            "invalid imageTagMutability {mutability:?}"
+        )));
+    }
+    let with_exclusion = mutability.ends_with("_WITH_EXCLUSION");
+    if with_exclusion == filters.is_empty() || filters.len() > 5 {
+        return Err(EcrError::InvalidParameter(
+            "imageTagMutabilityExclusionFilters (1 to 5) go with, and only with, the *_WITH_EXCLUSION settings".into(),
+        ));
+    }
+    if let Some(bad) = filters
+        .iter()
+        .find(|f| f.filter_type != "WILDCARD" || !valid_filter(&f.filter))
+    {
+        return Err(EcrError::InvalidParameter(format!(
+            "invalid exclusion filter {:?}",
+            bad.filter
+        )));
+    }
+    Ok((mutability, filters.into_iter().map(|f| f.filter).collect()))
+}
+
 fn valid_filter(f: &str) -> bool {
     (1..=128).contains(&f.len())
         && f.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b))
 }
 
-fn epoch_seconds(ms: i64) -> f64 {
+pub(super) fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
@@ -114,30 +144,10 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: CreateInput = call.input()?;
     let name = repo_name(&input.repository_name)?;
     call.require(&name, PUSH)?;
-    let mutability = input
-        .image_tag_mutability
-        .unwrap_or_else(|| "MUTABLE".into());
-    if !MUTABILITIES.contains(&mutability.as_str()) {
-        return Err(EcrError::InvalidParameter(format!(
-            "invalid imageTagMutability {mutability:?}"
-        )));
-    }
-    let filters = input.image_tag_mutability_exclusion_filters;
-    let with_exclusion = mutability.ends_with("_WITH_EXCLUSION");
-    if with_exclusion == filters.is_empty() || filters.len() > 5 {
-        return Err(EcrError::InvalidParameter(
-            "imageTagMutabilityExclusionFilters (1 to 5) go with, and only with, the *_WITH_EXCLUSION settings".into(),
-        ));
-    }
-    if let Some(bad) = filters
-        .iter()
-        .find(|f| f.filter_type != "WILDCARD" || !valid_filter(&f.filter))
-    {
-        return Err(EcrError::InvalidParameter(format!(
-            "invalid exclusion filter {:?}",
-            bad.filter
-        )));
-    }
+    let (mutability, filters) = mutability_settings(
+        input.image_tag_mutability,
+        input.image_tag_mutability_exclusion_filters,
+    )?;
     if input.tags.len() > MAX_TAGS {
         return Err(EcrError::TooManyTags(format!("at most {MAX_TAGS} tags")));
     }
@@ -153,7 +163,7 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
     }
     let settings = RepositorySettings {
         tag_mutability: mutability,
-        mutability_filters: filters.into_iter().map(|f| f.filter).collect(),
+        mutability_filters: filters,
         tags: input.tags.into_iter().map(|t| (t.key, t.value)).collect(),
     };
     let record = call

@@ -29,6 +29,12 @@ pub enum RegistryError {
     ManifestBlobUnknown(Vec<Digest>),
     #[error("repository {0} is not known")]
     NameUnknown(RepoName),
+    #[error(
+        "the tag {0} already exists in this repository and cannot be overwritten because it is immutable"
+    )]
+    TagImmutable(String),
+    #[error("image {0} is listed by an image index of this repository")]
+    ReferencedByIndex(Digest),
     #[error("repository {0} exists already")]
     RepositoryExists(RepoName),
     #[error("repository {0} still holds images")]
@@ -52,6 +58,7 @@ impl From<MetadataError> for RegistryError {
                 RegistryError::ManifestBlobUnknown(blobs)
             }
             MetadataError::BlobInUse(d) => RegistryError::BlobInUse(d),
+            MetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
             other => RegistryError::Metadata(other),
         }
     }

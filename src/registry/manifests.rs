@@ -61,6 +61,7 @@ impl Registry {
         let annotations = parsed.annotations.as_ref().map(|a| a.to_string());
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
 
+        let immutable = self.immutable_tags(repo, &tags).await?;
         // Bytes first, metadata second: the manifest is visible only once both exist.
         let key = Key::Blob(&digest);
         if !self.inner.blobs.exists(&key).await? {
@@ -82,11 +83,35 @@ impl Registry {
                 children: &parsed.children,
                 subject: subject.as_ref(),
                 tags: &tags,
+                immutable_tags: &immutable,
             })
             .await?;
         self.inner.manifests.invalidate(repo);
         self.inner.manifests.remember_body(digest.clone(), bytes);
         Ok(PushedManifest { digest, subject })
+    }
+
+    /// The tags among `tags` that the repository's mutability settings protect.
+    async fn immutable_tags(&self, repo: &RepoName, tags: &[Tag]) -> Result<Vec<Tag>> {
+        let Some(settings) = self.inner.meta.repository(repo).await? else {
+            return Ok(Vec::new());
+        };
+        let matches = |t: &Tag| {
+            settings
+                .mutability_filters
+                .iter()
+                .any(|f| crate::auth::scope::glob_match(f, t.as_str()))
+        };
+        Ok(tags
+            .iter()
+            .filter(|t| match settings.tag_mutability.as_str() {
+                "IMMUTABLE" => true,
+                "IMMUTABLE_WITH_EXCLUSION" => !matches(t),
+                "MUTABLE_WITH_EXCLUSION" => matches(t),
+                _ => false,
+            })
+            .cloned()
+            .collect())
     }
 
     /// Resolves a reference without reading the manifest's bytes (HEAD).

@@ -5,6 +5,7 @@ mod blobs;
 mod cache;
 mod discovery;
 mod error;
+mod images;
 mod manifests;
 mod repositories;
 mod uploads;

@@ -91,6 +91,37 @@ printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$ctx/Dockerfile"
 DOCKER_BUILDKIT=0 docker build -q -t "$registry/team/app:v1" "$ctx" >/dev/null
 docker push "$registry/team/app:v1" >/dev/null || fail "push after ECR login"
 echo "not-a-token" | docker login "$registry" -u AWS --password-stdin >/dev/null 2>&1 && fail "login with a forged AWS password"
+
+log "list-images, describe-images, batch-get-image"
+digest=$(ecr list-images --repository-name team/app --query 'imageIds[?imageTag==`v1`].imageDigest' --output text)
+[[ "$digest" == sha256:* ]] || fail "list-images: $digest"
+details=$(ecr describe-images --repository-name team/app --image-ids imageTag=v1)
+[ "$(jq -r '.imageDetails[0].imageDigest' <<<"$details")" = "$digest" ] || fail "describe-images digest: $details"
+[ "$(jq -r '.imageDetails[0].imageTags[0]' <<<"$details")" = v1 ] || fail "describe-images tags: $details"
+[ "$(jq -r '.imageDetails[0].imageSizeInBytes' <<<"$details")" -gt 100000 ] || fail "describe-images size: $details"
+expect_error ImageNotFoundException ecr describe-images --repository-name team/app --image-ids imageTag=nope
+manifest=$(ecr batch-get-image --repository-name team/app --image-ids imageTag=v1 --query 'images[0].imageManifest' --output text)
+[ "sha256:$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)" = "$digest" ] || fail "batch-get-image manifest bytes"
+code=$(ecr batch-get-image --repository-name team/app --image-ids imageTag=v1 \
+    --accepted-media-types application/vnd.oci.image.index.v1+json --query 'failures[0].failureCode' --output text)
+[ "$code" = UnsupportedImageType ] || fail "acceptedMediaTypes: $code"
+
+log "tag immutability is enforced on docker push"
+ecr put-image-tag-mutability --repository-name team/app --image-tag-mutability IMMUTABLE >/dev/null || fail "put-image-tag-mutability"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\nCOPY Dockerfile /Dockerfile\n' >"$ctx/Dockerfile"
+DOCKER_BUILDKIT=0 docker build -q -t "$registry/team/app:v1" "$ctx" >/dev/null
+docker push "$registry/team/app:v1" >/dev/null 2>&1 && fail "an immutable tag was overwritten"
+[ "$(ecr describe-images --repository-name team/app --image-ids imageTag=v1 --query 'imageDetails[0].imageDigest' --output text)" = "$digest" ] ||
+    fail "the immutable tag moved"
+docker tag "$registry/team/app:v1" "$registry/team/app:v2"
+docker push "$registry/team/app:v2" >/dev/null || fail "a new tag in an immutable repository"
+ecr put-image-tag-mutability --repository-name team/app --image-tag-mutability MUTABLE >/dev/null
+
+log "batch-delete-image by tag and by digest"
+out=$(ecr batch-delete-image --repository-name team/app --image-ids imageTag=v2 imageTag=nope)
+[ "$(jq -r '.imageIds[0].imageTag' <<<"$out")" = v2 ] || fail "batch-delete by tag: $out"
+[ "$(jq -r '.failures[0].failureCode' <<<"$out")" = ImageNotFound ] || fail "batch-delete failure code: $out"
+[ "$(ecr list-images --repository-name team/app --query 'length(imageIds)')" = 1 ] || fail "the untagged image should be gone"
 expect_error RepositoryNotEmptyException ecr delete-repository --repository-name team/app
 ecr delete-repository --repository-name team/app --force >/dev/null || fail "delete --force"
 expect_error RepositoryNotFoundException ecr describe-repositories --repository-names team/app

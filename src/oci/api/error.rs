@@ -144,6 +144,10 @@ impl From<RegistryError> for ApiError {
             E::RepositoryExists(_) | E::RepositoryNotEmpty(_) => {
                 ApiError::new(Code::Denied, message)
             }
+            E::TagImmutable(t) => {
+                ApiError::new(Code::Denied, message).with_detail(json!({ "tag": t }))
+            }
+            E::ReferencedByIndex(_) => ApiError::new(Code::Denied, message),
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }

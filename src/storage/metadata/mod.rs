@@ -27,6 +27,9 @@ pub enum MetadataError {
     /// A unique name is taken.
     #[error("{0}")]
     Conflict(String),
+    /// A push would move an immutable tag to another manifest.
+    #[error("tag {0} is immutable")]
+    TagImmutable(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]
@@ -58,6 +61,8 @@ pub struct NewManifest<'a> {
     pub children: &'a [Digest],
     pub subject: Option<&'a Digest>,
     pub tags: &'a [Tag],
+    /// Tags among `tags` that may not be moved to another manifest.
+    pub immutable_tags: &'a [Tag],
 }
 
 /// An upload session as stored: enough to resume it on any replica.
@@ -80,6 +85,18 @@ pub struct RepositoryRecord {
     pub mutability_filters: Vec<String>,
     /// Resource tags (key, value).
     pub tags: Vec<(String, String)>,
+}
+
+/// A manifest with what the ECR API reports about it.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    pub manifest: ManifestRecord,
+    pub tags: Vec<String>,
+    /// Sum of the sizes of the blobs it references.
+    pub blob_bytes: u64,
+    /// Manifests it lists, when it is an index.
+    pub children: Vec<Digest>,
+    pub subject: Option<Digest>,
 }
 
 /// What deleting a repository did.
@@ -136,6 +153,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes a repository with its manifests, tags and blob links (the
     /// bytes are reclaimed by garbage collection).
     async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<RepositoryDeletion>;
+
+    async fn set_tag_mutability(
+        &self,
+        name: &RepoName,
+        mutability: &str,
+        filters: &[String],
+    ) -> Result<bool>;
+    /// Every manifest of a repository with its tags, sizes and references.
+    async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>>;
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>>;

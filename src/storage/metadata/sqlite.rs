@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, RepositoryDeletion,
-    RepositoryRecord, Result, UploadRecord,
+    ImageRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
+    RepositoryDeletion, RepositoryRecord, Result, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -264,6 +264,17 @@ impl MetadataStore for SqliteMetadata {
                 .await?;
             }
         }
+        for tag in m.immutable_tags {
+            let current: Option<(String,)> =
+                sqlx::query_as("SELECT manifest FROM tags WHERE repository = ? AND name = ?")
+                    .bind(repo)
+                    .bind(tag.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if current.is_some_and(|(d,)| d != digest) {
+                return Err(MetadataError::TagImmutable(tag.to_string()));
+            }
+        }
         for tag in m.tags {
             sqlx::query(
                 "INSERT INTO tags (repository, name, manifest, updated_at) VALUES (?, ?, ?, ?)
@@ -461,6 +472,94 @@ impl MetadataStore for SqliteMetadata {
         } else {
             RepositoryDeletion::NotFound
         })
+    }
+
+    async fn set_tag_mutability(
+        &self,
+        name: &RepoName,
+        mutability: &str,
+        filters: &[String],
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE repositories SET tag_mutability = ?, mutability_filters = ? WHERE name = ?",
+        )
+        .bind(mutability)
+        .bind(serde_json::Value::from(filters.to_vec()).to_string())
+        .bind(name.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>> {
+        type Row = (
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<String>,
+            Option<String>,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at, m.subject,
+                    (SELECT group_concat(t.name, ' ') FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest),
+                    (SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob
+                      WHERE mb.repository = m.repository AND mb.manifest = m.digest)
+             FROM manifests m WHERE m.repository = ? ORDER BY m.pushed_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        let children: Vec<(String, String)> =
+            sqlx::query_as("SELECT parent, child FROM manifest_children WHERE repository = ?")
+                .bind(repo.as_str())
+                .fetch_all(&self.readers)
+                .await?;
+        let mut images = Vec::with_capacity(rows.len());
+        for (
+            d,
+            media_type,
+            size,
+            artifact_type,
+            annotations,
+            pushed_at_ms,
+            subject,
+            tags,
+            blob_bytes,
+        ) in rows
+        {
+            let manifest = ManifestRecord {
+                digest: digest(&d)?,
+                media_type,
+                size: size as u64,
+                artifact_type,
+                annotations,
+                pushed_at_ms,
+            };
+            let mut tags: Vec<String> = tags
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            tags.sort();
+            let kids = children
+                .iter()
+                .filter(|(p, _)| *p == d)
+                .map(|(_, c)| digest(c))
+                .collect::<Result<Vec<_>>>()?;
+            images.push(ImageRecord {
+                manifest,
+                tags,
+                blob_bytes: blob_bytes as u64,
+                children: kids,
+                subject: subject.as_deref().map(digest).transpose()?,
+            });
+        }
+        Ok(images)
     }
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()> {

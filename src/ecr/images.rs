@@ -1,0 +1,382 @@
+//! Image operations: ListImages, DescribeImages, BatchGetImage,
+//! BatchDeleteImage, PutImageTagMutability.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::repositories::{ExclusionFilter, epoch_seconds, mutability_settings, repo_name};
+use super::{Call, EcrError};
+use crate::auth::scope::{DELETE, PULL, PUSH};
+use crate::oci::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::oci::{Digest, Reference, RepoName, Tag};
+use crate::registry::RegistryError;
+use crate::storage::ImageRecord;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageId {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_tag: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    tag_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    repository_name: String,
+    #[serde(default)]
+    filter: Filter,
+    max_results: Option<u32>,
+    next_token: Option<String>,
+    image_ids: Option<Vec<ImageId>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchInput {
+    repository_name: String,
+    image_ids: Vec<ImageId>,
+    accepted_media_types: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MutabilityInput {
+    repository_name: String,
+    image_tag_mutability: Option<String>,
+    #[serde(default)]
+    image_tag_mutability_exclusion_filters: Vec<ExclusionFilter>,
+}
+
+/// One per-image failure of a batch operation, with ECR's failure codes.
+fn failure(id: &ImageId, code: &str, reason: String) -> Value {
+    json!({ "imageId": id, "failureCode": code, "failureReason": reason })
+}
+
+fn page_bounds(
+    max_results: Option<u32>,
+    next_token: Option<&str>,
+) -> Result<(usize, usize), EcrError> {
+    let limit = max_results.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(EcrError::InvalidParameter(
+            "maxResults must be between 1 and 1000".into(),
+        ));
+    }
+    let start = match next_token {
+        Some(t) => STANDARD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| EcrError::InvalidParameter("invalid nextToken".into()))?,
+        None => 0,
+    };
+    Ok((start, limit as usize))
+}
+
+/// Slices one page out of `items` and adds `nextToken` when more follow.
+fn paged(mut output: Value, key: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
+    let end = (start + limit).min(items.len());
+    let page: Vec<Value> = items
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    output[key] = Value::Array(page);
+    if end < items.len() {
+        output["nextToken"] = STANDARD.encode(end.to_string()).into();
+    }
+    output
+}
+
+fn tag_status_matches(filter: &Filter, image: &ImageRecord) -> Result<bool, EcrError> {
+    Ok(match filter.tag_status.as_deref() {
+        None | Some("ANY") => true,
+        Some("TAGGED") => !image.tags.is_empty(),
+        Some("UNTAGGED") => image.tags.is_empty(),
+        Some(other) => {
+            return Err(EcrError::InvalidParameter(format!(
+                "invalid tagStatus {other:?}"
+            )));
+        }
+    })
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// An index's size is the largest of its children's (as ECR reports it).
+fn image_size(image: &ImageRecord, all: &[ImageRecord]) -> u64 {
+    if is_index(&image.manifest.media_type) {
+        all.iter()
+            .filter(|i| image.children.contains(&i.manifest.digest))
+            .map(|i| i.blob_bytes)
+            .max()
+            .unwrap_or(0)
+    } else {
+        image.blob_bytes
+    }
+}
+
+/// Finds the image an identifier names; `Err` holds the failure code and reason.
+fn find<'a>(
+    images: &'a [ImageRecord],
+    id: &ImageId,
+    repo: &RepoName,
+) -> Result<&'a ImageRecord, (&'static str, String)> {
+    let not_found = || {
+        (
+            "ImageNotFound",
+            format!("Requested image not found in repository {repo}"),
+        )
+    };
+    match (&id.image_digest, &id.image_tag) {
+        (None, None) => Err((
+            "MissingDigestAndTag",
+            "Either imageDigest or imageTag must be given".into(),
+        )),
+        (Some(d), tag) => {
+            let digest: Digest = d
+                .parse()
+                .map_err(|_| ("InvalidImageDigest", format!("Invalid image digest {d:?}")))?;
+            let image = images
+                .iter()
+                .find(|i| i.manifest.digest == digest)
+                .ok_or_else(not_found)?;
+            match tag {
+                Some(t) if !image.tags.contains(t) => Err((
+                    "ImageTagDoesNotMatchDigest",
+                    format!("Tag {t} does not point at {d}"),
+                )),
+                _ => Ok(image),
+            }
+        }
+        (None, Some(t)) => {
+            t.parse::<Tag>()
+                .map_err(|_| ("InvalidImageTag", format!("Invalid image tag {t:?}")))?;
+            images
+                .iter()
+                .find(|i| i.tags.contains(t))
+                .ok_or_else(not_found)
+        }
+    }
+}
+
+pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: ListInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PULL)?;
+    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref())?;
+    let images = call.state.registry.images(&repo).await?;
+    let mut ids = Vec::new();
+    for image in &images {
+        if !tag_status_matches(&input.filter, image)? {
+            continue;
+        }
+        let digest = image.manifest.digest.to_string();
+        if image.tags.is_empty() {
+            ids.push(json!({ "imageDigest": digest }));
+        }
+        for tag in &image.tags {
+            ids.push(json!({ "imageDigest": digest, "imageTag": tag }));
+        }
+    }
+    Ok(paged(json!({}), "imageIds", ids, start, limit))
+}
+
+pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: ListInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PULL)?;
+    let images = call.state.registry.images(&repo).await?;
+    let selected: Vec<&ImageRecord> = match &input.image_ids {
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                let image = find(&images, id, &repo).map_err(|(_, reason)| {
+                    EcrError::ImageNotFound(format!(
+                        "The image with imageId {} does not exist within the repository with name '{repo}' \
+                         in the registry with id '{}' ({reason})",
+                        serde_json::to_string(id).unwrap_or_default(),
+                        call.state.settings.registry_id
+                    ))
+                })?;
+                if !out
+                    .iter()
+                    .any(|i: &&ImageRecord| i.manifest.digest == image.manifest.digest)
+                {
+                    out.push(image);
+                }
+            }
+            out
+        }
+        None => {
+            let mut out = Vec::new();
+            for image in &images {
+                if tag_status_matches(&input.filter, image)? {
+                    out.push(image);
+                }
+            }
+            out
+        }
+    };
+    let details: Vec<Value> = selected
+        .iter()
+        .map(|image| {
+            let m = &image.manifest;
+            let mut d = json!({
+                "registryId": call.state.settings.registry_id,
+                "repositoryName": repo.as_str(),
+                "imageDigest": m.digest.to_string(),
+                "imageSizeInBytes": image_size(image, &images),
+                "imagePushedAt": epoch_seconds(m.pushed_at_ms),
+                "imageManifestMediaType": m.media_type,
+                "imageStatus": "ACTIVE",
+            });
+            if !image.tags.is_empty() {
+                d["imageTags"] = json!(image.tags);
+            }
+            if let Some(t) = &m.artifact_type {
+                d["artifactMediaType"] = t.clone().into();
+            }
+            if let Some(s) = &image.subject {
+                d["subjectManifestDigest"] = s.to_string().into();
+            }
+            d
+        })
+        .collect();
+    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref())?;
+    Ok(paged(json!({}), "imageDetails", details, start, limit))
+}
+
+fn check_batch(ids: &[ImageId]) -> Result<(), EcrError> {
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(EcrError::InvalidParameter(
+            "imageIds takes 1 to 100 identifiers".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: BatchInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PULL)?;
+    check_batch(&input.image_ids)?;
+    let images = call.state.registry.images(&repo).await?;
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for id in &input.image_ids {
+        let image = match find(&images, id, &repo) {
+            Ok(image) => image,
+            Err((code, reason)) => {
+                failures.push(failure(id, code, reason));
+                continue;
+            }
+        };
+        let media_type = &image.manifest.media_type;
+        if let Some(accepted) = &input.accepted_media_types
+            && !accepted.iter().any(|a| a == media_type)
+        {
+            failures.push(failure(
+                id,
+                "UnsupportedImageType",
+                format!("The image is a {media_type}"),
+            ));
+            continue;
+        }
+        let read = call
+            .state
+            .registry
+            .get_manifest(&repo, &Reference::Digest(image.manifest.digest.clone()))
+            .await?;
+        let manifest =
+            String::from_utf8(read.bytes.to_vec()).map_err(|e| EcrError::Server(e.to_string()))?;
+        found.push(json!({
+            "registryId": call.state.settings.registry_id,
+            "repositoryName": repo.as_str(),
+            "imageId": { "imageDigest": image.manifest.digest.to_string(), "imageTag": id.image_tag },
+            "imageManifest": manifest,
+            "imageManifestMediaType": media_type,
+        }));
+    }
+    Ok(json!({ "images": found, "failures": failures }))
+}
+
+pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: BatchInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, DELETE)?;
+    check_batch(&input.image_ids)?;
+    let registry = &call.state.registry;
+    let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    for id in &input.image_ids {
+        // Each deletion changes what the next one sees (the last tag of an image).
+        let images = registry.images(&repo).await?;
+        let image = match find(&images, id, &repo) {
+            Ok(image) => image,
+            Err((code, reason)) => {
+                failures.push(failure(id, code, reason));
+                continue;
+            }
+        };
+        let digest = image.manifest.digest.clone();
+        let outcome = match (&id.image_digest, &id.image_tag) {
+            // `find` has checked that the tag parses.
+            (None, Some(tag)) => match tag.parse::<Tag>() {
+                Ok(tag) => registry.untag(&repo, &tag, &images).await.map(|_| ()),
+                Err(e) => Err(RegistryError::ManifestInvalid(e.to_string())),
+            },
+            _ => registry.delete_image(&repo, &digest, &images).await,
+        };
+        match outcome {
+            Ok(()) => {
+                deleted.push(json!({ "imageDigest": digest.to_string(), "imageTag": id.image_tag }))
+            }
+            Err(RegistryError::ReferencedByIndex(_)) => failures.push(failure(
+                id,
+                "ImageReferencedByManifestList",
+                "The image is listed by an image index; delete the index first".into(),
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json!({ "imageIds": deleted, "failures": failures }))
+}
+
+pub async fn put_tag_mutability(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: MutabilityInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PUSH)?;
+    let (mutability, filters) = mutability_settings(
+        input.image_tag_mutability,
+        input.image_tag_mutability_exclusion_filters,
+    )?;
+    call.state
+        .registry
+        .set_tag_mutability(&repo, &mutability, &filters)
+        .await?;
+    let mut output = json!({
+        "registryId": call.state.settings.registry_id,
+        "repositoryName": repo.as_str(),
+        "imageTagMutability": mutability,
+    });
+    if !filters.is_empty() {
+        output["imageTagMutabilityExclusionFilters"] = filters
+            .iter()
+            .map(|f| json!({ "filterType": "WILDCARD", "filter": f }))
+            .collect();
+    }
+    Ok(output)
+}
