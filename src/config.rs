@@ -36,6 +36,9 @@ pub struct EcrConfig {
     pub registry_id: String,
     /// The region in ARNs; clients may sign with any region.
     pub region: String,
+    /// Whether a `/v2/` push creates its repository. `false` is ECR's rule:
+    /// repositories must be created (CreateRepository) before pushing.
+    pub create_on_push: bool,
 }
 
 impl Default for EcrConfig {
@@ -43,6 +46,7 @@ impl Default for EcrConfig {
         Self {
             registry_id: "000000000000".into(),
             region: "us-east-1".into(),
+            create_on_push: true,
         }
     }
 }

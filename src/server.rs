@@ -68,6 +68,7 @@ impl AppState {
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
+            create_on_push: config.ecr.create_on_push,
         };
         Ok(AppState {
             registry: Registry::new(

@@ -35,6 +35,16 @@ pub enum EcrError {
     RepositoryNotEmpty(String),
     #[error("{0}")]
     ImageNotFound(String),
+    #[error("{0}")]
+    ImageAlreadyExists(String),
+    #[error("{0}")]
+    ImageTagAlreadyExists(String),
+    #[error("{0}")]
+    ImageDigestDoesNotMatch(String),
+    #[error("{0}")]
+    LayersNotFound(String),
+    #[error("{0}")]
+    ReferencedImagesNotFound(String),
     /// A fault of ours; the cause is logged, never sent.
     #[error("{0}")]
     Server(String),
@@ -60,6 +70,15 @@ impl EcrError {
             }
             RepositoryNotEmpty(_) => ("RepositoryNotEmptyException", StatusCode::BAD_REQUEST),
             ImageNotFound(_) => ("ImageNotFoundException", StatusCode::BAD_REQUEST),
+            ImageAlreadyExists(_) => ("ImageAlreadyExistsException", StatusCode::BAD_REQUEST),
+            ImageTagAlreadyExists(_) => ("ImageTagAlreadyExistsException", StatusCode::BAD_REQUEST),
+            ImageDigestDoesNotMatch(_) => {
+                ("ImageDigestDoesNotMatchException", StatusCode::BAD_REQUEST)
+            }
+            LayersNotFound(_) => ("LayersNotFoundException", StatusCode::BAD_REQUEST),
+            ReferencedImagesNotFound(_) => {
+                ("ReferencedImagesNotFoundException", StatusCode::BAD_REQUEST)
+            }
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }

@@ -380,3 +380,126 @@ pub async fn put_tag_mutability(call: &Call<'_>) -> Result<Value, EcrError> {
     }
     Ok(output)
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutImageInput {
+    repository_name: String,
+    image_manifest: String,
+    image_manifest_media_type: Option<String>,
+    image_tag: Option<String>,
+    image_digest: Option<String>,
+}
+
+/// PutImage: a manifest (and optionally a tag) for blobs that are already there.
+pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: PutImageInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PUSH)?;
+    let registry = &call.state.registry;
+    // ECR never creates repositories on PutImage.
+    registry.repository(&repo).await?;
+    let bytes = bytes::Bytes::from(input.image_manifest.clone().into_bytes());
+    let digest = Digest::compute(crate::oci::Algorithm::Sha256, &bytes);
+    if let Some(given) = &input.image_digest
+        && given != &digest.to_string()
+    {
+        return Err(EcrError::ImageDigestDoesNotMatch(format!(
+            "Invalid parameter at 'imageDigest': the manifest hashes to {digest}, not {given}"
+        )));
+    }
+    let tag = input
+        .image_tag
+        .as_deref()
+        .map(|t| {
+            t.parse::<Tag>()
+                .map_err(|e| EcrError::InvalidParameter(e.to_string()))
+        })
+        .transpose()?;
+    let images = registry.images(&repo).await?;
+    let existing = images.iter().find(|i| i.manifest.digest == digest);
+    let already = match (&tag, existing) {
+        (Some(t), Some(image)) => image.tags.iter().any(|x| x == t.as_str()),
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if already {
+        return Err(EcrError::ImageAlreadyExists(format!(
+            "Image with digest '{digest}'{} already exists in the repository with name '{repo}'",
+            tag.as_ref()
+                .map(|t| format!(" and tag '{t}'"))
+                .unwrap_or_default()
+        )));
+    }
+    let reference = match &tag {
+        Some(t) => Reference::Tag(t.clone()),
+        None => Reference::Digest(digest.clone()),
+    };
+    let media_type = input.image_manifest_media_type.as_deref();
+    let pushed = registry.put_manifest(&repo, &reference, &[], media_type, bytes).await.map_err(|e| match e {
+        RegistryError::TagImmutable(t) => EcrError::ImageTagAlreadyExists(format!(
+            "The image tag '{t}' already exists in the '{repo}' repository and cannot be overwritten because the tag is immutable."
+        )),
+        RegistryError::ManifestBlobUnknown(missing) => {
+            let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            if media_type.is_some_and(is_index) || input.image_manifest.contains("\"manifests\"") {
+                EcrError::ReferencedImagesNotFound(format!("Some of the referenced images were not found: {}", list.join(", ")))
+            } else {
+                EcrError::LayersNotFound(format!("Layers were not found: {}", list.join(", ")))
+            }
+        }
+        RegistryError::ManifestInvalid(m) => EcrError::InvalidParameter(m),
+        other => other.into(),
+    })?;
+    let record = registry
+        .stat_manifest(&repo, &Reference::Digest(pushed.digest.clone()))
+        .await?;
+    Ok(json!({
+        "image": {
+            "registryId": call.state.settings.registry_id,
+            "repositoryName": repo.as_str(),
+            "imageId": ImageId { image_digest: Some(pushed.digest.to_string()), image_tag: input.image_tag },
+            "imageManifest": input.image_manifest,
+            "imageManifestMediaType": record.media_type,
+        }
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayersInput {
+    repository_name: String,
+    layer_digests: Vec<String>,
+}
+
+/// BatchCheckLayerAvailability: which blobs the repository has.
+pub async fn check_layers(call: &Call<'_>) -> Result<Value, EcrError> {
+    let input: LayersInput = call.input()?;
+    let repo = repo_name(&input.repository_name)?;
+    call.require(&repo, PULL)?;
+    call.state.registry.repository(&repo).await?;
+    if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
+        return Err(EcrError::InvalidParameter(
+            "layerDigests takes 1 to 100 digests".into(),
+        ));
+    }
+    let mut layers = Vec::new();
+    let mut failures = Vec::new();
+    for d in &input.layer_digests {
+        let Ok(digest) = d.parse::<Digest>() else {
+            failures.push(json!({ "layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
+            continue;
+        };
+        match call.state.registry.stat_blob(&repo, &digest).await {
+            Ok(size) => layers.push(json!({
+                "layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size,
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            })),
+            Err(RegistryError::BlobUnknown(_)) => {
+                layers.push(json!({ "layerDigest": d, "layerAvailability": "UNAVAILABLE" }))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json!({ "layers": layers, "failures": failures }))
+}

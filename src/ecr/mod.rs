@@ -6,6 +6,7 @@
 mod error;
 mod images;
 mod repositories;
+mod tags;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -190,6 +191,11 @@ async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
         "BatchGetImage" => images::batch_get(call).await,
         "BatchDeleteImage" => images::batch_delete(call).await,
         "PutImageTagMutability" => images::put_tag_mutability(call).await,
+        "PutImage" => images::put(call).await,
+        "BatchCheckLayerAvailability" => images::check_layers(call).await,
+        "TagResource" => tags::tag(call).await,
+        "UntagResource" => tags::untag(call).await,
+        "ListTagsForResource" => tags::list(call).await,
         other => Err(EcrError::UnknownOperation(format!(
             "operation {other} is not supported by this registry"
         ))),

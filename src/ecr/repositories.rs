@@ -22,13 +22,20 @@ const MUTABILITIES: [&str; 4] = [
     "IMMUTABLE_WITH_EXCLUSION",
     "MUTABLE_WITH_EXCLUSION",
 ];
-const MAX_TAGS: usize = 50;
+pub(super) const MAX_TAGS: usize = 50;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ResourceTag {
-    key: String,
-    value: String,
+pub(super) struct ResourceTag {
+    pub key: String,
+    pub value: String,
+}
+
+impl ResourceTag {
+    /// ECR's limits: keys 1 to 128 characters, values up to 256.
+    pub fn is_valid(&self) -> bool {
+        (1..=128).contains(&self.key.len()) && self.value.len() <= 256
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,11 +158,7 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
     if input.tags.len() > MAX_TAGS {
         return Err(EcrError::TooManyTags(format!("at most {MAX_TAGS} tags")));
     }
-    if let Some(bad) = input
-        .tags
-        .iter()
-        .find(|t| t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256)
-    {
+    if let Some(bad) = input.tags.iter().find(|t| !t.is_valid()) {
         return Err(EcrError::InvalidTagParameter(format!(
             "invalid tag key {:?}",
             bad.key

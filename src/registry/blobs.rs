@@ -57,6 +57,7 @@ impl Registry {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<bool> {
+        self.check_pushable(repo).await?;
         match self.inner.meta.repo_blob(from, digest).await? {
             Some(size) => {
                 self.inner.meta.link_blob(repo, digest, size).await?;

@@ -30,6 +30,24 @@ impl Registry {
         }
     }
 
+    pub async fn update_repository_tags(
+        &self,
+        repo: &RepoName,
+        add: &[(String, String)],
+        remove: &[String],
+    ) -> Result<()> {
+        if self
+            .inner
+            .meta
+            .update_repository_tags(repo, add, remove)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RegistryError::NameUnknown(repo.clone()))
+        }
+    }
+
     /// Removes a tag; when it was the image's last tag and no index lists the
     /// image, the image goes too. Returns the image's digest.
     pub async fn untag(

@@ -29,6 +29,7 @@ impl Registry {
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PushedManifest> {
+        self.check_pushable(repo).await?;
         let limit = self.inner.limits.max_manifest_bytes;
         if bytes.len() > limit {
             return Err(RegistryError::ManifestTooLarge { limit });

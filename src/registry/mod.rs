@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_manifest_bytes: usize,
     /// Bytes of manifests kept in memory; manifests are immutable by digest.
     pub manifest_cache_bytes: u64,
+    /// Whether pushing to a repository that does not exist creates it.
+    pub create_on_push: bool,
 }
 
 /// The registry service; cheap to clone.
@@ -68,5 +70,13 @@ impl Registry {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Refuses a push to a missing repository unless pushes create repositories.
+    async fn check_pushable(&self, repo: &crate::oci::RepoName) -> Result<()> {
+        if !self.inner.limits.create_on_push && self.inner.meta.repository(repo).await?.is_none() {
+            return Err(RegistryError::NameUnknown(repo.clone()));
+        }
+        Ok(())
     }
 }

@@ -72,6 +72,7 @@ fn check_length(written: u64, declared: Option<u64>) -> Result<()> {
 impl Registry {
     /// Opens an upload session in `repo`.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<Uuid> {
+        self.check_pushable(repo).await?;
         let id = Uuid::new_v4();
         self.inner.meta.create_upload(id, repo).await?;
         Ok(id)
@@ -249,6 +250,7 @@ impl Registry {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
+        self.check_pushable(repo).await?;
         let id = Uuid::new_v4();
         let mut hasher = Hasher::new(expected.algorithm());
         let staged = self

@@ -13,6 +13,9 @@ start_dockerd
 bin="${WHARF_BIN:-target/release/wharf}"
 conf="$E2E_TMP/ecr.toml"
 cat >"$conf" <<'TOML'
+[ecr]
+create_on_push = false
+
 [[auth.rules]]
 who = ["alice"]
 repositories = ["*"]
@@ -116,6 +119,36 @@ docker push "$registry/team/app:v1" >/dev/null 2>&1 && fail "an immutable tag wa
 docker tag "$registry/team/app:v1" "$registry/team/app:v2"
 docker push "$registry/team/app:v2" >/dev/null || fail "a new tag in an immutable repository"
 ecr put-image-tag-mutability --repository-name team/app --image-tag-mutability MUTABLE >/dev/null
+
+log "put-image, batch-check-layer-availability"
+config_digest=$(jq -r '.config.digest' <<<"$manifest")
+out=$(ecr put-image --repository-name team/app --image-tag copy --image-manifest "$manifest")
+[ "$(jq -r .image.imageId.imageDigest <<<"$out")" = "$digest" ] || fail "put-image: $out"
+expect_error ImageAlreadyExistsException ecr put-image --repository-name team/app --image-tag copy --image-manifest "$manifest"
+expect_error ImageDigestDoesNotMatchException ecr put-image --repository-name team/app --image-tag other \
+    --image-digest sha256:0000000000000000000000000000000000000000000000000000000000000000 --image-manifest "$manifest"
+broken=$(jq -c '.layers[0].digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"' <<<"$manifest")
+expect_error LayersNotFoundException ecr put-image --repository-name team/app --image-tag broken --image-manifest "$broken"
+layers=$(ecr batch-check-layer-availability --repository-name team/app \
+    --layer-digests "$config_digest" sha256:1111111111111111111111111111111111111111111111111111111111111111)
+[ "$(jq -r '.layers[0].layerAvailability' <<<"$layers")" = AVAILABLE ] || fail "layer availability: $layers"
+[ "$(jq -r '.layers[1].layerAvailability' <<<"$layers")" = UNAVAILABLE ] || fail "layer availability: $layers"
+ecr batch-delete-image --repository-name team/app --image-ids imageTag=copy >/dev/null
+
+log "resource tags"
+arn="arn:aws:ecr:us-east-1:000000000000:repository/team/app"
+ecr tag-resource --resource-arn "$arn" --tags Key=team,Value=core Key=owner,Value=bob >/dev/null || fail "tag-resource"
+ecr untag-resource --resource-arn "$arn" --tag-keys team >/dev/null || fail "untag-resource"
+[ "$(ecr list-tags-for-resource --resource-arn "$arn" --query 'tags[].[Key,Value]' --output text)" = "$(printf 'owner\tbob')" ] ||
+    fail "list-tags-for-resource: $(ecr list-tags-for-resource --resource-arn "$arn")"
+expect_error InvalidParameterException ecr list-tags-for-resource --resource-arn arn:aws:ecr:us-east-1:123456789012:repository/team/app
+
+log "with create_on_push = false, pushes need an existing repository"
+status=$(curl -s -o /dev/null -w '%{http_code}' -u alice:alice-password -X POST "http://$registry/v2/team/new/blobs/uploads/")
+[ "$status" = 404 ] || fail "upload to a missing repository answered $status"
+ecr create-repository --repository-name team/new >/dev/null
+status=$(curl -s -o /dev/null -w '%{http_code}' -u alice:alice-password -X POST "http://$registry/v2/team/new/blobs/uploads/")
+[ "$status" = 202 ] || fail "upload after create-repository answered $status"
 
 log "batch-delete-image by tag and by digest"
 out=$(ecr batch-delete-image --repository-name team/app --image-ids imageTag=v2 imageTag=nope)

@@ -160,6 +160,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         mutability: &str,
         filters: &[String],
     ) -> Result<bool>;
+    /// Adds (or overwrites) and removes resource tags; false when the repository does not exist.
+    async fn update_repository_tags(
+        &self,
+        name: &RepoName,
+        add: &[(String, String)],
+        remove: &[String],
+    ) -> Result<bool>;
     /// Every manifest of a repository with its tags, sizes and references.
     async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>>;
 

@@ -491,6 +491,42 @@ impl MetadataStore for SqliteMetadata {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn update_repository_tags(
+        &self,
+        name: &RepoName,
+        add: &[(String, String)],
+        remove: &[String],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        for (key, value) in add {
+            sqlx::query(
+                "INSERT INTO repository_tags (repository, key, value) VALUES (?, ?, ?)
+                 ON CONFLICT (repository, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name.as_str())
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for key in remove {
+            sqlx::query("DELETE FROM repository_tags WHERE repository = ? AND key = ?")
+                .bind(name.as_str())
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>> {
         type Row = (
             String,
