@@ -6,6 +6,7 @@ mod cache;
 mod discovery;
 mod error;
 mod images;
+pub mod lifecycle;
 mod manifests;
 mod repositories;
 mod uploads;
