@@ -35,6 +35,13 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Apply lifecycle policies now (all repositories that have one, or REPO).
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Manage access tokens for machines (CI robots): their secret is a docker login password.
     Token {
         #[command(subcommand)]
@@ -98,6 +105,18 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum LifecycleCommand {
+    /// Expire what the policies select; prints each image.
+    Run {
+        /// Only print what would expire.
+        #[arg(long)]
+        dry_run: bool,
+        /// One repository (default: every repository with a policy).
+        repository: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create an access token and print its secret (shown once).
     Create {
@@ -129,6 +148,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::User { command, common } => runtime.block_on(user(command, common)),
         Command::Token { command, common } => runtime.block_on(token(command, common)),
+        Command::Lifecycle { command, common } => runtime.block_on(lifecycle(command, common)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,6 +305,39 @@ async fn token(command: TokenCommand, common: CommonArgs) -> Result {
             writeln!(out, "access token {name} revoked")?;
         }
     }
+    Ok(())
+}
+
+async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
+    let LifecycleCommand::Run {
+        dry_run,
+        repository,
+    } = command;
+    let config = load_config(&common, None)?;
+    let state = AppState::open(&config).await?;
+    let repos = match repository {
+        Some(r) => vec![r.parse::<wharf::oci::RepoName>()?],
+        None => state.registry.repositories_with_lifecycle().await?,
+    };
+    let mut out = std::io::stdout().lock();
+    let verb = if dry_run { "would expire" } else { "expired" };
+    let mut total = 0;
+    for repo in repos {
+        for p in state.registry.run_lifecycle(&repo, dry_run).await? {
+            let tags = if p.image.tags.is_empty() {
+                "<untagged>".to_string()
+            } else {
+                p.image.tags.join(",")
+            };
+            writeln!(
+                out,
+                "{repo}\t{}\t{tags}\t{verb} by rule {}",
+                p.image.manifest.digest, p.expiry.rule_priority
+            )?;
+            total += 1;
+        }
+    }
+    writeln!(out, "{total} image(s) {verb}")?;
     Ok(())
 }
 

@@ -36,6 +36,10 @@ pub enum EcrError {
     #[error("{0}")]
     ImageNotFound(String),
     #[error("{0}")]
+    LifecyclePolicyNotFound(String),
+    #[error("{0}")]
+    LifecyclePolicyPreviewNotFound(String),
+    #[error("{0}")]
     ImageAlreadyExists(String),
     #[error("{0}")]
     ImageTagAlreadyExists(String),
@@ -70,6 +74,13 @@ impl EcrError {
             }
             RepositoryNotEmpty(_) => ("RepositoryNotEmptyException", StatusCode::BAD_REQUEST),
             ImageNotFound(_) => ("ImageNotFoundException", StatusCode::BAD_REQUEST),
+            LifecyclePolicyNotFound(_) => {
+                ("LifecyclePolicyNotFoundException", StatusCode::BAD_REQUEST)
+            }
+            LifecyclePolicyPreviewNotFound(_) => (
+                "LifecyclePolicyPreviewNotFoundException",
+                StatusCode::BAD_REQUEST,
+            ),
             ImageAlreadyExists(_) => ("ImageAlreadyExistsException", StatusCode::BAD_REQUEST),
             ImageTagAlreadyExists(_) => ("ImageTagAlreadyExistsException", StatusCode::BAD_REQUEST),
             ImageDigestDoesNotMatch(_) => {
@@ -108,6 +119,11 @@ impl From<RegistryError> for EcrError {
             RegistryError::RepositoryNotEmpty(name) => EcrError::RepositoryNotEmpty(format!(
                 "The repository with name '{name}' cannot be deleted because it still contains images"
             )),
+            RegistryError::LifecycleInvalid(m) => EcrError::InvalidParameter(m),
+            RegistryError::LifecyclePolicyNotFound(_) => EcrError::LifecyclePolicyNotFound(message),
+            RegistryError::LifecyclePreviewNotFound(_) => {
+                EcrError::LifecyclePolicyPreviewNotFound(message)
+            }
             _ => EcrError::Server(message),
         }
     }

@@ -29,6 +29,16 @@ struct Filter {
     tag_status: Option<String>,
 }
 
+impl ImageId {
+    pub fn digest(&self) -> Option<&str> {
+        self.image_digest.as_deref()
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.image_tag.as_deref()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListInput {

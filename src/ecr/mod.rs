@@ -5,6 +5,7 @@
 
 mod error;
 mod images;
+mod lifecycle;
 mod repositories;
 mod tags;
 
@@ -193,6 +194,11 @@ async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
         "PutImageTagMutability" => images::put_tag_mutability(call).await,
         "PutImage" => images::put(call).await,
         "BatchCheckLayerAvailability" => images::check_layers(call).await,
+        "PutLifecyclePolicy" => lifecycle::put(call).await,
+        "GetLifecyclePolicy" => lifecycle::get(call).await,
+        "DeleteLifecyclePolicy" => lifecycle::delete(call).await,
+        "StartLifecyclePolicyPreview" => lifecycle::start_preview(call).await,
+        "GetLifecyclePolicyPreview" => lifecycle::get_preview(call).await,
         "TagResource" => tags::tag(call).await,
         "UntagResource" => tags::untag(call).await,
         "ListTagsForResource" => tags::list(call).await,

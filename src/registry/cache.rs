@@ -2,11 +2,14 @@
 //!
 //! Manifest bodies are immutable by digest, so their cache is never stale.
 //! Reference resolutions (tag or digest to record) change when the repository
-//! is written; every write bumps the repository's generation, which is part of
-//! the cache key, so older entries become unreachable at once.
+//! is written; every write in this process bumps the repository's generation,
+//! which is part of the cache key, so older entries become unreachable at once.
+//! Writes by other processes on the same database (the `wharf lifecycle` CLI,
+//! other replicas) are seen once an entry is older than `RESOLUTION_TTL`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quick_cache::Weighter;
@@ -17,6 +20,8 @@ use crate::storage::ManifestRecord;
 
 /// Resolutions kept; each is a few hundred bytes.
 const RESOLUTIONS: usize = 100_000;
+/// How long a resolution may be served without asking the database again.
+const RESOLUTION_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct BodyWeight;
@@ -31,7 +36,7 @@ type ResolutionKey = (RepoName, u64, String);
 
 pub(super) struct ManifestCache {
     bodies: Cache<Digest, Bytes, BodyWeight>,
-    resolutions: Cache<ResolutionKey, ManifestRecord>,
+    resolutions: Cache<ResolutionKey, (ManifestRecord, Instant)>,
     generations: Mutex<HashMap<RepoName, u64>>,
 }
 
@@ -56,11 +61,14 @@ impl ManifestCache {
     }
 
     pub fn resolution(&self, key: &ResolutionKey) -> Option<ManifestRecord> {
-        self.resolutions.get(key)
+        self.resolutions
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < RESOLUTION_TTL)
+            .map(|(record, _)| record)
     }
 
     pub fn remember_resolution(&self, key: ResolutionKey, record: ManifestRecord) {
-        self.resolutions.insert(key, record);
+        self.resolutions.insert(key, (record, Instant::now()));
     }
 
     /// Call after every committed write that can change what a reference of `repo` resolves to.

@@ -35,6 +35,12 @@ pub enum RegistryError {
     TagImmutable(String),
     #[error("image {0} is listed by an image index of this repository")]
     ReferencedByIndex(Digest),
+    #[error("{0}")]
+    LifecycleInvalid(String),
+    #[error("Lifecycle policy does not exist for the repository with name '{0}'")]
+    LifecyclePolicyNotFound(RepoName),
+    #[error("There is no lifecycle policy preview for the repository with name '{0}'")]
+    LifecyclePreviewNotFound(RepoName),
     #[error("repository {0} exists already")]
     RepositoryExists(RepoName),
     #[error("repository {0} still holds images")]

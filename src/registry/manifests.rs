@@ -143,6 +143,7 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestRead> {
         let record = self.stat_manifest(repo, reference).await?;
+        self.record_pull(repo, &record.digest).await?;
         let bytes = match self.inner.manifests.body(&record.digest) {
             Some(bytes) => bytes,
             None => {
@@ -158,6 +159,22 @@ impl Registry {
             }
         };
         Ok(ManifestRead { record, bytes })
+    }
+
+    /// Notes a pull for lifecycle rules, at most once a minute per manifest.
+    async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let key = (repo.clone(), digest.clone());
+        let fresh = self
+            .inner
+            .pulls
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < super::expiry::PULL_RECORD_INTERVAL);
+        if !fresh {
+            self.inner.pulls.insert(key, std::time::Instant::now());
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            self.inner.meta.record_pull(repo, digest, now).await?;
+        }
+        Ok(())
     }
 
     /// Deleting by tag removes the tag; by digest, the manifest and its tags.

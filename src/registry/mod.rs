@@ -5,6 +5,7 @@ mod blobs;
 mod cache;
 mod discovery;
 mod error;
+mod expiry;
 mod images;
 pub mod lifecycle;
 mod manifests;
@@ -19,6 +20,7 @@ pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
+pub use expiry::PlannedExpiry;
 pub use manifests::{ManifestRead, PushedManifest};
 pub use repositories::RepositorySettings;
 pub use uploads::ChunkRange;
@@ -46,6 +48,8 @@ struct Inner {
     meta: Arc<dyn MetadataStore>,
     uploads: UploadHashes,
     manifests: ManifestCache,
+    /// When each manifest's pull was last recorded, so pulls are written at most once a minute.
+    pulls: quick_cache::sync::Cache<(crate::oci::RepoName, crate::oci::Digest), std::time::Instant>,
     limits: Limits,
 }
 
@@ -64,6 +68,7 @@ impl Registry {
                 meta,
                 uploads: UploadHashes::default(),
                 manifests,
+                pulls: quick_cache::sync::Cache::new(100_000),
                 limits,
             }),
         }

@@ -7,8 +7,8 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError};
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, CredentialStore, ImageRecord, ManifestRecord,
-    MetadataError, MetadataStore, NewManifest, Page, RepositoryDeletion, RepositoryRecord,
-    SqliteMetadata, UploadRecord, UserRecord,
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, ImageRecord, LifecycleRecord,
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, PreviewRecord,
+    RepositoryDeletion, RepositoryRecord, SqliteMetadata, UploadRecord, UserRecord,
 };
 pub use staging::Staging;

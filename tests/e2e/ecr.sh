@@ -150,6 +150,42 @@ ecr create-repository --repository-name team/new >/dev/null
 status=$(curl -s -o /dev/null -w '%{http_code}' -u alice:alice-password -X POST "http://$registry/v2/team/new/blobs/uploads/")
 [ "$status" = 202 ] || fail "upload after create-repository answered $status"
 
+log "lifecycle policies: validation, preview, run"
+ecr create-repository --repository-name team/life >/dev/null
+for i in 1 2 3 4 5; do
+    printf '%s' "$i" >"$ctx/version"
+    printf 'FROM scratch\nCOPY version /version\n' >"$ctx/Dockerfile"
+    tag="v$i"
+    [ "$i" = 5 ] && tag=v4 # pushing over v4 leaves the first v4 untagged
+    DOCKER_BUILDKIT=0 docker build -q -t "$registry/team/life:$tag" "$ctx" >/dev/null
+    docker push "$registry/team/life:$tag" >/dev/null || fail "push team/life:$tag"
+    sleep 1 # distinct push times
+done
+invalid='{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}'
+expect_error InvalidParameterException ecr put-lifecycle-policy --repository-name team/life --lifecycle-policy-text "$invalid"
+expect_error LifecyclePolicyNotFoundException ecr get-lifecycle-policy --repository-name team/life
+policy='{"rules":[{"rulePriority":1,"description":"keep two v tags","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}},{"rulePriority":2,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":10},"action":{"type":"expire"}}]}'
+ecr put-lifecycle-policy --repository-name team/life --lifecycle-policy-text "$policy" >/dev/null || fail "put-lifecycle-policy"
+expect_error LifecyclePolicyPreviewNotFoundException ecr get-lifecycle-policy-preview --repository-name team/life
+ecr start-lifecycle-policy-preview --repository-name team/life >/dev/null || fail "start-lifecycle-policy-preview"
+preview=$(ecr get-lifecycle-policy-preview --repository-name team/life)
+[ "$(jq -r .status <<<"$preview")" = COMPLETE ] || fail "preview status: $preview"
+[ "$(jq -r .summary.expiringImageTotalCount <<<"$preview")" = 2 ] || fail "preview count: $preview"
+[ "$(jq -r '[.previewResults[].imageTags[0]] | sort | join(",")' <<<"$preview")" = "v1,v2" ] || fail "preview images: $preview"
+[ "$(jq -r '[.previewResults[].appliedRulePriority] | unique | join(",")' <<<"$preview")" = 1 ] || fail "preview rules: $preview"
+"$bin" lifecycle run --dry-run team/life --config "$conf" --data-dir "$data" | tail -1 | grep -q '^2 image(s) would expire$' || fail "lifecycle dry run"
+[ "$(ecr list-images --repository-name team/life --query 'length(imageIds)')" = 5 ] || fail "a dry run changed something"
+"$bin" lifecycle run team/life --config "$conf" --data-dir "$data" | tail -1 | grep -q '^2 image(s) expired$' || fail "lifecycle run"
+[ "$(ecr list-images --repository-name team/life --filter tagStatus=TAGGED --query 'imageIds[].imageTag' --output text | tr '\t' '\n' | sort | tr '\n' ' ')" = "v3 v4 " ] ||
+    fail "after the run: $(ecr list-images --repository-name team/life)"
+[ "$(ecr list-images --repository-name team/life --filter tagStatus=UNTAGGED --query 'length(imageIds)')" = 1 ] || fail "the untagged image went"
+[ "$(ecr get-lifecycle-policy --repository-name team/life --query 'lastEvaluatedAt != null')" = true ] || fail "lastEvaluatedAt"
+sleep 3 # the server caches tag resolutions for 2 s; the run was another process
+docker rmi "$registry/team/life:v4" >/dev/null 2>&1 || true
+docker pull "$registry/team/life:v1" >/dev/null 2>&1 && fail "an expired image is still pullable"
+docker pull "$registry/team/life:v3" >/dev/null || fail "a kept image is not pullable"
+ecr delete-lifecycle-policy --repository-name team/life >/dev/null || fail "delete-lifecycle-policy"
+
 log "batch-delete-image by tag and by digest"
 out=$(ecr batch-delete-image --repository-name team/app --image-ids imageTag=v2 imageTag=nope)
 [ "$(jq -r '.imageIds[0].imageTag' <<<"$out")" = v2 ] || fail "batch-delete by tag: $out"

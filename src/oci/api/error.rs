@@ -148,6 +148,10 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(Code::Denied, message).with_detail(json!({ "tag": t }))
             }
             E::ReferencedByIndex(_) => ApiError::new(Code::Denied, message),
+            // Lifecycle errors come from the ECR API only.
+            E::LifecycleInvalid(_)
+            | E::LifecyclePolicyNotFound(_)
+            | E::LifecyclePreviewNotFound(_) => ApiError::new(Code::Unsupported, message),
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }

@@ -97,6 +97,23 @@ pub struct ImageRecord {
     /// Manifests it lists, when it is an index.
     pub children: Vec<Digest>,
     pub subject: Option<Digest>,
+    pub last_pulled_at_ms: Option<i64>,
+}
+
+/// A repository's lifecycle policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleRecord {
+    pub text: String,
+    pub last_evaluated_at_ms: Option<i64>,
+}
+
+/// The last lifecycle preview of a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewRecord {
+    pub text: String,
+    pub status: String,
+    /// JSON array of the expiring images.
+    pub results: String,
 }
 
 /// What deleting a repository did.
@@ -167,6 +184,16 @@ pub trait MetadataStore: Send + Sync + 'static {
         add: &[(String, String)],
         remove: &[String],
     ) -> Result<bool>;
+    async fn lifecycle_policy(&self, repo: &RepoName) -> Result<Option<LifecycleRecord>>;
+    /// Stores (`Some`) or deletes (`None`) a policy; false when the repository does not exist.
+    async fn set_lifecycle_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool>;
+    async fn mark_lifecycle_evaluated(&self, repo: &RepoName, at_ms: i64) -> Result<()>;
+    /// Repositories that have a lifecycle policy.
+    async fn repositories_with_lifecycle(&self) -> Result<Vec<RepoName>>;
+    async fn lifecycle_preview(&self, repo: &RepoName) -> Result<Option<PreviewRecord>>;
+    async fn set_lifecycle_preview(&self, repo: &RepoName, preview: &PreviewRecord) -> Result<()>;
+    /// Records a pull of a manifest (for `sinceImagePulled` and `lastRecordedPullTime`).
+    async fn record_pull(&self, repo: &RepoName, digest: &Digest, at_ms: i64) -> Result<()>;
     /// Every manifest of a repository with its tags, sizes and references.
     async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>>;
 

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ImageRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
-    RepositoryDeletion, RepositoryRecord, Result, UploadRecord,
+    ImageRecord, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
+    PreviewRecord, RepositoryDeletion, RepositoryRecord, Result, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -527,6 +527,112 @@ impl MetadataStore for SqliteMetadata {
         Ok(true)
     }
 
+    async fn lifecycle_policy(&self, repo: &RepoName) -> Result<Option<LifecycleRecord>> {
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT text, last_evaluated_at FROM lifecycle_policies WHERE repository = ?",
+        )
+        .bind(repo.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(text, last_evaluated_at_ms)| LifecycleRecord {
+            text,
+            last_evaluated_at_ms,
+        }))
+    }
+
+    async fn set_lifecycle_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        match text {
+            Some(text) => {
+                sqlx::query(
+                    "INSERT INTO lifecycle_policies (repository, text) VALUES (?, ?)
+                     ON CONFLICT (repository) DO UPDATE SET text = excluded.text",
+                )
+                .bind(repo.as_str())
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM lifecycle_policies WHERE repository = ?")
+                    .bind(repo.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn mark_lifecycle_evaluated(&self, repo: &RepoName, at_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE lifecycle_policies SET last_evaluated_at = ? WHERE repository = ?")
+            .bind(at_ms)
+            .bind(repo.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn repositories_with_lifecycle(&self) -> Result<Vec<RepoName>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT repository FROM lifecycle_policies ORDER BY repository")
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter()
+            .map(|(n,)| {
+                n.parse()
+                    .map_err(|e| MetadataError::Corrupt(format!("{e}")))
+            })
+            .collect()
+    }
+
+    async fn lifecycle_preview(&self, repo: &RepoName) -> Result<Option<PreviewRecord>> {
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT text, status, results FROM lifecycle_previews WHERE repository = ?",
+        )
+        .bind(repo.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(text, status, results)| PreviewRecord {
+            text,
+            status,
+            results,
+        }))
+    }
+
+    async fn set_lifecycle_preview(&self, repo: &RepoName, preview: &PreviewRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO lifecycle_previews (repository, text, status, results, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (repository) DO UPDATE SET text = excluded.text, status = excluded.status,
+             results = excluded.results, created_at = excluded.created_at",
+        )
+        .bind(repo.as_str())
+        .bind(&preview.text)
+        .bind(&preview.status)
+        .bind(&preview.results)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_pull(&self, repo: &RepoName, digest: &Digest, at_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE manifests SET last_pulled_at = ? WHERE repository = ? AND digest = ?")
+            .bind(at_ms)
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>> {
         type Row = (
             String,
@@ -538,12 +644,14 @@ impl MetadataStore for SqliteMetadata {
             Option<String>,
             Option<String>,
             i64,
+            Option<i64>,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at, m.subject,
                     (SELECT group_concat(t.name, ' ') FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest),
                     (SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob
-                      WHERE mb.repository = m.repository AND mb.manifest = m.digest)
+                      WHERE mb.repository = m.repository AND mb.manifest = m.digest),
+                    m.last_pulled_at
              FROM manifests m WHERE m.repository = ? ORDER BY m.pushed_at, m.digest",
         )
         .bind(repo.as_str())
@@ -565,6 +673,7 @@ impl MetadataStore for SqliteMetadata {
             subject,
             tags,
             blob_bytes,
+            last_pulled_at_ms,
         ) in rows
         {
             let manifest = ManifestRecord {
@@ -593,6 +702,7 @@ impl MetadataStore for SqliteMetadata {
                 blob_bytes: blob_bytes as u64,
                 children: kids,
                 subject: subject.as_deref().map(digest).transpose()?,
+                last_pulled_at_ms,
             });
         }
         Ok(images)

@@ -1,0 +1,174 @@
+//! Running lifecycle policies: storing them, previewing what they would
+//! expire, and expiring for real (deleting manifests and tags; blobs are left
+//! to garbage collection).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
+use super::{Registry, RegistryError, Result};
+use crate::oci::RepoName;
+use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
+
+/// Pulls of one manifest are recorded at most this often.
+pub(super) const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
+
+fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp() * 1000
+}
+
+/// An image a policy expires, with what the API reports about it.
+#[derive(Debug, Clone)]
+pub struct PlannedExpiry {
+    pub expiry: Expiry,
+    pub image: ImageRecord,
+}
+
+impl Registry {
+    pub async fn put_lifecycle_policy(&self, repo: &RepoName, text: &str) -> Result<()> {
+        LifecyclePolicy::parse(text).map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+        if self
+            .inner
+            .meta
+            .set_lifecycle_policy(repo, Some(text))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RegistryError::NameUnknown(repo.clone()))
+        }
+    }
+
+    pub async fn lifecycle_policy(&self, repo: &RepoName) -> Result<LifecycleRecord> {
+        self.repository(repo).await?;
+        self.inner
+            .meta
+            .lifecycle_policy(repo)
+            .await?
+            .ok_or_else(|| RegistryError::LifecyclePolicyNotFound(repo.clone()))
+    }
+
+    pub async fn delete_lifecycle_policy(&self, repo: &RepoName) -> Result<LifecycleRecord> {
+        let record = self.lifecycle_policy(repo).await?;
+        self.inner.meta.set_lifecycle_policy(repo, None).await?;
+        Ok(record)
+    }
+
+    /// What `policy` would expire in `repo` now.
+    pub async fn plan_expiry(
+        &self,
+        repo: &RepoName,
+        policy: &LifecyclePolicy,
+    ) -> Result<Vec<PlannedExpiry>> {
+        let images = self.images(repo).await?;
+        let candidates: Vec<Candidate> = images
+            .iter()
+            .map(|i| Candidate {
+                digest: i.manifest.digest.clone(),
+                tags: i.tags.clone(),
+                pushed_at_ms: i.manifest.pushed_at_ms,
+                pulled_at_ms: i.last_pulled_at_ms,
+                // Images listed by an index go with the index, never on their own.
+                pinned: images
+                    .iter()
+                    .any(|parent| parent.children.contains(&i.manifest.digest)),
+            })
+            .collect();
+        Ok(policy
+            .evaluate(&candidates, now_ms())
+            .into_iter()
+            .filter_map(|expiry| {
+                let image = images
+                    .iter()
+                    .find(|i| i.manifest.digest == expiry.digest)?
+                    .clone();
+                Some(PlannedExpiry { expiry, image })
+            })
+            .collect())
+    }
+
+    /// Evaluates `text` (or the stored policy) without changing anything, and
+    /// keeps the result as the repository's preview.
+    pub async fn preview_lifecycle(
+        &self,
+        repo: &RepoName,
+        text: Option<&str>,
+    ) -> Result<PreviewRecord> {
+        let text = match text {
+            Some(t) => t.to_string(),
+            None => self.lifecycle_policy(repo).await?.text,
+        };
+        let policy = LifecyclePolicy::parse(&text)
+            .map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+        let planned = self.plan_expiry(repo, &policy).await?;
+        let results: Vec<serde_json::Value> = planned
+            .iter()
+            .map(|p| {
+                json!({
+                    "digest": p.image.manifest.digest.to_string(),
+                    "tags": p.image.tags,
+                    "pushed_at_ms": p.image.manifest.pushed_at_ms,
+                    "rule_priority": p.expiry.rule_priority,
+                })
+            })
+            .collect();
+        // Evaluation is quick enough to finish within the request, so a preview is COMPLETE at once.
+        let preview = PreviewRecord {
+            text,
+            status: "COMPLETE".into(),
+            results: serde_json::Value::from(results).to_string(),
+        };
+        self.inner
+            .meta
+            .set_lifecycle_preview(repo, &preview)
+            .await?;
+        Ok(preview)
+    }
+
+    pub async fn lifecycle_preview(&self, repo: &RepoName) -> Result<PreviewRecord> {
+        self.repository(repo).await?;
+        self.inner
+            .meta
+            .lifecycle_preview(repo)
+            .await?
+            .ok_or_else(|| RegistryError::LifecyclePreviewNotFound(repo.clone()))
+    }
+
+    /// Applies the stored policy of `repo`; with `dry_run`, only reports.
+    pub async fn run_lifecycle(
+        &self,
+        repo: &RepoName,
+        dry_run: bool,
+    ) -> Result<Vec<PlannedExpiry>> {
+        let record = self.lifecycle_policy(repo).await?;
+        let policy = LifecyclePolicy::parse(&record.text)
+            .map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+        let planned = self.plan_expiry(repo, &policy).await?;
+        if !dry_run {
+            for p in &planned {
+                let images = self.images(repo).await?;
+                match self
+                    .delete_image(repo, &p.image.manifest.digest, &images)
+                    .await
+                {
+                    Ok(())
+                    | Err(
+                        RegistryError::ManifestUnknown(_) | RegistryError::ReferencedByIndex(_),
+                    ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.inner
+                .meta
+                .mark_lifecycle_evaluated(repo, now_ms())
+                .await?;
+        }
+        Ok(planned)
+    }
+
+    /// Repositories that have a lifecycle policy (for scheduled runs).
+    pub async fn repositories_with_lifecycle(&self) -> Result<Vec<RepoName>> {
+        Ok(self.inner.meta.repositories_with_lifecycle().await?)
+    }
+}
