@@ -39,6 +39,8 @@ pub struct EcrConfig {
     /// Whether a `/v2/` push creates its repository. `false` is ECR's rule:
     /// repositories must be created (CreateRepository) before pushing.
     pub create_on_push: bool,
+    /// Seconds between scheduled runs of the lifecycle policies; 0 turns them off.
+    pub lifecycle_interval_seconds: u64,
 }
 
 impl Default for EcrConfig {
@@ -47,6 +49,7 @@ impl Default for EcrConfig {
             registry_id: "000000000000".into(),
             region: "us-east-1".into(),
             create_on_push: true,
+            lifecycle_interval_seconds: 86_400,
         }
     }
 }

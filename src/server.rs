@@ -17,9 +17,10 @@ use crate::auth::{self, Auth, Authenticator, KeyError, Mode, Policy, SigningKey,
 use crate::config::Config;
 use crate::ecr::{self, EcrSettings};
 use crate::oci::api::{self, InternalCause, OciSettings};
-use crate::registry::{Limits, Registry};
+use crate::registry::{LifecycleSchedule, Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 use crate::tls::{Peer, TlsListener};
+use tokio_util::sync::CancellationToken;
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
 #[derive(Clone, FromRef)]
@@ -28,6 +29,15 @@ pub struct AppState {
     pub oci: OciSettings,
     pub auth: Arc<Auth>,
     pub ecr: EcrSettings,
+    /// Background jobs `run` starts beside the HTTP server.
+    pub jobs: Jobs,
+}
+
+/// Settings of the background jobs.
+#[derive(Debug, Clone, Default)]
+pub struct Jobs {
+    /// Scheduled lifecycle runs; `None`: off.
+    pub lifecycle_interval: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +92,10 @@ impl AppState {
                 max_page: config.limits.max_page,
             },
             auth,
+            jobs: Jobs {
+                lifecycle_interval: (config.ecr.lifecycle_interval_seconds > 0)
+                    .then(|| Duration::from_secs(config.ecr.lifecycle_interval_seconds)),
+            },
             ecr: EcrSettings {
                 registry_id: config.ecr.registry_id.clone(),
                 region: config.ecr.region.clone(),
@@ -165,26 +179,40 @@ async fn log_request(request: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-/// With a TLS configuration the listener's connections are TLS.
+/// With a TLS configuration the listener's connections are TLS. Background
+/// jobs run beside the server and stop with it.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = build_router(state);
-    match tls {
+    let stop = CancellationToken::new();
+    let mut jobs = tokio::task::JoinSet::new();
+    if let Some(interval) = state.jobs.lifecycle_interval {
+        jobs.spawn(LifecycleSchedule::new(state.registry.clone(), interval).run(stop.clone()));
+    }
+    let on_shutdown = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
+    let app = build_router(state).into_make_service_with_connect_info::<Peer>();
+    let served = match tls {
         None => {
-            let service = app.into_make_service_with_connect_info::<Peer>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
+            axum::serve(listener, app)
+                .with_graceful_shutdown(on_shutdown)
                 .await
         }
         Some(config) => {
-            let service = app.into_make_service_with_connect_info::<Peer>();
-            axum::serve(TlsListener::new(listener, config)?, service)
-                .with_graceful_shutdown(shutdown)
+            axum::serve(TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(on_shutdown)
                 .await
         }
-    }
+    };
+    stop.cancel();
+    while jobs.join_next().await.is_some() {}
+    served
 }

@@ -172,3 +172,49 @@ impl Registry {
         Ok(self.inner.meta.repositories_with_lifecycle().await?)
     }
 }
+
+/// Applies every repository's lifecycle policy on a schedule.
+pub struct LifecycleSchedule {
+    registry: Registry,
+    interval: Duration,
+}
+
+impl LifecycleSchedule {
+    pub fn new(registry: Registry, interval: Duration) -> Self {
+        Self { registry, interval }
+    }
+
+    /// One pass over every repository with a policy; returns how many images expired.
+    /// A failing repository is logged and skipped, so one bad policy cannot stop the rest.
+    pub async fn run_once(&self) -> Result<usize> {
+        let mut expired = 0;
+        for repo in self.registry.repositories_with_lifecycle().await? {
+            match self.registry.run_lifecycle(&repo, false).await {
+                Ok(done) => {
+                    if !done.is_empty() {
+                        tracing::info!(repo = %repo, expired = done.len(), "lifecycle policy applied");
+                    }
+                    expired += done.len();
+                }
+                Err(e) => tracing::warn!(repo = %repo, error = %e, "lifecycle policy failed"),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Runs a pass every `interval` (the first after one interval) until `shutdown`.
+    pub async fn run(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {
+                    if let Err(e) = self.run_once().await {
+                        tracing::warn!(error = %e, "lifecycle pass failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
-pub use expiry::PlannedExpiry;
+pub use expiry::{LifecycleSchedule, PlannedExpiry};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use repositories::RepositorySettings;
 pub use uploads::ChunkRange;
