@@ -94,33 +94,31 @@ impl Auth {
             .unwrap_or(peer)
     }
 
-    /// The token endpoint URL, as clients must reach it.
-    pub fn realm(&self, headers: &HeaderMap, peer: IpAddr) -> String {
+    /// This registry's base URL as the client reached it (`external_url`, or
+    /// the request's scheme and `Host`, forwarded ones only from trusted proxies).
+    pub fn base_url(&self, headers: &HeaderMap, peer: IpAddr) -> String {
         if let Some(base) = &self.external_url {
-            return format!("{}/token", base.trim_end_matches('/'));
+            return base.trim_end_matches('/').to_string();
         }
         let trusted = self.trusted_proxies.contains(&peer);
-        let forwarded = |name: &str| {
-            trusted
-                .then(|| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                })
-                .flatten()
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
         };
+        let forwarded = |name: &str| if trusted { header(name) } else { None };
         let scheme = forwarded("x-forwarded-proto")
             .unwrap_or_else(|| if self.tls { "https" } else { "http" }.into());
         let host = forwarded("x-forwarded-host")
-            .or_else(|| {
-                headers
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })
+            .or_else(|| header(header::HOST.as_str()))
             .unwrap_or_else(|| "localhost".into());
-        format!("{scheme}://{host}/token")
+        format!("{scheme}://{host}")
+    }
+
+    /// The token endpoint URL, as clients must reach it.
+    pub fn realm(&self, headers: &HeaderMap, peer: IpAddr) -> String {
+        format!("{}/token", self.base_url(headers, peer))
     }
 
     /// Checks that the request may do everything in `needs`; an empty `needs`

@@ -9,7 +9,6 @@ mod lifecycle;
 mod repositories;
 mod tags;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -145,9 +144,7 @@ async fn handle(
             .ok_or_else(|| EcrError::UnknownOperation(format!("unknown target {target:?}")))?
             .to_string();
         let principal = authenticate(&state, &method, &uri, &headers, &body).await?;
-        let client = state.auth.client_ip(&headers, peer);
-        let realm = state.auth.realm(&headers, client_or_peer(client, peer));
-        let (scheme, host) = split_base(&realm);
+        let (scheme, host) = split_base(&state.auth.base_url(&headers, peer));
         let call = Call {
             state: &state,
             principal,
@@ -169,14 +166,9 @@ async fn handle(
     }
 }
 
-fn client_or_peer(_client: IpAddr, peer: IpAddr) -> IpAddr {
-    // The realm decides on forwarded headers by the peer, not the client.
-    peer
-}
-
-/// `https://host:port/token` -> ("https", "host:port").
-fn split_base(realm: &str) -> (&'static str, String) {
-    let (scheme, rest) = realm.split_once("://").unwrap_or(("http", realm));
+/// `https://host:port` -> ("https", "host:port").
+fn split_base(base: &str) -> (&'static str, String) {
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
     let host = rest.split('/').next().unwrap_or_default().to_string();
     (if scheme == "https" { "https" } else { "http" }, host)
 }
