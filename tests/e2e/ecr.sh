@@ -5,10 +5,12 @@
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages busybox:busybox-static curl:curl jq:jq
-if ! command -v aws >/dev/null 2>&1; then
+if ! command -v aws >/dev/null 2>&1 && ! python3 -c 'import awscli' 2>/dev/null; then
     log "installing the AWS CLI from PyPI"
     python3 -m pip install -q awscli >/dev/null 2>&1 || skip_or_fail "cannot install awscli"
 fi
+# A fresh pip install may not have put `aws` on PATH (pyenv shims); the module always works.
+if command -v aws >/dev/null 2>&1; then AWS_CLI=(aws); else AWS_CLI=(python3 -m awscli); fi
 start_dockerd
 bin="${WHARF_BIN:-target/release/wharf}"
 conf="$E2E_TMP/ecr.toml"
@@ -42,7 +44,7 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/"
 registry="127.0.0.1:$WHARF_PORT"
 export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export AWS_ACCESS_KEY_ID="$(key_of "$keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$keys" aws_secret_access_key)"
-ecr() { aws ecr --endpoint-url "http://$registry" --output json "$@"; }
+ecr() { "${AWS_CLI[@]}" ecr --endpoint-url "http://$registry" --output json "$@"; }
 fail() { log "FAIL: $*"; tail -20 "$E2E_TMP/ecr.log" >&2; exit 1; }
 # expect_error EXCEPTION COMMAND...: the command fails with that exception name.
 expect_error() {
