@@ -91,7 +91,7 @@ impl Registry {
     }
 
     /// Appends one chunk (or a streamed body) to a session; returns the new size.
-    /// `hint` is the algorithm to hash with when this is the session's first data.
+    /// Chunks are hashed with sha256 until the final PUT names the algorithm.
     pub async fn append_upload<S>(
         &self,
         repo: &RepoName,
@@ -107,6 +107,7 @@ impl Registry {
             .await
     }
 
+    /// `hint` is the algorithm to hash with when this is the session's first data.
     async fn append<S>(
         &self,
         repo: &RepoName,

@@ -23,17 +23,13 @@ who = ["group:readers"]
 repositories = ["*"]
 actions = ["pull"]
 TOML
-data="$E2E_TMP/auth-data"
-rm -rf "$data"
+prepare_data auth
+data="$WHARF_DATA"
 echo "alice-password" | "$bin" user add alice --config "$conf" --data-dir "$data" >/dev/null
 echo "reader-password" | "$bin" user add reader --group readers --config "$conf" --data-dir "$data" >/dev/null
 secret=$("$bin" token create --name ci --scope 'repository:robots/*:pull,push' --expires 1d --config "$conf" --data-dir "$data")
 
-WHARF_PORT="$(free_port)"
-"$bin" serve --config "$conf" --data-dir "$data" --listen "127.0.0.1:$WHARF_PORT" >"$E2E_TMP/auth.log" 2>&1 &
-WHARF_PID=$!
-trap stop_wharf EXIT
-for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/" && break; sleep 0.1; done
+start_wharf auth --config "$conf"
 registry="127.0.0.1:$WHARF_PORT"
 export DOCKER_CONFIG="$E2E_TMP/docker-config"
 rm -rf "$DOCKER_CONFIG" && mkdir -p "$DOCKER_CONFIG"

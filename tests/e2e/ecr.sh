@@ -28,19 +28,15 @@ who = ["bob"]
 repositories = ["*"]
 actions = ["pull"]
 TOML
-data="$E2E_TMP/ecr-data"
-rm -rf "$data"
+prepare_data ecr
+data="$WHARF_DATA"
 echo "alice-password" | "$bin" user add alice --config "$conf" --data-dir "$data" >/dev/null
 echo "bob-password-1" | "$bin" user add bob --config "$conf" --data-dir "$data" >/dev/null
 keys=$("$bin" user keys create alice --config "$conf" --data-dir "$data")
 bob_keys=$("$bin" user keys create bob --config "$conf" --data-dir "$data")
 key_of() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $3 }'; }
 
-WHARF_PORT="$(free_port)"
-"$bin" serve --config "$conf" --data-dir "$data" --listen "127.0.0.1:$WHARF_PORT" >"$E2E_TMP/ecr.log" 2>&1 &
-WHARF_PID=$!
-trap stop_wharf EXIT
-for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/" && break; sleep 0.1; done
+start_wharf ecr --config "$conf"
 registry="127.0.0.1:$WHARF_PORT"
 export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export AWS_ACCESS_KEY_ID="$(key_of "$keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$keys" aws_secret_access_key)"

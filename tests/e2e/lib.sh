@@ -60,20 +60,28 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_wharf NAME [ARGS...]: runs the release binary on a fresh port and data
-# folder; sets WHARF_PORT and WHARF_PID. Stopped by stop_wharf (or on exit).
+# prepare_data NAME: an empty data folder for NAME, in WHARF_DATA (to add
+# users and keys before the server starts).
+prepare_data() {
+    WHARF_DATA="$E2E_TMP/$1-data"
+    rm -rf "$WHARF_DATA"
+}
+
+# start_wharf NAME [ARGS...]: runs the release binary on a fresh port over
+# NAME's data folder (a fresh one unless prepare_data NAME ran), with ARGS
+# (e.g. --config); sets WHARF_PORT and WHARF_PID. Stopped by stop_wharf (or on exit).
 start_wharf() {
     local name="$1"; shift
     local bin="${WHARF_BIN:-target/release/wharf}"
     [ -x "$bin" ] || { log "no $bin; run cargo build --release first"; exit 1; }
+    [ "${WHARF_DATA:-}" = "$E2E_TMP/$name-data" ] || prepare_data "$name"
     WHARF_PORT="$(free_port)"
-    WHARF_DATA="$E2E_TMP/$name-data"
-    rm -rf "$WHARF_DATA"
     "$bin" serve --listen "127.0.0.1:$WHARF_PORT" --data-dir "$WHARF_DATA" "$@" >"$E2E_TMP/$name.log" 2>&1 &
     WHARF_PID=$!
     trap stop_wharf EXIT
+    # Any HTTP answer will do: with authentication on, /v2/ answers 401.
     for _ in $(seq 1 50); do
-        curl -fsS "http://127.0.0.1:$WHARF_PORT/v2/" >/dev/null 2>&1 && return 0
+        curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/" && return 0
         sleep 0.1
     done
     cat "$E2E_TMP/$name.log" >&2
