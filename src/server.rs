@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 
 use std::time::Duration;
 
-use crate::auth::{self, Auth, Authenticator, KeyError, Mode, Policy, SigningKey, TokenIssuer};
+use crate::auth::{
+    self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SigningKey, TokenIssuer,
+};
 use crate::config::Config;
 use crate::ecr::{self, EcrSettings};
 use crate::oci::api::{self, InternalCause, OciSettings};
@@ -121,6 +123,8 @@ async fn open_auth(
         Duration::from_secs(a.token_ttl_seconds),
         Duration::from_secs(a.refresh_ttl_seconds),
     );
+    let repository_policies =
+        RepositoryPolicies::new(credentials.clone(), config.ecr.registry_id.clone());
     let login = Authenticator::new(credentials, a.users.clone(), tokens.clone());
     let mode = if a.open {
         tracing::warn!("auth.open is set: anyone may push, pull and delete");
@@ -141,6 +145,7 @@ async fn open_auth(
             rules: a.rules.clone(),
             anonymous_pull: a.anonymous_pull.clone(),
         },
+        repository_policies,
         tokens,
         login,
         external_url: (!config.external_url.is_empty()).then(|| config.external_url.clone()),

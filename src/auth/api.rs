@@ -11,9 +11,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    Access, Auth, LoginError, Mode, PeerAddr, Principal, Scope, decode_basic, strip_scheme,
-};
+use super::{Access, Auth, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme};
 use crate::oci::api::InternalCause;
 
 /// `/token`, GET and POST.
@@ -99,18 +97,17 @@ fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), EndpointError
 }
 
 /// Issues the token response for `principal`, granting what it may of `asked`.
-fn respond(
+async fn respond(
     auth: &Auth,
     principal: &Principal,
     asked: &[Scope],
     refresh: Option<String>,
     oauth: bool,
 ) -> Result<Response, EndpointError> {
-    let granted: Vec<Access> = match auth.mode {
-        // Open mode allows everything, so grant what was asked.
-        Mode::Open => asked.iter().cloned().map(Into::into).collect(),
-        Mode::Enforced => auth.policy.grant(principal, asked),
-    };
+    let granted: Vec<Access> = auth
+        .grant(principal, asked)
+        .await
+        .map_err(|e| EndpointError::Internal(e.to_string()))?;
     let scope_text = granted
         .iter()
         .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
@@ -192,7 +189,7 @@ async fn get_token(
     } else {
         None
     };
-    respond(&auth, &principal, &asked, refresh, false)
+    respond(&auth, &principal, &asked, refresh, false).await
 }
 
 #[derive(Deserialize)]
@@ -250,5 +247,5 @@ async fn post_token(
             )));
         }
     };
-    respond(&auth, &principal, &asked, refresh, true)
+    respond(&auth, &principal, &asked, refresh, true).await
 }

@@ -3,12 +3,15 @@
 //! [`Auth::authorize`]; the token endpoint lives in [`api`].
 
 pub mod api;
+pub mod iam;
 mod keys;
 pub mod login;
 pub mod policy;
+mod repository_policies;
 pub mod scope;
 pub mod token;
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::IpAddr;
 
@@ -18,6 +21,8 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::oci::RepoName;
+use crate::storage::MetadataError;
 use crate::tls::Peer;
 
 pub use keys::{KeyError, SigningKey};
@@ -25,6 +30,7 @@ pub use login::{
     Authenticator, ConfigUser, LoginError, hash_password, new_access_key, new_access_token,
 };
 pub use policy::{Policy, Principal, Rule, permits};
+pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
 pub use token::TokenIssuer;
 
@@ -69,6 +75,8 @@ pub enum Denial {
 pub struct Auth {
     pub mode: Mode,
     pub policy: Policy,
+    /// Per-repository IAM-style documents (ECR's SetRepositoryPolicy).
+    pub repository_policies: RepositoryPolicies,
     pub tokens: TokenIssuer,
     pub login: Authenticator,
     /// Public base URL for the realm; `None`: from each request's `Host`.
@@ -119,6 +127,85 @@ impl Auth {
     /// The token endpoint URL, as clients must reach it.
     pub fn realm(&self, headers: &HeaderMap, peer: IpAddr) -> String {
         format!("{}/token", self.base_url(headers, peer))
+    }
+
+    /// Everything `principal` may do to a resource: the configuration's rules
+    /// and anonymous pull, widened by the repository policy's Allows and
+    /// narrowed by its Denies.
+    pub async fn allowed(
+        &self,
+        principal: &Principal,
+        kind: &str,
+        name: &str,
+    ) -> Result<BTreeSet<String>, MetadataError> {
+        let by_rules = self.policy.allowed(principal, kind, name);
+        let Some(repo) = (kind == "repository")
+            .then(|| name.parse::<RepoName>().ok())
+            .flatten()
+        else {
+            return Ok(by_rules);
+        };
+        let Some(document) = self.repository_policies.get(&repo).await? else {
+            return Ok(by_rules);
+        };
+        Ok([scope::PULL, scope::PUSH, scope::DELETE]
+            .into_iter()
+            .filter(|a| document.permits_registry_action(principal, a, permits(&by_rules, a)))
+            .map(String::from)
+            .collect())
+    }
+
+    /// The intersection of what was asked and what is allowed, scope by scope.
+    /// Asking for more is not an error: it just yields less.
+    pub async fn grant(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+    ) -> Result<Vec<Access>, MetadataError> {
+        if self.mode == Mode::Open {
+            return Ok(requested.iter().cloned().map(Into::into).collect());
+        }
+        let mut granted = Vec::new();
+        for s in requested {
+            let allowed = self.allowed(principal, &s.kind, &s.name).await?;
+            granted.extend(policy::intersect(s, &allowed));
+        }
+        Ok(granted)
+    }
+
+    /// Whether `principal` may call the ECR operation on `repo`.
+    pub async fn may_call(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+        operation: &str,
+    ) -> Result<bool, MetadataError> {
+        if self.mode == Mode::Open {
+            return Ok(true);
+        }
+        let document = self.repository_policies.get(repo).await?;
+        Ok(self.judge_call(principal, repo, operation, document.as_deref()))
+    }
+
+    /// The same against a given repository policy (to check one before it is set).
+    pub fn judge_call(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+        operation: &str,
+        document: Option<&iam::RepositoryPolicy>,
+    ) -> bool {
+        if self.mode == Mode::Open {
+            return true;
+        }
+        let by_rules = permits(
+            &self.policy.allowed(principal, "repository", repo.as_str()),
+            iam::rule_action(operation),
+        );
+        match document {
+            Some(document) => document.permits(principal, &iam::policy_action(operation), by_rules),
+            None => by_rules,
+        }
     }
 
     /// Checks that the request may do everything in `needs`; an empty `needs`
@@ -186,10 +273,14 @@ impl Auth {
                 message: "authentication required".into(),
             });
         }
-        let allowed = needs.iter().all(|need| {
-            let allowed = self.policy.allowed(&principal, &need.kind, &need.name);
-            need.actions.iter().all(|a| permits(&allowed, a))
-        });
+        let mut allowed = true;
+        for need in needs {
+            let may = self
+                .allowed(&principal, &need.kind, &need.name)
+                .await
+                .map_err(|e| Denial::Internal(e.to_string()))?;
+            allowed &= need.actions.iter().all(|a| permits(&may, a));
+        }
         match (allowed, signed_in) {
             (true, _) => Ok(principal),
             (false, true) => Err(Denial::Forbidden(format!(

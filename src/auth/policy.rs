@@ -124,33 +124,35 @@ impl Policy {
         }
         allowed
     }
+}
 
-    /// The intersection of what was asked and what is allowed, scope by scope.
-    /// Asking for more is not an error: it just yields less.
-    pub fn grant(&self, principal: &Principal, requested: &[Scope]) -> Vec<Access> {
-        requested
-            .iter()
-            .filter_map(|s| {
-                let allowed = self.allowed(principal, &s.kind, &s.name);
-                let actions: Vec<String> = s
-                    .actions
-                    .iter()
-                    .filter(|a| permits(&allowed, a))
-                    .cloned()
-                    .collect();
-                (!actions.is_empty()).then(|| Access {
-                    kind: s.kind.clone(),
-                    name: s.name.clone(),
-                    actions,
-                })
-            })
-            .collect()
-    }
+/// What of `asked` the `allowed` actions grant; `None` when nothing.
+pub fn intersect(asked: &Scope, allowed: &BTreeSet<String>) -> Option<Access> {
+    let actions: Vec<String> = asked
+        .actions
+        .iter()
+        .filter(|a| permits(allowed, a))
+        .cloned()
+        .collect();
+    (!actions.is_empty()).then(|| Access {
+        kind: asked.kind.clone(),
+        name: asked.name.clone(),
+        actions,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Policy {
+        fn grant(&self, principal: &Principal, requested: &[Scope]) -> Vec<Access> {
+            requested
+                .iter()
+                .filter_map(|s| intersect(s, &self.allowed(principal, &s.kind, &s.name)))
+                .collect()
+        }
+    }
 
     fn policy() -> Policy {
         Policy {

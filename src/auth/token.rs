@@ -186,6 +186,57 @@ impl TokenIssuer {
         .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
+    fn download_audience(&self) -> String {
+        format!("{}#download", self.service)
+    }
+
+    /// The name a download token's access entry carries for one blob.
+    fn download_resource(repo: &str, digest: &str) -> String {
+        format!("{repo}@{digest}")
+    }
+
+    /// A token for a blob's download URL (ECR's GetDownloadUrlForLayer): whoever
+    /// holds the URL may read that one blob until it expires, and nothing else.
+    pub fn issue_download(
+        &self,
+        subject: &str,
+        repo: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<(String, SystemTime), TokenError> {
+        let now = SystemTime::now();
+        let claims = Claims {
+            registered: self.registered(subject, self.download_audience(), now, ttl),
+            access: vec![Access {
+                kind: "blob".into(),
+                name: Self::download_resource(repo, digest),
+                actions: vec!["pull".into()],
+            }],
+        };
+        let token = jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((token, now + ttl))
+    }
+
+    /// Whether `token` is a valid download token for this blob.
+    pub fn verify_download(&self, token: &str, repo: &str, digest: &str) -> bool {
+        if self.check_kid(token).is_err() {
+            return false;
+        }
+        let resource = Self::download_resource(repo, digest);
+        jsonwebtoken::decode::<Claims>(
+            token,
+            &self.key.decoding,
+            &self.validation(&self.download_audience()),
+        )
+        .is_ok_and(|d| {
+            d.claims
+                .access
+                .iter()
+                .any(|a| a.kind == "blob" && a.name == resource)
+        })
+    }
+
     fn validation(&self, audience: &str) -> Validation {
         // Only ES256: `alg: none` and algorithm confusion are refused outright.
         let mut v = Validation::new(Algorithm::ES256);

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::PolicyStoreError;
 use crate::aws::sigv4::SigError;
 use crate::oci::api::InternalCause;
 use crate::registry::RegistryError;
@@ -49,6 +50,22 @@ pub enum EcrError {
     LayersNotFound(String),
     #[error("{0}")]
     ReferencedImagesNotFound(String),
+    #[error("{0}")]
+    RepositoryPolicyNotFound(String),
+    #[error("{0}")]
+    LayerPartTooSmall(String),
+    #[error("{0}")]
+    InvalidLayerPart(String),
+    #[error("{0}")]
+    UploadNotFound(String),
+    #[error("{0}")]
+    LayerAlreadyExists(String),
+    #[error("{0}")]
+    InvalidLayer(String),
+    #[error("{0}")]
+    EmptyUpload(String),
+    #[error("{0}")]
+    LayerInaccessible(String),
     /// A fault of ours; the cause is logged, never sent.
     #[error("{0}")]
     Server(String),
@@ -90,6 +107,16 @@ impl EcrError {
             ReferencedImagesNotFound(_) => {
                 ("ReferencedImagesNotFoundException", StatusCode::BAD_REQUEST)
             }
+            RepositoryPolicyNotFound(_) => {
+                ("RepositoryPolicyNotFoundException", StatusCode::BAD_REQUEST)
+            }
+            LayerPartTooSmall(_) => ("LayerPartTooSmallException", StatusCode::BAD_REQUEST),
+            InvalidLayerPart(_) => ("InvalidLayerPartException", StatusCode::BAD_REQUEST),
+            UploadNotFound(_) => ("UploadNotFoundException", StatusCode::BAD_REQUEST),
+            LayerAlreadyExists(_) => ("LayerAlreadyExistsException", StatusCode::BAD_REQUEST),
+            InvalidLayer(_) => ("InvalidLayerException", StatusCode::BAD_REQUEST),
+            EmptyUpload(_) => ("EmptyUploadException", StatusCode::BAD_REQUEST),
+            LayerInaccessible(_) => ("LayerInaccessibleException", StatusCode::BAD_REQUEST),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -125,6 +152,18 @@ impl From<RegistryError> for EcrError {
                 EcrError::LifecyclePolicyPreviewNotFound(message)
             }
             _ => EcrError::Server(message),
+        }
+    }
+}
+
+impl From<PolicyStoreError> for EcrError {
+    fn from(e: PolicyStoreError) -> Self {
+        match e {
+            PolicyStoreError::Invalid(e) => EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: '{e}'"
+            )),
+            PolicyStoreError::NoRepository(name) => RegistryError::NameUnknown(name).into(),
+            PolicyStoreError::Store(e) => EcrError::Server(e.to_string()),
         }
     }
 }

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::repositories::{ExclusionFilter, epoch_seconds, mutability_settings, repo_name};
 use super::{Call, EcrError};
-use crate::auth::scope::{DELETE, PULL, PUSH};
 use crate::oci::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::RegistryError;
@@ -72,15 +71,18 @@ fn failure(id: &ImageId, code: &str, reason: String) -> Value {
     json!({ "imageId": id, "failureCode": code, "failureReason": reason })
 }
 
-fn page_bounds(
+/// Start and length of the page asked for; `maxResults` defaults to `default` and may not exceed `max`.
+pub(super) fn page_bounds(
     max_results: Option<u32>,
     next_token: Option<&str>,
+    default: u32,
+    max: u32,
 ) -> Result<(usize, usize), EcrError> {
-    let limit = max_results.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(EcrError::InvalidParameter(
-            "maxResults must be between 1 and 1000".into(),
-        ));
+    let limit = max_results.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(EcrError::InvalidParameter(format!(
+            "maxResults must be between 1 and {max}"
+        )));
     }
     let start = match next_token {
         Some(t) => STANDARD
@@ -95,7 +97,13 @@ fn page_bounds(
 }
 
 /// Slices one page out of `items` and adds `nextToken` when more follow.
-fn paged(mut output: Value, key: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
+pub(super) fn paged(
+    mut output: Value,
+    key: &str,
+    items: Vec<Value>,
+    start: usize,
+    limit: usize,
+) -> Value {
     let end = (start + limit).min(items.len());
     let page: Vec<Value> = items
         .get(start..end)
@@ -185,8 +193,8 @@ fn find<'a>(
 pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: ListInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
-    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref())?;
+    call.require(&repo).await?;
+    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref(), 100, 1000)?;
     let images = call.state.registry.images(&repo).await?;
     let mut ids = Vec::new();
     for image in &images {
@@ -207,7 +215,7 @@ pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: ListInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     let images = call.state.registry.images(&repo).await?;
     let selected: Vec<&ImageRecord> = match &input.image_ids {
         Some(ids) => {
@@ -265,7 +273,7 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
             d
         })
         .collect();
-    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref())?;
+    let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref(), 100, 1000)?;
     Ok(paged(json!({}), "imageDetails", details, start, limit))
 }
 
@@ -281,7 +289,7 @@ fn check_batch(ids: &[ImageId]) -> Result<(), EcrError> {
 pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: BatchInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     check_batch(&input.image_ids)?;
     let images = call.state.registry.images(&repo).await?;
     let mut found = Vec::new();
@@ -326,7 +334,7 @@ pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: BatchInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, DELETE)?;
+    call.require(&repo).await?;
     check_batch(&input.image_ids)?;
     let registry = &call.state.registry;
     let mut deleted = Vec::new();
@@ -368,7 +376,7 @@ pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn put_tag_mutability(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: MutabilityInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PUSH)?;
+    call.require(&repo).await?;
     let (mutability, filters) = mutability_settings(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -405,7 +413,7 @@ struct PutImageInput {
 pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PutImageInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PUSH)?;
+    call.require(&repo).await?;
     let registry = &call.state.registry;
     // ECR never creates repositories on PutImage.
     registry.repository(&repo).await?;
@@ -473,43 +481,4 @@ pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
             "imageManifestMediaType": record.media_type,
         }
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LayersInput {
-    repository_name: String,
-    layer_digests: Vec<String>,
-}
-
-/// BatchCheckLayerAvailability: which blobs the repository has.
-pub async fn check_layers(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: LayersInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
-    call.state.registry.repository(&repo).await?;
-    if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
-        return Err(EcrError::InvalidParameter(
-            "layerDigests takes 1 to 100 digests".into(),
-        ));
-    }
-    let mut layers = Vec::new();
-    let mut failures = Vec::new();
-    for d in &input.layer_digests {
-        let Ok(digest) = d.parse::<Digest>() else {
-            failures.push(json!({ "layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
-            continue;
-        };
-        match call.state.registry.stat_blob(&repo, &digest).await {
-            Ok(size) => layers.push(json!({
-                "layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size,
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            })),
-            Err(RegistryError::BlobUnknown(_)) => {
-                layers.push(json!({ "layerDigest": d, "layerAvailability": "UNAVAILABLE" }))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(json!({ "layers": layers, "failures": failures }))
 }

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use super::images::ImageId;
 use super::repositories::{epoch_seconds, repo_name};
 use super::{Call, EcrError};
-use crate::auth::scope::{DELETE, PULL};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +35,7 @@ struct PreviewInput {
 pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PolicyInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, DELETE)?;
+    call.require(&repo).await?;
     let text = input
         .lifecycle_policy_text
         .ok_or_else(|| EcrError::InvalidParameter("lifecyclePolicyText is required".into()))?;
@@ -66,7 +65,7 @@ fn policy_output(call: &Call<'_>, repo: &str, record: &crate::storage::Lifecycle
 pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PolicyInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     let record = call.state.registry.lifecycle_policy(&repo).await?;
     Ok(policy_output(call, repo.as_str(), &record))
 }
@@ -74,7 +73,7 @@ pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PolicyInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, DELETE)?;
+    call.require(&repo).await?;
     let record = call.state.registry.delete_lifecycle_policy(&repo).await?;
     Ok(policy_output(call, repo.as_str(), &record))
 }
@@ -82,7 +81,7 @@ pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn start_preview(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PolicyInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     let preview = call
         .state
         .registry
@@ -99,7 +98,7 @@ pub async fn start_preview(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn get_preview(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: PreviewInput = call.input()?;
     let repo = repo_name(&input.repository_name)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     let preview = call.state.registry.lifecycle_preview(&repo).await?;
     let results: Vec<Value> =
         serde_json::from_str(&preview.results).map_err(|e| EcrError::Server(e.to_string()))?;

@@ -5,8 +5,11 @@
 
 mod error;
 mod images;
+mod layers;
 mod lifecycle;
+mod referrers;
 mod repositories;
+mod repository_policy;
 mod tags;
 
 use std::sync::Arc;
@@ -21,15 +24,16 @@ use axum::routing::post;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::auth::{Auth, Mode, PeerAddr, Principal, permits};
+use crate::auth::{Auth, Mode, PeerAddr, Principal};
 use crate::aws::sigv4::{self, SignedRequest};
 use crate::oci::RepoName;
 use crate::registry::Registry;
 pub use error::EcrError;
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
-/// Requests carry JSON documents; the largest (a 4 MiB manifest in PutImage) fits well.
-const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+/// Requests carry JSON documents; the largest is UploadLayerPart's 20 MiB part
+/// in base64 (the protocol leaves no way to stream it).
+const MAX_REQUEST_BYTES: usize = 28 * 1024 * 1024;
 
 /// Identity of this registry in ECR terms.
 #[derive(Debug, Clone)]
@@ -76,6 +80,8 @@ pub struct Call<'a> {
     /// `host[:port]` clients reach this registry at (for repository URIs).
     pub host: String,
     pub scheme: &'static str,
+    /// The ECR operation, e.g. `PutImage`; what `require` checks.
+    pub operation: String,
     body: Bytes,
 }
 
@@ -91,27 +97,28 @@ impl Call<'_> {
             .map_err(|e| EcrError::InvalidParameter(format!("invalid request: {e}")))
     }
 
-    /// Fails unless the caller may do `action` on `repo`.
-    pub fn require(&self, repo: &RepoName, action: &str) -> Result<(), EcrError> {
-        if self.may(repo, action) {
+    /// Fails unless the caller may call this operation on `repo`.
+    pub async fn require(&self, repo: &RepoName) -> Result<(), EcrError> {
+        if self.may(repo).await? {
             Ok(())
         } else {
             Err(EcrError::AccessDenied(format!(
-                "User: {} is not authorized to perform {action} on repository {repo}",
-                self.principal.subject()
+                "User: {} is not authorized to perform: ecr:{} on resource: {}",
+                self.principal.subject(),
+                self.operation,
+                self.repository_arn(repo)
             )))
         }
     }
 
-    pub fn may(&self, repo: &RepoName, action: &str) -> bool {
-        let auth = &self.state.auth;
-        auth.mode == Mode::Open
-            || permits(
-                &auth
-                    .policy
-                    .allowed(&self.principal, "repository", repo.as_str()),
-                action,
-            )
+    /// Whether the caller may call this operation on `repo` (configuration
+    /// rules and the repository's policy).
+    pub async fn may(&self, repo: &RepoName) -> Result<bool, EcrError> {
+        self.state
+            .auth
+            .may_call(&self.principal, repo, &self.operation)
+            .await
+            .map_err(|e| EcrError::Server(e.to_string()))
     }
 
     pub fn repository_arn(&self, repo: &RepoName) -> String {
@@ -150,9 +157,10 @@ async fn handle(
             principal,
             host,
             scheme,
+            operation,
             body,
         };
-        let output = dispatch(&call, &operation).await?;
+        let output = dispatch(&call).await?;
         Ok::<Value, EcrError>(output)
     }
     .await;
@@ -173,8 +181,8 @@ fn split_base(base: &str) -> (&'static str, String) {
     (if scheme == "https" { "https" } else { "http" }, host)
 }
 
-async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
-    match operation {
+async fn dispatch(call: &Call<'_>) -> Result<Value, EcrError> {
+    match call.operation.as_str() {
         "CreateRepository" => repositories::create(call).await,
         "DescribeRepositories" => repositories::describe(call).await,
         "DeleteRepository" => repositories::delete(call).await,
@@ -185,12 +193,21 @@ async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcrError> {
         "BatchDeleteImage" => images::batch_delete(call).await,
         "PutImageTagMutability" => images::put_tag_mutability(call).await,
         "PutImage" => images::put(call).await,
-        "BatchCheckLayerAvailability" => images::check_layers(call).await,
+        "ListImageReferrers" => referrers::list(call).await,
+        "DescribeRegistry" => repositories::describe_registry(call).await,
+        "BatchCheckLayerAvailability" => layers::check(call).await,
+        "InitiateLayerUpload" => layers::initiate(call).await,
+        "UploadLayerPart" => layers::upload_part(call).await,
+        "CompleteLayerUpload" => layers::complete(call).await,
+        "GetDownloadUrlForLayer" => layers::download_url(call).await,
         "PutLifecyclePolicy" => lifecycle::put(call).await,
         "GetLifecyclePolicy" => lifecycle::get(call).await,
         "DeleteLifecyclePolicy" => lifecycle::delete(call).await,
         "StartLifecyclePolicyPreview" => lifecycle::start_preview(call).await,
         "GetLifecyclePolicyPreview" => lifecycle::get_preview(call).await,
+        "SetRepositoryPolicy" => repository_policy::set(call).await,
+        "GetRepositoryPolicy" => repository_policy::get(call).await,
+        "DeleteRepositoryPolicy" => repository_policy::delete(call).await,
         "TagResource" => tags::tag(call).await,
         "UntagResource" => tags::untag(call).await,
         "ListTagsForResource" => tags::list(call).await,

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::{Call, EcrError};
 use crate::auth::Principal;
-use crate::auth::scope::{DELETE, PULL, PUSH};
 use crate::oci::RepoName;
 use crate::registry::RepositorySettings;
 use crate::storage::RepositoryRecord;
@@ -150,7 +149,7 @@ fn repository_json(call: &Call<'_>, r: &RepositoryRecord) -> Value {
 pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: CreateInput = call.input()?;
     let name = repo_name(&input.repository_name)?;
-    call.require(&name, PUSH)?;
+    call.require(&name).await?;
     let (mutability, filters) = mutability_settings(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -193,7 +192,7 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
         let mut out = Vec::new();
         for name in names {
             let name = repo_name(&name)?;
-            call.require(&name, PULL)?;
+            call.require(&name).await?;
             out.push(repository_json(
                 call,
                 &call.state.registry.repository(&name).await?,
@@ -231,7 +230,7 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
         remaining = more;
         for (i, r) in page.into_iter().enumerate() {
             cursor = Some(r.name.to_string());
-            if call.may(&r.name, PULL) {
+            if call.may(&r.name).await? {
                 out.push(repository_json(call, &r));
             }
             if out.len() == limit as usize {
@@ -250,13 +249,21 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: DeleteInput = call.input()?;
     let name = repo_name(&input.repository_name)?;
-    call.require(&name, DELETE)?;
+    call.require(&name).await?;
     let record = call
         .state
         .registry
         .delete_repository(&name, input.force)
         .await?;
     Ok(json!({ "repository": repository_json(call, &record) }))
+}
+
+/// DescribeRegistry: this registry's id; Wharf does not replicate.
+pub async fn describe_registry(call: &Call<'_>) -> Result<Value, EcrError> {
+    Ok(json!({
+        "registryId": call.state.settings.registry_id,
+        "replicationConfiguration": { "rules": [] },
+    }))
 }
 
 /// A base64 `AWS:<password>` valid for 12 hours, usable with `docker login -u AWS`.

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use super::repositories::{MAX_TAGS, ResourceTag, repo_name};
 use super::{Call, EcrError};
-use crate::auth::scope::{PULL, PUSH};
 use crate::oci::RepoName;
 
 #[derive(Deserialize)]
@@ -34,7 +33,7 @@ fn repository_of(call: &Call<'_>, arn: &str) -> Result<RepoName, EcrError> {
 pub async fn tag(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: TagInput = call.input()?;
     let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo, PUSH)?;
+    call.require(&repo).await?;
     if input.tags.is_empty() {
         return Err(EcrError::InvalidParameter("tags must not be empty".into()));
     }
@@ -65,7 +64,7 @@ pub async fn tag(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn untag(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: TagInput = call.input()?;
     let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo, PUSH)?;
+    call.require(&repo).await?;
     call.state
         .registry
         .update_repository_tags(&repo, &[], &input.tag_keys)
@@ -76,7 +75,7 @@ pub async fn untag(call: &Call<'_>) -> Result<Value, EcrError> {
 pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
     let input: TagInput = call.input()?;
     let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo, PULL)?;
+    call.require(&repo).await?;
     let record = call.state.registry.repository(&repo).await?;
     let tags: Vec<Value> = record
         .tags

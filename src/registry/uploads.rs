@@ -83,7 +83,8 @@ impl Registry {
         Ok(self.session(repo, id).await?.size)
     }
 
-    async fn session(&self, repo: &RepoName, id: Uuid) -> Result<crate::storage::UploadRecord> {
+    /// A session of `repo`, or `UploadUnknown`.
+    pub async fn session(&self, repo: &RepoName, id: Uuid) -> Result<crate::storage::UploadRecord> {
         match self.inner.meta.upload(id).await? {
             Some(u) if &u.repo == repo => Ok(u),
             _ => Err(RegistryError::UploadUnknown),

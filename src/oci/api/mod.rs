@@ -150,12 +150,15 @@ async fn dispatch(
     };
     let needs = route.needs(&method);
     let client = state.auth.client_ip(&headers, peer);
-    if let Err(denial) = state.auth.authorize(&headers, client, &needs).await {
+    let query = Query::from_uri(&uri);
+    if !presigned(&state.auth, &method, &route, &query)
+        && let Err(denial) = state.auth.authorize(&headers, client, &needs).await
+    {
         return denied(&state.auth, &headers, peer, &needs, denial).into_response();
     }
     let req = Request {
         method,
-        query: Query::from_uri(&uri),
+        query,
         headers,
         client,
     };
@@ -196,6 +199,20 @@ async fn dispatch(
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Query parameter of a blob download URL (ECR's GetDownloadUrlForLayer).
+pub const DOWNLOAD_TOKEN: &str = "download_token";
+
+/// Whether this is a blob read through a valid download URL, which needs no
+/// other credential.
+fn presigned(auth: &Auth, method: &Method, route: &Route, query: &Query) -> bool {
+    match (method, route, query.get(DOWNLOAD_TOKEN)) {
+        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest), Some(token)) => auth
+            .tokens
+            .verify_download(token, repo.as_str(), &digest.to_string()),
+        _ => false,
+    }
 }
 
 /// The OCI error for a refused request, with a Bearer challenge on 401.

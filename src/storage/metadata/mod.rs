@@ -72,6 +72,8 @@ pub struct UploadRecord {
     pub repo: RepoName,
     /// Bytes accepted so far.
     pub size: u64,
+    /// Bytes the latest append added.
+    pub last_append: u64,
 }
 
 /// A repository and its settings.
@@ -184,6 +186,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         add: &[(String, String)],
         remove: &[String],
     ) -> Result<bool>;
+    async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>>;
+    /// Stores (`Some`) or deletes (`None`) a repository policy; false when the repository does not exist.
+    async fn set_repository_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool>;
     async fn lifecycle_policy(&self, repo: &RepoName) -> Result<Option<LifecycleRecord>>;
     /// Stores (`Some`) or deletes (`None`) a policy; false when the repository does not exist.
     async fn set_lifecycle_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool>;

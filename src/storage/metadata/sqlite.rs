@@ -117,6 +117,69 @@ async fn ensure_repository(
     Ok(())
 }
 
+async fn repository_exists(
+    conn: impl sqlx::Executor<'_, Database = sqlx::Sqlite>,
+    repo: &RepoName,
+) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+        .bind(repo.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Which per-repository policy document a write is about; the table names are ours, never input.
+#[derive(Clone, Copy)]
+enum PolicyTable {
+    Lifecycle,
+    Repository,
+}
+
+impl PolicyTable {
+    fn name(self) -> &'static str {
+        match self {
+            PolicyTable::Lifecycle => "lifecycle_policies",
+            PolicyTable::Repository => "repository_policies",
+        }
+    }
+}
+
+impl SqliteMetadata {
+    /// Stores or deletes a repository's policy text; false when the repository does not exist.
+    async fn set_policy_text(
+        &self,
+        table: PolicyTable,
+        repo: &RepoName,
+        text: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        if !repository_exists(&mut *tx, repo).await? {
+            return Ok(false);
+        }
+        let table = table.name();
+        match text {
+            Some(text) => {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (repository, text) VALUES (?, ?)
+                     ON CONFLICT (repository) DO UPDATE SET text = excluded.text"
+                ))
+                .bind(repo.as_str())
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(&format!("DELETE FROM {table} WHERE repository = ?"))
+                    .bind(repo.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 async fn ensure_blob(
     tx: &mut sqlx::SqliteConnection,
     digest: &Digest,
@@ -339,11 +402,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn list_tags(&self, repo: &RepoName, page: Page<'_>) -> Result<Option<Vec<String>>> {
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
-            .bind(repo.as_str())
-            .fetch_optional(&self.readers)
-            .await?;
-        if exists.is_none() {
+        if !repository_exists(&self.readers, repo).await? {
             return Ok(None);
         }
         let tags: Vec<(String,)> = sqlx::query_as(
@@ -498,11 +557,7 @@ impl MetadataStore for SqliteMetadata {
         remove: &[String],
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
+        if !repository_exists(&mut *tx, name).await? {
             return Ok(false);
         }
         for (key, value) in add {
@@ -541,34 +596,22 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn set_lifecycle_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
-            .bind(repo.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        match text {
-            Some(text) => {
-                sqlx::query(
-                    "INSERT INTO lifecycle_policies (repository, text) VALUES (?, ?)
-                     ON CONFLICT (repository) DO UPDATE SET text = excluded.text",
-                )
+        self.set_policy_text(PolicyTable::Lifecycle, repo, text)
+            .await
+    }
+
+    async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT text FROM repository_policies WHERE repository = ?")
                 .bind(repo.as_str())
-                .bind(text)
-                .execute(&mut *tx)
+                .fetch_optional(&self.readers)
                 .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM lifecycle_policies WHERE repository = ?")
-                    .bind(repo.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(row.map(|(text,)| text))
+    }
+
+    async fn set_repository_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool> {
+        self.set_policy_text(PolicyTable::Repository, repo, text)
+            .await
     }
 
     async fn mark_lifecycle_evaluated(&self, repo: &RepoName, at_ms: i64) -> Result<()> {
@@ -722,12 +765,12 @@ impl MetadataStore for SqliteMetadata {
 
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         // Read through the writer so a session's own previous request is always seen.
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT repository, size FROM uploads WHERE id = ?")
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT repository, size, last_append FROM uploads WHERE id = ?")
                 .bind(id.to_string())
                 .fetch_optional(&self.writer)
                 .await?;
-        row.map(|(repo, size)| {
+        row.map(|(repo, size, last_append)| {
             let repo = repo
                 .parse()
                 .map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
@@ -735,6 +778,7 @@ impl MetadataStore for SqliteMetadata {
                 id,
                 repo,
                 size: size as u64,
+                last_append: last_append as u64,
             })
         })
         .transpose()
@@ -742,8 +786,9 @@ impl MetadataStore for SqliteMetadata {
 
     async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool> {
         let done =
-            sqlx::query("UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?")
+            sqlx::query("UPDATE uploads SET size = ?, last_append = ?, updated_at = ? WHERE id = ? AND size = ?")
                 .bind(to as i64)
+                .bind(to.saturating_sub(from) as i64)
                 .bind(now_ms())
                 .bind(id.to_string())
                 .bind(from as i64)

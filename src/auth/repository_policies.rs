@@ -1,0 +1,90 @@
+//! Stored repository policies, parsed once and cached briefly: every Basic
+//! `/v2/` request and every token request consults them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::iam::{InvalidPolicy, RepositoryPolicy};
+use crate::oci::RepoName;
+use crate::storage::{MetadataError, MetadataStore};
+
+/// Other replicas' policy changes are seen within this time; this process's own at once.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStoreError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidPolicy),
+    #[error("repository {0} does not exist")]
+    NoRepository(RepoName),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+type Cached = (Instant, Option<Arc<RepositoryPolicy>>);
+
+pub struct RepositoryPolicies {
+    store: Arc<dyn MetadataStore>,
+    registry_id: String,
+    cache: quick_cache::sync::Cache<RepoName, Cached>,
+}
+
+impl RepositoryPolicies {
+    pub fn new(store: Arc<dyn MetadataStore>, registry_id: String) -> Self {
+        Self {
+            store,
+            registry_id,
+            cache: quick_cache::sync::Cache::new(10_000),
+        }
+    }
+
+    pub fn parse(&self, text: &str) -> Result<RepositoryPolicy, InvalidPolicy> {
+        RepositoryPolicy::parse(text, &self.registry_id)
+    }
+
+    /// The repository's policy, if it has one.
+    pub async fn get(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<Arc<RepositoryPolicy>>, MetadataError> {
+        if let Some((at, policy)) = self.cache.get(repo)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(policy);
+        }
+        let policy = match self.store.repository_policy(repo).await? {
+            // Stored documents were validated when set; one that no longer
+            // parses (written by a newer Wharf) is ignored, loudly.
+            Some(text) => match self.parse(&text) {
+                Ok(policy) => Some(Arc::new(policy)),
+                Err(e) => {
+                    tracing::warn!(repository = %repo, error = %e, "ignoring stored repository policy");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.cache
+            .insert(repo.clone(), (Instant::now(), policy.clone()));
+        Ok(policy)
+    }
+
+    /// The stored text of the repository's policy.
+    pub async fn text(&self, repo: &RepoName) -> Result<Option<String>, MetadataError> {
+        self.store.repository_policy(repo).await
+    }
+
+    /// Validates and stores (`Some`) or deletes (`None`) a policy.
+    pub async fn set(&self, repo: &RepoName, text: Option<&str>) -> Result<(), PolicyStoreError> {
+        if let Some(text) = text {
+            self.parse(text)?;
+        }
+        let found = self.store.set_repository_policy(repo, text).await?;
+        self.cache.remove(repo);
+        if found {
+            Ok(())
+        } else {
+            Err(PolicyStoreError::NoRepository(repo.clone()))
+        }
+    }
+}
