@@ -184,6 +184,53 @@ docker pull "$registry/team/life:v1" >/dev/null 2>&1 && fail "an expired image i
 docker pull "$registry/team/life:v3" >/dev/null || fail "a kept image is not pullable"
 ecr delete-lifecycle-policy --repository-name team/life >/dev/null || fail "delete-lifecycle-policy"
 
+log "repository policies: enforced on docker pull and on the ECR API"
+bob_env=(env AWS_ACCESS_KEY_ID="$(key_of "$bob_keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$bob_keys" aws_secret_access_key)")
+expect_error RepositoryPolicyNotFoundException ecr get-repository-policy --repository-name team/app
+deny_bob='{"Version":"2012-10-17","Statement":[{"Sid":"no bob","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}'
+expect_error InvalidParameterException ecr set-repository-policy --repository-name team/app --policy-text '{"Statement":[]}'
+ecr set-repository-policy --repository-name team/app --policy-text "$deny_bob" >/dev/null || fail "set-repository-policy"
+[ "$(ecr get-repository-policy --repository-name team/app --query policyText --output text)" = "$deny_bob" ] || fail "get-repository-policy"
+bob_docker="$E2E_TMP/ecr-bob-docker"
+rm -rf "$bob_docker" && mkdir -p "$bob_docker"
+echo "bob-password-1" | DOCKER_CONFIG="$bob_docker" docker login "$registry" -u bob --password-stdin >/dev/null || fail "docker login bob"
+docker rmi "$registry/team/app:v1" >/dev/null
+DOCKER_CONFIG="$bob_docker" docker pull "$registry/team/app:v1" >/dev/null 2>&1 && fail "a policy Deny did not stop docker pull"
+"${bob_env[@]}" "${AWS_CLI[@]}" ecr --endpoint-url "http://$registry" batch-get-image --repository-name team/app --image-ids imageTag=v1 >"$E2E_TMP/ecr-bob.out" 2>&1 &&
+    fail "a policy Deny did not stop batch-get-image"
+grep -q AccessDeniedException "$E2E_TMP/ecr-bob.out" || fail "batch-get-image under Deny: $(cat "$E2E_TMP/ecr-bob.out")"
+ecr delete-repository-policy --repository-name team/app >/dev/null || fail "delete-repository-policy"
+DOCKER_CONFIG="$bob_docker" docker pull "$registry/team/app:v1" >/dev/null || fail "docker pull after the policy went"
+
+log "layer uploads in parts, download URLs, referrers, describe-registry"
+head -c 6000000 /dev/urandom >"$E2E_TMP/layer.bin"
+split -b 5242880 -d "$E2E_TMP/layer.bin" "$E2E_TMP/layer.part."
+upload_id=$(ecr initiate-layer-upload --repository-name team/app --query uploadId --output text)
+offset=0
+for part in "$E2E_TMP"/layer.part.*; do
+    size=$(stat -c %s "$part")
+    last=$(ecr upload-layer-part --repository-name team/app --upload-id "$upload_id" --part-first-byte "$offset" \
+        --part-last-byte $((offset + size - 1)) --layer-part-blob "fileb://$part" --query lastByteReceived --output text)
+    offset=$((offset + size))
+    [ "$last" = $((offset - 1)) ] || fail "upload-layer-part answered lastByteReceived $last"
+done
+layer_digest="sha256:$(sha256sum "$E2E_TMP/layer.bin" | cut -d' ' -f1)"
+expect_error InvalidLayerException ecr complete-layer-upload --repository-name team/app --upload-id "$upload_id" \
+    --layer-digests sha256:2222222222222222222222222222222222222222222222222222222222222222
+upload_id=$(ecr initiate-layer-upload --repository-name team/app --query uploadId --output text)
+ecr upload-layer-part --repository-name team/app --upload-id "$upload_id" --part-first-byte 0 \
+    --part-last-byte $((offset - 1)) --layer-part-blob "fileb://$E2E_TMP/layer.bin" >/dev/null || fail "one-part upload"
+[ "$(ecr complete-layer-upload --repository-name team/app --upload-id "$upload_id" --layer-digests "$layer_digest" --query layerDigest --output text)" = "$layer_digest" ] ||
+    fail "complete-layer-upload"
+url=$(ecr get-download-url-for-layer --repository-name team/app --layer-digest "$layer_digest" --query downloadUrl --output text)
+[ "$(curl -sf "$url" | sha256sum | cut -d' ' -f1)" = "${layer_digest#sha256:}" ] || fail "download URL content"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "${url%%\?*}")" = 401 ] || fail "the blob URL without its token was served"
+expect_error LayersNotFoundException ecr get-download-url-for-layer --repository-name team/app \
+    --layer-digest sha256:1111111111111111111111111111111111111111111111111111111111111111
+[ "$(ecr list-image-referrers --repository-name team/app --subject-id imageDigest="$digest" --query 'length(referrers)')" = 0 ] ||
+    fail "list-image-referrers of an image without referrers"
+[ "$(ecr describe-registry --query registryId --output text)" = 000000000000 ] || fail "describe-registry"
+
 log "batch-delete-image by tag and by digest"
 out=$(ecr batch-delete-image --repository-name team/app --image-ids imageTag=v2 imageTag=nope)
 [ "$(jq -r '.imageIds[0].imageTag' <<<"$out")" = v2 ] || fail "batch-delete by tag: $out"
