@@ -27,6 +27,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub ecr: EcrConfig,
+    pub gc: GcConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +51,49 @@ impl Default for EcrConfig {
             region: "us-east-1".into(),
             create_on_push: true,
             lifecycle_interval_seconds: 86_400,
+        }
+    }
+}
+
+/// Online garbage collection (`wharf gc` runs one now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Seconds between scheduled collections; 0 turns the schedule off.
+    pub interval_seconds: u64,
+    /// Blobs uploaded or mounted within this many seconds are kept even when
+    /// no manifest uses them yet (their manifest may still be coming).
+    pub grace_seconds: u64,
+    /// Untagged manifests (not listed by an index, without a subject) are
+    /// deleted once this many seconds old; 0 keeps them.
+    pub untagged_after_seconds: u64,
+    /// Whether referrers whose subject manifest is gone are deleted.
+    pub orphan_referrers: bool,
+    /// Upload sessions idle this many seconds are abandoned.
+    pub upload_idle_seconds: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 86_400,
+            grace_seconds: 3_600,
+            untagged_after_seconds: 0,
+            orphan_referrers: true,
+            upload_idle_seconds: 86_400,
+        }
+    }
+}
+
+impl GcConfig {
+    pub fn policy(&self) -> crate::registry::GcPolicy {
+        use std::time::Duration;
+        crate::registry::GcPolicy {
+            grace: Duration::from_secs(self.grace_seconds),
+            untagged_after: (self.untagged_after_seconds > 0)
+                .then(|| Duration::from_secs(self.untagged_after_seconds)),
+            orphan_referrers: self.orphan_referrers,
+            upload_idle: Duration::from_secs(self.upload_idle_seconds),
         }
     }
 }
@@ -150,6 +194,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             ecr: EcrConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }

@@ -36,6 +36,14 @@ enum Command {
         common: CommonArgs,
     },
     /// Apply lifecycle policies now (all repositories that have one, or REPO).
+    /// Collect garbage now: expired manifests, unused blobs, idle uploads (see `[gc]`).
+    Gc {
+        /// Report what would be removed and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     Lifecycle {
         #[command(subcommand)]
         command: LifecycleCommand,
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
         Command::User { command, common } => runtime.block_on(user(command, common)),
         Command::Token { command, common } => runtime.block_on(token(command, common)),
         Command::Lifecycle { command, common } => runtime.block_on(lifecycle(command, common)),
+        Command::Gc { dry_run, common } => runtime.block_on(gc(dry_run, common)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -338,6 +347,52 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
         }
     }
     writeln!(out, "{total} image(s) {verb}")?;
+    Ok(())
+}
+
+/// `wharf gc`: one line per removed item on stdout, a progress bar on a terminal.
+async fn gc(dry_run: bool, common: CommonArgs) -> Result {
+    use wharf::registry::GcEvent;
+    let config = load_config(&common, None)?;
+    let state = AppState::open(&config).await?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blobs")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let on_event = |event: GcEvent<'_>| match event {
+        GcEvent::Candidates(n) => bar.set_length(n as u64),
+        GcEvent::Blob {
+            digest,
+            size,
+            removed,
+        } => {
+            bar.inc(1);
+            if removed {
+                bar.suspend(|| {
+                    let _ = writeln!(std::io::stdout().lock(), "blob\t{digest}\t{size}");
+                });
+            }
+        }
+    };
+    let report = state
+        .registry
+        .collect_garbage(&config.gc.policy(), dry_run, &on_event)
+        .await?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    for (repo, digest) in &report.manifests {
+        writeln!(out, "manifest\t{repo}\t{digest}")?;
+    }
+    writeln!(
+        out,
+        "{verb} {} manifest(s), {} blob link(s), {} blob(s) ({} bytes), {} upload(s)",
+        report.manifests.len(),
+        report.links,
+        report.blobs.len(),
+        report.bytes(),
+        report.uploads
+    )?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::auth::{
 use crate::config::Config;
 use crate::ecr::{self, EcrSettings};
 use crate::oci::api::{self, InternalCause, OciSettings};
-use crate::registry::{LifecycleSchedule, Limits, Registry};
+use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 use crate::tls::{Peer, TlsListener};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,8 @@ pub struct AppState {
 pub struct Jobs {
     /// Scheduled lifecycle runs; `None`: off.
     pub lifecycle_interval: Option<Duration>,
+    /// Garbage collection: its policy and interval.
+    pub gc: Option<(crate::registry::GcPolicy, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,12 @@ impl AppState {
             jobs: Jobs {
                 lifecycle_interval: (config.ecr.lifecycle_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.ecr.lifecycle_interval_seconds)),
+                gc: (config.gc.interval_seconds > 0).then(|| {
+                    (
+                        config.gc.policy(),
+                        Duration::from_secs(config.gc.interval_seconds),
+                    )
+                }),
             },
             ecr: EcrSettings {
                 registry_id: config.ecr.registry_id.clone(),
@@ -196,6 +204,9 @@ pub async fn run(
     let mut jobs = tokio::task::JoinSet::new();
     if let Some(interval) = state.jobs.lifecycle_interval {
         jobs.spawn(LifecycleSchedule::new(state.registry.clone(), interval).run(stop.clone()));
+    }
+    if let Some((policy, interval)) = state.jobs.gc.clone() {
+        jobs.spawn(GcSchedule::new(state.registry.clone(), policy, interval).run(stop.clone()));
     }
     let on_shutdown = {
         let stop = stop.clone();

@@ -58,13 +58,11 @@ impl Registry {
         from: &RepoName,
     ) -> Result<bool> {
         self.check_pushable(repo).await?;
-        match self.inner.meta.repo_blob(from, digest).await? {
-            Some(size) => {
-                self.inner.meta.link_blob(repo, digest, size).await?;
-                Ok(true)
-            }
-            None => Ok(false),
+        if self.inner.meta.repo_blob(from, digest).await?.is_none() {
+            return Ok(false);
         }
+        // Linked only if still stored: a collection may have removed it meanwhile.
+        Ok(self.inner.meta.link_existing_blob(repo, digest).await?)
     }
 
     /// Removes a blob from a repository; the bytes are reclaimed by garbage collection.

@@ -65,6 +65,7 @@ impl From<MetadataError> for RegistryError {
             }
             MetadataError::BlobInUse(d) => RegistryError::BlobInUse(d),
             MetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
+            MetadataError::Storage(e) => RegistryError::Storage(e),
             other => RegistryError::Metadata(other),
         }
     }

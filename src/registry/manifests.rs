@@ -63,11 +63,17 @@ impl Registry {
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
 
         let immutable = self.immutable_tags(repo, &tags).await?;
-        // Bytes first, metadata second: the manifest is visible only once both exist.
+        // The bytes are written inside the transaction that records the manifest,
+        // so it is visible only once both exist and a collection cannot interleave.
+        let blobs = &self.inner.blobs;
+        let body = bytes.clone();
         let key = Key::Blob(&digest);
-        if !self.inner.blobs.exists(&key).await? {
-            self.inner.blobs.put_bytes(&key, bytes.clone()).await?;
-        }
+        let place = Box::pin(async move {
+            if !blobs.exists(&key).await? {
+                blobs.put_bytes(&key, body).await?;
+            }
+            Ok(())
+        });
         self.inner
             .meta
             .put_manifest(NewManifest {
@@ -85,6 +91,7 @@ impl Registry {
                 subject: subject.as_ref(),
                 tags: &tags,
                 immutable_tags: &immutable,
+                place,
             })
             .await?;
         self.inner.manifests.invalidate(repo);

@@ -210,9 +210,10 @@ impl Registry {
             _ => self.rehash(id, session.size, expected.algorithm()).await?,
         };
         let outcome = if &actual == expected {
+            let place = self.inner.staging.commit(id, session.size, expected);
             self.inner
-                .staging
-                .commit(id, session.size, expected)
+                .meta
+                .link_blob(repo, expected, size, Box::pin(place))
                 .await
                 .map_err(RegistryError::from)
         } else {
@@ -221,9 +222,6 @@ impl Registry {
                 actual,
             })
         };
-        if outcome.is_ok() {
-            self.inner.meta.link_blob(repo, expected, size).await?;
-        }
         self.discard(id).await?;
         drop(running);
         self.inner.uploads.forget(id);
@@ -235,6 +233,15 @@ impl Registry {
         let slot = self.inner.uploads.slot(id);
         let _running = slot.lock().await;
         self.session(repo, id).await?;
+        self.discard(id).await?;
+        self.inner.uploads.forget(id);
+        Ok(())
+    }
+
+    /// Drops a session whatever its state (garbage collection of idle ones).
+    pub(super) async fn abandon_upload(&self, id: Uuid) -> Result<()> {
+        let slot = self.inner.uploads.slot(id);
+        let _running = slot.lock().await;
         self.discard(id).await?;
         self.inner.uploads.forget(id);
         Ok(())
@@ -280,8 +287,16 @@ impl Registry {
                 return Err(e);
             }
         };
-        self.inner.staging.commit(id, written, expected).await?;
-        self.inner.meta.link_blob(repo, expected, written).await?;
+        let place = self.inner.staging.commit(id, written, expected);
+        let linked = self
+            .inner
+            .meta
+            .link_blob(repo, expected, written, Box::pin(place))
+            .await;
+        if let Err(e) = linked {
+            self.inner.staging.discard(id).await?;
+            return Err(e.into());
+        }
         Ok(written)
     }
 

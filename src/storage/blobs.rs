@@ -61,6 +61,14 @@ fn map_err(e: object_store::Error) -> StorageError {
     }
 }
 
+/// A blob as found in storage.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified_ms: i64,
+}
+
 /// A byte stream read from storage.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
@@ -124,6 +132,45 @@ impl BlobStore {
     /// The stored size of an object, or `NotFound`.
     pub async fn size(&self, key: &Key<'_>) -> Result<u64, StorageError> {
         Ok(self.store.head(&key.path()).await.map_err(map_err)?.size)
+    }
+
+    /// Removes an object; one that is already gone is not an error.
+    pub async fn delete(&self, key: &Key<'_>) -> Result<(), StorageError> {
+        match self.store.delete(&key.path()).await.map_err(map_err) {
+            Ok(()) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every stored blob (objects whose path is not a blob address are skipped).
+    pub fn list_blobs(&self) -> BoxStream<'static, Result<StoredBlob, StorageError>> {
+        self.store
+            .list(Some(&Path::from("blobs")))
+            .map_err(map_err)
+            // A blob removed while the listing walks is simply not listed.
+            .filter(|item| futures::future::ready(!matches!(item, Err(StorageError::NotFound))))
+            .try_filter_map(|meta| async move {
+                let path = meta.location.to_string();
+                let mut segments = path.split('/');
+                let digest = match (
+                    segments.next(),
+                    segments.next(),
+                    segments.next(),
+                    segments.next(),
+                    segments.next(),
+                ) {
+                    (Some("blobs"), Some(algorithm), Some(_), Some(hex), None) => {
+                        format!("{algorithm}:{hex}").parse::<Digest>().ok()
+                    }
+                    _ => None,
+                };
+                Ok(digest.map(|digest| StoredBlob {
+                    digest,
+                    size: meta.size,
+                    modified_ms: meta.last_modified.timestamp_millis(),
+                }))
+            })
+            .boxed()
     }
 
     pub async fn exists(&self, key: &Key<'_>) -> Result<bool, StorageError> {

@@ -5,10 +5,11 @@ pub mod blobs;
 pub mod metadata;
 pub mod staging;
 
-pub use blobs::{BlobStore, ByteStream, Key, StorageError};
+pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
 pub use metadata::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, ImageRecord, LifecycleRecord,
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, PreviewRecord,
-    RepositoryDeletion, RepositoryRecord, SqliteMetadata, UploadRecord, UserRecord,
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord,
+    RepositoryDeletion, RepositoryRecord, SqliteMetadata, SweepPolicy, Swept, UploadRecord,
+    UserRecord,
 };
 pub use staging::Staging;

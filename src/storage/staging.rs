@@ -141,6 +141,41 @@ impl Staging {
         .map_err(StorageError::Io)
     }
 
+    /// Sessions whose staged file was last written before `before_ms` (Unix ms).
+    pub async fn files_older_than(&self, before_ms: i64) -> Result<Vec<Uuid>, StorageError> {
+        let dir = self.root.join("uploads");
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<Uuid>> {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut old = Vec::new();
+            for entry in entries {
+                // Files come and go while we look (sessions commit or end).
+                let metadata = match entry.and_then(|e| Ok((e.file_name(), e.metadata()?))) {
+                    Ok(found) => found,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let (name, metadata) = metadata;
+                let modified_ms = metadata
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                let id = name.to_str().and_then(|n| n.parse().ok());
+                if let Some(id) = id.filter(|_| modified_ms < before_ms) {
+                    old.push(id);
+                }
+            }
+            Ok(old)
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(StorageError::Io)
+    }
+
     /// Removes a session's staged bytes.
     pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
         let path = self.file(upload);

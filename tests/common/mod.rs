@@ -17,6 +17,8 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// A running server; stops when dropped or on [`TestServer::stop`].
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's registry service, for jobs tests run directly (garbage collection).
+    pub registry: wharf::registry::Registry,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -38,6 +40,7 @@ impl TestServer {
         let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
         tweak(&mut config);
         let state = AppState::open(&config).await.expect("state");
+        let registry = state.registry.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -52,6 +55,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            registry,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             handle: Some(handle),

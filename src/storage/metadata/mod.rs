@@ -6,7 +6,10 @@ mod credentials;
 mod sqlite;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use uuid::Uuid;
+
+use super::StorageError;
 
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -30,6 +33,9 @@ pub enum MetadataError {
     /// A push would move an immutable tag to another manifest.
     #[error("tag {0} is immutable")]
     TagImmutable(String),
+    /// Placing or removing a blob's bytes failed; nothing was recorded.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]
@@ -52,8 +58,13 @@ pub struct ManifestRecord {
     pub pushed_at_ms: i64,
 }
 
+/// Puts a blob's bytes in place (or removes them). The store runs it inside
+/// the transaction that records (or forgets) the blob, serialized per digest
+/// with garbage collection: bytes are never removed under a blob that is being
+/// recorded, nor recorded while being removed.
+pub type Placement<'a> = BoxFuture<'a, Result<(), StorageError>>;
+
 /// Everything recorded when a manifest is pushed, in one transaction.
-#[derive(Debug)]
 pub struct NewManifest<'a> {
     pub repo: &'a RepoName,
     pub record: ManifestRecord,
@@ -63,6 +74,8 @@ pub struct NewManifest<'a> {
     pub tags: &'a [Tag],
     /// Tags among `tags` that may not be moved to another manifest.
     pub immutable_tags: &'a [Tag],
+    /// Writes the manifest's bytes when they are not stored yet.
+    pub place: Placement<'a>,
 }
 
 /// An upload session as stored: enough to resume it on any replica.
@@ -127,6 +140,27 @@ pub enum RepositoryDeletion {
     Deleted(RepositoryRecord),
 }
 
+/// What garbage collection may delete. Times are Unix milliseconds.
+#[derive(Debug, Clone)]
+pub struct SweepPolicy {
+    /// Blob links no manifest uses are dropped once older than this.
+    pub links_before_ms: i64,
+    /// Untagged manifests that no index lists and that name no subject are
+    /// deleted once pushed before this; `None` keeps them.
+    pub untagged_before_ms: Option<i64>,
+    /// Referrers whose subject is gone are deleted once pushed before this; `None` keeps them.
+    pub orphan_referrers_before_ms: Option<i64>,
+}
+
+/// What a sweep deleted (or would delete).
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    pub manifests: Vec<(RepoName, Digest)>,
+    pub links: Vec<(RepoName, Digest)>,
+    /// Recorded blobs nothing references any more, with their sizes.
+    pub blobs: Vec<(Digest, u64)>,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
@@ -138,8 +172,20 @@ pub struct Page<'a> {
 pub trait MetadataStore: Send + Sync + 'static {
     /// Size of a blob if `repo` may serve it.
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
-    /// Records verified content and links it to `repo`, creating the repository.
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
+    /// Records verified content and links it to `repo`, creating the
+    /// repository; `place` puts the bytes at the blob's address meanwhile.
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        place: Placement<'_>,
+    ) -> Result<()>;
+    /// The size of a recorded blob.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Links content the registry already stores (a cross-repository mount);
+    /// false when it is not stored.
+    async fn link_existing_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes a blob from a repository; false when it was not linked.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
@@ -201,6 +247,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn record_pull(&self, repo: &RepoName, digest: &Digest, at_ms: i64) -> Result<()>;
     /// Every manifest of a repository with its tags, sizes and references.
     async fn images(&self, repo: &RepoName) -> Result<Vec<ImageRecord>>;
+
+    /// Garbage collection's metadata half, in one transaction: deletes expired
+    /// manifests and stale blob links (see [`SweepPolicy`]) and reports them
+    /// with the blobs nothing references any more. `dry_run` rolls it back.
+    async fn sweep(&self, policy: &SweepPolicy, dry_run: bool) -> Result<Swept>;
+    /// Forgets a blob nothing references and runs `remove` on its bytes, in
+    /// one transaction; false (and `remove` not run) when it is referenced
+    /// again. A blob without a record (bytes left by a crash) counts as unreferenced.
+    async fn remove_blob(&self, digest: &Digest, remove: Placement<'_>) -> Result<bool>;
+    /// Upload sessions untouched since `before_ms`.
+    async fn idle_uploads(&self, before_ms: i64) -> Result<Vec<Uuid>>;
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>>;

@@ -12,9 +12,12 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+mod gc;
+
 use super::{
     ImageRecord, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
-    PreviewRecord, RepositoryDeletion, RepositoryRecord, Result, UploadRecord,
+    Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, Result, SweepPolicy, Swept,
+    UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -145,6 +148,12 @@ impl PolicyTable {
 }
 
 impl SqliteMetadata {
+    /// A write transaction that takes SQLite's write lock at once, so it never
+    /// fails half-way on a lock upgrade when another process (`wharf gc`) writes.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Stores or deletes a repository's policy text; false when the repository does not exist.
     async fn set_policy_text(
         &self,
@@ -152,7 +161,7 @@ impl SqliteMetadata {
         repo: &RepoName,
         text: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         if !repository_exists(&mut *tx, repo).await? {
             return Ok(false);
         }
@@ -178,6 +187,25 @@ impl SqliteMetadata {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Links a blob to a repository; linking again restarts the link's grace period.
+async fn link(
+    tx: &mut sqlx::SqliteConnection,
+    repo: &RepoName,
+    digest: &Digest,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository, digest, linked_at) VALUES (?, ?, ?)
+         ON CONFLICT (repository, digest) DO UPDATE SET linked_at = excluded.linked_at",
+    )
+    .bind(repo.as_str())
+    .bind(digest.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn ensure_blob(
@@ -211,23 +239,50 @@ impl MetadataStore for SqliteMetadata {
         Ok(size.map(|(s,)| s as u64))
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        place: Placement<'_>,
+    ) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         ensure_repository(&mut tx, repo, now).await?;
         ensure_blob(&mut tx, digest, size, now).await?;
-        sqlx::query("INSERT INTO repository_blobs (repository, digest, linked_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        link(&mut tx, repo, digest, now).await?;
+        // The write lock is held: garbage collection cannot remove these bytes now.
+        place.await?;
         tx.commit().await?;
         Ok(())
     }
 
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(|(size,)| size as u64))
+    }
+
+    async fn link_existing_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        let stored: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if stored.is_none() {
+            return Ok(false);
+        }
+        ensure_repository(&mut tx, repo, now).await?;
+        link(&mut tx, repo, digest, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         let used: Option<(String,)> = sqlx::query_as(
             "SELECT manifest FROM manifest_blobs WHERE repository = ? AND blob = ? LIMIT 1",
         )
@@ -251,7 +306,7 @@ impl MetadataStore for SqliteMetadata {
         let now = now_ms();
         let repo = m.repo.as_str();
         let digest = m.record.digest.to_string();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
 
         // References are checked inside the transaction that records them, so a
         // concurrent blob or manifest delete cannot slip in between.
@@ -289,6 +344,7 @@ impl MetadataStore for SqliteMetadata {
 
         ensure_repository(&mut tx, m.repo, now).await?;
         ensure_blob(&mut tx, &m.record.digest, m.record.size, now).await?;
+        m.place.await?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, pushed_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -447,7 +503,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn create_repository(&self, repo: &RepositoryRecord) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         let created = sqlx::query(
             "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters) VALUES (?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
@@ -508,7 +564,7 @@ impl MetadataStore for SqliteMetadata {
         let Some(record) = self.repository(name).await? else {
             return Ok(RepositoryDeletion::NotFound);
         };
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         let images: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM manifests WHERE repository = ?")
             .bind(name.as_str())
             .fetch_one(&mut *tx)
@@ -556,7 +612,7 @@ impl MetadataStore for SqliteMetadata {
         add: &[(String, String)],
         remove: &[String],
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write().await?;
         if !repository_exists(&mut *tx, name).await? {
             return Ok(false);
         }
@@ -749,6 +805,38 @@ impl MetadataStore for SqliteMetadata {
             });
         }
         Ok(images)
+    }
+
+    async fn sweep(&self, policy: &SweepPolicy, dry_run: bool) -> Result<Swept> {
+        let mut tx = self.write().await?;
+        let swept = gc::sweep(&mut tx, policy).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(swept)
+    }
+
+    async fn remove_blob(&self, digest: &Digest, remove: Placement<'_>) -> Result<bool> {
+        let mut tx = self.write().await?;
+        if !gc::forget_blob(&mut tx, digest).await? {
+            return Ok(false);
+        }
+        remove.await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn idle_uploads(&self, before_ms: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE updated_at < ?")
+            .bind(before_ms)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id,)| id.parse().ok())
+            .collect())
     }
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()> {
