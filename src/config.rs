@@ -18,6 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `tracing` filter directives, e.g. "info" or "wharf=debug,info".
     pub log: String,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
     /// Public base URL clients use, e.g. `https://registry.example.com`; empty:
     /// taken from each request's `Host` (and `X-Forwarded-*` from trusted proxies).
     pub external_url: String,
@@ -53,6 +55,14 @@ impl Default for EcrConfig {
             lifecycle_interval_seconds: 86_400,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Online garbage collection (`wharf gc` runs one now).
@@ -187,6 +197,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
+            log_format: LogFormat::Text,
             external_url: String::new(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
@@ -250,6 +261,7 @@ pub enum ConfigError {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -280,6 +292,9 @@ impl Config {
         })?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
         }
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wharf::admin;
-use wharf::config::{Config, Overrides};
+use wharf::config::{Config, LogFormat, Overrides};
 use wharf::server::{self, AppState};
 use wharf::storage::{CredentialStore, SqliteMetadata};
 
@@ -76,6 +76,9 @@ struct ServeArgs {
     /// Address to listen on (overrides `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Log line format (overrides `log_format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -170,23 +173,28 @@ fn main() -> ExitCode {
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-fn load_config(common: &CommonArgs, listen: Option<SocketAddr>) -> Result<Config> {
+fn load_config(common: &CommonArgs, serve: Option<&ServeArgs>) -> Result<Config> {
     let env = std::env::vars().collect();
     let overrides = Overrides {
-        listen,
+        listen: serve.and_then(|s| s.listen),
+        log_format: serve.and_then(|s| s.log_format),
         data_dir: common.data_dir.clone(),
     };
     Ok(Config::load(common.config.as_deref(), &env, &overrides)?)
 }
 
 async fn serve(args: ServeArgs) -> Result {
-    let config = load_config(&args.common, args.listen)?;
+    let config = load_config(&args.common, Some(&args))?;
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line, with the request span (and its id) in `span`.
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 
     let state = AppState::open(&config).await?;
     let tls = match config.tls.enabled() {

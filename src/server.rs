@@ -2,12 +2,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{FromRef, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::FromRef;
 use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
 
@@ -18,7 +15,8 @@ use crate::auth::{
 };
 use crate::config::Config;
 use crate::ecr::{self, EcrSettings};
-use crate::oci::api::{self, InternalCause, OciSettings};
+use crate::oci::api::{self, OciSettings};
+use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 use crate::tls::{Peer, TlsListener};
@@ -171,24 +169,9 @@ pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
         .merge(ecr::router())
+        .merge(operations::router())
         .with_state(state)
-        .layer(axum::middleware::from_fn(log_request))
-}
-
-/// One log line per request; a 500's cause (carried on the response) is logged here, once.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(%method, path, status, duration_ms, error = %cause, "request failed");
-    } else {
-        tracing::info!(%method, path, status, duration_ms, "request");
-    }
-    response
+        .layer(axum::middleware::from_fn(operations::observe))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

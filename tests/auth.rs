@@ -468,6 +468,7 @@ async fn refuses_to_start_unprotected_on_a_public_address() {
     let overrides = wharf::config::Overrides {
         data_dir: Some(dir.path().into()),
         listen: Some("0.0.0.0:5000".parse().unwrap()),
+        ..Default::default()
     };
     let mut config = Config::load(None, &Default::default(), &overrides).unwrap();
     let err = wharf::server::AppState::open(&config)

@@ -223,6 +223,7 @@ impl Authenticator {
             None => {
                 self.throttle.failed(&keys);
                 tracing::warn!(user = username, client = %client, "failed login");
+                crate::metrics::metrics().auth_failure("password");
                 Err(LoginError::Invalid)
             }
         }

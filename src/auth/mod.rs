@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::metrics::metrics;
 use crate::oci::RepoName;
 use crate::storage::MetadataError;
 use crate::tls::Peer;
@@ -224,13 +225,13 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if let Some(token) = strip_scheme(authorization, "bearer") {
-            let claims = self
-                .tokens
-                .verify(token)
-                .map_err(|e| Denial::Unauthorized {
+            let claims = self.tokens.verify(token).map_err(|e| {
+                metrics().auth_failure("token");
+                Denial::Unauthorized {
                     error: Some("invalid_token"),
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             let covered = needs.iter().all(|need| {
                 claims.access.iter().any(|a| {
                     a.kind == need.kind
@@ -247,6 +248,7 @@ impl Auth {
                     groups: Vec::new(),
                 })
             } else {
+                metrics().auth_failure("scope");
                 Err(Denial::Unauthorized {
                     error: Some("insufficient_scope"),
                     message: "the token does not grant this".into(),
@@ -280,6 +282,9 @@ impl Auth {
                 .await
                 .map_err(|e| Denial::Internal(e.to_string()))?;
             allowed &= need.actions.iter().all(|a| permits(&may, a));
+        }
+        if !allowed && signed_in {
+            metrics().auth_failure("forbidden");
         }
         match (allowed, signed_in) {
             (true, _) => Ok(principal),

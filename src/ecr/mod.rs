@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::auth::{Auth, Mode, PeerAddr, Principal};
 use crate::aws::sigv4::{self, SignedRequest};
+use crate::metrics::metrics;
 use crate::oci::RepoName;
 use crate::registry::Registry;
 pub use error::EcrError;
@@ -102,6 +103,7 @@ impl Call<'_> {
         if self.may(repo).await? {
             Ok(())
         } else {
+            metrics().auth_failure("forbidden");
             Err(EcrError::AccessDenied(format!(
                 "User: {} is not authorized to perform: ecr:{} on resource: {}",
                 self.principal.subject(),
@@ -150,7 +152,9 @@ async fn handle(
             .strip_prefix(TARGET_PREFIX)
             .ok_or_else(|| EcrError::UnknownOperation(format!("unknown target {target:?}")))?
             .to_string();
-        let principal = authenticate(&state, &method, &uri, &headers, &body).await?;
+        let principal = authenticate(&state, &method, &uri, &headers, &body)
+            .await
+            .inspect_err(|_| metrics().auth_failure("signature"))?;
         let (scheme, host) = split_base(&state.auth.base_url(&headers, peer));
         let call = Call {
             state: &state,

@@ -152,8 +152,11 @@ impl Registry {
                     .delete_image(repo, &p.image.manifest.digest, &images)
                     .await
                 {
-                    Ok(())
-                    | Err(
+                    Ok(()) => {
+                        crate::metrics::metrics().lifecycle_expired.inc();
+                    }
+                    // Gone meanwhile, or listed by an index since: nothing to expire.
+                    Err(
                         RegistryError::ManifestUnknown(_) | RegistryError::ReferencedByIndex(_),
                     ) => {}
                     Err(e) => return Err(e),

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::TryStreamExt;
 
 use super::{Registry, Result};
+use crate::metrics::metrics;
 use crate::oci::{Digest, RepoName};
 use crate::storage::{Key, SweepPolicy};
 
@@ -134,6 +135,12 @@ impl Registry {
         report.uploads = self
             .abandon_idle_uploads(before(now, policy.upload_idle), dry_run)
             .await?;
+        if !dry_run {
+            let m = metrics();
+            m.gc_runs.inc();
+            m.gc_blobs_removed.inc_by(report.blobs.len() as u64);
+            m.gc_bytes_reclaimed.inc_by(report.bytes());
+        }
         Ok(report)
     }
 

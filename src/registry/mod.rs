@@ -80,6 +80,18 @@ impl Registry {
         &self.inner.limits
     }
 
+    /// Whether the metadata database and the blob store both answer.
+    pub async fn check_ready(&self) -> Result<()> {
+        self.inner.meta.ping().await?;
+        self.inner.blobs.check().await?;
+        Ok(())
+    }
+
+    /// How many blobs are stored and their total size (each counted once).
+    pub async fn blob_totals(&self) -> Result<(u64, u64)> {
+        Ok(self.inner.meta.blob_totals().await?)
+    }
+
     /// Refuses a push to a missing repository unless pushes create repositories.
     async fn check_pushable(&self, repo: &crate::oci::RepoName) -> Result<()> {
         if !self.inner.limits.create_on_push && self.inner.meta.repository(repo).await?.is_none() {

@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{Registry, RegistryError, Result};
+use crate::metrics::metrics;
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use crate::storage::StorageError;
 
@@ -225,6 +226,11 @@ impl Registry {
         self.discard(id).await?;
         drop(running);
         self.inner.uploads.forget(id);
+        if outcome.is_ok() {
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let seconds = (now_ms as i64 - session.started_at_ms).max(0) as f64 / 1000.0;
+            metrics().upload_seconds.observe(seconds);
+        }
         outcome.map(|()| size)
     }
 
@@ -260,6 +266,7 @@ impl Registry {
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
         self.check_pushable(repo).await?;
+        let started = std::time::Instant::now();
         let id = Uuid::new_v4();
         let mut hasher = Hasher::new(expected.algorithm());
         let staged = self
@@ -297,6 +304,9 @@ impl Registry {
             self.inner.staging.discard(id).await?;
             return Err(e.into());
         }
+        metrics()
+            .upload_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(written)
     }
 

@@ -134,6 +134,19 @@ impl BlobStore {
         Ok(self.store.head(&key.path()).await.map_err(map_err)?.size)
     }
 
+    /// Fails when the store does not answer (a missing probe object is an answer).
+    pub async fn check(&self) -> Result<(), StorageError> {
+        match self
+            .store
+            .head(&Path::from("blobs/.ready"))
+            .await
+            .map_err(map_err)
+        {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes an object; one that is already gone is not an error.
     pub async fn delete(&self, key: &Key<'_>) -> Result<(), StorageError> {
         match self.store.delete(&key.path()).await.map_err(map_err) {

@@ -32,6 +32,21 @@ pub enum Route {
     Referrers(RepoName, Digest),
 }
 
+impl Route {
+    /// A low-cardinality name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags(..) => "tags",
+            Route::Manifest(..) => "manifest",
+            Route::Blob(..) => "blob",
+            Route::Uploads(..) | Route::Upload(..) => "upload",
+            Route::Referrers(..) => "referrers",
+        }
+    }
+}
+
 fn name(segments: &[&str]) -> Result<RepoName, ApiError> {
     let joined = segments.join("/");
     RepoName::from_str(&joined).map_err(|e| ApiError::new(Code::NameInvalid, e.to_string()))

@@ -87,6 +87,7 @@ pub struct UploadRecord {
     pub size: u64,
     /// Bytes the latest append added.
     pub last_append: u64,
+    pub started_at_ms: i64,
 }
 
 /// A repository and its settings.
@@ -181,6 +182,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         size: u64,
         place: Placement<'_>,
     ) -> Result<()>;
+    /// Fails when the database does not answer.
+    async fn ping(&self) -> Result<()>;
+    /// How many blobs are recorded and their total size.
+    async fn blob_totals(&self) -> Result<(u64, u64)>;
     /// The size of a recorded blob.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
     /// Links content the registry already stores (a cross-repository mount);

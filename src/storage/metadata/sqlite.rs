@@ -257,6 +257,19 @@ impl MetadataStore for SqliteMetadata {
         Ok(())
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn blob_totals(&self) -> Result<(u64, u64)> {
+        let (count, bytes): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok((count as u64, bytes as u64))
+    }
+
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = ?")
             .bind(digest.to_string())
@@ -853,12 +866,13 @@ impl MetadataStore for SqliteMetadata {
 
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         // Read through the writer so a session's own previous request is always seen.
-        let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT repository, size, last_append FROM uploads WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&self.writer)
-                .await?;
-        row.map(|(repo, size, last_append)| {
+        let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT repository, size, last_append, started_at FROM uploads WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|(repo, size, last_append, started_at_ms)| {
             let repo = repo
                 .parse()
                 .map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
@@ -867,6 +881,7 @@ impl MetadataStore for SqliteMetadata {
                 repo,
                 size: size as u64,
                 last_append: last_append as u64,
+                started_at_ms,
             })
         })
         .transpose()

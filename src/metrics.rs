@@ -1,0 +1,156 @@
+//! Process metrics in the Prometheus (OpenMetrics) text format, served at
+//! `/metrics`. Counters are process-wide; what the database knows (blobs
+//! stored) is read when scraped.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `password`, `token`, `scope`, `forbidden`, `signature`...
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub upload_seconds: Histogram,
+    pub auth_failures: Family<AuthLabels, Counter>,
+    pub gc_runs: Counter,
+    pub gc_blobs_removed: Counter,
+    pub gc_bytes_reclaimed: Counter,
+    pub lifecycle_expired: Counter,
+    pub blobs_stored: Gauge,
+    pub blob_bytes_stored: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("wharf");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request (until the response starts)",
+            request_seconds.clone(),
+        );
+        let bytes_received = Counter::default();
+        registry.register(
+            "http_received_bytes",
+            "Request body bytes received",
+            bytes_received.clone(),
+        );
+        let bytes_sent = Counter::default();
+        registry.register(
+            "http_sent_bytes",
+            "Response body bytes sent (declared lengths)",
+            bytes_sent.clone(),
+        );
+        let upload_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        registry.register(
+            "blob_upload_duration_seconds",
+            "Blob uploads from session start (or monolithic request) to verified blob",
+            upload_seconds.clone(),
+        );
+        let auth_failures = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Refused credentials and denied requests by reason",
+            auth_failures.clone(),
+        );
+        let gc_runs = Counter::default();
+        registry.register("gc_runs", "Garbage collections completed", gc_runs.clone());
+        let gc_blobs_removed = Counter::default();
+        registry.register(
+            "gc_blobs_removed",
+            "Blobs removed by garbage collection",
+            gc_blobs_removed.clone(),
+        );
+        let gc_bytes_reclaimed = Counter::default();
+        registry.register(
+            "gc_reclaimed_bytes",
+            "Bytes reclaimed by garbage collection",
+            gc_bytes_reclaimed.clone(),
+        );
+        let lifecycle_expired = Counter::default();
+        registry.register(
+            "lifecycle_expired_images",
+            "Images expired by lifecycle policies",
+            lifecycle_expired.clone(),
+        );
+        let blobs_stored = Gauge::default();
+        registry.register("blobs_stored", "Blobs recorded", blobs_stored.clone());
+        let blob_bytes_stored = Gauge::default();
+        registry.register(
+            "blob_stored_bytes",
+            "Bytes of the blobs recorded (each counted once)",
+            blob_bytes_stored.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            bytes_received,
+            bytes_sent,
+            upload_seconds,
+            auth_failures,
+            gc_runs,
+            gc_blobs_removed,
+            gc_bytes_reclaimed,
+            lifecycle_expired,
+            blobs_stored,
+            blob_bytes_stored,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { reason })
+            .inc();
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

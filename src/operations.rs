@@ -1,0 +1,141 @@
+//! What operators see: `/healthz`, `/readyz`, `/metrics`, and one log line
+//! per request carrying a request id that is also returned as `X-Request-Id`.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::TryStreamExt;
+use tracing::Instrument;
+
+use crate::metrics::{self, RequestLabels, RouteLabels, metrics};
+use crate::oci::api::{InternalCause, Route};
+use crate::registry::Registry;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Registry: axum::extract::FromRef<S>,
+{
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(scrape))
+}
+
+/// Ready when the metadata database and the blob store answer.
+async fn ready(State(registry): State<Registry>) -> Response {
+    match registry.check_ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                format!("not ready: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn scrape(State(registry): State<Registry>) -> Response {
+    let m = metrics();
+    match registry.blob_totals().await {
+        Ok((count, bytes)) => {
+            m.blobs_stored.set(count as i64);
+            m.blob_bytes_stored.set(bytes as i64);
+        }
+        Err(e) => tracing::warn!(error = %e, "blob totals for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], m.render()).into_response()
+}
+
+/// The route label of a request path.
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/healthz" | "/readyz" | "/metrics" => "operations",
+        "/token" => "token",
+        "/" => "ecr",
+        "/v2" | "/v2/" => "base",
+        _ => match path.strip_prefix("/v2/") {
+            Some(rest) => Route::parse(rest).map_or("invalid", |r| r.kind()),
+            None => "other",
+        },
+    }
+}
+
+/// A client's request id is kept when it is short and plain; otherwise one is made.
+fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Logs every request once inside a span with its id (so the handler's own
+/// lines carry it too), counts it, and returns the id to the client. A 500's
+/// cause, carried on the response, is logged here.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = route_of(&path);
+    let span = tracing::info_span!("request", id = %id);
+
+    let (parts, body) = request.into_parts();
+    let counted = body.into_data_stream().inspect_ok(|chunk| {
+        metrics().bytes_received.inc_by(chunk.len() as u64);
+    });
+    let request = Request::from_parts(parts, Body::from_stream(counted));
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let m = metrics();
+    m.requests
+        .get_or_create(&RequestLabels {
+            route,
+            method: method.to_string(),
+            status,
+        })
+        .inc();
+    m.request_seconds
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
+    if method != axum::http::Method::HEAD
+        && let Some(length) = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        m.bytes_sent.inc_by(length);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%method, path, status, duration_ms, error = %cause, "request failed");
+    } else {
+        tracing::info!(%method, path, status, duration_ms, "request");
+    }
+    response
+}
