@@ -36,6 +36,11 @@ enum Command {
         common: CommonArgs,
     },
     /// Apply lifecycle policies now (all repositories that have one, or REPO).
+    /// Show storage per repository: logical size and unique (unshared) bytes.
+    Du {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Collect garbage now: expired manifests, unused blobs, idle uploads (see `[gc]`).
     Gc {
         /// Report what would be removed and change nothing.
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
         Command::Token { command, common } => runtime.block_on(token(command, common)),
         Command::Lifecycle { command, common } => runtime.block_on(lifecycle(command, common)),
         Command::Gc { dry_run, common } => runtime.block_on(gc(dry_run, common)),
+        Command::Du { common } => runtime.block_on(du(common)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -356,6 +362,49 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
     }
     writeln!(out, "{total} image(s) {verb}")?;
     Ok(())
+}
+
+/// `wharf du`: a table of repositories, then the registry's total.
+async fn du(common: CommonArgs) -> Result {
+    let config = load_config(&common, None)?;
+    let state = AppState::open(&config).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<50} {:>15} {:>15}",
+        "REPOSITORY", "LOGICAL", "UNIQUE"
+    )?;
+    for u in state.registry.usage().await? {
+        writeln!(
+            out,
+            "{:<50} {:>15} {:>15}",
+            u.repo.as_str(),
+            human_bytes(u.logical_bytes),
+            human_bytes(u.unique_bytes)
+        )?;
+    }
+    let (count, bytes) = state.registry.blob_totals().await?;
+    writeln!(
+        out,
+        "registry: {count} blob(s), {} ({bytes} bytes) stored, shared blobs counted once",
+        human_bytes(bytes)
+    )?;
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// `wharf gc`: one line per removed item on stdout, a progress bar on a terminal.

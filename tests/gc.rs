@@ -318,3 +318,52 @@ async fn pushes_racing_collections_never_lose_acknowledged_content() {
         }
     }
 }
+
+#[tokio::test]
+async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let shared = vec![1u8; 10_000];
+    let only_a = vec![2u8; 3_000];
+    let config = br#"{"os":"linux"}"#.to_vec();
+    for (repo, own) in [("a", &only_a), ("b", &vec![3u8; 500])] {
+        s.push_blob(repo, &shared).await;
+        s.push_blob(repo, own).await;
+        s.push_blob(repo, &config).await;
+        let manifest = image_manifest(&config, &[&shared, own]);
+        let r = s.put_manifest(repo, "v1", OCI_MANIFEST, &manifest).await;
+        assert_eq!(r.status(), 201);
+    }
+    let manifest_a = image_manifest(&config, &[&shared, &only_a]);
+    let usage = s.registry.usage().await.unwrap();
+    let a = &usage[0];
+    assert_eq!(a.repo.as_str(), "a");
+    let logical = (shared.len() + only_a.len() + config.len() + manifest_a.len()) as u64;
+    assert_eq!(a.logical_bytes, logical);
+    // The shared layer and the identical config belong to both.
+    assert_eq!(a.unique_bytes, (only_a.len() + manifest_a.len()) as u64);
+    let (count, bytes) = s.registry.blob_totals().await.unwrap();
+    assert_eq!(count, 6);
+    let manifest_b = image_manifest(&config, &[&shared, &vec![3u8; 500]]);
+    assert_eq!(
+        bytes,
+        (shared.len() + only_a.len() + 500 + config.len() + manifest_a.len() + manifest_b.len())
+            as u64
+    );
+    s.stop().await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("du")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("a ") && l.contains("KiB")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("registry: 6 blob(s)")), "{text}");
+}

@@ -87,6 +87,11 @@ impl Registry {
         Ok(())
     }
 
+    /// Storage per repository (see [`RepositoryUsage`](crate::storage::RepositoryUsage)).
+    pub async fn usage(&self) -> Result<Vec<crate::storage::RepositoryUsage>> {
+        Ok(self.inner.meta.usage().await?)
+    }
+
     /// How many blobs are stored and their total size (each counted once).
     pub async fn blob_totals(&self) -> Result<(u64, u64)> {
         Ok(self.inner.meta.blob_totals().await?)

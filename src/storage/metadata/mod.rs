@@ -162,6 +162,16 @@ pub struct Swept {
     pub blobs: Vec<(Digest, u64)>,
 }
 
+/// What a repository's content weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryUsage {
+    pub repo: RepoName,
+    /// Every distinct blob (layers, configs, manifests) the repository can serve.
+    pub logical_bytes: u64,
+    /// The part of it no other repository shares: what deleting the repository frees.
+    pub unique_bytes: u64,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
@@ -182,6 +192,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         size: u64,
         place: Placement<'_>,
     ) -> Result<()>;
+    /// Storage per repository, in name order; shared blobs count in every
+    /// repository's logical size and in nobody's unique bytes.
+    async fn usage(&self) -> Result<Vec<RepositoryUsage>>;
     /// Fails when the database does not answer.
     async fn ping(&self) -> Result<()>;
     /// How many blobs are recorded and their total size.

@@ -16,8 +16,8 @@ mod gc;
 
 use super::{
     ImageRecord, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
-    Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, Result, SweepPolicy, Swept,
-    UploadRecord,
+    Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, Result,
+    SweepPolicy, Swept, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -255,6 +255,38 @@ impl MetadataStore for SqliteMetadata {
         place.await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn usage(&self) -> Result<Vec<RepositoryUsage>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "WITH refs AS (
+                 SELECT repository, digest FROM repository_blobs
+                 UNION
+                 SELECT repository, digest FROM manifests
+             ),
+             owners AS (SELECT digest, COUNT(*) AS n FROM refs GROUP BY digest)
+             SELECT r.name,
+                    COALESCE(SUM(b.size), 0),
+                    COALESCE(SUM(CASE WHEN o.n = 1 THEN b.size ELSE 0 END), 0)
+             FROM repositories r
+             LEFT JOIN refs f ON f.repository = r.name
+             LEFT JOIN blobs b ON b.digest = f.digest
+             LEFT JOIN owners o ON o.digest = f.digest
+             GROUP BY r.name ORDER BY r.name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(name, logical, unique)| {
+                Ok(RepositoryUsage {
+                    repo: name
+                        .parse()
+                        .map_err(|e| MetadataError::Corrupt(format!("{e}")))?,
+                    logical_bytes: logical as u64,
+                    unique_bytes: unique as u64,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<()> {
