@@ -365,5 +365,5 @@ async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
             .any(|l| l.starts_with("a ") && l.contains("KiB")),
         "{text}"
     );
-    assert!(text.contains(&format!("registry: 6 blob(s)")), "{text}");
+    assert!(text.contains("registry: 6 blob(s)"), "{text}");
 }
