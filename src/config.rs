@@ -167,6 +167,9 @@ impl Default for AuthConfig {
 pub struct StorageConfig {
     /// Folder for blob content; empty means `<data_dir>/blobs`.
     pub path: PathBuf,
+    /// Hash every full blob read as it is sent; stored bytes that no longer
+    /// match their digest then break the transfer instead of reaching the client.
+    pub verify_reads: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +217,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::new(),
+            verify_reads: true,
         }
     }
 }

@@ -36,6 +36,16 @@ enum Command {
         common: CommonArgs,
     },
     /// Apply lifecycle policies now (all repositories that have one, or REPO).
+    /// Check integrity: re-hash every blob, find missing and orphaned content,
+    /// and let the database check itself. Exits 1 when problems remain.
+    Fsck {
+        /// Quarantine corrupt blobs: move them aside and treat them as absent
+        /// until the same content is pushed again.
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Show storage per repository: logical size and unique (unshared) bytes.
     Du {
         #[command(flatten)]
@@ -167,6 +177,7 @@ fn main() -> ExitCode {
         Command::Lifecycle { command, common } => runtime.block_on(lifecycle(command, common)),
         Command::Gc { dry_run, common } => runtime.block_on(gc(dry_run, common)),
         Command::Du { common } => runtime.block_on(du(common)),
+        Command::Fsck { repair, common } => runtime.block_on(fsck(repair, common)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,6 +373,64 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
     }
     writeln!(out, "{total} image(s) {verb}")?;
     Ok(())
+}
+
+/// `wharf fsck`: one line per problem, a byte progress bar on a terminal.
+async fn fsck(repair: bool, common: CommonArgs) -> Result {
+    use wharf::registry::FsckEvent;
+    let config = load_config(&common, None)?;
+    let state = AppState::open(&config).await?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {binary_bytes}/{binary_total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let on_event = |event: FsckEvent<'_>| match event {
+        FsckEvent::Planned { bytes, .. } => bar.set_length(bytes),
+        FsckEvent::Checked { size, .. } => bar.inc(size),
+    };
+    let report = state.registry.fsck(repair, &on_event).await?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    for problem in &report.database {
+        writeln!(out, "database\t{problem}")?;
+    }
+    for digest in &report.missing {
+        writeln!(out, "missing\t{digest}")?;
+    }
+    for digest in &report.corrupt {
+        let action = if repair { "quarantined" } else { "corrupt" };
+        writeln!(out, "{action}\t{digest}")?;
+    }
+    for (repo, digest) in &report.broken_manifests {
+        writeln!(out, "broken manifest\t{repo}@{digest}")?;
+    }
+    for digest in &report.orphans {
+        writeln!(out, "orphan\t{digest}\t(garbage collection removes it)")?;
+    }
+    writeln!(
+        out,
+        "checked {} blob(s), {} bytes: {} missing, {} corrupt{}, {} broken manifest(s), {} orphan(s), {} database problem(s)",
+        report.blobs_checked,
+        report.bytes_checked,
+        report.missing.len(),
+        report.corrupt.len(),
+        if repair {
+            format!(" ({} quarantined)", report.quarantined)
+        } else {
+            String::new()
+        },
+        report.broken_manifests.len(),
+        report.orphans.len(),
+        report.database.len()
+    )?;
+    // Quarantined content still leaves its manifests broken until it is pushed again.
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err("integrity problems found".into())
+    }
 }
 
 /// `wharf du`: a table of repositories, then the registry's total.

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub lifecycle_expired: Counter,
     pub blobs_stored: Gauge,
     pub blob_bytes_stored: Gauge,
+    pub corrupt_reads: Counter,
 }
 
 impl Metrics {
@@ -114,8 +115,15 @@ impl Metrics {
             "Bytes of the blobs recorded (each counted once)",
             blob_bytes_stored.clone(),
         );
+        let corrupt_reads = Counter::default();
+        registry.register(
+            "blob_corrupt_reads",
+            "Full blob reads whose bytes did not match the digest",
+            corrupt_reads.clone(),
+        );
         Metrics {
             registry,
+            corrupt_reads,
             requests,
             request_seconds,
             bytes_received,

@@ -81,6 +81,7 @@ impl AppState {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
             create_on_push: config.ecr.create_on_push,
+            verify_reads: config.storage.verify_reads,
         };
         Ok(AppState {
             registry: Registry::new(

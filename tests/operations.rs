@@ -128,6 +128,8 @@ fn json_logs_carry_the_request_id() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/v2/");
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let answered = runtime.block_on(async {
         let http = reqwest::Client::new();
         for _ in 0..100 {

@@ -1,10 +1,72 @@
 //! Reading, mounting and unlinking blobs of a repository.
 
 use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 
 use super::{Registry, RegistryError, Result};
-use crate::oci::{Digest, RepoName};
-use crate::storage::{ByteStream, Key};
+use crate::metrics::metrics;
+use crate::oci::{Digest, Hasher, RepoName};
+use crate::storage::{ByteStream, Key, StorageError};
+
+/// Hashes a full read as it streams and holds the last chunk back until the
+/// digest is checked. When the stored bytes do not match, the stream ends in
+/// an error short of the declared length, so the client sees a broken
+/// transfer instead of silently wrong bytes, and the corruption is logged.
+struct Verified {
+    inner: ByteStream,
+    digest: Digest,
+    hasher: Option<Hasher>,
+    held: Option<Bytes>,
+}
+
+impl Stream for Verified {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let Some(hasher) = this.hasher.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    hasher.update(&chunk);
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.hasher = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    let actual = this.hasher.take().map(Hasher::finish);
+                    if actual.as_ref() == Some(&this.digest) {
+                        return Poll::Ready(this.held.take().map(Ok));
+                    }
+                    metrics().corrupt_reads.inc();
+                    tracing::error!(digest = %this.digest, "stored blob does not match its digest; run `wharf fsck --repair`");
+                    return Poll::Ready(Some(Err(StorageError::Corrupt(this.digest.clone()))));
+                }
+            }
+        }
+    }
+}
+
+fn verified(body: ByteStream, digest: Digest) -> ByteStream {
+    Verified {
+        inner: body,
+        hasher: Some(Hasher::new(digest.algorithm())),
+        digest,
+        held: None,
+    }
+    .boxed()
+}
 
 /// An opened blob: its full size, the range being sent, and the bytes.
 pub struct BlobRead {
@@ -46,6 +108,11 @@ impl Registry {
             .blobs
             .open(&Key::Blob(digest), range.clone())
             .await?;
+        let body = if range.is_none() && self.inner.limits.verify_reads {
+            verified(body, digest.clone())
+        } else {
+            body
+        };
         Ok(BlobRead { size, range, body })
     }
 

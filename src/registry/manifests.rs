@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::{Registry, RegistryError, Result};
 use crate::oci::manifest::{self, ManifestError};
 use crate::oci::{Algorithm, Digest, Reference, RepoName, Tag};
-use crate::storage::{Key, ManifestRecord, NewManifest};
+use crate::storage::{Key, ManifestRecord, NewManifest, StorageError};
 
 /// What a successful manifest push reports back.
 pub struct PushedManifest {
@@ -159,6 +159,13 @@ impl Registry {
                     .blobs
                     .read_all(&Key::Blob(&record.digest))
                     .await?;
+                // Checked once per process (the body is cached afterwards): corrupt
+                // bytes are refused, not served.
+                if Digest::compute(record.digest.algorithm(), &bytes) != record.digest {
+                    crate::metrics::metrics().corrupt_reads.inc();
+                    tracing::error!(digest = %record.digest, "stored manifest does not match its digest; run `wharf fsck --repair`");
+                    return Err(StorageError::Corrupt(record.digest).into());
+                }
                 self.inner
                     .manifests
                     .remember_body(record.digest.clone(), bytes.clone());

@@ -6,6 +6,7 @@ mod cache;
 mod discovery;
 mod error;
 mod expiry;
+mod fsck;
 mod gc;
 mod images;
 pub mod lifecycle;
@@ -22,6 +23,7 @@ use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{RegistryError, Result};
 pub use expiry::{LifecycleSchedule, PlannedExpiry};
+pub use fsck::{FsckEvent, FsckReport};
 pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use repositories::RepositorySettings;
@@ -36,6 +38,8 @@ pub struct Limits {
     pub manifest_cache_bytes: u64,
     /// Whether pushing to a repository that does not exist creates it.
     pub create_on_push: bool,
+    /// Whether full blob reads are hashed as they are sent.
+    pub verify_reads: bool,
 }
 
 /// The registry service; cheap to clone.

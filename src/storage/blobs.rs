@@ -26,6 +26,8 @@ pub enum Key<'a> {
     Blob(&'a Digest),
     /// The bytes of an upload session before they are verified.
     Upload(Uuid),
+    /// Bytes that failed verification, kept aside for inspection.
+    Quarantine(&'a Digest),
 }
 
 impl Key<'_> {
@@ -38,6 +40,9 @@ impl Key<'_> {
                 d.hex()
             )),
             Key::Upload(upload) => Path::from(format!("uploads/{upload}")),
+            Key::Quarantine(d) => {
+                Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))
+            }
         }
     }
 }
@@ -52,6 +57,9 @@ pub enum StorageError {
     Store(#[from] object_store::Error),
     #[error("local file: {0}")]
     Io(#[from] io::Error),
+    /// Stored bytes that do not hash to their digest.
+    #[error("stored content of {0} does not match its digest")]
+    Corrupt(Digest),
 }
 
 fn map_err(e: object_store::Error) -> StorageError {
@@ -145,6 +153,14 @@ impl BlobStore {
             Ok(_) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Moves an object to another key.
+    pub async fn rename(&self, from: &Key<'_>, to: &Key<'_>) -> Result<(), StorageError> {
+        self.store
+            .rename(&from.path(), &to.path())
+            .await
+            .map_err(map_err)
     }
 
     /// Removes an object; one that is already gone is not an error.

@@ -195,6 +195,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Storage per repository, in name order; shared blobs count in every
     /// repository's logical size and in nobody's unique bytes.
     async fn usage(&self) -> Result<Vec<RepositoryUsage>>;
+    /// Every recorded blob that is not quarantined.
+    async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>>;
+    /// Marks a blob whose bytes are corrupt as absent (until pushed again) and
+    /// runs `move_aside` on its bytes, in one transaction.
+    async fn quarantine_blob(&self, digest: &Digest, move_aside: Placement<'_>) -> Result<()>;
+    /// Manifests that are, or reference, this blob.
+    async fn users_of(&self, digest: &Digest) -> Result<Vec<(RepoName, Digest)>>;
+    /// Problems the database finds in itself (integrity and foreign keys).
+    async fn check_integrity(&self) -> Result<Vec<String>>;
     /// Fails when the database does not answer.
     async fn ping(&self) -> Result<()>;
     /// How many blobs are recorded and their total size.

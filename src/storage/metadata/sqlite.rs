@@ -230,7 +230,7 @@ impl MetadataStore for SqliteMetadata {
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let size: Option<(i64,)> = sqlx::query_as(
             "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-             WHERE rb.repository = ? AND rb.digest = ?",
+             WHERE rb.repository = ? AND rb.digest = ? AND b.quarantined = 0",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -253,6 +253,11 @@ impl MetadataStore for SqliteMetadata {
         link(&mut tx, repo, digest, now).await?;
         // The write lock is held: garbage collection cannot remove these bytes now.
         place.await?;
+        // Content pushed again heals a quarantined blob.
+        sqlx::query("UPDATE blobs SET quarantined = 0 WHERE digest = ? AND quarantined = 1")
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -287,6 +292,64 @@ impl MetadataStore for SqliteMetadata {
                 })
             })
             .collect()
+    }
+
+    async fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT digest, size FROM blobs WHERE quarantined = 0 ORDER BY digest")
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter()
+            .map(|(d, size)| Ok((digest(&d)?, size as u64)))
+            .collect()
+    }
+
+    async fn quarantine_blob(&self, digest: &Digest, move_aside: Placement<'_>) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE blobs SET quarantined = 1 WHERE digest = ?")
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        move_aside.await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn users_of(&self, blob: &Digest) -> Result<Vec<(RepoName, Digest)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT repository, manifest FROM manifest_blobs WHERE blob = ?1
+             UNION SELECT repository, digest FROM manifests WHERE digest = ?1
+             ORDER BY 1, 2",
+        )
+        .bind(blob.to_string())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(repo, m)| {
+                Ok((
+                    repo.parse()
+                        .map_err(|e| MetadataError::Corrupt(format!("{e}")))?,
+                    digest(&m)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn check_integrity(&self) -> Result<Vec<String>> {
+        let mut problems: Vec<String> = sqlx::query_as::<_, (String,)>("PRAGMA quick_check")
+            .fetch_all(&self.readers)
+            .await?
+            .into_iter()
+            .map(|(line,)| line)
+            .filter(|line| line != "ok")
+            .collect();
+        let broken: Vec<(String, i64, String, i64)> = sqlx::query_as("PRAGMA foreign_key_check")
+            .fetch_all(&self.readers)
+            .await?;
+        problems.extend(broken.into_iter().map(|(table, row, parent, _)| {
+            format!("{table} row {row} points at a missing {parent} row")
+        }));
+        Ok(problems)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -358,7 +421,8 @@ impl MetadataStore for SqliteMetadata {
         let mut missing_blobs = Vec::new();
         for blob in m.blobs {
             let linked: Option<(i64,)> = sqlx::query_as(
-                "SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?",
+                "SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                 WHERE rb.repository = ? AND rb.digest = ? AND b.quarantined = 0",
             )
             .bind(repo)
             .bind(blob.to_string())
