@@ -192,6 +192,8 @@ pub struct LimitsConfig {
     pub chunk_min_length: u64,
     /// Largest page of a tag or catalog listing.
     pub max_page: u32,
+    /// Storage limits by repository pattern; the first match applies.
+    pub quotas: Vec<crate::registry::Quota>,
 }
 
 impl Default for Config {
@@ -238,6 +240,7 @@ impl Default for LimitsConfig {
             manifest_cache_bytes: 64 * 1024 * 1024,
             chunk_min_length: 0,
             max_page: 10_000,
+            quotas: Vec::new(),
         }
     }
 }

@@ -82,6 +82,7 @@ impl AppState {
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
             create_on_push: config.ecr.create_on_push,
             verify_reads: config.storage.verify_reads,
+            quotas: config.limits.quotas.clone(),
         };
         Ok(AppState {
             registry: Registry::new(

@@ -53,6 +53,8 @@ pub enum EcrError {
     #[error("{0}")]
     RepositoryPolicyNotFound(String),
     #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
     LayerPartTooSmall(String),
     #[error("{0}")]
     InvalidLayerPart(String),
@@ -117,6 +119,7 @@ impl EcrError {
             InvalidLayer(_) => ("InvalidLayerException", StatusCode::BAD_REQUEST),
             EmptyUpload(_) => ("EmptyUploadException", StatusCode::BAD_REQUEST),
             LayerInaccessible(_) => ("LayerInaccessibleException", StatusCode::BAD_REQUEST),
+            LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -147,6 +150,7 @@ impl From<RegistryError> for EcrError {
                 "The repository with name '{name}' cannot be deleted because it still contains images"
             )),
             RegistryError::LifecycleInvalid(m) => EcrError::InvalidParameter(m),
+            RegistryError::QuotaExceeded { .. } => EcrError::LimitExceeded(message),
             RegistryError::LifecyclePolicyNotFound(_) => EcrError::LifecyclePolicyNotFound(message),
             RegistryError::LifecyclePreviewNotFound(_) => {
                 EcrError::LifecyclePolicyPreviewNotFound(message)

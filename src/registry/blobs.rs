@@ -125,9 +125,10 @@ impl Registry {
         from: &RepoName,
     ) -> Result<bool> {
         self.check_pushable(repo).await?;
-        if self.inner.meta.repo_blob(from, digest).await?.is_none() {
+        let Some(size) = self.inner.meta.repo_blob(from, digest).await? else {
             return Ok(false);
-        }
+        };
+        self.check_quota(repo, digest, size).await?;
         // Linked only if still stored: a collection may have removed it meanwhile.
         Ok(self.inner.meta.link_existing_blob(repo, digest).await?)
     }

@@ -47,6 +47,15 @@ pub enum RegistryError {
     RepositoryNotEmpty(RepoName),
     #[error("blob {0} is referenced by a manifest of this repository; delete the manifest first")]
     BlobInUse(Digest),
+    #[error(
+        "storage quota of {scope} exceeded: {used} of {limit} bytes used, this push adds {adding}"
+    )]
+    QuotaExceeded {
+        scope: String,
+        limit: u64,
+        used: u64,
+        adding: u64,
+    },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("metadata: {0}")]

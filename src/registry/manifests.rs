@@ -63,6 +63,7 @@ impl Registry {
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
 
         let immutable = self.immutable_tags(repo, &tags).await?;
+        self.check_quota(repo, &digest, bytes.len() as u64).await?;
         // The bytes are written inside the transaction that records the manifest,
         // so it is visible only once both exist and a collection cannot interleave.
         let blobs = &self.inner.blobs;

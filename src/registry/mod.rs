@@ -11,6 +11,7 @@ mod gc;
 mod images;
 pub mod lifecycle;
 mod manifests;
+mod quota;
 mod repositories;
 mod uploads;
 
@@ -26,6 +27,7 @@ pub use expiry::{LifecycleSchedule, PlannedExpiry};
 pub use fsck::{FsckEvent, FsckReport};
 pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule};
 pub use manifests::{ManifestRead, PushedManifest};
+pub use quota::{Quota, QuotaScope};
 pub use repositories::RepositorySettings;
 pub use uploads::ChunkRange;
 use uploads::UploadHashes;
@@ -40,6 +42,7 @@ pub struct Limits {
     pub create_on_push: bool,
     /// Whether full blob reads are hashed as they are sent.
     pub verify_reads: bool,
+    pub quotas: Vec<Quota>,
 }
 
 /// The registry service; cheap to clone.

@@ -211,12 +211,17 @@ impl Registry {
             _ => self.rehash(id, session.size, expected.algorithm()).await?,
         };
         let outcome = if &actual == expected {
-            let place = self.inner.staging.commit(id, session.size, expected);
-            self.inner
-                .meta
-                .link_blob(repo, expected, size, Box::pin(place))
-                .await
-                .map_err(RegistryError::from)
+            match self.check_quota(repo, expected, size).await {
+                Ok(()) => {
+                    let place = self.inner.staging.commit(id, session.size, expected);
+                    self.inner
+                        .meta
+                        .link_blob(repo, expected, size, Box::pin(place))
+                        .await
+                        .map_err(RegistryError::from)
+                }
+                Err(e) => Err(e),
+            }
         } else {
             Err(RegistryError::DigestMismatch {
                 expected: expected.clone(),
@@ -287,6 +292,13 @@ impl Registry {
                 })
             }
         });
+        let checked = match checked {
+            Ok(written) => self
+                .check_quota(repo, expected, written)
+                .await
+                .map(|()| written),
+            Err(e) => Err(e),
+        };
         let written = match checked {
             Ok(written) => written,
             Err(e) => {

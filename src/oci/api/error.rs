@@ -148,6 +148,8 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(Code::Denied, message).with_detail(json!({ "tag": t }))
             }
             E::ReferencedByIndex(_) => ApiError::new(Code::Denied, message),
+            E::QuotaExceeded { limit, used, .. } => ApiError::new(Code::Denied, message)
+                .with_detail(json!({ "quotaBytes": limit, "usedBytes": used })),
             // Lifecycle errors come from the ECR API only.
             E::LifecycleInvalid(_)
             | E::LifecyclePolicyNotFound(_)

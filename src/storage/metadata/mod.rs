@@ -204,6 +204,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn users_of(&self, digest: &Digest) -> Result<Vec<(RepoName, Digest)>>;
     /// Problems the database finds in itself (integrity and foreign keys).
     async fn check_integrity(&self) -> Result<Vec<String>>;
+    /// Distinct bytes held by the repositories whose names match `pattern`
+    /// (`*` any characters), and whether `digest` is already among them.
+    async fn quota_usage(&self, pattern: &str, digest: &Digest) -> Result<(u64, bool)>;
     /// Fails when the database does not answer.
     async fn ping(&self) -> Result<()>;
     /// How many blobs are recorded and their total size.

@@ -352,6 +352,23 @@ impl MetadataStore for SqliteMetadata {
         Ok(problems)
     }
 
+    async fn quota_usage(&self, pattern: &str, digest: &Digest) -> Result<(u64, bool)> {
+        // Repository names cannot contain GLOB's other specials (`?`, `[`).
+        let (used, counted): (i64, bool) = sqlx::query_as(
+            "WITH held AS (
+                 SELECT digest FROM repository_blobs WHERE repository GLOB ?1
+                 UNION SELECT digest FROM manifests WHERE repository GLOB ?1
+             )
+             SELECT COALESCE((SELECT SUM(b.size) FROM blobs b JOIN held h ON h.digest = b.digest), 0),
+                    EXISTS (SELECT 1 FROM held WHERE digest = ?2)",
+        )
+        .bind(pattern)
+        .bind(digest.to_string())
+        .fetch_one(&self.readers)
+        .await?;
+        Ok((used as u64, counted))
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
