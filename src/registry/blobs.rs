@@ -1,5 +1,7 @@
 //! Reading, mounting and unlinking blobs of a repository.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,15 +14,61 @@ use crate::metrics::metrics;
 use crate::oci::{Digest, Hasher, RepoName};
 use crate::storage::{ByteStream, Key, StorageError};
 
-/// Hashes a full read as it streams and holds the last chunk back until the
-/// digest is checked. When the stored bytes do not match, the stream ends in
-/// an error short of the declared length, so the client sees a broken
-/// transfer instead of silently wrong bytes, and the corruption is logged.
+/// Chunks read ahead of the hasher at most; bounds memory per pull.
+const HASH_QUEUE: usize = 4;
+
+/// Hashes a full read as it streams, on the blocking pool so hashing chunk
+/// `n` overlaps sending it, and holds the last chunk back until the digest is
+/// checked. When the stored bytes do not match, the stream ends in an error
+/// short of the declared length, so the client sees a broken transfer
+/// instead of silently wrong bytes, and the corruption is logged.
 struct Verified {
     inner: ByteStream,
     digest: Digest,
+    /// The hasher when idle; `None` while a chunk is being hashed or once finished.
     hasher: Option<Hasher>,
+    hashing: Option<tokio::task::JoinHandle<Hasher>>,
+    /// Read but not yet hashed.
+    queue: VecDeque<Bytes>,
+    /// The newest chunk, sent only once another follows or the digest checks.
     held: Option<Bytes>,
+    ended: bool,
+    done: bool,
+}
+
+impl Verified {
+    /// Moves the hashing along; `Ready` once no chunk is being hashed.
+    fn poll_hashing(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StorageError>> {
+        loop {
+            if let Some(task) = self.hashing.as_mut() {
+                let hasher = std::task::ready!(Pin::new(task).poll(cx))
+                    .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+                self.hashing = None;
+                self.hasher = Some(hasher);
+            }
+            match (self.hasher.take(), self.queue.pop_front()) {
+                (Some(mut hasher), Some(chunk)) => {
+                    self.hashing = Some(tokio::task::spawn_blocking(move || {
+                        hasher.update(&chunk);
+                        hasher
+                    }));
+                }
+                (hasher, chunk) => {
+                    // Nothing to hash (or, defensively, nothing to hash with): keep both.
+                    if let Some(chunk) = chunk {
+                        self.queue.push_front(chunk);
+                    }
+                    self.hasher = hasher;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: StorageError) -> Poll<Option<Result<Bytes, StorageError>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(e)))
+    }
 }
 
 impl Stream for Verified {
@@ -28,33 +76,55 @@ impl Stream for Verified {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            let Some(hasher) = this.hasher.as_mut() else {
-                return Poll::Ready(None);
-            };
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let hashed = this.poll_hashing(cx);
+        if let Poll::Ready(Err(e)) = hashed {
+            return this.fail(e);
+        }
+        if !this.ended {
+            if this.queue.len() >= HASH_QUEUE {
+                // The hasher is behind; its task wakes us.
+                return Poll::Pending;
+            }
             match this.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
-                    hasher.update(&chunk);
-                    if let Some(previous) = this.held.replace(chunk) {
-                        return Poll::Ready(Some(Ok(previous)));
+                    this.queue.push_back(chunk.clone());
+                    if let Poll::Ready(Err(e)) = this.poll_hashing(cx) {
+                        return this.fail(e);
                     }
+                    return match this.held.replace(chunk) {
+                        Some(previous) => Poll::Ready(Some(Ok(previous))),
+                        // Nothing to send yet: ask again at once.
+                        None => {
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    };
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    this.hasher = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    let actual = this.hasher.take().map(Hasher::finish);
-                    if actual.as_ref() == Some(&this.digest) {
-                        return Poll::Ready(this.held.take().map(Ok));
-                    }
-                    metrics().corrupt_reads.inc();
-                    tracing::error!(digest = %this.digest, "stored blob does not match its digest; run `wharf fsck --repair`");
-                    return Poll::Ready(Some(Err(StorageError::Corrupt(this.digest.clone()))));
-                }
+                Poll::Ready(Some(Err(e))) => return this.fail(e),
+                Poll::Ready(None) => this.ended = true,
             }
         }
+        // Everything is read: wait for the hash, then release the last chunk.
+        match this.poll_hashing(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return this.fail(e),
+            Poll::Ready(Ok(())) => {}
+        }
+        if !this.queue.is_empty() || this.hashing.is_some() {
+            return Poll::Pending;
+        }
+        this.done = true;
+        let actual = this.hasher.take().map(Hasher::finish);
+        if actual.as_ref() == Some(&this.digest) {
+            return Poll::Ready(this.held.take().map(Ok));
+        }
+        metrics().corrupt_reads.inc();
+        tracing::error!(digest = %this.digest, "stored blob does not match its digest; run `wharf fsck --repair`");
+        Poll::Ready(Some(Err(StorageError::Corrupt(this.digest.clone()))))
     }
 }
 
@@ -63,7 +133,11 @@ fn verified(body: ByteStream, digest: Digest) -> ByteStream {
         inner: body,
         hasher: Some(Hasher::new(digest.algorithm())),
         digest,
+        hashing: None,
+        queue: VecDeque::new(),
         held: None,
+        ended: false,
+        done: false,
     }
     .boxed()
 }
