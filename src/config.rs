@@ -30,6 +30,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub ecr: EcrConfig,
     pub gc: GcConfig,
+    pub notifications: crate::notifications::NotificationsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +212,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             ecr: EcrConfig::default(),
             gc: GcConfig::default(),
+            notifications: Default::default(),
         }
     }
 }

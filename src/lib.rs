@@ -15,6 +15,7 @@ pub mod aws;
 pub mod config;
 pub mod ecr;
 pub mod metrics;
+pub mod notifications;
 pub mod oci;
 pub mod operations;
 pub mod registry;

@@ -162,6 +162,8 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for the process: the HTTPS listener and webhook deliveries.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub blobs_stored: Gauge,
     pub blob_bytes_stored: Gauge,
     pub corrupt_reads: Counter,
+    pub notifications_sent: Counter,
+    pub notifications_failed: Counter,
+    pub notifications_dropped: Counter,
 }
 
 impl Metrics {
@@ -121,9 +124,30 @@ impl Metrics {
             "Full blob reads whose bytes did not match the digest",
             corrupt_reads.clone(),
         );
+        let notifications_sent = Counter::default();
+        registry.register(
+            "notifications_sent",
+            "Webhook events delivered",
+            notifications_sent.clone(),
+        );
+        let notifications_failed = Counter::default();
+        registry.register(
+            "notifications_failed",
+            "Webhook events dropped after every delivery attempt failed",
+            notifications_failed.clone(),
+        );
+        let notifications_dropped = Counter::default();
+        registry.register(
+            "notifications_dropped",
+            "Webhook events dropped because an endpoint's queue was full",
+            notifications_dropped.clone(),
+        );
         Metrics {
             registry,
             corrupt_reads,
+            notifications_sent,
+            notifications_failed,
+            notifications_dropped,
             requests,
             request_seconds,
             bytes_received,

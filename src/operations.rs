@@ -19,6 +19,10 @@ use crate::registry::Registry;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The request's id, as a request extension for handlers that report it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -98,7 +102,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let route = route_of(&path);
     let span = tracing::info_span!("request", id = %id);
 
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(RequestId(id.clone()));
     let counted = body.into_data_stream().inspect_ok(|chunk| {
         metrics().bytes_received.inc_by(chunk.len() as u64);
     });

@@ -15,6 +15,7 @@ use crate::auth::{
 };
 use crate::config::Config;
 use crate::ecr::{self, EcrSettings};
+use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
 use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
@@ -29,6 +30,7 @@ pub struct AppState {
     pub oci: OciSettings,
     pub auth: Arc<Auth>,
     pub ecr: EcrSettings,
+    pub notifier: Notifier,
     /// Background jobs `run` starts beside the HTTP server.
     pub jobs: Jobs,
 }
@@ -36,6 +38,8 @@ pub struct AppState {
 /// Settings of the background jobs.
 #[derive(Debug, Clone, Default)]
 pub struct Jobs {
+    /// Webhook deliveries, taken by the first `run`.
+    pub deliveries: Arc<std::sync::Mutex<Vec<Delivery>>>,
     /// Scheduled lifecycle runs; `None`: off.
     pub lifecycle_interval: Option<Duration>,
     /// Garbage collection: its policy and interval.
@@ -84,7 +88,10 @@ impl AppState {
             verify_reads: config.storage.verify_reads,
             quotas: config.limits.quotas.clone(),
         };
+        let (notifier, deliveries) =
+            Notifier::new(&config.notifications, config.listen.to_string());
         Ok(AppState {
+            notifier,
             registry: Registry::new(
                 BlobStore::new(Arc::new(store)),
                 Staging::new(blob_dir),
@@ -97,6 +104,7 @@ impl AppState {
             },
             auth,
             jobs: Jobs {
+                deliveries: Arc::new(std::sync::Mutex::new(deliveries)),
                 lifecycle_interval: (config.ecr.lifecycle_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.ecr.lifecycle_interval_seconds)),
                 gc: (config.gc.interval_seconds > 0).then(|| {
@@ -189,6 +197,16 @@ pub async fn run(
     let mut jobs = tokio::task::JoinSet::new();
     if let Some(interval) = state.jobs.lifecycle_interval {
         jobs.spawn(LifecycleSchedule::new(state.registry.clone(), interval).run(stop.clone()));
+    }
+    let deliveries = std::mem::take(
+        &mut *state
+            .jobs
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for delivery in deliveries {
+        jobs.spawn(delivery.run(stop.clone()));
     }
     if let Some((policy, interval)) = state.jobs.gc.clone() {
         jobs.spawn(GcSchedule::new(state.registry.clone(), policy, interval).run(stop.clone()));

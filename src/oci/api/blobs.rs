@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
 
-use super::{ApiResult, OciState, Request};
+use super::{ApiResult, OciState, Request, with_notice};
+use crate::notifications::{Action, Notice};
 use crate::oci::{Digest, RepoName};
 
 /// Parses a single `bytes=first-last` range; anything else means "whole blob".
@@ -69,19 +70,36 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
             body,
         )
             .into_response(),
-        None => (
-            StatusCode::OK,
-            common,
-            [(header::CONTENT_LENGTH, blob.size.to_string())],
-            body,
-        )
-            .into_response(),
+        None => with_notice(
+            (
+                StatusCode::OK,
+                common,
+                [(header::CONTENT_LENGTH, blob.size.to_string())],
+                body,
+            )
+                .into_response(),
+            blob_notice(Action::Pull, repo, digest, Some(blob.size)),
+        ),
     })
+}
+
+pub fn blob_notice(action: Action, repo: &RepoName, digest: &Digest, size: Option<u64>) -> Notice {
+    Notice {
+        action,
+        repository: repo.to_string(),
+        media_type: Some("application/octet-stream".into()),
+        digest: Some(digest.to_string()),
+        size,
+        tag: None,
+    }
 }
 
 pub async fn delete(state: &OciState, repo: &RepoName, digest: &Digest) -> ApiResult {
     state.registry.delete_blob(repo, digest).await?;
-    Ok(StatusCode::ACCEPTED.into_response())
+    Ok(with_notice(
+        StatusCode::ACCEPTED.into_response(),
+        blob_notice(Action::Delete, repo, digest, None),
+    ))
 }
 
 #[cfg(test)]

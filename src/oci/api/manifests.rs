@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::IntoResponse;
 
-use super::{ApiError, ApiResult, Code, OciState, Request};
+use super::{ApiError, ApiResult, Code, OciState, Request, with_notice};
+use crate::notifications::{Action, Notice};
 use crate::oci::manifest::{SUPPORTED, essence};
 use crate::oci::{Reference, RepoName, Tag};
 use crate::registry::RegistryError;
@@ -13,6 +14,20 @@ const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest
 
 /// True when the client's `Accept` admits `media_type`. Clients that name no
 /// manifest type at all (or a wildcard) accept whatever is stored.
+fn notice(action: Action, repo: &RepoName, reference: Option<&Reference>) -> Notice {
+    Notice {
+        action,
+        repository: repo.to_string(),
+        media_type: None,
+        digest: None,
+        size: None,
+        tag: match reference {
+            Some(Reference::Tag(t)) => Some(t.to_string()),
+            _ => None,
+        },
+    }
+}
+
 fn accepts(req: &Request, media_type: &str) -> bool {
     let offered: Vec<&str> = req
         .headers
@@ -51,7 +66,7 @@ pub async fn get(
             ),
         ));
     }
-    Ok((
+    let response = (
         [
             (header::CONTENT_TYPE, record.media_type.clone()),
             (header::CONTENT_LENGTH, record.size.to_string()),
@@ -60,7 +75,17 @@ pub async fn get(
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    if head {
+        return Ok(response);
+    }
+    let pulled = Notice {
+        media_type: Some(record.media_type),
+        digest: Some(record.digest.to_string()),
+        size: Some(record.size),
+        ..notice(Action::Pull, repo, Some(reference))
+    };
+    Ok(with_notice(response, pulled))
 }
 
 pub async fn put(
@@ -84,10 +109,28 @@ pub async fn put(
     let bytes = axum::body::to_bytes(body, limit.saturating_add(1))
         .await
         .map_err(|_| ApiError::from(RegistryError::ManifestTooLarge { limit }))?;
+    let size = bytes.len() as u64;
     let pushed = state
         .registry
         .put_manifest(repo, reference, &tags, content_type.as_deref(), bytes)
         .await?;
+    let pushed_notice = |tag: Option<String>| Notice {
+        media_type: content_type.clone(),
+        digest: Some(pushed.digest.to_string()),
+        size: Some(size),
+        tag,
+        ..notice(Action::Push, repo, None)
+    };
+    let mut notices: Vec<Notice> = tags
+        .iter()
+        .map(|t| pushed_notice(Some(t.to_string())))
+        .collect();
+    if let Reference::Tag(t) = reference {
+        notices.push(pushed_notice(Some(t.to_string())));
+    }
+    if notices.is_empty() {
+        notices.push(pushed_notice(None));
+    }
     let mut response = (
         StatusCode::CREATED,
         [
@@ -108,10 +151,17 @@ pub async fn put(
             .headers_mut()
             .insert(HeaderName::from_static("oci-subject"), v);
     }
-    Ok(response)
+    Ok(notices.into_iter().fold(response, with_notice))
 }
 
 pub async fn delete(state: &OciState, repo: &RepoName, reference: &Reference) -> ApiResult {
     state.registry.delete_manifest(repo, reference).await?;
-    Ok(StatusCode::ACCEPTED.into_response())
+    let deleted = Notice {
+        digest: match reference {
+            Reference::Digest(d) => Some(d.to_string()),
+            Reference::Tag(_) => None,
+        },
+        ..notice(Action::Delete, repo, Some(reference))
+    };
+    Ok(with_notice(StatusCode::ACCEPTED.into_response(), deleted))
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRef, State};
+use axum::extract::{Extension, FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -22,6 +22,8 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
 use crate::auth::{Auth, Denial, PeerAddr, Scope, challenge};
+use crate::notifications::{Notice, Notices, Notifier, Origin};
+use crate::operations::RequestId;
 use crate::registry::Registry;
 pub use error::{ApiError, Code, InternalCause};
 pub use route::Route;
@@ -41,6 +43,7 @@ pub struct OciState {
     pub registry: Registry,
     pub settings: OciSettings,
     pub auth: Arc<Auth>,
+    pub notifier: Notifier,
 }
 
 impl<S> FromRef<S> for OciState
@@ -48,12 +51,14 @@ where
     Registry: FromRef<S>,
     OciSettings: FromRef<S>,
     Arc<Auth>: FromRef<S>,
+    Notifier: FromRef<S>,
 {
     fn from_ref(state: &S) -> Self {
         OciState {
             registry: Registry::from_ref(state),
             settings: OciSettings::from_ref(state),
             auth: Arc::<Auth>::from_ref(state),
+            notifier: Notifier::from_ref(state),
         }
     }
 }
@@ -137,6 +142,7 @@ pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin 
 async fn dispatch(
     State(state): State<OciState>,
     PeerAddr(peer): PeerAddr,
+    request_id: Option<Extension<RequestId>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -151,11 +157,16 @@ async fn dispatch(
     let needs = route.needs(&method);
     let client = state.auth.client_ip(&headers, peer);
     let query = Query::from_uri(&uri);
-    if !presigned(&state.auth, &method, &route, &query)
-        && let Err(denial) = state.auth.authorize(&headers, client, &needs).await
-    {
-        return denied(&state.auth, &headers, peer, &needs, denial).into_response();
-    }
+    let actor = if presigned(&state.auth, &method, &route, &query) {
+        String::new()
+    } else {
+        match state.auth.authorize(&headers, client, &needs).await {
+            Ok(principal) => principal.subject(),
+            Err(denial) => {
+                return denied(&state.auth, &headers, peer, &needs, denial).into_response();
+            }
+        }
+    };
     let req = Request {
         method,
         query,
@@ -198,7 +209,34 @@ async fn dispatch(
             format!("{method} is not supported here"),
         )),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(Notices(notices)) = response.extensions_mut().remove::<Notices>() {
+        let origin = Origin {
+            request_id: request_id
+                .map(|Extension(RequestId(id))| id)
+                .unwrap_or_default(),
+            addr: client.to_string(),
+            host: req.header(header::HOST).unwrap_or_default().to_string(),
+            method: req.method.to_string(),
+            user_agent: req
+                .header(header::USER_AGENT)
+                .unwrap_or_default()
+                .to_string(),
+            actor,
+        };
+        state.notifier.notify(&notices, &origin);
+    }
+    response
+}
+
+/// Attaches an event for the webhooks to a response; the dispatcher sends it.
+pub fn with_notice(mut response: Response, notice: Notice) -> Response {
+    response
+        .extensions_mut()
+        .get_or_insert_default::<Notices>()
+        .0
+        .push(notice);
+    response
 }
 
 /// Query parameter of a blob download URL (ECR's GetDownloadUrlForLayer).

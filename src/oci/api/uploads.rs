@@ -6,11 +6,14 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
+use super::blobs::blob_notice;
 use super::{
     ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range,
+    with_notice,
 };
 use crate::auth::Scope;
 use crate::auth::scope::PULL;
+use crate::notifications::Action;
 use crate::oci::{Digest, RepoName};
 use crate::registry::ChunkRange;
 use crate::registry::RegistryError;
@@ -25,8 +28,9 @@ fn digest_param(req: &Request) -> Result<Option<Digest>, ApiError> {
         .transpose()
 }
 
-fn created(repo: &RepoName, digest: &Digest) -> Response {
-    (
+/// 201 for a blob now in `repo`, with its push event.
+fn created(repo: &RepoName, digest: &Digest, size: Option<u64>) -> Response {
+    let response = (
         StatusCode::CREATED,
         [
             (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
@@ -38,7 +42,8 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
         ],
         Body::empty(),
     )
-        .into_response()
+        .into_response();
+    with_notice(response, blob_notice(Action::Push, repo, digest, size))
 }
 
 fn session(status: StatusCode, repo: &RepoName, id: Uuid, size: u64) -> Response {
@@ -95,16 +100,16 @@ pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body)
             .await
             .is_ok();
         if may_read && state.registry.mount_blob(repo, &digest, &from).await? {
-            return Ok(created(repo, &digest));
+            return Ok(created(repo, &digest, None));
         }
         // Not mountable: fall back to an ordinary session (spec end-11).
     } else if let Some(digest) = digest_param(req)? {
         let length = req.content_length();
-        state
+        let size = state
             .registry
             .put_blob(repo, &digest, length, body_stream(body))
             .await?;
-        return Ok(created(repo, &digest));
+        return Ok(created(repo, &digest, Some(size)));
     }
     let id = state.registry.start_upload(repo).await?;
     let mut response = session(StatusCode::ACCEPTED, repo, id, 0);
@@ -151,12 +156,12 @@ pub async fn put(
         )
     })?;
     let length = req.content_length();
-    state
+    let size = state
         .registry
         .complete_upload(repo, id, &digest, length, body_stream(body))
         .await
         .map_err(at_session(repo, id))?;
-    Ok(created(repo, &digest))
+    Ok(created(repo, &digest, Some(size)))
 }
 
 pub async fn status(state: &OciState, repo: &RepoName, id: Uuid) -> ApiResult {
