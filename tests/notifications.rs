@@ -175,4 +175,44 @@ async fn events_are_delivered_filtered_and_retried() {
     assert_eq!(only[0]["action"], "delete");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(deletes.events.lock().unwrap().len(), 1);
+
+    // Changes through the ECR API are events too (open mode: no signature needed).
+    let ecr = |operation: &str, body: Value| {
+        s.http
+            .post(s.url("/"))
+            .header(
+                "X-Amz-Target",
+                format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
+            )
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .body(body.to_string())
+            .send()
+    };
+    let r = ecr(
+        "PutImage",
+        serde_json::json!({
+            "repositoryName": "app", "imageTag": "v2",
+            "imageManifest": String::from_utf8(manifest.clone()).unwrap(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = ecr(
+        "BatchDeleteImage",
+        serde_json::json!({
+            "repositoryName": "app", "imageIds": [{"imageTag": "v2"}],
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = wait_for(&all, 7).await;
+    assert_eq!(events[5]["action"], "push");
+    assert_eq!(events[5]["target"]["tag"], "v2");
+    assert_eq!(events[5]["target"]["digest"], digest.as_str());
+    assert_eq!(events[5]["request"]["method"], "POST");
+    assert_eq!(events[6]["action"], "delete");
+    assert_eq!(events[6]["target"]["tag"], "v2");
+    assert_eq!(wait_for(&deletes, 2).await.len(), 2);
 }

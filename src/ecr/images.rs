@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::repositories::{ExclusionFilter, epoch_seconds, mutability_settings, repo_name};
 use super::{Call, EcrError};
+use crate::notifications::{Action, Notice};
 use crate::oci::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::RegistryError;
@@ -360,6 +361,14 @@ pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
         };
         match outcome {
             Ok(()) => {
+                call.notice(Notice {
+                    action: Action::Delete,
+                    repository: repo.to_string(),
+                    media_type: None,
+                    digest: id.image_tag.is_none().then(|| digest.to_string()),
+                    size: None,
+                    tag: id.image_tag.clone(),
+                });
                 deleted.push(json!({ "imageDigest": digest.to_string(), "imageTag": id.image_tag }))
             }
             Err(RegistryError::ReferencedByIndex(_)) => failures.push(failure(
@@ -472,6 +481,14 @@ pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
     let record = registry
         .stat_manifest(&repo, &Reference::Digest(pushed.digest.clone()))
         .await?;
+    call.notice(Notice {
+        action: Action::Push,
+        repository: repo.to_string(),
+        media_type: Some(record.media_type.clone()),
+        digest: Some(record.digest.to_string()),
+        size: Some(record.size),
+        tag: tag.as_ref().map(ToString::to_string),
+    });
     Ok(json!({
         "image": {
             "registryId": call.state.settings.registry_id,

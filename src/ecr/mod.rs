@@ -12,12 +12,12 @@ mod repositories;
 mod repository_policy;
 mod tags;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, State};
+use axum::extract::{Extension, FromRef, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -27,7 +27,9 @@ use serde_json::Value;
 use crate::auth::{Auth, Mode, PeerAddr, Principal};
 use crate::aws::sigv4::{self, SignedRequest};
 use crate::metrics::metrics;
+use crate::notifications::{Notice, Notifier, Origin};
 use crate::oci::RepoName;
+use crate::operations::RequestId;
 use crate::registry::Registry;
 pub use error::EcrError;
 
@@ -49,6 +51,7 @@ pub struct EcrState {
     pub registry: Registry,
     pub auth: Arc<Auth>,
     pub settings: EcrSettings,
+    pub notifier: Notifier,
 }
 
 impl<S> FromRef<S> for EcrState
@@ -56,12 +59,14 @@ where
     Registry: FromRef<S>,
     Arc<Auth>: FromRef<S>,
     EcrSettings: FromRef<S>,
+    Notifier: FromRef<S>,
 {
     fn from_ref(state: &S) -> Self {
         EcrState {
             registry: Registry::from_ref(state),
             auth: Arc::<Auth>::from_ref(state),
             settings: EcrSettings::from_ref(state),
+            notifier: Notifier::from_ref(state),
         }
     }
 }
@@ -84,9 +89,19 @@ pub struct Call<'a> {
     /// The ECR operation, e.g. `PutImage`; what `require` checks.
     pub operation: String,
     body: Bytes,
+    /// Webhook events of this call, sent once it succeeded.
+    notices: Mutex<Vec<Notice>>,
 }
 
 impl Call<'_> {
+    /// Records a webhook event, sent when the call succeeds.
+    pub fn notice(&self, notice: Notice) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice);
+    }
+
     /// The request document.
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, EcrError> {
         let body: &[u8] = if self.body.is_empty() {
@@ -135,6 +150,7 @@ impl Call<'_> {
 async fn handle(
     State(state): State<EcrState>,
     PeerAddr(peer): PeerAddr,
+    request_id: Option<Extension<RequestId>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -163,8 +179,30 @@ async fn handle(
             scheme,
             operation,
             body,
+            notices: Mutex::default(),
         };
         let output = dispatch(&call).await?;
+        let notices = std::mem::take(&mut *call.notices.lock().unwrap_or_else(|p| p.into_inner()));
+        if !notices.is_empty() {
+            let header = |name: header::HeaderName| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let origin = Origin {
+                request_id: request_id
+                    .map(|Extension(RequestId(id))| id)
+                    .unwrap_or_default(),
+                addr: state.auth.client_ip(&headers, peer).to_string(),
+                host: header(header::HOST),
+                method: method.to_string(),
+                user_agent: header(header::USER_AGENT),
+                actor: call.principal.subject(),
+            };
+            state.notifier.notify(&notices, &origin);
+        }
         Ok::<Value, EcrError>(output)
     }
     .await;
