@@ -344,6 +344,7 @@ async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
     assert_eq!(a.unique_bytes, (only_a.len() + manifest_a.len()) as u64);
     let (count, bytes) = s.registry.blob_totals().await.unwrap();
     assert_eq!(count, 6);
+    let lone = s.push_blob("a", b"garbage for wharf gc").await;
     let manifest_b = image_manifest(&config, &[&shared, &vec![3u8; 500]]);
     assert_eq!(
         bytes,
@@ -365,5 +366,37 @@ async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
             .any(|l| l.starts_with("a ") && l.contains("KiB")),
         "{text}"
     );
-    assert!(text.contains("registry: 6 blob(s)"), "{text}");
+    assert!(text.contains("registry: 7 blob(s)"), "{text}");
+
+    // `wharf gc` on the data folder: the dry run reports, the run removes.
+    let config = dir.path().join("gc.toml");
+    std::fs::write(&config, "[gc]\ngrace_seconds = 0\n").unwrap();
+    let gc = |dry_run: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
+            .arg("gc")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&config);
+        if dry_run {
+            command.arg("--dry-run");
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dry = gc(true);
+    assert!(dry.contains(&format!("blob\t{lone}\t20")), "{dry}");
+    assert!(
+        dry.contains("would remove 0 manifest(s), 1 blob link(s), 1 blob(s) (20 bytes)"),
+        "{dry}"
+    );
+    assert!(blob_file(dir.path(), &lone).exists());
+    let run = gc(false);
+    assert!(
+        run.contains("removed 0 manifest(s), 1 blob link(s), 1 blob(s) (20 bytes)"),
+        "{run}"
+    );
+    assert!(!blob_file(dir.path(), &lone).exists());
 }
