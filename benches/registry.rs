@@ -4,6 +4,7 @@
 //! port with a fresh data folder, then measures:
 //! - push of a 1 GiB random blob: monolithic, and chunked at 8 MiB and 64 MiB;
 //! - pull of that blob;
+//! - small blob GETs one after another on one keep-alive connection (latency);
 //! - manifest GET by tag with `wrk -t2 -c64` (Debian package `wrk`);
 //! - the server's peak RSS (VmHWM) over the whole run;
 //! - for reference, single-core SHA-256 of `openssl speed -evp sha256`.
@@ -352,6 +353,18 @@ async fn main() {
         .await
         .0,
         201
+    );
+    // Latency of small blob GETs one after another on one connection: what a
+    // client pulling many small layers sees (a Nagle stall would show as ~40 ms).
+    let small = format!("/v2/bench/app/blobs/{}", digest(b"layer"));
+    let start = Instant::now();
+    const SEQUENTIAL: u32 = 200;
+    for _ in 0..SEQUENTIAL {
+        assert_eq!(conn.exchange("GET", &small, &[], b"").await.0, 200);
+    }
+    println!(
+        "small blob GET, sequential on one connection: {:.2} ms/request",
+        start.elapsed().as_secs_f64() * 1000.0 / f64::from(SEQUENTIAL)
     );
     match wrk(
         &format!("{base}/v2/bench/app/manifests/latest"),

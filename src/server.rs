@@ -20,7 +20,7 @@ use crate::oci::api::{self, OciSettings};
 use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
-use crate::tls::{Peer, TlsListener};
+use crate::tls::{Peer, PlainListener, TlsListener};
 use tokio_util::sync::CancellationToken;
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
@@ -221,7 +221,7 @@ pub async fn run(
     let app = build_router(state).into_make_service_with_connect_info::<Peer>();
     let served = match tls {
         None => {
-            axum::serve(listener, app)
+            axum::serve(PlainListener(listener), app)
                 .with_graceful_shutdown(on_shutdown)
                 .await
         }

@@ -63,6 +63,32 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     }
 }
 
+/// A plain TCP listener whose connections use `TCP_NODELAY`: responses are
+/// written as headers, then body chunks, and without it Nagle's algorithm
+/// and delayed ACKs add ~40 ms to every small streamed response.
+pub struct PlainListener(pub TcpListener);
+
+impl Listener for PlainListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
         Peer(*stream.remote_addr())
@@ -92,6 +118,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // As in PlainListener: no Nagle delay on small responses.
+                let _ = stream.set_nodelay(true);
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
