@@ -178,6 +178,16 @@ impl Notifier {
         }
     }
 
+    /// Deletions made by the registry's own jobs (lifecycle expiry, garbage
+    /// collection): no request, the job's name as actor.
+    pub fn notify_job(&self, job: &str, notices: &[Notice]) {
+        let origin = Origin {
+            actor: job.to_string(),
+            ..Default::default()
+        };
+        self.notify(notices, &origin);
+    }
+
     fn envelope_event(&self, n: &Notice, origin: &Origin) -> Value {
         let mut target = json!({ "repository": n.repository });
         if let Some(m) = &n.media_type {

@@ -196,7 +196,11 @@ pub async fn run(
     let stop = CancellationToken::new();
     let mut jobs = tokio::task::JoinSet::new();
     if let Some(interval) = state.jobs.lifecycle_interval {
-        jobs.spawn(LifecycleSchedule::new(state.registry.clone(), interval).run(stop.clone()));
+        jobs.spawn(
+            LifecycleSchedule::new(state.registry.clone(), interval)
+                .with_notifier(state.notifier.clone())
+                .run(stop.clone()),
+        );
     }
     let deliveries = std::mem::take(
         &mut *state
@@ -209,7 +213,11 @@ pub async fn run(
         jobs.spawn(delivery.run(stop.clone()));
     }
     if let Some((policy, interval)) = state.jobs.gc.clone() {
-        jobs.spawn(GcSchedule::new(state.registry.clone(), policy, interval).run(stop.clone()));
+        jobs.spawn(
+            GcSchedule::new(state.registry.clone(), policy, interval)
+                .with_notifier(state.notifier.clone())
+                .run(stop.clone()),
+        );
     }
     let on_shutdown = {
         let stop = stop.clone();

@@ -8,6 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{OCI_MANIFEST, image_manifest, sha256};
 use wharf::config::{Config, Overrides};
+use wharf::notifications::{Endpoint, NotificationsConfig, Notifier};
 use wharf::oci::{Reference, RepoName, Tag};
 use wharf::registry::{LifecycleSchedule, Registry, RepositorySettings};
 use wharf::server::AppState;
@@ -66,8 +67,59 @@ async fn a_scheduled_pass_applies_every_policy() {
         .await
         .unwrap();
 
-    let schedule = LifecycleSchedule::new(registry.clone(), std::time::Duration::from_secs(3600));
+    // Expiries are webhook events: a receiver collects what the schedule sends.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                let envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+                sink.lock()
+                    .unwrap()
+                    .extend(envelope["events"].as_array().unwrap().iter().cloned());
+                ""
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (notifier, deliveries) = Notifier::new(
+        &NotificationsConfig {
+            endpoints: vec![Endpoint {
+                name: "hook".into(),
+                url: hook,
+                headers: Default::default(),
+                actions: vec![],
+            }],
+            ..Default::default()
+        },
+        "test".into(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    for delivery in deliveries {
+        tokio::spawn(delivery.run(stop.clone()));
+    }
+
+    let schedule = LifecycleSchedule::new(registry.clone(), std::time::Duration::from_secs(3600))
+        .with_notifier(notifier);
     assert_eq!(schedule.run_once().await.unwrap(), 3);
+    for _ in 0..100 {
+        if received.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    {
+        let events = received.lock().unwrap();
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|e| e["action"] == "delete"
+            && e["actor"]["name"] == "lifecycle"
+            && e["target"]["repository"] == governed.as_str()));
+    }
+    stop.cancel();
     let left: Vec<Vec<String>> = registry
         .images(&governed)
         .await

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
 use super::{Registry, RegistryError, Result};
+use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::RepoName;
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
 
@@ -180,11 +181,22 @@ impl Registry {
 pub struct LifecycleSchedule {
     registry: Registry,
     interval: Duration,
+    notifier: Notifier,
 }
 
 impl LifecycleSchedule {
     pub fn new(registry: Registry, interval: Duration) -> Self {
-        Self { registry, interval }
+        Self {
+            registry,
+            interval,
+            notifier: Notifier::default(),
+        }
+    }
+
+    /// Sends a delete event for every expired image.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// One pass over every repository with a policy; returns how many images expired.
@@ -196,6 +208,18 @@ impl LifecycleSchedule {
                 Ok(done) => {
                     if !done.is_empty() {
                         tracing::info!(repo = %repo, expired = done.len(), "lifecycle policy applied");
+                        let notices: Vec<Notice> = done
+                            .iter()
+                            .map(|p| Notice {
+                                action: Action::Delete,
+                                repository: repo.to_string(),
+                                media_type: Some(p.image.manifest.media_type.clone()),
+                                digest: Some(p.image.manifest.digest.to_string()),
+                                size: Some(p.image.manifest.size),
+                                tag: None,
+                            })
+                            .collect();
+                        self.notifier.notify_job("lifecycle", &notices);
                     }
                     expired += done.len();
                 }

@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 
 use super::{Registry, Result};
 use crate::metrics::metrics;
+use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::{Digest, RepoName};
 use crate::storage::{Key, SweepPolicy};
 
@@ -167,6 +168,7 @@ pub struct GcSchedule {
     registry: Registry,
     policy: GcPolicy,
     interval: Duration,
+    notifier: Notifier,
 }
 
 impl GcSchedule {
@@ -175,7 +177,14 @@ impl GcSchedule {
             registry,
             policy,
             interval,
+            notifier: Notifier::default(),
         }
+    }
+
+    /// Sends a delete event for every manifest a collection deletes.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Collects every `interval` (the first after one interval) until `shutdown`.
@@ -187,10 +196,21 @@ impl GcSchedule {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {
                     match self.registry.collect_garbage(&self.policy, false, &|_| {}).await {
-                        Ok(r) => tracing::info!(
-                            manifests = r.manifests.len(), links = r.links, blobs = r.blobs.len(),
-                            bytes = r.bytes(), uploads = r.uploads, "garbage collected"
-                        ),
+                        Ok(r) => {
+                            tracing::info!(
+                                manifests = r.manifests.len(), links = r.links, blobs = r.blobs.len(),
+                                bytes = r.bytes(), uploads = r.uploads, "garbage collected"
+                            );
+                            let notices: Vec<Notice> = r.manifests.iter().map(|(repo, digest)| Notice {
+                                action: Action::Delete,
+                                repository: repo.to_string(),
+                                media_type: None,
+                                digest: Some(digest.to_string()),
+                                size: None,
+                                tag: None,
+                            }).collect();
+                            self.notifier.notify_job("gc", &notices);
+                        }
                         Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
                     }
                 }
