@@ -97,6 +97,33 @@ pub struct Origin {
     pub actor: String,
 }
 
+impl Origin {
+    /// The origin of an HTTP request, as the envelope reports it.
+    pub fn of_request(
+        request_id: Option<String>,
+        headers: &axum::http::HeaderMap,
+        method: &axum::http::Method,
+        addr: std::net::IpAddr,
+        actor: String,
+    ) -> Origin {
+        let header = |name: axum::http::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        Origin {
+            request_id: request_id.unwrap_or_default(),
+            addr: addr.to_string(),
+            host: header(axum::http::header::HOST),
+            method: method.to_string(),
+            user_agent: header(axum::http::header::USER_AGENT),
+            actor,
+        }
+    }
+}
+
 struct Route {
     actions: Vec<Action>,
     queue: mpsc::Sender<Value>,

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{OCI_MANIFEST, image_manifest, sha256};
+use common::{OCI_MANIFEST, free_port, image_manifest, sha256};
 use rand::Rng;
 
 const REPOS: [&str; 3] = ["crash/a", "crash/b", "crash/c"];
@@ -260,11 +260,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let http = reqwest::Client::new();
     let mut kills = 0;
     for _ in 0..iterations {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut server = start(dir.path(), port);
         wait_up(&http, &base).await;
@@ -283,11 +279,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         }
     }
     // A last restart: the state after the final kill holds too.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start(dir.path(), port);
     wait_up(&http, &base).await;

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{OCI_MANIFEST, TestServer, image_manifest, sha256};
+use common::{OCI_MANIFEST, TestServer, blob_file, image_manifest, sha256};
 use wharf::registry::{GcPolicy, GcReport};
 
 fn policy(grace: Duration) -> GcPolicy {
@@ -31,11 +30,6 @@ async fn collect(s: &TestServer, policy: &GcPolicy, dry_run: bool) -> GcReport {
         .collect_garbage(policy, dry_run, &|_| {})
         .await
         .unwrap()
-}
-
-fn blob_file(dir: &Path, digest: &str) -> std::path::PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    dir.join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 async fn status(s: &TestServer, path: &str) -> u16 {

@@ -8,12 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{OCI_MANIFEST, TestServer, sha256};
-
-fn blob_file(dir: &Path, digest: &str) -> std::path::PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    dir.join("blobs/blobs/sha256").join(&hex[..2]).join(hex)
-}
+use common::{OCI_MANIFEST, TestServer, blob_file, sha256};
 
 fn fsck(dir: &Path, repair: bool) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));

@@ -113,10 +113,7 @@ async fn metrics_count_requests_bytes_and_stored_blobs() {
 #[test]
 fn json_logs_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["serve", "--log-format", "json", "--listen"])
         .arg(format!("127.0.0.1:{port}"))

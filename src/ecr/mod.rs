@@ -184,23 +184,13 @@ async fn handle(
         let output = dispatch(&call).await?;
         let notices = std::mem::take(&mut *call.notices.lock().unwrap_or_else(|p| p.into_inner()));
         if !notices.is_empty() {
-            let header = |name: header::HeaderName| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let origin = Origin {
-                request_id: request_id
-                    .map(|Extension(RequestId(id))| id)
-                    .unwrap_or_default(),
-                addr: state.auth.client_ip(&headers, peer).to_string(),
-                host: header(header::HOST),
-                method: method.to_string(),
-                user_agent: header(header::USER_AGENT),
-                actor: call.principal.subject(),
-            };
+            let origin = Origin::of_request(
+                request_id.map(|Extension(RequestId(id))| id),
+                &headers,
+                &method,
+                state.auth.client_ip(&headers, peer),
+                call.principal.subject(),
+            );
             state.notifier.notify(&notices, &origin);
         }
         Ok::<Value, EcrError>(output)

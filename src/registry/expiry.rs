@@ -7,17 +7,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
-use super::{Registry, RegistryError, Result};
+use super::{Registry, RegistryError, Result, now_ms};
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::RepoName;
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
 
 /// Pulls of one manifest are recorded at most this often.
 pub(super) const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp() * 1000
-}
 
 /// An image a policy expires, with what the API reports about it.
 #[derive(Debug, Clone)]

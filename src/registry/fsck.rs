@@ -83,14 +83,12 @@ impl Registry {
         }
 
         let recorded: HashSet<&Digest> = blobs.iter().map(|(d, _)| d).collect();
-        let mut stored = self.inner.blobs.list_blobs();
-        while let Some(blob) = stored.try_next().await? {
-            if !recorded.contains(&blob.digest)
-                && self.inner.meta.blob_size(&blob.digest).await?.is_none()
-            {
-                report.orphans.push(blob.digest);
-            }
-        }
+        report.orphans = self
+            .unrecorded_blobs(i64::MAX, &|d| recorded.contains(d))
+            .await?
+            .into_iter()
+            .map(|b| b.digest)
+            .collect();
 
         for digest in report.missing.iter().chain(&report.corrupt) {
             report

@@ -6,15 +6,15 @@
 //! any push that records it again.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 
-use super::{Registry, Result};
+use super::{Registry, Result, now_ms};
 use crate::metrics::metrics;
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::{Digest, RepoName};
-use crate::storage::{Key, SweepPolicy};
+use crate::storage::{Key, StoredBlob, SweepPolicy};
 
 /// What a collection may remove.
 #[derive(Debug, Clone)]
@@ -59,13 +59,6 @@ pub enum GcEvent<'a> {
     },
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn before(now: i64, age: Duration) -> i64 {
     now.saturating_sub(age.as_millis() as i64)
 }
@@ -98,15 +91,10 @@ impl Registry {
         // without a record (a crash between placing and recording) older than the grace.
         let mut candidates = swept.blobs.clone();
         let recorded: HashSet<Digest> = candidates.iter().map(|(d, _)| d.clone()).collect();
-        let mut stored = self.inner.blobs.list_blobs();
-        while let Some(blob) = stored.try_next().await? {
-            if blob.modified_ms < grace_cutoff
-                && !recorded.contains(&blob.digest)
-                && self.inner.meta.blob_size(&blob.digest).await?.is_none()
-            {
-                candidates.push((blob.digest, blob.size));
-            }
-        }
+        let orphans = self
+            .unrecorded_blobs(grace_cutoff, &|d| recorded.contains(d))
+            .await?;
+        candidates.extend(orphans.into_iter().map(|b| (b.digest, b.size)));
         on_event(GcEvent::Candidates(candidates.len()));
 
         let mut report = GcReport {
@@ -143,6 +131,27 @@ impl Registry {
             m.gc_bytes_reclaimed.inc_by(report.bytes());
         }
         Ok(report)
+    }
+
+    /// Stored bytes without any record (left by a crash between writing and
+    /// recording) last modified before `before_ms`; `known` names digests the
+    /// caller already knows to be recorded, sparing a query each.
+    pub(super) async fn unrecorded_blobs(
+        &self,
+        before_ms: i64,
+        known: &(dyn Fn(&Digest) -> bool + Send + Sync),
+    ) -> Result<Vec<StoredBlob>> {
+        let mut orphans = Vec::new();
+        let mut stored = self.inner.blobs.list_blobs();
+        while let Some(blob) = stored.try_next().await? {
+            if blob.modified_ms < before_ms
+                && !known(&blob.digest)
+                && self.inner.meta.blob_size(&blob.digest).await?.is_none()
+            {
+                orphans.push(blob);
+            }
+        }
+        Ok(orphans)
     }
 
     /// Removes upload sessions idle since `before_ms`, and staged files of that

@@ -186,7 +186,7 @@ impl Registry {
             .is_some_and(|at| at.elapsed() < super::expiry::PULL_RECORD_INTERVAL);
         if !fresh {
             self.inner.pulls.insert(key, std::time::Instant::now());
-            let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            let now = super::now_ms();
             self.inner.meta.record_pull(repo, digest, now).await?;
         }
         Ok(())

@@ -21,7 +21,7 @@ impl Registry {
     ) -> Result<RepositoryRecord> {
         let record = RepositoryRecord {
             name: name.clone(),
-            created_at_ms: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+            created_at_ms: super::now_ms(),
             tag_mutability: settings.tag_mutability,
             mutability_filters: settings.mutability_filters,
             tags: settings.tags,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
-use super::{Registry, RegistryError, Result};
+use super::{Registry, RegistryError, Result, now_ms};
 use crate::metrics::metrics;
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
 use crate::storage::StorageError;
@@ -232,8 +232,7 @@ impl Registry {
         drop(running);
         self.inner.uploads.forget(id);
         if outcome.is_ok() {
-            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            let seconds = (now_ms as i64 - session.started_at_ms).max(0) as f64 / 1000.0;
+            let seconds = (now_ms() - session.started_at_ms).max(0) as f64 / 1000.0;
             metrics().upload_seconds.observe(seconds);
         }
         outcome.map(|()| size)

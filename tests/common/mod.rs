@@ -129,6 +129,23 @@ impl Drop for TestServer {
     }
 }
 
+/// Where the local blob store keeps a blob's bytes under a data folder.
+pub fn blob_file(data_dir: &Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    data_dir
+        .join("blobs/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+}
+
+/// A loopback port free right now, for a server started as a separate process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }

@@ -211,19 +211,13 @@ async fn dispatch(
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(Notices(notices)) = response.extensions_mut().remove::<Notices>() {
-        let origin = Origin {
-            request_id: request_id
-                .map(|Extension(RequestId(id))| id)
-                .unwrap_or_default(),
-            addr: client.to_string(),
-            host: req.header(header::HOST).unwrap_or_default().to_string(),
-            method: req.method.to_string(),
-            user_agent: req
-                .header(header::USER_AGENT)
-                .unwrap_or_default()
-                .to_string(),
+        let origin = Origin::of_request(
+            request_id.map(|Extension(RequestId(id))| id),
+            &req.headers,
+            &req.method,
+            client,
             actor,
-        };
+        );
         state.notifier.notify(&notices, &origin);
     }
     response
