@@ -30,6 +30,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub ecr: EcrConfig,
     pub gc: GcConfig,
+    pub runner: RunnerConfig,
     pub notifications: crate::notifications::NotificationsConfig,
 }
 
@@ -54,6 +55,32 @@ impl Default for EcrConfig {
             region: "us-east-1".into(),
             create_on_push: true,
             lifecycle_interval_seconds: 86_400,
+        }
+    }
+}
+
+/// The ECS-style task runner (containers on a Docker Engine).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerConfig {
+    /// Whether this server runs tasks and services (and answers the ECS API).
+    pub enabled: bool,
+    /// The Docker Engine socket: `unix:///var/run/docker.sock`;
+    /// empty: `DOCKER_HOST`, else the default socket.
+    pub docker_host: String,
+    /// Milliseconds between passes over tasks and services.
+    pub poll_interval_ms: u64,
+    /// Stopped tasks stay visible (and their containers' logs readable) this long.
+    pub retain_stopped_seconds: u64,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            docker_host: String::new(),
+            poll_interval_ms: 1_000,
+            retain_stopped_seconds: 3_600,
         }
     }
 }
@@ -212,6 +239,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             ecr: EcrConfig::default(),
             gc: GcConfig::default(),
+            runner: RunnerConfig::default(),
             notifications: Default::default(),
         }
     }

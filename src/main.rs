@@ -65,6 +65,20 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Tasks of the task runner: list them, read their containers' logs.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Services of the task runner.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Manage access tokens for machines (CI robots): their secret is a docker login password.
     Token {
         #[command(subcommand)]
@@ -143,6 +157,32 @@ enum LifecycleCommand {
 }
 
 #[derive(Subcommand)]
+enum TaskCommand {
+    /// List tasks (live ones; --all for stopped ones too).
+    Ls {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the logs of a task's containers (stdout and stderr).
+    Logs {
+        /// Task id or ARN.
+        task: String,
+        /// Only this container.
+        #[arg(long)]
+        container: Option<String>,
+        /// Only the last N lines of each container.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// List services with their desired and running counts.
+    Ls,
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create an access token and print its secret (shown once).
     Create {
@@ -179,6 +219,8 @@ fn main() -> ExitCode {
         Command::Lifecycle { command, common } => runtime.block_on(lifecycle(command, common)),
         Command::Gc { dry_run, common } => runtime.block_on(gc(dry_run, common)),
         Command::Du { common } => runtime.block_on(du(common)),
+        Command::Task { command, common } => runtime.block_on(task(command, common)),
+        Command::Service { command, common } => runtime.block_on(service(command, common)),
         Command::Fsck { repair, common } => runtime.block_on(fsck(repair, common)),
     };
     match result {
@@ -535,6 +577,84 @@ fn format_ms(ms: i64) -> String {
 }
 
 /// Resolves on SIGINT or SIGTERM.
+async fn task(command: TaskCommand, common: CommonArgs) -> Result {
+    use wharf::runner::model::TaskRecord;
+    use wharf::storage::RunnerStore;
+    let store = open_store(&common).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        TaskCommand::Ls { all } => {
+            for stored in store.tasks(None, !all).await? {
+                let r: TaskRecord = serde_json::from_str(&stored.doc)?;
+                let reason = r.task.stopped_reason.as_deref().unwrap_or("");
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.id, r.cluster, r.family, r.task.last_status, reason
+                )?;
+            }
+        }
+        TaskCommand::Logs {
+            task,
+            container,
+            tail,
+        } => {
+            let config = load_config(&common, None)?;
+            let engine = wharf::runner::engine::DockerEngine::connect(&config.runner.docker_host)?;
+            let id = task.rsplit('/').next().unwrap_or(&task).to_string();
+            let plan = match store.task(&id).await? {
+                Some(stored) => serde_json::from_str::<TaskRecord>(&stored.doc)?.plan,
+                None => Vec::new(),
+            };
+            let listed = wharf::runner::engine::ContainerEngine::list(
+                &engine,
+                wharf::runner::engine::LABEL_TASK,
+                &id,
+            )
+            .await?;
+            if listed.is_empty() {
+                return Err(format!("no containers of task {id} on the Docker Engine").into());
+            }
+            let mut logs =
+                wharf::runner::task_logs(&engine, &plan, listed, container.as_deref(), tail)?;
+            while let Some(chunk) = futures::StreamExt::next(&mut logs).await {
+                out.write_all(&chunk?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn service(command: ServiceCommand, common: CommonArgs) -> Result {
+    use wharf::runner::model::ServiceRecord;
+    use wharf::storage::RunnerStore;
+    let store = open_store(&common).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        ServiceCommand::Ls => {
+            for stored in store.services(None).await? {
+                let r: ServiceRecord = serde_json::from_str(&stored.doc)?;
+                let s = &r.service;
+                let rollout = s
+                    .deployments
+                    .first()
+                    .map_or("", |d| d.rollout_state.as_str());
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\tdesired {}\t{}\t{}",
+                    r.cluster,
+                    s.service_name,
+                    s.status,
+                    s.desired_count,
+                    s.task_definition,
+                    rollout
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

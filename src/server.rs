@@ -13,12 +13,17 @@ use std::time::Duration;
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SigningKey, TokenIssuer,
 };
+use crate::aws;
 use crate::config::Config;
-use crate::ecr::{self, EcrSettings};
+use crate::ecr::EcrSettings;
+use crate::ecs;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
 use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
+use crate::runner::engine::DockerEngine;
+use crate::runner::images::RegistryHosts;
+use crate::runner::{Runner, RunnerError, RunnerSettings};
 use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
 use crate::tls::{Peer, PlainListener, TlsListener};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +36,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub ecr: EcrSettings,
     pub notifier: Notifier,
+    /// The task runner; `None` when `runner.enabled` is off.
+    pub runner: Option<Runner>,
     /// Background jobs `run` starts beside the HTTP server.
     pub jobs: Jobs,
 }
@@ -59,6 +66,8 @@ pub enum StartupError {
     Metadata(#[from] crate::storage::MetadataError),
     #[error("token signing key: {0}")]
     Key(#[from] KeyError),
+    #[error("task runner: {0}")]
+    Runner(#[from] RunnerError),
     #[error(
         "no users or access tokens exist and {0} is not a loopback address: add a user \
          (wharf user add NAME), or set auth.open = true or auth.anonymous_pull explicitly"
@@ -80,7 +89,7 @@ impl AppState {
         let sqlite =
             Arc::new(SqliteMetadata::open(&config.database_path(), config.database.readers).await?);
         let meta: Arc<dyn MetadataStore> = sqlite.clone();
-        let auth = Arc::new(open_auth(config, sqlite).await?);
+        let auth = Arc::new(open_auth(config, sqlite.clone()).await?);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
@@ -90,14 +99,40 @@ impl AppState {
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
+        let registry = Registry::new(
+            BlobStore::new(Arc::new(store)),
+            Staging::new(blob_dir),
+            meta,
+            limits,
+        );
+        let runner = if config.runner.enabled {
+            let engine =
+                DockerEngine::connect(&config.runner.docker_host).map_err(RunnerError::from)?;
+            Some(
+                Runner::new(
+                    sqlite.clone(),
+                    registry.clone(),
+                    auth.clone(),
+                    Arc::new(engine),
+                    RegistryHosts::new(&config.external_url, config.listen.port()),
+                    RunnerSettings {
+                        region: config.ecr.region.clone(),
+                        account: config.ecr.registry_id.clone(),
+                        poll_interval: Duration::from_millis(
+                            config.runner.poll_interval_ms.max(50),
+                        ),
+                        retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
+                    },
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok(AppState {
             notifier,
-            registry: Registry::new(
-                BlobStore::new(Arc::new(store)),
-                Staging::new(blob_dir),
-                meta,
-                limits,
-            ),
+            runner,
+            registry,
             oci: OciSettings {
                 chunk_min_length: config.limits.chunk_min_length,
                 max_page: config.limits.max_page,
@@ -178,7 +213,8 @@ async fn open_auth(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
-        .merge(ecr::router())
+        .merge(aws::router())
+        .merge(ecs::router())
         .merge(operations::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(operations::observe))
@@ -218,6 +254,9 @@ pub async fn run(
                 .with_notifier(state.notifier.clone())
                 .run(stop.clone()),
         );
+    }
+    if let Some(runner) = state.runner.clone() {
+        jobs.spawn(runner.run(stop.clone()));
     }
     let on_shutdown = {
         let stop = stop.clone();

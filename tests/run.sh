@@ -9,6 +9,8 @@ source tests/e2e/lib.sh
 ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io jq:jq
 
 cargo build --release --locked
+# The task runner's tests (tests/ecs.rs) run containers on this daemon.
+start_dockerd
 
 # Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::PolicyStoreError;
+use crate::aws::AuthFailure;
 use crate::aws::sigv4::SigError;
 use crate::oci::api::InternalCause;
 use crate::registry::RegistryError;
@@ -132,6 +133,17 @@ impl From<SigError> for EcrError {
             SigError::Malformed(_) | SigError::Expired | SigError::Mismatch => {
                 EcrError::InvalidSignature(e.to_string())
             }
+        }
+    }
+}
+
+impl From<AuthFailure> for EcrError {
+    fn from(e: AuthFailure) -> Self {
+        match e {
+            AuthFailure::Missing => EcrError::MissingAuthenticationToken(e.to_string()),
+            AuthFailure::UnrecognizedClient => EcrError::UnrecognizedClient,
+            AuthFailure::Signature(e) => e.into(),
+            AuthFailure::Store(e) => EcrError::Server(e),
         }
     }
 }

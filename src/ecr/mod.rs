@@ -13,23 +13,19 @@ mod repository_policy;
 mod tags;
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Extension, FromRef, State};
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::body::Bytes;
+use axum::extract::FromRef;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::auth::{Auth, Mode, PeerAddr, Principal};
-use crate::aws::sigv4::{self, SignedRequest};
+use crate::auth::{Auth, Principal};
+use crate::aws;
 use crate::metrics::metrics;
 use crate::notifications::{Notice, Notifier, Origin};
 use crate::oci::RepoName;
-use crate::operations::RequestId;
 use crate::registry::Registry;
 pub use error::EcrError;
 
@@ -71,14 +67,6 @@ where
     }
 }
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    EcrState: FromRef<S>,
-{
-    Router::new().route("/", post(handle))
-}
-
 /// One authenticated ECR request.
 pub struct Call<'a> {
     pub state: &'a EcrState,
@@ -104,12 +92,7 @@ impl Call<'_> {
 
     /// The request document.
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, EcrError> {
-        let body: &[u8] = if self.body.is_empty() {
-            b"{}"
-        } else {
-            &self.body
-        };
-        serde_json::from_slice(body)
+        serde_json::from_slice(aws::body_or_empty(&self.body))
             .map_err(|e| EcrError::InvalidParameter(format!("invalid request: {e}")))
     }
 
@@ -147,28 +130,26 @@ impl Call<'_> {
     }
 }
 
-async fn handle(
-    State(state): State<EcrState>,
-    PeerAddr(peer): PeerAddr,
-    request_id: Option<Extension<RequestId>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// Serves one ECR call (routed here by `aws::router`).
+pub async fn handle(state: EcrState, request: aws::Request) -> Response {
+    let aws::Request {
+        peer,
+        request_id,
+        method,
+        uri,
+        headers,
+        body,
+    } = request;
     let result = async {
         let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
             .await
             .map_err(|_| EcrError::InvalidParameter("request too large".into()))?;
-        let target = headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let target = aws::target(&headers);
         let operation = target
             .strip_prefix(TARGET_PREFIX)
             .ok_or_else(|| EcrError::UnknownOperation(format!("unknown target {target:?}")))?
             .to_string();
-        let principal = authenticate(&state, &method, &uri, &headers, &body)
+        let principal = aws::authenticate(&state.auth, &method, &uri, &headers, &body)
             .await
             .inspect_err(|_| metrics().auth_failure("signature"))?;
         let (scheme, host) = split_base(&state.auth.base_url(&headers, peer));
@@ -185,7 +166,7 @@ async fn handle(
         let notices = std::mem::take(&mut *call.notices.lock().unwrap_or_else(|p| p.into_inner()));
         if !notices.is_empty() {
             let origin = Origin::of_request(
-                request_id.map(|Extension(RequestId(id))| id),
+                request_id,
                 &headers,
                 &method,
                 state.auth.client_ip(&headers, peer),
@@ -247,55 +228,4 @@ async fn dispatch(call: &Call<'_>) -> Result<Value, EcrError> {
             "operation {other} is not supported by this registry"
         ))),
     }
-}
-
-/// Checks the SigV4 signature and finds the user behind the access key.
-async fn authenticate(
-    state: &EcrState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Principal, EcrError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(authorization) = authorization else {
-        return if state.auth.mode == Mode::Open {
-            Ok(Principal::Anonymous)
-        } else {
-            Err(EcrError::MissingAuthenticationToken(
-                "Missing Authentication Token".into(),
-            ))
-        };
-    };
-    let credential = sigv4::parse_authorization(authorization)?;
-    let (secret, principal) = state
-        .auth
-        .login
-        .access_key(&credential.access_key_id)
-        .await
-        .map_err(|e| EcrError::Server(e.to_string()))?
-        .ok_or(EcrError::UnrecognizedClient)?;
-    let header = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
-    };
-    let request = SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        header: &header,
-        body,
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    sigv4::verify(&credential, &secret, &request, now)?;
-    Ok(principal)
 }

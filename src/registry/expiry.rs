@@ -59,6 +59,7 @@ impl Registry {
         policy: &LifecyclePolicy,
     ) -> Result<Vec<PlannedExpiry>> {
         let images = self.images(repo).await?;
+        let in_use = self.inner.meta.pinned_images(repo).await?;
         let candidates: Vec<Candidate> = images
             .iter()
             .map(|i| Candidate {
@@ -66,10 +67,12 @@ impl Registry {
                 tags: i.tags.clone(),
                 pushed_at_ms: i.manifest.pushed_at_ms,
                 pulled_at_ms: i.last_pulled_at_ms,
-                // Images listed by an index go with the index, never on their own.
-                pinned: images
-                    .iter()
-                    .any(|parent| parent.children.contains(&i.manifest.digest)),
+                // Images listed by an index go with the index, never on their
+                // own; images that tasks or services run stay.
+                pinned: in_use.contains(&i.manifest.digest)
+                    || images
+                        .iter()
+                        .any(|parent| parent.children.contains(&i.manifest.digest)),
             })
             .collect();
         Ok(policy

@@ -33,7 +33,7 @@ pub use uploads::ChunkRange;
 use uploads::UploadHashes;
 
 /// Now, in Unix milliseconds (the unit of every stored time).
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 

@@ -9,7 +9,7 @@ pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
 pub use metadata::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, ImageRecord, LifecycleRecord,
     ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord,
-    RepositoryDeletion, RepositoryRecord, RepositoryUsage, SqliteMetadata, SweepPolicy, Swept,
-    UploadRecord, UserRecord,
+    RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqliteMetadata,
+    SweepPolicy, Swept, UploadRecord, UserRecord,
 };
 pub use staging::Staging;

@@ -3,6 +3,7 @@
 //! per database; callers never see SQL.
 
 mod credentials;
+mod runner;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use super::StorageError;
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
 pub use credentials::{AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord};
+pub use runner::{Pins, RunnerStore, StoredDefinition, TaskRow, Versioned};
 pub use sqlite::SqliteMetadata;
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +264,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         add: &[(String, String)],
         remove: &[String],
     ) -> Result<bool>;
+    /// Manifests of `repo` that running tasks or active services use (kept
+    /// from lifecycle expiry and garbage collection).
+    async fn pinned_images(&self, repo: &RepoName) -> Result<Vec<Digest>>;
     async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>>;
     /// Stores (`Some`) or deletes (`None`) a repository policy; false when the repository does not exist.
     async fn set_repository_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool>;

@@ -150,7 +150,7 @@ impl PolicyTable {
 impl SqliteMetadata {
     /// A write transaction that takes SQLite's write lock at once, so it never
     /// fails half-way on a lock upgrade when another process (`wharf gc`) writes.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(super) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -780,6 +780,20 @@ impl MetadataStore for SqliteMetadata {
     async fn set_lifecycle_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool> {
         self.set_policy_text(PolicyTable::Lifecycle, repo, text)
             .await
+    }
+
+    async fn pinned_images(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT digest FROM image_pins WHERE repository = ?")
+                .bind(repo.as_str())
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter()
+            .map(|(d,)| {
+                d.parse()
+                    .map_err(|e| MetadataError::Corrupt(format!("pinned digest {d}: {e}")))
+            })
+            .collect()
     }
 
     async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>> {

@@ -1,6 +1,7 @@
 //! The SQL of garbage collection. Every statement re-checks its conditions
 //! as it deletes, inside the caller's write transaction, so a concurrent push
 //! that references something makes it ineligible rather than dangling.
+//! Manifests that tasks and services run (`image_pins`) are never swept.
 
 use sqlx::SqliteConnection;
 
@@ -17,6 +18,7 @@ const UNTAGGED: &str = "
     WHERE m.pushed_at < ? AND m.subject IS NULL
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository = m.repository AND c.child = m.digest)
+      AND NOT EXISTS (SELECT 1 FROM image_pins p WHERE p.repository = m.repository AND p.digest = m.digest)
     RETURNING repository, digest";
 
 const ORPHAN_REFERRERS: &str = "
@@ -25,6 +27,7 @@ const ORPHAN_REFERRERS: &str = "
       AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repository = m.repository AND s.digest = m.subject)
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository = m.repository AND c.child = m.digest)
+      AND NOT EXISTS (SELECT 1 FROM image_pins p WHERE p.repository = m.repository AND p.digest = m.digest)
     RETURNING repository, digest";
 
 const STALE_LINKS: &str = "

@@ -1,0 +1,119 @@
+//! ECS errors: each has its AWS exception name (`__type`) here, in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::aws::AuthFailure;
+use crate::aws::sigv4::SigError;
+use crate::oci::api::InternalCause;
+use crate::runner::RunnerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EcsError {
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    UnknownOperation(String),
+    #[error("{0}")]
+    Client(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("Cluster not found.")]
+    ClusterNotFound,
+    #[error("Service not found.")]
+    ServiceNotFound,
+    #[error("Service was not ACTIVE.")]
+    ServiceNotActive,
+    #[error("The Cluster cannot be deleted while Services are active.")]
+    ClusterContainsServices,
+    #[error("The Cluster cannot be deleted while Tasks are active.")]
+    ClusterContainsTasks,
+    /// A fault of ours; the cause is logged, never sent.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl EcsError {
+    fn wire(&self) -> (&'static str, StatusCode) {
+        use EcsError::*;
+        let bad = StatusCode::BAD_REQUEST;
+        match self {
+            MissingAuthenticationToken(_) => {
+                ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN)
+            }
+            UnrecognizedClient => ("UnrecognizedClientException", bad),
+            InvalidSignature(_) => ("InvalidSignatureException", bad),
+            AccessDenied(_) => ("AccessDeniedException", bad),
+            UnknownOperation(_) => ("UnknownOperationException", bad),
+            Client(_) => ("ClientException", bad),
+            InvalidParameter(_) => ("InvalidParameterException", bad),
+            ClusterNotFound => ("ClusterNotFoundException", bad),
+            ServiceNotFound => ("ServiceNotFoundException", bad),
+            ServiceNotActive => ("ServiceNotActiveException", bad),
+            ClusterContainsServices => ("ClusterContainsServicesException", bad),
+            ClusterContainsTasks => ("ClusterContainsTasksException", bad),
+            Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl From<AuthFailure> for EcsError {
+    fn from(e: AuthFailure) -> Self {
+        match e {
+            AuthFailure::Missing => EcsError::MissingAuthenticationToken(e.to_string()),
+            AuthFailure::UnrecognizedClient => EcsError::UnrecognizedClient,
+            AuthFailure::Signature(SigError::Missing) => {
+                EcsError::MissingAuthenticationToken(SigError::Missing.to_string())
+            }
+            AuthFailure::Signature(e) => EcsError::InvalidSignature(e.to_string()),
+            AuthFailure::Store(e) => EcsError::Server(e),
+        }
+    }
+}
+
+impl From<RunnerError> for EcsError {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            RunnerError::Client(m) => EcsError::Client(m),
+            RunnerError::InvalidParameter(m) => EcsError::InvalidParameter(m),
+            RunnerError::ClusterNotFound => EcsError::ClusterNotFound,
+            RunnerError::ServiceNotFound => EcsError::ServiceNotFound,
+            RunnerError::ServiceNotActive => EcsError::ServiceNotActive,
+            RunnerError::ClusterContainsTasks => EcsError::ClusterContainsTasks,
+            RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
+            RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
+            other => EcsError::Server(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for EcsError {
+    fn into_response(self) -> Response {
+        let (name, status) = self.wire();
+        let message = match &self {
+            EcsError::Server(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/x-amz-json-1.1",
+            )],
+            Json(json!({ "__type": name, "message": message })),
+        )
+            .into_response();
+        if let EcsError::Server(cause) = self {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}

@@ -1,0 +1,414 @@
+//! Where containers run. `ContainerEngine` is what the runner needs from a
+//! host; `DockerEngine` drives one Docker Engine through bollard. More hosts
+//! later means more engines behind the same trait.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum, HostConfig,
+    PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+use super::model::{HealthCheck, NetworkBinding, PortMapping};
+
+/// Labels that tie a container to its task, so state can be rebuilt from the engine.
+pub const LABEL_INSTANCE: &str = "wharf.instance";
+pub const LABEL_TASK: &str = "wharf.task";
+pub const LABEL_CONTAINER: &str = "wharf.container";
+pub const LABEL_CLUSTER: &str = "wharf.cluster";
+pub const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+
+/// Docker requests (pulls included) give up after this long.
+const REQUEST_TIMEOUT_SECONDS: u64 = 600;
+/// Docker Engine API 1.41 (Docker 20.10) has everything the runner uses, and
+/// newer engines still speak it.
+const API_VERSION: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<bollard::errors::Error> for EngineError {
+    fn from(e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        match e {
+            E::DockerResponseServerError { message, .. } => EngineError::Failed(message),
+            E::DockerStreamError { error } => EngineError::Failed(error),
+            E::IOError { .. } | E::HyperResponseError { .. } | E::RequestTimeoutError => {
+                EngineError::Unavailable(e.to_string())
+            }
+            other => EngineError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// One container to create.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub cpu_shares: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub memory_reservation_bytes: Option<i64>,
+    pub network_mode: String,
+    pub ports: Vec<PortMapping>,
+    pub health: Option<HealthCheck>,
+    pub stop_timeout: i32,
+}
+
+/// What the engine knows about a container now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub running: bool,
+    /// It ran and ended (or died).
+    pub exited: bool,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    /// HEALTHY, UNHEALTHY or UNKNOWN (no health check, or still starting).
+    pub health: &'static str,
+    /// The engine's error, e.g. why it could not start.
+    pub error: Option<String>,
+    pub bindings: Vec<NetworkBinding>,
+}
+
+/// A container found by its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub task: String,
+    pub container: String,
+    pub running: bool,
+}
+
+#[async_trait]
+pub trait ContainerEngine: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), EngineError>;
+    /// Pulls `reference`, with a bearer token for the registry when given.
+    async fn pull(&self, reference: &str, token: Option<String>) -> Result<(), EngineError>;
+    /// Creates the container, or finds the one of that name; its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
+    async fn start(&self, id: &str) -> Result<(), EngineError>;
+    /// SIGTERM, then SIGKILL after `timeout_seconds`.
+    async fn stop(&self, id: &str, timeout_seconds: i32) -> Result<(), EngineError>;
+    /// `None` when the container does not exist.
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerStatus>, EngineError>;
+    /// Every container (running or not) carrying `label=value`.
+    async fn list(&self, label: &str, value: &str) -> Result<Vec<Listed>, EngineError>;
+    /// stdout and stderr interleaved, as written; the last `tail` lines when given.
+    fn logs(&self, id: &str, tail: Option<usize>)
+    -> BoxStream<'static, Result<Bytes, EngineError>>;
+    async fn remove(&self, id: &str) -> Result<(), EngineError>;
+}
+
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// `host`: `unix:///path`, or empty for `DOCKER_HOST` (else the default
+    /// socket). Only Unix sockets: the Docker API over TCP without TLS would
+    /// hand the host to anyone on the network.
+    pub fn connect(host: &str) -> Result<DockerEngine, EngineError> {
+        let host = if host.is_empty() {
+            std::env::var("DOCKER_HOST").unwrap_or_default()
+        } else {
+            host.to_string()
+        };
+        let docker = if host.is_empty() {
+            Docker::connect_with_unix(
+                "/var/run/docker.sock",
+                REQUEST_TIMEOUT_SECONDS,
+                &API_VERSION,
+            )
+        } else {
+            Docker::connect_with_unix(&host, REQUEST_TIMEOUT_SECONDS, &API_VERSION)
+        }
+        .map_err(|e| EngineError::Unavailable(format!("Docker Engine at {host:?}: {e}")))?;
+        Ok(DockerEngine { docker })
+    }
+}
+
+fn seconds_to_nanos(s: i32) -> i64 {
+    i64::from(s) * 1_000_000_000
+}
+
+fn health_config(h: &HealthCheck) -> HealthConfig {
+    HealthConfig {
+        test: Some(h.command.clone()),
+        interval: Some(seconds_to_nanos(h.interval)),
+        timeout: Some(seconds_to_nanos(h.timeout)),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(seconds_to_nanos(h.start_period)),
+        ..Default::default()
+    }
+}
+
+fn port_key(p: &PortMapping) -> String {
+    format!("{}/{}", p.container_port, p.protocol)
+}
+
+#[async_trait]
+impl ContainerEngine for DockerEngine {
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.docker.ping().await?;
+        Ok(())
+    }
+
+    async fn pull(&self, reference: &str, token: Option<String>) -> Result<(), EngineError> {
+        let credentials = token.map(|t| DockerCredentials {
+            registrytoken: Some(t),
+            ..Default::default()
+        });
+        let options = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, credentials);
+        while let Some(step) = progress.next().await {
+            let info = step?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Failed(detail));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        if let Some(existing) = self.inspect(&spec.name).await? {
+            return Ok(existing.id);
+        }
+        let bridge = spec.network_mode == "bridge";
+        let exposed: HashMap<String, HashMap<(), ()>> = spec
+            .ports
+            .iter()
+            .map(|p| (port_key(p), HashMap::new()))
+            .collect();
+        let bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+            .ports
+            .iter()
+            .map(|p| {
+                let binding = PortBinding {
+                    host_ip: None,
+                    // No host port: the engine picks one (ECS's dynamic port mapping).
+                    host_port: Some(
+                        p.host_port
+                            .filter(|h| *h > 0)
+                            .map(|h| h.to_string())
+                            .unwrap_or_default(),
+                    ),
+                };
+                (port_key(p), Some(vec![binding]))
+            })
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            healthcheck: spec.health.as_ref().map(health_config),
+            stop_timeout: Some(i64::from(spec.stop_timeout)),
+            exposed_ports: (bridge && !exposed.is_empty()).then_some(exposed),
+            host_config: Some(HostConfig {
+                cpu_shares: spec.cpu_shares,
+                nano_cpus: spec.nano_cpus,
+                memory: spec.memory_bytes,
+                memory_reservation: spec.memory_reservation_bytes,
+                network_mode: Some(spec.network_mode.clone()),
+                port_bindings: (bridge && !bindings.is_empty()).then_some(bindings),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => Ok(created.id),
+            // Created by an earlier attempt that did not get to record it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => self
+                .inspect(&spec.name)
+                .await?
+                .map(|c| c.id)
+                .ok_or_else(|| EngineError::Failed(format!("container {} vanished", spec.name))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+        {
+            // 304: already running.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn stop(&self, id: &str, timeout_seconds: i32) -> Result<(), EngineError> {
+        let options = StopContainerOptions {
+            t: Some(timeout_seconds),
+            signal: None,
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerStatus>, EngineError> {
+        let inspected = match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let state = inspected.state.unwrap_or_default();
+        let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+        let health = match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => "HEALTHY",
+            Some(HealthStatusEnum::UNHEALTHY) => "UNHEALTHY",
+            _ => "UNKNOWN",
+        };
+        let bindings = inspected
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(key, bound)| {
+                let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+                let container_port: i32 = port.parse().unwrap_or(0);
+                let protocol = protocol.to_string();
+                bound
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |b| NetworkBinding {
+                        bind_ip: b.host_ip.unwrap_or_default(),
+                        container_port,
+                        host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
+                        protocol: protocol.clone(),
+                    })
+            })
+            .collect();
+        let exited = matches!(
+            status,
+            ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD
+        );
+        Ok(Some(ContainerStatus {
+            id: inspected.id.unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exited,
+            exit_code: exited.then(|| state.exit_code.unwrap_or(-1) as i32),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            health,
+            error: state.error.filter(|e| !e.is_empty()),
+            bindings,
+        }))
+    }
+
+    async fn list(&self, label: &str, value: &str) -> Result<Vec<Listed>, EngineError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{label}={value}")],
+            )])),
+            ..Default::default()
+        };
+        let listed = self.docker.list_containers(Some(options)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(Listed {
+                    id: c.id?,
+                    task: labels.get(LABEL_TASK)?.clone(),
+                    container: labels.get(LABEL_CONTAINER)?.clone(),
+                    running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect())
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        tail: Option<usize>,
+    ) -> BoxStream<'static, Result<Bytes, EngineError>> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(options))
+            .map_ok(|out| out.into_bytes())
+            .map_err(EngineError::from)
+            .boxed()
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The task runner: ECS-style task definitions, tasks and services, run as
+//! containers on the Docker Engine from images of this registry only.
+//!
+//! State lives in the metadata store (`RunnerStore`); one loop per process
+//! (`Runner::run`) drives tasks through their lifecycle (`supervisor`) and
+//! keeps services at their desired count (`scheduler`). After a restart the
+//! loop picks up where the stored state says: running containers are adopted
+//! through their labels, vanished ones end their tasks.
+
+mod definitions;
+pub mod engine;
+pub mod images;
+pub mod model;
+mod scheduler;
+mod services;
+mod supervisor;
+mod tasks;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Access, Auth, Mode};
+use crate::registry::Registry;
+use crate::storage::MetadataError;
+use crate::storage::metadata::{Pins, RunnerStore, TaskRow};
+use engine::ContainerEngine;
+use images::RegistryHosts;
+use model::{ServiceRecord, TaskRecord};
+
+pub use definitions::{DefinitionFilter, RegisterDefinition};
+pub use services::{CreateService, UpdateService};
+pub use tasks::{RunTask, TaskFilter, task_logs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The caller asked for something invalid (ECS ClientException).
+    #[error("{0}")]
+    Client(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("Cluster not found.")]
+    ClusterNotFound,
+    #[error("Service not found.")]
+    ServiceNotFound,
+    #[error("Service not active.")]
+    ServiceNotActive,
+    #[error("The Cluster cannot be deleted while Tasks are active.")]
+    ClusterContainsTasks,
+    #[error("The Cluster cannot be deleted while Services are active.")]
+    ClusterContainsServices,
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("metadata store: {0}")]
+    Store(#[from] MetadataError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("container engine: {0}")]
+    Engine(#[from] engine::EngineError),
+}
+
+pub type Result<T, E = RunnerError> = std::result::Result<T, E>;
+
+/// How the runner is set up.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// ARNs: `arn:aws:ecs:<region>:<account>:...`.
+    pub region: String,
+    pub account: String,
+    pub poll_interval: Duration,
+    /// Stopped tasks (and their containers, with their logs) are kept this long.
+    pub retain_stopped: Duration,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn RunnerStore>,
+    registry: Registry,
+    auth: Arc<Auth>,
+    engine: Arc<dyn ContainerEngine>,
+    hosts: RegistryHosts,
+    settings: RunnerSettings,
+    /// Labels this installation's containers (shared by its replicas).
+    instance: String,
+    /// Tasks a start or stop job is working on, in this process.
+    busy: Mutex<HashSet<String>>,
+    wake: tokio::sync::Notify,
+}
+
+fn corrupt(e: serde_json::Error) -> RunnerError {
+    RunnerError::Corrupt(e.to_string())
+}
+
+pub(crate) fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Runner {
+    pub async fn new(
+        store: Arc<dyn RunnerStore>,
+        registry: Registry,
+        auth: Arc<Auth>,
+        engine: Arc<dyn ContainerEngine>,
+        hosts: RegistryHosts,
+        settings: RunnerSettings,
+    ) -> Result<Runner> {
+        let instance = store.runner_instance().await?;
+        Ok(Runner {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                auth,
+                engine,
+                hosts,
+                settings,
+                instance,
+                busy: Mutex::default(),
+                wake: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.inner.settings
+    }
+
+    pub fn hosts(&self) -> &RegistryHosts {
+        &self.inner.hosts
+    }
+
+    /// Drives tasks and services until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut engine_down = false;
+        loop {
+            match self.tick().await {
+                Ok(()) => engine_down = false,
+                Err(RunnerError::Engine(e)) => {
+                    if !engine_down {
+                        tracing::warn!(error = %e, "task runner: the container engine is unavailable");
+                    }
+                    engine_down = true;
+                }
+                Err(e) => tracing::error!(error = %e, "task runner"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Asks the loop to look again now (after an API call changed something).
+    fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    async fn tick(&self) -> Result<()> {
+        let tasks = self.live_tasks(None).await?;
+        self.supervise(&tasks).await?;
+        self.schedule().await?;
+        self.prune().await
+    }
+
+    // ARNs.
+
+    fn arn(&self, resource: &str) -> String {
+        let s = &self.inner.settings;
+        format!("arn:aws:ecs:{}:{}:{resource}", s.region, s.account)
+    }
+
+    pub fn cluster_arn(&self, cluster: &str) -> String {
+        self.arn(&format!("cluster/{cluster}"))
+    }
+
+    pub fn task_arn(&self, cluster: &str, id: &str) -> String {
+        self.arn(&format!("task/{cluster}/{id}"))
+    }
+
+    pub fn definition_arn(&self, family: &str, revision: i64) -> String {
+        self.arn(&format!("task-definition/{family}:{revision}"))
+    }
+
+    pub fn service_arn(&self, cluster: &str, name: &str) -> String {
+        self.arn(&format!("service/{cluster}/{name}"))
+    }
+
+    // Clusters.
+
+    /// The cluster named by `cluster` (name or ARN; default `default`), which must exist.
+    pub async fn cluster(&self, cluster: Option<&str>) -> Result<String> {
+        let name = cluster_name(cluster);
+        let known = self.inner.store.clusters().await?;
+        if known.iter().any(|(n, _)| *n == name) {
+            Ok(name)
+        } else {
+            Err(RunnerError::ClusterNotFound)
+        }
+    }
+
+    pub async fn create_cluster(&self, name: &str) -> Result<(String, i64)> {
+        if name.is_empty()
+            || name.len() > 255
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(RunnerError::InvalidParameter(
+                "clusterName: up to 255 letters, numbers, hyphens and underscores".into(),
+            ));
+        }
+        let created = self
+            .inner
+            .store
+            .create_cluster(name, crate::registry::now_ms())
+            .await?;
+        Ok((name.to_string(), created))
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<(String, i64)>> {
+        Ok(self.inner.store.clusters().await?)
+    }
+
+    pub async fn delete_cluster(&self, cluster: &str) -> Result<String> {
+        let name = self.cluster(Some(cluster)).await?;
+        let services = self.service_records(Some(&name)).await?;
+        if services.iter().any(|s| s.service.status != "INACTIVE") {
+            return Err(RunnerError::ClusterContainsServices);
+        }
+        if !self.live_tasks(Some(&name)).await?.is_empty() {
+            return Err(RunnerError::ClusterContainsTasks);
+        }
+        match self.inner.store.delete_cluster(&name).await {
+            Ok(_) => Ok(name),
+            Err(MetadataError::Conflict(_)) => Err(RunnerError::ClusterContainsTasks),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // Stored records.
+
+    async fn task_record(&self, id: &str) -> Result<Option<TaskRecord>> {
+        self.inner
+            .store
+            .task(id)
+            .await?
+            .map(|v| serde_json::from_str(&v.doc).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn live_tasks(&self, cluster: Option<&str>) -> Result<Vec<TaskRecord>> {
+        self.task_records(cluster, true).await
+    }
+
+    async fn task_records(
+        &self,
+        cluster: Option<&str>,
+        live_only: bool,
+    ) -> Result<Vec<TaskRecord>> {
+        self.inner
+            .store
+            .tasks(cluster, live_only)
+            .await?
+            .iter()
+            .map(|v| serde_json::from_str(&v.doc).map_err(corrupt))
+            .collect()
+    }
+
+    async fn service_records(&self, cluster: Option<&str>) -> Result<Vec<ServiceRecord>> {
+        self.inner
+            .store
+            .services(cluster)
+            .await?
+            .iter()
+            .map(|v| serde_json::from_str(&v.doc).map_err(corrupt))
+            .collect()
+    }
+
+    /// Applies `change` to the stored task until it sticks (another writer
+    /// may have changed it meanwhile); `change` returns false to leave it as
+    /// is. The record as stored afterwards, `None` if there is no such task.
+    async fn update_task(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut TaskRecord) -> bool,
+    ) -> Result<Option<TaskRecord>> {
+        loop {
+            let Some(stored) = self.inner.store.task(id).await? else {
+                return Ok(None);
+            };
+            let mut record: TaskRecord = serde_json::from_str(&stored.doc).map_err(corrupt)?;
+            if !change(&mut record) {
+                return Ok(Some(record));
+            }
+            record.task.version = stored.version + 1;
+            let doc = serde_json::to_string(&record).map_err(corrupt)?;
+            let pins = task_pins(&record);
+            let row = task_row(&record, &doc, &pins);
+            if self.inner.store.save_task(&row, stored.version).await? {
+                return Ok(Some(record));
+            }
+        }
+    }
+
+    /// The same for a service.
+    async fn modify_service(
+        &self,
+        cluster: &str,
+        name: &str,
+        mut change: impl FnMut(&mut ServiceRecord) -> Result<bool>,
+    ) -> Result<Option<ServiceRecord>> {
+        loop {
+            let Some(stored) = self.inner.store.service(cluster, name).await? else {
+                return Ok(None);
+            };
+            let mut record: ServiceRecord = serde_json::from_str(&stored.doc).map_err(corrupt)?;
+            if !change(&mut record)? {
+                return Ok(Some(record));
+            }
+            let doc = serde_json::to_string(&record).map_err(corrupt)?;
+            let active = record.service.status != "INACTIVE";
+            let pins = if active {
+                service_pins(&record)
+            } else {
+                Vec::new()
+            };
+            if self
+                .inner
+                .store
+                .save_service(cluster, name, stored.version, &doc, active, &pins)
+                .await?
+            {
+                return Ok(Some(record));
+            }
+        }
+    }
+
+    /// A short-lived token with which the Docker Engine pulls `repo` from
+    /// Wharf; none while the registry runs open.
+    fn pull_token(&self, repo: &str) -> Result<Option<String>> {
+        if self.inner.auth.mode == Mode::Open {
+            return Ok(None);
+        }
+        let access = vec![Access {
+            kind: "repository".into(),
+            name: repo.to_string(),
+            actions: vec!["pull".into()],
+        }];
+        let issued = self
+            .inner
+            .auth
+            .tokens
+            .issue("wharf-runner", access)
+            .map_err(|e| RunnerError::Client(format!("cannot mint a pull token: {e}")))?;
+        Ok(Some(issued.token))
+    }
+
+    /// Forgets tasks stopped longer ago than the retention, and removes their containers.
+    async fn prune(&self) -> Result<()> {
+        let before =
+            crate::registry::now_ms() - self.inner.settings.retain_stopped.as_millis() as i64;
+        let pruned = self.inner.store.prune_tasks(before).await?;
+        for id in pruned {
+            for c in self.inner.engine.list(engine::LABEL_TASK, &id).await? {
+                self.inner.engine.remove(&c.id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `name`, an ARN `arn:aws:ecs:...:cluster/name`, or nothing (`default`).
+fn cluster_name(cluster: Option<&str>) -> String {
+    match cluster {
+        None | Some("") => "default".to_string(),
+        Some(c) => c.rsplit_once(":cluster/").map_or(c, |(_, n)| n).to_string(),
+    }
+}
+
+/// The images a live task runs.
+fn task_pins(record: &TaskRecord) -> Pins {
+    if !record.is_live() {
+        return Vec::new();
+    }
+    record.resolved.values().filter_map(|r| pin_of(r)).collect()
+}
+
+fn service_pins(record: &ServiceRecord) -> Pins {
+    record
+        .service
+        .deployments
+        .iter()
+        .filter_map(|d| record.images.get(&d.id))
+        .flat_map(|images| images.values())
+        .filter_map(|r| pin_of(r))
+        .collect()
+}
+
+/// `host/repo@sha256:...` -> (repo, digest).
+fn pin_of(reference: &str) -> Option<(crate::oci::RepoName, crate::oci::Digest)> {
+    let (name, digest) = reference.split_once('@')?;
+    let (_, repo) = name.split_once('/')?;
+    Some((repo.parse().ok()?, digest.parse().ok()?))
+}
+
+fn task_row<'a>(record: &'a TaskRecord, doc: &'a str, pins: &'a Pins) -> TaskRow<'a> {
+    TaskRow {
+        id: &record.id,
+        cluster: &record.cluster,
+        service: record.service.as_deref(),
+        client_token: record.client_token.as_deref(),
+        live: record.is_live(),
+        stopped_at_ms: record.task.stopped_at.map(|s| (s * 1000.0) as i64),
+        doc,
+        pins,
+    }
+}

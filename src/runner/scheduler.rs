@@ -1,0 +1,339 @@
+//! The service scheduler: keeps each service's running tasks at its desired
+//! count, rolls deployments forward within minimumHealthyPercent and
+//! maximumPercent, replaces tasks that stopped (with a growing backoff), and
+//! trips the deployment circuit breaker instead of crash-looping.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::model::{self, ServiceRecord, TaskRecord};
+use super::tasks::RunTask;
+use super::{Result, Runner, UpdateService};
+
+/// Restarts of a failing service wait 1 s, 2 s, 4 s ... up to this.
+const MAX_BACKOFF_SECONDS: i64 = 300;
+
+/// What one pass decided for a service.
+#[derive(Debug, Default)]
+struct Decision {
+    /// Deployment id, its task definition, pinned images, how many tasks.
+    launch: Option<(String, String, BTreeMap<String, String>, i64)>,
+    /// Task ids to stop, with the reason.
+    stop: Vec<(String, String)>,
+    /// Roll back to this task definition (the circuit breaker tripped).
+    rollback: Option<String>,
+}
+
+/// ECS's circuit breaker threshold: half the desired count, within 3..=200.
+pub fn failure_threshold(desired: i64) -> i64 {
+    ((desired + 1) / 2).clamp(3, 200)
+}
+
+impl Runner {
+    pub(super) async fn schedule(&self) -> Result<()> {
+        let services = self.service_records(None).await?;
+        for s in services.iter().filter(|s| s.service.status != "INACTIVE") {
+            if let Err(e) = self.reconcile(&s.cluster, &s.service.service_name).await {
+                tracing::warn!(service = %s.service.service_name, error = %e, "service scheduler");
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&self, cluster: &str, name: &str) -> Result<()> {
+        let tasks: Vec<TaskRecord> = self
+            .task_records(Some(cluster), false)
+            .await?
+            .into_iter()
+            .filter(|t| t.service.as_deref() == Some(name))
+            .collect();
+        // Tasks that end on their own count against their deployment, once,
+        // as soon as they are bound to stop (before a replacement is launched).
+        let mut failures: HashMap<String, i64> = HashMap::new();
+        for t in tasks
+            .iter()
+            .filter(|t| t.task.desired_status == model::STOPPED && !t.accounted)
+        {
+            self.update_task(&t.id, |r| {
+                let first = !r.accounted;
+                r.accounted = true;
+                first
+            })
+            .await?;
+            let failed = matches!(
+                t.task.stop_code.as_deref(),
+                Some(model::TASK_FAILED_TO_START | model::ESSENTIAL_CONTAINER_EXITED)
+            );
+            if let (true, Some(d)) = (failed, &t.deployment) {
+                *failures.entry(d.clone()).or_default() += 1;
+            }
+        }
+        let live: Vec<&TaskRecord> = tasks
+            .iter()
+            .filter(|t| t.is_live() && t.task.desired_status == model::RUNNING)
+            .collect();
+        let now = crate::registry::now_ms();
+        let mut decision = Decision::default();
+        let record = self
+            .modify_service(cluster, name, |r| {
+                decision = Decision::default();
+                Ok(plan(r, &live, &failures, now, &mut decision))
+            })
+            .await?;
+        let Some(record) = record else { return Ok(()) };
+        let mut events = Vec::new();
+        if let Some((deployment, definition, images, count)) = decision.launch {
+            let definition = self.definition(&definition).await?;
+            if let Some(definition) = definition {
+                let launched = self
+                    .launch(
+                        &definition,
+                        RunTask {
+                            cluster: cluster.to_string(),
+                            count,
+                            started_by: Some(deployment.clone()),
+                            group: Some(format!("service:{name}")),
+                            service: Some(name.to_string()),
+                            deployment: Some(deployment),
+                            resolved: images,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                let ids: Vec<&str> = launched
+                    .iter()
+                    .map(|t| super::tasks::task_id(&t.task_arn))
+                    .collect();
+                events.push(format!(
+                    "(service {name}) has started {} tasks: (task {}).",
+                    ids.len(),
+                    ids.join(") (task ")
+                ));
+            }
+        }
+        if !decision.stop.is_empty() {
+            for (id, reason) in &decision.stop {
+                self.stop_task(cluster, id, model::SERVICE_SCHEDULER_INITIATED, reason)
+                    .await?;
+            }
+            let ids: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
+            events.push(format!(
+                "(service {name}) has stopped {} running tasks: (task {}).",
+                ids.len(),
+                ids.join(") (task ")
+            ));
+        }
+        if !events.is_empty() {
+            self.modify_service(cluster, name, |r| {
+                for e in &events {
+                    r.push_event(now, e.clone());
+                }
+                Ok(true)
+            })
+            .await?;
+        }
+        if let Some(previous) = decision.rollback
+            && record.service.status == "ACTIVE"
+        {
+            let update = UpdateService {
+                task_definition: Some(previous),
+                ..Default::default()
+            };
+            self.update_service(cluster, name, update).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides one pass for service `r` given its live tasks and new failures;
+/// true when `r` changed.
+fn plan(
+    r: &mut ServiceRecord,
+    live: &[&TaskRecord],
+    failures: &HashMap<String, i64>,
+    now_ms: i64,
+    decision: &mut Decision,
+) -> bool {
+    let mut changed = false;
+    let name = r.service.service_name.clone();
+    // Unhealthy tasks are replaced, and count as failures.
+    let mut new_failures: HashMap<String, i64> = failures.clone();
+    for t in live {
+        if t.task.last_status == model::RUNNING && t.task.health_status == "UNHEALTHY" {
+            decision
+                .stop
+                .push((t.id.clone(), "Task failed container health checks".into()));
+            if let Some(d) = &t.deployment {
+                *new_failures.entry(d.clone()).or_default() += 1;
+            }
+        }
+    }
+    let failed_now: i64 = new_failures.values().sum();
+    if failed_now > 0 {
+        for d in &mut r.service.deployments {
+            if let Some(n) = new_failures.get(&d.id) {
+                d.failed_tasks += n;
+                d.updated_at = super::seconds(now_ms);
+            }
+        }
+        r.consecutive_failures += failed_now as u32;
+        let backoff = 1i64
+            .checked_shl(r.consecutive_failures.saturating_sub(1).min(20))
+            .unwrap_or(MAX_BACKOFF_SECONDS)
+            .min(MAX_BACKOFF_SECONDS);
+        r.launch_after_ms = now_ms + backoff * 1000;
+        changed = true;
+    }
+    let stopping: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
+    let live: Vec<&TaskRecord> = live
+        .iter()
+        .copied()
+        .filter(|t| !stopping.contains(&t.id.as_str()))
+        .collect();
+
+    if r.service.status == "DRAINING" {
+        for t in &live {
+            decision
+                .stop
+                .push((t.id.clone(), format!("Service {name} is being deleted")));
+        }
+        if live.is_empty() {
+            r.service.status = "INACTIVE".into();
+            for d in &mut r.service.deployments {
+                d.status = "INACTIVE".into();
+            }
+            r.push_event(now_ms, format!("(service {name}) has been deleted."));
+        }
+        return true;
+    }
+    let desired = r.service.desired_count;
+    let config = r.service.deployment_configuration.clone();
+    let Some(primary) = r.service.deployments.first_mut() else {
+        return changed;
+    };
+    let primary_id = primary.id.clone();
+    primary.desired_count = desired;
+
+    let breaker = &config.deployment_circuit_breaker;
+    if primary.rollout_state == "IN_PROGRESS"
+        && breaker.enable
+        && primary.failed_tasks >= failure_threshold(desired)
+    {
+        primary.rollout_state = "FAILED".into();
+        primary.rollout_state_reason = format!(
+            "ECS deployment circuit breaker: tasks failed to start ({} failed tasks).",
+            primary.failed_tasks
+        );
+        let message = format!(
+            "(service {name}) deployment {primary_id} deployment failed: tasks failed to start."
+        );
+        if breaker.rollback
+            && let Some(previous) = r.last_completed.clone()
+            && previous != primary.task_definition
+        {
+            decision.rollback = Some(previous);
+        }
+        r.push_event(now_ms, message);
+        changed = true;
+    }
+    let failed = r.service.deployments[0].rollout_state == "FAILED";
+    let in_primary = |t: &&&TaskRecord| t.deployment.as_deref() == Some(primary_id.as_str());
+    let primary_live = live.iter().filter(in_primary).count() as i64;
+    let total_live = live.len() as i64;
+
+    // Launch what the primary deployment lacks, within maximumPercent.
+    let max_total = (desired * i64::from(config.maximum_percent) / 100).max(desired);
+    if !failed && now_ms >= r.launch_after_ms && primary_live < desired {
+        let n = (desired - primary_live).min(max_total - total_live).min(10);
+        if n > 0 {
+            let images = r.images.get(&primary_id).cloned().unwrap_or_default();
+            let definition = r.service.deployments[0].task_definition.clone();
+            decision.launch = Some((primary_id.clone(), definition, images, n));
+        }
+    }
+    // Stop old deployments' tasks while minimumHealthyPercent allows, and any excess.
+    let running = live
+        .iter()
+        .filter(|t| t.task.last_status == model::RUNNING)
+        .count() as i64;
+    let min_healthy = (desired * i64::from(config.minimum_healthy_percent) + 99) / 100;
+    let mut stoppable = running - min_healthy;
+    if !failed {
+        let mut old: Vec<&&TaskRecord> = live.iter().filter(|t| !in_primary(t)).collect();
+        // Tasks that never got to run go first.
+        old.sort_by_key(|t| t.task.last_status == model::RUNNING);
+        for t in old {
+            let running = t.task.last_status == model::RUNNING;
+            if running && stoppable <= 0 {
+                continue;
+            }
+            if running {
+                stoppable -= 1;
+            }
+            decision.stop.push((
+                t.id.clone(),
+                format!("Deployment {primary_id} replaces this task"),
+            ));
+        }
+    }
+    if primary_live > desired {
+        let mut extra: Vec<&&TaskRecord> = live.iter().filter(in_primary).collect();
+        extra.sort_by_key(|t| t.task.last_status == model::RUNNING);
+        for t in extra.into_iter().take((primary_live - desired) as usize) {
+            decision
+                .stop
+                .push((t.id.clone(), format!("Service {name} scaled down")));
+        }
+    }
+    // Deployments without tasks are done.
+    let before = r.service.deployments.len();
+    let with_tasks = |id: &str| live.iter().any(|t| t.deployment.as_deref() == Some(id));
+    let mut index = 0;
+    r.service.deployments.retain(|d| {
+        index += 1;
+        index == 1 || with_tasks(&d.id)
+    });
+    if r.service.deployments.len() != before {
+        let ids: Vec<String> = r.service.deployments.iter().map(|d| d.id.clone()).collect();
+        r.images.retain(|id, _| ids.contains(id));
+        changed = true;
+    }
+    let primary_running = live
+        .iter()
+        .filter(in_primary)
+        .filter(|t| t.task.last_status == model::RUNNING)
+        .count() as i64;
+    let steady =
+        r.service.deployments.len() == 1 && primary_running == desired && total_live == desired;
+    let primary = &mut r.service.deployments[0];
+    if steady && primary.rollout_state == "IN_PROGRESS" {
+        primary.rollout_state = "COMPLETED".into();
+        primary.rollout_state_reason = format!("ECS deployment {primary_id} completed.");
+        primary.updated_at = super::seconds(now_ms);
+        r.last_completed = Some(primary.task_definition.clone());
+        r.push_event(
+            now_ms,
+            format!("(service {name}) has reached a steady state."),
+        );
+        changed = true;
+    }
+    if steady && r.consecutive_failures > 0 && failed_now == 0 {
+        r.consecutive_failures = 0;
+        r.launch_after_ms = 0;
+        changed = true;
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_threshold;
+
+    #[test]
+    fn circuit_breaker_threshold() {
+        assert_eq!(failure_threshold(1), 3);
+        assert_eq!(failure_threshold(2), 3);
+        assert_eq!(failure_threshold(10), 5);
+        assert_eq!(failure_threshold(11), 6);
+        assert_eq!(failure_threshold(1000), 200);
+    }
+}

@@ -1,0 +1,391 @@
+//! Services as the API sees them: create, update (new deployments), delete,
+//! describe, list. The scheduler (`scheduler.rs`) does the work.
+
+use std::collections::BTreeMap;
+
+use super::model::{
+    self, Deployment, DeploymentConfiguration, Service, ServiceRecord, TaskDefinition,
+};
+use super::{Result, Runner, RunnerError, corrupt, seconds, service_pins};
+use crate::oci::Reference;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateService {
+    pub cluster: String,
+    pub name: String,
+    pub task_definition: String,
+    pub desired_count: i64,
+    pub deployment_configuration: Option<DeploymentConfiguration>,
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateService {
+    pub desired_count: Option<i64>,
+    pub task_definition: Option<String>,
+    pub force_new_deployment: bool,
+    pub deployment_configuration: Option<DeploymentConfiguration>,
+}
+
+/// The service name of `service` (a name or an ARN `.../service/cluster/name`).
+fn service_name(service: &str) -> &str {
+    service.rsplit('/').next().unwrap_or(service)
+}
+
+fn check_configuration(c: &DeploymentConfiguration) -> Result<()> {
+    if !(0..=100).contains(&c.minimum_healthy_percent) || c.maximum_percent < 100 {
+        return Err(RunnerError::InvalidParameter(
+            "deploymentConfiguration: minimumHealthyPercent 0..100, maximumPercent at least 100"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Runner {
+    /// Pins every container image of `definition` to its current digest;
+    /// tags that do not resolve stay unpinned (their tasks then fail to pull).
+    async fn pin_images(&self, definition: &TaskDefinition) -> Result<BTreeMap<String, String>> {
+        let mut pinned = BTreeMap::new();
+        for c in &definition.container_definitions {
+            let image = self
+                .inner
+                .hosts
+                .parse(&c.image)
+                .map_err(RunnerError::Client)?;
+            let digest = match &image.reference {
+                Reference::Digest(d) => Some(d.clone()),
+                r => self
+                    .inner
+                    .registry
+                    .stat_manifest(&image.repo, r)
+                    .await
+                    .ok()
+                    .map(|m| m.digest),
+            };
+            if let Some(d) = digest {
+                pinned.insert(c.name.clone(), image.pinned(&d).to_string());
+            }
+        }
+        Ok(pinned)
+    }
+
+    fn new_deployment(&self, definition: &TaskDefinition, desired: i64) -> Deployment {
+        let now = seconds(crate::registry::now_ms());
+        Deployment {
+            id: format!(
+                "ecs-svc/{}",
+                rand::random::<u64>() % 10_000_000_000_000_000_000
+            ),
+            status: "PRIMARY".into(),
+            task_definition: definition.task_definition_arn.clone(),
+            desired_count: desired,
+            pending_count: 0,
+            running_count: 0,
+            failed_tasks: 0,
+            created_at: now,
+            updated_at: now,
+            launch_type: "EC2".into(),
+            rollout_state: "IN_PROGRESS".into(),
+            rollout_state_reason: "ECS deployment in progress.".into(),
+        }
+    }
+
+    /// Makes `definition` the service's new primary deployment; the others go on as ACTIVE until drained.
+    pub(super) async fn deploy(
+        &self,
+        record: &mut ServiceRecord,
+        definition: &TaskDefinition,
+    ) -> Result<()> {
+        let images = self.pin_images(definition).await?;
+        let deployment = self.new_deployment(definition, record.service.desired_count);
+        for d in &mut record.service.deployments {
+            d.status = "ACTIVE".into();
+        }
+        record.images.insert(deployment.id.clone(), images);
+        record.service.task_definition = definition.task_definition_arn.clone();
+        let message = format!(
+            "(service {}) has started a deployment {} of {}.",
+            record.service.service_name, deployment.id, definition.task_definition_arn
+        );
+        record.service.deployments.insert(0, deployment);
+        record.consecutive_failures = 0;
+        record.launch_after_ms = 0;
+        record.push_event(crate::registry::now_ms(), message);
+        Ok(())
+    }
+
+    pub async fn create_service(&self, input: CreateService) -> Result<Service> {
+        let name = &input.name;
+        if name.is_empty()
+            || name.len() > 255
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(RunnerError::InvalidParameter(
+                "serviceName: up to 255 letters, numbers, hyphens and underscores".into(),
+            ));
+        }
+        if input.desired_count < 0 {
+            return Err(RunnerError::InvalidParameter(
+                "desiredCount must be at least 0".into(),
+            ));
+        }
+        let configuration = input.deployment_configuration.clone().unwrap_or_default();
+        check_configuration(&configuration)?;
+        let definition = self.runnable_definition(&input.task_definition).await?;
+        let now = crate::registry::now_ms();
+        let mut record = ServiceRecord {
+            service: Service {
+                service_arn: self.service_arn(&input.cluster, name),
+                service_name: name.clone(),
+                cluster_arn: self.cluster_arn(&input.cluster),
+                task_definition: definition.task_definition_arn.clone(),
+                desired_count: input.desired_count,
+                running_count: 0,
+                pending_count: 0,
+                status: "ACTIVE".into(),
+                launch_type: "EC2".into(),
+                scheduling_strategy: "REPLICA".into(),
+                deployment_configuration: configuration,
+                deployments: Vec::new(),
+                events: Vec::new(),
+                created_at: seconds(now),
+                created_by: input.created_by.clone(),
+            },
+            cluster: input.cluster.clone(),
+            images: BTreeMap::new(),
+            consecutive_failures: 0,
+            launch_after_ms: 0,
+            last_completed: None,
+        };
+        self.deploy(&mut record, &definition).await?;
+        let doc = serde_json::to_string(&record).map_err(corrupt)?;
+        if !self
+            .inner
+            .store
+            .insert_service(&input.cluster, name, &doc, &service_pins(&record))
+            .await?
+        {
+            return Err(RunnerError::InvalidParameter(
+                "Creation of service was not idempotent.".into(),
+            ));
+        }
+        self.wake();
+        self.describe_service(&input.cluster, name).await
+    }
+
+    pub async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: UpdateService,
+    ) -> Result<Service> {
+        let name = service_name(service);
+        if update.desired_count.is_some_and(|d| d < 0) {
+            return Err(RunnerError::InvalidParameter(
+                "desiredCount must be at least 0".into(),
+            ));
+        }
+        if let Some(c) = &update.deployment_configuration {
+            check_configuration(c)?;
+        }
+        let definition = match &update.task_definition {
+            Some(t) => Some(self.runnable_definition(t).await?),
+            None => None,
+        };
+        // Images are pinned outside the store's compare-and-swap loop.
+        let current = self.service_record(cluster, name).await?;
+        if current.service.status != "ACTIVE" {
+            return Err(RunnerError::ServiceNotActive);
+        }
+        let redeploy = match &definition {
+            Some(d) => {
+                d.task_definition_arn != current.service.task_definition
+                    || update.force_new_deployment
+            }
+            None => update.force_new_deployment,
+        };
+        let target = match (&definition, redeploy) {
+            (Some(d), true) => Some(d.clone()),
+            (None, true) => Some(
+                self.runnable_definition(&current.service.task_definition)
+                    .await
+                    .map_err(|_| {
+                        RunnerError::Client(
+                            "the service's task definition is no longer active".into(),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let mut prepared = current.clone();
+        if let Some(desired) = update.desired_count {
+            prepared.service.desired_count = desired;
+        }
+        if let Some(t) = &target {
+            self.deploy(&mut prepared, t).await?;
+        }
+        let new_deployment = target
+            .is_some()
+            .then(|| prepared.service.deployments[0].clone());
+        let new_images = new_deployment
+            .as_ref()
+            .and_then(|d| prepared.images.get(&d.id).cloned());
+        self.modify_service(cluster, name, |r| {
+            if r.service.status != "ACTIVE" {
+                return Err(RunnerError::ServiceNotActive);
+            }
+            if let Some(desired) = update.desired_count {
+                r.service.desired_count = desired;
+            }
+            if let Some(c) = &update.deployment_configuration {
+                r.service.deployment_configuration = c.clone();
+            }
+            if let (Some(d), Some(images)) = (&new_deployment, &new_images) {
+                for old in &mut r.service.deployments {
+                    old.status = "ACTIVE".into();
+                }
+                r.images.insert(d.id.clone(), images.clone());
+                r.service.task_definition = d.task_definition.clone();
+                r.service.deployments.insert(0, d.clone());
+                r.consecutive_failures = 0;
+                r.launch_after_ms = 0;
+                r.push_event(
+                    crate::registry::now_ms(),
+                    format!(
+                        "(service {}) has started a deployment {} of {}.",
+                        r.service.service_name, d.id, d.task_definition
+                    ),
+                );
+            }
+            let desired = r.service.desired_count;
+            if let Some(primary) = r.service.deployments.first_mut() {
+                primary.desired_count = desired;
+            }
+            Ok(true)
+        })
+        .await?;
+        self.wake();
+        self.describe_service(cluster, name).await
+    }
+
+    pub async fn delete_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<Service> {
+        let name = service_name(service);
+        let current = self.service_record(cluster, name).await?;
+        if current.service.status != "ACTIVE" {
+            return Err(RunnerError::ServiceNotActive);
+        }
+        self.modify_service(cluster, name, |r| {
+            if r.service.status != "ACTIVE" {
+                return Err(RunnerError::ServiceNotActive);
+            }
+            if r.service.desired_count > 0 && !force {
+                return Err(RunnerError::InvalidParameter(
+                    "The service cannot be stopped while it is scaled above 0.".into(),
+                ));
+            }
+            r.service.desired_count = 0;
+            r.service.status = "DRAINING".into();
+            Ok(true)
+        })
+        .await?;
+        self.wake();
+        self.describe_service(cluster, name).await
+    }
+
+    async fn service_record(&self, cluster: &str, name: &str) -> Result<ServiceRecord> {
+        let stored = self
+            .inner
+            .store
+            .service(cluster, name)
+            .await?
+            .ok_or(RunnerError::ServiceNotFound)?;
+        serde_json::from_str(&stored.doc).map_err(corrupt)
+    }
+
+    /// A service with its live counts.
+    pub async fn describe_service(&self, cluster: &str, service: &str) -> Result<Service> {
+        let record = self.service_record(cluster, service_name(service)).await?;
+        let tasks = self.live_tasks(Some(cluster)).await?;
+        Ok(with_counts(record, &tasks))
+    }
+
+    /// Services asked for (names or ARNs), and the ones not found (arn, MISSING).
+    pub async fn describe_services(
+        &self,
+        cluster: &str,
+        services: &[String],
+    ) -> Result<(Vec<Service>, Vec<(String, String)>)> {
+        let tasks = self.live_tasks(Some(cluster)).await?;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for s in services {
+            match self.service_record(cluster, service_name(s)).await {
+                Ok(r) => found.push(with_counts(r, &tasks)),
+                Err(RunnerError::ServiceNotFound) => {
+                    missing.push((self.service_arn(cluster, service_name(s)), "MISSING".into()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    /// ARNs of the cluster's services that are not INACTIVE.
+    pub async fn list_services(&self, cluster: &str) -> Result<Vec<String>> {
+        Ok(self
+            .service_records(Some(cluster))
+            .await?
+            .into_iter()
+            .filter(|s| s.service.status != "INACTIVE")
+            .map(|s| s.service.service_arn)
+            .collect())
+    }
+
+    /// How many services of a cluster are active, and its running and pending tasks.
+    pub async fn cluster_counts(&self, cluster: &str) -> Result<(i64, i64, i64)> {
+        let services = self
+            .service_records(Some(cluster))
+            .await?
+            .iter()
+            .filter(|s| s.service.status == "ACTIVE")
+            .count() as i64;
+        let tasks = self.live_tasks(Some(cluster)).await?;
+        let running = tasks
+            .iter()
+            .filter(|t| t.task.last_status == model::RUNNING)
+            .count() as i64;
+        Ok((services, running, tasks.len() as i64 - running))
+    }
+}
+
+/// Fills in the running and pending counts from the live tasks.
+pub(super) fn with_counts(mut record: ServiceRecord, tasks: &[model::TaskRecord]) -> Service {
+    let name = record.service.service_name.clone();
+    let mine: Vec<&model::TaskRecord> = tasks
+        .iter()
+        .filter(|t| {
+            t.service.as_deref() == Some(name.as_str()) && t.task.desired_status == model::RUNNING
+        })
+        .collect();
+    let count = |deployment: Option<&str>, running: bool| {
+        mine.iter()
+            .filter(|t| deployment.is_none_or(|d| t.deployment.as_deref() == Some(d)))
+            .filter(|t| (t.task.last_status == model::RUNNING) == running)
+            .count() as i64
+    };
+    record.service.running_count = count(None, true);
+    record.service.pending_count = count(None, false);
+    for d in &mut record.service.deployments {
+        d.running_count = count(Some(&d.id), true);
+        d.pending_count = count(Some(&d.id), false);
+    }
+    record.service
+}

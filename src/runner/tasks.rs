@@ -1,0 +1,373 @@
+//! Tasks as the API sees them: launching (RunTask and the scheduler),
+//! stopping, describing, listing, and reading their containers' logs.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::engine::{EngineError, LABEL_TASK};
+use super::model::{
+    self, Container, ContainerDefinition, ContainerOverride, Task, TaskDefinition, TaskOverride,
+    TaskRecord,
+};
+use super::{Result, Runner, RunnerError, corrupt, seconds, task_pins, task_row};
+
+/// ECS allows at most this many tasks per RunTask.
+const MAX_COUNT: i64 = 10;
+
+/// What to launch.
+#[derive(Debug, Clone, Default)]
+pub struct RunTask {
+    pub cluster: String,
+    pub count: i64,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub overrides: TaskOverride,
+    pub client_token: Option<String>,
+    /// Set by the scheduler: the service and deployment the tasks belong to,
+    /// and the images the deployment pinned.
+    pub service: Option<String>,
+    pub deployment: Option<String>,
+    pub resolved: BTreeMap<String, String>,
+}
+
+/// ListTasks filters.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub family: Option<String>,
+    pub service: Option<String>,
+    pub started_by: Option<String>,
+    /// RUNNING (default), PENDING or STOPPED.
+    pub desired_status: Option<String>,
+}
+
+fn apply(definition: &ContainerDefinition, o: Option<&ContainerOverride>) -> ContainerDefinition {
+    let mut c = definition.clone();
+    let Some(o) = o else { return c };
+    if let Some(command) = &o.command {
+        c.command = command.clone();
+    }
+    for kv in &o.environment {
+        c.environment.retain(|e| e.name != kv.name);
+        c.environment.push(kv.clone());
+    }
+    if let Some(cpu) = o.cpu {
+        c.cpu = cpu;
+    }
+    if o.memory.is_some() {
+        c.memory = o.memory;
+    }
+    if o.memory_reservation.is_some() {
+        c.memory_reservation = o.memory_reservation;
+    }
+    c
+}
+
+/// The task id of `task` (an id or an ARN `.../task/cluster/id`).
+pub(crate) fn task_id(task: &str) -> &str {
+    task.rsplit('/').next().unwrap_or(task)
+}
+
+impl Runner {
+    /// Records `count` new tasks of `definition` (PROVISIONING); the loop starts them.
+    pub async fn launch(&self, definition: &TaskDefinition, run: RunTask) -> Result<Vec<Task>> {
+        if !(1..=MAX_COUNT).contains(&run.count) {
+            return Err(RunnerError::InvalidParameter(format!(
+                "count must be between 1 and {MAX_COUNT}"
+            )));
+        }
+        if let Some(token) = &run.client_token {
+            let earlier = self
+                .inner
+                .store
+                .tasks_by_client_token(&run.cluster, token)
+                .await?;
+            if !earlier.is_empty() {
+                return earlier
+                    .iter()
+                    .map(|v| {
+                        serde_json::from_str::<TaskRecord>(&v.doc)
+                            .map(|r| r.task)
+                            .map_err(corrupt)
+                    })
+                    .collect();
+            }
+        }
+        for o in &run.overrides.container_overrides {
+            if !definition
+                .container_definitions
+                .iter()
+                .any(|c| c.name == o.name)
+            {
+                return Err(RunnerError::InvalidParameter(format!(
+                    "Override for container named {} is not a container in the TaskDefinition.",
+                    o.name
+                )));
+            }
+        }
+        let now = seconds(crate::registry::now_ms());
+        let plan: Vec<ContainerDefinition> = definition
+            .container_definitions
+            .iter()
+            .map(|c| {
+                let o = run
+                    .overrides
+                    .container_overrides
+                    .iter()
+                    .find(|o| o.name == c.name);
+                apply(c, o)
+            })
+            .collect();
+        let mut records = Vec::new();
+        for _ in 0..run.count {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let task_arn = self.task_arn(&run.cluster, &id);
+            let containers = plan
+                .iter()
+                .map(|c| Container {
+                    container_arn: self.arn(&format!(
+                        "container/{}/{id}/{}",
+                        run.cluster,
+                        uuid::Uuid::new_v4()
+                    )),
+                    task_arn: task_arn.clone(),
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    image_digest: run
+                        .resolved
+                        .get(&c.name)
+                        .and_then(|r| r.split_once('@'))
+                        .map(|(_, d)| d.to_string()),
+                    runtime_id: None,
+                    last_status: model::PENDING.into(),
+                    exit_code: None,
+                    reason: None,
+                    network_bindings: Vec::new(),
+                    health_status: "UNKNOWN".into(),
+                    cpu: Some(c.cpu.to_string()),
+                    memory: c.memory.map(|m| m.to_string()),
+                    memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                })
+                .collect();
+            let task = Task {
+                task_arn,
+                task_definition_arn: definition.task_definition_arn.clone(),
+                cluster_arn: self.cluster_arn(&run.cluster),
+                containers,
+                last_status: model::PROVISIONING.into(),
+                desired_status: model::RUNNING.into(),
+                health_status: "UNKNOWN".into(),
+                launch_type: "EC2".into(),
+                cpu: definition.cpu.clone(),
+                memory: definition.memory.clone(),
+                overrides: run.overrides.clone(),
+                created_at: now,
+                pull_started_at: None,
+                pull_stopped_at: None,
+                started_at: None,
+                stopping_at: None,
+                execution_stopped_at: None,
+                stopped_at: None,
+                started_by: run.started_by.clone(),
+                group: Some(
+                    run.group
+                        .clone()
+                        .unwrap_or_else(|| format!("family:{}", definition.family)),
+                ),
+                stop_code: None,
+                stopped_reason: None,
+                version: 1,
+            };
+            records.push(TaskRecord {
+                task,
+                id,
+                cluster: run.cluster.clone(),
+                family: definition.family.clone(),
+                network_mode: definition.network_mode.clone(),
+                cpu_units: definition
+                    .cpu
+                    .as_deref()
+                    .and_then(|c| super::definitions::units(c, "vCPU", 1024.0)),
+                memory_mib: definition
+                    .memory
+                    .as_deref()
+                    .and_then(|m| super::definitions::units(m, "GB", 1024.0)),
+                plan: plan.clone(),
+                resolved: run.resolved.clone(),
+                service: run.service.clone(),
+                deployment: run.deployment.clone(),
+                client_token: run.client_token.clone(),
+                accounted: false,
+            });
+        }
+        let docs = records
+            .iter()
+            .map(|r| serde_json::to_string(r).map_err(corrupt))
+            .collect::<Result<Vec<_>>>()?;
+        let pins: Vec<_> = records.iter().map(task_pins).collect();
+        let rows: Vec<_> = records
+            .iter()
+            .zip(&docs)
+            .zip(&pins)
+            .map(|((r, d), p)| task_row(r, d, p))
+            .collect();
+        self.inner.store.insert_tasks(&rows).await?;
+        self.wake();
+        Ok(records.into_iter().map(|r| r.task).collect())
+    }
+
+    /// Asks a task to stop (SIGTERM, then SIGKILL after its stopTimeout).
+    pub async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        stop_code: &str,
+        reason: &str,
+    ) -> Result<Task> {
+        let id = task_id(task);
+        let now = seconds(crate::registry::now_ms());
+        let record = self
+            .update_task(id, |r| {
+                if r.cluster != cluster {
+                    return false;
+                }
+                request_stop(r, stop_code, reason, now)
+            })
+            .await?
+            .filter(|r| r.cluster == cluster)
+            .ok_or_else(|| {
+                RunnerError::InvalidParameter("The referenced task was not found.".into())
+            })?;
+        self.wake();
+        Ok(record.task)
+    }
+
+    /// The tasks asked for, and the ones not found (as ECS failures: arn, reason).
+    pub async fn describe_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> Result<(Vec<Task>, Vec<(String, String)>)> {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for t in tasks {
+            match self.task_record(task_id(t)).await? {
+                Some(r) if r.cluster == cluster => found.push(r.task),
+                _ => missing.push((t.clone(), "MISSING".to_string())),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    pub async fn list_tasks(&self, cluster: &str, filter: &TaskFilter) -> Result<Vec<String>> {
+        let desired = filter.desired_status.as_deref().unwrap_or(model::RUNNING);
+        if ![model::RUNNING, model::PENDING, model::STOPPED].contains(&desired) {
+            return Err(RunnerError::InvalidParameter(format!(
+                "desiredStatus {desired:?}: RUNNING, PENDING or STOPPED"
+            )));
+        }
+        let records = self
+            .task_records(Some(cluster), desired != model::STOPPED)
+            .await?;
+        let pending = [model::PROVISIONING, model::PENDING, model::ACTIVATING];
+        Ok(records
+            .into_iter()
+            .filter(|r| match desired {
+                model::PENDING => {
+                    r.task.desired_status == model::RUNNING
+                        && pending.contains(&r.task.last_status.as_str())
+                }
+                d => r.task.desired_status == d,
+            })
+            .filter(|r| filter.family.as_ref().is_none_or(|f| *f == r.family))
+            .filter(|r| {
+                filter
+                    .service
+                    .as_ref()
+                    .is_none_or(|s| r.service.as_ref() == Some(s))
+            })
+            .filter(|r| {
+                filter
+                    .started_by
+                    .as_ref()
+                    .is_none_or(|s| r.task.started_by.as_ref() == Some(s))
+            })
+            .map(|r| r.task.task_arn)
+            .collect())
+    }
+
+    /// The logs of a task's containers (one, or all with a header each).
+    pub async fn logs(
+        &self,
+        task: &str,
+        container: Option<&str>,
+        tail: Option<usize>,
+    ) -> Result<BoxStream<'static, std::result::Result<Bytes, EngineError>>> {
+        let id = task_id(task);
+        let record = self.task_record(id).await?.ok_or_else(|| {
+            RunnerError::InvalidParameter("The referenced task was not found.".into())
+        })?;
+        let listed = self.inner.engine.list(LABEL_TASK, id).await?;
+        task_logs(
+            self.inner.engine.as_ref(),
+            &record.plan,
+            listed,
+            container,
+            tail,
+        )
+    }
+}
+
+/// Logs of the listed containers of a task, in definition order.
+pub fn task_logs(
+    engine: &dyn super::engine::ContainerEngine,
+    plan: &[ContainerDefinition],
+    listed: Vec<super::engine::Listed>,
+    container: Option<&str>,
+    tail: Option<usize>,
+) -> Result<BoxStream<'static, std::result::Result<Bytes, EngineError>>> {
+    let mut names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
+    if plan.is_empty() {
+        names = listed.iter().map(|l| l.container.as_str()).collect();
+    }
+    if let Some(c) = container {
+        if !names.contains(&c) {
+            return Err(RunnerError::InvalidParameter(format!(
+                "the task has no container {c:?}"
+            )));
+        }
+        names = vec![c];
+    }
+    let several = names.len() > 1;
+    let mut streams = Vec::new();
+    for name in names {
+        let Some(found) = listed.iter().find(|l| l.container == name) else {
+            continue;
+        };
+        if several {
+            let header = Bytes::from(format!("==> {name} <==\n"));
+            streams.push(futures::stream::once(async move { Ok(header) }).boxed());
+        }
+        streams.push(engine.logs(&found.id, tail));
+    }
+    if streams.is_empty() {
+        return Err(RunnerError::InvalidParameter(
+            "the task's containers no longer exist on the container engine".into(),
+        ));
+    }
+    Ok(futures::stream::iter(streams).flatten().boxed())
+}
+
+/// Marks a live task to be stopped; false when it already was.
+pub(super) fn request_stop(r: &mut TaskRecord, stop_code: &str, reason: &str, now: f64) -> bool {
+    if !r.is_live() || r.task.desired_status == model::STOPPED {
+        return false;
+    }
+    r.task.desired_status = model::STOPPED.into();
+    r.task.stop_code = Some(stop_code.into());
+    r.task.stopped_reason = Some(reason.into());
+    r.task.stopping_at.get_or_insert(now);
+    true
+}

@@ -1,0 +1,795 @@
+//! The ECS-style task runner against a real Docker Engine and a real `wharf
+//! serve`, driven by the official AWS SDK (aws-sdk-ecs): tasks from a busybox
+//! image pushed to Wharf, exit codes, StopTask, refused images, services that
+//! heal and roll, the circuit breaker, and a restart that adopts running tasks.
+//!
+//! Needs a Docker Engine (`DOCKER_HOST` or the default socket) and Debian's
+//! busybox-static; `tests/run.sh` provides both. Without them the tests skip,
+//! except under `CI=true`, where that is a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers abort the test on failure"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{ContainerDefinition, DesiredStatus, KeyValuePair, NetworkMode, Task};
+use common::{OCI_MANIFEST, free_port, sha256};
+use serde_json::json;
+use wharf::runner::engine::{ContainerEngine, DockerEngine, LABEL_TASK};
+
+const PASSWORD: &str = "alice-password";
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A Docker Engine to run on, or `None` (skip) outside CI.
+async fn docker() -> Option<DockerEngine> {
+    let why = if !Path::new(BUSYBOX).exists() {
+        format!("{BUSYBOX} is missing (Debian package busybox-static)")
+    } else {
+        match DockerEngine::connect("") {
+            Ok(engine) => match engine.ping().await {
+                Ok(()) => return Some(engine),
+                Err(e) => format!("no Docker Engine answers: {e}"),
+            },
+            Err(e) => format!("no Docker Engine: {e}"),
+        }
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {why}"
+    );
+    eprintln!("SKIP: {why}");
+    None
+}
+
+struct Wharf {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+    ecs: Client,
+    http: reqwest::Client,
+}
+
+impl Wharf {
+    async fn start() -> Wharf {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let hash = wharf::auth::hash_password(PASSWORD).unwrap();
+        std::fs::write(
+            dir.path().join("wharf.toml"),
+            format!(
+                r#"
+[auth]
+[[auth.users]]
+name = "alice"
+password_hash = "{hash}"
+[[auth.rules]]
+who = ["alice"]
+repositories = ["*"]
+actions = ["*"]
+[runner]
+poll_interval_ms = 200
+[gc]
+interval_seconds = 0
+"#
+            ),
+        )
+        .unwrap();
+        let store = wharf::storage::SqliteMetadata::open(&dir.path().join("metadata.db"), 1)
+            .await
+            .unwrap();
+        let (id, secret) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
+            .await
+            .unwrap();
+        drop(store);
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(Credentials::new(id, secret, None, None, "wharf-test"))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let mut wharf = Wharf {
+            dir,
+            port,
+            child: None,
+            ecs: Client::from_conf(config),
+            http: reqwest::Client::new(),
+        };
+        wharf.spawn().await;
+        wharf
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--config")
+            .arg(self.dir.path().join("wharf.toml"))
+            .env("RUST_LOG", "warn")
+            // WHARF_TEST_LOG=1 shows the server's log.
+            .stderr(if std::env::var_os("WHARF_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.http.get(self.url("/healthz")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("wharf did not come up");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn image(&self, repo: &str, reference: &str) -> String {
+        let separator = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        format!("localhost:{}/{repo}{separator}{reference}", self.port)
+    }
+
+    /// Pushes a FROM-scratch image holding a static busybox as `repo:tag`
+    /// (`seed` varies the config); its manifest digest.
+    async fn push_busybox(&self, repo: &str, tag: &str, seed: &str) -> String {
+        let mut layer = tar::Builder::new(Vec::new());
+        layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
+        let layer = layer.into_inner().unwrap();
+        let arch = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "amd64"
+        };
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Env": ["PATH=/bin"], "Labels": { "seed": seed } },
+            "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
+        }))
+        .unwrap();
+        for blob in [&layer, &config] {
+            let r = self
+                .http
+                .post(self.url(&format!(
+                    "/v2/{repo}/blobs/uploads/?digest={}",
+                    sha256(blob)
+                )))
+                .basic_auth("alice", Some(PASSWORD))
+                .body(blob.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "blob push");
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len() }],
+        }))
+        .unwrap();
+        let r = self
+            .http
+            .put(self.url(&format!("/v2/{repo}/manifests/{tag}")))
+            .basic_auth("alice", Some(PASSWORD))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "manifest push");
+        sha256(&manifest)
+    }
+
+    /// Registers a one-container task definition running `script` in sh.
+    async fn register(&self, family: &str, image: &str, script: &str, stop_timeout: i32) -> String {
+        let container = ContainerDefinition::builder()
+            .name("main")
+            .image(image)
+            .memory(64)
+            .essential(true)
+            .command("/bin/sh")
+            .command("-c")
+            .command(script)
+            .environment(
+                KeyValuePair::builder()
+                    .name("GREETING")
+                    .value("hello from wharf")
+                    .build(),
+            )
+            .stop_timeout(stop_timeout)
+            .build();
+        let out = self
+            .ecs
+            .register_task_definition()
+            .family(family)
+            .network_mode(NetworkMode::Host)
+            .container_definitions(container)
+            .send()
+            .await
+            .unwrap();
+        out.task_definition()
+            .unwrap()
+            .task_definition_arn()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn run(&self, definition: &str) -> String {
+        let out = self
+            .ecs
+            .run_task()
+            .task_definition(definition)
+            .send()
+            .await
+            .unwrap();
+        out.tasks()[0].task_arn().unwrap().to_string()
+    }
+
+    async fn task(&self, arn: &str) -> Task {
+        let out = self.ecs.describe_tasks().tasks(arn).send().await.unwrap();
+        assert!(out.failures().is_empty(), "{:?}", out.failures());
+        out.tasks()[0].clone()
+    }
+
+    /// Polls the task until `done` holds (or panics after `limit`); the
+    /// statuses seen on the way.
+    async fn wait_task(
+        &self,
+        arn: &str,
+        limit: Duration,
+        done: impl Fn(&Task) -> bool,
+    ) -> (Task, Vec<String>) {
+        let start = Instant::now();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let task = self.task(arn).await;
+            let status = task.last_status().unwrap_or_default().to_string();
+            if seen.last() != Some(&status) {
+                seen.push(status);
+            }
+            if done(&task) {
+                return (task, seen);
+            }
+            assert!(
+                start.elapsed() < limit,
+                "task {arn} still {seen:?} after {limit:?}: {task:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn logs(&self, arn: &str) -> String {
+        let id = arn.rsplit('/').next().unwrap();
+        let r = self
+            .http
+            .get(self.url(&format!("/ecs/tasks/{id}/logs")))
+            .basic_auth("alice", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        self.kill();
+        // Leave no containers behind on the shared engine.
+        let data: PathBuf = self.dir.path().to_path_buf();
+        let _ = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["task", "ls", "--all", "--data-dir"])
+            .arg(&data)
+            .output()
+            .map(|out| {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    if let Some(id) = line.split('\t').next() {
+                        let _ = Command::new("docker")
+                            .args(["rm", "-f", &format!("wharf-{id}-main")])
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status();
+                    }
+                }
+            });
+    }
+}
+
+fn stopped(t: &Task) -> bool {
+    t.last_status() == Some("STOPPED")
+}
+
+fn code<T, E: ProvideErrorMetadata, R>(
+    result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>,
+) -> String {
+    match result {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => e.code().unwrap_or("<none>").to_string(),
+    }
+}
+
+#[tokio::test]
+async fn task_runs_to_completion_with_digest_and_logs() {
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start().await;
+    let digest = w.push_busybox("tools/busybox", "1", "a").await;
+    let definition = w
+        .register(
+            "hello",
+            &w.image("tools/busybox", "1"),
+            "sleep 2; echo \"$GREETING\"; exit 0",
+            10,
+        )
+        .await;
+    let arn = w.run(&definition).await;
+    let (task, seen) = w.wait_task(&arn, Duration::from_secs(90), stopped).await;
+    assert!(seen.contains(&"RUNNING".to_string()), "{seen:?}");
+    assert_eq!(
+        task.stop_code().map(|c| c.as_str()),
+        Some("EssentialContainerExited")
+    );
+    assert_eq!(task.desired_status(), Some("STOPPED"));
+    let container = &task.containers()[0];
+    assert_eq!(container.exit_code(), Some(0));
+    assert_eq!(container.image_digest(), Some(digest.as_str()));
+    assert_eq!(container.last_status(), Some("STOPPED"));
+    for at in [
+        task.pull_started_at(),
+        task.pull_stopped_at(),
+        task.started_at(),
+        task.stopped_at(),
+    ] {
+        assert!(at.is_some(), "{task:?}");
+    }
+    assert!(w.logs(&arn).await.contains("hello from wharf"));
+    // The CLI reads the same logs from the Docker Engine.
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["task", "logs", &arn, "--data-dir"])
+        .arg(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from wharf"));
+    // Listing: stopped tasks only when asked for.
+    let listed = w
+        .ecs
+        .list_tasks()
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.task_arns().contains(&arn));
+    let listed = w.ecs.list_tasks().send().await.unwrap();
+    assert!(!listed.task_arns().contains(&arn));
+}
+
+#[tokio::test]
+async fn exit_codes_and_stop_task() {
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start().await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let failing = w.register("fails", &image, "exit 3", 10).await;
+    let long = w.register("sleeps", &image, "sleep 600", 3).await;
+    let failing = w.run(&failing).await;
+    let long = w.run(&long).await;
+    let (task, _) = w
+        .wait_task(&failing, Duration::from_secs(90), stopped)
+        .await;
+    assert_eq!(task.containers()[0].exit_code(), Some(3));
+    assert_eq!(
+        task.stop_code().map(|c| c.as_str()),
+        Some("EssentialContainerExited")
+    );
+
+    w.wait_task(&long, Duration::from_secs(90), |t| {
+        t.last_status() == Some("RUNNING")
+    })
+    .await;
+    let asked = Instant::now();
+    let out = w
+        .ecs
+        .stop_task()
+        .task(&long)
+        .reason("done with it")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.task().unwrap().desired_status(), Some("STOPPED"));
+    let (task, _) = w.wait_task(&long, Duration::from_secs(30), stopped).await;
+    // sh as PID 1 ignores SIGTERM: the SIGKILL after stopTimeout (3 s) ends it.
+    assert!(
+        asked.elapsed() < Duration::from_secs(3 + 5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(task.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+    assert_eq!(task.stopped_reason(), Some("done with it"));
+    assert_eq!(task.containers()[0].exit_code(), Some(137));
+}
+
+#[tokio::test]
+async fn images_from_elsewhere_are_refused_and_missing_tags_fail_to_pull() {
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start().await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    for image in [
+        "docker.io/library/busybox",
+        "busybox",
+        "ghcr.io/owner/app:1",
+        "localhost:1/tools/busybox:1",
+    ] {
+        let container = ContainerDefinition::builder()
+            .name("main")
+            .image(image)
+            .memory(64)
+            .build();
+        let result = w
+            .ecs
+            .register_task_definition()
+            .family("elsewhere")
+            .container_definitions(container)
+            .send()
+            .await;
+        assert_eq!(code(result), "ClientException", "{image}");
+    }
+    let missing = w
+        .register("missing", &w.image("tools/busybox", "nope"), "true", 10)
+        .await;
+    let arn = w.run(&missing).await;
+    let (task, _) = w.wait_task(&arn, Duration::from_secs(60), stopped).await;
+    assert_eq!(
+        task.stop_code().map(|c| c.as_str()),
+        Some("TaskFailedToStart")
+    );
+    let reason = task.stopped_reason().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{reason}");
+    // Unknown clusters and definitions are ECS errors.
+    assert_eq!(
+        code(
+            w.ecs
+                .run_task()
+                .cluster("nope")
+                .task_definition(&missing)
+                .send()
+                .await
+        ),
+        "ClusterNotFoundException"
+    );
+    assert_eq!(
+        code(w.ecs.run_task().task_definition("nope:1").send().await),
+        "ClientException"
+    );
+    // Deregistered: no new tasks.
+    w.ecs
+        .deregister_task_definition()
+        .task_definition(&missing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(w.ecs.run_task().task_definition(&missing).send().await),
+        "ClientException"
+    );
+}
+
+async fn running_service_tasks(w: &Wharf, service: &str) -> Vec<Task> {
+    let arns = w
+        .ecs
+        .list_tasks()
+        .service_name(service)
+        .send()
+        .await
+        .unwrap();
+    if arns.task_arns().is_empty() {
+        return Vec::new();
+    }
+    let out = w
+        .ecs
+        .describe_tasks()
+        .set_tasks(Some(arns.task_arns().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    out.tasks()
+        .iter()
+        .filter(|t| t.last_status() == Some("RUNNING"))
+        .cloned()
+        .collect()
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn services_heal_roll_and_trip_the_circuit_breaker() {
+    let Some(engine) = docker().await else { return };
+    let w = Wharf::start().await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let v1 = w.register("web", &image, "sleep 600", 2).await;
+    w.ecs
+        .create_service()
+        .service_name("web")
+        .task_definition(&v1)
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(90), "2 running tasks", || async {
+        running_service_tasks(&w, "web").await.len() == 2
+    })
+    .await;
+    let before = running_service_tasks(&w, "web").await;
+    // Kill one container behind Wharf's back: the service replaces the task.
+    let victim = before[0]
+        .task_arn()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    for c in engine.list(LABEL_TASK, &victim).await.unwrap() {
+        engine.stop(&c.id, 0).await.unwrap();
+    }
+    wait_until(Duration::from_secs(90), "a replacement task", || async {
+        let now = running_service_tasks(&w, "web").await;
+        now.len() == 2
+            && now
+                .iter()
+                .all(|t| !t.task_arn().unwrap().ends_with(&victim))
+    })
+    .await;
+    let killed = w.task(before[0].task_arn().unwrap()).await;
+    assert_eq!(
+        killed.stop_code().map(|c| c.as_str()),
+        Some("EssentialContainerExited")
+    );
+
+    // A new revision replaces every task.
+    let v2 = w.register("web", &image, "sleep 601", 2).await;
+    assert!(v2.ends_with(":2"), "{v2}");
+    w.ecs
+        .update_service()
+        .service("web")
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(120), "the rollout to v2", || async {
+        let tasks = running_service_tasks(&w, "web").await;
+        let service = w
+            .ecs
+            .describe_services()
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        let s = &service.services()[0];
+        tasks.len() == 2
+            && tasks
+                .iter()
+                .all(|t| t.task_definition_arn() == Some(v2.as_str()))
+            && s.deployments().len() == 1
+            && s.deployments()[0].rollout_state().map(|r| r.as_str()) == Some("COMPLETED")
+            && s.running_count() == 2
+    })
+    .await;
+    // Deleting needs desiredCount 0 unless forced.
+    assert_eq!(
+        code(w.ecs.delete_service().service("web").send().await),
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        code(w.ecs.delete_cluster().cluster("default").send().await),
+        "ClusterContainsServicesException"
+    );
+    w.ecs
+        .delete_service()
+        .service("web")
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the service's tasks to stop",
+        || async { running_service_tasks(&w, "web").await.is_empty() },
+    )
+    .await;
+
+    // A service whose task always fails trips the breaker instead of looping.
+    let broken = w.register("broken", &image, "exit 1", 2).await;
+    w.ecs
+        .create_service()
+        .service_name("broken")
+        .task_definition(&broken)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(120), "the circuit breaker", || async {
+        let out = w
+            .ecs
+            .describe_services()
+            .services("broken")
+            .send()
+            .await
+            .unwrap();
+        out.services()[0].deployments()[0]
+            .rollout_state()
+            .map(|r| r.as_str())
+            == Some("FAILED")
+    })
+    .await;
+    let count = || async {
+        w.ecs
+            .list_tasks()
+            .service_name("broken")
+            .desired_status(DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap()
+            .task_arns()
+            .len()
+    };
+    let tripped = count().await;
+    assert!(tripped >= 3, "{tripped}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        count().await,
+        tripped,
+        "tasks launched after the breaker tripped"
+    );
+    let out = w
+        .ecs
+        .describe_services()
+        .services("broken")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.services()[0].events().iter().any(|e| {
+        e.message()
+            .unwrap_or_default()
+            .contains("deployment failed")
+    }));
+}
+
+#[tokio::test]
+async fn restart_adopts_running_tasks_and_ends_vanished_ones() {
+    let Some(engine) = docker().await else { return };
+    let mut w = Wharf::start().await;
+    let old = w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let long = w.register("sleeps", &image, "sleep 600", 2).await;
+    let kept = w.run(&long).await;
+    let doomed = w.run(&long).await;
+    for arn in [&kept, &doomed] {
+        w.wait_task(arn, Duration::from_secs(90), |t| {
+            t.last_status() == Some("RUNNING")
+        })
+        .await;
+    }
+    // The running task pins its image: moving the tag and collecting garbage
+    // with untagged manifests expiring at once keeps it.
+    w.push_busybox("tools/busybox", "1", "b").await;
+
+    w.kill();
+    let doomed_id = doomed.rsplit('/').next().unwrap();
+    for c in engine.list(LABEL_TASK, doomed_id).await.unwrap() {
+        engine.remove(&c.id).await.unwrap();
+    }
+    std::fs::write(
+        w.dir.path().join("gc.toml"),
+        "[gc]\ngrace_seconds = 0\nuntagged_after_seconds = 1\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let gc = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["gc", "--config"])
+        .arg(w.dir.path().join("gc.toml"))
+        .arg("--data-dir")
+        .arg(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    w.spawn().await;
+
+    let (task, _) = w.wait_task(&doomed, Duration::from_secs(30), stopped).await;
+    assert!(
+        task.stopped_reason()
+            .unwrap_or_default()
+            .contains("Essential container"),
+        "{task:?}"
+    );
+    assert!(
+        task.containers()[0]
+            .reason()
+            .unwrap_or_default()
+            .contains("no longer exists"),
+        "{task:?}"
+    );
+    // Still running, same container, not duplicated.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let task = w.task(&kept).await;
+    assert_eq!(task.last_status(), Some("RUNNING"));
+    let kept_id = kept.rsplit('/').next().unwrap();
+    let containers = engine.list(LABEL_TASK, kept_id).await.unwrap();
+    assert_eq!(containers.len(), 1);
+    assert!(containers[0].running);
+    assert_eq!(
+        task.containers()[0].runtime_id(),
+        Some(containers[0].id.as_str())
+    );
+    let r = w
+        .http
+        .head(w.url(&format!("/v2/tools/busybox/manifests/{old}")))
+        .basic_auth("alice", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the running task's image was collected");
+
+    w.ecs.stop_task().task(&kept).send().await.unwrap();
+    let (task, _) = w.wait_task(&kept, Duration::from_secs(30), stopped).await;
+    assert_eq!(task.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+}
