@@ -48,7 +48,8 @@ async fn docker() -> Option<DockerEngine> {
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true but {why}"
     );
-    eprintln!("SKIP: {why}");
+    // Written past the test harness's capture, so the reason shows.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIP: {why}\n").as_bytes());
     None
 }
 
@@ -57,6 +58,7 @@ struct Wharf {
     port: u16,
     child: Option<Child>,
     ecs: Client,
+    ecr: aws_sdk_ecr::Client,
     http: reqwest::Client,
 }
 
@@ -93,19 +95,28 @@ interval_seconds = 0
             .await
             .unwrap();
         drop(store);
+        let credentials = Credentials::new(id, secret, None, None, "wharf-test");
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .credentials_provider(Credentials::new(id, secret, None, None, "wharf-test"))
+            .credentials_provider(credentials.clone())
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .retry_config(RetryConfig::disabled())
+            .build();
+        let ecr = aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(credentials)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         let mut wharf = Wharf {
             dir,
             port,
             child: None,
             ecs: Client::from_conf(config),
+            ecr: aws_sdk_ecr::Client::from_conf(ecr),
             http: reqwest::Client::new(),
         };
         wharf.spawn().await;
@@ -120,8 +131,11 @@ interval_seconds = 0
             .arg(self.dir.path())
             .arg("--config")
             .arg(self.dir.path().join("wharf.toml"))
-            .env("RUST_LOG", "warn")
-            // WHARF_TEST_LOG=1 shows the server's log.
+            .env(
+                "RUST_LOG",
+                std::env::var("WHARF_TEST_LOG").unwrap_or("warn".into()),
+            )
+            // WHARF_TEST_LOG=info (a log filter) shows the server's log.
             .stderr(if std::env::var_os("WHARF_TEST_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -344,6 +358,218 @@ fn code<T, E: ProvideErrorMetadata, R>(
     }
 }
 
+/// Task definitions and clusters need no Docker Engine.
+#[tokio::test]
+async fn task_definitions_and_clusters() {
+    let w = Wharf::start().await;
+    let image = w.image("tools/busybox", "1");
+    let a1 = w.register("app", &image, "true", 10).await;
+    let a2 = w.register("app", &image, "true", 10).await;
+    let b1 = w.register("batch", &image, "true", 10).await;
+    assert!(
+        a1.ends_with("task-definition/app:1") && a2.ends_with("app:2") && b1.ends_with("batch:1")
+    );
+    // A bare family is its latest ACTIVE revision.
+    let d = w
+        .ecs
+        .describe_task_definition()
+        .task_definition("app")
+        .send()
+        .await
+        .unwrap();
+    let d = d.task_definition().unwrap();
+    assert_eq!(d.revision(), 2);
+    assert_eq!(d.container_definitions()[0].memory(), Some(64));
+    assert_eq!(d.network_mode().map(|m| m.as_str()), Some("host"));
+    w.ecs
+        .deregister_task_definition()
+        .task_definition("app:2")
+        .send()
+        .await
+        .unwrap();
+    let d = w
+        .ecs
+        .describe_task_definition()
+        .task_definition("app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.task_definition().unwrap().revision(), 1);
+    let d = w
+        .ecs
+        .describe_task_definition()
+        .task_definition(&a2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.task_definition().unwrap().status().map(|s| s.as_str()),
+        Some("INACTIVE")
+    );
+    // Revisions never reset.
+    let a3 = w.register("app", &image, "true", 10).await;
+    assert!(a3.ends_with("app:3"), "{a3}");
+    let listed = w.ecs.list_task_definitions().send().await.unwrap();
+    assert_eq!(
+        listed.task_definition_arns(),
+        [a1.clone(), a3.clone(), b1.clone()]
+    );
+    let listed = w
+        .ecs
+        .list_task_definitions()
+        .family_prefix("app")
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Inactive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_definition_arns(), [a2.clone()]);
+    let page = w
+        .ecs
+        .list_task_definitions()
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.task_definition_arns().len(), 2);
+    let rest = w
+        .ecs
+        .list_task_definitions()
+        .next_token(page.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.task_definition_arns(), [b1.clone()]);
+    assert!(rest.next_token().is_none());
+    let families = w.ecs.list_task_definition_families().send().await.unwrap();
+    assert_eq!(families.families(), ["app", "batch"]);
+    let families = w
+        .ecs
+        .list_task_definition_families()
+        .family_prefix("ba")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(families.families(), ["batch"]);
+    // Invalid definitions are ClientExceptions and register nothing.
+    let no_memory = ContainerDefinition::builder()
+        .name("main")
+        .image(&image)
+        .build();
+    assert_eq!(
+        code(
+            w.ecs
+                .register_task_definition()
+                .family("bad")
+                .container_definitions(no_memory)
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    let cycle = |name: &str, other: &str| {
+        ContainerDefinition::builder()
+            .name(name)
+            .image(&image)
+            .memory(16)
+            .depends_on(
+                aws_sdk_ecs::types::ContainerDependency::builder()
+                    .container_name(other)
+                    .condition(aws_sdk_ecs::types::ContainerCondition::Start)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    assert_eq!(
+        code(
+            w.ecs
+                .register_task_definition()
+                .family("bad")
+                .container_definitions(cycle("a", "b"))
+                .container_definitions(cycle("b", "a"))
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    assert_eq!(
+        code(
+            w.ecs
+                .describe_task_definition()
+                .task_definition("bad")
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+
+    // Clusters: default exists; others come and go.
+    let out = w
+        .ecs
+        .create_cluster()
+        .cluster_name("batch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.cluster().unwrap().cluster_name(), Some("batch"));
+    let clusters = w.ecs.list_clusters().send().await.unwrap();
+    assert_eq!(clusters.cluster_arns().len(), 2);
+    let described = w
+        .ecs
+        .describe_clusters()
+        .clusters("batch")
+        .clusters("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.clusters()[0].status(), Some("ACTIVE"));
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    w.ecs
+        .delete_cluster()
+        .cluster("batch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(w.ecs.delete_cluster().cluster("batch").send().await),
+        "ClusterNotFoundException"
+    );
+    assert_eq!(
+        code(w.ecs.list_tasks().cluster("batch").send().await),
+        "ClusterNotFoundException"
+    );
+    assert_eq!(
+        code(
+            w.ecs
+                .describe_services()
+                .services("nope")
+                .cluster("nope")
+                .send()
+                .await
+        ),
+        "ClusterNotFoundException"
+    );
+    let out = w
+        .ecs
+        .describe_services()
+        .services("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failures()[0].reason(), Some("MISSING"));
+    assert_eq!(
+        code(
+            w.ecs
+                .update_service()
+                .service("nope")
+                .desired_count(1)
+                .send()
+                .await
+        ),
+        "ServiceNotFoundException"
+    );
+}
+
 #[tokio::test]
 async fn task_runs_to_completion_with_digest_and_logs() {
     let Some(_engine) = docker().await else {
@@ -392,6 +618,65 @@ async fn task_runs_to_completion_with_digest_and_logs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello from wharf"));
+    // Overrides, count and idempotency by clientToken.
+    let run = || {
+        w.ecs
+            .run_task()
+            .task_definition(&definition)
+            .count(2)
+            .client_token("once")
+            .started_by("test")
+            .overrides(
+                aws_sdk_ecs::types::TaskOverride::builder()
+                    .container_overrides(
+                        aws_sdk_ecs::types::ContainerOverride::builder()
+                            .name("main")
+                            .environment(
+                                KeyValuePair::builder()
+                                    .name("GREETING")
+                                    .value("overridden")
+                                    .build(),
+                            )
+                            .command("/bin/sh")
+                            .command("-c")
+                            .command("echo \"$GREETING\"; exit 0")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let first: Vec<String> = run()
+        .await
+        .unwrap()
+        .tasks()
+        .iter()
+        .map(|t| t.task_arn().unwrap().to_string())
+        .collect();
+    let again: Vec<String> = run()
+        .await
+        .unwrap()
+        .tasks()
+        .iter()
+        .map(|t| t.task_arn().unwrap().to_string())
+        .collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first, again, "the same clientToken started new tasks");
+    for arn in &first {
+        let (task, _) = w.wait_task(arn, Duration::from_secs(90), stopped).await;
+        assert_eq!(task.started_by(), Some("test"));
+        assert_eq!(task.containers()[0].exit_code(), Some(0));
+        assert_eq!(w.logs(arn).await.trim(), "overridden");
+    }
+    let listed = w
+        .ecs
+        .list_tasks()
+        .started_by("test")
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_arns().len(), 2);
     // Listing: stopped tasks only when asked for.
     let listed = w
         .ecs
@@ -630,6 +915,27 @@ async fn services_heal_roll_and_trip_the_circuit_breaker() {
             && s.running_count() == 2
     })
     .await;
+    // forceNewDeployment re-resolves the tag: the tasks move to the new digest.
+    let newer = w.push_busybox("tools/busybox", "1", "b").await;
+    w.ecs
+        .update_service()
+        .service("web")
+        .force_new_deployment(true)
+        .send()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(120),
+        "the tasks to run the new digest",
+        || async {
+            let tasks = running_service_tasks(&w, "web").await;
+            tasks.len() == 2
+                && tasks
+                    .iter()
+                    .all(|t| t.containers()[0].image_digest() == Some(newer.as_str()))
+        },
+    )
+    .await;
     // Deleting needs desiredCount 0 unless forced.
     assert_eq!(
         code(w.ecs.delete_service().service("web").send().await),
@@ -789,7 +1095,139 @@ async fn restart_adopts_running_tasks_and_ends_vanished_ones() {
         .unwrap();
     assert_eq!(r.status(), 200, "the running task's image was collected");
 
+    // Lifecycle rules count the image but do not expire it while it runs.
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let expiring = || async {
+        w.ecr
+            .start_lifecycle_policy_preview()
+            .repository_name("tools/busybox")
+            .lifecycle_policy_text(policy)
+            .send()
+            .await
+            .unwrap();
+        let preview = w
+            .ecr
+            .get_lifecycle_policy_preview()
+            .repository_name("tools/busybox")
+            .send()
+            .await
+            .unwrap();
+        preview
+            .preview_results()
+            .iter()
+            .filter_map(|r| r.image_digest().map(String::from))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !expiring().await.contains(&old),
+        "a running task's image would expire"
+    );
+
     w.ecs.stop_task().task(&kept).send().await.unwrap();
     let (task, _) = w.wait_task(&kept, Duration::from_secs(30), stopped).await;
     assert_eq!(task.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+    assert!(
+        expiring().await.contains(&old),
+        "the image stayed pinned after its task stopped"
+    );
+}
+
+#[tokio::test]
+async fn dependencies_and_health_checks() {
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start().await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let sh = |script: &str| ["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+    let depends = |on: &str, condition: aws_sdk_ecs::types::ContainerCondition| {
+        aws_sdk_ecs::types::ContainerDependency::builder()
+            .container_name(on)
+            .condition(condition)
+            .build()
+            .unwrap()
+    };
+    let init = ContainerDefinition::builder()
+        .name("init")
+        .image(&image)
+        .memory(16)
+        .essential(false)
+        .set_command(Some(sh("echo prepared > /tmp/ready; exit 0").to_vec()))
+        .build();
+    let main = ContainerDefinition::builder()
+        .name("main")
+        .image(&image)
+        .memory(32)
+        .set_command(Some(sh("sleep 600").to_vec()))
+        .depends_on(depends(
+            "init",
+            aws_sdk_ecs::types::ContainerCondition::Success,
+        ))
+        .health_check(
+            aws_sdk_ecs::types::HealthCheck::builder()
+                .command("CMD-SHELL")
+                .command("true")
+                .interval(5)
+                .timeout(2)
+                .retries(1)
+                .build()
+                .unwrap(),
+        )
+        .stop_timeout(2)
+        .build();
+    let side = ContainerDefinition::builder()
+        .name("side")
+        .image(&image)
+        .memory(16)
+        .essential(false)
+        .set_command(Some(sh("sleep 600").to_vec()))
+        .depends_on(depends(
+            "main",
+            aws_sdk_ecs::types::ContainerCondition::Healthy,
+        ))
+        .stop_timeout(2)
+        .build();
+    let out = w
+        .ecs
+        .register_task_definition()
+        .family("layered")
+        .network_mode(NetworkMode::Host)
+        .container_definitions(init)
+        .container_definitions(main)
+        .container_definitions(side)
+        .send()
+        .await
+        .unwrap();
+    let arn = w
+        .run(
+            out.task_definition()
+                .unwrap()
+                .task_definition_arn()
+                .unwrap(),
+        )
+        .await;
+    let (task, _) = w
+        .wait_task(&arn, Duration::from_secs(90), |t| {
+            t.last_status() == Some("RUNNING")
+                && t.health_status().map(|h| h.as_str()) == Some("HEALTHY")
+        })
+        .await;
+    let container = |name: &str| {
+        task.containers()
+            .iter()
+            .find(|c| c.name() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(container("init").exit_code(), Some(0));
+    assert_eq!(
+        container("main").health_status().map(|h| h.as_str()),
+        Some("HEALTHY")
+    );
+    assert_eq!(container("side").last_status(), Some("RUNNING"));
+    // The non-essential init container's exit did not stop the task.
+    assert_eq!(task.desired_status(), Some("RUNNING"));
+    w.ecs.stop_task().task(&arn).send().await.unwrap();
+    w.wait_task(&arn, Duration::from_secs(30), stopped).await;
 }

@@ -126,7 +126,10 @@ pub trait ContainerEngine: Send + Sync + 'static {
 }
 
 pub struct DockerEngine {
-    docker: Docker,
+    socket: String,
+    /// Connected on first use (and again after a failure), so Wharf starts
+    /// whether or not the Docker Engine is there yet.
+    docker: std::sync::Mutex<Option<Docker>>,
 }
 
 impl DockerEngine {
@@ -139,17 +142,34 @@ impl DockerEngine {
         } else {
             host.to_string()
         };
-        let docker = if host.is_empty() {
-            Docker::connect_with_unix(
-                "/var/run/docker.sock",
-                REQUEST_TIMEOUT_SECONDS,
-                &API_VERSION,
-            )
+        let socket = if host.is_empty() {
+            "/var/run/docker.sock".to_string()
+        } else if let Some(path) = host.strip_prefix("unix://") {
+            path.to_string()
+        } else if host.starts_with('/') {
+            host
         } else {
-            Docker::connect_with_unix(&host, REQUEST_TIMEOUT_SECONDS, &API_VERSION)
+            return Err(EngineError::Unavailable(format!(
+                "Docker Engine {host:?}: only unix:// sockets are supported"
+            )));
+        };
+        Ok(DockerEngine {
+            socket,
+            docker: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn docker(&self) -> Result<Docker, EngineError> {
+        let mut slot = self.docker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
         }
-        .map_err(|e| EngineError::Unavailable(format!("Docker Engine at {host:?}: {e}")))?;
-        Ok(DockerEngine { docker })
+        let docker = Docker::connect_with_unix(&self.socket, REQUEST_TIMEOUT_SECONDS, &API_VERSION)
+            .map_err(|e| {
+                EngineError::Unavailable(format!("Docker Engine at {}: {e}", self.socket))
+            })?;
+        *slot = Some(docker.clone());
+        Ok(docker)
     }
 }
 
@@ -175,7 +195,7 @@ fn port_key(p: &PortMapping) -> String {
 #[async_trait]
 impl ContainerEngine for DockerEngine {
     async fn ping(&self) -> Result<(), EngineError> {
-        self.docker.ping().await?;
+        self.docker()?.ping().await?;
         Ok(())
     }
 
@@ -188,7 +208,9 @@ impl ContainerEngine for DockerEngine {
             from_image: Some(reference.to_string()),
             ..Default::default()
         };
-        let mut progress = self.docker.create_image(Some(options), None, credentials);
+        let mut progress = self
+            .docker()?
+            .create_image(Some(options), None, credentials);
         while let Some(step) = progress.next().await {
             let info = step?;
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {
@@ -251,7 +273,7 @@ impl ContainerEngine for DockerEngine {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        match self.docker.create_container(Some(options), body).await {
+        match self.docker()?.create_container(Some(options), body).await {
             Ok(created) => Ok(created.id),
             // Created by an earlier attempt that did not get to record it.
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -267,7 +289,7 @@ impl ContainerEngine for DockerEngine {
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         match self
-            .docker
+            .docker()?
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
         {
@@ -285,7 +307,7 @@ impl ContainerEngine for DockerEngine {
             t: Some(timeout_seconds),
             signal: None,
         };
-        match self.docker.stop_container(id, Some(options)).await {
+        match self.docker()?.stop_container(id, Some(options)).await {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304 | 404,
@@ -297,7 +319,7 @@ impl ContainerEngine for DockerEngine {
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerStatus>, EngineError> {
         let inspected = match self
-            .docker
+            .docker()?
             .inspect_container(
                 id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -364,7 +386,7 @@ impl ContainerEngine for DockerEngine {
             )])),
             ..Default::default()
         };
-        let listed = self.docker.list_containers(Some(options)).await?;
+        let listed = self.docker()?.list_containers(Some(options)).await?;
         Ok(listed
             .into_iter()
             .filter_map(|c| {
@@ -390,7 +412,11 @@ impl ContainerEngine for DockerEngine {
             tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
             ..Default::default()
         };
-        self.docker
+        let docker = match self.docker() {
+            Ok(d) => d,
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        docker
             .logs(id, Some(options))
             .map_ok(|out| out.into_bytes())
             .map_err(EngineError::from)
@@ -403,7 +429,7 @@ impl ContainerEngine for DockerEngine {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(options)).await {
+        match self.docker()?.remove_container(id, Some(options)).await {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..

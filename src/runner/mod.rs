@@ -91,7 +91,12 @@ struct Inner {
     /// Tasks a start or stop job is working on, in this process.
     busy: Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
+    /// When stopped tasks were last pruned.
+    pruned_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// Stopped tasks are pruned at most this often.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 fn corrupt(e: serde_json::Error) -> RunnerError {
     RunnerError::Corrupt(e.to_string())
@@ -122,6 +127,7 @@ impl Runner {
                 instance,
                 busy: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
+                pruned_at: Mutex::default(),
             }),
         })
     }
@@ -363,6 +369,17 @@ impl Runner {
 
     /// Forgets tasks stopped longer ago than the retention, and removes their containers.
     async fn prune(&self) -> Result<()> {
+        {
+            let mut last = self
+                .inner
+                .pruned_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PRUNE_INTERVAL) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
         let before =
             crate::registry::now_ms() - self.inner.settings.retain_stopped.as_millis() as i64;
         let pruned = self.inner.store.prune_tasks(before).await?;

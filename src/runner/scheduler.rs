@@ -11,6 +11,23 @@ use super::{Result, Runner, UpdateService};
 
 /// Restarts of a failing service wait 1 s, 2 s, 4 s ... up to this.
 const MAX_BACKOFF_SECONDS: i64 = 300;
+/// A task counts toward a completed deployment once it has run this long
+/// (and is HEALTHY, if it has health checks): a container that crashes right
+/// after starting must not complete the rollout and escape the circuit breaker.
+const STABLE_AFTER_MS: i64 = 5_000;
+
+/// Whether a task has been running long enough, and healthy, to count as stable.
+fn stable(t: &TaskRecord, now_ms: i64) -> bool {
+    let checked = t
+        .plan
+        .iter()
+        .any(|p| p.essential && p.health_check.is_some());
+    t.task.last_status == model::RUNNING
+        && t.task
+            .started_at
+            .is_some_and(|s| (s * 1000.0) as i64 + STABLE_AFTER_MS <= now_ms)
+        && (!checked || t.task.health_status == "HEALTHY")
+}
 
 /// What one pass decided for a service.
 #[derive(Debug, Default)]
@@ -297,13 +314,13 @@ fn plan(
         r.images.retain(|id, _| ids.contains(id));
         changed = true;
     }
-    let primary_running = live
+    let primary_stable = live
         .iter()
         .filter(in_primary)
-        .filter(|t| t.task.last_status == model::RUNNING)
+        .filter(|t| stable(t, now_ms))
         .count() as i64;
     let steady =
-        r.service.deployments.len() == 1 && primary_running == desired && total_live == desired;
+        r.service.deployments.len() == 1 && primary_stable == desired && total_live == desired;
     let primary = &mut r.service.deployments[0];
     if steady && primary.rollout_state == "IN_PROGRESS" {
         primary.rollout_state = "COMPLETED".into();

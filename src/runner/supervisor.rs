@@ -242,7 +242,11 @@ impl Runner {
         let Some(record) = self.task_record(id).await? else {
             return Ok(());
         };
-        if record.task.desired_status != model::RUNNING {
+        // The loop's snapshot may be older than a start job that just ended.
+        let starting = [model::PROVISIONING, model::PENDING, model::ACTIVATING];
+        if record.task.desired_status != model::RUNNING
+            || !starting.contains(&record.task.last_status.as_str())
+        {
             return Ok(());
         }
         // Resolve tags to digests (ECS's version consistency).
@@ -363,6 +367,15 @@ impl Runner {
         .await?;
         let order = start_order(&record.plan);
         for c in order {
+            // Started before a restart interrupted this job: never run it twice.
+            let started = record
+                .task
+                .containers
+                .iter()
+                .any(|k| k.name == c.name && k.last_status != model::PENDING);
+            if started {
+                continue;
+            }
             if let Err(reason) = self.await_dependencies(&record, c, &ids).await {
                 return self.fail_start(id, Some(&c.name), reason).await;
             }

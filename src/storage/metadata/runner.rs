@@ -331,7 +331,7 @@ impl RunnerStore for SqliteMetadata {
 
     async fn tasks_by_client_token(&self, cluster: &str, token: &str) -> Result<Vec<Versioned>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT version, doc FROM tasks WHERE cluster = ? AND client_token = ? ORDER BY id",
+            "SELECT version, doc FROM tasks WHERE cluster = ? AND client_token = ? ORDER BY rowid",
         )
         .bind(cluster)
         .bind(token)

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# From `docker push` to a running container with the real AWS CLI: build a
+# FROM-scratch busybox image, push it to Wharf, register a task definition,
+# run it, wait with the CLI's own waiters (tasks-running, tasks-stopped,
+# services-stable), read the logs (HTTP and `wharf task logs`), and see a
+# Docker Hub image refused.
+source "$(dirname "$0")/lib.sh"
+
+ensure_packages busybox:busybox-static curl:curl jq:jq
+if ! command -v aws >/dev/null 2>&1 && ! python3 -c 'import awscli' 2>/dev/null; then
+    log "installing the AWS CLI from PyPI"
+    python3 -m pip install -q awscli >/dev/null 2>&1 || skip_or_fail "cannot install awscli"
+fi
+if command -v aws >/dev/null 2>&1; then AWS_CLI=(aws); else AWS_CLI=(python3 -m awscli); fi
+start_dockerd
+bin="${WHARF_BIN:-target/release/wharf}"
+conf="$E2E_TMP/ecs.toml"
+cat >"$conf" <<'TOML'
+[[auth.rules]]
+who = ["alice"]
+repositories = ["*"]
+actions = ["*"]
+TOML
+prepare_data ecs
+data="$WHARF_DATA"
+echo "alice-password" | "$bin" user add alice --config "$conf" --data-dir "$data" >/dev/null
+keys=$("$bin" user keys create alice --config "$conf" --data-dir "$data")
+key_of() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $3 }'; }
+start_wharf ecs --config "$conf"
+registry="localhost:$WHARF_PORT"
+export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export AWS_ACCESS_KEY_ID="$(key_of "$keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$keys" aws_secret_access_key)"
+ecs() { "${AWS_CLI[@]}" ecs --endpoint-url "http://127.0.0.1:$WHARF_PORT" --output json "$@"; }
+fail() { log "FAIL: $*"; tail -20 "$E2E_TMP/ecs.log" >&2; exit 1; }
+export DOCKER_CONFIG="$E2E_TMP/ecs-docker-config"
+rm -rf "$DOCKER_CONFIG"
+
+log "docker build and push"
+ctx="$E2E_TMP/ecs-image"
+rm -rf "$ctx" && mkdir -p "$ctx"
+cp "$(command -v busybox)" "$ctx/busybox"
+cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+ENTRYPOINT ["/bin/busybox"]
+DOCKERFILE
+image="$registry/apps/hello:1"
+DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null
+echo "alice-password" | docker login -u alice --password-stdin "$registry" >/dev/null
+docker push -q "$image" >/dev/null
+docker rmi -f "$image" >/dev/null
+
+log "a task from the pushed image"
+def=$(ecs register-task-definition --family hello --network-mode host \
+    --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"sleep 2; echo hello from ecs\"]}]")
+[ "$(jq -r .taskDefinition.revision <<<"$def")" = 1 ] || fail "register: $def"
+task=$(ecs run-task --task-definition hello | jq -r '.tasks[0].taskArn')
+ecs wait tasks-running --tasks "$task" || fail "tasks-running"
+ecs wait tasks-stopped --tasks "$task" || fail "tasks-stopped"
+out=$(ecs describe-tasks --tasks "$task")
+[ "$(jq -r '.tasks[0].stopCode' <<<"$out")" = EssentialContainerExited ] || fail "stop code: $out"
+[ "$(jq -r '.tasks[0].containers[0].exitCode' <<<"$out")" = 0 ] || fail "exit code: $out"
+digest=$(jq -r '.tasks[0].containers[0].imageDigest' <<<"$out")
+[[ "$digest" == sha256:* ]] || fail "image digest: $out"
+id="${task##*/}"
+curl -sf -u alice:alice-password "http://127.0.0.1:$WHARF_PORT/ecs/tasks/$id/logs" | grep -q "hello from ecs" || fail "logs over HTTP"
+"$bin" task logs "$id" --config "$conf" --data-dir "$data" | grep -q "hello from ecs" || fail "wharf task logs"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$WHARF_PORT/ecs/tasks/$id/logs")" = 401 ] || fail "logs without credentials"
+
+log "a service, stable"
+ecs register-task-definition --family web --network-mode host \
+    --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"stopTimeout\":2,\"command\":[\"sleep\",\"600\"]}]" >/dev/null
+ecs create-service --service-name web --task-definition web --desired-count 2 >/dev/null
+ecs wait services-stable --services web || fail "services-stable"
+out=$(ecs describe-services --services web)
+[ "$(jq -r '.services[0].runningCount' <<<"$out")" = 2 ] || fail "running count: $out"
+"$bin" service ls --config "$conf" --data-dir "$data" | grep -q "web" || fail "wharf service ls"
+ecs update-service --service web --desired-count 0 >/dev/null
+ecs delete-service --service web >/dev/null
+ecs wait services-inactive --services web || fail "services-inactive"
+
+log "images from elsewhere are refused"
+if out=$(ecs register-task-definition --family hub \
+    --container-definitions '[{"name":"main","image":"busybox","memory":32}]' 2>&1); then
+    fail "a Docker Hub image was accepted"
+fi
+grep -q "(ClientException)" <<<"$out" || fail "Docker Hub image: $out"
+log "ok"
