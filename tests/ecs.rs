@@ -422,7 +422,7 @@ async fn task_definitions_and_clusters() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.task_definition_arns(), [a2.clone()]);
+    assert_eq!(listed.task_definition_arns(), std::slice::from_ref(&a2));
     let page = w
         .ecs
         .list_task_definitions()
@@ -438,7 +438,7 @@ async fn task_definitions_and_clusters() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rest.task_definition_arns(), [b1.clone()]);
+    assert_eq!(rest.task_definition_arns(), std::slice::from_ref(&b1));
     assert!(rest.next_token().is_none());
     let families = w.ecs.list_task_definition_families().send().await.unwrap();
     assert_eq!(families.families(), ["app", "batch"]);
