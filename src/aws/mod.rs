@@ -11,13 +11,14 @@ use std::net::IpAddr;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, FromRef, State};
-use axum::http::{HeaderMap, Method, Uri, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use crate::auth::{Auth, Mode, PeerAddr, Principal};
 use crate::ecr::EcrState;
 use crate::ecs::EcsState;
+use crate::oci::api::InternalCause;
 use crate::operations::RequestId;
 use sigv4::{SigError, SignedRequest};
 
@@ -132,6 +133,35 @@ pub async fn authenticate(
         .unwrap_or(0);
     sigv4::verify(&credential, &secret, &request, now)?;
     Ok(principal)
+}
+
+/// A successful call's answer.
+pub fn output(value: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        axum::Json(value),
+    )
+        .into_response()
+}
+
+/// A failed call's answer: `{"__type", "message"}`. A fault of ours (`cause`)
+/// is logged by the request middleware and never sent.
+pub fn error(status: StatusCode, name: &str, message: String, cause: Option<String>) -> Response {
+    let message = if cause.is_some() {
+        "internal server error".to_string()
+    } else {
+        message
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        axum::Json(serde_json::json!({ "__type": name, "message": message })),
+    )
+        .into_response();
+    if let Some(cause) = cause {
+        response.extensions_mut().insert(InternalCause(cause));
+    }
+    response
 }
 
 /// An empty body reads as `{}`, as AWS services accept.

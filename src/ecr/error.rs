@@ -1,14 +1,11 @@
 //! ECR errors: each has its AWS exception name (`__type`) and status here, in one place.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::auth::PolicyStoreError;
 use crate::aws::AuthFailure;
 use crate::aws::sigv4::SigError;
-use crate::oci::api::InternalCause;
 use crate::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -187,22 +184,11 @@ impl From<PolicyStoreError> for EcrError {
 impl IntoResponse for EcrError {
     fn into_response(self) -> Response {
         let (name, status) = self.wire();
-        let message = match &self {
-            EcrError::Server(_) => "internal server error".to_string(),
-            other => other.to_string(),
+        let message = self.to_string();
+        let cause = match self {
+            EcrError::Server(cause) => Some(cause),
+            _ => None,
         };
-        let mut response = (
-            status,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/x-amz-json-1.1",
-            )],
-            Json(json!({ "__type": name, "message": message })),
-        )
-            .into_response();
-        if let EcrError::Server(cause) = self {
-            response.extensions_mut().insert(InternalCause(cause));
-        }
-        response
+        crate::aws::error(status, name, message, cause)
     }
 }

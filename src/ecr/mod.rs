@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::FromRef;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -178,11 +177,7 @@ pub async fn handle(state: EcrState, request: aws::Request) -> Response {
     }
     .await;
     match result {
-        Ok(output) => (
-            [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
-            axum::Json(output),
-        )
-            .into_response(),
+        Ok(output) => aws::output(output),
         Err(e) => e.into_response(),
     }
 }

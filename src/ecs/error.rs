@@ -1,13 +1,10 @@
 //! ECS errors: each has its AWS exception name (`__type`) here, in one place.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::aws::AuthFailure;
 use crate::aws::sigv4::SigError;
-use crate::oci::api::InternalCause;
 use crate::runner::RunnerError;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,22 +95,11 @@ impl From<RunnerError> for EcsError {
 impl IntoResponse for EcsError {
     fn into_response(self) -> Response {
         let (name, status) = self.wire();
-        let message = match &self {
-            EcsError::Server(_) => "internal server error".to_string(),
-            other => other.to_string(),
+        let message = self.to_string();
+        let cause = match self {
+            EcsError::Server(cause) => Some(cause),
+            _ => None,
         };
-        let mut response = (
-            status,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/x-amz-json-1.1",
-            )],
-            Json(json!({ "__type": name, "message": message })),
-        )
-            .into_response();
-        if let EcsError::Server(cause) = self {
-            response.extensions_mut().insert(InternalCause(cause));
-        }
-        response
+        crate::aws::error(status, name, message, cause)
     }
 }

@@ -162,11 +162,7 @@ pub async fn handle(state: EcsState, request: aws::Request) -> Response {
     }
     .await;
     match result {
-        Ok(output) => (
-            [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
-            axum::Json(output),
-        )
-            .into_response(),
+        Ok(output) => aws::output(output),
         Err(e) => e.into_response(),
     }
 }

@@ -40,7 +40,9 @@ pub struct DefinitionFilter {
 const CONDITIONS: [&str; 4] = ["START", "COMPLETE", "SUCCESS", "HEALTHY"];
 const NETWORK_MODES: [&str; 3] = ["bridge", "host", "none"];
 
-fn valid_name(name: &str) -> bool {
+/// ECS names (families, containers, clusters, services): up to 255 letters,
+/// digits, hyphens and underscores.
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name

@@ -211,12 +211,7 @@ impl Runner {
     }
 
     pub async fn create_cluster(&self, name: &str) -> Result<(String, i64)> {
-        if name.is_empty()
-            || name.len() > 255
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !definitions::valid_name(name) {
             return Err(RunnerError::InvalidParameter(
                 "clusterName: up to 255 letters, numbers, hyphens and underscores".into(),
             ));

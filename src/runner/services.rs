@@ -117,12 +117,7 @@ impl Runner {
 
     pub async fn create_service(&self, input: CreateService) -> Result<Service> {
         let name = &input.name;
-        if name.is_empty()
-            || name.len() > 255
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !super::definitions::valid_name(name) {
             return Err(RunnerError::InvalidParameter(
                 "serviceName: up to 255 letters, numbers, hyphens and underscores".into(),
             ));

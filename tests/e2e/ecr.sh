@@ -5,12 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages busybox:busybox-static curl:curl jq:jq
-if ! command -v aws >/dev/null 2>&1 && ! python3 -c 'import awscli' 2>/dev/null; then
-    log "installing the AWS CLI from PyPI"
-    python3 -m pip install -q awscli >/dev/null 2>&1 || skip_or_fail "cannot install awscli"
-fi
-# A fresh pip install may not have put `aws` on PATH (pyenv shims); the module always works.
-if command -v aws >/dev/null 2>&1; then AWS_CLI=(aws); else AWS_CLI=(python3 -m awscli); fi
+ensure_aws_cli
 start_dockerd
 bin="${WHARF_BIN:-target/release/wharf}"
 conf="$E2E_TMP/ecr.toml"

