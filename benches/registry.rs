@@ -11,6 +11,9 @@
 //!
 //! Environment: `BENCH_BLOB_MIB` (default 1024), `BENCH_WRK_SECONDS` (default 10),
 //! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder).
+//! The server inherits the environment, so `WHARF_STORAGE_BACKEND=s3` and the
+//! `WHARF_STORAGE_S3_*` keys measure the S3 backend (see `tests/e2e/lib.sh`
+//! for a local SeaweedFS).
 
 #![allow(clippy::expect_used, reason = "a benchmark aborts on any failure")]
 #![allow(clippy::print_stdout, reason = "the report is the output")]

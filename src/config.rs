@@ -193,11 +193,61 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Folder for blob content; empty means `<data_dir>/blobs`.
+    /// Where blob content lives: `filesystem` (below `path`) or `s3`.
+    pub backend: StorageBackend,
+    /// Folder for blob content; empty means `<data_dir>/blobs`. With S3, upload
+    /// sessions are still staged here.
     pub path: PathBuf,
     /// Hash every full blob read as it is sent; stored bytes that no longer
     /// match their digest then break the transfer instead of reaching the client.
     pub verify_reads: bool,
+    /// Blob GETs answer 307 to a presigned URL of the store (S3), which then
+    /// serves the bytes itself (and `verify_reads` does not apply).
+    pub redirect: bool,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Filesystem,
+    S3,
+}
+
+/// An S3-compatible object store (AWS, MinIO, SeaweedFS, Ceph...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" for none).
+    pub prefix: String,
+    pub region: String,
+    /// Endpoint URL for S3-compatible servers; empty: AWS.
+    pub endpoint: String,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Credentials; empty: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and the
+    /// rest of the usual AWS environment, instance credentials included).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Seconds a request to the store may take before it fails (then 503).
+    pub timeout_seconds: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            path_style: false,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            timeout_seconds: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,8 +298,11 @@ impl Default for Config {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            backend: StorageBackend::Filesystem,
             path: PathBuf::new(),
             verify_reads: true,
+            redirect: false,
+            s3: S3Config::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SigningKey, TokenIssuer,
 };
 use crate::aws;
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::ecr::EcrSettings;
 use crate::ecs;
 use crate::notifications::{Delivery, Notifier};
@@ -85,7 +85,18 @@ impl AppState {
                 source,
             })?;
         }
-        let store = LocalFileSystem::new_with_prefix(&blob_dir)?.with_automatic_cleanup(true);
+        let (blobs, staging) = match config.storage.backend {
+            StorageBackend::Filesystem => (
+                BlobStore::new(Arc::new(
+                    LocalFileSystem::new_with_prefix(&blob_dir)?.with_automatic_cleanup(true),
+                )),
+                Staging::new(blob_dir.clone()),
+            ),
+            StorageBackend::S3 => {
+                let blobs = crate::storage::s3::open(&config.storage.s3)?;
+                (blobs.clone(), Staging::for_remote(blob_dir.clone(), blobs))
+            }
+        };
         let sqlite =
             Arc::new(SqliteMetadata::open(&config.database_path(), config.database.readers).await?);
         let meta: Arc<dyn MetadataStore> = sqlite.clone();
@@ -95,16 +106,12 @@ impl AppState {
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
             create_on_push: config.ecr.create_on_push,
             verify_reads: config.storage.verify_reads,
+            redirect: config.storage.redirect,
             quotas: config.limits.quotas.clone(),
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
-        let registry = Registry::new(
-            BlobStore::new(Arc::new(store)),
-            Staging::new(blob_dir),
-            meta,
-            limits,
-        );
+        let registry = Registry::new(blobs, staging, meta, limits);
         let runner = if config.runner.enabled {
             let engine =
                 DockerEngine::connect(&config.runner.docker_host).map_err(RunnerError::from)?;

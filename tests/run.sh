@@ -15,7 +15,7 @@ start_dockerd
 # Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()
 cargo test --release --locked || failed+=("cargo test")
-for t in conformance skopeo docker auth ecr ecs; do
+for t in conformance skopeo docker auth ecr ecs s3; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done

@@ -149,6 +149,9 @@ pub struct BlobRead {
     pub body: ByteStream,
 }
 
+/// How long a presigned blob URL stays valid.
+const REDIRECT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 impl Registry {
     /// Size of a blob that `repo` may serve.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
@@ -157,6 +160,20 @@ impl Registry {
             .repo_blob(repo, digest)
             .await?
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// A presigned URL that reads the blob straight from the store, when
+    /// `storage.redirect` is on and the store can sign one (S3).
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        if !self.inner.limits.redirect {
+            return Ok(None);
+        }
+        self.stat_blob(repo, digest).await?;
+        Ok(self
+            .inner
+            .blobs
+            .presigned_get(&Key::Blob(digest), REDIRECT_LIFETIME)
+            .await?)
     }
 
     /// Opens a blob, or the inclusive byte range `first..=last` of it

@@ -47,6 +47,8 @@ pub struct Limits {
     pub create_on_push: bool,
     /// Whether full blob reads are hashed as they are sent.
     pub verify_reads: bool,
+    /// Whether blob GETs redirect to a presigned URL of the store (when it can sign).
+    pub redirect: bool,
     pub quotas: Vec<Quota>,
 }
 

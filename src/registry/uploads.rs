@@ -213,6 +213,10 @@ impl Registry {
         let outcome = if &actual == expected {
             match self.check_quota(repo, expected, size).await {
                 Ok(()) => {
+                    self.inner
+                        .staging
+                        .prepare(id, session.size, expected)
+                        .await?;
                     let place = self.inner.staging.commit(id, session.size, expected);
                     self.inner
                         .meta
@@ -305,6 +309,10 @@ impl Registry {
                 return Err(e);
             }
         };
+        if let Err(e) = self.inner.staging.prepare(id, written, expected).await {
+            self.inner.staging.discard(id).await?;
+            return Err(e.into());
+        }
         let place = self.inner.staging.commit(id, written, expected);
         let linked = self
             .inner

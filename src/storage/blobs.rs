@@ -9,7 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, PutPayload};
+use object_store::signer::Signer;
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, PutPayload, WriteMultipart,
+};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
@@ -18,6 +21,10 @@ use crate::oci::Digest;
 
 /// Read size when streaming a local file: large reads keep blocking-pool hops rare.
 const LOCAL_READ_SIZE: usize = 2 * 1024 * 1024;
+/// Multipart uploads to a remote store: part size (S3 wants at least 5 MiB
+/// for all but the last) and parts sent at once, which bounds memory per upload.
+const PART_SIZE: usize = 16 * 1024 * 1024;
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// Every object Wharf writes, and where it lives.
 #[derive(Debug, Clone)]
@@ -84,11 +91,45 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// Presigns URLs for direct reads (S3), with the key prefix the store adds.
+    signer: Option<(Arc<dyn Signer>, String)>,
 }
 
 impl BlobStore {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            signer: None,
+        }
+    }
+
+    /// A store whose objects can be read through presigned URLs; `prefix`
+    /// is the key prefix `store` puts before every key.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>, prefix: &str) -> Self {
+        self.signer = Some((signer, prefix.trim_matches('/').to_string()));
+        self
+    }
+
+    /// A URL that reads the object directly for `expires_in`, when the store can sign one.
+    pub async fn presigned_get(
+        &self,
+        key: &Key<'_>,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let Some((signer, prefix)) = &self.signer else {
+            return Ok(None);
+        };
+        let path = key.path();
+        let full = if prefix.is_empty() {
+            path
+        } else {
+            Path::from(format!("{prefix}/{path}"))
+        };
+        let url = signer
+            .signed_url(http::Method::GET, &full, expires_in)
+            .await
+            .map_err(map_err)?;
+        Ok(Some(url.to_string()))
     }
 
     /// Writes a small object in one request.
@@ -98,6 +139,43 @@ impl BlobStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    /// Writes a large object from a stream, in parts (S3 multipart uploads);
+    /// nothing is visible at `key` unless every part arrived.
+    pub async fn put_stream(
+        &self,
+        key: &Key<'_>,
+        mut body: ByteStream,
+    ) -> Result<(), StorageError> {
+        let upload = self
+            .store
+            .put_multipart(&key.path())
+            .await
+            .map_err(map_err)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let written = async {
+            while let Some(chunk) = body.next().await {
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(map_err)?;
+                writer.write(&chunk?);
+            }
+            Ok::<(), StorageError>(())
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                writer.finish().await.map_err(map_err)?;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: the store also expires abandoned uploads.
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Reads a whole (small) object into memory; used for manifests only.

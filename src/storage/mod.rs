@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod metadata;
+pub mod s3;
 pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};

@@ -4,6 +4,11 @@
 //! becomes visible atomically. The session's committed length lives in the
 //! metadata store; bytes past it (from a failed request) are ignored and
 //! overwritten by the next append.
+//!
+//! With a remote blob store (S3), sessions are still staged on this disk; a
+//! verified upload is first copied to its content address in the store
+//! (`prepare`, outside any transaction), and `commit` then only checks that
+//! it is there and drops the staged copy.
 
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -14,17 +19,19 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::blobs::{ByteStream, Key, StorageError};
+use super::blobs::{BlobStore, ByteStream, Key, StorageError};
 use crate::oci::Digest;
 
 /// Pieces of body queued for the writer thread; bounds memory per upload.
 const WRITE_QUEUE: usize = 32;
 const READ_SIZE: usize = 1024 * 1024;
 
-/// Staging for upload sessions, rooted at the blob store's folder.
-#[derive(Debug, Clone)]
+/// Staging for upload sessions, rooted at the blob store's folder (or a
+/// local folder when the blobs live in a remote store).
+#[derive(Clone)]
 pub struct Staging {
     root: PathBuf,
+    remote: Option<BlobStore>,
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> StorageError {
@@ -33,7 +40,34 @@ fn blocking_err(e: tokio::task::JoinError) -> StorageError {
 
 impl Staging {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self { root, remote: None }
+    }
+
+    /// Staging on this disk for blobs that live in `store`.
+    pub fn for_remote(root: PathBuf, store: BlobStore) -> Self {
+        Self {
+            root,
+            remote: Some(store),
+        }
+    }
+
+    /// Before the blob is recorded: copies `len` verified bytes of a session
+    /// to the blob's address in a remote store (unless already there). Runs
+    /// outside the metadata transaction, which a long copy must not hold up.
+    pub async fn prepare(
+        &self,
+        upload: Uuid,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
+        let Some(store) = &self.remote else {
+            return Ok(());
+        };
+        let key = Key::Blob(digest);
+        if store.exists(&key).await? {
+            return Ok(());
+        }
+        store.put_stream(&key, self.read(upload, len).await?).await
     }
 
     fn file(&self, upload: Uuid) -> PathBuf {
@@ -114,6 +148,17 @@ impl Staging {
         digest: &Digest,
     ) -> Result<(), StorageError> {
         let from = self.file(upload);
+        if let Some(store) = &self.remote {
+            // `prepare` put the bytes there; garbage collection may have removed
+            // them since (they were not recorded yet), which fails the upload.
+            if !store.exists(&Key::Blob(digest)).await? {
+                return Err(StorageError::NotFound);
+            }
+            return tokio::task::spawn_blocking(move || remove_if_present(&from))
+                .await
+                .map_err(blocking_err)?
+                .map_err(StorageError::Io);
+        }
         let to = self.root.join(Key::Blob(digest).path().as_ref());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             if to.exists() {

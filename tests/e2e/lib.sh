@@ -92,7 +92,6 @@ JSON
         weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" -master.port=9333 \
             -volume.port=8080 -filer -filer.port=8888 -s3 -s3.port="$S3_PORT" \
             -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
-        echo $! >"$dir/weed.pid"
         local up=""
         for _ in $(seq 1 60); do
             curl -s -o /dev/null "$S3_ENDPOINT/" && { up=1; break; }
@@ -101,23 +100,33 @@ JSON
         [ -n "$up" ] || { tail -20 "$dir/weed.log" >&2; skip_or_fail "SeaweedFS did not start"; }
     fi
     ensure_aws_cli
-    local out
-    out=$(AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" AWS_CONFIG_FILE=/dev/null \
-        "${AWS_CLI[@]}" --region us-east-1 --endpoint-url "$S3_ENDPOINT" \
-        s3api create-bucket --bucket "$S3_BUCKET" 2>&1) ||
-        grep -q "BucketAlready" <<<"$out" || { log "$out"; skip_or_fail "cannot create bucket $S3_BUCKET"; }
+    # The S3 port answers before the filer behind it is ready: retry a while.
+    local out=""
+    for _ in $(seq 1 30); do
+        if out=$(AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
+            AWS_CONFIG_FILE=/dev/null "${AWS_CLI[@]}" --region us-east-1 \
+            --endpoint-url "$S3_ENDPOINT" s3api create-bucket --bucket "$S3_BUCKET" 2>&1) ||
+            grep -q "BucketAlready" <<<"$out"; then
+            return 0
+        fi
+        sleep 1
+    done
+    log "$out"
+    skip_or_fail "cannot create bucket $S3_BUCKET"
 }
 
-# stop_seaweedfs: stops the server start_seaweedfs started (to test outages).
+# stop_seaweedfs: stops the server start_seaweedfs started (to test outages),
+# at once and for good: no graceful shutdown that keeps the port half alive.
 stop_seaweedfs() {
-    local pid
-    pid=$(cat "$E2E_TMP/seaweedfs/weed.pid" 2>/dev/null || true)
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    pkill -f "weed server .*-s3.port=$S3_PORT" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        curl -s -o /dev/null "$S3_ENDPOINT/" || return 0
+    local pattern="weed server .*-s3.port=$S3_PORT"
+    pkill -9 -f "$pattern" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        if ! pgrep -f "$pattern" >/dev/null && ! curl -s -o /dev/null "$S3_ENDPOINT/"; then
+            return 0
+        fi
         sleep 0.2
     done
+    skip_or_fail "SeaweedFS did not stop"
 }
 
 # s3_config FILE PREFIX: a Wharf configuration storing blobs in the bucket under PREFIX.

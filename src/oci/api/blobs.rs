@@ -44,6 +44,23 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
         )
             .into_response());
     }
+    if let Some(url) = state.registry.blob_redirect(repo, digest).await? {
+        let size = state.registry.stat_blob(repo, digest).await.ok();
+        return Ok(with_notice(
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, url),
+                    (
+                        header::HeaderName::from_static("docker-content-digest"),
+                        digest_header,
+                    ),
+                ],
+            )
+                .into_response(),
+            blob_notice(Action::Pull, repo, digest, size),
+        ));
+    }
     let range = req.header(header::RANGE).and_then(parse_range);
     let blob = state.registry.open_blob(repo, digest, range).await?;
     let common = [

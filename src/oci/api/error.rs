@@ -2,11 +2,12 @@
 //! spec's error codes, with the status chosen here and nowhere else.
 
 use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::registry::RegistryError;
+use crate::storage::{MetadataError, StorageError};
 
 /// Error codes of distribution-spec "Error Codes", plus the few non-spec
 /// conditions clients meet (each with its own status).
@@ -39,6 +40,9 @@ pub enum Code {
     NotFound,
     /// Known endpoint, wrong method (405).
     MethodNotAllowed,
+    /// A dependency (the blob store, the database) does not answer now (503
+    /// with `Retry-After`); the detail is logged, never sent.
+    Unavailable,
     /// A fault of ours (500); the detail is logged, never sent.
     Internal,
 }
@@ -68,6 +72,7 @@ impl Code {
             BlobInUse => ("DENIED", StatusCode::METHOD_NOT_ALLOWED),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
+            Unavailable => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -157,6 +162,13 @@ impl From<RegistryError> for ApiError {
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }
+            // The store's own failures (network, timeouts, its 5xx) pass; ours do not.
+            E::Storage(StorageError::Store(_)) => {
+                ApiError::new(Code::Unavailable, message).with_header(header::RETRY_AFTER, "5")
+            }
+            E::Metadata(MetadataError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            )) => ApiError::new(Code::Unavailable, message).with_header(header::RETRY_AFTER, "5"),
             E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
         }
     }
@@ -165,8 +177,10 @@ impl From<RegistryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code.wire();
-        let internal = self.code == Code::Internal;
-        let message = if internal {
+        let internal = matches!(self.code, Code::Internal | Code::Unavailable);
+        let message = if self.code == Code::Unavailable {
+            "storage temporarily unavailable; retry later".to_string()
+        } else if internal {
             "internal server error".to_string()
         } else {
             self.message.clone()
