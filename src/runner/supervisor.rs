@@ -312,19 +312,12 @@ impl Runner {
                 .map(|(r, _)| r.to_string())
                 .unwrap_or_default();
             let token = self.pull_token(&repo)?;
-            match self.inner.engine.pull(reference, token).await {
-                Ok(()) => pulled.push(reference),
-                Err(super::engine::EngineError::Failed(e)) => {
-                    return self
-                        .fail_start(id, Some(&c.name), format!("CannotPullContainerError: {e}"))
-                        .await;
-                }
-                Err(e @ super::engine::EngineError::Unavailable(_)) => {
-                    return self
-                        .fail_start(id, Some(&c.name), format!("CannotPullContainerError: {e}"))
-                        .await;
-                }
+            if let Err(e) = self.inner.engine.pull(reference, token).await {
+                return self
+                    .fail_start(id, Some(&c.name), format!("CannotPullContainerError: {e}"))
+                    .await;
             }
+            pulled.push(reference);
         }
         let pull_stopped = now();
         if !self
