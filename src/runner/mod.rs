@@ -375,6 +375,11 @@ impl Runner {
             }
             *last = Some(std::time::Instant::now());
         }
+        // Records go only while the engine answers, or their containers would
+        // be left behind (and a registry without Docker has nothing to prune).
+        if self.inner.engine.ping().await.is_err() {
+            return Ok(());
+        }
         let before =
             crate::registry::now_ms() - self.inner.settings.retain_stopped.as_millis() as i64;
         let pruned = self.inner.store.prune_tasks(before).await?;
