@@ -100,19 +100,25 @@ JSON
         [ -n "$up" ] || { tail -20 "$dir/weed.log" >&2; skip_or_fail "SeaweedFS did not start"; }
     fi
     ensure_aws_cli
-    # The S3 port answers before the filer behind it is ready: retry a while.
-    local out=""
-    for _ in $(seq 1 30); do
-        if out=$(AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
+    # The S3 port answers before the filer and volume servers behind it are
+    # ready: retry until the bucket exists and an object can be written.
+    local out="" probe="$dir/probe"
+    echo probe >"$probe"
+    s3cli() {
+        AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
             AWS_CONFIG_FILE=/dev/null "${AWS_CLI[@]}" --region us-east-1 \
-            --endpoint-url "$S3_ENDPOINT" s3api create-bucket --bucket "$S3_BUCKET" 2>&1) ||
-            grep -q "BucketAlready" <<<"$out"; then
+            --endpoint-url "$S3_ENDPOINT" "$@"
+    }
+    for _ in $(seq 1 60); do
+        if { out=$(s3cli s3api create-bucket --bucket "$S3_BUCKET" 2>&1) ||
+            grep -q "BucketAlready" <<<"$out"; } &&
+            out=$(s3cli s3 cp --quiet "$probe" "s3://$S3_BUCKET/.probe" 2>&1); then
             return 0
         fi
         sleep 1
     done
     log "$out"
-    skip_or_fail "cannot create bucket $S3_BUCKET"
+    skip_or_fail "SeaweedFS does not store objects (bucket $S3_BUCKET)"
 }
 
 # stop_seaweedfs: stops the server start_seaweedfs started (to test outages),

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Wharf on S3 (SeaweedFS): the conformance runner, blobs landing in the
-# bucket, and an outage of the S3 server in the middle of an upload: 503 with
+# Wharf on S3 (SeaweedFS): the conformance runner, docker push and (through
+# presigned redirects) pull, blobs landing in the bucket, gc/fsck/du over it,
+# and an outage of the S3 server in the middle of an upload: 503 with
 # Retry-After, nothing half-written visible, and the retried upload succeeds
 # once the server is back.
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages curl:curl jq:jq
+ensure_packages curl:curl jq:jq busybox:busybox-static
+start_dockerd
 start_seaweedfs
 prefix="e2e-$(date +%s)-$$"
 conf="$E2E_TMP/s3.toml"
@@ -23,6 +25,16 @@ OCI_ROOT_URL="$base" OCI_NAMESPACE="conformance/main" OCI_CROSSMOUNT_NAMESPACE="
     python3 conformance/run.py || fail "conformance on S3"
 listing=$(s3 s3 ls "s3://$S3_BUCKET/$prefix/blobs/" --recursive) || fail "listing the bucket"
 grep -q "/blobs/sha256/" <<<"$listing" || fail "no blobs in the bucket"
+
+log "docker push to S3"
+ctx="$E2E_TMP/s3-docker-ctx"
+rm -rf "$ctx" && mkdir -p "$ctx"
+cp "$(command -v busybox)" "$ctx/busybox"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox", "echo"]\nCMD ["hello from s3"]\n' >"$ctx/Dockerfile"
+image="localhost:$WHARF_PORT/s3/hello:v1"
+DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null
+docker push "$image" >/dev/null || fail "docker push to S3"
+docker rmi "$image" >/dev/null
 
 log "garbage collection, fsck and du over the bucket"
 bin="${WHARF_BIN:-target/release/wharf}"
@@ -109,4 +121,9 @@ curl -sfL "$base/v2/outage/app/blobs/$digest" -o "$work/redirected" || fail "fol
 cmp -s "$work/blob" "$work/redirected" || fail "the redirected blob differs"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/outage/app/blobs/sha256:$(printf '%064d' 0)")
 [ "$code" = 404 ] || fail "redirect of an unknown blob: $code"
+# The Docker Engine follows the redirects to the bucket.
+image="localhost:$WHARF_PORT/s3/hello:v1"
+docker pull "$image" >/dev/null || fail "docker pull through redirects"
+[ "$(docker run --rm --network host "$image")" = "hello from s3" ] || fail "docker run after the pull"
+docker rmi "$image" >/dev/null
 log "ok"
