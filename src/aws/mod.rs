@@ -168,8 +168,3 @@ pub fn error(status: StatusCode, name: &str, message: String, cause: Option<Stri
 pub fn body_or_empty(body: &[u8]) -> &[u8] {
     if body.is_empty() { b"{}" } else { body }
 }
-
-/// Unix time in seconds with milliseconds, as the JSON protocol writes timestamps.
-pub fn timestamp(ms: i64) -> f64 {
-    ms as f64 / 1000.0
-}

@@ -398,7 +398,7 @@ impl ServiceRecord {
             0,
             ServiceEvent {
                 id: uuid::Uuid::new_v4().to_string(),
-                created_at: now_ms as f64 / 1000.0,
+                created_at: super::seconds(now_ms),
                 message,
             },
         );

@@ -48,21 +48,30 @@ pub fn failure_threshold(desired: i64) -> i64 {
 impl Runner {
     pub(super) async fn schedule(&self) -> Result<()> {
         let services = self.service_records(None).await?;
+        if services.iter().all(|s| s.service.status == "INACTIVE") {
+            return Ok(());
+        }
+        // One read of the tasks serves every service of this pass.
+        let tasks = self.task_records(None, false).await?;
         for s in services.iter().filter(|s| s.service.status != "INACTIVE") {
-            if let Err(e) = self.reconcile(&s.cluster, &s.service.service_name).await {
+            let mine: Vec<&TaskRecord> = tasks
+                .iter()
+                .filter(|t| {
+                    t.cluster == s.cluster && t.service.as_deref() == Some(&s.service.service_name)
+                })
+                .collect();
+            if let Err(e) = self
+                .reconcile(&s.cluster, &s.service.service_name, &mine)
+                .await
+            {
                 tracing::warn!(service = %s.service.service_name, error = %e, "service scheduler");
             }
         }
         Ok(())
     }
 
-    async fn reconcile(&self, cluster: &str, name: &str) -> Result<()> {
-        let tasks: Vec<TaskRecord> = self
-            .task_records(Some(cluster), false)
-            .await?
-            .into_iter()
-            .filter(|t| t.service.as_deref() == Some(name))
-            .collect();
+    /// One pass for service `name`, given its tasks (stopped ones included).
+    async fn reconcile(&self, cluster: &str, name: &str, tasks: &[&TaskRecord]) -> Result<()> {
         // Tasks that end on their own count against their deployment, once,
         // as soon as they are bound to stop (before a replacement is launched).
         let mut failures: HashMap<String, i64> = HashMap::new();
@@ -86,6 +95,7 @@ impl Runner {
         }
         let live: Vec<&TaskRecord> = tasks
             .iter()
+            .copied()
             .filter(|t| t.is_live() && t.task.desired_status == model::RUNNING)
             .collect();
         let now = crate::registry::now_ms();

@@ -150,7 +150,7 @@ impl Runner {
             return Ok(());
         }
         let now = now();
-        self.update_task(&task.id, |r| {
+        let updated = self.update_task(&task.id, |r| {
             if r.task.last_status != model::RUNNING {
                 return false;
             }
@@ -201,11 +201,7 @@ impl Runner {
             changed
         })
         .await?;
-        if self
-            .task_record(&task.id)
-            .await?
-            .is_some_and(|r| r.task.desired_status == model::STOPPED)
-        {
+        if updated.is_some_and(|r| r.task.desired_status == model::STOPPED) {
             self.wake();
         }
         Ok(())
@@ -224,8 +220,13 @@ impl Runner {
         Ok(())
     }
 
-    /// Sets a task's status if it is still meant to run; false when it is not.
-    async fn advance(&self, id: &str, change: impl Fn(&mut TaskRecord)) -> Result<bool> {
+    /// Sets a task's status if it is still meant to run; the record as
+    /// stored then, `None` when it is not meant to run any more.
+    async fn advance(
+        &self,
+        id: &str,
+        change: impl Fn(&mut TaskRecord),
+    ) -> Result<Option<TaskRecord>> {
         let record = self
             .update_task(id, |r| {
                 if r.task.desired_status != model::RUNNING {
@@ -235,7 +236,7 @@ impl Runner {
                 true
             })
             .await?;
-        Ok(record.is_some_and(|r| r.task.desired_status == model::RUNNING))
+        Ok(record.filter(|r| r.task.desired_status == model::RUNNING))
     }
 
     async fn start_job(&self, id: &str) -> Result<()> {
@@ -297,7 +298,7 @@ impl Runner {
                 }
             })
             .await?;
-        if !go_on {
+        if go_on.is_none() {
             return Ok(());
         }
         let mut pulled: Vec<&String> = Vec::new();
@@ -320,16 +321,13 @@ impl Runner {
             pulled.push(reference);
         }
         let pull_stopped = now();
-        if !self
+        let Some(record) = self
             .advance(id, |r| {
                 r.task.pull_stopped_at.get_or_insert(pull_stopped);
                 r.task.last_status = model::ACTIVATING.into();
             })
             .await?
-        {
-            return Ok(());
-        }
-        let Some(record) = self.task_record(id).await? else {
+        else {
             return Ok(());
         };
         // Create every container, then start them as their dependencies allow.
@@ -372,7 +370,7 @@ impl Runner {
             if let Err(reason) = self.await_dependencies(&record, c, &ids).await {
                 return self.fail_start(id, Some(&c.name), reason).await;
             }
-            if !self.advance(id, |_| {}).await? {
+            if self.advance(id, |_| {}).await?.is_none() {
                 return Ok(());
             }
             if let Err(e) = self.inner.engine.start(&ids[&c.name]).await {
