@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::storage::Database;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -255,9 +257,12 @@ impl Default for S3Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database` to keep the metadata in
+    /// PostgreSQL (required for several replicas); empty: SQLite at `path`.
+    pub url: String,
     /// SQLite database file; empty means `<data_dir>/metadata.db`.
     pub path: PathBuf,
-    /// Concurrent read connections.
+    /// Concurrent read connections (SQLite) or pooled connections (PostgreSQL).
     pub readers: u32,
 }
 
@@ -313,6 +318,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::new(),
+            url: String::new(),
             readers: 8,
         }
     }
@@ -422,6 +428,21 @@ impl Config {
             self.data_dir.join("token-signing-key.pem")
         } else {
             self.auth.signing_key.clone()
+        }
+    }
+
+    /// The metadata database as configured.
+    pub fn database(&self) -> Database {
+        if self.database.url.is_empty() {
+            Database::Sqlite {
+                path: self.database_path(),
+                readers: self.database.readers,
+            }
+        } else {
+            Database::Postgres {
+                url: self.database.url.clone(),
+                connections: self.database.readers,
+            }
         }
     }
 

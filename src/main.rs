@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use wharf::admin;
 use wharf::config::{Config, LogFormat, Overrides};
 use wharf::server::{self, AppState};
-use wharf::storage::{CredentialStore, SqliteMetadata};
+use wharf::storage::{CredentialStore, SqlMetadata};
 
 #[derive(Parser)]
 #[command(
@@ -273,10 +273,10 @@ async fn serve(args: ServeArgs) -> Result {
     Ok(())
 }
 
-async fn open_store(common: &CommonArgs) -> Result<SqliteMetadata> {
+async fn open_store(common: &CommonArgs) -> Result<SqlMetadata> {
     let config = load_config(common, None)?;
     std::fs::create_dir_all(&config.data_dir)?;
-    Ok(SqliteMetadata::open(&config.database_path(), 1).await?)
+    Ok(SqlMetadata::open(&config.database()).await?)
 }
 
 /// Reads a password: from a prompt (twice) on a terminal, else the first line of stdin.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SigningKey, TokenIssuer,
+    generate_pem,
 };
 use crate::aws;
 use crate::config::{Config, StorageBackend};
@@ -24,7 +25,7 @@ use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
 use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
-use crate::storage::{BlobStore, MetadataStore, SqliteMetadata, Staging};
+use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
 use crate::tls::{Peer, PlainListener, TlsListener};
 use tokio_util::sync::CancellationToken;
 
@@ -97,10 +98,9 @@ impl AppState {
                 (blobs.clone(), Staging::for_remote(blob_dir.clone(), blobs))
             }
         };
-        let sqlite =
-            Arc::new(SqliteMetadata::open(&config.database_path(), config.database.readers).await?);
-        let meta: Arc<dyn MetadataStore> = sqlite.clone();
-        let auth = Arc::new(open_auth(config, sqlite.clone()).await?);
+        let database = Arc::new(SqlMetadata::open(&config.database()).await?);
+        let meta: Arc<dyn MetadataStore> = database.clone();
+        let auth = Arc::new(open_auth(config, database.clone()).await?);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             manifest_cache_bytes: config.limits.manifest_cache_bytes,
@@ -108,6 +108,7 @@ impl AppState {
             verify_reads: config.storage.verify_reads,
             redirect: config.storage.redirect,
             quotas: config.limits.quotas.clone(),
+            shared_metadata: database.dialect() == Dialect::Postgres,
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
@@ -117,7 +118,7 @@ impl AppState {
                 DockerEngine::connect(&config.runner.docker_host).map_err(RunnerError::from)?;
             Some(
                 Runner::new(
-                    sqlite.clone(),
+                    database.clone(),
                     registry.clone(),
                     auth.clone(),
                     Arc::new(engine),
@@ -167,13 +168,26 @@ impl AppState {
 /// Builds the auth service and decides whether requests must authenticate:
 /// without any credential Wharf runs open, but only on a loopback address
 /// unless the configuration says so explicitly.
-async fn open_auth(
-    config: &Config,
-    credentials: Arc<SqliteMetadata>,
-) -> Result<Auth, StartupError> {
+async fn open_auth(config: &Config, credentials: Arc<SqlMetadata>) -> Result<Auth, StartupError> {
     let a = &config.auth;
     let default_key = a.signing_key.as_os_str().is_empty();
-    let key = SigningKey::load(&config.signing_key_path(), default_key)?;
+    let key = if default_key && credentials.dialect() == Dialect::Postgres {
+        // Replicas share the database, so they share the key it keeps: a
+        // token one issues is accepted by all.
+        let candidate = generate_pem().map_err(|message| KeyError::Format {
+            path: "database".into(),
+            message,
+        })?;
+        let pem = credentials
+            .shared_value("token_signing_key", &candidate)
+            .await?;
+        SigningKey::from_pem(&pem).map_err(|message| KeyError::Format {
+            path: "database".into(),
+            message,
+        })?
+    } else {
+        SigningKey::load(&config.signing_key_path(), default_key)?
+    };
     let tokens = TokenIssuer::new(
         key,
         a.issuer.clone(),

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
-use wharf::storage::SqliteMetadata;
+use wharf::storage::SqlMetadata;
 
 const ALICE: (&str, &str) = ("alice", "alice-secret");
 const BOB: (&str, &str) = ("bob", "bob-secret-1");
@@ -339,9 +339,12 @@ async fn http_basic_works_directly_with_per_user_permissions() {
 async fn access_tokens_work_until_revoked_and_refresh_follows_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
-    let store = SqliteMetadata::open(&dir.path().join("metadata.db"), 1)
-        .await
-        .unwrap();
+    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
+        path: dir.path().join("metadata.db"),
+        readers: 1,
+    })
+    .await
+    .unwrap();
     let secret =
         wharf::admin::create_token(&store, "ci", &["repository:app/*:pull,push".into()], None)
             .await

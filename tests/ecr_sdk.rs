@@ -25,7 +25,7 @@ use common::{OCI_MANIFEST, TestServer, sha256};
 use serde_json::json;
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
-use wharf::storage::SqliteMetadata;
+use wharf::storage::SqlMetadata;
 
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 
@@ -77,9 +77,12 @@ fn client(server: &TestServer, id: &str, secret: &str) -> Client {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(dir.path(), secured).await;
-    let store = SqliteMetadata::open(&dir.path().join("metadata.db"), 1)
-        .await
-        .unwrap();
+    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
+        path: dir.path().join("metadata.db"),
+        readers: 1,
+    })
+    .await
+    .unwrap();
     let names: Vec<String> = USERS.map(String::from).to_vec();
     let mut clients = Vec::new();
     for user in USERS {
@@ -189,9 +192,12 @@ async fn sdk_signs_and_wharf_checks_who_it_is() {
         code(stranger.describe_repositories().send().await),
         "UnrecognizedClientException"
     );
-    let store = SqliteMetadata::open(&f._dir.path().join("metadata.db"), 1)
-        .await
-        .unwrap();
+    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
+        path: f._dir.path().join("metadata.db"),
+        readers: 1,
+    })
+    .await
+    .unwrap();
     let (id, _) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
         .await
         .unwrap();

@@ -88,9 +88,12 @@ interval_seconds = 0
             ),
         )
         .unwrap();
-        let store = wharf::storage::SqliteMetadata::open(&dir.path().join("metadata.db"), 1)
-            .await
-            .unwrap();
+        let store = wharf::storage::SqlMetadata::open(&wharf::storage::Database::Sqlite {
+            path: dir.path().join("metadata.db"),
+            readers: 1,
+        })
+        .await
+        .unwrap();
         let (id, secret) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
             .await
             .unwrap();

@@ -88,7 +88,8 @@ impl SigningKey {
     }
 }
 
-fn generate_pem() -> Result<String, String> {
+/// A new random key as PKCS#8 PEM.
+pub fn generate_pem() -> Result<String, String> {
     // Rejection sampling: almost every 32-byte string is a valid scalar.
     loop {
         let mut bytes = [0u8; 32];

@@ -26,7 +26,7 @@ use crate::oci::RepoName;
 use crate::storage::MetadataError;
 use crate::tls::Peer;
 
-pub use keys::{KeyError, SigningKey};
+pub use keys::{KeyError, SigningKey, generate_pem};
 pub use login::{
     Authenticator, ConfigUser, LoginError, hash_password, new_access_key, new_access_token,
 };

@@ -4,8 +4,10 @@
 //! Reference resolutions (tag or digest to record) change when the repository
 //! is written; every write in this process bumps the repository's generation,
 //! which is part of the cache key, so older entries become unreachable at once.
-//! Writes by other processes on the same database (the `wharf lifecycle` CLI,
-//! other replicas) are seen once an entry is older than `RESOLUTION_TTL`.
+//! Writes by other processes on the same database (the `wharf lifecycle` CLI)
+//! are seen once an entry is older than `RESOLUTION_TTL`. Replicas sharing a
+//! database cache no resolutions at all: a tag pushed to one is pulled from
+//! another at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,14 +39,16 @@ type ResolutionKey = (RepoName, u64, String);
 pub(super) struct ManifestCache {
     bodies: Cache<Digest, Bytes, BodyWeight>,
     resolutions: Cache<ResolutionKey, (ManifestRecord, Instant)>,
+    cache_resolutions: bool,
     generations: Mutex<HashMap<RepoName, u64>>,
 }
 
 impl ManifestCache {
-    pub fn new(body_bytes: u64) -> Self {
+    pub fn new(body_bytes: u64, cache_resolutions: bool) -> Self {
         Self {
             bodies: Cache::with_weighter(4096, body_bytes.max(1), BodyWeight),
             resolutions: Cache::new(RESOLUTIONS),
+            cache_resolutions,
             generations: Mutex::new(HashMap::new()),
         }
     }
@@ -68,6 +72,9 @@ impl ManifestCache {
     }
 
     pub fn remember_resolution(&self, key: ResolutionKey, record: ManifestRecord) {
+        if !self.cache_resolutions {
+            return;
+        }
         self.resolutions.insert(key, (record, Instant::now()));
     }
 

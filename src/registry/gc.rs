@@ -204,6 +204,18 @@ impl GcSchedule {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {
+                    // One replica collects; the others skip this round.
+                    let _lease = match self.registry.lease("gc").await {
+                        Ok(Some(lease)) => lease,
+                        Ok(None) => {
+                            tracing::debug!("garbage collection left to the replica that holds its lease");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "garbage collection: cannot take its lease");
+                            continue;
+                        }
+                    };
                     match self.registry.collect_garbage(&self.policy, false, &|_| {}).await {
                         Ok(r) => {
                             tracing::info!(

@@ -50,6 +50,9 @@ pub struct Limits {
     /// Whether blob GETs redirect to a presigned URL of the store (when it can sign).
     pub redirect: bool,
     pub quotas: Vec<Quota>,
+    /// Whether other replicas write the same metadata: reference resolutions
+    /// are then never cached, so a tag moved anywhere is seen at once.
+    pub shared_metadata: bool,
 }
 
 /// The registry service; cheap to clone.
@@ -76,7 +79,7 @@ impl Registry {
         meta: Arc<dyn MetadataStore>,
         limits: Limits,
     ) -> Self {
-        let manifests = ManifestCache::new(limits.manifest_cache_bytes);
+        let manifests = ManifestCache::new(limits.manifest_cache_bytes, !limits.shared_metadata);
         Self {
             inner: Arc::new(Inner {
                 blobs,
@@ -99,6 +102,11 @@ impl Registry {
         self.inner.meta.ping().await?;
         self.inner.blobs.check().await?;
         Ok(())
+    }
+
+    /// The lease of background job `job` (see [`Lease`](crate::storage::Lease)).
+    pub async fn lease(&self, job: &str) -> Result<Option<crate::storage::Lease>> {
+        Ok(self.inner.meta.try_lease(job).await?)
     }
 
     /// Storage per repository (see [`RepositoryUsage`](crate::storage::RepositoryUsage)).

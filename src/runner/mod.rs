@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, Auth, Mode};
 use crate::registry::Registry;
-use crate::storage::MetadataError;
 use crate::storage::metadata::{Pins, RunnerStore, TaskRow};
+use crate::storage::{Lease, MetadataError};
 use engine::ContainerEngine;
 use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
@@ -143,8 +143,31 @@ impl Runner {
     /// Drives tasks and services until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut engine_down = false;
+        // Replicas share the tasks: the one holding the lease runs the loop
+        // (and keeps it while its database session lives).
+        let mut lease: Option<Lease> = None;
         loop {
-            match self.tick().await {
+            if let Some(held) = lease.as_mut()
+                && !held.alive().await
+            {
+                tracing::warn!("task runner: lost its lease");
+                lease = None;
+            }
+            if lease.is_none() {
+                match self.inner.registry.lease("runner").await {
+                    Ok(Some(held)) => {
+                        tracing::info!("task runner: this replica runs the tasks");
+                        lease = Some(held);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "task runner: cannot take its lease"),
+                }
+            }
+            let outcome = match lease {
+                Some(_) => self.tick().await,
+                None => Ok(()),
+            };
+            match outcome {
                 Ok(()) => engine_down = false,
                 Err(RunnerError::Engine(e)) => {
                     if !engine_down {

@@ -8,9 +8,9 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, CredentialStore, ImageRecord, LifecycleRecord,
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord,
-    RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqliteMetadata,
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, Database, Dialect, ImageRecord, Lease,
+    LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement,
+    PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqlMetadata,
     SweepPolicy, Swept, UploadRecord, UserRecord,
 };
 pub use staging::Staging;

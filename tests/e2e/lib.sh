@@ -29,10 +29,14 @@ ensure_packages() {
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
+    install_packages "${missing[@]}"
+}
+
+install_packages() {
+    log "installing $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
-        skip_or_fail "cannot install ${missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
+        skip_or_fail "cannot install $*"
 }
 
 # Starts (or reuses) a Docker daemon with flags that work in unprivileged CI
@@ -149,6 +153,55 @@ access_key_id = "$S3_ACCESS_KEY"
 secret_access_key = "$S3_SECRET_KEY"
 timeout_seconds = 10
 TOML
+}
+
+PG_PORT=5439
+PG_DIR="$E2E_TMP/postgres"
+
+# The PostgreSQL server binaries of the Debian package (not on PATH by default).
+pg_bin() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$bin" ] && echo "$bin"
+}
+
+# Runs a command as the `postgres` user when root (the server refuses root).
+as_postgres() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres: starts (or reuses) a PostgreSQL server of its own on
+# loopback port $PG_PORT, trusting local connections; data in $PG_DIR.
+start_postgres() {
+    [ -n "$(pg_bin)" ] || install_packages postgresql
+    local bin
+    bin=$(pg_bin) || skip_or_fail "PostgreSQL binaries not found after installing postgresql"
+    if as_postgres "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return 0; fi
+    if [ ! -f "$PG_DIR/PG_VERSION" ]; then
+        mkdir -p "$PG_DIR"
+        [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
+        as_postgres "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust --locale=C.UTF-8 \
+            --encoding=UTF8 >"$E2E_TMP/initdb.log" 2>&1 ||
+            { tail -20 "$E2E_TMP/initdb.log" >&2; skip_or_fail "initdb failed"; }
+    fi
+    log "starting PostgreSQL ($PG_DIR, port $PG_PORT)"
+    as_postgres "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200 -c fsync=off" \
+        start >/dev/null || { tail -20 "$PG_DIR/server.log" >&2; skip_or_fail "PostgreSQL did not start"; }
+}
+
+# stop_postgres: stops the server at once (to test outages).
+stop_postgres() {
+    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DIR" -m immediate -w stop >/dev/null 2>&1 || true
+}
+
+# pg_database NAME: a fresh, empty database; prints its URL.
+pg_database() {
+    local psql=(env PGOPTIONS="-c client_min_messages=warning" "$(pg_bin)/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+    "${psql[@]}" -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null &&
+        "${psql[@]}" -c "CREATE DATABASE \"$1\"" >/dev/null ||
+        skip_or_fail "cannot create database $1"
+    echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
 }
 
 # free_port prints a free TCP port on loopback.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::sqlite::{SqliteMetadata, now_ms};
+use super::sql::{SqlMetadata, now_ms};
 use super::{MetadataError, Result};
 
 /// A user managed with `wharf user`.
@@ -80,10 +80,10 @@ fn token_record(row: TokenRow) -> Result<AccessTokenRecord> {
 const TOKEN_COLUMNS: &str = "id, name, secret_hash, scopes, created_at, expires_at";
 
 #[async_trait]
-impl CredentialStore for SqliteMetadata {
+impl CredentialStore for SqlMetadata {
     async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
         let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT name, password_hash, groups FROM users WHERE name = ?")
+            sqlx::query_as("SELECT name, password_hash, groups FROM users WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.readers)
                 .await?;
@@ -115,7 +115,7 @@ impl CredentialStore for SqliteMetadata {
 
     async fn put_user(&self, user: &UserRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO users (name, password_hash, groups, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO users (name, password_hash, groups, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, groups = excluded.groups",
         )
         .bind(&user.name)
@@ -128,7 +128,7 @@ impl CredentialStore for SqliteMetadata {
     }
 
     async fn delete_user(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE name = ?")
+        let done = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name)
             .execute(&self.writer)
             .await?;
@@ -137,7 +137,7 @@ impl CredentialStore for SqliteMetadata {
 
     async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()> {
         let inserted = sqlx::query(&format!(
-            "INSERT INTO access_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            "INSERT INTO access_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
         ))
         .bind(&token.id)
         .bind(&token.name)
@@ -159,7 +159,7 @@ impl CredentialStore for SqliteMetadata {
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>> {
         // Through the writer: a revocation must be seen by the very next request.
         let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?"
+            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.writer)
@@ -177,7 +177,7 @@ impl CredentialStore for SqliteMetadata {
     }
 
     async fn delete_access_token(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM access_tokens WHERE name = ?")
+        let done = sqlx::query("DELETE FROM access_tokens WHERE name = $1")
             .bind(name)
             .execute(&self.writer)
             .await?;
@@ -185,29 +185,32 @@ impl CredentialStore for SqliteMetadata {
     }
 
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
-        sqlx::query("INSERT INTO access_keys (id, user, secret, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&key.id)
-            .bind(&key.user)
-            .bind(&key.secret)
-            .bind(key.created_at_ms)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO access_keys (id, \"user\", secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.id)
+        .bind(&key.user)
+        .bind(&key.secret)
+        .bind(key.created_at_ms)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
         // Through the writer: a revoked key must fail on the very next request.
-        let row: Option<KeyRow> =
-            sqlx::query_as("SELECT id, user, secret, created_at FROM access_keys WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.writer)
-                .await?;
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT id, \"user\", secret, created_at FROM access_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
         Ok(row.map(key_record))
     }
 
     async fn access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyRecord>> {
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT id, user, secret, created_at FROM access_keys WHERE ? IS NULL OR user = ? ORDER BY user, id",
+            "SELECT id, \"user\", secret, created_at FROM access_keys WHERE $1 IS NULL OR \"user\" = $2 ORDER BY \"user\", id",
         )
         .bind(user)
         .bind(user)
@@ -217,7 +220,7 @@ impl CredentialStore for SqliteMetadata {
     }
 
     async fn delete_access_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM access_keys WHERE id = ?")
+        let done = sqlx::query("DELETE FROM access_keys WHERE id = $1")
             .bind(id)
             .execute(&self.writer)
             .await?;

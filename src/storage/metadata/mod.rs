@@ -4,7 +4,7 @@
 
 mod credentials;
 mod runner;
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -16,7 +16,7 @@ use crate::oci::{Digest, Reference, RepoName, Tag};
 
 pub use credentials::{AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord};
 pub use runner::{Pins, RunnerStore, StoredDefinition, TaskRow, Versioned};
-pub use sqlite::SqliteMetadata;
+pub use sql::{Database, Dialect, SqlMetadata};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -47,6 +47,25 @@ pub enum MetadataError {
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// The right to run a background job (garbage collection, lifecycle, the
+/// task runner's loop) while it is held: one process at a time across the
+/// replicas. Dropping it lets another take the job.
+pub struct Lease {
+    /// The PostgreSQL session holding the advisory lock; closing it releases
+    /// the lock, also when this process dies. SQLite needs none (one process).
+    connection: Option<sqlx::AnyConnection>,
+}
+
+impl Lease {
+    /// Whether the lease still holds (its database session is alive).
+    pub async fn alive(&mut self) -> bool {
+        match &mut self.connection {
+            None => true,
+            Some(connection) => sqlx::query("SELECT 1").execute(connection).await.is_ok(),
+        }
+    }
+}
 
 /// A stored manifest, as the API reports it.
 #[derive(Debug, Clone)]
@@ -211,6 +230,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn quota_usage(&self, pattern: &str, digest: &Digest) -> Result<(u64, bool)>;
     /// Fails when the database does not answer.
     async fn ping(&self) -> Result<()>;
+    /// Takes the lease of background job `job`; `None` while another process holds it.
+    async fn try_lease(&self, job: &str) -> Result<Option<Lease>>;
     /// How many blobs are recorded and their total size.
     async fn blob_totals(&self) -> Result<(u64, u64)>;
     /// The size of a recorded blob.

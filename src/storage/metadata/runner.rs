@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::sqlite::SqliteMetadata;
+use super::sql::{Scope, SqlMetadata};
 use super::{MetadataError, Result};
 use crate::oci::{Digest, RepoName};
 
@@ -106,14 +106,14 @@ fn service_holder(cluster: &str, name: &str) -> String {
     format!("service:{cluster}/{name}")
 }
 
-async fn set_pins(tx: &mut sqlx::SqliteConnection, holder: &str, pins: &Pins) -> Result<()> {
-    sqlx::query("DELETE FROM image_pins WHERE holder = ?")
+async fn set_pins(tx: &mut sqlx::AnyConnection, holder: &str, pins: &Pins) -> Result<()> {
+    sqlx::query("DELETE FROM image_pins WHERE holder = $1")
         .bind(holder)
         .execute(&mut *tx)
         .await?;
     for (repo, digest) in pins {
         sqlx::query(
-            "INSERT OR IGNORE INTO image_pins (holder, repository, digest) VALUES (?, ?, ?)",
+            "INSERT INTO image_pins (holder, repository, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(holder)
         .bind(repo.as_str())
@@ -131,9 +131,9 @@ fn versioned(rows: Vec<(i64, String)>) -> Vec<Versioned> {
 }
 
 #[async_trait]
-impl RunnerStore for SqliteMetadata {
+impl RunnerStore for SqlMetadata {
     async fn runner_instance(&self) -> Result<String> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         let existing: Option<(String,)> =
             sqlx::query_as("SELECT value FROM runner_settings WHERE key = 'instance'")
                 .fetch_optional(&mut *tx)
@@ -142,7 +142,7 @@ impl RunnerStore for SqliteMetadata {
             Some((id,)) => id,
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                sqlx::query("INSERT INTO runner_settings (key, value) VALUES ('instance', ?)")
+                sqlx::query("INSERT INTO runner_settings (key, value) VALUES ('instance', $1)")
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
@@ -154,13 +154,15 @@ impl RunnerStore for SqliteMetadata {
     }
 
     async fn create_cluster(&self, name: &str, now_ms: i64) -> Result<i64> {
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO clusters (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        let (created,): (i64,) = sqlx::query_as("SELECT created_at FROM clusters WHERE name = ?")
+        let mut tx = self.write(Scope::Runner).await?;
+        sqlx::query(
+            "INSERT INTO clusters (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let (created,): (i64,) = sqlx::query_as("SELECT created_at FROM clusters WHERE name = $1")
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
@@ -177,18 +179,18 @@ impl RunnerStore for SqliteMetadata {
     }
 
     async fn delete_cluster(&self, name: &str) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let (busy,): (bool,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE cluster = ?1 AND live = 1)
-                 OR EXISTS (SELECT 1 FROM services WHERE cluster = ?1 AND active = 1)",
+        let mut tx = self.write(Scope::Runner).await?;
+        let (busy,): (i64,) = sqlx::query_as(
+            "SELECT CAST(EXISTS (SELECT 1 FROM tasks WHERE cluster = $1 AND live = 1)
+                 OR EXISTS (SELECT 1 FROM services WHERE cluster = $1 AND active = 1) AS INTEGER)",
         )
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;
-        if busy {
+        if busy != 0 {
             return Err(MetadataError::Conflict(format!("cluster {name} is in use")));
         }
-        let deleted = sqlx::query("DELETE FROM clusters WHERE name = ?")
+        let deleted = sqlx::query("DELETE FROM clusters WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?
@@ -202,15 +204,15 @@ impl RunnerStore for SqliteMetadata {
         family: &str,
         doc: &(dyn Fn(i64) -> String + Send + Sync),
     ) -> Result<i64> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         let (revision,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?",
+            "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = $1",
         )
         .bind(family)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO task_definitions (family, revision, active, doc) VALUES (?, ?, 1, ?)",
+            "INSERT INTO task_definitions (family, revision, active, doc) VALUES ($1, $2, 1, $3)",
         )
         .bind(family)
         .bind(revision)
@@ -226,10 +228,10 @@ impl RunnerStore for SqliteMetadata {
         family: &str,
         revision: Option<i64>,
     ) -> Result<Option<StoredDefinition>> {
-        let row: Option<(i64, bool, String)> = match revision {
+        let row: Option<(i64, i64, String)> = match revision {
             Some(r) => {
                 sqlx::query_as(
-                    "SELECT revision, active, doc FROM task_definitions WHERE family = ? AND revision = ?",
+                    "SELECT revision, active, doc FROM task_definitions WHERE family = $1 AND revision = $2",
                 )
                 .bind(family)
                 .bind(r)
@@ -239,7 +241,7 @@ impl RunnerStore for SqliteMetadata {
             None => {
                 sqlx::query_as(
                     "SELECT revision, active, doc FROM task_definitions
-                     WHERE family = ? AND active = 1 ORDER BY revision DESC LIMIT 1",
+                     WHERE family = $1 AND active = 1 ORDER BY revision DESC LIMIT 1",
                 )
                 .bind(family)
                 .fetch_optional(&self.readers)
@@ -249,13 +251,13 @@ impl RunnerStore for SqliteMetadata {
         Ok(row.map(|(revision, active, doc)| StoredDefinition {
             family: family.to_string(),
             revision,
-            active,
+            active: active != 0,
             doc,
         }))
     }
 
     async fn task_definitions(&self) -> Result<Vec<StoredDefinition>> {
-        let rows: Vec<(String, i64, bool)> = sqlx::query_as(
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT family, revision, active FROM task_definitions ORDER BY family, revision",
         )
         .fetch_all(&self.readers)
@@ -265,18 +267,18 @@ impl RunnerStore for SqliteMetadata {
             .map(|(family, revision, active)| StoredDefinition {
                 family,
                 revision,
-                active,
+                active: active != 0,
                 doc: String::new(),
             })
             .collect())
     }
 
     async fn replace_task_definition(&self, d: &StoredDefinition) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         sqlx::query(
-            "UPDATE task_definitions SET active = ?, doc = ? WHERE family = ? AND revision = ?",
+            "UPDATE task_definitions SET active = $1, doc = $2 WHERE family = $3 AND revision = $4",
         )
-        .bind(d.active)
+        .bind(i64::from(d.active))
         .bind(&d.doc)
         .bind(&d.family)
         .bind(d.revision)
@@ -287,17 +289,17 @@ impl RunnerStore for SqliteMetadata {
     }
 
     async fn insert_tasks(&self, tasks: &[TaskRow<'_>]) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         for t in tasks {
             sqlx::query(
                 "INSERT INTO tasks (id, cluster, service, client_token, live, stopped_at, version, doc)
-                 VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
             )
             .bind(t.id)
             .bind(t.cluster)
             .bind(t.service)
             .bind(t.client_token)
-            .bind(t.live)
+            .bind(i64::from(t.live))
             .bind(t.stopped_at_ms)
             .bind(t.doc)
             .execute(&mut *tx)
@@ -310,7 +312,7 @@ impl RunnerStore for SqliteMetadata {
 
     async fn task(&self, id: &str) -> Result<Option<Versioned>> {
         let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT version, doc FROM tasks WHERE id = ?")
+            sqlx::query_as("SELECT version, doc FROM tasks WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.readers)
                 .await?;
@@ -320,10 +322,10 @@ impl RunnerStore for SqliteMetadata {
     async fn tasks(&self, cluster: Option<&str>, live_only: bool) -> Result<Vec<Versioned>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT version, doc FROM tasks
-             WHERE (?1 IS NULL OR cluster = ?1) AND (?2 = 0 OR live = 1) ORDER BY id",
+             WHERE ($1 IS NULL OR cluster = $1) AND ($2 = 0 OR live = 1) ORDER BY id",
         )
         .bind(cluster)
-        .bind(live_only)
+        .bind(i64::from(live_only))
         .fetch_all(&self.readers)
         .await?;
         Ok(versioned(rows))
@@ -331,7 +333,7 @@ impl RunnerStore for SqliteMetadata {
 
     async fn tasks_by_client_token(&self, cluster: &str, token: &str) -> Result<Vec<Versioned>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT version, doc FROM tasks WHERE cluster = ? AND client_token = ? ORDER BY rowid",
+            "SELECT version, doc FROM tasks WHERE cluster = $1 AND client_token = $2 ORDER BY rowid",
         )
         .bind(cluster)
         .bind(token)
@@ -341,12 +343,12 @@ impl RunnerStore for SqliteMetadata {
     }
 
     async fn save_task(&self, t: &TaskRow<'_>, expected: i64) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         let changed = sqlx::query(
-            "UPDATE tasks SET live = ?, stopped_at = ?, doc = ?, version = version + 1
-             WHERE id = ? AND version = ?",
+            "UPDATE tasks SET live = $1, stopped_at = $2, doc = $3, version = version + 1
+             WHERE id = $4 AND version = $5",
         )
-        .bind(t.live)
+        .bind(i64::from(t.live))
         .bind(t.stopped_at_ms)
         .bind(t.doc)
         .bind(t.id)
@@ -363,14 +365,14 @@ impl RunnerStore for SqliteMetadata {
     }
 
     async fn prune_tasks(&self, before_ms: i64) -> Result<Vec<String>> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         let ids: Vec<(String,)> =
-            sqlx::query_as("DELETE FROM tasks WHERE live = 0 AND stopped_at < ? RETURNING id")
+            sqlx::query_as("DELETE FROM tasks WHERE live = 0 AND stopped_at < $1 RETURNING id")
                 .bind(before_ms)
                 .fetch_all(&mut *tx)
                 .await?;
         for (id,) in &ids {
-            sqlx::query("DELETE FROM image_pins WHERE holder = ?")
+            sqlx::query("DELETE FROM image_pins WHERE holder = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -386,19 +388,19 @@ impl RunnerStore for SqliteMetadata {
         doc: &str,
         pins: &Pins,
     ) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let (active,): (bool,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM services WHERE cluster = ? AND name = ? AND active = 1)",
+        let mut tx = self.write(Scope::Runner).await?;
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT CAST(EXISTS (SELECT 1 FROM services WHERE cluster = $1 AND name = $2 AND active = 1) AS INTEGER)",
         )
         .bind(cluster)
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;
-        if active {
+        if active != 0 {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO services (cluster, name, active, version, doc) VALUES (?, ?, 1, 1, ?)
+            "INSERT INTO services (cluster, name, active, version, doc) VALUES ($1, $2, 1, 1, $3)
              ON CONFLICT (cluster, name) DO UPDATE SET active = 1, version = version + 1, doc = excluded.doc",
         )
         .bind(cluster)
@@ -413,7 +415,7 @@ impl RunnerStore for SqliteMetadata {
 
     async fn service(&self, cluster: &str, name: &str) -> Result<Option<Versioned>> {
         let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT version, doc FROM services WHERE cluster = ? AND name = ?")
+            sqlx::query_as("SELECT version, doc FROM services WHERE cluster = $1 AND name = $2")
                 .bind(cluster)
                 .bind(name)
                 .fetch_optional(&self.readers)
@@ -423,7 +425,7 @@ impl RunnerStore for SqliteMetadata {
 
     async fn services(&self, cluster: Option<&str>) -> Result<Vec<Versioned>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT version, doc FROM services WHERE (?1 IS NULL OR cluster = ?1) ORDER BY cluster, name",
+            "SELECT version, doc FROM services WHERE ($1 IS NULL OR cluster = $1) ORDER BY cluster, name",
         )
         .bind(cluster)
         .fetch_all(&self.readers)
@@ -440,12 +442,12 @@ impl RunnerStore for SqliteMetadata {
         active: bool,
         pins: &Pins,
     ) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Runner).await?;
         let changed = sqlx::query(
-            "UPDATE services SET active = ?, doc = ?, version = version + 1
-             WHERE cluster = ? AND name = ? AND version = ?",
+            "UPDATE services SET active = $1, doc = $2, version = version + 1
+             WHERE cluster = $3 AND name = $4 AND version = $5",
         )
-        .bind(active)
+        .bind(i64::from(active))
         .bind(doc)
         .bind(cluster)
         .bind(name)

@@ -1,29 +1,83 @@
-//! SQLite implementation of [`MetadataStore`]: WAL mode, one writer connection
-//! (SQLite serializes writers anyway; one connection avoids lock upgrades failing
-//! with SQLITE_BUSY) and a pool of readers.
+//! The SQL implementation of [`MetadataStore`], for SQLite (one process, the
+//! default) and PostgreSQL (shared by replicas). Both run the same statements
+//! through sqlx's `Any` driver; the few places where the dialects differ ask
+//! [`Dialect`]. Each database has its own migrations.
+//!
+//! Writes follow SQLite's model on both: SQLite has one writer connection
+//! (it serializes writers anyway; one connection avoids lock upgrades failing
+//! with SQLITE_BUSY) and a pool of readers. On PostgreSQL every write
+//! transaction takes advisory locks instead (see [`Scope`]): writes to one
+//! repository are serialized across all replicas, garbage collection excludes
+//! every other writer, and reads never wait.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sha2::{Digest as _, Sha256};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, Executor};
+use sqlx::{AnyConnection, AnyPool};
 use uuid::Uuid;
 
 mod gc;
 
 use super::{
-    ImageRecord, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
-    Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, Result,
+    ImageRecord, Lease, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest,
+    Page, Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, Result,
     SweepPolicy, Swept, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
-pub struct SqliteMetadata {
-    pub(super) writer: SqlitePool,
-    pub(super) readers: SqlitePool,
+/// Which SQL database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the metadata lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A SQLite file, with this many reader connections.
+    Sqlite {
+        path: std::path::PathBuf,
+        readers: u32,
+    },
+    /// A PostgreSQL URL (`postgres://user:password@host/db`), with a pool of this size.
+    Postgres { url: String, connections: u32 },
+}
+
+/// What a write transaction may touch, which decides its locks on PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Scope<'a> {
+    /// One repository's manifests, tags and blob links (and shared blob records).
+    Repository(&'a RepoName),
+    /// The task runner's records (and the image pins they hold).
+    Runner,
+    /// Anything at all: garbage collection and quarantine, which must see no
+    /// write in progress anywhere.
+    Everything,
+}
+
+/// Advisory lock keys; repository and runner locks are taken under a shared
+/// hold of `EVERYTHING`, which [`Scope::Everything`] holds exclusively.
+const LOCK_EVERYTHING: i64 = 0x5748_4152_4600_0001;
+const LOCK_RUNNER: i64 = 0x5748_4152_4600_0002;
+
+/// A stable lock key for a name, the same in every replica.
+fn lock_key(name: &str) -> i64 {
+    let hash = Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+pub struct SqlMetadata {
+    pub(super) writer: AnyPool,
+    pub(super) readers: AnyPool,
+    pub(super) dialect: Dialect,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -58,13 +112,26 @@ type RepositoryRow = (String, i64, String, String);
 
 const REPOSITORY_COLUMNS: &str = "name, created_at, tag_mutability, mutability_filters";
 
-impl SqliteMetadata {
+/// A `sqlite://` URL for a file path (sqlx's `Any` driver connects by URL).
+fn sqlite_url(path: &Path, mode: &str) -> String {
+    let path = path.to_string_lossy();
+    let mut escaped = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' | '?' | '#' => escaped.push_str(&format!("%{:02X}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    format!("sqlite://{escaped}?mode={mode}")
+}
+
+impl SqlMetadata {
     async fn repository_record(
         &self,
         (name, created_at_ms, tag_mutability, filters): RepositoryRow,
     ) -> Result<RepositoryRecord> {
         let tags: Vec<(String, String)> = sqlx::query_as(
-            "SELECT key, value FROM repository_tags WHERE repository = ? ORDER BY key",
+            "SELECT key, value FROM repository_tags WHERE repository = $1 ORDER BY key",
         )
         .bind(&name)
         .fetch_all(&self.readers)
@@ -82,49 +149,106 @@ impl SqliteMetadata {
         })
     }
 
-    /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path, readers: u32) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged push survives a crash or power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
+    /// Connects (creating a SQLite file if needed) and applies migrations.
+    pub async fn open(database: &Database) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        match database {
+            Database::Sqlite { path, readers } => Self::open_sqlite(path, *readers).await,
+            Database::Postgres { url, connections } => Self::open_postgres(url, *connections).await,
+        }
+    }
+
+    async fn open_sqlite(path: &Path, readers: u32) -> Result<Self> {
+        // FULL: an acknowledged push survives a crash or power loss.
+        const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
+                               PRAGMA busy_timeout = 10000;";
+        let writer = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL;").await?;
+                    conn.execute(PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(&sqlite_url(path, "rwc"))
             .await?;
         sqlx::migrate!("./src/storage/metadata/migrations/sqlite")
             .run(&writer)
             .await?;
-        let readers = SqlitePoolOptions::new()
+        let readers = AnyPoolOptions::new()
             .max_connections(readers.max(1))
-            .connect_with(options.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(&sqlite_url(path, "ro"))
             .await?;
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer,
+            readers,
+            dialect: Dialect::Sqlite,
+        })
+    }
+
+    async fn open_postgres(url: &str, connections: u32) -> Result<Self> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections.max(2))
+            // Fail fast when the database is away: requests answer 503, not hang.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        // Replicas starting together: the migrator locks the database itself.
+        sqlx::migrate!("./src/storage/metadata/migrations/postgres")
+            .run(&pool)
+            .await?;
+        Ok(Self {
+            writer: pool.clone(),
+            readers: pool,
+            dialect: Dialect::Postgres,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A value every replica shares (e.g. the token signing key): the one
+    /// stored under `key`, or `candidate`, stored now, when there is none.
+    pub async fn shared_value(&self, key: &str, candidate: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO shared_values (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(candidate)
+        .execute(&self.writer)
+        .await?;
+        let (value,): (String,) = sqlx::query_as("SELECT value FROM shared_values WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(value)
     }
 }
 
-async fn ensure_repository(
-    tx: &mut sqlx::SqliteConnection,
-    repo: &RepoName,
-    now: i64,
-) -> Result<()> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(repo.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+async fn ensure_repository(tx: &mut AnyConnection, repo: &RepoName, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
 async fn repository_exists(
-    conn: impl sqlx::Executor<'_, Database = sqlx::Sqlite>,
+    conn: impl sqlx::Executor<'_, Database = Any>,
     repo: &RepoName,
 ) -> Result<bool> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = $1")
         .bind(repo.as_str())
         .fetch_optional(conn)
         .await?;
@@ -147,11 +271,37 @@ impl PolicyTable {
     }
 }
 
-impl SqliteMetadata {
-    /// A write transaction that takes SQLite's write lock at once, so it never
-    /// fails half-way on a lock upgrade when another process (`wharf gc`) writes.
-    pub(super) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+impl SqlMetadata {
+    /// A write transaction. On SQLite it takes the write lock at once, so it
+    /// never fails half-way on a lock upgrade when another process (`wharf gc`)
+    /// writes; on PostgreSQL it takes the advisory locks of `scope`, held until
+    /// it ends, which gives the same guarantees between replicas.
+    pub(super) async fn write(&self, scope: Scope<'_>) -> Result<sqlx::Transaction<'static, Any>> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?);
+        }
+        let mut tx = self.writer.begin().await?;
+        let exclusive = match scope {
+            Scope::Everything => None,
+            Scope::Runner => Some(LOCK_RUNNER),
+            Scope::Repository(repo) => Some(lock_key(repo.as_str())),
+        };
+        match exclusive {
+            None => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(LOCK_EVERYTHING)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(key) => {
+                sqlx::query("SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)")
+                    .bind(LOCK_EVERYTHING)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(tx)
     }
 
     /// Stores or deletes a repository's policy text; false when the repository does not exist.
@@ -161,7 +311,7 @@ impl SqliteMetadata {
         repo: &RepoName,
         text: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(repo)).await?;
         if !repository_exists(&mut *tx, repo).await? {
             return Ok(false);
         }
@@ -169,7 +319,7 @@ impl SqliteMetadata {
         match text {
             Some(text) => {
                 sqlx::query(&format!(
-                    "INSERT INTO {table} (repository, text) VALUES (?, ?)
+                    "INSERT INTO {table} (repository, text) VALUES ($1, $2)
                      ON CONFLICT (repository) DO UPDATE SET text = excluded.text"
                 ))
                 .bind(repo.as_str())
@@ -178,7 +328,7 @@ impl SqliteMetadata {
                 .await?;
             }
             None => {
-                sqlx::query(&format!("DELETE FROM {table} WHERE repository = ?"))
+                sqlx::query(&format!("DELETE FROM {table} WHERE repository = $1"))
                     .bind(repo.as_str())
                     .execute(&mut *tx)
                     .await?;
@@ -190,14 +340,9 @@ impl SqliteMetadata {
 }
 
 /// Links a blob to a repository; linking again restarts the link's grace period.
-async fn link(
-    tx: &mut sqlx::SqliteConnection,
-    repo: &RepoName,
-    digest: &Digest,
-    now: i64,
-) -> Result<()> {
+async fn link(tx: &mut AnyConnection, repo: &RepoName, digest: &Digest, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO repository_blobs (repository, digest, linked_at) VALUES (?, ?, ?)
+        "INSERT INTO repository_blobs (repository, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repository, digest) DO UPDATE SET linked_at = excluded.linked_at",
     )
     .bind(repo.as_str())
@@ -208,14 +353,9 @@ async fn link(
     Ok(())
 }
 
-async fn ensure_blob(
-    tx: &mut sqlx::SqliteConnection,
-    digest: &Digest,
-    size: u64,
-    now: i64,
-) -> Result<()> {
+async fn ensure_blob(tx: &mut AnyConnection, digest: &Digest, size: u64, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(digest.to_string())
     .bind(size as i64)
@@ -226,11 +366,11 @@ async fn ensure_blob(
 }
 
 #[async_trait]
-impl MetadataStore for SqliteMetadata {
+impl MetadataStore for SqlMetadata {
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let size: Option<(i64,)> = sqlx::query_as(
             "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-             WHERE rb.repository = ? AND rb.digest = ? AND b.quarantined = 0",
+             WHERE rb.repository = $1 AND rb.digest = $2 AND b.quarantined = 0",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -247,14 +387,14 @@ impl MetadataStore for SqliteMetadata {
         place: Placement<'_>,
     ) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(repo)).await?;
         ensure_repository(&mut tx, repo, now).await?;
         ensure_blob(&mut tx, digest, size, now).await?;
         link(&mut tx, repo, digest, now).await?;
         // The write lock is held: garbage collection cannot remove these bytes now.
         place.await?;
         // Content pushed again heals a quarantined blob.
-        sqlx::query("UPDATE blobs SET quarantined = 0 WHERE digest = ? AND quarantined = 1")
+        sqlx::query("UPDATE blobs SET quarantined = 0 WHERE digest = $1 AND quarantined = 1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
@@ -271,8 +411,8 @@ impl MetadataStore for SqliteMetadata {
              ),
              owners AS (SELECT digest, COUNT(*) AS n FROM refs GROUP BY digest)
              SELECT r.name,
-                    COALESCE(SUM(b.size), 0),
-                    COALESCE(SUM(CASE WHEN o.n = 1 THEN b.size ELSE 0 END), 0)
+                    CAST(COALESCE(SUM(b.size), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN o.n = 1 THEN b.size ELSE 0 END), 0) AS BIGINT)
              FROM repositories r
              LEFT JOIN refs f ON f.repository = r.name
              LEFT JOIN blobs b ON b.digest = f.digest
@@ -305,8 +445,8 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn quarantine_blob(&self, digest: &Digest, move_aside: Placement<'_>) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE blobs SET quarantined = 1 WHERE digest = ?")
+        let mut tx = self.write(Scope::Everything).await?;
+        sqlx::query("UPDATE blobs SET quarantined = 1 WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
@@ -317,8 +457,8 @@ impl MetadataStore for SqliteMetadata {
 
     async fn users_of(&self, blob: &Digest) -> Result<Vec<(RepoName, Digest)>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT repository, manifest FROM manifest_blobs WHERE blob = ?1
-             UNION SELECT repository, digest FROM manifests WHERE digest = ?1
+            "SELECT repository, manifest FROM manifest_blobs WHERE blob = $1
+             UNION SELECT repository, digest FROM manifests WHERE digest = $1
              ORDER BY 1, 2",
         )
         .bind(blob.to_string())
@@ -336,6 +476,10 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn check_integrity(&self) -> Result<Vec<String>> {
+        if self.dialect == Dialect::Postgres {
+            // PostgreSQL enforces its constraints on every write and checksums its pages itself.
+            return Ok(Vec::new());
+        }
         let mut problems: Vec<String> = sqlx::query_as::<_, (String,)>("PRAGMA quick_check")
             .fetch_all(&self.readers)
             .await?
@@ -353,20 +497,31 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn quota_usage(&self, pattern: &str, digest: &Digest) -> Result<(u64, bool)> {
-        // Repository names cannot contain GLOB's other specials (`?`, `[`).
-        let (used, counted): (i64, bool) = sqlx::query_as(
+        // Repository names cannot contain GLOB's other specials (`?`, `[`), nor
+        // LIKE's (`%`, `_` is escaped).
+        let (matches, pattern) = match self.dialect {
+            Dialect::Sqlite => ("GLOB $1", pattern.to_string()),
+            Dialect::Postgres => (
+                "LIKE $1 ESCAPE '\\'",
+                pattern
+                    .replace('\\', "\\\\")
+                    .replace('_', "\\_")
+                    .replace('*', "%"),
+            ),
+        };
+        let (used, counted): (i64, i64) = sqlx::query_as(&format!(
             "WITH held AS (
-                 SELECT digest FROM repository_blobs WHERE repository GLOB ?1
-                 UNION SELECT digest FROM manifests WHERE repository GLOB ?1
+                 SELECT digest FROM repository_blobs WHERE repository {matches}
+                 UNION SELECT digest FROM manifests WHERE repository {matches}
              )
-             SELECT COALESCE((SELECT SUM(b.size) FROM blobs b JOIN held h ON h.digest = b.digest), 0),
-                    EXISTS (SELECT 1 FROM held WHERE digest = ?2)",
-        )
+             SELECT CAST(COALESCE((SELECT SUM(b.size) FROM blobs b JOIN held h ON h.digest = b.digest), 0) AS BIGINT),
+                    CAST(EXISTS (SELECT 1 FROM held WHERE digest = $2) AS INTEGER)"
+        ))
         .bind(pattern)
         .bind(digest.to_string())
         .fetch_one(&self.readers)
         .await?;
-        Ok((used as u64, counted))
+        Ok((used as u64, counted != 0))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -374,16 +529,32 @@ impl MetadataStore for SqliteMetadata {
         Ok(())
     }
 
+    async fn try_lease(&self, job: &str) -> Result<Option<Lease>> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(Some(Lease { connection: None }));
+        }
+        // A session lock on a connection of its own, outside the pool: it
+        // lasts as long as that session, and dies with it.
+        let mut connection = self.writer.acquire().await?.detach();
+        let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(lock_key(&format!("job:{job}")))
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(held.then_some(Lease {
+            connection: Some(connection),
+        }))
+    }
+
     async fn blob_totals(&self) -> Result<(u64, u64)> {
         let (count, bytes): (i64, i64) =
-            sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs")
+            sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs")
                 .fetch_one(&self.readers)
                 .await?;
         Ok((count as u64, bytes as u64))
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = ?")
+        let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_optional(&self.readers)
             .await?;
@@ -392,8 +563,8 @@ impl MetadataStore for SqliteMetadata {
 
     async fn link_existing_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.write().await?;
-        let stored: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM blobs WHERE digest = ?")
+        let mut tx = self.write(Scope::Repository(repo)).await?;
+        let stored: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -407,9 +578,9 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(repo)).await?;
         let used: Option<(String,)> = sqlx::query_as(
-            "SELECT manifest FROM manifest_blobs WHERE repository = ? AND blob = ? LIMIT 1",
+            "SELECT manifest FROM manifest_blobs WHERE repository = $1 AND blob = $2 LIMIT 1",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -418,11 +589,12 @@ impl MetadataStore for SqliteMetadata {
         if used.is_some() {
             return Err(MetadataError::BlobInUse(digest.clone()));
         }
-        let done = sqlx::query("DELETE FROM repository_blobs WHERE repository = ? AND digest = ?")
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository = $1 AND digest = $2")
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -431,7 +603,7 @@ impl MetadataStore for SqliteMetadata {
         let now = now_ms();
         let repo = m.repo.as_str();
         let digest = m.record.digest.to_string();
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(m.repo)).await?;
 
         // References are checked inside the transaction that records them, so a
         // concurrent blob or manifest delete cannot slip in between.
@@ -439,7 +611,7 @@ impl MetadataStore for SqliteMetadata {
         for blob in m.blobs {
             let linked: Option<(i64,)> = sqlx::query_as(
                 "SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-                 WHERE rb.repository = ? AND rb.digest = ? AND b.quarantined = 0",
+                 WHERE rb.repository = $1 AND rb.digest = $2 AND b.quarantined = 0",
             )
             .bind(repo)
             .bind(blob.to_string())
@@ -452,7 +624,7 @@ impl MetadataStore for SqliteMetadata {
         let mut missing_manifests = Vec::new();
         for child in m.children {
             let present: Option<(i64,)> =
-                sqlx::query_as("SELECT 1 FROM manifests WHERE repository = ? AND digest = ?")
+                sqlx::query_as("SELECT 1 FROM manifests WHERE repository = $1 AND digest = $2")
                     .bind(repo)
                     .bind(child.to_string())
                     .fetch_optional(&mut *tx)
@@ -473,7 +645,7 @@ impl MetadataStore for SqliteMetadata {
         m.place.await?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, pushed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(repo)
         .bind(&digest)
@@ -490,7 +662,7 @@ impl MetadataStore for SqliteMetadata {
         if inserted {
             for blob in m.blobs {
                 sqlx::query(
-                    "INSERT INTO manifest_blobs (repository, manifest, blob) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO manifest_blobs (repository, manifest, blob) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(repo)
                 .bind(&digest)
@@ -500,7 +672,7 @@ impl MetadataStore for SqliteMetadata {
             }
             for child in m.children {
                 sqlx::query(
-                    "INSERT INTO manifest_children (repository, parent, child) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO manifest_children (repository, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(repo)
                 .bind(&digest)
@@ -511,7 +683,7 @@ impl MetadataStore for SqliteMetadata {
         }
         for tag in m.immutable_tags {
             let current: Option<(String,)> =
-                sqlx::query_as("SELECT manifest FROM tags WHERE repository = ? AND name = ?")
+                sqlx::query_as("SELECT manifest FROM tags WHERE repository = $1 AND name = $2")
                     .bind(repo)
                     .bind(tag.as_str())
                     .fetch_optional(&mut *tx)
@@ -522,7 +694,7 @@ impl MetadataStore for SqliteMetadata {
         }
         for tag in m.tags {
             sqlx::query(
-                "INSERT INTO tags (repository, name, manifest, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO tags (repository, name, manifest, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (repository, name) DO UPDATE SET manifest = excluded.manifest, updated_at = excluded.updated_at",
             )
             .bind(repo)
@@ -546,7 +718,7 @@ impl MetadataStore for SqliteMetadata {
                 sqlx::query_as(&format!(
                     "SELECT {MANIFEST_COLUMNS} FROM tags t JOIN manifests m
                      ON m.repository = t.repository AND m.digest = t.manifest
-                     WHERE t.repository = ? AND t.name = ?"
+                     WHERE t.repository = $1 AND t.name = $2"
                 ))
                 .bind(repo.as_str())
                 .bind(tag.as_str())
@@ -554,7 +726,7 @@ impl MetadataStore for SqliteMetadata {
                 .await?
             }
             Reference::Digest(d) => sqlx::query_as(&format!(
-                "SELECT {MANIFEST_COLUMNS} FROM manifests m WHERE m.repository = ? AND m.digest = ?"
+                "SELECT {MANIFEST_COLUMNS} FROM manifests m WHERE m.repository = $1 AND m.digest = $2"
             ))
             .bind(repo.as_str())
             .bind(d.to_string())
@@ -565,17 +737,20 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        // In the repository's scope: an index being pushed checks its children exist.
+        let mut tx = self.write(Scope::Repository(repo)).await?;
         // Tags, blob references and child links go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM manifests WHERE repository = ? AND digest = ?")
+        let done = sqlx::query("DELETE FROM manifests WHERE repository = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.to_string())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tags WHERE repository = ? AND name = ?")
+        let done = sqlx::query("DELETE FROM tags WHERE repository = $1 AND name = $2")
             .bind(repo.as_str())
             .bind(tag.as_str())
             .execute(&self.writer)
@@ -588,7 +763,7 @@ impl MetadataStore for SqliteMetadata {
             return Ok(None);
         }
         let tags: Vec<(String,)> = sqlx::query_as(
-            "SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?",
+            "SELECT name FROM tags WHERE repository = $1 AND name > $2 ORDER BY name LIMIT $3",
         )
         .bind(repo.as_str())
         .bind(page.last.unwrap_or(""))
@@ -600,7 +775,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn list_repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
         let names: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+            sqlx::query_as("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(page.last.unwrap_or(""))
                 .bind(i64::from(page.limit))
                 .fetch_all(&self.readers)
@@ -616,7 +791,7 @@ impl MetadataStore for SqliteMetadata {
     ) -> Result<Vec<ManifestRecord>> {
         let rows: Vec<ManifestRow> = sqlx::query_as(&format!(
             "SELECT {MANIFEST_COLUMNS} FROM manifests m
-             WHERE m.repository = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+             WHERE m.repository = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $4)
              ORDER BY m.pushed_at, m.digest"
         ))
         .bind(repo.as_str())
@@ -629,9 +804,9 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn create_repository(&self, repo: &RepositoryRecord) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(&repo.name)).await?;
         let created = sqlx::query(
-            "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters) VALUES (?, ?, ?, ?)
+            "INSERT INTO repositories (name, created_at, tag_mutability, mutability_filters) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
         )
         .bind(repo.name.as_str())
@@ -645,7 +820,7 @@ impl MetadataStore for SqliteMetadata {
         if created {
             for (key, value) in &repo.tags {
                 sqlx::query(
-                    "INSERT INTO repository_tags (repository, key, value) VALUES (?, ?, ?)",
+                    "INSERT INTO repository_tags (repository, key, value) VALUES ($1, $2, $3)",
                 )
                 .bind(repo.name.as_str())
                 .bind(key)
@@ -660,7 +835,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn repository(&self, name: &RepoName) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = sqlx::query_as(&format!(
-            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name = ?"
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name = $1"
         ))
         .bind(name.as_str())
         .fetch_optional(&self.readers)
@@ -673,7 +848,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn repositories(&self, page: Page<'_>) -> Result<Vec<RepositoryRecord>> {
         let rows: Vec<RepositoryRow> = sqlx::query_as(&format!(
-            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name > ? ORDER BY name LIMIT ?"
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name > $1 ORDER BY name LIMIT $2"
         ))
         .bind(page.last.unwrap_or(""))
         .bind(i64::from(page.limit))
@@ -690,8 +865,8 @@ impl MetadataStore for SqliteMetadata {
         let Some(record) = self.repository(name).await? else {
             return Ok(RepositoryDeletion::NotFound);
         };
-        let mut tx = self.write().await?;
-        let images: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM manifests WHERE repository = ?")
+        let mut tx = self.write(Scope::Repository(name)).await?;
+        let images: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM manifests WHERE repository = $1")
             .bind(name.as_str())
             .fetch_one(&mut *tx)
             .await?;
@@ -699,11 +874,11 @@ impl MetadataStore for SqliteMetadata {
             return Ok(RepositoryDeletion::NotEmpty);
         }
         // Manifests first, so their references go before the blob links they point at.
-        sqlx::query("DELETE FROM manifests WHERE repository = ?")
+        sqlx::query("DELETE FROM manifests WHERE repository = $1")
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM repositories WHERE name = ?")
+        let deleted = sqlx::query("DELETE FROM repositories WHERE name = $1")
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;
@@ -722,7 +897,7 @@ impl MetadataStore for SqliteMetadata {
         filters: &[String],
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE repositories SET tag_mutability = ?, mutability_filters = ? WHERE name = ?",
+            "UPDATE repositories SET tag_mutability = $1, mutability_filters = $2 WHERE name = $3",
         )
         .bind(mutability)
         .bind(serde_json::Value::from(filters.to_vec()).to_string())
@@ -738,13 +913,13 @@ impl MetadataStore for SqliteMetadata {
         add: &[(String, String)],
         remove: &[String],
     ) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Repository(name)).await?;
         if !repository_exists(&mut *tx, name).await? {
             return Ok(false);
         }
         for (key, value) in add {
             sqlx::query(
-                "INSERT INTO repository_tags (repository, key, value) VALUES (?, ?, ?)
+                "INSERT INTO repository_tags (repository, key, value) VALUES ($1, $2, $3)
                  ON CONFLICT (repository, key) DO UPDATE SET value = excluded.value",
             )
             .bind(name.as_str())
@@ -754,7 +929,7 @@ impl MetadataStore for SqliteMetadata {
             .await?;
         }
         for key in remove {
-            sqlx::query("DELETE FROM repository_tags WHERE repository = ? AND key = ?")
+            sqlx::query("DELETE FROM repository_tags WHERE repository = $1 AND key = $2")
                 .bind(name.as_str())
                 .bind(key)
                 .execute(&mut *tx)
@@ -766,7 +941,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn lifecycle_policy(&self, repo: &RepoName) -> Result<Option<LifecycleRecord>> {
         let row: Option<(String, Option<i64>)> = sqlx::query_as(
-            "SELECT text, last_evaluated_at FROM lifecycle_policies WHERE repository = ?",
+            "SELECT text, last_evaluated_at FROM lifecycle_policies WHERE repository = $1",
         )
         .bind(repo.as_str())
         .fetch_optional(&self.readers)
@@ -784,7 +959,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn pinned_images(&self, repo: &RepoName) -> Result<Vec<Digest>> {
         let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT DISTINCT digest FROM image_pins WHERE repository = ?")
+            sqlx::query_as("SELECT DISTINCT digest FROM image_pins WHERE repository = $1")
                 .bind(repo.as_str())
                 .fetch_all(&self.readers)
                 .await?;
@@ -798,7 +973,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>> {
         let row: Option<(String,)> =
-            sqlx::query_as("SELECT text FROM repository_policies WHERE repository = ?")
+            sqlx::query_as("SELECT text FROM repository_policies WHERE repository = $1")
                 .bind(repo.as_str())
                 .fetch_optional(&self.readers)
                 .await?;
@@ -811,7 +986,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn mark_lifecycle_evaluated(&self, repo: &RepoName, at_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE lifecycle_policies SET last_evaluated_at = ? WHERE repository = ?")
+        sqlx::query("UPDATE lifecycle_policies SET last_evaluated_at = $1 WHERE repository = $2")
             .bind(at_ms)
             .bind(repo.as_str())
             .execute(&self.writer)
@@ -834,7 +1009,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn lifecycle_preview(&self, repo: &RepoName) -> Result<Option<PreviewRecord>> {
         let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT text, status, results FROM lifecycle_previews WHERE repository = ?",
+            "SELECT text, status, results FROM lifecycle_previews WHERE repository = $1",
         )
         .bind(repo.as_str())
         .fetch_optional(&self.readers)
@@ -848,7 +1023,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn set_lifecycle_preview(&self, repo: &RepoName, preview: &PreviewRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO lifecycle_previews (repository, text, status, results, created_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO lifecycle_previews (repository, text, status, results, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (repository) DO UPDATE SET text = excluded.text, status = excluded.status,
              results = excluded.results, created_at = excluded.created_at",
         )
@@ -863,12 +1038,14 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn record_pull(&self, repo: &RepoName, digest: &Digest, at_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE manifests SET last_pulled_at = ? WHERE repository = ? AND digest = ?")
-            .bind(at_ms)
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "UPDATE manifests SET last_pulled_at = $1 WHERE repository = $2 AND digest = $3",
+        )
+        .bind(at_ms)
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -885,19 +1062,23 @@ impl MetadataStore for SqliteMetadata {
             i64,
             Option<i64>,
         );
-        let rows: Vec<Row> = sqlx::query_as(
+        let concat = match self.dialect {
+            Dialect::Sqlite => "group_concat",
+            Dialect::Postgres => "string_agg",
+        };
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.pushed_at, m.subject,
-                    (SELECT group_concat(t.name, ' ') FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest),
-                    (SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob
+                    (SELECT {concat}(t.name, ' ') FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest),
+                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob
                       WHERE mb.repository = m.repository AND mb.manifest = m.digest),
                     m.last_pulled_at
-             FROM manifests m WHERE m.repository = ? ORDER BY m.pushed_at, m.digest",
-        )
+             FROM manifests m WHERE m.repository = $1 ORDER BY m.pushed_at, m.digest"
+        ))
         .bind(repo.as_str())
         .fetch_all(&self.readers)
         .await?;
         let children: Vec<(String, String)> =
-            sqlx::query_as("SELECT parent, child FROM manifest_children WHERE repository = ?")
+            sqlx::query_as("SELECT parent, child FROM manifest_children WHERE repository = $1")
                 .bind(repo.as_str())
                 .fetch_all(&self.readers)
                 .await?;
@@ -948,7 +1129,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn sweep(&self, policy: &SweepPolicy, dry_run: bool) -> Result<Swept> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Everything).await?;
         let swept = gc::sweep(&mut tx, policy).await?;
         if dry_run {
             tx.rollback().await?;
@@ -959,7 +1140,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn remove_blob(&self, digest: &Digest, remove: Placement<'_>) -> Result<bool> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(Scope::Everything).await?;
         if !gc::forget_blob(&mut tx, digest).await? {
             return Ok(false);
         }
@@ -969,7 +1150,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn idle_uploads(&self, before_ms: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE updated_at < ?")
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE updated_at < $1")
             .bind(before_ms)
             .fetch_all(&self.readers)
             .await?;
@@ -981,7 +1162,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()> {
         let now = now_ms();
-        sqlx::query("INSERT INTO uploads (id, repository, size, started_at, updated_at) VALUES (?, ?, 0, ?, ?)")
+        sqlx::query("INSERT INTO uploads (id, repository, size, started_at, updated_at) VALUES ($1, $2, 0, $3, $4)")
             .bind(id.to_string())
             .bind(repo.as_str())
             .bind(now)
@@ -994,7 +1175,7 @@ impl MetadataStore for SqliteMetadata {
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         // Read through the writer so a session's own previous request is always seen.
         let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT repository, size, last_append, started_at FROM uploads WHERE id = ?",
+            "SELECT repository, size, last_append, started_at FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.writer)
@@ -1016,7 +1197,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool> {
         let done =
-            sqlx::query("UPDATE uploads SET size = ?, last_append = ?, updated_at = ? WHERE id = ? AND size = ?")
+            sqlx::query("UPDATE uploads SET size = $1, last_append = $2, updated_at = $3 WHERE id = $4 AND size = $5")
                 .bind(to as i64)
                 .bind(to.saturating_sub(from) as i64)
                 .bind(now_ms())
@@ -1028,7 +1209,7 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn delete_upload(&self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = ?")
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.writer)
             .await?;

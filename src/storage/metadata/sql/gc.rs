@@ -3,7 +3,7 @@
 //! that references something makes it ineligible rather than dangling.
 //! Manifests that tasks and services run (`image_pins`) are never swept.
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::super::{Result, SweepPolicy, Swept};
 use super::digest;
@@ -15,7 +15,7 @@ const MAX_PASSES: usize = 64;
 
 const UNTAGGED: &str = "
     DELETE FROM manifests AS m
-    WHERE m.pushed_at < ? AND m.subject IS NULL
+    WHERE m.pushed_at < $1 AND m.subject IS NULL
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository = m.repository AND c.child = m.digest)
       AND NOT EXISTS (SELECT 1 FROM image_pins p WHERE p.repository = m.repository AND p.digest = m.digest)
@@ -23,7 +23,7 @@ const UNTAGGED: &str = "
 
 const ORPHAN_REFERRERS: &str = "
     DELETE FROM manifests AS m
-    WHERE m.pushed_at < ? AND m.subject IS NOT NULL
+    WHERE m.pushed_at < $1 AND m.subject IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repository = m.repository AND s.digest = m.subject)
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository AND t.manifest = m.digest)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository = m.repository AND c.child = m.digest)
@@ -32,7 +32,7 @@ const ORPHAN_REFERRERS: &str = "
 
 const STALE_LINKS: &str = "
     DELETE FROM repository_blobs AS rb
-    WHERE rb.linked_at < ?
+    WHERE rb.linked_at < $1
       AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repository = rb.repository AND mb.blob = rb.digest)
     RETURNING repository, digest";
 
@@ -43,7 +43,7 @@ const UNREFERENCED: &str = "
     ORDER BY b.digest";
 
 async fn delete_returning(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     statement: &str,
     before_ms: i64,
 ) -> Result<Vec<(RepoName, Digest)>> {
@@ -61,7 +61,7 @@ async fn delete_returning(
         .collect()
 }
 
-pub(super) async fn sweep(tx: &mut SqliteConnection, policy: &SweepPolicy) -> Result<Swept> {
+pub(super) async fn sweep(tx: &mut AnyConnection, policy: &SweepPolicy) -> Result<Swept> {
     let mut swept = Swept::default();
     for _ in 0..MAX_PASSES {
         let mut deleted = Vec::new();
@@ -87,19 +87,19 @@ pub(super) async fn sweep(tx: &mut SqliteConnection, policy: &SweepPolicy) -> Re
 
 /// Deletes a blob's record if nothing references it; true when it is gone
 /// (or never was recorded).
-pub(super) async fn forget_blob(tx: &mut SqliteConnection, digest: &Digest) -> Result<bool> {
+pub(super) async fn forget_blob(tx: &mut AnyConnection, digest: &Digest) -> Result<bool> {
     let d = digest.to_string();
-    let (linked, manifest): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = ?1),
-                EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+    let (linked, manifest): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1) AS INTEGER),
+                CAST(EXISTS (SELECT 1 FROM manifests WHERE digest = $1) AS INTEGER)",
     )
     .bind(&d)
     .fetch_one(&mut *tx)
     .await?;
-    if linked || manifest {
+    if linked != 0 || manifest != 0 {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM blobs WHERE digest = ?")
+    sqlx::query("DELETE FROM blobs WHERE digest = $1")
         .bind(&d)
         .execute(&mut *tx)
         .await?;
