@@ -71,8 +71,19 @@ fn claims(repo: &str) -> Value {
     })
 }
 
-fn server_key(dir: &std::path::Path) -> (EncodingKey, String) {
-    let pem = std::fs::read_to_string(dir.join("token-signing-key.pem")).unwrap();
+async fn server_key(s: &TestServer, dir: &std::path::Path) -> (EncodingKey, String) {
+    let pem = match &s.database {
+        // Replicas on PostgreSQL share the key the database keeps.
+        wharf::storage::Database::Postgres { .. } => SqlMetadata::open(&s.database)
+            .await
+            .unwrap()
+            .shared_value("token_signing_key", "")
+            .await
+            .unwrap(),
+        wharf::storage::Database::Sqlite { .. } => {
+            std::fs::read_to_string(dir.join("token-signing-key.pem")).unwrap()
+        }
+    };
     let kid = wharf::auth::SigningKey::from_pem(&pem).unwrap().kid;
     (EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), kid)
 }
@@ -229,7 +240,7 @@ async fn tokens_grant_the_intersection_of_asked_and_allowed() {
 async fn every_bad_token_is_rejected_as_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
-    let (key, kid) = server_key(dir.path());
+    let (key, kid) = server_key(&s, dir.path()).await;
     let valid = sign(&key, &kid, &claims("team/app"));
     assert_eq!(
         use_token(&s, &valid, "team/app").await.0,
@@ -339,12 +350,7 @@ async fn http_basic_works_directly_with_per_user_permissions() {
 async fn access_tokens_work_until_revoked_and_refresh_follows_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
-    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
-        path: dir.path().join("metadata.db"),
-        readers: 1,
-    })
-    .await
-    .unwrap();
+    let store = SqlMetadata::open(&s.database).await.unwrap();
     let secret =
         wharf::admin::create_token(&store, "ci", &["repository:app/*:pull,push".into()], None)
             .await

@@ -77,12 +77,7 @@ fn client(server: &TestServer, id: &str, secret: &str) -> Client {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(dir.path(), secured).await;
-    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
-        path: dir.path().join("metadata.db"),
-        readers: 1,
-    })
-    .await
-    .unwrap();
+    let store = SqlMetadata::open(&server.database).await.unwrap();
     let names: Vec<String> = USERS.map(String::from).to_vec();
     let mut clients = Vec::new();
     for user in USERS {
@@ -192,12 +187,7 @@ async fn sdk_signs_and_wharf_checks_who_it_is() {
         code(stranger.describe_repositories().send().await),
         "UnrecognizedClientException"
     );
-    let store = SqlMetadata::open(&wharf::storage::Database::Sqlite {
-        path: f._dir.path().join("metadata.db"),
-        readers: 1,
-    })
-    .await
-    .unwrap();
+    let store = SqlMetadata::open(&f.server.database).await.unwrap();
     let (id, _) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
         .await
         .unwrap();

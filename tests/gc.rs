@@ -347,7 +347,7 @@ async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
     );
     s.stop().await;
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+    let out = common::wharf_cli(dir.path())
         .arg("du")
         .arg("--data-dir")
         .arg(dir.path())
@@ -366,7 +366,7 @@ async fn usage_counts_shared_blobs_once_and_wharf_du_shows_it() {
     let config = dir.path().join("gc.toml");
     std::fs::write(&config, "[gc]\ngrace_seconds = 0\n").unwrap();
     let gc = |dry_run: bool| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        let mut command = common::wharf_cli(dir.path());
         command
             .arg("gc")
             .arg("--data-dir")

@@ -6,12 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{OCI_MANIFEST, TestServer, blob_file, sha256};
 
 fn fsck(dir: &Path, repair: bool) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    let mut command = common::wharf_cli(dir);
     command.arg("fsck").arg("--data-dir").arg(dir);
     if repair {
         command.arg("--repair");

