@@ -31,8 +31,11 @@ const PARTS_IN_FLIGHT: usize = 4;
 pub enum Key<'a> {
     /// Verified content, shared by every repository: `blobs/sha256/ab/abcd...`.
     Blob(&'a Digest),
-    /// The bytes of an upload session before they are verified.
+    /// The bytes of an upload session before they are verified (local staging).
     Upload(Uuid),
+    /// One appended chunk of an upload session staged in a remote store,
+    /// named by its offset in the session.
+    UploadChunk(Uuid, u64),
     /// Bytes that failed verification, kept aside for inspection.
     Quarantine(&'a Digest),
 }
@@ -47,6 +50,10 @@ impl Key<'_> {
                 d.hex()
             )),
             Key::Upload(upload) => Path::from(format!("uploads/{upload}")),
+            // Zero-padded, so listing order is offset order.
+            Key::UploadChunk(upload, offset) => {
+                Path::from(format!("uploads/{upload}/{offset:020}"))
+            }
             Key::Quarantine(d) => {
                 Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))
             }
@@ -143,11 +150,15 @@ impl BlobStore {
 
     /// Writes a large object from a stream, in parts (S3 multipart uploads);
     /// nothing is visible at `key` unless every part arrived.
-    pub async fn put_stream(
-        &self,
-        key: &Key<'_>,
-        mut body: ByteStream,
-    ) -> Result<(), StorageError> {
+    pub async fn put_stream<S>(&self, key: &Key<'_>, body: S) -> Result<(), StorageError>
+    where
+        S: futures::Stream<Item = Result<Bytes, StorageError>> + Unpin,
+    {
+        let mut body = body.peekable();
+        if std::pin::Pin::new(&mut body).peek().await.is_none() {
+            // S3 cannot complete a multipart upload without parts.
+            return self.put_bytes(key, Bytes::new()).await;
+        }
         let upload = self
             .store
             .put_multipart(&key.path())
@@ -239,6 +250,55 @@ impl BlobStore {
             .rename(&from.path(), &to.path())
             .await
             .map_err(map_err)
+    }
+
+    /// Copies an object inside the store (no bytes pass through Wharf).
+    pub async fn copy(&self, from: &Key<'_>, to: &Key<'_>) -> Result<(), StorageError> {
+        self.store
+            .copy(&from.path(), &to.path())
+            .await
+            .map_err(map_err)
+    }
+
+    /// The chunks staged for an upload session: (offset, size), in offset order.
+    pub async fn upload_chunks(&self, upload: Uuid) -> Result<Vec<(u64, u64)>, StorageError> {
+        let prefix = Path::from(format!("uploads/{upload}"));
+        let mut chunks: Vec<(u64, u64)> = self
+            .store
+            .list(Some(&prefix))
+            .map_err(map_err)
+            .try_filter_map(|meta| async move {
+                let offset = meta.location.filename().and_then(|n| n.parse().ok());
+                Ok(offset.map(|offset| (offset, meta.size)))
+            })
+            .try_collect()
+            .await?;
+        chunks.sort_unstable();
+        Ok(chunks)
+    }
+
+    /// Upload sessions with chunks in the store, each with its latest write (Unix ms).
+    pub async fn upload_sessions(&self) -> Result<Vec<(Uuid, i64)>, StorageError> {
+        let mut latest: std::collections::HashMap<Uuid, i64> = Default::default();
+        let mut listing = self.store.list(Some(&Path::from("uploads")));
+        while let Some(meta) = listing.next().await {
+            let meta = match meta.map_err(map_err) {
+                Ok(meta) => meta,
+                Err(StorageError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let id = meta
+                .location
+                .parts()
+                .nth(1)
+                .and_then(|p| p.as_ref().parse().ok());
+            if let Some(id) = id {
+                let at = meta.last_modified.timestamp_millis();
+                let entry = latest.entry(id).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+        Ok(latest.into_iter().collect())
     }
 
     /// Removes an object; one that is already gone is not an error.

@@ -1,14 +1,18 @@
-//! Upload staging on the local disk: each session appends to one file
+//! Upload staging: where the bytes of an upload live until they are verified.
+//!
+//! On the local disk (the filesystem backend) each session appends to one file
 //! (`uploads/<id>` under the blob root), and a verified upload is renamed into
 //! its content address in the same folder tree, so a blob is written once and
-//! becomes visible atomically. The session's committed length lives in the
-//! metadata store; bytes past it (from a failed request) are ignored and
-//! overwritten by the next append.
+//! becomes visible atomically.
 //!
-//! With a remote blob store (S3), sessions are still staged on this disk; a
-//! verified upload is first copied to its content address in the store
-//! (`prepare`, outside any transaction), and `commit` then only checks that
-//! it is there and drops the staged copy.
+//! With a remote blob store (S3) the session lives in the bucket, so any
+//! replica can continue it: each append is an object of its own
+//! (`uploads/<id>/<offset>`). A verified upload is put at its content address
+//! by `prepare`, outside any transaction: a server-side copy when the session
+//! is one chunk (up to S3's 5 GiB copy limit), else the chunks are streamed
+//! through Wharf into a multipart upload. `commit` then only checks that it is
+//! there. The session's committed length lives in the metadata store; bytes
+//! past it (from a failed request) are ignored and overwritten by the next append.
 
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -25,6 +29,8 @@ use crate::oci::Digest;
 /// Pieces of body queued for the writer thread; bounds memory per upload.
 const WRITE_QUEUE: usize = 32;
 const READ_SIZE: usize = 1024 * 1024;
+/// The largest object S3 copies in one request.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Staging for upload sessions, rooted at the blob store's folder (or a
 /// local folder when the blobs live in a remote store).
@@ -67,7 +73,16 @@ impl Staging {
         if store.exists(&key).await? {
             return Ok(());
         }
-        store.put_stream(&key, self.read(upload, len).await?).await
+        let chain = chain(store, upload, len).await?;
+        if let [(0, size)] = chain[..]
+            && size == len
+            && len <= MAX_COPY
+        {
+            return store.copy(&Key::UploadChunk(upload, 0), &key).await;
+        }
+        store
+            .put_stream(&key, read_chain(store, upload, chain))
+            .await
     }
 
     fn file(&self, upload: Uuid) -> PathBuf {
@@ -87,6 +102,19 @@ impl Staging {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
+        if let Some(store) = &self.remote {
+            let mut written = 0u64;
+            let pieces = body.map(|piece| {
+                let piece = piece.map_err(StorageError::Body)?;
+                inspect(&piece);
+                written += piece.len() as u64;
+                Ok(piece)
+            });
+            store
+                .put_stream(&Key::UploadChunk(upload, offset), pieces)
+                .await?;
+            return Ok(written);
+        }
         let path = self.file(upload);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
@@ -130,6 +158,10 @@ impl Staging {
 
     /// Streams the first `len` staged bytes of a session.
     pub async fn read(&self, upload: Uuid, len: u64) -> Result<ByteStream, StorageError> {
+        if let Some(store) = &self.remote {
+            let chain = chain(store, upload, len).await?;
+            return Ok(read_chain(store, upload, chain));
+        }
         if len == 0 {
             return Ok(futures::stream::empty().boxed());
         }
@@ -151,13 +183,11 @@ impl Staging {
         if let Some(store) = &self.remote {
             // `prepare` put the bytes there; garbage collection may have removed
             // them since (they were not recorded yet), which fails the upload.
-            if !store.exists(&Key::Blob(digest)).await? {
-                return Err(StorageError::NotFound);
-            }
-            return tokio::task::spawn_blocking(move || remove_if_present(&from))
-                .await
-                .map_err(blocking_err)?
-                .map_err(StorageError::Io);
+            // The staged chunks go with the session (`discard`).
+            return match store.exists(&Key::Blob(digest)).await? {
+                true => Ok(()),
+                false => Err(StorageError::NotFound),
+            };
         }
         let to = self.root.join(Key::Blob(digest).path().as_ref());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
@@ -188,6 +218,14 @@ impl Staging {
 
     /// Sessions whose staged file was last written before `before_ms` (Unix ms).
     pub async fn files_older_than(&self, before_ms: i64) -> Result<Vec<Uuid>, StorageError> {
+        if let Some(store) = &self.remote {
+            let sessions = store.upload_sessions().await?;
+            return Ok(sessions
+                .into_iter()
+                .filter(|(_, at)| *at < before_ms)
+                .map(|(id, _)| id)
+                .collect());
+        }
         let dir = self.root.join("uploads");
         tokio::task::spawn_blocking(move || -> io::Result<Vec<Uuid>> {
             let entries = match std::fs::read_dir(&dir) {
@@ -223,6 +261,12 @@ impl Staging {
 
     /// Removes a session's staged bytes.
     pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
+        if let Some(store) = &self.remote {
+            for (offset, _) in store.upload_chunks(upload).await? {
+                store.delete(&Key::UploadChunk(upload, offset)).await?;
+            }
+            return Ok(());
+        }
         let path = self.file(upload);
         tokio::task::spawn_blocking(move || remove_if_present(&path))
             .await
@@ -236,4 +280,45 @@ fn remove_if_present(path: &std::path::Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// The staged chunks holding a session's first `len` bytes: (offset, bytes to
+/// take), each starting where the previous one ended. Chunks past `len` (left
+/// by a failed request) are ignored; a gap means the session lost bytes.
+async fn chain(store: &BlobStore, upload: Uuid, len: u64) -> Result<Vec<(u64, u64)>, StorageError> {
+    let mut chain = Vec::new();
+    let mut at = 0;
+    for (offset, size) in store.upload_chunks(upload).await? {
+        if at >= len {
+            break;
+        }
+        if offset != at || size == 0 {
+            continue;
+        }
+        let take = size.min(len - at);
+        chain.push((offset, take));
+        at += take;
+    }
+    if at < len {
+        return Err(StorageError::Io(io::Error::other(format!(
+            "upload {upload}: staged chunks end at byte {at} of {len}"
+        ))));
+    }
+    Ok(chain)
+}
+
+/// Streams a chain of staged chunks, one after the other.
+fn read_chain(store: &BlobStore, upload: Uuid, chain: Vec<(u64, u64)>) -> ByteStream {
+    let store = store.clone();
+    futures::stream::iter(chain)
+        .then(move |(offset, take)| {
+            let store = store.clone();
+            async move {
+                store
+                    .open(&Key::UploadChunk(upload, offset), Some(0..take))
+                    .await
+            }
+        })
+        .try_flatten()
+        .boxed()
 }

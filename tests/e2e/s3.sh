@@ -76,15 +76,16 @@ location=$(curl -s -D - -o /dev/null -X PATCH -H 'Content-Type: application/octe
 [ -n "$location" ] || fail "first chunk"
 
 stop_seaweedfs
-location=$(curl -s -D - -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' \
-    -H "Content-Range: 1500000-2999999" --data-binary @"$work/part2" "$base$location" | tr -d '\r' |
-    awk -F': ' 'tolower($1) == "location" { print $2 }')
-[ -n "$location" ] || fail "second chunk (staged locally) during the outage"
+# Sessions are staged in the bucket (any replica may continue them): the
+# second chunk cannot be stored, and the client is told to retry.
+curl -s -D "$work/headers" -o "$work/body" -X PATCH -H 'Content-Type: application/octet-stream' \
+    -H "Content-Range: 1500000-2999999" --data-binary @"$work/part2" "$base$location"
+grep -q "^HTTP/1.1 503" "$work/headers" || fail "a chunk during the outage: $(head -1 "$work/headers")"
+grep -qi "^retry-after:" "$work/headers" || fail "no Retry-After"
+[ "$(jq -r '.errors[0].code' "$work/body")" = UNAVAILABLE ] || fail "error body: $(cat "$work/body")"
 sep='?'; [[ "$location" == *\?* ]] && sep='&'
 curl -s -D "$work/headers" -o "$work/body" -X PUT "$base$location${sep}digest=$digest"
 grep -q "^HTTP/1.1 503" "$work/headers" || fail "completing during the outage: $(head -1 "$work/headers")"
-grep -qi "^retry-after:" "$work/headers" || fail "no Retry-After"
-[ "$(jq -r '.errors[0].code' "$work/body")" = UNAVAILABLE ] || fail "error body: $(cat "$work/body")"
 code=$(curl -s -o /dev/null -w '%{http_code}' -I "$base/v2/outage/app/blobs/$digest")
 [ "$code" = 404 ] || fail "the unfinished blob is visible: $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/outage/app/blobs/$small")
@@ -103,8 +104,16 @@ for _ in $(seq 1 30); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ] && break
     sleep 1
 done
+# The session kept its first chunk: the client resumes where it stood.
+range=$(curl -s -D - -o /dev/null "$base$location" | tr -d '\r' | awk -F': ' 'tolower($1) == "range" { print $2 }')
+[ "$range" = "0-1499999" ] || fail "the session after the outage: Range $range"
+location=$(curl -s -D - -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' \
+    -H "Content-Range: 1500000-2999999" --data-binary @"$work/part2" "$base$location" | tr -d '\r' |
+    awk -F': ' 'tolower($1) == "location" { print $2 }')
+[ -n "$location" ] || fail "retrying the second chunk after the outage"
+sep='?'; [[ "$location" == *\?* ]] && sep='&'
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$base$location${sep}digest=$digest")
-[ "$code" = 201 ] || fail "retrying the upload after the outage: $code"
+[ "$code" = 201 ] || fail "completing the upload after the outage: $code"
 curl -sf "$base/v2/outage/app/blobs/$digest" -o "$work/back" || fail "reading it back"
 cmp -s "$work/blob" "$work/back" || fail "the blob read back differs"
 curl -sf "$base/v2/outage/app/blobs/$small" | cmp -s - "$work/small" || fail "the earlier blob"
