@@ -201,11 +201,6 @@ impl LifecycleSchedule {
     /// One pass over every repository with a policy; returns how many images expired.
     /// A failing repository is logged and skipped, so one bad policy cannot stop the rest.
     pub async fn run_once(&self) -> Result<usize> {
-        // One replica applies the policies; the others skip this pass.
-        let Some(_lease) = self.registry.lease("lifecycle").await? else {
-            tracing::debug!("lifecycle pass left to the replica that holds its lease");
-            return Ok(0);
-        };
         let mut expired = 0;
         for repo in self.registry.repositories_with_lifecycle().await? {
             match self.registry.run_lifecycle(&repo, false).await {
@@ -241,6 +236,15 @@ impl LifecycleSchedule {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {
+                    // One replica applies the policies per interval; the others skip.
+                    let _lease = match self.registry.claim_run("lifecycle", self.interval).await {
+                        Ok(Some(lease)) => lease,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lifecycle: cannot take its lease");
+                            continue;
+                        }
+                    };
                     if let Err(e) = self.run_once().await {
                         tracing::warn!(error = %e, "lifecycle pass failed");
                     }

@@ -204,8 +204,8 @@ impl GcSchedule {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {
-                    // One replica collects; the others skip this round.
-                    let _lease = match self.registry.lease("gc").await {
+                    // One replica collects per interval; the others skip.
+                    let _lease = match self.registry.claim_run("gc", self.interval).await {
                         Ok(Some(lease)) => lease,
                         Ok(None) => {
                             tracing::debug!("garbage collection left to the replica that holds its lease");

@@ -109,6 +109,18 @@ impl Registry {
         Ok(self.inner.meta.try_lease(job).await?)
     }
 
+    /// The right to run periodic job `job` now: `None` when another replica
+    /// runs it or ran it less than `every` ago, so it runs once per period
+    /// across all replicas.
+    pub async fn claim_run(
+        &self,
+        job: &str,
+        every: std::time::Duration,
+    ) -> Result<Option<crate::storage::Lease>> {
+        let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.inner.meta.claim_run(job, every_ms, now_ms()).await?)
+    }
+
     /// Storage per repository (see [`RepositoryUsage`](crate::storage::RepositoryUsage)).
     pub async fn usage(&self) -> Result<Vec<crate::storage::RepositoryUsage>> {
         Ok(self.inner.meta.usage().await?)

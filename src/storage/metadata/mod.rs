@@ -232,6 +232,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Takes the lease of background job `job`; `None` while another process holds it.
     async fn try_lease(&self, job: &str) -> Result<Option<Lease>>;
+    /// Takes the lease of a periodic job unless it is held, or the job last
+    /// ran (in any process) less than `every_ms` before `now_ms`; records this run.
+    async fn claim_run(&self, job: &str, every_ms: i64, now_ms: i64) -> Result<Option<Lease>>;
     /// How many blobs are recorded and their total size.
     async fn blob_totals(&self) -> Result<(u64, u64)>;
     /// The size of a recorded blob.

@@ -545,6 +545,32 @@ impl MetadataStore for SqlMetadata {
         }))
     }
 
+    async fn claim_run(&self, job: &str, every_ms: i64, now_ms: i64) -> Result<Option<Lease>> {
+        let Some(lease) = self.try_lease(job).await? else {
+            return Ok(None);
+        };
+        let key = format!("last_run:{job}");
+        let last: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM shared_values WHERE key = $1")
+                .bind(&key)
+                .fetch_optional(&self.writer)
+                .await?;
+        // A tenth of slack: replicas' timers drift against each other.
+        let last = last.and_then(|(v,)| v.parse::<i64>().ok());
+        if last.is_some_and(|last| now_ms - last < every_ms - every_ms / 10) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO shared_values (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&key)
+        .bind(now_ms.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(Some(lease))
+    }
+
     async fn blob_totals(&self) -> Result<(u64, u64)> {
         let (count, bytes): (i64, i64) =
             sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs")
