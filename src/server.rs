@@ -79,23 +79,25 @@ pub enum StartupError {
 impl AppState {
     /// Opens storage and the database as configured.
     pub async fn open(config: &Config) -> Result<AppState, StartupError> {
-        let blob_dir = config.blob_dir();
-        for dir in [&config.data_dir, &blob_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| StartupError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
+        let mut dirs = vec![config.data_dir.clone()];
+        if config.storage.backend == StorageBackend::Filesystem {
+            dirs.push(config.blob_dir());
+        }
+        for dir in dirs {
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| StartupError::Dir { path: dir, source })?;
         }
         let (blobs, staging) = match config.storage.backend {
             StorageBackend::Filesystem => (
                 BlobStore::new(Arc::new(
-                    LocalFileSystem::new_with_prefix(&blob_dir)?.with_automatic_cleanup(true),
+                    LocalFileSystem::new_with_prefix(config.blob_dir())?
+                        .with_automatic_cleanup(true),
                 )),
-                Staging::new(blob_dir.clone()),
+                Staging::Local(config.blob_dir()),
             ),
             StorageBackend::S3 => {
                 let blobs = crate::storage::s3::open(&config.storage.s3)?;
-                (blobs.clone(), Staging::for_remote(blob_dir.clone(), blobs))
+                (blobs.clone(), Staging::Remote(blobs))
             }
         };
         let database = Arc::new(SqlMetadata::open(&config.database()).await?);

@@ -2,7 +2,7 @@
 //! rebuild the canonical request from what arrived, sign it with the secret of
 //! the access key it names, and compare in constant time.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::PrimitiveDateTime;
@@ -92,7 +92,7 @@ pub struct SignedRequest<'a> {
 
 #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("any key length");
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }

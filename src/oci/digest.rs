@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest as _, Sha256, Sha512};
 
 /// A digest algorithm this registry can verify.
@@ -148,6 +149,34 @@ impl Hasher {
         }
     }
 
+    /// The hashing state so far, to continue in another process ([`Hasher::restore`]).
+    pub fn save(&self) -> Vec<u8> {
+        let (tag, state) = match self {
+            Hasher::Sha256(h) => (b'2', h.serialize().to_vec()),
+            Hasher::Sha512(h) => (b'5', h.serialize().to_vec()),
+        };
+        let mut saved = Vec::with_capacity(1 + state.len());
+        saved.push(tag);
+        saved.extend(state);
+        saved
+    }
+
+    /// A hasher from [`Hasher::save`]'s output; `None` when it is not one.
+    pub fn restore(saved: &[u8]) -> Option<Hasher> {
+        let (tag, state) = saved.split_first()?;
+        match tag {
+            b'2' => SerializedState::<Sha256>::try_from(state)
+                .ok()
+                .and_then(|s| Sha256::deserialize(&s).ok())
+                .map(Hasher::Sha256),
+            b'5' => SerializedState::<Sha512>::try_from(state)
+                .ok()
+                .and_then(|s| Sha512::deserialize(&s).ok())
+                .map(Hasher::Sha512),
+            _ => None,
+        }
+    }
+
     pub fn finish(self) -> Digest {
         let algorithm = self.algorithm();
         let hex = match self {
@@ -176,6 +205,22 @@ mod tests {
         let d = Digest::compute(Algorithm::Sha512, b"abc");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
         assert!(d.hex().starts_with("ddaf35a193617aba"));
+    }
+
+    #[test]
+    fn saved_state_continues_the_hash() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            // Split inside a block, so the saved state carries a partial block.
+            let mut first = Hasher::new(algorithm);
+            first.update(&data[..333]);
+            let mut resumed = Hasher::restore(&first.save()).unwrap();
+            resumed.update(&data[333..]);
+            assert_eq!(resumed.finish(), Digest::compute(algorithm, &data));
+        }
+        assert!(Hasher::restore(b"").is_none());
+        assert!(Hasher::restore(b"2short").is_none());
+        assert!(Hasher::restore(&[b'9'; 41]).is_none());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use manifests::{ManifestRead, PushedManifest};
 pub use quota::{Quota, QuotaScope};
 pub use repositories::RepositorySettings;
 pub use uploads::ChunkRange;
-use uploads::UploadHashes;
+use uploads::UploadLocks;
 
 /// Now, in Unix milliseconds (the unit of every stored time).
 pub fn now_ms() -> i64 {
@@ -65,7 +65,7 @@ struct Inner {
     blobs: BlobStore,
     staging: Staging,
     meta: Arc<dyn MetadataStore>,
-    uploads: UploadHashes,
+    uploads: UploadLocks,
     manifests: ManifestCache,
     /// When each manifest's pull was last recorded, so pulls are written at most once a minute.
     pulls: quick_cache::sync::Cache<(crate::oci::RepoName, crate::oci::Digest), std::time::Instant>,
@@ -85,7 +85,7 @@ impl Registry {
                 blobs,
                 staging,
                 meta,
-                uploads: UploadHashes::default(),
+                uploads: UploadLocks::default(),
                 manifests,
                 pulls: quick_cache::sync::Cache::new(100_000),
                 limits,

@@ -1,8 +1,8 @@
 //! Blob upload sessions (distribution-spec "pushing blobs"): each PATCH appends
-//! to the session's staging file; the session's committed size lives in the
-//! metadata store, so the session survives restarts. The running hash stays in
-//! this process's memory between requests; when it is missing or stale (a
-//! restart) the staged bytes are hashed again at commit.
+//! to the session's staged bytes and records, in one compare-and-swap on the
+//! session record, the new size, the hash state after it and (remote staging)
+//! the chunk it wrote. So any process (a restarted one, another replica)
+//! continues or completes a session without reading its bytes again.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,33 +15,51 @@ use uuid::Uuid;
 use super::{Registry, RegistryError, Result, now_ms};
 use crate::metrics::metrics;
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, UploadProgress, UploadRecord};
 
-/// The running hash of one session: valid for the bytes `0..offset`.
-struct RunningHash {
-    offset: u64,
-    hasher: Hasher,
-}
+type Slot = Arc<tokio::sync::Mutex<()>>;
 
-type Slot = Arc<tokio::sync::Mutex<Option<RunningHash>>>;
-
-/// Per-session hash state; the async mutex also serializes requests to one session.
+/// One lock per session in this process: requests to one session take turns
+/// here, so only requests on different replicas race (and the session
+/// record's compare-and-swap settles those).
 #[derive(Default)]
-pub(super) struct UploadHashes {
+pub(super) struct UploadLocks {
     slots: Mutex<HashMap<Uuid, Slot>>,
 }
 
-impl UploadHashes {
-    fn slot(&self, id: Uuid) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(id).or_default().clone()
-    }
+/// A request's turn at a session; the session's lock is forgotten when the
+/// last turn ends (sessions often end on another replica).
+pub(super) struct Turn<'a> {
+    locks: &'a UploadLocks,
+    id: Uuid,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
 
-    fn forget(&self, id: Uuid) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+impl UploadLocks {
+    async fn turn(&self, id: Uuid) -> Turn<'_> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(id).or_default().clone()
+        };
+        Turn {
+            locks: self,
+            id,
+            guard: Some(slot.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut slots = self.locks.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it: nobody waits for a turn.
+        if slots
+            .get(&self.id)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            slots.remove(&self.id);
+        }
     }
 }
 
@@ -122,8 +140,7 @@ impl Registry {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        let slot = self.inner.uploads.slot(id);
-        let mut running = slot.lock().await;
+        let _turn = self.inner.uploads.turn(id).await;
         let session = self.session(repo, id).await?;
         let offset = session.size;
         if let Some(r) = range {
@@ -138,21 +155,20 @@ impl Registry {
                 ));
             }
         }
-
-        // Keep hashing only when the stored state covers exactly what is staged.
-        let mut hasher = match running.take() {
-            Some(h) if h.offset == offset => Some(h.hasher),
-            _ if offset == 0 => Some(Hasher::new(hint)),
-            _ => None,
-        };
         let mut peek = body.peekable();
         if std::pin::Pin::new(&mut peek).peek().await.is_none() {
             // An empty body stages nothing.
             check_length(0, content_length)?;
-            *running = hasher.map(|hasher| RunningHash { offset, hasher });
             return Ok(offset);
         }
-        let written = self
+        // Without a usable saved state (a session from before states were
+        // saved) the bytes are hashed again at completion.
+        let mut hasher = match &session.hash_state {
+            _ if offset == 0 => Some(Hasher::new(hint)),
+            Some(saved) => Hasher::restore(saved),
+            None => None,
+        };
+        let appended = self
             .inner
             .staging
             .append(id, offset, peek, |piece| {
@@ -162,24 +178,26 @@ impl Registry {
             })
             .await
             .map_err(body_error)?;
-        // A short or long body does not count; its bytes are overwritten by the next append.
+        let written = appended.written;
+        // A short or long body does not count; the next append replaces its bytes.
         check_length(
             written,
             content_length.or(range.map(|r| r.end - r.start + 1)),
         )?;
+        let hash_state = hasher.as_ref().map(Hasher::save);
+        let progress = UploadProgress {
+            hash_state: hash_state.as_deref(),
+            chunk: appended.chunk,
+        };
         if !self
             .inner
             .meta
-            .advance_upload(id, offset, offset + written)
+            .advance_upload(id, offset, offset + written, progress)
             .await?
         {
             let size = self.session(repo, id).await?.size;
             return Err(RegistryError::ChunkOutOfOrder { size });
         }
-        *running = hasher.map(|hasher| RunningHash {
-            offset: offset + written,
-            hasher,
-        });
         Ok(offset + written)
     }
 
@@ -200,22 +218,24 @@ impl Registry {
         let size = self
             .append(repo, id, None, content_length, body, expected.algorithm())
             .await?;
-        let slot = self.inner.uploads.slot(id);
-        let mut running = slot.lock().await;
-        // Re-check under the lock: a concurrent PUT may have completed it.
+        let turn = self.inner.uploads.turn(id).await;
+        // Re-read under the lock: a concurrent PUT may have completed it.
         let session = self.session(repo, id).await?;
-        let actual = match running.take() {
-            Some(h) if h.offset == session.size && h.hasher.algorithm() == expected.algorithm() => {
-                h.hasher.finish()
-            }
-            _ => self.rehash(id, session.size, expected.algorithm()).await?,
+        let saved = match &session.hash_state {
+            _ if session.size == 0 => Some(Hasher::new(expected.algorithm())),
+            Some(saved) => Hasher::restore(saved),
+            None => None,
+        };
+        let actual = match saved {
+            Some(h) if h.algorithm() == expected.algorithm() => h.finish(),
+            _ => self.rehash(&session, expected.algorithm()).await?,
         };
         let outcome = if &actual == expected {
             match self.check_quota(repo, expected, size).await {
                 Ok(()) => {
                     self.inner
                         .staging
-                        .prepare(id, session.size, expected)
+                        .prepare(id, &session.chunks, session.size, expected)
                         .await?;
                     let place = self.inner.staging.commit(id, session.size, expected);
                     self.inner
@@ -233,8 +253,7 @@ impl Registry {
             })
         };
         self.discard(id).await?;
-        drop(running);
-        self.inner.uploads.forget(id);
+        drop(turn);
         if outcome.is_ok() {
             let seconds = (now_ms() - session.started_at_ms).max(0) as f64 / 1000.0;
             metrics().upload_seconds.observe(seconds);
@@ -244,20 +263,16 @@ impl Registry {
 
     /// Cancels a session and removes its staged data.
     pub async fn cancel_upload(&self, repo: &RepoName, id: Uuid) -> Result<()> {
-        let slot = self.inner.uploads.slot(id);
-        let _running = slot.lock().await;
+        let _turn = self.inner.uploads.turn(id).await;
         self.session(repo, id).await?;
         self.discard(id).await?;
-        self.inner.uploads.forget(id);
         Ok(())
     }
 
     /// Drops a session whatever its state (garbage collection of idle ones).
     pub(super) async fn abandon_upload(&self, id: Uuid) -> Result<()> {
-        let slot = self.inner.uploads.slot(id);
-        let _running = slot.lock().await;
+        let _turn = self.inner.uploads.turn(id).await;
         self.discard(id).await?;
-        self.inner.uploads.forget(id);
         Ok(())
     }
 
@@ -283,7 +298,9 @@ impl Registry {
             .append(id, 0, body, |piece| hasher.update(piece))
             .await
             .map_err(body_error);
-        let checked = staged.and_then(|written| {
+        let chunks: Vec<_> = staged.iter().filter_map(|a| a.chunk).collect();
+        let checked = staged.and_then(|appended| {
+            let written = appended.written;
             check_length(written, content_length)?;
             let actual = hasher.finish();
             if &actual == expected {
@@ -309,7 +326,12 @@ impl Registry {
                 return Err(e);
             }
         };
-        if let Err(e) = self.inner.staging.prepare(id, written, expected).await {
+        if let Err(e) = self
+            .inner
+            .staging
+            .prepare(id, &chunks, written, expected)
+            .await
+        {
             self.inner.staging.discard(id).await?;
             return Err(e.into());
         }
@@ -329,10 +351,14 @@ impl Registry {
         Ok(written)
     }
 
-    /// Hashes a session's staged bytes again, streaming them from disk.
-    async fn rehash(&self, id: Uuid, len: u64, algorithm: Algorithm) -> Result<Digest> {
+    /// Hashes a session's staged bytes again, streaming them from staging.
+    async fn rehash(&self, session: &UploadRecord, algorithm: Algorithm) -> Result<Digest> {
         let mut hasher = Hasher::new(algorithm);
-        let mut stream = self.inner.staging.read(id, len).await?;
+        let mut stream = self
+            .inner
+            .staging
+            .read(session.id, &session.chunks, session.size)
+            .await?;
         while let Some(piece) = stream.next().await {
             hasher.update(&piece?);
         }

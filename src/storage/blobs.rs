@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
+use super::Chunk;
 use crate::oci::Digest;
 
 /// Read size when streaming a local file: large reads keep blocking-pool hops rare.
@@ -31,11 +32,11 @@ const PARTS_IN_FLIGHT: usize = 4;
 pub enum Key<'a> {
     /// Verified content, shared by every repository: `blobs/sha256/ab/abcd...`.
     Blob(&'a Digest),
-    /// The bytes of an upload session before they are verified (local staging).
+    /// The bytes of an upload session before they are verified: one file on
+    /// local disk, the folder of its chunks in a remote store.
     Upload(Uuid),
-    /// One appended chunk of an upload session staged in a remote store,
-    /// named by its offset in the session.
-    UploadChunk(Uuid, u64),
+    /// One appended chunk of an upload session staged in a remote store.
+    UploadChunk(Uuid, Chunk),
     /// Bytes that failed verification, kept aside for inspection.
     Quarantine(&'a Digest),
 }
@@ -50,10 +51,7 @@ impl Key<'_> {
                 d.hex()
             )),
             Key::Upload(upload) => Path::from(format!("uploads/{upload}")),
-            // Zero-padded, so listing order is offset order.
-            Key::UploadChunk(upload, offset) => {
-                Path::from(format!("uploads/{upload}/{offset:020}"))
-            }
+            Key::UploadChunk(upload, chunk) => Path::from(format!("uploads/{upload}/{chunk}")),
             Key::Quarantine(d) => {
                 Path::from(format!("quarantine/{}/{}", d.algorithm().as_str(), d.hex()))
             }
@@ -260,21 +258,21 @@ impl BlobStore {
             .map_err(map_err)
     }
 
-    /// The chunks staged for an upload session: (offset, size), in offset order.
-    pub async fn upload_chunks(&self, upload: Uuid) -> Result<Vec<(u64, u64)>, StorageError> {
-        let prefix = Path::from(format!("uploads/{upload}"));
-        let mut chunks: Vec<(u64, u64)> = self
-            .store
-            .list(Some(&prefix))
-            .map_err(map_err)
-            .try_filter_map(|meta| async move {
-                let offset = meta.location.filename().and_then(|n| n.parse().ok());
-                Ok(offset.map(|offset| (offset, meta.size)))
-            })
-            .try_collect()
-            .await?;
-        chunks.sort_unstable();
-        Ok(chunks)
+    /// Removes every object under `prefix` (a session's chunks, recorded or not).
+    pub async fn delete_under(&self, prefix: &Key<'_>) -> Result<(), StorageError> {
+        let prefix = prefix.path();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            match meta.map_err(map_err) {
+                Ok(meta) => match self.store.delete(&meta.location).await.map_err(map_err) {
+                    Ok(()) | Err(StorageError::NotFound) => {}
+                    Err(e) => return Err(e),
+                },
+                Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Upload sessions with chunks in the store, each with its latest write (Unix ms).

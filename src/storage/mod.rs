@@ -11,6 +11,6 @@ pub use metadata::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, Database, Dialect, ImageRecord, Lease,
     LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement,
     PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqlMetadata,
-    SweepPolicy, Swept, UploadRecord, UserRecord,
+    SweepPolicy, Swept, UploadProgress, UploadRecord, UserRecord,
 };
-pub use staging::Staging;
+pub use staging::{Appended, Chunk, Staging};

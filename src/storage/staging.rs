@@ -7,15 +7,15 @@
 //!
 //! With a remote blob store (S3) the session lives in the bucket, so any
 //! replica can continue it: each append is an object of its own
-//! (`uploads/<id>/<offset>`). A verified upload is put at its content address
-//! by `prepare`, outside any transaction: a server-side copy when the session
-//! is one chunk (up to S3's 5 GiB copy limit), else the chunks are streamed
-//! through Wharf into a multipart upload. `commit` then only checks that it is
-//! there. The session's committed length lives in the metadata store; bytes
-//! past it (from a failed request) are ignored and overwritten by the next append.
+//! (`uploads/<id>/<offset>-<nonce>`), and the metadata store records which
+//! objects make up the session (see [`Chunk`]). A verified upload is put at its
+//! content address by `prepare`, outside any transaction: a server-side copy
+//! when the session is one chunk (up to S3's 5 GiB copy limit), else the
+//! chunks are streamed through Wharf into a multipart upload. `commit` then
+//! only checks that it is there.
 
 use std::io::{self, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -32,12 +32,50 @@ const READ_SIZE: usize = 1024 * 1024;
 /// The largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
-/// Staging for upload sessions, rooted at the blob store's folder (or a
-/// local folder when the blobs live in a remote store).
+/// One append to a session staged in a remote store: where it starts in the
+/// session, and a name of its own, so that two requests racing for the same
+/// offset (on two replicas) never write the same object; the metadata store
+/// records the winner's chunk with the session's new size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub offset: u64,
+    pub nonce: Uuid,
+}
+
+impl std::fmt::Display for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Zero-padded, so a listing of the session is in offset order.
+        write!(f, "{:020}-{}", self.offset, self.nonce.simple())
+    }
+}
+
+impl std::str::FromStr for Chunk {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (offset, nonce) = s.split_once('-').ok_or(())?;
+        Ok(Chunk {
+            offset: offset.parse().map_err(|_| ())?,
+            nonce: Uuid::try_parse(nonce).map_err(|_| ())?,
+        })
+    }
+}
+
+/// What one append staged.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub written: u64,
+    /// The object holding the bytes, when staged in a remote store.
+    pub chunk: Option<Chunk>,
+}
+
+/// Staging for upload sessions.
 #[derive(Clone)]
-pub struct Staging {
-    root: PathBuf,
-    remote: Option<BlobStore>,
+pub enum Staging {
+    /// One file per session under the blob store's folder on this disk.
+    Local(PathBuf),
+    /// Chunk objects in the (remote) blob store itself.
+    Remote(BlobStore),
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> StorageError {
@@ -45,77 +83,57 @@ fn blocking_err(e: tokio::task::JoinError) -> StorageError {
 }
 
 impl Staging {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root, remote: None }
-    }
-
-    /// Staging on this disk for blobs that live in `store`.
-    pub fn for_remote(root: PathBuf, store: BlobStore) -> Self {
-        Self {
-            root,
-            remote: Some(store),
-        }
-    }
-
     /// Before the blob is recorded: copies `len` verified bytes of a session
     /// to the blob's address in a remote store (unless already there). Runs
     /// outside the metadata transaction, which a long copy must not hold up.
+    /// `chunks` are the session's recorded chunks.
     pub async fn prepare(
         &self,
         upload: Uuid,
+        chunks: &[Chunk],
         len: u64,
         digest: &Digest,
     ) -> Result<(), StorageError> {
-        let Some(store) = &self.remote else {
+        let Staging::Remote(store) = self else {
             return Ok(());
         };
         let key = Key::Blob(digest);
         if store.exists(&key).await? {
             return Ok(());
         }
-        let chain = chain(store, upload, len).await?;
-        if let [(0, size)] = chain[..]
+        let chain = chain(upload, chunks, len)?;
+        if let [(chunk, size)] = chain[..]
             && size == len
             && len <= MAX_COPY
         {
-            return store.copy(&Key::UploadChunk(upload, 0), &key).await;
+            return store.copy(&Key::UploadChunk(upload, chunk), &key).await;
         }
         store
             .put_stream(&key, read_chain(store, upload, chain))
             .await
     }
 
-    fn file(&self, upload: Uuid) -> PathBuf {
-        self.root.join(Key::Upload(upload).path().as_ref())
-    }
-
-    /// Writes `body` at `offset` of the session's file, showing every piece to
+    /// Writes `body` at `offset` of the session, showing every piece to
     /// `inspect` (the hasher) first. Hashing runs here while a blocking thread
-    /// writes, so network, hashing and disk overlap. Returns the bytes written.
+    /// writes (or parts go to the remote store), so network, hashing and
+    /// storage overlap.
     pub async fn append<S>(
         &self,
         upload: Uuid,
         offset: u64,
         mut body: S,
         mut inspect: impl FnMut(&[u8]),
-    ) -> Result<u64, StorageError>
+    ) -> Result<Appended, StorageError>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
-        if let Some(store) = &self.remote {
-            let mut written = 0u64;
-            let pieces = body.map(|piece| {
-                let piece = piece.map_err(StorageError::Body)?;
-                inspect(&piece);
-                written += piece.len() as u64;
-                Ok(piece)
-            });
-            store
-                .put_stream(&Key::UploadChunk(upload, offset), pieces)
-                .await?;
-            return Ok(written);
-        }
-        let path = self.file(upload);
+        let root = match self {
+            Staging::Local(root) => root,
+            Staging::Remote(store) => {
+                return append_chunk(store, upload, offset, body, inspect).await;
+            }
+        };
+        let path = session_file(root, upload);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
             if let Some(dir) = path.parent() {
@@ -153,19 +171,29 @@ impl Staging {
         }
         drop(tx);
         let written = writer.await.map_err(blocking_err)??;
-        outcome.map(|()| written)
+        outcome.map(|()| Appended {
+            written,
+            chunk: None,
+        })
     }
 
-    /// Streams the first `len` staged bytes of a session.
-    pub async fn read(&self, upload: Uuid, len: u64) -> Result<ByteStream, StorageError> {
-        if let Some(store) = &self.remote {
-            let chain = chain(store, upload, len).await?;
-            return Ok(read_chain(store, upload, chain));
-        }
+    /// Streams the first `len` staged bytes of a session made of `chunks`.
+    pub async fn read(
+        &self,
+        upload: Uuid,
+        chunks: &[Chunk],
+        len: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let root = match self {
+            Staging::Local(root) => root,
+            Staging::Remote(store) => {
+                return Ok(read_chain(store, upload, chain(upload, chunks, len)?));
+            }
+        };
         if len == 0 {
             return Ok(futures::stream::empty().boxed());
         }
-        let file = tokio::fs::File::open(self.file(upload)).await?;
+        let file = tokio::fs::File::open(session_file(root, upload)).await?;
         Ok(ReaderStream::with_capacity(file.take(len), READ_SIZE)
             .map_err(StorageError::Io)
             .boxed())
@@ -179,17 +207,20 @@ impl Staging {
         len: u64,
         digest: &Digest,
     ) -> Result<(), StorageError> {
-        let from = self.file(upload);
-        if let Some(store) = &self.remote {
+        let root = match self {
+            Staging::Local(root) => root,
             // `prepare` put the bytes there; garbage collection may have removed
             // them since (they were not recorded yet), which fails the upload.
             // The staged chunks go with the session (`discard`).
-            return match store.exists(&Key::Blob(digest)).await? {
-                true => Ok(()),
-                false => Err(StorageError::NotFound),
-            };
-        }
-        let to = self.root.join(Key::Blob(digest).path().as_ref());
+            Staging::Remote(store) => {
+                return match store.exists(&Key::Blob(digest)).await? {
+                    true => Ok(()),
+                    false => Err(StorageError::NotFound),
+                };
+            }
+        };
+        let from = session_file(root, upload);
+        let to = root.join(Key::Blob(digest).path().as_ref());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             if to.exists() {
                 return remove_if_present(&from);
@@ -218,15 +249,18 @@ impl Staging {
 
     /// Sessions whose staged file was last written before `before_ms` (Unix ms).
     pub async fn files_older_than(&self, before_ms: i64) -> Result<Vec<Uuid>, StorageError> {
-        if let Some(store) = &self.remote {
-            let sessions = store.upload_sessions().await?;
-            return Ok(sessions
-                .into_iter()
-                .filter(|(_, at)| *at < before_ms)
-                .map(|(id, _)| id)
-                .collect());
-        }
-        let dir = self.root.join("uploads");
+        let root = match self {
+            Staging::Local(root) => root,
+            Staging::Remote(store) => {
+                let sessions = store.upload_sessions().await?;
+                return Ok(sessions
+                    .into_iter()
+                    .filter(|(_, at)| *at < before_ms)
+                    .map(|(id, _)| id)
+                    .collect());
+            }
+        };
+        let dir = root.join("uploads");
         tokio::task::spawn_blocking(move || -> io::Result<Vec<Uuid>> {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
@@ -261,13 +295,11 @@ impl Staging {
 
     /// Removes a session's staged bytes.
     pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
-        if let Some(store) = &self.remote {
-            for (offset, _) in store.upload_chunks(upload).await? {
-                store.delete(&Key::UploadChunk(upload, offset)).await?;
-            }
-            return Ok(());
-        }
-        let path = self.file(upload);
+        let root = match self {
+            Staging::Local(root) => root,
+            Staging::Remote(store) => return store.delete_under(&Key::Upload(upload)).await,
+        };
+        let path = session_file(root, upload);
         tokio::task::spawn_blocking(move || remove_if_present(&path))
             .await
             .map_err(blocking_err)?
@@ -275,50 +307,125 @@ impl Staging {
     }
 }
 
-fn remove_if_present(path: &std::path::Path) -> io::Result<()> {
+fn session_file(root: &Path, upload: Uuid) -> PathBuf {
+    root.join(Key::Upload(upload).path().as_ref())
+}
+
+/// A remote append: the body streams into a chunk object of its own.
+async fn append_chunk<S>(
+    store: &BlobStore,
+    upload: Uuid,
+    offset: u64,
+    body: S,
+    mut inspect: impl FnMut(&[u8]),
+) -> Result<Appended, StorageError>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    let chunk = Chunk {
+        offset,
+        nonce: Uuid::new_v4(),
+    };
+    let mut written = 0u64;
+    let pieces = body.map(|piece| {
+        let piece = piece.map_err(StorageError::Body)?;
+        inspect(&piece);
+        written += piece.len() as u64;
+        Ok(piece)
+    });
+    store
+        .put_stream(&Key::UploadChunk(upload, chunk), pieces)
+        .await?;
+    Ok(Appended {
+        written,
+        chunk: Some(chunk),
+    })
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// The staged chunks holding a session's first `len` bytes: (offset, bytes to
-/// take), each starting where the previous one ended. Chunks past `len` (left
-/// by a failed request) are ignored; a gap means the session lost bytes.
-async fn chain(store: &BlobStore, upload: Uuid, len: u64) -> Result<Vec<(u64, u64)>, StorageError> {
-    let mut chain = Vec::new();
+/// The chunks holding a session's first `len` bytes: each with the bytes it
+/// adds, which is where the next one starts (the last one: up to `len`).
+fn chain(upload: Uuid, chunks: &[Chunk], len: u64) -> Result<Vec<(Chunk, u64)>, StorageError> {
+    let broken = || {
+        StorageError::Io(io::Error::other(format!(
+            "upload {upload}: its recorded chunks do not cover bytes 0..{len}"
+        )))
+    };
+    let mut chain = Vec::with_capacity(chunks.len());
     let mut at = 0;
-    for (offset, size) in store.upload_chunks(upload).await? {
-        if at >= len {
-            break;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let end = chunks.get(i + 1).map_or(len, |next| next.offset);
+        if chunk.offset != at || end <= at || end > len {
+            return Err(broken());
         }
-        if offset != at || size == 0 {
-            continue;
-        }
-        let take = size.min(len - at);
-        chain.push((offset, take));
-        at += take;
+        chain.push((*chunk, end - at));
+        at = end;
     }
-    if at < len {
-        return Err(StorageError::Io(io::Error::other(format!(
-            "upload {upload}: staged chunks end at byte {at} of {len}"
-        ))));
+    if at != len {
+        return Err(broken());
     }
     Ok(chain)
 }
 
 /// Streams a chain of staged chunks, one after the other.
-fn read_chain(store: &BlobStore, upload: Uuid, chain: Vec<(u64, u64)>) -> ByteStream {
+fn read_chain(store: &BlobStore, upload: Uuid, chain: Vec<(Chunk, u64)>) -> ByteStream {
     let store = store.clone();
     futures::stream::iter(chain)
-        .then(move |(offset, take)| {
+        .then(move |(chunk, take)| {
             let store = store.clone();
             async move {
                 store
-                    .open(&Key::UploadChunk(upload, offset), Some(0..take))
+                    .open(&Key::UploadChunk(upload, chunk), Some(0..take))
                     .await
             }
         })
         .try_flatten()
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(offset: u64) -> Chunk {
+        Chunk {
+            offset,
+            nonce: Uuid::new_v4(),
+        }
+    }
+
+    #[test]
+    fn chunk_names_round_trip_in_offset_order() {
+        let (a, b) = (chunk(9), chunk(10));
+        assert_eq!(a.to_string().parse::<Chunk>(), Ok(a));
+        assert!(a.to_string() < b.to_string());
+        assert!("12".parse::<Chunk>().is_err());
+        assert!("x-y".parse::<Chunk>().is_err());
+    }
+
+    #[test]
+    fn chains_cover_the_session_exactly() {
+        let id = Uuid::new_v4();
+        let chunks = [chunk(0), chunk(5), chunk(7)];
+        let takes: Vec<u64> = chain(id, &chunks, 10)
+            .unwrap()
+            .iter()
+            .map(|(_, take)| *take)
+            .collect();
+        assert_eq!(takes, [5, 2, 3]);
+        assert!(chain(id, &[], 0).unwrap().is_empty());
+        assert!(chain(id, &[], 3).is_err(), "bytes without chunks");
+        assert!(chain(id, &chunks, 7).is_err(), "a chunk past the end");
+        assert!(chain(id, &[chunk(1)], 3).is_err(), "a gap at the start");
+        assert!(
+            chain(id, &[chunk(0), chunk(0)], 3).is_err(),
+            "an empty chunk"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use super::StorageError;
+use super::{Chunk, StorageError};
 
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -109,6 +109,19 @@ pub struct UploadRecord {
     /// Bytes the latest append added.
     pub last_append: u64,
     pub started_at_ms: i64,
+    /// The hash state after `size` bytes ([`crate::oci::Hasher::save`]), when known.
+    pub hash_state: Option<Vec<u8>>,
+    /// The chunk objects holding the bytes, in order (remote staging only).
+    pub chunks: Vec<Chunk>,
+}
+
+/// What an append records with a session's new size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadProgress<'a> {
+    /// The hash state after the new size.
+    pub hash_state: Option<&'a [u8]>,
+    /// The chunk object the append wrote (remote staging).
+    pub chunk: Option<Chunk>,
 }
 
 /// A repository and its settings.
@@ -320,7 +333,14 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>>;
-    /// Moves an upload's size from `from` to `to`; false when another writer moved it first.
-    async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool>;
+    /// Moves an upload's size from `from` to `to` and records `progress`;
+    /// false (and nothing recorded) when another writer moved it first.
+    async fn advance_upload(
+        &self,
+        id: Uuid,
+        from: u64,
+        to: u64,
+        progress: UploadProgress<'_>,
+    ) -> Result<bool>;
     async fn delete_upload(&self, id: Uuid) -> Result<()>;
 }

@@ -26,7 +26,7 @@ mod gc;
 use super::{
     ImageRecord, Lease, LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest,
     Page, Placement, PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, Result,
-    SweepPolicy, Swept, UploadRecord,
+    SweepPolicy, Swept, UploadProgress, UploadRecord,
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
@@ -1200,37 +1200,55 @@ impl MetadataStore for SqlMetadata {
 
     async fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         // Read through the writer so a session's own previous request is always seen.
-        let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT repository, size, last_append, started_at FROM uploads WHERE id = $1",
+        let row: Option<(String, i64, i64, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT repository, size, last_append, started_at, hash_state, chunks
+             FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.writer)
         .await?;
-        row.map(|(repo, size, last_append, started_at_ms)| {
-            let repo = repo
-                .parse()
-                .map_err(|e| MetadataError::Corrupt(format!("{e}")))?;
-            Ok(UploadRecord {
-                id,
-                repo,
-                size: size as u64,
-                last_append: last_append as u64,
-                started_at_ms,
-            })
-        })
-        .transpose()
+        let Some((repo, size, last_append, started_at_ms, hash_state, chunks)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| MetadataError::Corrupt(format!("upload {id}: {what}"));
+        Ok(Some(UploadRecord {
+            id,
+            repo: repo.parse().map_err(|e| corrupt(&format!("{e}")))?,
+            size: size as u64,
+            last_append: last_append as u64,
+            started_at_ms,
+            hash_state: hash_state
+                .map(|h| hex::decode(h).map_err(|_| corrupt("hash state")))
+                .transpose()?,
+            chunks: chunks
+                .split_whitespace()
+                .map(|c| c.parse().map_err(|()| corrupt(&format!("chunk {c:?}"))))
+                .collect::<Result<_>>()?,
+        }))
     }
 
-    async fn advance_upload(&self, id: Uuid, from: u64, to: u64) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE uploads SET size = $1, last_append = $2, updated_at = $3 WHERE id = $4 AND size = $5")
-                .bind(to as i64)
-                .bind(to.saturating_sub(from) as i64)
-                .bind(now_ms())
-                .bind(id.to_string())
-                .bind(from as i64)
-                .execute(&self.writer)
-                .await?;
+    async fn advance_upload(
+        &self,
+        id: Uuid,
+        from: u64,
+        to: u64,
+        progress: UploadProgress<'_>,
+    ) -> Result<bool> {
+        let chunk = progress.chunk.map(|c| format!(" {c}")).unwrap_or_default();
+        let done = sqlx::query(
+            "UPDATE uploads SET size = $1, last_append = $2, updated_at = $3, hash_state = $4,
+                chunks = chunks || $5
+             WHERE id = $6 AND size = $7",
+        )
+        .bind(to as i64)
+        .bind(to.saturating_sub(from) as i64)
+        .bind(now_ms())
+        .bind(progress.hash_state.map(hex::encode))
+        .bind(chunk)
+        .bind(id.to_string())
+        .bind(from as i64)
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
