@@ -560,6 +560,19 @@ mod tests {
     }
 
     #[test]
+    fn replica_example_shares_storage_and_database() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/replica.toml");
+        let c = Config::load(Some(&example), &HashMap::new(), &Overrides::default()).unwrap();
+        c.validate().unwrap();
+        assert!(matches!(c.storage.backend, StorageBackend::S3));
+        assert!(matches!(c.database(), Database::Postgres { .. }));
+        assert!(
+            c.auth.signing_key.as_os_str().is_empty(),
+            "the key comes from the database"
+        );
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("wharf.toml");

@@ -1,35 +1,66 @@
 #!/usr/bin/env bash
 # Two Wharf replicas on different ports sharing one S3 bucket (SeaweedFS) and
-# one PostgreSQL database, with no affinity between them: the conformance
-# runner on S3 + PostgreSQL; a chunked upload started on A, continued on B and
-# completed on A; manifests pushed to one and pulled (and moved) through the
-# other; the same tag pushed through both at once; garbage collection and the
-# task runner run by one replica, not both; PostgreSQL going away and coming
-# back; then with users: a token from A works on B, docker pushes to A and
-# pulls from B.
+# one PostgreSQL database, both run with config/replica.toml, behind nginx with
+# config/nginx-replicas.conf (round robin, no affinity): the conformance runner
+# through the load balancer; a chunked upload started on A, continued on B and
+# completed on A; two replicas racing for the same chunk of one session;
+# manifests pushed to one and pulled (and moved) through the other; the same
+# tag pushed through both at once; garbage collection and the task runner run
+# by one replica, not both; PostgreSQL going away and coming back; then with
+# users: a token from A works on B, and docker logs in, pushes and pulls
+# through the load balancer.
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages curl:curl jq:jq busybox:busybox-static
+ensure_packages curl:curl jq:jq busybox:busybox-static nginx:nginx
 start_dockerd
 start_postgres
 start_seaweedfs
 bin="${WHARF_BIN:-target/release/wharf}"
-db=$(pg_database wharf_replicas)
+port_a=$(free_port)
+port_b=$(free_port)
+port_lb=$(free_port)
+while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
+while [ "$port_lb" = "$port_a" ] || [ "$port_lb" = "$port_b" ]; do port_lb=$(free_port); done
+a="http://127.0.0.1:$port_a"
+b="http://127.0.0.1:$port_b"
+lb="http://127.0.0.1:$port_lb"
+
+# The example configuration, with this machine's servers and secrets put in
+# through the environment as an operator would.
 conf="$E2E_TMP/replicas.toml"
-s3_config "$conf" "replicas-$(date +%s)-$$"
-cat >>"$conf" <<TOML
-[database]
-url = "$db"
-[gc]
-interval_seconds = 2
-TOML
+cp config/replica.toml "$conf"
+export WHARF_STORAGE_S3_BUCKET="$S3_BUCKET" WHARF_STORAGE_S3_PREFIX="replicas-$(date +%s)-$$" \
+    WHARF_STORAGE_S3_ENDPOINT="$S3_ENDPOINT" WHARF_STORAGE_S3_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
+    WHARF_STORAGE_S3_SECRET_ACCESS_KEY="$S3_SECRET_KEY" WHARF_STORAGE_S3_TIMEOUT_SECONDS=10 \
+    WHARF_DATABASE_URL="$(pg_database wharf_replicas)" WHARF_AUTH_TRUSTED_PROXIES=127.0.0.1 \
+    WHARF_EXTERNAL_URL="http://localhost:$port_lb" WHARF_GC_INTERVAL_SECONDS=2
+
+# nginx with the example load balancer configuration, plain HTTP on loopback.
+nginx_dir="$E2E_TMP/nginx"
+rm -rf "$nginx_dir" && mkdir -p "$nginx_dir/logs"
+sed -e "s/10\.0\.0\.11:5000/127.0.0.1:$port_a/; s/10\.0\.0\.12:5000/127.0.0.1:$port_b/" \
+    -e "s/listen 443 ssl http2;/listen 127.0.0.1:$port_lb;/; /ssl_certificate/d" \
+    config/nginx-replicas.conf >"$nginx_dir/replicas.conf"
+cat >"$nginx_dir/nginx.conf" <<NGINX
+pid $nginx_dir/nginx.pid;
+error_log $nginx_dir/logs/error.log;
+events {}
+http {
+    access_log $nginx_dir/logs/access.log;
+    client_body_temp_path $nginx_dir/body;
+    proxy_temp_path $nginx_dir/proxy;
+    include $nginx_dir/replicas.conf;
+}
+NGINX
+nginx -p "$nginx_dir" -c "$nginx_dir/nginx.conf" || skip_or_fail "nginx did not start"
+stop_nginx() { nginx -p "$nginx_dir" -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; }
 
 pids=()
 stop_replicas() {
     [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
     pids=()
 }
-trap stop_replicas EXIT
+trap 'stop_replicas; stop_nginx' EXIT
 fail() {
     log "FAIL: $*"
     for r in a b; do tail -10 "$E2E_TMP/replica-$r.log" >&2 || true; done
@@ -50,21 +81,20 @@ start_both() {
     start_replica a "$port_a"
     start_replica b "$port_b"
 }
-port_a=$(free_port)
-port_b=$(free_port)
-while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
-a="http://127.0.0.1:$port_a"
-b="http://127.0.0.1:$port_b"
 start_both
 sha() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 header() { tr -d '\r' | awk -F': ' -v h="$1" 'tolower($1) == h { print $2 }'; }
 work="$E2E_TMP/replicas-work"
 rm -rf "$work" && mkdir -p "$work"
 
-log "conformance runner on S3 + PostgreSQL"
-OCI_ROOT_URL="$a" OCI_NAMESPACE="conformance/main" OCI_CROSSMOUNT_NAMESPACE="conformance/cross" \
+log "conformance runner on S3 + PostgreSQL, through the load balancer (requests alternate replicas)"
+OCI_ROOT_URL="$lb" OCI_NAMESPACE="conformance/main" OCI_CROSSMOUNT_NAMESPACE="conformance/cross" \
     python3 conformance/run.py >"$work/conformance.out" 2>&1 || { tail -20 "$work/conformance.out"; fail "conformance"; }
 tail -1 "$work/conformance.out"
+for r in a b; do
+    grep -q '"/v2/conformance/main/blobs/uploads/' "$E2E_TMP/replica-$r.log" ||
+        fail "the load balancer sent no upload to replica $r"
+done
 
 log "a chunked upload: started on A, continued on B, completed on A"
 head -c 7000000 /dev/urandom >"$work/blob"
@@ -88,6 +118,38 @@ code=$(curl -s -o "$work/out" -w '%{http_code}' -X PUT -H 'Content-Type: applica
 [ "$code" = 201 ] || fail "completing on A: $code $(cat "$work/out")"
 curl -sf "$b/v2/shared/app/blobs/$digest" -o "$work/back" || fail "reading it from B"
 cmp -s "$work/blob" "$work/back" || fail "B serves other bytes"
+
+log "two replicas racing for the same chunk of one session: one wins, its bytes are the blob"
+for i in 1 2 3 4 5; do
+    head -c 4000000 /dev/urandom >"$work/race-x"
+    head -c 4000000 /dev/urandom >"$work/race-y"
+    loc=$(curl -s -D - -o /dev/null -X POST "$a/v2/shared/race/blobs/uploads/" | header location)
+    [ -n "$loc" ] || fail "POST for the race"
+    patch() { # BASE FILE
+        curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' \
+            -H "Content-Range: 0-3999999" --data-binary @"$2" "$1$loc"
+    }
+    patch "$a" "$work/race-x" >"$work/race-x.code" &
+    px=$!
+    patch "$b" "$work/race-y" >"$work/race-y.code" &
+    wait "$px" $!
+    codes="$(cat "$work/race-x.code") $(cat "$work/race-y.code")"
+    case "$codes" in
+    "202 416") winner=race-x loser=race-y ;;
+    "416 202") winner=race-y loser=race-x ;;
+    *) fail "racing chunks answered $codes (want one 202, one 416)" ;;
+    esac
+    # Completed on A or B in turn: whichever replica completes must take the
+    # winner's bytes, never what the losing request left in the bucket.
+    base=$a; [ $((i % 2)) = 0 ] && base=$b
+    sep='?'; [[ "$loc" == *\?* ]] && sep='&'
+    code=$(curl -s -o "$work/out" -w '%{http_code}' -X PUT "$base$loc${sep}digest=$(sha "$work/$winner")")
+    [ "$code" = 201 ] || fail "round $i: completing with the winning chunk's digest: $code $(cat "$work/out")"
+    curl -sf "$a/v2/shared/race/blobs/$(sha "$work/$winner")" -o "$work/race-back" || fail "reading the winner"
+    cmp -s "$work/$winner" "$work/race-back" || fail "round $i: the blob holds other bytes"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -I "$a/v2/shared/race/blobs/$(sha "$work/$loser")")
+    [ "$code" = 404 ] || fail "round $i: the losing chunk became a blob ($code)"
+done
 
 log "a manifest pushed to A is pulled from B; a tag moved on B is seen on A at once"
 echo '{"architecture":"amd64","os":"linux"}' >"$work/config1"
@@ -164,8 +226,9 @@ stop_replicas
 cat >>"$conf" <<TOML
 [[auth.rules]]
 who = ["alice"]
-repositories = ["shared/*"]
+repositories = ["*"]
 actions = ["*"]
+catalog = true
 TOML
 echo "alice-password" | "$bin" user add alice --config "$conf" --data-dir "$E2E_TMP/replica-a-data" >/dev/null ||
     fail "wharf user add"
@@ -177,21 +240,32 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" 
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$b/v2/shared/app/manifests/v1")
 [ "$code" = 200 ] || fail "A's token on B: $code"
 
-log "docker pushes through A and pulls through B"
+log "conformance runner with credentials through the load balancer"
+OCI_ROOT_URL="$lb" OCI_NAMESPACE="shared/conformance" OCI_CROSSMOUNT_NAMESPACE="shared/conformance-cross" \
+    OCI_USERNAME=alice OCI_PASSWORD=alice-password python3 conformance/run.py >"$work/conformance-auth.out" 2>&1 ||
+    { tail -20 "$work/conformance-auth.out"; fail "conformance with credentials"; }
+tail -1 "$work/conformance-auth.out"
+
+log "docker logs in, pushes and pulls through the load balancer"
 export DOCKER_CONFIG="$work/docker-config"
 mkdir -p "$DOCKER_CONFIG"
 ctx="$work/ctx"
 mkdir -p "$ctx"
 cp "$(command -v busybox)" "$ctx/busybox"
-printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox", "echo", "from replica a"]\n' >"$ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t "localhost:$port_a/shared/hello:v1" "$ctx" >/dev/null
-for port in "$port_a" "$port_b"; do
-    echo "alice-password" | docker login "localhost:$port" -u alice --password-stdin >/dev/null || fail "docker login $port"
+head -c 3000000 /dev/urandom >"$ctx/payload"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\nCOPY payload /payload\nENTRYPOINT ["/bin/busybox", "echo", "through the load balancer"]\n' >"$ctx/Dockerfile"
+image="localhost:$port_lb/shared/hello:v1"
+DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" >/dev/null
+echo "alice-password" | docker login "localhost:$port_lb" -u alice --password-stdin >/dev/null || fail "docker login"
+docker push "$image" >/dev/null || fail "docker push"
+pushed=$(docker inspect --format '{{index .RepoDigests 0}}' "$image")
+docker rmi "$image" >/dev/null
+docker pull "$image" >/dev/null || fail "docker pull"
+[ "$(docker inspect --format '{{index .RepoDigests 0}}' "$image")" = "$pushed" ] || fail "pulled another digest"
+out=$(docker run --rm --network host "$image")
+[ "$out" = "through the load balancer" ] || fail "the pulled image says: $out"
+docker rmi "$image" >/dev/null
+for r in a b; do
+    grep -q '"/v2/shared/hello/blobs/uploads/' "$E2E_TMP/replica-$r.log" || fail "replica $r took no part in the push"
 done
-docker push "localhost:$port_a/shared/hello:v1" >/dev/null || fail "docker push to A"
-docker rmi "localhost:$port_a/shared/hello:v1" >/dev/null
-docker pull "localhost:$port_b/shared/hello:v1" >/dev/null || fail "docker pull from B"
-out=$(docker run --rm --network host "localhost:$port_b/shared/hello:v1")
-[ "$out" = "from replica a" ] || fail "the image pulled from B says: $out"
-docker rmi "localhost:$port_b/shared/hello:v1" >/dev/null
 log "ok"
