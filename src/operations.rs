@@ -23,6 +23,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Seconds a client is told to wait (`Retry-After`) while a dependency (the
+/// database, the blob store) does not answer; every API uses it.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -42,7 +46,7 @@ async fn ready(State(registry): State<Registry>) -> Response {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
+                [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
                 format!("not ready: {e}\n"),
             )
                 .into_response()

@@ -13,6 +13,8 @@ use serde_json::json;
 
 use super::{Access, Auth, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme};
 use crate::oci::api::InternalCause;
+use crate::operations::RETRY_AFTER_SECONDS;
+use crate::storage::MetadataError;
 
 /// `/token`, GET and POST.
 pub fn router<S>() -> Router<S>
@@ -30,6 +32,18 @@ enum EndpointError {
     /// Bad credentials: 401 with a Basic challenge, as clients expect from a token server.
     Unauthorized(String),
     Internal(String),
+    /// The credential store does not answer now.
+    Unavailable(String),
+}
+
+impl From<MetadataError> for EndpointError {
+    fn from(e: MetadataError) -> Self {
+        if e.is_unavailable() {
+            EndpointError::Unavailable(e.to_string())
+        } else {
+            EndpointError::Internal(e.to_string())
+        }
+    }
 }
 
 impl IntoResponse for EndpointError {
@@ -43,6 +57,11 @@ impl IntoResponse for EndpointError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UNKNOWN",
                 "internal server error",
+            ),
+            EndpointError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "temporarily unavailable; retry later",
             ),
         };
         let mut response = (
@@ -60,6 +79,13 @@ impl IntoResponse for EndpointError {
             EndpointError::Internal(cause) => {
                 response.extensions_mut().insert(InternalCause(cause));
             }
+            EndpointError::Unavailable(cause) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                response.extensions_mut().insert(InternalCause(cause));
+            }
             EndpointError::BadRequest(_) => {}
         }
         response
@@ -72,7 +98,7 @@ impl From<LoginError> for EndpointError {
             LoginError::Invalid => {
                 EndpointError::Unauthorized("invalid username or password".into())
             }
-            LoginError::Store(e) => EndpointError::Internal(e.to_string()),
+            LoginError::Store(e) => e.into(),
         }
     }
 }
@@ -104,10 +130,7 @@ async fn respond(
     refresh: Option<String>,
     oauth: bool,
 ) -> Result<Response, EndpointError> {
-    let granted: Vec<Access> = auth
-        .grant(principal, asked)
-        .await
-        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+    let granted: Vec<Access> = auth.grant(principal, asked).await?;
     let scope_text = granted
         .iter()
         .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
@@ -140,11 +163,7 @@ async fn refresh_for(auth: &Auth, principal: &Principal) -> Result<Option<String
     if *principal == Principal::Anonymous {
         return Ok(None);
     }
-    let token_id = auth
-        .login
-        .token_id(principal)
-        .await
-        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+    let token_id = auth.login.token_id(principal).await?;
     auth.tokens
         .issue_refresh(&principal.subject(), token_id)
         .map(Some)

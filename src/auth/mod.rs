@@ -70,6 +70,18 @@ pub enum Denial {
     Forbidden(String),
     /// The credential store failed.
     Internal(String),
+    /// The credential store does not answer now (503 with `Retry-After`).
+    Unavailable(String),
+}
+
+impl From<MetadataError> for Denial {
+    fn from(e: MetadataError) -> Self {
+        if e.is_unavailable() {
+            Denial::Unavailable(e.to_string())
+        } else {
+            Denial::Internal(e.to_string())
+        }
+    }
 }
 
 /// The auth service shared by every request.
@@ -265,7 +277,7 @@ impl Auth {
                             message: "invalid username or password".into(),
                         });
                     }
-                    Err(LoginError::Store(e)) => return Err(Denial::Internal(e.to_string())),
+                    Err(LoginError::Store(e)) => return Err(e.into()),
                 },
                 None => (Principal::Anonymous, false),
             };
@@ -277,10 +289,7 @@ impl Auth {
         }
         let mut allowed = true;
         for need in needs {
-            let may = self
-                .allowed(&principal, &need.kind, &need.name)
-                .await
-                .map_err(|e| Denial::Internal(e.to_string()))?;
+            let may = self.allowed(&principal, &need.kind, &need.name).await?;
             allowed &= need.actions.iter().all(|a| permits(&may, a));
         }
         if !allowed && signed_in {

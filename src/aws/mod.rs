@@ -19,7 +19,8 @@ use crate::auth::{Auth, Mode, PeerAddr, Principal};
 use crate::ecr::EcrState;
 use crate::ecs::EcsState;
 use crate::oci::api::InternalCause;
-use crate::operations::RequestId;
+use crate::operations::{RETRY_AFTER_SECONDS, RequestId};
+use crate::storage::MetadataError;
 use sigv4::{SigError, SignedRequest};
 
 /// Why a request could not be authenticated.
@@ -32,7 +33,7 @@ pub enum AuthFailure {
     #[error(transparent)]
     Signature(#[from] SigError),
     #[error("credential store: {0}")]
-    Store(String),
+    Store(#[from] MetadataError),
 }
 
 /// `POST /` for every AWS-shaped service; the `X-Amz-Target` prefix picks it.
@@ -109,8 +110,7 @@ pub async fn authenticate(
     let (secret, principal) = auth
         .login
         .access_key(&credential.access_key_id)
-        .await
-        .map_err(|e| AuthFailure::Store(e.to_string()))?
+        .await?
         .ok_or(AuthFailure::UnrecognizedClient)?;
     let header = |name: &str| -> Vec<String> {
         headers
@@ -146,6 +146,22 @@ pub fn output(value: serde_json::Value) -> Response {
 
 /// A failed call's answer: `{"__type", "message"}`. A fault of ours (`cause`)
 /// is logged by the request middleware and never sent.
+/// `ServerException` with 503 and `Retry-After` while a dependency does not
+/// answer: the AWS SDKs and CLI retry 503s on their own.
+pub fn unavailable(cause: String) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServerException",
+        String::new(),
+        Some(cause),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
+}
+
 pub fn error(status: StatusCode, name: &str, message: String, cause: Option<String>) -> Response {
     let message = if cause.is_some() {
         "internal server error".to_string()

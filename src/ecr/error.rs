@@ -7,6 +7,7 @@ use crate::auth::PolicyStoreError;
 use crate::aws::AuthFailure;
 use crate::aws::sigv4::SigError;
 use crate::registry::RegistryError;
+use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
@@ -69,6 +70,9 @@ pub enum EcrError {
     /// A fault of ours; the cause is logged, never sent.
     #[error("{0}")]
     Server(String),
+    /// A dependency does not answer now (503, `Retry-After`); logged, never sent.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl EcrError {
@@ -119,6 +123,7 @@ impl EcrError {
             LayerInaccessible(_) => ("LayerInaccessibleException", StatusCode::BAD_REQUEST),
             LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
+            Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }
@@ -140,7 +145,17 @@ impl From<AuthFailure> for EcrError {
             AuthFailure::Missing => EcrError::MissingAuthenticationToken(e.to_string()),
             AuthFailure::UnrecognizedClient => EcrError::UnrecognizedClient,
             AuthFailure::Signature(e) => e.into(),
-            AuthFailure::Store(e) => EcrError::Server(e),
+            AuthFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<MetadataError> for EcrError {
+    fn from(e: MetadataError) -> Self {
+        if e.is_unavailable() {
+            EcrError::Unavailable(e.to_string())
+        } else {
+            EcrError::Server(e.to_string())
         }
     }
 }
@@ -148,6 +163,9 @@ impl From<AuthFailure> for EcrError {
 impl From<RegistryError> for EcrError {
     fn from(e: RegistryError) -> Self {
         let message = e.to_string();
+        if e.is_unavailable() {
+            return EcrError::Unavailable(message);
+        }
         match e {
             RegistryError::NameUnknown(name) => EcrError::RepositoryNotFound(format!(
                 "The repository with name '{name}' does not exist in the registry"
@@ -176,7 +194,7 @@ impl From<PolicyStoreError> for EcrError {
                 "Invalid parameter at 'PolicyText' failed to satisfy constraint: '{e}'"
             )),
             PolicyStoreError::NoRepository(name) => RegistryError::NameUnknown(name).into(),
-            PolicyStoreError::Store(e) => EcrError::Server(e.to_string()),
+            PolicyStoreError::Store(e) => e.into(),
         }
     }
 }
@@ -187,6 +205,7 @@ impl IntoResponse for EcrError {
         let message = self.to_string();
         let cause = match self {
             EcrError::Server(cause) => Some(cause),
+            EcrError::Unavailable(cause) => return crate::aws::unavailable(cause),
             _ => None,
         };
         crate::aws::error(status, name, message, cause)

@@ -117,7 +117,7 @@ impl Call<'_> {
             .auth
             .may_call(&self.principal, repo, &self.operation)
             .await
-            .map_err(|e| EcrError::Server(e.to_string()))
+            .map_err(EcrError::from)
     }
 
     pub fn repository_arn(&self, repo: &RepoName) -> String {

@@ -73,8 +73,7 @@ pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
         .auth
         .repository_policies
         .text(&repo)
-        .await
-        .map_err(|e| EcrError::Server(e.to_string()))?
+        .await?
         .ok_or_else(|| not_found(&repo))?;
     Ok(output(call, &repo, &text))
 }
@@ -87,8 +86,7 @@ pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
     let policies = &call.state.auth.repository_policies;
     let text = policies
         .text(&repo)
-        .await
-        .map_err(|e| EcrError::Server(e.to_string()))?
+        .await?
         .ok_or_else(|| not_found(&repo))?;
     policies.set(&repo, None).await?;
     Ok(output(call, &repo, &text))

@@ -36,6 +36,9 @@ pub enum EcsError {
     /// A fault of ours; the cause is logged, never sent.
     #[error("{0}")]
     Server(String),
+    /// A dependency does not answer now (503, `Retry-After`); logged, never sent.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl EcsError {
@@ -58,6 +61,7 @@ impl EcsError {
             ClusterContainsServices => ("ClusterContainsServicesException", bad),
             ClusterContainsTasks => ("ClusterContainsTasksException", bad),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
+            Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }
@@ -71,7 +75,8 @@ impl From<AuthFailure> for EcsError {
                 EcsError::MissingAuthenticationToken(SigError::Missing.to_string())
             }
             AuthFailure::Signature(e) => EcsError::InvalidSignature(e.to_string()),
-            AuthFailure::Store(e) => EcsError::Server(e),
+            AuthFailure::Store(e) if e.is_unavailable() => EcsError::Unavailable(e.to_string()),
+            AuthFailure::Store(e) => EcsError::Server(e.to_string()),
         }
     }
 }
@@ -87,6 +92,7 @@ impl From<RunnerError> for EcsError {
             RunnerError::ClusterContainsTasks => EcsError::ClusterContainsTasks,
             RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
+            RunnerError::Store(e) if e.is_unavailable() => EcsError::Unavailable(e.to_string()),
             other => EcsError::Server(other.to_string()),
         }
     }
@@ -98,6 +104,7 @@ impl IntoResponse for EcsError {
         let message = self.to_string();
         let cause = match self {
             EcsError::Server(cause) => Some(cause),
+            EcsError::Unavailable(cause) => return crate::aws::unavailable(cause),
             _ => None,
         };
         crate::aws::error(status, name, message, cause)

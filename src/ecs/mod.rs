@@ -113,7 +113,7 @@ impl Call<'_> {
                 .auth
                 .allowed(&self.principal, "repository", image.repo.as_str())
                 .await
-                .map_err(|e| EcsError::Server(e.to_string()))?;
+                .map_err(crate::runner::RunnerError::from)?;
             if !crate::auth::permits(&allowed, "pull") {
                 metrics().auth_failure("forbidden");
                 return Err(EcsError::AccessDenied(format!(
@@ -244,6 +244,7 @@ async fn logs(
     if let Err(denial) = state.auth.authorize(&headers, client, &[]).await {
         let status = match denial {
             Denial::Internal(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Denial::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Denial::Forbidden(_) => axum::http::StatusCode::FORBIDDEN,
             _ => axum::http::StatusCode::UNAUTHORIZED,
         };

@@ -81,3 +81,15 @@ impl From<MetadataError> for RegistryError {
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+impl RegistryError {
+    /// A dependency (the blob store, the database) does not answer now; the
+    /// adapters answer 503 with `Retry-After` rather than blame themselves.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RegistryError::Storage(e) => e.is_unavailable(),
+            RegistryError::Metadata(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}

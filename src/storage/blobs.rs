@@ -74,6 +74,14 @@ pub enum StorageError {
     Corrupt(Digest),
 }
 
+impl StorageError {
+    /// The store does not answer now (network, timeouts, its own 5xx): worth
+    /// a retry later, unlike our faults.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StorageError::Store(_))
+    }
+}
+
 fn map_err(e: object_store::Error) -> StorageError {
     match e {
         object_store::Error::NotFound { .. } => StorageError::NotFound,

@@ -213,6 +213,12 @@ grep -qi "^retry-after:" "$work/headers" || fail "no Retry-After"
 [ "$(put "$a" m1 v2)" = 503 ] || fail "a push without the database"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$a/readyz")" = 503 ] || fail "/readyz without the database"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$a/healthz")" = 200 ] || fail "/healthz without the database"
+# The ECR API (open mode: no signature needed) says so in its own shape.
+curl -s -D "$work/headers" -o "$work/body" -X POST -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRepositories' --data '{}' "$a/"
+grep -q "^HTTP/1.1 503" "$work/headers" || fail "ECR without the database: $(head -1 "$work/headers")"
+grep -qi "^retry-after:" "$work/headers" || fail "ECR: no Retry-After"
+[ "$(jq -r '.__type' "$work/body")" = ServerException ] || fail "ECR error body: $(cat "$work/body")"
 start_postgres
 for _ in $(seq 1 30); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$a/readyz")" = 200 ] && break
@@ -239,6 +245,23 @@ token=$(curl -sf -u alice:alice-password "$a/token?service=wharf&scope=repositor
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$b/v2/shared/app/manifests/v1")
 [ "$code" = 200 ] || fail "A's token on B: $code"
+
+log "with users, PostgreSQL away: tokens already issued still read (503 from the registry), logins get 503"
+stop_postgres
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$b/v2/shared/app/manifests/v1")
+[ "$code" = 503 ] || fail "a Bearer read without the database: $code"
+curl -s -D "$work/headers" -o "$work/body" -u bob:bob-password "$a/token?service=wharf&scope=repository:shared/app:pull"
+grep -q "^HTTP/1.1 503" "$work/headers" || fail "/token without the database: $(head -1 "$work/headers")"
+grep -qi "^retry-after:" "$work/headers" || fail "/token: no Retry-After"
+[ "$(jq -r '.errors[0].code' "$work/body")" = UNAVAILABLE ] || fail "/token error body: $(cat "$work/body")"
+start_postgres
+for _ in $(seq 1 30); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$a/readyz")" = 200 ] && break
+    sleep 1
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -u alice:alice-password "$a/token?service=wharf&scope=repository:shared/app:pull")
+[ "$code" = 200 ] || fail "/token once the database is back: $code"
 
 log "conformance runner with credentials through the load balancer"
 OCI_ROOT_URL="$lb" OCI_NAMESPACE="shared/conformance" OCI_CROSSMOUNT_NAMESPACE="shared/conformance-cross" \

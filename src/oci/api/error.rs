@@ -6,8 +6,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::operations::RETRY_AFTER_SECONDS;
 use crate::registry::RegistryError;
-use crate::storage::{MetadataError, StorageError};
 
 /// Error codes of distribution-spec "Error Codes", plus the few non-spec
 /// conditions clients meet (each with its own status).
@@ -107,6 +107,12 @@ impl ApiError {
         self
     }
 
+    /// 503 `UNAVAILABLE` with `Retry-After`: a dependency does not answer now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(Code::Unavailable, message)
+            .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.headers.retain(|(n, _)| n != name);
@@ -120,6 +126,7 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         use RegistryError as E;
         let message = e.to_string();
+        let unavailable = e.is_unavailable();
         match e {
             E::BlobUnknown(d) => {
                 ApiError::new(Code::BlobUnknown, message).with_detail(json!({ "digest": d }))
@@ -162,13 +169,8 @@ impl From<RegistryError> for ApiError {
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }
-            // The store's own failures (network, timeouts, its 5xx) pass; ours do not.
-            E::Storage(StorageError::Store(_)) => {
-                ApiError::new(Code::Unavailable, message).with_header(header::RETRY_AFTER, "5")
-            }
-            E::Metadata(MetadataError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            )) => ApiError::new(Code::Unavailable, message).with_header(header::RETRY_AFTER, "5"),
+            // A dependency that does not answer passes; our own faults do not.
+            E::Storage(_) | E::Metadata(_) if unavailable => ApiError::unavailable(message),
             E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
         }
     }

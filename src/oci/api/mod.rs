@@ -263,6 +263,7 @@ fn denied(
         }
         Denial::Forbidden(message) => ApiError::new(Code::Denied, message),
         Denial::Internal(message) => ApiError::new(Code::Internal, message),
+        Denial::Unavailable(message) => ApiError::unavailable(message),
     }
 }
 

@@ -46,6 +46,29 @@ pub enum MetadataError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl MetadataError {
+    /// The database (or the blob store, during a placement) does not answer
+    /// now: a lost or refused connection, a full pool, a server shutting down.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            MetadataError::Database(e) => match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_) => true,
+                // SQLSTATE classes 08 (connection exception) and 57P (operator
+                // intervention: shutdown, crash recovery, cannot connect now).
+                sqlx::Error::Database(e) => e
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            MetadataError::Storage(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
 /// The right to run a background job (garbage collection, lifecycle, the
