@@ -204,6 +204,23 @@ pg_database() {
     echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
 }
 
+# expect_unavailable WHAT HEADERS BODY FILTER WANT: the response whose headers
+# and body curl saved in HEADERS and BODY is a 503 with Retry-After, and jq's
+# FILTER of the body is WANT (the API's error code). Uses the script's `fail`.
+expect_unavailable() {
+    grep -q "^HTTP/1.1 503" "$2" || fail "$1: $(head -1 "$2")"
+    grep -qi "^retry-after:" "$2" || fail "$1: no Retry-After"
+    [ "$(jq -r "$4" "$3")" = "$5" ] || fail "$1: $(cat "$3")"
+}
+
+# wait_ready BASE: waits (30 s at most) until BASE/readyz answers 200.
+wait_ready() {
+    for _ in $(seq 1 30); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1/readyz")" = 200 ] && return 0
+        sleep 1
+    done
+}
+
 # free_port prints a free TCP port on loopback.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

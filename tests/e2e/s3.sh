@@ -80,12 +80,10 @@ stop_seaweedfs
 # second chunk cannot be stored, and the client is told to retry.
 curl -s -D "$work/headers" -o "$work/body" -X PATCH -H 'Content-Type: application/octet-stream' \
     -H "Content-Range: 1500000-2999999" --data-binary @"$work/part2" "$base$location"
-grep -q "^HTTP/1.1 503" "$work/headers" || fail "a chunk during the outage: $(head -1 "$work/headers")"
-grep -qi "^retry-after:" "$work/headers" || fail "no Retry-After"
-[ "$(jq -r '.errors[0].code' "$work/body")" = UNAVAILABLE ] || fail "error body: $(cat "$work/body")"
+expect_unavailable "a chunk during the outage" "$work/headers" "$work/body" '.errors[0].code' UNAVAILABLE
 sep='?'; [[ "$location" == *\?* ]] && sep='&'
 curl -s -D "$work/headers" -o "$work/body" -X PUT "$base$location${sep}digest=$digest"
-grep -q "^HTTP/1.1 503" "$work/headers" || fail "completing during the outage: $(head -1 "$work/headers")"
+expect_unavailable "completing during the outage" "$work/headers" "$work/body" '.errors[0].code' UNAVAILABLE
 code=$(curl -s -o /dev/null -w '%{http_code}' -I "$base/v2/outage/app/blobs/$digest")
 [ "$code" = 404 ] || fail "the unfinished blob is visible: $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/outage/app/blobs/$small")
@@ -100,10 +98,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -I "$base/v2/outage/other/blobs/$p
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz")" = 200 ] || fail "/healthz during the outage"
 
 start_seaweedfs
-for _ in $(seq 1 30); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ] && break
-    sleep 1
-done
+wait_ready "$base"
 # The session kept its first chunk: the client resumes where it stood.
 range=$(curl -s -D - -o /dev/null "$base$location" | tr -d '\r' | awk -F': ' 'tolower($1) == "range" { print $2 }')
 [ "$range" = "0-1499999" ] || fail "the session after the outage: Range $range"
