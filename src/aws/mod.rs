@@ -144,24 +144,26 @@ pub fn output(value: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// A failed call's answer: `{"__type", "message"}`. A fault of ours (`cause`)
-/// is logged by the request middleware and never sent.
 /// `ServerException` with 503 and `Retry-After` while a dependency does not
-/// answer: the AWS SDKs and CLI retry 503s on their own.
+/// answer (the AWS SDKs and CLI retry 503s on their own); `cause` is logged,
+/// never sent.
 pub fn unavailable(cause: String) -> Response {
     let mut response = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "ServerException",
-        String::new(),
-        Some(cause),
+        "temporarily unavailable; retry later".to_string(),
+        None,
     );
     response.headers_mut().insert(
         header::RETRY_AFTER,
         header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
     );
+    response.extensions_mut().insert(InternalCause(cause));
     response
 }
 
+/// A failed call's answer: `{"__type", "message"}`. A fault of ours (`cause`)
+/// is logged by the request middleware and never sent.
 pub fn error(status: StatusCode, name: &str, message: String, cause: Option<String>) -> Response {
     let message = if cause.is_some() {
         "internal server error".to_string()
