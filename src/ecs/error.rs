@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use crate::aws::AuthFailure;
 use crate::aws::sigv4::SigError;
 use crate::runner::RunnerError;
+use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcsError {
@@ -75,8 +76,17 @@ impl From<AuthFailure> for EcsError {
                 EcsError::MissingAuthenticationToken(SigError::Missing.to_string())
             }
             AuthFailure::Signature(e) => EcsError::InvalidSignature(e.to_string()),
-            AuthFailure::Store(e) if e.is_unavailable() => EcsError::Unavailable(e.to_string()),
-            AuthFailure::Store(e) => EcsError::Server(e.to_string()),
+            AuthFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<MetadataError> for EcsError {
+    fn from(e: MetadataError) -> Self {
+        if e.is_unavailable() {
+            EcsError::Unavailable(e.to_string())
+        } else {
+            EcsError::Server(e.to_string())
         }
     }
 }
@@ -92,7 +102,7 @@ impl From<RunnerError> for EcsError {
             RunnerError::ClusterContainsTasks => EcsError::ClusterContainsTasks,
             RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
-            RunnerError::Store(e) if e.is_unavailable() => EcsError::Unavailable(e.to_string()),
+            RunnerError::Store(e) => e.into(),
             other => EcsError::Server(other.to_string()),
         }
     }

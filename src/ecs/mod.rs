@@ -113,7 +113,7 @@ impl Call<'_> {
                 .auth
                 .allowed(&self.principal, "repository", image.repo.as_str())
                 .await
-                .map_err(crate::runner::RunnerError::from)?;
+                .map_err(EcsError::from)?;
             if !crate::auth::permits(&allowed, "pull") {
                 metrics().auth_failure("forbidden");
                 return Err(EcsError::AccessDenied(format!(

@@ -78,6 +78,17 @@ fn body_error(e: StorageError) -> RegistryError {
     }
 }
 
+/// The hasher that continues a session: a fresh one of `algorithm` while it
+/// holds no bytes, else the state its last append saved. `None` (a session
+/// from before states were saved): its bytes are hashed again at completion.
+fn saved_hasher(session: &UploadRecord, algorithm: Algorithm) -> Option<Hasher> {
+    match &session.hash_state {
+        _ if session.size == 0 => Some(Hasher::new(algorithm)),
+        Some(saved) => Hasher::restore(saved),
+        None => None,
+    }
+}
+
 /// Checks a body's length against what the client declared.
 fn check_length(written: u64, declared: Option<u64>) -> Result<()> {
     match declared {
@@ -161,13 +172,7 @@ impl Registry {
             check_length(0, content_length)?;
             return Ok(offset);
         }
-        // Without a usable saved state (a session from before states were
-        // saved) the bytes are hashed again at completion.
-        let mut hasher = match &session.hash_state {
-            _ if offset == 0 => Some(Hasher::new(hint)),
-            Some(saved) => Hasher::restore(saved),
-            None => None,
-        };
+        let mut hasher = saved_hasher(&session, hint);
         let appended = self
             .inner
             .staging
@@ -221,12 +226,7 @@ impl Registry {
         let turn = self.inner.uploads.turn(id).await;
         // Re-read under the lock: a concurrent PUT may have completed it.
         let session = self.session(repo, id).await?;
-        let saved = match &session.hash_state {
-            _ if session.size == 0 => Some(Hasher::new(expected.algorithm())),
-            Some(saved) => Hasher::restore(saved),
-            None => None,
-        };
-        let actual = match saved {
+        let actual = match saved_hasher(&session, expected.algorithm()) {
             Some(h) if h.algorithm() == expected.algorithm() => h.finish(),
             _ => self.rehash(&session, expected.algorithm()).await?,
         };

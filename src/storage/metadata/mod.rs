@@ -139,7 +139,7 @@ pub struct UploadRecord {
 }
 
 /// What an append records with a session's new size.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct UploadProgress<'a> {
     /// The hash state after the new size.
     pub hash_state: Option<&'a [u8]>,
