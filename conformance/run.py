@@ -283,6 +283,16 @@ class Runner:
                 expect(self.req("HEAD", f"/v2/<name>/manifests/{ref}").status == 404, f"HEAD {ref}")
                 self.expect_error(self.req("GET", f"/v2/<name>/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
 
+        def invalid_reference():
+            # The official suites ask for `.INVALID_MANIFEST_NAME`: a reference
+            # that cannot be a tag names no manifest (404), while a push to it
+            # is a client error (400).
+            ref = ".INVALID_MANIFEST_NAME"
+            expect(self.req("HEAD", f"/v2/<name>/manifests/{ref}").status == 404, "HEAD")
+            self.expect_error(self.req("GET", f"/v2/<name>/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
+            r = self.put_manifest(ref, manifest)
+            expect(r.status == 400, f"PUT: {r}")
+
         def bad_digest():
             r = self.req("GET", "/v2/<name>/manifests/sha256:totallywrong")
             expect(r.status in (400, 404), f"{r}")
@@ -300,6 +310,7 @@ class Runner:
         self.check("pull: manifest by tag", manifest_by("pulltag"))
         self.check("pull: manifest by digest", manifest_by(digest))
         self.check("pull: unknown manifest gives 404 MANIFEST_UNKNOWN", unknown_manifest)
+        self.check("pull: an invalid tag gives 404 MANIFEST_UNKNOWN", invalid_reference)
         self.check("pull: malformed digest gives an OCI error", bad_digest)
         self.check("pull: invalid repository name gives 400 NAME_INVALID", bad_name)
 
@@ -366,6 +377,28 @@ class Runner:
             expect(r.status == 202, f"PATCH: {r}")
             r = self.client.request("PUT", r.header("Location"), body=data[1000:], query={"digest": sha256(data)})
             expect(r.status == 201, f"PUT with last chunk: {r}")
+
+        def final_chunk_out_of_range():
+            # The official suites: a final PUT whose Content-Range does not
+            # start at the session's offset is 416 with the current Range, and
+            # the session is left as it was.
+            data = os.urandom(4000)
+            r = self.req("POST", "/v2/<name>/blobs/uploads/")
+            r = self.client.request("PATCH", r.header("Location"), body=data[:1000],
+                                    headers={"Content-Range": "0-999"})
+            expect(r.status == 202, f"PATCH: {r}")
+            location = r.header("Location")
+            r = self.client.request("PUT", location, body=data[1500:], query={"digest": sha256(data)},
+                                    headers={"Content-Range": f"1500-{len(data) - 1}"})
+            expect(r.status == 416, f"PUT with a gap: {r}")
+            expect(r.header("Range") == "0-999", f"Range after 416: {r.header('Range')}")
+            r = self.client.request("GET", location)
+            expect(r.status == 204 and r.header("Range") == "0-999", f"session after 416: {r} {r.header('Range')}")
+            r = self.client.request("PUT", location, body=data[1000:], query={"digest": sha256(data)},
+                                    headers={"Content-Range": f"1000-{len(data) - 1}"})
+            expect(r.status == 201, f"PUT with the right range: {r}")
+            r = self.req("GET", f"/v2/<name>/blobs/{sha256(data)}")
+            expect(r.status == 200 and r.body == data, f"GET: {r}")
 
         def digest_mismatch():
             data = os.urandom(100)
@@ -488,6 +521,7 @@ class Runner:
         self.check("push: streamed PATCH then PUT", streamed)
         self.check("push: chunked upload, 416 for out-of-order and retried chunks, status", chunked)
         self.check("push: PUT may carry the final chunk", final_chunk_in_put)
+        self.check("push: final PUT with a Content-Range off the offset gives 416", final_chunk_out_of_range)
         self.check("push: digest mismatch gives 400 DIGEST_INVALID and nothing visible", digest_mismatch)
         self.check("push: cancelled session is gone", cancel)
         self.check("push: unknown session gives 404 BLOB_UPLOAD_UNKNOWN", unknown_session)

@@ -33,6 +33,7 @@ pub struct Config {
     pub ecr: EcrConfig,
     pub gc: GcConfig,
     pub runner: RunnerConfig,
+    pub connections: ConnectionsConfig,
     pub notifications: crate::notifications::NotificationsConfig,
 }
 
@@ -57,6 +58,52 @@ impl Default for EcrConfig {
             region: "us-east-1".into(),
             create_on_push: true,
             lifecycle_interval_seconds: 86_400,
+        }
+    }
+}
+
+/// What clients may hold open: one bad client cannot take the service down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Open connections for the whole process; beyond it, new ones wait in
+    /// the listen backlog until one closes.
+    pub max: usize,
+    /// Open connections from one client address (trusted proxies exempt);
+    /// beyond it, new ones from that address are closed at once.
+    pub max_per_client: usize,
+    /// Seconds a client has to send a request's headers: from connecting, and
+    /// (HTTP/1) from the end of the previous response on a kept-alive connection.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a connection may sit with no request in progress and no byte
+    /// moving either way before it is closed (HTTP/1 and HTTP/2).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        let limits = crate::connections::ConnectionLimits::default();
+        Self {
+            max: limits.max_connections,
+            max_per_client: limits.max_per_client,
+            header_read_timeout_seconds: limits.header_read_timeout.as_secs(),
+            idle_timeout_seconds: limits.idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    pub fn limits(&self, trusted_proxies: &[String]) -> crate::connections::ConnectionLimits {
+        use std::time::Duration;
+        crate::connections::ConnectionLimits {
+            max_connections: self.max,
+            max_per_client: self.max_per_client,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            trusted_proxies: trusted_proxies
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
         }
     }
 }
@@ -297,6 +344,7 @@ impl Default for Config {
             ecr: EcrConfig::default(),
             gc: GcConfig::default(),
             runner: RunnerConfig::default(),
+            connections: ConnectionsConfig::default(),
             notifications: Default::default(),
         }
     }
@@ -405,6 +453,16 @@ impl Config {
         if self.limits.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_manifest_bytes must be positive".into(),
+            ));
+        }
+        let c = &self.connections;
+        if c.max == 0
+            || c.max_per_client == 0
+            || c.header_read_timeout_seconds == 0
+            || c.idle_timeout_seconds == 0
+        {
+            return Err(ConfigError::Invalid(
+                "connections: max, max_per_client and the timeouts must be positive".into(),
             ));
         }
         if self.limits.max_page == 0 {

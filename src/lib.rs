@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod connections;
 pub mod ecr;
 pub mod ecs;
 pub mod metrics;

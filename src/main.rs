@@ -35,7 +35,6 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Apply lifecycle policies now (all repositories that have one, or REPO).
     /// Check integrity: re-hash every blob, find missing and orphaned content,
     /// and let the database check itself. Exits 1 when problems remain.
     Fsck {
@@ -59,6 +58,7 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Apply lifecycle policies now (all repositories that have one, or REPO).
     Lifecycle {
         #[command(subcommand)]
         command: LifecycleCommand,
@@ -186,6 +186,7 @@ enum ServiceCommand {
 enum TokenCommand {
     /// Create an access token and print its secret (shown once).
     Create {
+        /// A name to list and revoke the token by.
         #[arg(long)]
         name: String,
         /// What the token may do, e.g. 'repository:app/*:pull,push' (repeatable).
@@ -198,7 +199,10 @@ enum TokenCommand {
     /// List access tokens (never their secrets).
     List,
     /// Revoke an access token; it stops working at the next token request.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {

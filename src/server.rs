@@ -16,6 +16,7 @@ use crate::auth::{
 };
 use crate::aws;
 use crate::config::{Config, StorageBackend};
+use crate::connections::{self, ConnectionLimits};
 use crate::ecr::EcrSettings;
 use crate::ecs;
 use crate::notifications::{Delivery, Notifier};
@@ -26,7 +27,6 @@ use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
 use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
-use crate::tls::{Peer, PlainListener, TlsListener};
 use tokio_util::sync::CancellationToken;
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
@@ -41,6 +41,8 @@ pub struct AppState {
     pub runner: Option<Runner>,
     /// Background jobs `run` starts beside the HTTP server.
     pub jobs: Jobs,
+    /// What each connection and client may hold open.
+    pub connections: ConnectionLimits,
 }
 
 /// Settings of the background jobs.
@@ -147,6 +149,7 @@ impl AppState {
                 chunk_min_length: config.limits.chunk_min_length,
                 max_page: config.limits.max_page,
             },
+            connections: config.connections.limits(&config.auth.trusted_proxies),
             auth,
             jobs: Jobs {
                 deliveries: Arc::new(std::sync::Mutex::new(deliveries)),
@@ -288,19 +291,8 @@ pub async fn run(
             stop.cancel();
         }
     };
-    let app = build_router(state).into_make_service_with_connect_info::<Peer>();
-    let served = match tls {
-        None => {
-            axum::serve(PlainListener(listener), app)
-                .with_graceful_shutdown(on_shutdown)
-                .await
-        }
-        Some(config) => {
-            axum::serve(TlsListener::new(listener, config)?, app)
-                .with_graceful_shutdown(on_shutdown)
-                .await
-        }
-    };
+    let limits = state.connections.clone();
+    let served = connections::serve(listener, build_router(state), tls, limits, on_shutdown).await;
     stop.cancel();
     while jobs.join_next().await.is_some() {}
     served

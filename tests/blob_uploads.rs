@@ -265,3 +265,54 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }
+
+/// A final PUT whose `Content-Range` does not start at the session's offset
+/// is refused with 416 and the current `Range`, as a PATCH is, and the session
+/// is left as it was (official conformance suites).
+#[tokio::test]
+async fn final_put_off_the_offset_is_416_and_leaves_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let data = random(4000);
+    let digest = sha256(&data);
+    let location = start_session(&s, "team/app").await;
+    let r = patch(&s, &location, "0-999", &data[..1000]).await;
+    assert_eq!(r.status(), 202);
+    let put = |range: String, body: Vec<u8>| {
+        s.http
+            .put(s.url(&location))
+            .query(&[("digest", digest.as_str())])
+            .header("Content-Range", range)
+            .body(body)
+            .send()
+    };
+    for start in [500usize, 1500] {
+        let r = put(format!("{start}-3999"), data[start..].to_vec())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 416, "start {start}");
+        assert_eq!(r.headers()["range"], "0-999");
+        assert!(r.headers().contains_key("location"));
+        let r = s.http.get(s.url(&location)).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(r.headers()["range"], "0-999");
+    }
+    let r = s
+        .http
+        .head(s.url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = put("1000-3999".into(), data[1000..].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap(), data);
+}

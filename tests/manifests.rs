@@ -327,3 +327,39 @@ async fn catalog_and_tags_paginate_with_link_headers() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// The official conformance suites ask for `.INVALID_MANIFEST_NAME`: a
+/// reference that cannot be a tag names no manifest (404 MANIFEST_UNKNOWN on
+/// reads and deletes), while pushing to it is 400 TAG_INVALID and stores nothing.
+#[tokio::test]
+async fn a_reference_that_cannot_be_a_tag_is_unknown_to_reads_and_invalid_to_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let manifest = s.push_image("app", "ok", "x").await;
+    for reference in [".INVALID_MANIFEST_NAME", "-dash", &"t".repeat(129)] {
+        let url = s.url(&format!("/v2/app/manifests/{reference}"));
+        let r = s.http.head(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "HEAD {reference}");
+        let r = s.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "GET {reference}");
+        assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+        let r = s.http.delete(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "DELETE {reference}");
+        assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+        let r = s
+            .put_manifest("app", reference, OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(r.status(), 400, "PUT {reference}");
+        assert_eq!(error_code(r).await, "TAG_INVALID");
+    }
+    let tags: serde_json::Value = s
+        .http
+        .get(s.url("/v2/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["ok"]));
+}

@@ -205,7 +205,7 @@ pub async fn complete(call: &Call<'_>) -> Result<Value, EcrError> {
     }
     let empty = futures::stream::empty::<std::io::Result<Bytes>>();
     match registry
-        .complete_upload(&repo, id, &digest, None, empty)
+        .complete_upload(&repo, id, &digest, None, None, empty)
         .await
     {
         Ok(_) => Ok(json!({

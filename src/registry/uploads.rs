@@ -214,14 +214,17 @@ impl Registry {
         repo: &RepoName,
         id: Uuid,
         expected: &Digest,
+        range: Option<ChunkRange>,
         content_length: Option<u64>,
         body: S,
     ) -> Result<u64>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
+        // A final chunk is checked against the session's offset like a PATCH
+        // (416, session unchanged), never appended blindly.
         let size = self
-            .append(repo, id, None, content_length, body, expected.algorithm())
+            .append(repo, id, range, content_length, body, expected.algorithm())
             .await?;
         let turn = self.inner.uploads.turn(id).await;
         // Re-read under the lock: a concurrent PUT may have completed it.

@@ -96,6 +96,8 @@ JSON
         weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" -master.port=9333 \
             -volume.port=8080 -filer -filer.port=8888 -s3 -s3.port="$S3_PORT" \
             -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
+        # stop_seaweedfs stops this process and no other.
+        echo $! >"$dir/weed.pid"
         local up=""
         for _ in $(seq 1 60); do
             curl -s -o /dev/null "$S3_ENDPOINT/" && { up=1; break; }
@@ -127,11 +129,19 @@ JSON
 
 # stop_seaweedfs: stops the server start_seaweedfs started (to test outages),
 # at once and for good: no graceful shutdown that keeps the port half alive.
+# Only the process whose PID start_seaweedfs recorded, and only while that PID
+# is still a SeaweedFS server: never another user's server.
 stop_seaweedfs() {
-    local pattern="weed server .*-s3.port=$S3_PORT"
-    pkill -9 -f "$pattern" 2>/dev/null || true
+    local pidfile="$E2E_TMP/seaweedfs/weed.pid" pid=""
+    [ -f "$pidfile" ] && pid=$(cat "$pidfile")
+    if [ -z "$pid" ] || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "weed server"; then
+        skip_or_fail "no SeaweedFS started by these tests is running (pid file $pidfile)"
+        return 0
+    fi
+    kill -9 "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-        if ! pgrep -f "$pattern" >/dev/null && ! curl -s -o /dev/null "$S3_ENDPOINT/"; then
+        if ! kill -0 "$pid" 2>/dev/null && ! curl -s -o /dev/null "$S3_ENDPOINT/"; then
+            rm -f "$pidfile"
             return 0
         fi
         sleep 0.2

@@ -191,6 +191,13 @@ async fn dispatch(
         (&Method::DELETE, Route::Manifest(repo, reference)) => {
             manifests::delete(&state, &repo, &reference).await
         }
+        (&Method::GET | &Method::HEAD | &Method::DELETE, Route::InvalidTag(_)) => Err(
+            ApiError::new(Code::ManifestUnknown, "no manifest has this reference"),
+        ),
+        (&Method::PUT, Route::InvalidTag(_)) => Err(ApiError::new(
+            Code::TagInvalid,
+            "a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -",
+        )),
         (&Method::GET | &Method::HEAD, Route::Blob(repo, digest)) => {
             blobs::get(&state, &repo, &digest, &req).await
         }

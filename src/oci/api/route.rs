@@ -22,6 +22,10 @@ pub enum Route {
     Tags(RepoName),
     /// end-3, end-7, end-9: `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>` whose reference is neither a digest
+    /// nor a valid tag: no manifest can have it (reads and deletes answer
+    /// `MANIFEST_UNKNOWN`, a push `TAG_INVALID`), after the same authorization.
+    InvalidTag(RepoName),
     /// end-2, end-10: `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// end-4, end-11: `/v2/<name>/blobs/uploads/`
@@ -39,7 +43,7 @@ impl Route {
             Route::Base => "base",
             Route::Catalog => "catalog",
             Route::Tags(..) => "tags",
-            Route::Manifest(..) => "manifest",
+            Route::Manifest(..) | Route::InvalidTag(..) => "manifest",
             Route::Blob(..) => "blob",
             Route::Uploads(..) | Route::Upload(..) => "upload",
             Route::Referrers(..) => "referrers",
@@ -64,9 +68,11 @@ impl Route {
         let repo = match self {
             Route::Base => return Vec::new(),
             Route::Catalog => return vec![Scope::catalog()],
-            Route::Tags(r) | Route::Manifest(r, _) | Route::Blob(r, _) | Route::Referrers(r, _) => {
-                r
-            }
+            Route::Tags(r)
+            | Route::Manifest(r, _)
+            | Route::InvalidTag(r)
+            | Route::Blob(r, _)
+            | Route::Referrers(r, _) => r,
             // Cancelling an upload is part of pushing.
             Route::Uploads(r) | Route::Upload(r, _) => {
                 return vec![Scope::repository(r.as_str(), &[PULL, PUSH])];
@@ -113,14 +119,14 @@ impl Route {
         match segs[n - 2] {
             "manifests" => {
                 let repo = name(&segs[..n - 2])?;
-                let reference = if last.contains(':') {
-                    Reference::Digest(digest(last, Code::DigestInvalid)?)
-                } else {
-                    Reference::Tag(last.parse().map_err(|e: crate::oci::name::InvalidTag| {
-                        ApiError::new(Code::ManifestInvalid, e.to_string())
-                    })?)
-                };
-                Ok(Route::Manifest(repo, reference))
+                if last.contains(':') {
+                    let reference = Reference::Digest(digest(last, Code::DigestInvalid)?);
+                    return Ok(Route::Manifest(repo, reference));
+                }
+                Ok(match last.parse() {
+                    Ok(tag) => Route::Manifest(repo, Reference::Tag(tag)),
+                    Err(_) => Route::InvalidTag(repo),
+                })
             }
             "blobs" => Ok(Route::Blob(
                 name(&segs[..n - 2])?,
@@ -211,6 +217,15 @@ mod tests {
         assert_eq!(code("a/manifests/sha256:xyz"), Code::DigestInvalid);
         assert_eq!(code("a/blobs/uploads/not-a-uuid"), Code::BlobUploadUnknown);
         assert_eq!(code("a/b"), Code::NotFound);
-        assert_eq!(code("a/manifests/-bad"), Code::ManifestInvalid);
+        // A reference that cannot be a tag still routes (and is authorized)
+        // like a manifest; the dispatcher answers by method.
+        assert_eq!(
+            Route::parse("a/manifests/.INVALID_MANIFEST_NAME").unwrap(),
+            Route::InvalidTag(repo("a"))
+        );
+        assert_eq!(
+            Route::parse("a/manifests/-bad").unwrap(),
+            Route::InvalidTag(repo("a"))
+        );
     }
 }

@@ -84,6 +84,17 @@ fn parse_content_range(value: &str) -> Option<ChunkRange> {
     })
 }
 
+/// The chunk a PATCH or final PUT says it carries, if it says.
+fn content_range(req: &Request) -> Result<Option<ChunkRange>, ApiError> {
+    req.header(header::CONTENT_RANGE)
+        .map(|v| {
+            parse_content_range(v).ok_or_else(|| {
+                ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}"))
+            })
+        })
+        .transpose()
+}
+
 pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body) -> ApiResult {
     if let (Some(mount), Some(from)) = (req.query.get("mount"), req.query.get("from")) {
         let digest: Digest = mount
@@ -127,12 +138,7 @@ pub async fn patch(
     req: &Request,
     body: Body,
 ) -> ApiResult {
-    let range = match req.header(header::CONTENT_RANGE) {
-        Some(v) => Some(parse_content_range(v).ok_or_else(|| {
-            ApiError::new(Code::BlobUploadInvalid, format!("bad Content-Range {v:?}"))
-        })?),
-        None => None,
-    };
+    let range = content_range(req)?;
     let length = req.content_length();
     let size = state
         .registry
@@ -155,10 +161,11 @@ pub async fn put(
             "the digest query parameter is required",
         )
     })?;
+    let range = content_range(req)?;
     let length = req.content_length();
     let size = state
         .registry
-        .complete_upload(repo, id, &digest, length, body_stream(body))
+        .complete_upload(repo, id, &digest, range, length, body_stream(body))
         .await
         .map_err(at_session(repo, id))?;
     Ok(created(repo, &digest, Some(size)))
