@@ -42,12 +42,13 @@ where
 async fn ready(State(registry): State<Registry>) -> Response {
     match registry.check_ready().await {
         Ok(()) => "ready\n".into_response(),
+        // The cause names paths and hosts: it is logged, never sent.
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
-                format!("not ready: {e}\n"),
+                "not ready\n",
             )
                 .into_response()
         }

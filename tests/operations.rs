@@ -160,3 +160,21 @@ fn json_logs_carry_the_request_id() {
     assert_eq!(request["fields"]["path"], "/v2/");
     assert_eq!(request["fields"]["status"], 200);
 }
+
+/// A failing dependency makes `/readyz` answer 503 without saying where the
+/// data lives (the cause is logged, never sent).
+#[tokio::test]
+async fn readiness_failures_do_not_leak_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    // The probe object's folder is a file now: the blob store fails (ENOTDIR).
+    let blobs = dir.path().join("blobs").join("blobs");
+    let _ = std::fs::remove_dir_all(&blobs);
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let r = s.http.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body = r.text().await.unwrap();
+    let root = dir.path().to_string_lossy().to_string();
+    assert!(!body.contains(&root) && !body.contains("blobs"), "{body}");
+}
