@@ -88,7 +88,11 @@ impl ManifestCache {
         self.bodies.get(digest)
     }
 
-    pub fn remember_body(&self, digest: Digest, bytes: Bytes) {
-        self.bodies.insert(digest, bytes);
+    /// Keeps a copy that owns exactly the manifest's bytes: the `Bytes` a
+    /// request hands us may be a slice of the connection's read buffer, and
+    /// keeping the slice would pin that whole buffer (the layer pushed just
+    /// before included) for as long as the entry lives.
+    pub fn remember_body(&self, digest: Digest, bytes: &[u8]) {
+        self.bodies.insert(digest, Bytes::copy_from_slice(bytes));
     }
 }

@@ -96,7 +96,7 @@ impl Registry {
             })
             .await?;
         self.inner.manifests.invalidate(repo);
-        self.inner.manifests.remember_body(digest.clone(), bytes);
+        self.inner.manifests.remember_body(digest.clone(), &bytes);
         Ok(PushedManifest { digest, subject })
     }
 
@@ -169,7 +169,7 @@ impl Registry {
                 }
                 self.inner
                     .manifests
-                    .remember_body(record.digest.clone(), bytes.clone());
+                    .remember_body(record.digest.clone(), &bytes);
                 bytes
             }
         };
