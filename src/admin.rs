@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::auth::{Scope, hash_password, new_access_token};
-use crate::storage::{AccessKeyRecord, CredentialStore, MetadataError, UserRecord};
+use crate::auth::{Scope, SecretsKey, hash_password, new_access_token};
+use crate::storage::{AccessKeyRecord, CredentialStore, MetadataError, UserRecord, UserRemoval};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -73,9 +73,17 @@ pub async fn set_password(
     Ok(())
 }
 
-pub async fn remove_user(store: &dyn CredentialStore, name: &str) -> Result<(), AdminError> {
-    if store.delete_user(name).await? {
-        Ok(())
+/// Removes a user with their access keys; everything issued to them (refresh
+/// tokens, ECR login passwords) stops working, also if the name is added
+/// again. For a user declared in the configuration this revokes what the
+/// store holds for them (remove the declaration from the file as well).
+pub async fn remove_user(
+    store: &dyn CredentialStore,
+    name: &str,
+) -> Result<UserRemoval, AdminError> {
+    let removed = store.delete_user(name).await?;
+    if removed.user || removed.access_keys > 0 {
+        Ok(removed)
     } else {
         Err(AdminError::NotFound("user", name.into()))
     }
@@ -140,9 +148,11 @@ pub async fn revoke_token(store: &dyn CredentialStore, name: &str) -> Result<(),
 }
 
 /// Creates an AWS-style access key pair for `user` (from the store, or one of
-/// `config_users`); returns (access key id, secret access key), shown once.
+/// `config_users`), its secret stored sealed with `secrets`; returns (access
+/// key id, secret access key), shown once.
 pub async fn create_access_key(
     store: &dyn CredentialStore,
+    secrets: &SecretsKey,
     user: &str,
     config_users: &[String],
 ) -> Result<(String, String), AdminError> {
@@ -150,12 +160,15 @@ pub async fn create_access_key(
         return Err(AdminError::NotFound("user", user.into()));
     }
     let (id, secret) = crate::auth::new_access_key();
+    let sealed_secret = secrets
+        .seal(&id, &secret)
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
     let created_at_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     store
         .put_access_key(&AccessKeyRecord {
             id: id.clone(),
             user: user.into(),
-            secret: secret.clone(),
+            sealed_secret,
             created_at_ms,
         })
         .await?;

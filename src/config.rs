@@ -211,12 +211,18 @@ pub struct AuthConfig {
     pub refresh_ttl_seconds: u64,
     /// PKCS#8 PEM P-256 key; empty: `<data_dir>/token-signing-key.pem`, generated on first start.
     pub signing_key: PathBuf,
+    /// File with the key (base64 of 32 bytes) that seals access-key secrets in
+    /// the database; empty: `<data_dir>/secrets-key`, generated on first start.
+    pub secrets_key: PathBuf,
+    /// Password checks (argon2, ~19 MiB each) that may run at once; 0: one per core.
+    pub password_hash_concurrency: usize,
     /// Allow anyone to do anything, on any address. Without credentials and
     /// without this, Wharf runs open only on a loopback address.
     pub open: bool,
     /// Repository patterns anyone may pull.
     pub anonymous_pull: Vec<String>,
-    /// Proxy addresses whose `X-Forwarded-For/-Proto/-Host` headers are believed.
+    /// Proxy addresses or CIDR networks whose `X-Forwarded-For/-Proto/-Host`
+    /// headers are believed.
     pub trusted_proxies: Vec<String>,
     pub users: Vec<crate::auth::ConfigUser>,
     pub rules: Vec<crate::auth::Rule>,
@@ -230,6 +236,8 @@ impl Default for AuthConfig {
             token_ttl_seconds: 300,
             refresh_ttl_seconds: 30 * 24 * 3600,
             signing_key: PathBuf::new(),
+            secrets_key: PathBuf::new(),
+            password_hash_concurrency: 0,
             open: false,
             anonymous_pull: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -470,6 +478,9 @@ impl Config {
                 "limits.max_page must be positive".into(),
             ));
         }
+        // [auth]
+        crate::auth::TrustedProxies::parse(&self.auth.trusted_proxies)
+            .map_err(|e| ConfigError::Invalid(format!("auth.trusted_proxies: {e}")))?;
         Ok(())
     }
 
@@ -486,6 +497,14 @@ impl Config {
             self.data_dir.join("token-signing-key.pem")
         } else {
             self.auth.signing_key.clone()
+        }
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        if self.auth.secrets_key.as_os_str().is_empty() {
+            self.data_dir.join("secrets-key")
+        } else {
+            self.auth.secrets_key.clone()
         }
     }
 

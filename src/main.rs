@@ -206,6 +206,7 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    private_umask();
     // One TLS provider for the process: the HTTPS listener and webhook deliveries.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
@@ -237,6 +238,17 @@ fn main() -> ExitCode {
 }
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// Everything Wharf creates (the database and its journal files, keys, blobs,
+/// upload sessions) is readable by its own account only, whichever library
+/// creates the file.
+fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
 
 fn load_config(common: &CommonArgs, serve: Option<&ServeArgs>) -> Result<Config> {
     let env = std::env::vars().collect();
@@ -279,7 +291,7 @@ async fn serve(args: ServeArgs) -> Result {
 
 async fn open_store(common: &CommonArgs) -> Result<SqlMetadata> {
     let config = load_config(common, None)?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    wharf::storage::private::create_dir(&config.data_dir)?;
     Ok(SqlMetadata::open(&config.database()).await?)
 }
 
@@ -312,8 +324,12 @@ async fn user(command: UserCommand, common: CommonArgs) -> Result {
             writeln!(out, "user {name} saved")?;
         }
         UserCommand::Remove { name } => {
-            admin::remove_user(&store, &name).await?;
-            writeln!(out, "user {name} removed")?;
+            let removed = admin::remove_user(&store, &name).await?;
+            writeln!(
+                out,
+                "user {name} removed with {} access key(s); their tokens stop working",
+                removed.access_keys
+            )?;
         }
         UserCommand::List => {
             for u in store.users().await? {
@@ -329,7 +345,9 @@ async fn user(command: UserCommand, common: CommonArgs) -> Result {
                 let config = load_config(&common, None)?;
                 let config_users: Vec<String> =
                     config.auth.users.iter().map(|u| u.name.clone()).collect();
-                let (id, secret) = admin::create_access_key(&store, &user, &config_users).await?;
+                let secrets = server::open_secrets(&config, &store).await?;
+                let (id, secret) =
+                    admin::create_access_key(&store, &secrets, &user, &config_users).await?;
                 writeln!(
                     out,
                     "aws_access_key_id = {id}\naws_secret_access_key = {secret}"

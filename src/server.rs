@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use std::time::Duration;
 
 use crate::auth::{
-    self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SigningKey, TokenIssuer,
-    generate_pem,
+    self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
+    TokenIssuer, TrustedProxies, generate_pem,
 };
 use crate::aws;
 use crate::config::{Config, StorageBackend};
@@ -69,6 +69,20 @@ pub enum StartupError {
     Metadata(#[from] crate::storage::MetadataError),
     #[error("token signing key: {0}")]
     Key(#[from] KeyError),
+    #[error("access-key secrets key: {0}")]
+    SecretsKey(KeyError),
+    #[error(
+        "the access-key secrets in the database are sealed with another secrets key (id \
+         {recorded}) than {path} (id {found}): give every replica and the CLI the same \
+         auth.secrets_key file"
+    )]
+    SecretsKeyMismatch {
+        path: std::path::PathBuf,
+        recorded: String,
+        found: String,
+    },
+    #[error("auth.trusted_proxies: {0}")]
+    TrustedProxies(String),
     #[error("task runner: {0}")]
     Runner(#[from] RunnerError),
     #[error(
@@ -86,7 +100,7 @@ impl AppState {
             dirs.push(config.blob_dir());
         }
         for dir in dirs {
-            std::fs::create_dir_all(&dir)
+            crate::storage::private::create_dir(&dir)
                 .map_err(|source| StartupError::Dir { path: dir, source })?;
         }
         let (blobs, staging) = match config.storage.backend {
@@ -202,7 +216,21 @@ async fn open_auth(config: &Config, credentials: Arc<SqlMetadata>) -> Result<Aut
     );
     let repository_policies =
         RepositoryPolicies::new(credentials.clone(), config.ecr.registry_id.clone());
-    let login = Authenticator::new(credentials, a.users.clone(), tokens.clone());
+    let secrets = open_secrets(config, &credentials).await?;
+    let login = Authenticator::new(
+        credentials,
+        a.users.clone(),
+        tokens.clone(),
+        secrets,
+        a.password_hash_concurrency,
+    );
+    let sealed = login.seal_stored_secrets().await?;
+    if sealed > 0 {
+        tracing::info!(
+            access_keys = sealed,
+            "sealed access-key secrets stored as is by an older version"
+        );
+    }
     let mode = if a.open {
         tracing::warn!("auth.open is set: anyone may push, pull and delete");
         Mode::Open
@@ -226,13 +254,32 @@ async fn open_auth(config: &Config, credentials: Arc<SqlMetadata>) -> Result<Aut
         tokens,
         login,
         external_url: (!config.external_url.is_empty()).then(|| config.external_url.clone()),
-        trusted_proxies: a
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
+        trusted_proxies: TrustedProxies::parse(&a.trusted_proxies)
+            .map_err(StartupError::TrustedProxies)?,
         tls: config.tls.enabled(),
     })
+}
+
+/// The key that seals access-key secrets: `auth.secrets_key`, or
+/// `<data_dir>/secrets-key` (generated on first start). Its id is recorded in
+/// the database, so a process with another key (a replica or the CLI given a
+/// different file) refuses to start instead of failing on every signature.
+pub async fn open_secrets(
+    config: &Config,
+    store: &SqlMetadata,
+) -> Result<SecretsKey, StartupError> {
+    let path = config.secrets_key_path();
+    let key = SecretsKey::load(&path, config.auth.secrets_key.as_os_str().is_empty())
+        .map_err(StartupError::SecretsKey)?;
+    let recorded = store.shared_value("secrets_key_id", key.id()).await?;
+    if recorded != key.id() {
+        return Err(StartupError::SecretsKeyMismatch {
+            path,
+            recorded,
+            found: key.id().to_string(),
+        });
+    }
+    Ok(key)
 }
 
 /// The whole HTTP application; tests drive it without a socket.

@@ -81,7 +81,8 @@ async fn fixture() -> Fixture {
     let names: Vec<String> = USERS.map(String::from).to_vec();
     let mut clients = Vec::new();
     for user in USERS {
-        let (id, secret) = wharf::admin::create_access_key(&store, user, &names)
+        let secrets = server.auth.login.secrets();
+        let (id, secret) = wharf::admin::create_access_key(&store, secrets, user, &names)
             .await
             .unwrap();
         clients.push(client(&server, &id, &secret));
@@ -188,7 +189,8 @@ async fn sdk_signs_and_wharf_checks_who_it_is() {
         "UnrecognizedClientException"
     );
     let store = SqlMetadata::open(&f.server.database).await.unwrap();
-    let (id, _) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
+    let secrets = f.server.auth.login.secrets();
+    let (id, _) = wharf::admin::create_access_key(&store, secrets, "alice", &["alice".into()])
         .await
         .unwrap();
     let forger = client(&f.server, &id, "not-the-secret");

@@ -11,7 +11,9 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Access, Auth, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme};
+use super::{
+    Access, Auth, Authenticated, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme,
+};
 use crate::oci::api::InternalCause;
 use crate::operations::RETRY_AFTER_SECONDS;
 use crate::storage::MetadataError;
@@ -34,6 +36,8 @@ enum EndpointError {
     Internal(String),
     /// The credential store does not answer now.
     Unavailable(String),
+    /// Too many login attempts now: 429 with `Retry-After` (seconds).
+    Throttled(u64),
 }
 
 impl From<MetadataError> for EndpointError {
@@ -63,6 +67,11 @@ impl IntoResponse for EndpointError {
                 "UNAVAILABLE",
                 "temporarily unavailable; retry later",
             ),
+            EndpointError::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "too many login attempts; retry later",
+            ),
         };
         let mut response = (
             status,
@@ -86,6 +95,11 @@ impl IntoResponse for EndpointError {
                 );
                 response.extensions_mut().insert(InternalCause(cause));
             }
+            EndpointError::Throttled(seconds) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
             EndpointError::BadRequest(_) => {}
         }
         response
@@ -97,6 +111,9 @@ impl From<LoginError> for EndpointError {
         match e {
             LoginError::Invalid => {
                 EndpointError::Unauthorized("invalid username or password".into())
+            }
+            LoginError::Throttled { retry_after } => {
+                EndpointError::Throttled(retry_after.as_secs().max(1))
             }
             LoginError::Store(e) => e.into(),
         }
@@ -158,15 +175,12 @@ async fn respond(
     Ok(Json(body).into_response())
 }
 
-/// A refresh token for a signed-in principal (anonymous gets none).
-async fn refresh_for(auth: &Auth, principal: &Principal) -> Result<Option<String>, EndpointError> {
-    if *principal == Principal::Anonymous {
-        return Ok(None);
-    }
-    let token_id = auth.login.token_id(principal).await?;
+/// A refresh token for a login, bound to the credential it proved and never
+/// outliving it.
+async fn refresh_for(auth: &Auth, login: &Authenticated) -> Result<String, EndpointError> {
+    let (binding, not_after) = auth.login.refresh_binding(&login.credential).await?;
     auth.tokens
-        .issue_refresh(&principal.subject(), token_id)
-        .map(Some)
+        .issue_refresh(&login.principal.subject(), binding, not_after)
         .map_err(|e| EndpointError::Internal(e.to_string()))
 }
 
@@ -199,15 +213,17 @@ async fn get_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| strip_scheme(v, "basic"))
         .and_then(decode_basic);
-    let principal = match basic {
-        Some((user, password)) => auth.login.login(&user, &password, client).await?,
-        None => Principal::Anonymous,
+    let login = match basic {
+        Some((user, password)) => Some(auth.login.login(&user, &password, client).await?),
+        None => None,
     };
-    let refresh = if param("offline_token") == Some("true") {
-        refresh_for(&auth, &principal).await?
-    } else {
-        None
+    let refresh = match &login {
+        Some(login) if param("offline_token") == Some("true") => {
+            Some(refresh_for(&auth, login).await?)
+        }
+        _ => None,
     };
+    let principal = login.map_or(Principal::Anonymous, |l| l.principal);
     respond(&auth, &principal, &asked, refresh, false).await
 }
 
@@ -240,14 +256,14 @@ async fn post_token(
                     "username and password are required".into(),
                 ));
             };
-            let principal = auth.login.login(user, password, client).await?;
+            let login = auth.login.login(user, password, client).await?;
             let offline = form.access_type.as_deref() == Some("offline");
             let refresh = if offline {
-                refresh_for(&auth, &principal).await?
+                Some(refresh_for(&auth, &login).await?)
             } else {
                 None
             };
-            (principal, refresh)
+            (login.principal, refresh)
         }
         "refresh_token" => {
             let token = form

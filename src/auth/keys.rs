@@ -16,17 +16,17 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("reading signing key {path}: {source}")]
+    #[error("reading {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("writing signing key {path}: {source}")]
+    #[error("writing {path}: {source}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("signing key {path} is not a PKCS#8 P-256 private key: {message}")]
+    #[error("{path} is not a valid key: {message}")]
     Format { path: String, message: String },
 }
 
@@ -103,15 +103,18 @@ pub fn generate_pem() -> Result<String, String> {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Creates `path` with mode 0600 (and its folder 0700 when missing).
+pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::storage::private::create_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(contents.as_bytes())
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]

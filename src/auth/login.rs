@@ -1,11 +1,13 @@
 //! Checking credentials: users (from the configuration or `wharf user`) with
-//! argon2 password hashes, and access tokens (`wharf token`) whose secrets are
-//! random and compared by hash in constant time. Failed attempts slow down
-//! further attempts for the same user and the same client address.
+//! argon2 password hashes, access tokens (`wharf token`) whose secrets are
+//! random and compared by hash in constant time, and ECR login passwords.
+//! Attempts are throttled and password hashing is bounded ([`super::throttle`]).
+//! Every derived credential (refresh tokens, ECR login passwords) is bound to
+//! the user's credential generation, which password changes, removal and key
+//! revocation replace.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -19,7 +21,9 @@ use subtle::ConstantTimeEq;
 
 use super::policy::Principal;
 use super::scope::Scope;
-use super::token::{RefreshClaims, TokenIssuer};
+use super::secrets::SecretsKey;
+use super::throttle::{HashGate, Refused, Throttle};
+use super::token::{RefreshBinding, RefreshClaims, TokenIssuer};
 use crate::storage::{AccessTokenRecord, CredentialStore, MetadataError};
 
 /// Access token secrets start with this, so they are recognised as such.
@@ -27,10 +31,6 @@ const TOKEN_PREFIX: &str = "wharf_";
 /// How long a verified password is remembered, so that HTTP Basic on every
 /// request does not pay for argon2 every time.
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
-const THROTTLE_BASE: Duration = Duration::from_millis(200);
-const THROTTLE_MAX: Duration = Duration::from_secs(5);
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const THROTTLE_ENTRIES: usize = 10_000;
 
 /// A user declared in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,8 +47,44 @@ pub struct ConfigUser {
 pub enum LoginError {
     #[error("invalid credentials")]
     Invalid,
+    /// Too many attempts now (from this address, or password checks in all):
+    /// refused without checking; retry after the given time.
+    #[error("too many login attempts; retry in {}s", retry_after.as_secs().max(1))]
+    Throttled { retry_after: Duration },
     #[error("credential store: {0}")]
     Store(#[from] MetadataError),
+}
+
+impl From<Refused> for LoginError {
+    fn from(r: Refused) -> Self {
+        LoginError::Throttled {
+            retry_after: r.retry_after,
+        }
+    }
+}
+
+/// Which credential a login proved, and so what a refresh token issued
+/// after it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A user's password.
+    Password { user: String },
+    /// An ECR login password (GetAuthorizationToken): bound to the credential
+    /// generation it was issued under, valid until `expires_at` (Unix seconds).
+    LoginPassword {
+        user: String,
+        generation: String,
+        expires_at: u64,
+    },
+    /// An access token, by id; `expires_at` in Unix seconds.
+    AccessToken { id: String, expires_at: Option<u64> },
+}
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub credential: Credential,
 }
 
 /// Hashes a password for storage (argon2id, a random salt).
@@ -123,64 +159,31 @@ pub fn new_access_key() -> (String, String) {
     )
 }
 
-/// Slows down repeated failures per key (user name, client address).
-#[derive(Default)]
-struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl Throttle {
-    fn delay(&self, keys: &[String]) -> Duration {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| failures.get(k))
-            .filter(|(_, last)| last.elapsed() < THROTTLE_WINDOW)
-            .map(|(n, _)| {
-                THROTTLE_BASE
-                    .saturating_mul(1 << (*n).min(8).saturating_sub(1))
-                    .min(THROTTLE_MAX)
-            })
-            .max()
-            .unwrap_or_default()
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > THROTTLE_ENTRIES {
-            failures.retain(|_, (_, last)| last.elapsed() < THROTTLE_WINDOW);
-        }
-        for k in keys {
-            let entry = failures.entry(k.clone()).or_insert((0, Instant::now()));
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 = Instant::now();
-        }
-    }
-
-    fn succeeded(&self, user_key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(user_key);
-    }
-}
-
 /// Checks credentials against the configuration and the credential store.
 pub struct Authenticator {
     store: Arc<dyn CredentialStore>,
     config_users: Vec<ConfigUser>,
     throttle: Throttle,
-    verified: quick_cache::sync::Cache<[u8; 32], (Principal, Instant)>,
+    hashing: HashGate,
+    /// Passwords verified lately: (user, password) hash -> the password hash
+    /// they matched, so a changed password is never taken from here.
+    verified: quick_cache::sync::Cache<[u8; 32], (String, Instant)>,
     /// Checked against when the user does not exist, so timing does not reveal names.
     dummy_hash: String,
     /// Verifies `docker login -u AWS` passwords (ECR's GetAuthorizationToken).
     tokens: TokenIssuer,
+    /// Opens the stored secrets of access keys.
+    secrets: SecretsKey,
 }
 
 impl Authenticator {
+    /// `hash_slots`: password checks that may run at once (0: one per core).
     pub fn new(
         store: Arc<dyn CredentialStore>,
         config_users: Vec<ConfigUser>,
         tokens: TokenIssuer,
+        secrets: SecretsKey,
+        hash_slots: usize,
     ) -> Self {
         let mut random = [0u8; 16];
         rand::rng().fill_bytes(&mut random);
@@ -189,9 +192,11 @@ impl Authenticator {
             store,
             config_users,
             throttle: Throttle::default(),
+            hashing: HashGate::new(hash_slots),
             verified: quick_cache::sync::Cache::new(10_000),
             dummy_hash,
             tokens,
+            secrets,
         }
     }
 
@@ -202,26 +207,35 @@ impl Authenticator {
             || !self.store.access_tokens().await?.is_empty())
     }
 
-    /// Checks a user name and password (or access token secret).
+    /// The key access-key secrets are sealed with.
+    pub fn secrets(&self) -> &SecretsKey {
+        &self.secrets
+    }
+
+    /// The most password checks that ever ran at once in this process.
+    pub fn hashing_peak(&self) -> usize {
+        self.hashing.peak()
+    }
+
+    /// Checks a user name and password (or access token secret, or ECR login
+    /// password) from `client`, throttled as [`super::throttle`] describes.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         client: IpAddr,
-    ) -> Result<Principal, LoginError> {
-        let user_key = format!("user:{username}");
-        let keys = [user_key.clone(), format!("ip:{client}")];
-        let delay = self.throttle.delay(&keys);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+    ) -> Result<Authenticated, LoginError> {
+        let admission = self.throttle.admit(username, client)?;
+        if !admission.delay.is_zero() {
+            tokio::time::sleep(admission.delay).await;
         }
         match self.check(username, password).await? {
-            Some(principal) => {
-                self.throttle.succeeded(&user_key);
-                Ok(principal)
+            Some(authenticated) => {
+                self.throttle.succeeded(username, client);
+                Ok(authenticated)
             }
             None => {
-                self.throttle.failed(&keys);
+                self.throttle.failed(username, client);
                 tracing::warn!(user = username, client = %client, "failed login");
                 crate::metrics::metrics().auth_failure("password");
                 Err(LoginError::Invalid)
@@ -229,53 +243,97 @@ impl Authenticator {
         }
     }
 
-    async fn check(&self, username: &str, password: &str) -> Result<Option<Principal>, LoginError> {
+    async fn check(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Authenticated>, LoginError> {
         if username == "AWS" {
-            let Ok(claims) = self.tokens.verify_login_password(password) else {
-                return Ok(None);
-            };
-            let user = self.user(&claims.registered.sub).await?;
-            return Ok(user.map(|(_, groups)| Principal::User {
-                name: claims.registered.sub,
-                groups,
-            }));
+            return Ok(self.check_login_password(password).await?);
         }
         if let Some(rest) = password.strip_prefix(TOKEN_PREFIX) {
             let Some((id, _)) = rest.split_once('_') else {
                 return Ok(None);
             };
-            return Ok(self.token_principal(id, Some(password)).await?);
+            return Ok(self.token_principal(id, Some(password)).await?.map(
+                |(principal, expires_at)| Authenticated {
+                    principal,
+                    credential: Credential::AccessToken {
+                        id: id.to_string(),
+                        expires_at,
+                    },
+                },
+            ));
         }
+        let authenticated = |groups| Authenticated {
+            principal: Principal::User {
+                name: username.to_string(),
+                groups,
+            },
+            credential: Credential::Password {
+                user: username.to_string(),
+            },
+        };
         let cache_key: [u8; 32] = Sha256::new()
             .chain_update(username)
             .chain_update([0])
             .chain_update(password)
             .finalize()
             .into();
-        if let Some((principal, at)) = self.verified.get(&cache_key)
+        let user = self.user(username).await?;
+        if let (Some((matched, at)), Some((hash, groups))) = (self.verified.get(&cache_key), &user)
             && at.elapsed() < VERIFIED_TTL
+            && matched == *hash
         {
-            return Ok(Some(principal));
+            return Ok(Some(authenticated(groups.clone())));
         }
-        let Some((hash, groups)) = self.user(username).await? else {
+        let Some((hash, groups)) = user else {
             let (password, dummy) = (password.to_string(), self.dummy_hash.clone());
-            let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+            self.hashing
+                .run(move || verify_password(&password, &dummy))
+                .await?;
             return Ok(None);
         };
-        let candidate = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&candidate, &hash))
-            .await
-            .unwrap_or(false);
-        if !ok {
+        let (candidate, stored) = (password.to_string(), hash.clone());
+        if !self
+            .hashing
+            .run(move || verify_password(&candidate, &stored))
+            .await?
+        {
             return Ok(None);
         }
-        let principal = Principal::User {
-            name: username.to_string(),
-            groups,
+        self.verified.insert(cache_key, (hash, Instant::now()));
+        Ok(Some(authenticated(groups)))
+    }
+
+    /// An ECR login password: signed by us, for a user who still exists, and
+    /// issued under the user's current credential generation.
+    async fn check_login_password(
+        &self,
+        password: &str,
+    ) -> Result<Option<Authenticated>, MetadataError> {
+        let Ok(claims) = self.tokens.verify_login_password(password) else {
+            return Ok(None);
         };
-        self.verified
-            .insert(cache_key, (principal.clone(), Instant::now()));
-        Ok(Some(principal))
+        let name = claims.registered.sub;
+        let Some((_, groups)) = self.user(&name).await? else {
+            return Ok(None);
+        };
+        let generation = self.generation(&name).await?;
+        if claims.binding.generation.as_deref() != Some(generation.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(Authenticated {
+            principal: Principal::User {
+                name: name.clone(),
+                groups,
+            },
+            credential: Credential::LoginPassword {
+                user: name,
+                generation,
+                expires_at: claims.registered.exp,
+            },
+        }))
     }
 
     async fn user(&self, name: &str) -> Result<Option<(String, Vec<String>)>, MetadataError> {
@@ -289,12 +347,23 @@ impl Authenticator {
             .map(|u| (u.password_hash, u.groups)))
     }
 
-    /// The principal of a live access token; with `secret`, the secret must match.
+    /// The user's current credential generation. For a user of the
+    /// configuration it also changes with the password hash there.
+    pub async fn generation(&self, user: &str) -> Result<String, MetadataError> {
+        let stored = self.store.credential_generation(user).await?;
+        Ok(match self.config_users.iter().find(|u| u.name == user) {
+            Some(u) => format!("{stored}/{}", &sha256_hex(&u.password_hash)[..16]),
+            None => stored,
+        })
+    }
+
+    /// The principal of a live access token and when it expires (Unix
+    /// seconds); with `secret`, the secret must match.
     async fn token_principal(
         &self,
         id: &str,
         secret: Option<&str>,
-    ) -> Result<Option<Principal>, MetadataError> {
+    ) -> Result<Option<(Principal, Option<u64>)>, MetadataError> {
         let Some(record) = self.store.access_token(id).await? else {
             return Ok(None);
         };
@@ -315,10 +384,14 @@ impl Authenticator {
             .iter()
             .filter_map(|s| s.parse().ok())
             .collect();
-        Ok(Some(Principal::Token {
-            name: record.name,
-            scopes,
-        }))
+        let expires_at = record.expires_at_ms.map(|ms| (ms / 1000).max(0) as u64);
+        Ok(Some((
+            Principal::Token {
+                name: record.name,
+                scopes,
+            },
+            expires_at,
+        )))
     }
 
     /// The secret of an access key and the user it belongs to (who must still exist).
@@ -326,47 +399,102 @@ impl Authenticator {
         let Some(key) = self.store.access_key(id).await? else {
             return Ok(None);
         };
-        Ok(self.user(&key.user).await?.map(|(_, groups)| {
-            (
-                key.secret,
-                Principal::User {
-                    name: key.user,
-                    groups,
-                },
-            )
-        }))
+        let Some((_, groups)) = self.user(&key.user).await? else {
+            return Ok(None);
+        };
+        let secret = self
+            .secrets
+            .open(&key.id, &key.sealed_secret)
+            .map_err(|e| MetadataError::Corrupt(format!("secret of access key {id}: {e}")))?;
+        Ok(Some((
+            secret,
+            Principal::User {
+                name: key.user,
+                groups,
+            },
+        )))
     }
 
-    /// Who a refresh token stands for now: users must still exist, access
-    /// tokens must not be revoked or expired.
+    /// Seals access-key secrets that older versions stored as is; returns how many.
+    pub async fn seal_stored_secrets(&self) -> Result<usize, MetadataError> {
+        let mut sealed = 0;
+        for key in self.store.access_keys(None).await? {
+            if SecretsKey::is_sealed(&key.sealed_secret) {
+                continue;
+            }
+            let new = self
+                .secrets
+                .seal(&key.id, &key.sealed_secret)
+                .map_err(|e| MetadataError::Corrupt(format!("access key {}: {e}", key.id)))?;
+            if self
+                .store
+                .replace_access_key_secret(&key.id, &key.sealed_secret, &new)
+                .await?
+            {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// What a refresh token issued after `credential` is bound to, and the
+    /// latest it may expire (Unix seconds): never after the credential itself.
+    pub async fn refresh_binding(
+        &self,
+        credential: &Credential,
+    ) -> Result<(RefreshBinding, Option<u64>), MetadataError> {
+        Ok(match credential {
+            Credential::Password { user } => (
+                RefreshBinding {
+                    token_id: None,
+                    generation: Some(self.generation(user).await?),
+                },
+                None,
+            ),
+            Credential::LoginPassword {
+                generation,
+                expires_at,
+                ..
+            } => (
+                RefreshBinding {
+                    token_id: None,
+                    generation: Some(generation.clone()),
+                },
+                Some(*expires_at),
+            ),
+            Credential::AccessToken { id, expires_at } => (
+                RefreshBinding {
+                    token_id: Some(id.clone()),
+                    generation: None,
+                },
+                *expires_at,
+            ),
+        })
+    }
+
+    /// Who a refresh token stands for now: access tokens must not be revoked
+    /// or expired; users must still exist with the credential generation the
+    /// token was issued under (a new password, removal or a revoked key ends it).
     pub async fn refresh(&self, claims: &RefreshClaims) -> Result<Principal, LoginError> {
-        if let Some(id) = &claims.token_id {
+        if let Some(id) = &claims.binding.token_id {
             return self
                 .token_principal(id, None)
                 .await?
+                .map(|(principal, _)| principal)
                 .ok_or(LoginError::Invalid);
         }
-        match self.user(&claims.registered.sub).await? {
-            Some((_, groups)) => Ok(Principal::User {
-                name: claims.registered.sub.clone(),
-                groups,
-            }),
-            None => Err(LoginError::Invalid),
-        }
-    }
-
-    /// The access token id behind a principal, for its refresh token.
-    pub async fn token_id(&self, principal: &Principal) -> Result<Option<String>, MetadataError> {
-        let Principal::Token { name, .. } = principal else {
-            return Ok(None);
+        let name = &claims.registered.sub;
+        let Some((_, groups)) = self.user(name).await? else {
+            return Err(LoginError::Invalid);
         };
-        Ok(self
-            .store
-            .access_tokens()
-            .await?
-            .into_iter()
-            .find(|t| &t.name == name)
-            .map(|t| t.id))
+        let generation = self.generation(name).await?;
+        if claims.binding.generation.as_deref() != Some(generation.as_str()) {
+            return Err(LoginError::Invalid);
+        }
+        Ok(Principal::User {
+            name: name.clone(),
+            groups,
+        })
     }
 }
 
@@ -380,26 +508,5 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("wrong", &h));
-    }
-
-    #[test]
-    fn throttle_grows_and_resets() {
-        let t = Throttle::default();
-        let keys = ["user:a".to_string(), "ip:1.2.3.4".to_string()];
-        assert!(t.delay(&keys).is_zero());
-        t.failed(&keys);
-        t.failed(&keys);
-        assert_eq!(t.delay(&keys), THROTTLE_BASE * 2);
-        for _ in 0..20 {
-            t.failed(&keys);
-        }
-        assert_eq!(t.delay(&keys), THROTTLE_MAX);
-        t.succeeded("user:a");
-        assert_eq!(t.delay(&keys[..1]), Duration::ZERO);
-        assert_eq!(
-            t.delay(&keys[1..]),
-            THROTTLE_MAX,
-            "the address stays slowed down"
-        );
     }
 }

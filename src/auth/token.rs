@@ -33,14 +33,26 @@ pub struct Claims {
     pub access: Vec<Access>,
 }
 
-/// What a refresh token stands for: a user, or an access token by id.
+/// What a refresh token (or an ECR login password) stands for: a user, or an
+/// access token by id.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RefreshClaims {
     #[serde(flatten)]
     pub registered: Registered,
+    #[serde(flatten)]
+    pub binding: RefreshBinding,
+}
+
+/// The credential a refresh token was issued for; it stops working when that
+/// credential goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefreshBinding {
     /// Set when the refresh token was issued to an access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// A user's credential generation when it was issued.
+    #[serde(default, rename = "gen", skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,20 +148,26 @@ impl TokenIssuer {
         })
     }
 
+    /// A refresh token bound to `binding`, valid for `refresh_ttl` but never
+    /// past `not_after` (Unix seconds): the end of the credential it came from.
     pub fn issue_refresh(
         &self,
         subject: &str,
-        token_id: Option<String>,
+        binding: RefreshBinding,
+        not_after: Option<u64>,
     ) -> Result<String, TokenError> {
-        let registered = self.registered(
+        let mut registered = self.registered(
             subject,
             self.refresh_audience(),
             SystemTime::now(),
             self.refresh_ttl,
         );
+        if let Some(not_after) = not_after {
+            registered.exp = registered.exp.min(not_after);
+        }
         let claims = RefreshClaims {
             registered,
-            token_id,
+            binding,
         };
         jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))
@@ -159,16 +177,21 @@ impl TokenIssuer {
         format!("{}#login", self.service)
     }
 
-    /// A password for `docker login -u AWS` (ECR's GetAuthorizationToken), valid for `ttl`.
+    /// A password for `docker login -u AWS` (ECR's GetAuthorizationToken), valid
+    /// for `ttl` while the user's credential generation stays `generation`.
     pub fn issue_login_password(
         &self,
         subject: &str,
+        generation: String,
         ttl: Duration,
     ) -> Result<(String, SystemTime), TokenError> {
         let now = SystemTime::now();
         let claims = RefreshClaims {
             registered: self.registered(subject, self.login_audience(), now, ttl),
-            token_id: None,
+            binding: RefreshBinding {
+                token_id: None,
+                generation: Some(generation),
+            },
         };
         let password = jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))?;

@@ -273,11 +273,14 @@ pub async fn authorization_token(call: &Call<'_>) -> Result<Value, EcrError> {
             "an authorization token needs a signed-in user".into(),
         ));
     };
+    // Bound to the user's credential generation: a new password, removal or a
+    // revoked access key ends it before its 12 hours are up.
+    let generation = call.state.auth.login.generation(name).await?;
     let (password, expires) = call
         .state
         .auth
         .tokens
-        .issue_login_password(name, LOGIN_TTL)
+        .issue_login_password(name, generation, LOGIN_TTL)
         .map_err(|e| EcrError::Server(e.to_string()))?;
     let expires_at = expires
         .duration_since(UNIX_EPOCH)

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod metadata;
+pub mod private;
 pub mod s3;
 pub mod staging;
 
@@ -11,6 +12,6 @@ pub use metadata::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, Database, Dialect, ImageRecord, Lease,
     LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement,
     PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqlMetadata,
-    SweepPolicy, Swept, UploadProgress, UploadRecord, UserRecord,
+    SweepPolicy, Swept, UploadProgress, UploadRecord, UserRecord, UserRemoval,
 };
 pub use staging::{Appended, Chunk, Staging};

@@ -22,6 +22,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// The metadata database, for tests that add credentials directly.
     pub database: wharf::storage::Database,
+    /// The server's auth service (its secrets key seals access keys tests create).
+    pub auth: std::sync::Arc<wharf::auth::Auth>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -89,6 +91,7 @@ impl TestServer {
         tweak(&mut config);
         let state = AppState::open(&config).await.expect("state");
         let registry = state.registry.clone();
+        let auth = state.auth.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -106,6 +109,7 @@ impl TestServer {
             registry,
             http: reqwest::Client::new(),
             database: config.database(),
+            auth,
             shutdown: Some(tx),
             handle: Some(handle),
         }

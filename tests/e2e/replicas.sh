@@ -29,6 +29,10 @@ lb="http://127.0.0.1:$port_lb"
 # through the environment as an operator would.
 conf="$E2E_TMP/replicas.toml"
 cp config/replica.toml "$conf"
+# One access-key secrets key for both replicas and the CLI, installed as an operator would.
+secrets_key="$E2E_TMP/replicas-secrets-key"
+(umask 077 && head -c 32 /dev/urandom | base64 >"$secrets_key")
+export WHARF_AUTH_SECRETS_KEY="$secrets_key"
 export WHARF_STORAGE_S3_BUCKET="$S3_BUCKET" WHARF_STORAGE_S3_PREFIX="replicas-$(date +%s)-$$" \
     WHARF_STORAGE_S3_ENDPOINT="$S3_ENDPOINT" WHARF_STORAGE_S3_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
     WHARF_STORAGE_S3_SECRET_ACCESS_KEY="$S3_SECRET_KEY" WHARF_STORAGE_S3_TIMEOUT_SECONDS=10 \

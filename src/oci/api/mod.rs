@@ -271,6 +271,11 @@ fn denied(
         Denial::Forbidden(message) => ApiError::new(Code::Denied, message),
         Denial::Internal(message) => ApiError::new(Code::Internal, message),
         Denial::Unavailable(message) => ApiError::unavailable(message),
+        Denial::Throttled { retry_after } => ApiError::new(
+            Code::TooManyRequests,
+            "too many login attempts; retry later",
+        )
+        .with_header(header::RETRY_AFTER, &retry_after.to_string()),
     }
 }
 

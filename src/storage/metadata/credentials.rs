@@ -1,4 +1,7 @@
-//! Users and access tokens: the credential half of the metadata store.
+//! Users and access tokens: the credential half of the metadata store. Every
+//! change that must end what a credential was used for (a new password, a
+//! removed user, a revoked access key) replaces the user's credential
+//! generation in the same transaction.
 
 use async_trait::async_trait;
 
@@ -32,17 +35,32 @@ pub struct AccessTokenRecord {
 pub struct AccessKeyRecord {
     pub id: String,
     pub user: String,
-    pub secret: String,
+    /// The secret as sealed by [`crate::auth::SecretsKey`] (rows written by
+    /// older versions hold it as is until Wharf seals them at start).
+    pub sealed_secret: String,
     pub created_at_ms: i64,
+}
+
+/// What removing a user removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRemoval {
+    /// Whether a user record existed (users of the configuration have none).
+    pub user: bool,
+    /// Access keys of the user that were deleted with it.
+    pub access_keys: u64,
 }
 
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn users(&self) -> Result<Vec<UserRecord>>;
-    /// Creates or replaces a user.
+    /// Creates or replaces a user; starts a new credential generation.
     async fn put_user(&self, user: &UserRecord) -> Result<()>;
-    async fn delete_user(&self, name: &str) -> Result<bool>;
+    /// Deletes a user with their access keys and starts a new credential
+    /// generation, so nothing issued before works for a user re-added later.
+    async fn delete_user(&self, name: &str) -> Result<UserRemoval>;
+    /// The current credential generation of a user ("" before any change).
+    async fn credential_generation(&self, user: &str) -> Result<String>;
     /// Stores a new token; a duplicate name is [`MetadataError::Conflict`].
     async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()>;
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>>;
@@ -52,7 +70,24 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
     /// Keys of one user, or of everyone.
     async fn access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyRecord>>;
+    /// Deletes a key and starts a new credential generation for its user.
     async fn delete_access_key(&self, id: &str) -> Result<bool>;
+    /// Replaces a key's stored secret if it is still `old`; false otherwise.
+    async fn replace_access_key_secret(&self, id: &str, old: &str, new: &str) -> Result<bool>;
+}
+
+/// Starts a new credential generation for `subject` (a random value: a user
+/// removed and added again never gets an old generation back).
+async fn bump_generation(tx: &mut sqlx::AnyConnection, subject: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO credential_generations (subject, generation) VALUES ($1, $2)
+         ON CONFLICT (subject) DO UPDATE SET generation = excluded.generation",
+    )
+    .bind(subject)
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 fn json_list(text: &str) -> Result<Vec<String>> {
@@ -114,6 +149,7 @@ impl CredentialStore for SqlMetadata {
     }
 
     async fn put_user(&self, user: &UserRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO users (name, password_hash, groups, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, groups = excluded.groups",
@@ -122,17 +158,41 @@ impl CredentialStore for SqlMetadata {
         .bind(&user.password_hash)
         .bind(to_json(&user.groups))
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        bump_generation(&mut tx, &user.name).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn delete_user(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE name = $1")
+    async fn delete_user(&self, name: &str) -> Result<UserRemoval> {
+        let mut tx = self.writer.begin().await?;
+        let user = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let access_keys = sqlx::query("DELETE FROM access_keys WHERE \"user\" = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump_generation(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(UserRemoval {
+            user: user > 0,
+            access_keys,
+        })
+    }
+
+    async fn credential_generation(&self, user: &str) -> Result<String> {
+        // Through the writer: a change must be seen by the very next request.
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT generation FROM credential_generations WHERE subject = $1")
+                .bind(user)
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(row.map(|(g,)| g).unwrap_or_default())
     }
 
     async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()> {
@@ -190,7 +250,7 @@ impl CredentialStore for SqlMetadata {
         )
         .bind(&key.id)
         .bind(&key.user)
-        .bind(&key.secret)
+        .bind(&key.sealed_secret)
         .bind(key.created_at_ms)
         .execute(&self.writer)
         .await?;
@@ -220,8 +280,25 @@ impl CredentialStore for SqlMetadata {
     }
 
     async fn delete_access_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM access_keys WHERE id = $1")
+        let mut tx = self.writer.begin().await?;
+        let deleted: Option<(String,)> =
+            sqlx::query_as("DELETE FROM access_keys WHERE id = $1 RETURNING \"user\"")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((user,)) = deleted else {
+            return Ok(false);
+        };
+        bump_generation(&mut tx, &user).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn replace_access_key_secret(&self, id: &str, old: &str, new: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE access_keys SET secret = $1 WHERE id = $2 AND secret = $3")
+            .bind(new)
             .bind(id)
+            .bind(old)
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -230,11 +307,11 @@ impl CredentialStore for SqlMetadata {
 
 type KeyRow = (String, String, String, i64);
 
-fn key_record((id, user, secret, created_at_ms): KeyRow) -> AccessKeyRecord {
+fn key_record((id, user, sealed_secret, created_at_ms): KeyRow) -> AccessKeyRecord {
     AccessKeyRecord {
         id,
         user,
-        secret,
+        sealed_secret,
         created_at_ms,
     }
 }

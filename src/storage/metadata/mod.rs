@@ -14,7 +14,9 @@ use super::{Chunk, StorageError};
 
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
-pub use credentials::{AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord};
+pub use credentials::{
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord, UserRemoval,
+};
 pub use runner::{Pins, RunnerStore, StoredDefinition, TaskRow, Versioned};
 pub use sql::{Database, Dialect, SqlMetadata};
 

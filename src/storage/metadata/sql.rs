@@ -162,6 +162,14 @@ impl SqlMetadata {
         // FULL: an acknowledged push survives a crash or power loss.
         const PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
                                PRAGMA busy_timeout = 10000;";
+        // Private from the start: SQLite gives the -wal and -shm files the
+        // database file's mode.
+        crate::storage::private::create_file(path).map_err(sqlx::Error::Io)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::storage::private::tighten(Path::new(&side), 0o600).map_err(sqlx::Error::Io)?;
+        }
         let writer = AnyPoolOptions::new()
             .max_connections(1)
             .after_connect(|conn, _| {
