@@ -41,7 +41,7 @@ pub struct Config {
 pub struct EcrConfig {
     /// The 12-digit "account id" in ARNs and `registryId`.
     pub registry_id: String,
-    /// The region in ARNs; clients may sign with any region.
+    /// The region in ARNs, and the one region ECR and ECS clients must sign for.
     pub region: String,
     /// Whether a `/v2/` push creates its repository. `false` is ECR's rule:
     /// repositories must be created (CreateRepository) before pushing.
@@ -279,6 +279,12 @@ pub struct LimitsConfig {
     pub max_page: u32,
     /// Storage limits by repository pattern; the first match applies.
     pub quotas: Vec<crate::registry::Quota>,
+    // Request bodies read whole (the ECR/ECS API, the `/token` form): see crate::body.
+    /// Seconds such a body may take to start arriving.
+    pub request_body_timeout_seconds: u64,
+    /// After that, the slowest average rate it may arrive at, in bytes per second.
+    pub request_body_min_rate: u64,
+    // End of request body limits.
 }
 
 impl Default for Config {
@@ -332,6 +338,8 @@ impl Default for LimitsConfig {
             chunk_min_length: 0,
             max_page: 10_000,
             quotas: Vec::new(),
+            request_body_timeout_seconds: 20,
+            request_body_min_rate: 32 * 1024,
         }
     }
 }
@@ -410,6 +418,12 @@ impl Config {
         if self.limits.max_page == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_page must be positive".into(),
+            ));
+        }
+        if self.limits.request_body_timeout_seconds == 0 || self.limits.request_body_min_rate == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.request_body_timeout_seconds and limits.request_body_min_rate must be positive"
+                    .into(),
             ));
         }
         Ok(())
