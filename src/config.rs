@@ -42,7 +42,7 @@ pub struct Config {
 pub struct EcrConfig {
     /// The 12-digit "account id" in ARNs and `registryId`.
     pub registry_id: String,
-    /// The region in ARNs; clients may sign with any region.
+    /// The region in ARNs, and the one region ECR and ECS clients must sign for.
     pub region: String,
     /// Whether a `/v2/` push creates its repository. `false` is ECR's rule:
     /// repositories must be created (CreateRepository) before pushing.
@@ -100,10 +100,9 @@ impl ConnectionsConfig {
             max_per_client: self.max_per_client,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
-            trusted_proxies: trusted_proxies
-                .iter()
-                .filter_map(|p| p.parse().ok())
-                .collect(),
+            // Checked by `validate`; an unreadable list exempts nobody.
+            trusted_proxies: crate::auth::TrustedProxies::parse(trusted_proxies)
+                .unwrap_or_default(),
         }
     }
 }
@@ -334,6 +333,12 @@ pub struct LimitsConfig {
     pub max_page: u32,
     /// Storage limits by repository pattern; the first match applies.
     pub quotas: Vec<crate::registry::Quota>,
+    // Request bodies read whole (the ECR/ECS API, the `/token` form): see crate::body.
+    /// Seconds such a body may take to start arriving.
+    pub request_body_timeout_seconds: u64,
+    /// After that, the slowest average rate it may arrive at, in bytes per second.
+    pub request_body_min_rate: u64,
+    // End of request body limits.
 }
 
 impl Default for Config {
@@ -388,6 +393,8 @@ impl Default for LimitsConfig {
             chunk_min_length: 0,
             max_page: 10_000,
             quotas: Vec::new(),
+            request_body_timeout_seconds: 20,
+            request_body_min_rate: 32 * 1024,
         }
     }
 }
@@ -481,6 +488,12 @@ impl Config {
         // [auth]
         crate::auth::TrustedProxies::parse(&self.auth.trusted_proxies)
             .map_err(|e| ConfigError::Invalid(format!("auth.trusted_proxies: {e}")))?;
+        if self.limits.request_body_timeout_seconds == 0 || self.limits.request_body_min_rate == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.request_body_timeout_seconds and limits.request_body_min_rate must be positive"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! connections (per process and per client address), a TLS handshake
 //! deadline, a header-read deadline, an idle deadline, and graceful shutdown.
 //! `axum::serve` has none of these bounds, so the router is served through
-//! hyper directly. Depends only on the router and `tls`.
+//! hyper directly. Depends only on the router, `tls` and the trusted-proxy list.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tower::ServiceExt;
 
+use crate::auth::TrustedProxies;
 use crate::tls::Peer;
 
 /// A TLS handshake that takes longer than this is dropped.
@@ -50,7 +51,7 @@ pub struct ConnectionLimits {
     /// for this long is closed (HTTP/1 and HTTP/2).
     pub idle_timeout: Duration,
     /// Addresses exempt from `max_per_client` (a proxy carries many clients).
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ConnectionLimits {
@@ -60,7 +61,7 @@ impl Default for ConnectionLimits {
             max_per_client: 256,
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -109,9 +110,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let exempt = limits.trusted_proxies.contains(&addr.ip());
-        let Some(slot) = per_client.take(addr.ip(), limits.max_per_client, exempt) else {
-            tracing::debug!(client = %addr.ip(), "too many connections from one client");
+        let client = addr.ip().to_canonical();
+        let exempt = limits.trusted_proxies.contains(client);
+        let Some(slot) = per_client.take(client, limits.max_per_client, exempt) else {
+            tracing::debug!(%client, "too many connections from one client");
             continue;
         };
         // Responses go out as headers, then body chunks: without this, Nagle

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod auth;
 pub mod aws;
+pub mod body;
 pub mod config;
 pub mod connections;
 pub mod ecr;

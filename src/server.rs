@@ -17,7 +17,7 @@ use crate::auth::{
 use crate::aws;
 use crate::config::{Config, StorageBackend};
 use crate::connections::{self, ConnectionLimits};
-use crate::ecr::EcrSettings;
+use crate::ecr::{EcrSettings, EcrState};
 use crate::ecs;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
@@ -36,6 +36,10 @@ pub struct AppState {
     pub oci: OciSettings,
     pub auth: Arc<Auth>,
     pub ecr: EcrSettings,
+    /// What the ECR and ECS front door (`POST /`) shares.
+    pub aws: aws::AwsSettings,
+    /// How slowly a request body read whole may arrive.
+    pub body: crate::body::BodyLimits,
     pub notifier: Notifier,
     /// The task runner; `None` when `runner.enabled` is off.
     pub runner: Option<Runner>,
@@ -180,6 +184,13 @@ impl AppState {
                 registry_id: config.ecr.registry_id.clone(),
                 region: config.ecr.region.clone(),
             },
+            aws: aws::AwsSettings {
+                region: config.ecr.region.clone(),
+            },
+            body: crate::body::BodyLimits {
+                grace: Duration::from_secs(config.limits.request_body_timeout_seconds),
+                min_rate: config.limits.request_body_min_rate,
+            },
         })
     }
 }
@@ -286,7 +297,7 @@ pub async fn open_secrets(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
-        .merge(aws::router())
+        .merge(aws::router::<_, EcrState, ecs::EcsState>())
         .merge(ecs::router())
         .merge(operations::router())
         .with_state(state)

@@ -7,13 +7,14 @@ use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
     Access, Auth, Authenticated, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme,
 };
+use crate::body::{BodyLimits, SmallForm};
 use crate::oci::api::InternalCause;
 use crate::operations::RETRY_AFTER_SECONDS;
 use crate::storage::MetadataError;
@@ -23,9 +24,14 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Arc<Auth>: FromRef<S>,
+    BodyLimits: FromRef<S>,
 {
     Router::new().route("/token", get(get_token).post(post_token))
 }
+
+/// The largest OAuth2 form accepted: credentials, a refresh token and scopes
+/// fit many times over, and the form is read before anyone is known.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Failures of the token endpoint, mapped to a status and OCI-style body in one place.
 #[derive(Debug)]
@@ -243,7 +249,7 @@ async fn post_token(
     State(auth): State<Arc<Auth>>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
-    Form(form): Form<OAuthForm>,
+    SmallForm(form): SmallForm<OAuthForm, MAX_FORM_BYTES>,
 ) -> Result<Response, EndpointError> {
     check_service(&auth, form.service.as_deref())?;
     let asked = parse_scopes(form.scope.as_deref().unwrap_or("").split(' '))?;

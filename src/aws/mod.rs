@@ -1,82 +1,258 @@
 //! What the AWS-shaped APIs (ECR and ECS) share: the JSON 1.1 protocol
 //! (`POST /` with `X-Amz-Target`, `{"__type", "message"}` errors), routing by
-//! target prefix, and SigV4 authentication with Wharf-issued access keys.
+//! target prefix to a [`Service`], and admission: SigV4 with Wharf-issued
+//! access keys, judged from the headers before any of the body is read, then
+//! verified over the body received. Services are composed in `server.rs`;
+//! this module imports none of them.
 
 pub mod sigv4;
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::net::IpAddr;
-
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Extension, FromRef, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use crate::auth::{Auth, Mode, PeerAddr, Principal};
-use crate::ecr::EcrState;
-use crate::ecs::EcsState;
+use crate::body::{self, BodyError, BodyLimits};
+use crate::metrics::metrics;
 use crate::oci::api::InternalCause;
 use crate::operations::{RETRY_AFTER_SECONDS, RequestId};
 use crate::storage::MetadataError;
-use sigv4::{SigError, SignedRequest};
+use sigv4::{Credential, Expect, SigError, SignedRequest};
 
-/// Why a request could not be authenticated.
+/// The largest request of an ordinary operation: ECR's and ECS's largest
+/// documents (policies, task definitions, 100 image ids) are far smaller.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Headers the JSON 1.1 protocol needs signed besides `host` and the date:
+/// the target names the operation and the content type how the body reads.
+const SIGNED_HEADERS: &[&str] = &["x-amz-target", "content-type"];
+
+/// What `POST /` shares across services.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// The one region clients must sign for (`ecr.region`).
+    pub region: String,
+}
+
+/// An AWS-shaped service behind `POST /`, as the front door sees it.
+pub trait Service: Clone + Send + Sync + 'static {
+    /// The `X-Amz-Target` prefix, e.g. `AmazonEC2ContainerRegistry_V20150921.`.
+    const TARGET_PREFIX: &'static str;
+    /// The SigV4 signing name clients scope their credentials to, e.g. `ecr`.
+    const SIGNING_NAME: &'static str;
+    fn auth(&self) -> &Auth;
+    /// The largest request body `operation` accepts; `None` when the service
+    /// has no such operation.
+    fn body_limit(&self, operation: &str) -> Option<usize>;
+    /// Serves one admitted call.
+    fn call(self, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Why `POST /` refused a request before its service saw it. ECR and ECS
+/// share these AWS names.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthFailure {
+pub enum Refusal {
     #[error("Missing Authentication Token")]
     Missing,
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient,
     #[error(transparent)]
     Signature(#[from] SigError),
+    #[error("{0}")]
+    UnknownOperation(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("credential store: {0}")]
     Store(#[from] MetadataError),
 }
 
-/// `POST /` for every AWS-shaped service; the `X-Amz-Target` prefix picks it.
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    EcrState: FromRef<S>,
-    EcsState: FromRef<S>,
-{
-    Router::new().route("/", post(handle))
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let bad = StatusCode::BAD_REQUEST;
+        let (status, name) = match &self {
+            Refusal::Missing => (StatusCode::FORBIDDEN, "MissingAuthenticationTokenException"),
+            Refusal::UnrecognizedClient => (bad, "UnrecognizedClientException"),
+            Refusal::Signature(SigError::Incomplete(_)) => (bad, "IncompleteSignatureException"),
+            Refusal::Signature(SigError::Invalid(_)) => (bad, "InvalidSignatureException"),
+            Refusal::UnknownOperation(_) => (bad, "UnknownOperationException"),
+            Refusal::Body(BodyError::TooLarge { .. }) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+            ),
+            // The name the AWS SDKs and CLI retry as transient.
+            Refusal::Body(BodyError::Timeout) => {
+                (StatusCode::REQUEST_TIMEOUT, "RequestTimeoutException")
+            }
+            Refusal::Body(BodyError::Read) => (bad, "SerializationException"),
+            Refusal::Store(e) if e.is_unavailable() => return unavailable(e.to_string()),
+            Refusal::Store(e) => {
+                let cause = e.to_string();
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServerException",
+                    cause.clone(),
+                    Some(cause),
+                );
+            }
+        };
+        error(status, name, self.to_string(), None)
+    }
 }
 
-async fn handle(
-    State(ecr): State<EcrState>,
-    State(ecs): State<EcsState>,
+/// `POST /` for the AWS-shaped services `A` and `B`; the `X-Amz-Target`
+/// prefix picks one (`A` answers targets neither knows).
+pub fn router<S, A, B>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    A: Service + FromRef<S>,
+    B: Service + FromRef<S>,
+    AwsSettings: FromRef<S>,
+    BodyLimits: FromRef<S>,
+{
+    Router::new().route("/", post(handle::<A, B>))
+}
+
+async fn handle<A: Service, B: Service>(
+    State(a): State<A>,
+    State(b): State<B>,
+    State(settings): State<AwsSettings>,
+    State(limits): State<BodyLimits>,
     PeerAddr(peer): PeerAddr,
     request_id: Option<Extension<RequestId>>,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let request = Request {
-        peer,
-        request_id: request_id.map(|Extension(RequestId(id))| id),
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-        body,
-    };
-    if target(&request.headers).starts_with(crate::ecs::TARGET_PREFIX) {
-        crate::ecs::handle(ecs, request).await
+    let request_id = request_id.map(|Extension(RequestId(id))| id);
+    if target(&parts.headers).starts_with(B::TARGET_PREFIX) {
+        serve(b, &settings, limits, peer, request_id, parts, body).await
     } else {
-        crate::ecr::handle(ecr, request).await
+        serve(a, &settings, limits, peer, request_id, parts, body).await
     }
 }
 
-/// One request to an AWS-shaped service, as it arrived.
+async fn serve<T: Service>(
+    service: T,
+    settings: &AwsSettings,
+    limits: BodyLimits,
+    peer: IpAddr,
+    request_id: Option<String>,
+    parts: Parts,
+    body: Body,
+) -> Response {
+    match admit(&service, settings, limits, &parts, body).await {
+        Ok((operation, principal, body)) => {
+            let request = Request {
+                peer,
+                request_id,
+                method: parts.method,
+                headers: parts.headers,
+                operation,
+                principal,
+                body,
+            };
+            service.call(request).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Admits a call the way that costs an unwelcome client least: the operation
+/// and the signature's parts are judged from the headers, before a byte of
+/// the body is read; then the body is read within the operation's cap and
+/// the body limits, and the signature verified over it.
+async fn admit<T: Service>(
+    service: &T,
+    settings: &AwsSettings,
+    limits: BodyLimits,
+    parts: &Parts,
+    body: Body,
+) -> Result<(String, Principal, Bytes), Refusal> {
+    let target = target(&parts.headers);
+    let operation = target
+        .strip_prefix(T::TARGET_PREFIX)
+        .ok_or_else(|| Refusal::UnknownOperation(format!("unknown target {target:?}")))?;
+    let limit = service.body_limit(operation).ok_or_else(|| {
+        Refusal::UnknownOperation(format!(
+            "operation {operation} is not supported by this server"
+        ))
+    })?;
+    let expect = Expect {
+        region: &settings.region,
+        service: T::SIGNING_NAME,
+        signed: SIGNED_HEADERS,
+    };
+    let header = header_lookup(parts);
+    let request = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        header: &header,
+    };
+    let signer = authenticate(service.auth(), &request, &expect)
+        .await
+        .inspect_err(count_failure)?;
+    let body = body::read(body, &parts.headers, limit, limits).await?;
+    let principal = match signer {
+        None => Principal::Anonymous,
+        Some(signer) => {
+            sigv4::verify(
+                &signer.credential,
+                &signer.checked,
+                &signer.secret,
+                &request,
+                &body,
+            )
+            .map_err(Refusal::from)
+            .inspect_err(count_failure)?;
+            signer.principal
+        }
+    };
+    Ok((operation.to_string(), principal, body))
+}
+
+fn count_failure(refusal: &Refusal) {
+    if !matches!(refusal, Refusal::Store(_)) {
+        metrics().auth_failure("signature");
+    }
+}
+
+/// The request's headers by lower-case name, as SigV4 canonicalises them;
+/// over HTTP/2 `host` is the `:authority`.
+fn header_lookup(parts: &Parts) -> impl Fn(&str) -> Vec<String> + Sync + '_ {
+    move |name| {
+        let mut values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        if values.is_empty() && name == "host" {
+            values.extend(parts.uri.authority().map(|a| a.to_string()));
+        }
+        values
+    }
+}
+
+/// One admitted call to an AWS-shaped service: its operation known, its
+/// caller authenticated, its body read whole and covered by the signature.
 pub struct Request {
     pub peer: IpAddr,
     pub request_id: Option<String>,
     pub method: Method,
-    pub uri: Uri,
     pub headers: HeaderMap,
-    pub body: Body,
+    /// The operation, e.g. `PutImage`: the target without the service's prefix.
+    pub operation: String,
+    pub principal: Principal,
+    pub body: Bytes,
 }
 
 /// The `X-Amz-Target` header, or "".
@@ -87,52 +263,47 @@ pub fn target(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// Checks the SigV4 signature and finds the user behind the access key. An
-/// unsigned request is anonymous while the registry runs open.
-pub async fn authenticate(
+/// A signer whose signature's parts passed [`sigv4::check`]; only the body
+/// remains to be verified.
+struct Signer {
+    credential: Credential,
+    checked: sigv4::Checked,
+    secret: String,
+    principal: Principal,
+}
+
+/// Judges the signature from the headers and finds the user behind the
+/// access key. An unsigned request is anonymous (`None`) while the registry
+/// runs open.
+async fn authenticate(
     auth: &Auth,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Principal, AuthFailure> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(authorization) = authorization else {
+    request: &SignedRequest<'_>,
+    expect: &Expect<'_>,
+) -> Result<Option<Signer>, Refusal> {
+    let Some(authorization) = (request.header)("authorization").into_iter().next() else {
         return if auth.mode == Mode::Open {
-            Ok(Principal::Anonymous)
+            Ok(None)
         } else {
-            Err(AuthFailure::Missing)
+            Err(Refusal::Missing)
         };
     };
-    let credential = sigv4::parse_authorization(authorization)?;
-    let (secret, principal) = auth
-        .login
-        .access_key(&credential.access_key_id)
-        .await?
-        .ok_or(AuthFailure::UnrecognizedClient)?;
-    let header = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
-    };
-    let request = SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        header: &header,
-        body,
-    };
+    let credential = sigv4::parse_authorization(&authorization)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    sigv4::verify(&credential, &secret, &request, now)?;
-    Ok(principal)
+    let checked = sigv4::check(&credential, request, expect, now)?;
+    let (secret, principal) = auth
+        .login
+        .access_key(&credential.access_key_id)
+        .await?
+        .ok_or(Refusal::UnrecognizedClient)?;
+    Ok(Some(Signer {
+        credential,
+        checked,
+        secret,
+        principal,
+    }))
 }
 
 /// A successful call's answer.

@@ -4,19 +4,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::PolicyStoreError;
-use crate::aws::AuthFailure;
-use crate::aws::sigv4::SigError;
 use crate::registry::RegistryError;
 use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
-    #[error("{0}")]
-    MissingAuthenticationToken(String),
-    #[error("The security token included in the request is invalid.")]
-    UnrecognizedClient,
-    #[error("{0}")]
-    InvalidSignature(String),
     #[error("{0}")]
     AccessDenied(String),
     #[error("{0}")]
@@ -79,11 +71,6 @@ impl EcrError {
     fn wire(&self) -> (&'static str, StatusCode) {
         use EcrError::*;
         match self {
-            MissingAuthenticationToken(_) => {
-                ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN)
-            }
-            UnrecognizedClient => ("UnrecognizedClientException", StatusCode::BAD_REQUEST),
-            InvalidSignature(_) => ("InvalidSignatureException", StatusCode::BAD_REQUEST),
             AccessDenied(_) => ("AccessDeniedException", StatusCode::BAD_REQUEST),
             UnknownOperation(_) => ("UnknownOperationException", StatusCode::BAD_REQUEST),
             InvalidParameter(_) => ("InvalidParameterException", StatusCode::BAD_REQUEST),
@@ -124,28 +111,6 @@ impl EcrError {
             LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
             Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
-        }
-    }
-}
-
-impl From<SigError> for EcrError {
-    fn from(e: SigError) -> Self {
-        match e {
-            SigError::Missing => EcrError::MissingAuthenticationToken(e.to_string()),
-            SigError::Malformed(_) | SigError::Expired | SigError::Mismatch => {
-                EcrError::InvalidSignature(e.to_string())
-            }
-        }
-    }
-}
-
-impl From<AuthFailure> for EcrError {
-    fn from(e: AuthFailure) -> Self {
-        match e {
-            AuthFailure::Missing => EcrError::MissingAuthenticationToken(e.to_string()),
-            AuthFailure::UnrecognizedClient => EcrError::UnrecognizedClient,
-            AuthFailure::Signature(e) => e.into(),
-            AuthFailure::Store(e) => e.into(),
         }
     }
 }

@@ -20,6 +20,10 @@ use crate::registry::{ChunkRange, RegistryError};
 /// ECR's limits on layer parts.
 const MAX_PART_BYTES: u64 = 20 * 1024 * 1024;
 const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// The largest UploadLayerPart request: a whole part in base64 (the protocol
+/// leaves no way to stream it), and room for the other fields.
+pub(super) const MAX_PART_REQUEST_BYTES: usize =
+    (MAX_PART_BYTES as usize).div_ceil(3) * 4 + 64 * 1024;
 /// What InitiateLayerUpload advises clients to send per part.
 const PART_SIZE: u64 = 10 * 1024 * 1024;
 const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(3600);

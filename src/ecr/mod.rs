@@ -29,9 +29,39 @@ use crate::registry::Registry;
 pub use error::EcrError;
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
-/// Requests carry JSON documents; the largest is UploadLayerPart's 20 MiB part
-/// in base64 (the protocol leaves no way to stream it).
-const MAX_REQUEST_BYTES: usize = 28 * 1024 * 1024;
+
+/// Every operation `dispatch` serves: the front door refuses others before
+/// reading their body.
+const OPERATIONS: &[&str] = &[
+    "CreateRepository",
+    "DescribeRepositories",
+    "DeleteRepository",
+    "GetAuthorizationToken",
+    "ListImages",
+    "DescribeImages",
+    "BatchGetImage",
+    "BatchDeleteImage",
+    "PutImageTagMutability",
+    "PutImage",
+    "ListImageReferrers",
+    "DescribeRegistry",
+    "BatchCheckLayerAvailability",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
+    "GetDownloadUrlForLayer",
+    "PutLifecyclePolicy",
+    "GetLifecyclePolicy",
+    "DeleteLifecyclePolicy",
+    "StartLifecyclePolicyPreview",
+    "GetLifecyclePolicyPreview",
+    "SetRepositoryPolicy",
+    "GetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+];
 
 /// Identity of this registry in ECR terms.
 #[derive(Debug, Clone)]
@@ -66,7 +96,7 @@ where
     }
 }
 
-/// One authenticated ECR request.
+/// One admitted ECR request.
 pub struct Call<'a> {
     pub state: &'a EcrState,
     pub principal: Principal,
@@ -129,28 +159,50 @@ impl Call<'_> {
     }
 }
 
-/// Serves one ECR call (routed here by `aws::router`).
-pub async fn handle(state: EcrState, request: aws::Request) -> Response {
+impl aws::Service for EcrState {
+    const TARGET_PREFIX: &'static str = TARGET_PREFIX;
+    const SIGNING_NAME: &'static str = "ecr";
+
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn body_limit(&self, operation: &str) -> Option<usize> {
+        match operation {
+            "UploadLayerPart" => Some(layers::MAX_PART_REQUEST_BYTES),
+            // The manifest travels as a JSON string: escaping at most triples
+            // it (`\u00e9` for a two-byte `é`), and it is checked against
+            // `limits.max_manifest_bytes` once decoded.
+            "PutImage" => Some(
+                self.registry
+                    .limits()
+                    .max_manifest_bytes
+                    .saturating_mul(3)
+                    .saturating_add(aws::MAX_REQUEST_BYTES),
+            ),
+            _ => OPERATIONS
+                .contains(&operation)
+                .then_some(aws::MAX_REQUEST_BYTES),
+        }
+    }
+
+    async fn call(self, request: aws::Request) -> Response {
+        handle(self, request).await
+    }
+}
+
+/// Serves one admitted ECR call.
+async fn handle(state: EcrState, request: aws::Request) -> Response {
     let aws::Request {
         peer,
         request_id,
         method,
-        uri,
         headers,
+        operation,
+        principal,
         body,
     } = request;
     let result = async {
-        let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
-            .await
-            .map_err(|_| EcrError::InvalidParameter("request too large".into()))?;
-        let target = aws::target(&headers);
-        let operation = target
-            .strip_prefix(TARGET_PREFIX)
-            .ok_or_else(|| EcrError::UnknownOperation(format!("unknown target {target:?}")))?
-            .to_string();
-        let principal = aws::authenticate(&state.auth, &method, &uri, &headers, &body)
-            .await
-            .inspect_err(|_| metrics().auth_failure("signature"))?;
         let (scheme, host) = split_base(&state.auth.base_url(&headers, peer));
         let call = Call {
             state: &state,

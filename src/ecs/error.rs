@@ -3,19 +3,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::aws::AuthFailure;
-use crate::aws::sigv4::SigError;
 use crate::runner::RunnerError;
 use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcsError {
-    #[error("{0}")]
-    MissingAuthenticationToken(String),
-    #[error("The security token included in the request is invalid.")]
-    UnrecognizedClient,
-    #[error("{0}")]
-    InvalidSignature(String),
     #[error("{0}")]
     AccessDenied(String),
     #[error("{0}")]
@@ -47,11 +39,6 @@ impl EcsError {
         use EcsError::*;
         let bad = StatusCode::BAD_REQUEST;
         match self {
-            MissingAuthenticationToken(_) => {
-                ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN)
-            }
-            UnrecognizedClient => ("UnrecognizedClientException", bad),
-            InvalidSignature(_) => ("InvalidSignatureException", bad),
             AccessDenied(_) => ("AccessDeniedException", bad),
             UnknownOperation(_) => ("UnknownOperationException", bad),
             Client(_) => ("ClientException", bad),
@@ -63,20 +50,6 @@ impl EcsError {
             ClusterContainsTasks => ("ClusterContainsTasksException", bad),
             Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
             Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
-        }
-    }
-}
-
-impl From<AuthFailure> for EcsError {
-    fn from(e: AuthFailure) -> Self {
-        match e {
-            AuthFailure::Missing => EcsError::MissingAuthenticationToken(e.to_string()),
-            AuthFailure::UnrecognizedClient => EcsError::UnrecognizedClient,
-            AuthFailure::Signature(SigError::Missing) => {
-                EcsError::MissingAuthenticationToken(SigError::Missing.to_string())
-            }
-            AuthFailure::Signature(e) => EcsError::InvalidSignature(e.to_string()),
-            AuthFailure::Store(e) => e.into(),
         }
     }
 }

@@ -29,7 +29,6 @@ use crate::runner::Runner;
 pub use error::EcsError;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
-const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// The runner, when this process has one.
 #[derive(Clone)]
@@ -60,7 +59,7 @@ where
     Router::new().route("/ecs/tasks/{task}/logs", get(logs))
 }
 
-/// One authenticated ECS request.
+/// One admitted ECS request.
 pub struct Call<'a> {
     pub runner: &'a Runner,
     pub principal: Principal,
@@ -127,26 +126,51 @@ impl Call<'_> {
     }
 }
 
-/// Serves one ECS call (routed here by `aws::router`).
-pub async fn handle(state: EcsState, request: aws::Request) -> Response {
+/// Every operation `dispatch` serves: the front door refuses others before
+/// reading their body.
+const OPERATIONS: &[&str] = &[
+    "CreateCluster",
+    "DescribeClusters",
+    "ListClusters",
+    "DeleteCluster",
+    "RegisterTaskDefinition",
+    "DeregisterTaskDefinition",
+    "DescribeTaskDefinition",
+    "ListTaskDefinitions",
+    "ListTaskDefinitionFamilies",
+    "RunTask",
+    "StopTask",
+    "DescribeTasks",
+    "ListTasks",
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "DescribeServices",
+    "ListServices",
+];
+
+impl aws::Service for EcsState {
+    const TARGET_PREFIX: &'static str = TARGET_PREFIX;
+    const SIGNING_NAME: &'static str = "ecs";
+
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn body_limit(&self, operation: &str) -> Option<usize> {
+        OPERATIONS
+            .contains(&operation)
+            .then_some(aws::MAX_REQUEST_BYTES)
+    }
+
+    async fn call(self, request: aws::Request) -> Response {
+        handle(self, request).await
+    }
+}
+
+/// Serves one admitted ECS call.
+async fn handle(state: EcsState, request: aws::Request) -> Response {
     let result = async {
-        let body = axum::body::to_bytes(request.body, MAX_REQUEST_BYTES)
-            .await
-            .map_err(|_| EcsError::InvalidParameter("request too large".into()))?;
-        let target = aws::target(&request.headers);
-        let operation = target
-            .strip_prefix(TARGET_PREFIX)
-            .ok_or_else(|| EcsError::UnknownOperation(format!("unknown target {target:?}")))?
-            .to_string();
-        let principal = aws::authenticate(
-            &state.auth,
-            &request.method,
-            &request.uri,
-            &request.headers,
-            &body,
-        )
-        .await
-        .inspect_err(|_| metrics().auth_failure("signature"))?;
         let Some(runner) = &state.runner else {
             return Err(EcsError::Client(
                 "the task runner is turned off on this server (runner.enabled = false)".into(),
@@ -154,11 +178,11 @@ pub async fn handle(state: EcsState, request: aws::Request) -> Response {
         };
         let call = Call {
             runner,
-            principal,
+            principal: request.principal,
             auth: &state.auth,
-            body,
+            body: request.body,
         };
-        dispatch(&call, &operation).await
+        dispatch(&call, &request.operation).await
     }
     .await;
     match result {
