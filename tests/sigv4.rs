@@ -58,9 +58,14 @@ async fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
     })
     .await;
     let store = SqlMetadata::open(&server.database).await.unwrap();
-    let (id, secret) = wharf::admin::create_access_key(&store, "alice", &["alice".into()])
-        .await
-        .unwrap();
+    let (id, secret) = wharf::admin::create_access_key(
+        &store,
+        server.auth.login.secrets(),
+        "alice",
+        &["alice".into()],
+    )
+    .await
+    .unwrap();
     Fixture {
         server,
         _dir: dir,
