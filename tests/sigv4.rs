@@ -306,6 +306,27 @@ async fn unsigned_payloads_are_refused_and_a_signed_payload_hash_must_match() {
     let with_hash = |s: &mut SigningSettings| {
         s.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
     };
+    // A signed x-amz-content-sha256 binds that hash, and the body must have it.
+    let headers = f.sign(
+        "us-east-1",
+        "ecr",
+        &target,
+        SignableBody::Bytes(body),
+        with_hash,
+    );
+    let (status, answer) = f.send(&headers, br#"{"repositoryName":"evi"}"#).await;
+    assert_eq!(
+        error_type(&answer),
+        "InvalidSignatureException",
+        "{status} {answer}"
+    );
+    assert!(f.repositories().await.is_empty());
+    let (status, answer) = f.send(&headers, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(f.repositories().await, ["app"]);
+
+    // UNSIGNED-PAYLOAD was refused before too (its signature never matched);
+    // now the answer says why.
     let headers = f.sign(
         "us-east-1",
         "ecr",
@@ -325,24 +346,6 @@ async fn unsigned_payloads_are_refused_and_a_signed_payload_hash_must_match() {
             .unwrap()
             .contains("UNSIGNED-PAYLOAD")
     );
-
-    let headers = f.sign(
-        "us-east-1",
-        "ecr",
-        &target,
-        SignableBody::Bytes(body),
-        with_hash,
-    );
-    let (status, answer) = f.send(&headers, br#"{"repositoryName":"evi"}"#).await;
-    assert_eq!(
-        error_type(&answer),
-        "InvalidSignatureException",
-        "{status} {answer}"
-    );
-    assert!(f.repositories().await.is_empty());
-    let (status, answer) = f.send(&headers, body).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(f.repositories().await, ["app"]);
 }
 
 #[tokio::test]

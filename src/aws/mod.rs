@@ -94,12 +94,12 @@ impl IntoResponse for Refusal {
             Refusal::Body(BodyError::Read) => (bad, "SerializationException"),
             Refusal::Store(e) if e.is_unavailable() => return unavailable(e.to_string()),
             Refusal::Store(e) => {
-                let cause = e.to_string();
+                let cause = Some(e.to_string());
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "ServerException",
-                    cause.clone(),
-                    Some(cause),
+                    String::new(),
+                    cause,
                 );
             }
         };

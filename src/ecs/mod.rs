@@ -59,7 +59,7 @@ where
     Router::new().route("/ecs/tasks/{task}/logs", get(logs))
 }
 
-/// One admitted ECS request.
+/// One authenticated ECS request.
 pub struct Call<'a> {
     pub runner: &'a Runner,
     pub principal: Principal,

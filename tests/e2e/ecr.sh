@@ -72,6 +72,7 @@ expect_error RepositoryNotFoundException ecr describe-repositories --repository-
 log "signatures: unknown key, wrong secret, pull-only user"
 AWS_ACCESS_KEY_ID=AKIAUNKNOWNKEY000000 expect_error UnrecognizedClientException ecr describe-repositories
 AWS_SECRET_ACCESS_KEY=wrong expect_error InvalidSignatureException ecr describe-repositories
+AWS_DEFAULT_REGION=eu-west-1 expect_error InvalidSignatureException ecr describe-repositories
 AWS_ACCESS_KEY_ID="$(key_of "$bob_keys" aws_access_key_id)" AWS_SECRET_ACCESS_KEY="$(key_of "$bob_keys" aws_secret_access_key)" \
     expect_error AccessDeniedException ecr create-repository --repository-name bob/app
 
