@@ -267,12 +267,15 @@ async fn a_strangers_failures_do_not_delay_a_users_login_from_elsewhere() {
     let s = TestServer::start_with(dir.path(), secured).await;
     let (victim, stranger) = (from([127, 0, 3, 1]), from([127, 0, 3, 2]));
     assert_eq!(login(&s, &victim, ALICE.0, ALICE.1, None).await.0, 200);
+    // Each time right after a failure of the stranger's, which would cost the
+    // victim at least 200 ms if it counted against the user name.
+    let mut fastest = Duration::MAX;
     for _ in 0..3 {
         assert_eq!(login(&s, &stranger, "alice", "wrong", None).await.0, 401);
+        let (status, took) = login(&s, &victim, ALICE.0, ALICE.1, None).await;
+        assert_eq!(status, 200);
+        fastest = fastest.min(took);
     }
-    // The stranger's failures would cost the victim 800 ms if they counted
-    // against the user name.
-    let fastest = fastest_login(&s, &victim, ALICE, None).await;
     assert!(fastest < Duration::from_millis(100), "{fastest:?}");
     // The stranger's own address is slowed down.
     let (status, took) = login(&s, &stranger, "alice", "wrong", None).await;
@@ -522,7 +525,7 @@ async fn everything_wharf_creates_is_private_to_its_account() {
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = common::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+    let mut child = std::process::Command::new(common::wharf_bin())
         .args([
             "serve",
             "--listen",

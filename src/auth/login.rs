@@ -225,6 +225,19 @@ impl Authenticator {
         password: &str,
         client: IpAddr,
     ) -> Result<Authenticated, LoginError> {
+        let result = self.throttled_login(username, password, client).await;
+        if let Err(LoginError::Throttled { .. }) = result {
+            crate::metrics::metrics().auth_failure("throttled");
+        }
+        result
+    }
+
+    async fn throttled_login(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Authenticated, LoginError> {
         let admission = self.throttle.admit(username, client)?;
         if !admission.delay.is_zero() {
             tokio::time::sleep(admission.delay).await;

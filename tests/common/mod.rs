@@ -37,10 +37,18 @@ fn postgres_name(data_dir: &Path) -> Option<(String, String)> {
     Some((server, format!("wharf_test_{}", hex::encode(&hash[..8]))))
 }
 
+/// The `wharf` binary: `WHARF_BIN` when set (as for the e2e scripts), else the
+/// one cargo built for this test.
+pub fn wharf_bin() -> std::path::PathBuf {
+    std::env::var_os("WHARF_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wharf").into())
+}
+
 /// The `wharf` binary, set up to use the same metadata database as a
 /// [`TestServer`] over `data_dir` (pass `--data-dir` as usual).
 pub fn wharf_cli(data_dir: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    let mut command = std::process::Command::new(wharf_bin());
     if let Some((server, name)) = postgres_name(data_dir) {
         command.env("WHARF_DATABASE_URL", format!("{server}/{name}"));
     }
