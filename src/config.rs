@@ -120,15 +120,48 @@ pub struct RunnerConfig {
     pub poll_interval_ms: u64,
     /// Stopped tasks stay visible (and their containers' logs readable) this long.
     pub retain_stopped_seconds: u64,
+    // Runner safety settings (README "Runner safety settings"): every
+    // container runs with no-new-privileges and no capabilities; these let
+    // task definitions ask for more.
+    /// Host address published container ports bind to.
+    pub publish_address: std::net::IpAddr,
+    /// Capabilities a container may add back (`linuxParameters.capabilities.add`).
+    pub allowed_capabilities: Vec<String>,
+    /// Whether `networkMode: host` may be used.
+    pub allow_host_network: bool,
+    /// Whether a container's `user` may name root (`0`, `root`, `0:...`).
+    pub allow_root_user: bool,
+    /// Whether host ports below 1024 may be taken.
+    pub allow_privileged_ports: bool,
+    // End of the runner safety settings.
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
+        let safety = crate::runner::Safety::default();
         Self {
             enabled: true,
             docker_host: String::new(),
             poll_interval_ms: 1_000,
             retain_stopped_seconds: 3_600,
+            publish_address: safety.publish_address,
+            allowed_capabilities: safety.allowed_capabilities.into_iter().collect(),
+            allow_host_network: safety.allow_host_network,
+            allow_root_user: safety.allow_root_user,
+            allow_privileged_ports: safety.allow_privileged_ports,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The runner safety settings as the runner applies them.
+    pub fn safety(&self) -> crate::runner::Safety {
+        crate::runner::Safety {
+            publish_address: self.publish_address,
+            allowed_capabilities: self.allowed_capabilities.iter().cloned().collect(),
+            allow_host_network: self.allow_host_network,
+            allow_root_user: self.allow_root_user,
+            allow_privileged_ports: self.allow_privileged_ports,
         }
     }
 }
@@ -493,6 +526,17 @@ impl Config {
                 "limits.request_body_timeout_seconds and limits.request_body_min_rate must be positive"
                     .into(),
             ));
+        }
+        if let Some(unknown) = self
+            .runner
+            .allowed_capabilities
+            .iter()
+            .find(|c| !crate::runner::CAPABILITIES.contains(&c.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "runner.allowed_capabilities: unknown capability {unknown:?} (ECS names such as \
+                 CHOWN or NET_BIND_SERVICE, without CAP_)"
+            )));
         }
         Ok(())
     }

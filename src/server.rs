@@ -152,6 +152,7 @@ impl AppState {
                             config.runner.poll_interval_ms.max(50),
                         ),
                         retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
+                        safety: config.runner.safety(),
                     },
                 )
                 .await?,

@@ -23,7 +23,10 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::{ContainerDefinition, DesiredStatus, KeyValuePair, NetworkMode, Task};
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DesiredStatus, KernelCapabilities, KeyValuePair, LinuxParameters,
+    NetworkMode, PortMapping, Task,
+};
 use common::{OCI_MANIFEST, free_port, sha256};
 use serde_json::json;
 use wharf::runner::engine::{ContainerEngine, DockerEngine, LABEL_TASK};
@@ -60,34 +63,29 @@ struct Wharf {
     ecs: Client,
     ecr: aws_sdk_ecr::Client,
     http: reqwest::Client,
+    password_hash: String,
+    /// The server's log goes to `wharf.log` in `dir` (with the runner's debug lines).
+    log_to_file: bool,
 }
 
 impl Wharf {
     async fn start() -> Wharf {
+        Wharf::start_with("").await
+    }
+
+    /// With `runner` added to the `[runner]` section (`{dir}` stands for the data folder).
+    async fn start_with(runner: &str) -> Wharf {
+        let mut wharf = Wharf::prepare(runner).await;
+        wharf.spawn().await;
+        wharf
+    }
+
+    /// Configured, not started yet.
+    async fn prepare(runner: &str) -> Wharf {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let hash = wharf::auth::hash_password(PASSWORD).unwrap();
-        std::fs::write(
-            dir.path().join("wharf.toml"),
-            format!(
-                r#"
-[auth]
-[[auth.users]]
-name = "alice"
-password_hash = "{hash}"
-[[auth.rules]]
-who = ["alice"]
-repositories = ["*"]
-actions = ["*"]
-[runner]
-poll_interval_ms = 200
-[gc]
-interval_seconds = 0
-"#
-            ),
-        )
-        .unwrap();
+        let password_hash = wharf::auth::hash_password(PASSWORD).unwrap();
         let store = wharf::storage::SqlMetadata::open(&wharf::storage::Database::Sqlite {
             path: dir.path().join("metadata.db"),
             readers: 1,
@@ -117,20 +115,61 @@ interval_seconds = 0
             .credentials_provider(credentials)
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
-        let mut wharf = Wharf {
+        let wharf = Wharf {
             dir,
             port,
             child: None,
             ecs: Client::from_conf(config),
             ecr: aws_sdk_ecr::Client::from_conf(ecr),
             http: reqwest::Client::new(),
+            password_hash,
+            log_to_file: false,
         };
-        wharf.spawn().await;
+        wharf.configure(runner);
         wharf
     }
 
+    /// Writes the configuration, with `runner` in its `[runner]` section.
+    fn configure(&self, runner: &str) {
+        let runner = runner.replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(
+            self.dir.path().join("wharf.toml"),
+            format!(
+                r#"
+[auth]
+[[auth.users]]
+name = "alice"
+password_hash = "{}"
+[[auth.rules]]
+who = ["alice"]
+repositories = ["*"]
+actions = ["*"]
+[runner]
+poll_interval_ms = 200
+{runner}
+[gc]
+interval_seconds = 0
+"#,
+                self.password_hash
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Restarts the server with `runner` as its `[runner]` settings.
+    async fn restart_with(&mut self, runner: &str) {
+        self.kill();
+        self.configure(runner);
+        self.spawn().await;
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("wharf.log")).unwrap_or_default()
+    }
+
     async fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
             .args(["serve", "--listen"])
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
@@ -146,9 +185,19 @@ interval_seconds = 0
                 Stdio::inherit()
             } else {
                 Stdio::null()
-            })
-            .spawn()
-            .unwrap();
+            });
+        if self.log_to_file {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("wharf.log"))
+                .unwrap();
+            command
+                .env("RUST_LOG", "info,wharf::runner=debug")
+                .env("NO_COLOR", "1")
+                .stderr(log);
+        }
+        let child = command.spawn().unwrap();
         self.child = Some(child);
         for _ in 0..200 {
             if self.http.get(self.url("/healthz")).send().await.is_ok() {
@@ -183,6 +232,15 @@ interval_seconds = 0
     /// (`seed` varies the config); its manifest digest.
     async fn push_busybox(&self, repo: &str, tag: &str, seed: &str) -> String {
         let mut layer = tar::Builder::new(Vec::new());
+        // An explicit directory entry: the engine would create `bin` 0600,
+        // which a container without capabilities cannot search.
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_mode(0o755);
+        layer
+            .append_data(&mut dir, "bin/", std::io::empty())
+            .unwrap();
         layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
@@ -190,6 +248,11 @@ interval_seconds = 0
         link.set_mode(0o777);
         layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
         let layer = layer.into_inner().unwrap();
+        self.push_layer(repo, tag, seed, layer).await
+    }
+
+    /// Pushes a one-layer image as `repo:tag`; its manifest digest.
+    async fn push_layer(&self, repo: &str, tag: &str, seed: &str, layer: Vec<u8>) -> String {
         let arch = if cfg!(target_arch = "aarch64") {
             "arm64"
         } else {
@@ -258,7 +321,7 @@ interval_seconds = 0
             .ecs
             .register_task_definition()
             .family(family)
-            .network_mode(NetworkMode::Host)
+            .network_mode(NetworkMode::None)
             .container_definitions(container)
             .send()
             .await
@@ -358,9 +421,19 @@ fn stopped(t: &Task) -> bool {
 fn code<T, E: ProvideErrorMetadata, R>(
     result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>,
 ) -> String {
+    error(result).0
+}
+
+/// The error code and message of a call that must fail.
+fn error<T, E: ProvideErrorMetadata, R>(
+    result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>,
+) -> (String, String) {
     match result {
         Ok(_) => panic!("the call succeeded"),
-        Err(e) => e.code().unwrap_or("<none>").to_string(),
+        Err(e) => (
+            e.code().unwrap_or("<none>").to_string(),
+            e.message().unwrap_or_default().to_string(),
+        ),
     }
 }
 
@@ -386,7 +459,7 @@ async fn task_definitions_and_clusters() {
     let d = d.task_definition().unwrap();
     assert_eq!(d.revision(), 2);
     assert_eq!(d.container_definitions()[0].memory(), Some(64));
-    assert_eq!(d.network_mode().map(|m| m.as_str()), Some("host"));
+    assert_eq!(d.network_mode().map(|m| m.as_str()), Some("none"));
     w.ecs
         .deregister_task_definition()
         .task_definition("app:2")
@@ -1198,7 +1271,7 @@ async fn dependencies_and_health_checks() {
         .ecs
         .register_task_definition()
         .family("layered")
-        .network_mode(NetworkMode::Host)
+        .network_mode(NetworkMode::None)
         .container_definitions(init)
         .container_definitions(main)
         .container_definitions(side)
@@ -1236,4 +1309,349 @@ async fn dependencies_and_health_checks() {
     assert_eq!(task.desired_status(), Some("RUNNING"));
     w.ecs.stop_task().task(&arn).send().await.unwrap();
     w.wait_task(&arn, Duration::from_secs(30), stopped).await;
+}
+
+/// The Docker Engine's socket, as `docker()` finds it.
+fn docker_socket() -> PathBuf {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    match host.strip_prefix("unix://") {
+        Some(path) => PathBuf::from(path),
+        None if host.starts_with('/') => PathBuf::from(host),
+        None => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+async fn register_as(
+    w: &Wharf,
+    family: &str,
+    mode: NetworkMode,
+    container: ContainerDefinition,
+) -> Result<
+    aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput,
+    aws_sdk_ecs::error::SdkError<
+        aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionError,
+        aws_sdk_ecs::config::http::HttpResponse,
+    >,
+> {
+    w.ecs
+        .register_task_definition()
+        .family(family)
+        .network_mode(mode)
+        .container_definitions(container)
+        .send()
+        .await
+}
+
+fn capabilities(add: &str) -> LinuxParameters {
+    LinuxParameters::builder()
+        .capabilities(KernelCapabilities::builder().add(add).build())
+        .build()
+}
+
+/// Host networking, root users, privileged ports and capabilities are the
+/// operator's decision: refused by default at registration, allowed by the
+/// `[runner]` settings, and refused again by RunTask, CreateService,
+/// UpdateService and at task start once the operator turns them off.
+/// Needs no Docker Engine.
+#[tokio::test]
+async fn unsafe_definitions_need_the_operator() {
+    const NO_DOCKER: &str = r#"docker_host = "unix://{dir}/no-docker.sock""#;
+    let mut w = Wharf::start_with(NO_DOCKER).await;
+    w.push_layer("tools/stub", "1", "stub", b"a layer never pulled".to_vec())
+        .await;
+    let image = w.image("tools/stub", "1");
+    let base = || {
+        ContainerDefinition::builder()
+            .name("main")
+            .image(&image)
+            .memory(16)
+    };
+    let published = |container: i32, host: i32| {
+        PortMapping::builder()
+            .container_port(container)
+            .host_port(host)
+            .build()
+    };
+    // Family, network mode, container, and the setting that allows it.
+    let cases = [
+        (
+            "hostnet",
+            NetworkMode::Host,
+            base().build(),
+            "allow_host_network",
+        ),
+        (
+            "rootuid",
+            NetworkMode::None,
+            base().user("0:0").build(),
+            "allow_root_user",
+        ),
+        (
+            "rootname",
+            NetworkMode::Bridge,
+            base().user("root").build(),
+            "allow_root_user",
+        ),
+        (
+            "sshport",
+            NetworkMode::Bridge,
+            base().port_mappings(published(2222, 22)).build(),
+            "allow_privileged_ports",
+        ),
+        (
+            "rawsocket",
+            NetworkMode::None,
+            base().linux_parameters(capabilities("NET_RAW")).build(),
+            "allowed_capabilities",
+        ),
+    ];
+    for (family, mode, container, setting) in &cases {
+        let (code, message) = error(register_as(&w, family, mode.clone(), container.clone()).await);
+        assert_eq!(code, "ClientException", "{family}: {message}");
+        assert!(message.contains(setting), "{family}: {message}");
+    }
+    let (code, message) = error(
+        register_as(
+            &w,
+            "unknown",
+            NetworkMode::None,
+            base().linux_parameters(capabilities("CAP_NET_RAW")).build(),
+        )
+        .await,
+    );
+    assert_eq!(code, "ClientException");
+    assert!(message.contains("unknown capability"), "{message}");
+    // linuxParameters other than capabilities cannot be honoured: refused by name.
+    let init = LinuxParameters::builder()
+        .init_process_enabled(true)
+        .build();
+    let (code, message) = error(
+        register_as(
+            &w,
+            "init",
+            NetworkMode::None,
+            base().linux_parameters(init).build(),
+        )
+        .await,
+    );
+    assert_eq!(code, "InvalidParameterException");
+    assert!(message.contains("initProcessEnabled"), "{message}");
+    let listed = w.ecs.list_task_definitions().send().await.unwrap();
+    assert!(listed.task_definition_arns().is_empty(), "{listed:?}");
+
+    // The operator allows it all.
+    let open = format!(
+        "{NO_DOCKER}\nallow_host_network = true\nallow_root_user = true\n\
+         allow_privileged_ports = true\nallowed_capabilities = [\"NET_RAW\"]"
+    );
+    w.restart_with(&open).await;
+    for (family, mode, container, _) in &cases {
+        register_as(&w, family, mode.clone(), container.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{family}: {e:?}"));
+    }
+    let d = w
+        .ecs
+        .describe_task_definition()
+        .task_definition("rawsocket")
+        .send()
+        .await
+        .unwrap();
+    let c = &d.task_definition().unwrap().container_definitions()[0];
+    let added = c.linux_parameters().unwrap().capabilities().unwrap().add();
+    assert_eq!(added, ["NET_RAW"]);
+    // Queued while allowed; the engine is away, so it waits to start.
+    let queued = w.run("hostnet").await;
+    w.ecs
+        .create_service()
+        .service_name("web")
+        .task_definition("rootuid")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+
+    // The operator changes their mind: nothing forbidden starts any more.
+    w.restart_with(NO_DOCKER).await;
+    for (family, _, _, setting) in &cases {
+        let (code, message) = error(w.ecs.run_task().task_definition(*family).send().await);
+        assert_eq!(code, "ClientException", "{family}: {message}");
+        assert!(message.contains(setting), "{family}: {message}");
+    }
+    let (code, message) = error(
+        w.ecs
+            .create_service()
+            .service_name("web2")
+            .task_definition("rootname")
+            .desired_count(1)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ClientException");
+    assert!(message.contains("allow_root_user"), "{message}");
+    let (code, message) = error(
+        w.ecs
+            .update_service()
+            .service("web")
+            .force_new_deployment(true)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ClientException");
+    assert!(message.contains("allow_root_user"), "{message}");
+    let (task, _) = w
+        .wait_task(&queued, Duration::from_secs(30), |t| {
+            t.desired_status() == Some("STOPPED")
+        })
+        .await;
+    assert_eq!(
+        task.stop_code().map(|c| c.as_str()),
+        Some("TaskFailedToStart")
+    );
+    let reason = task.stopped_reason().unwrap_or_default();
+    assert!(reason.contains("allow_host_network"), "{reason}");
+}
+
+/// Without a Docker Engine a queued task waits (it does not fail), retried
+/// with a growing backoff instead of a tight loop; the runner says once that
+/// the engine is unreachable, and once that it is back.
+#[tokio::test]
+async fn an_unreachable_engine_is_retried_with_backoff_and_logged_once() {
+    let mut w = Wharf::prepare(r#"docker_host = "unix://{dir}/docker.sock""#).await;
+    w.log_to_file = true;
+    w.spawn().await;
+    if Path::new(BUSYBOX).exists() {
+        w.push_busybox("tools/busybox", "1", "a").await;
+    } else {
+        w.push_layer("tools/busybox", "1", "a", b"no busybox here".to_vec())
+            .await;
+    }
+    let definition = w
+        .register("waits", &w.image("tools/busybox", "1"), "sleep 600", 2)
+        .await;
+    let arn = w.run(&definition).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = w.log();
+    let count = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
+    // Attempts at about 0, 1 and 3 s (then 7 s): a handful, not thousands.
+    let attempts = count(&log, "task job failed");
+    let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert!(
+        (1..=5).contains(&attempts),
+        "{attempts} attempts in 5 s; the log ends with:\n{tail}"
+    );
+    assert_eq!(
+        count(&log, "container engine is unreachable"),
+        1,
+        "the log ends with:\n{tail}"
+    );
+    let task = w.task(&arn).await;
+    assert_eq!(task.desired_status(), Some("RUNNING"), "{task:?}");
+    assert_eq!(task.last_status(), Some("PENDING"), "{task:?}");
+    assert!(task.stopped_reason().is_none(), "{task:?}");
+
+    // The engine comes back: the task starts without waiting out its backoff.
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    std::os::unix::fs::symlink(docker_socket(), w.dir.path().join("docker.sock")).unwrap();
+    w.wait_task(&arn, Duration::from_secs(60), |t| {
+        t.last_status() == Some("RUNNING")
+    })
+    .await;
+    let log = w.log();
+    assert_eq!(count(&log, "container engine is reachable again"), 1);
+    assert_eq!(count(&log, "container engine is unreachable"), 1);
+    w.ecs.stop_task().task(&arn).send().await.unwrap();
+    w.wait_task(&arn, Duration::from_secs(30), stopped).await;
+}
+
+/// Every container runs with no-new-privileges and without capabilities
+/// beyond those granted, and publishes ports on `publish_address` only: as
+/// the Docker Engine reports it, and as the process inside sees it.
+#[tokio::test]
+async fn containers_run_with_least_privilege() {
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w =
+        Wharf::start_with("allow_host_network = true\nallowed_capabilities = [\"CHOWN\"]").await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let container = || {
+        ContainerDefinition::builder()
+            .name("main")
+            .image(&image)
+            .memory(16)
+            .command("/bin/sh")
+            .command("-c")
+            .command("grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; sleep 600")
+            .stop_timeout(2)
+    };
+    let bridged = container()
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .linux_parameters(capabilities("CHOWN"))
+        .build();
+    let bridged = register_as(&w, "bridged", NetworkMode::Bridge, bridged)
+        .await
+        .unwrap();
+    let hosted = register_as(&w, "hosted", NetworkMode::Host, container().build())
+        .await
+        .unwrap();
+    let docker = bollard::Docker::connect_with_unix(
+        &docker_socket().display().to_string(),
+        60,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    // CHOWN is capability 0.
+    for (definition, caps) in [(bridged, "0000000000000001"), (hosted, "0000000000000000")] {
+        let definition = definition.task_definition().unwrap();
+        let arn = w.run(definition.task_definition_arn().unwrap()).await;
+        let (task, _) = w
+            .wait_task(&arn, Duration::from_secs(90), |t| {
+                t.last_status() == Some("RUNNING")
+            })
+            .await;
+        let id = task.containers()[0].runtime_id().unwrap();
+        let inspected = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let host = inspected.host_config.unwrap();
+        assert_eq!(
+            host.security_opt.as_deref(),
+            Some(&["no-new-privileges:true".to_string()][..])
+        );
+        assert_eq!(host.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(host.privileged, Some(false));
+        if definition.network_mode() == Some(&NetworkMode::Bridge) {
+            assert_eq!(host.cap_add.as_deref(), Some(&["CHOWN".to_string()][..]));
+            let bindings = host.port_bindings.unwrap_or_default();
+            let binding = &bindings["8080/tcp"].as_ref().unwrap()[0];
+            assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        } else {
+            assert!(host.cap_add.unwrap_or_default().is_empty());
+        }
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = w.logs(&arn).await;
+            if seen.contains("NoNewPrivs") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for line in [
+            format!("CapEff:\t{caps}"),
+            format!("CapBnd:\t{caps}"),
+            "NoNewPrivs:\t1".to_string(),
+        ] {
+            assert!(seen.contains(&line), "{line:?} not in {seen:?}");
+        }
+        w.ecs.stop_task().task(&arn).send().await.unwrap();
+        w.wait_task(&arn, Duration::from_secs(30), stopped).await;
+    }
 }

@@ -282,7 +282,11 @@ impl Runner {
         if let Some(cycle) = dependency_cycle(containers) {
             return Err(client(format!("dependsOn forms a cycle through '{cycle}'")));
         }
-        Ok(())
+        self.inner
+            .settings
+            .safety
+            .check(network, containers)
+            .map_err(client)
     }
 
     /// `family`, `family:revision` or an ARN; a bare family is its latest ACTIVE revision.
@@ -305,7 +309,8 @@ impl Runner {
             .transpose()
     }
 
-    /// The definition to run: it must exist and be ACTIVE.
+    /// The definition to run: it must exist, be ACTIVE, and ask for nothing
+    /// the operator's settings forbid now (they may have changed since it was registered).
     pub async fn runnable_definition(&self, reference: &str) -> Result<TaskDefinition> {
         let definition = self
             .definition(reference)
@@ -317,6 +322,11 @@ impl Runner {
                 definition.task_definition_arn
             )));
         }
+        self.inner
+            .settings
+            .safety
+            .check(&definition.network_mode, &definition.container_definitions)
+            .map_err(client)?;
         Ok(definition)
     }
 

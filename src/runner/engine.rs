@@ -51,9 +51,12 @@ impl From<bollard::errors::Error> for EngineError {
         match e {
             E::DockerResponseServerError { message, .. } => EngineError::Failed(message),
             E::DockerStreamError { error } => EngineError::Failed(error),
-            E::IOError { .. } | E::HyperResponseError { .. } | E::RequestTimeoutError => {
-                EngineError::Unavailable(e.to_string())
-            }
+            // The socket is missing, refuses connections or does not answer.
+            E::IOError { .. }
+            | E::HyperResponseError { .. }
+            | E::HyperLegacyError { .. }
+            | E::SocketNotFoundError(_)
+            | E::RequestTimeoutError => EngineError::Unavailable(e.to_string()),
             other => EngineError::Failed(other.to_string()),
         }
     }
@@ -76,6 +79,10 @@ pub struct ContainerSpec {
     pub memory_reservation_bytes: Option<i64>,
     pub network_mode: String,
     pub ports: Vec<PortMapping>,
+    /// Host address published ports bind to.
+    pub publish_address: String,
+    /// Linux capabilities added back; every other one is dropped.
+    pub cap_add: Vec<String>,
     pub health: Option<HealthCheck>,
     pub stop_timeout: i32,
 }
@@ -235,7 +242,7 @@ impl ContainerEngine for DockerEngine {
             .iter()
             .map(|p| {
                 let binding = PortBinding {
-                    host_ip: None,
+                    host_ip: Some(spec.publish_address.clone()),
                     // No host port: the engine picks one (ECS's dynamic port mapping).
                     host_port: Some(
                         p.host_port
@@ -265,6 +272,12 @@ impl ContainerEngine for DockerEngine {
                 memory_reservation: spec.memory_reservation_bytes,
                 network_mode: Some(spec.network_mode.clone()),
                 port_bindings: (bridge && !bindings.is_empty()).then_some(bindings),
+                // Least privilege whatever the task asks: no capability it
+                // was not granted, and no setuid binary can raise them.
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                security_opt: Some(vec!["no-new-privileges:true".into()]),
+                privileged: Some(false),
                 ..Default::default()
             }),
             ..Default::default()
@@ -436,5 +449,31 @@ impl ContainerEngine for DockerEngine {
             }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that is missing or that nobody listens on is an engine that
+    /// cannot be reached (tasks wait), not one that refused (tasks fail).
+    #[tokio::test]
+    async fn an_absent_engine_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.sock");
+        let engine = DockerEngine::connect(&format!("unix://{}", missing.display())).unwrap();
+        assert!(matches!(
+            engine.ping().await,
+            Err(EngineError::Unavailable(_))
+        ));
+        let dead = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        let engine = DockerEngine::connect(&format!("unix://{}", dead.display())).unwrap();
+        let outcome = engine.pull("localhost:5000/a:1", None).await;
+        assert!(
+            matches!(outcome, Err(EngineError::Unavailable(_))),
+            "{outcome:?}"
+        );
     }
 }

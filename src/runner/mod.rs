@@ -11,12 +11,13 @@ mod definitions;
 pub mod engine;
 pub mod images;
 pub mod model;
+mod safety;
 mod scheduler;
 mod services;
 mod supervisor;
 mod tasks;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
 
 pub use definitions::{DefinitionFilter, RegisterDefinition};
+pub use safety::{CAPABILITIES, Safety};
 pub use services::{CreateService, UpdateService};
 pub use tasks::{RunTask, TaskFilter, task_logs};
 
@@ -72,6 +74,8 @@ pub struct RunnerSettings {
     pub poll_interval: Duration,
     /// Stopped tasks (and their containers, with their logs) are kept this long.
     pub retain_stopped: Duration,
+    /// What task definitions may ask of the host.
+    pub safety: Safety,
 }
 
 #[derive(Clone)]
@@ -90,6 +94,10 @@ struct Inner {
     instance: String,
     /// Tasks a start or stop job is working on, in this process.
     busy: Mutex<HashSet<String>>,
+    /// Tasks whose last job failed, waiting before the next attempt.
+    retries: Mutex<HashMap<String, supervisor::Retry>>,
+    /// Whether the engine could be reached when last asked (`None`: not yet asked).
+    engine_reachable: Mutex<Option<bool>>,
     wake: tokio::sync::Notify,
     /// When stopped tasks were last pruned.
     pruned_at: Mutex<Option<std::time::Instant>>,
@@ -126,6 +134,8 @@ impl Runner {
                 settings,
                 instance,
                 busy: Mutex::default(),
+                retries: Mutex::default(),
+                engine_reachable: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
                 pruned_at: Mutex::default(),
             }),
@@ -142,7 +152,7 @@ impl Runner {
 
     /// Drives tasks and services until `stop`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut engine_down = false;
+        let mut engine_failing = false;
         // Replicas share the tasks: the one holding the lease runs the loop
         // (and keeps it while its database session lives).
         let mut lease: Option<Lease> = None;
@@ -168,12 +178,14 @@ impl Runner {
                 None => Ok(()),
             };
             match outcome {
-                Ok(()) => engine_down = false,
+                Ok(()) => engine_failing = false,
+                // Logged when reachability changes (see `note_engine`).
+                Err(RunnerError::Engine(engine::EngineError::Unavailable(_))) => {}
                 Err(RunnerError::Engine(e)) => {
-                    if !engine_down {
-                        tracing::warn!(error = %e, "task runner: the container engine is unavailable");
+                    if !engine_failing {
+                        tracing::warn!(error = %e, "task runner: the container engine fails");
                     }
-                    engine_down = true;
+                    engine_failing = true;
                 }
                 Err(e) => tracing::error!(error = %e, "task runner"),
             }
@@ -188,6 +200,37 @@ impl Runner {
     /// Asks the loop to look again now (after an API call changed something).
     fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Records whether the engine answered (`error` is `None` or a refusal)
+    /// or could not be reached, and logs each change once, not every attempt.
+    /// When it is back, tasks waiting after failed attempts are retried now.
+    fn note_engine(&self, error: Option<&engine::EngineError>) {
+        let reachable = !matches!(error, Some(engine::EngineError::Unavailable(_)));
+        let before = std::mem::replace(
+            &mut *self
+                .inner
+                .engine_reachable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            Some(reachable),
+        );
+        match (before, reachable, error) {
+            (Some(true) | None, false, Some(e)) => tracing::warn!(
+                error = %e,
+                "task runner: the container engine is unreachable; tasks wait and are retried with backoff"
+            ),
+            (Some(false), true, _) => {
+                tracing::info!("task runner: the container engine is reachable again");
+                self.inner
+                    .retries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                self.wake();
+            }
+            _ => {}
+        }
     }
 
     async fn tick(&self) -> Result<()> {
@@ -400,7 +443,9 @@ impl Runner {
         }
         // Records go only while the engine answers, or their containers would
         // be left behind (and a registry without Docker has nothing to prune).
-        if self.inner.engine.ping().await.is_err() {
+        let ping = self.inner.engine.ping().await;
+        self.note_engine(ping.as_ref().err());
+        if ping.is_err() {
             return Ok(());
         }
         let before =

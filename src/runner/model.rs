@@ -117,6 +117,27 @@ pub struct ContainerDefinition {
     pub depends_on: Vec<ContainerDependency>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub docker_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linux_parameters: Option<LinuxParameters>,
+}
+
+/// ECS's `linuxParameters`: only `capabilities` can be honoured here; the
+/// other fields (devices, tmpfs, sharedMemorySize, ...) are refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinuxParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<KernelCapabilities>,
+}
+
+/// Capabilities to add back (every container starts with none) or drop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KernelCapabilities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -204,14 +204,10 @@ impl Runner {
         };
         let target = match (&definition, redeploy) {
             (Some(d), true) => Some(d.clone()),
+            // Inactive, or asking for what the operator no longer allows: refused.
             (None, true) => Some(
                 self.runnable_definition(&current.service.task_definition)
-                    .await
-                    .map_err(|_| {
-                        RunnerError::Client(
-                            "the service's task definition is no longer active".into(),
-                        )
-                    })?,
+                    .await?,
             ),
             _ => None,
         };

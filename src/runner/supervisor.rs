@@ -7,11 +7,11 @@
 //! name and label), so after a restart a job simply runs again.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::engine::{
-    ContainerSpec, ContainerStatus, LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE, LABEL_TASK,
-    LABEL_TASK_ARN, Listed,
+    ContainerSpec, ContainerStatus, EngineError, LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE,
+    LABEL_TASK, LABEL_TASK_ARN, Listed,
 };
 use super::model::{self, ContainerDefinition, TaskRecord};
 use super::tasks::request_stop;
@@ -46,8 +46,26 @@ impl Drop for Busy {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
-        self.runner.wake();
     }
+}
+
+/// A task whose job failed waits before the next attempt: 1 s, doubling up
+/// to a minute, so an engine that is away is not asked in a tight loop.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The failed attempts in a row of a task's job, and when it may run again.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Retry {
+    failures: u32,
+    not_before: Instant,
+}
+
+/// The wait after `failures` failed attempts in a row.
+fn retry_delay(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
 }
 
 impl Runner {
@@ -63,6 +81,7 @@ impl Runner {
             .engine
             .list(LABEL_INSTANCE, &self.inner.instance)
             .await;
+        self.note_engine(listed.as_ref().err());
         for task in tasks {
             if self.is_busy(&task.id) {
                 continue;
@@ -97,17 +116,26 @@ impl Runner {
             .contains(id)
     }
 
+    /// Starts `job` for task `id` unless one runs or the task waits after a failure.
     fn spawn_job<F, Fut>(&self, id: &str, job: F)
     where
         F: FnOnce(Runner, String) -> Fut,
         Fut: std::future::Future<Output = Result<()>> + Send + 'static,
     {
-        if !self
+        let waiting = self
             .inner
-            .busy
+            .retries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string())
+            .get(id)
+            .is_some_and(|r| r.not_before > Instant::now());
+        if waiting
+            || !self
+                .inner
+                .busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string())
         {
             return;
         }
@@ -116,13 +144,52 @@ impl Runner {
             id: id.to_string(),
         };
         let work = job(self.clone(), id.to_string());
+        let runner = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {
-            let _guard = guard;
-            if let Err(e) = work.await {
-                tracing::warn!(task = %id, error = %e, "task job failed; retried on the next pass");
+            let outcome = work.await;
+            // The wait is set before the slot is released, so no pass starts
+            // the job again in between.
+            let done = runner.job_done(&id, outcome);
+            drop(guard);
+            if done {
+                runner.wake();
             }
         });
+    }
+
+    /// Records how a task's job ended: a success clears its wait (and the
+    /// loop looks again at once), a failure makes it wait longer. True on success.
+    fn job_done(&self, id: &str, outcome: Result<()>) -> bool {
+        let mut retries = self.inner.retries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = match outcome {
+            Ok(()) => {
+                retries.remove(id);
+                return true;
+            }
+            Err(e) => e,
+        };
+        let retry = retries.entry(id.to_string()).or_insert(Retry {
+            failures: 0,
+            not_before: Instant::now(),
+        });
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = retry_delay(retry.failures);
+        retry.not_before = Instant::now() + delay;
+        let failures = retry.failures;
+        drop(retries);
+        let retry_in_ms = delay.as_millis() as u64;
+        match &e {
+            // Said once, when the engine goes away; not for every attempt.
+            RunnerError::Engine(engine @ EngineError::Unavailable(_)) => {
+                self.note_engine(Some(engine));
+                tracing::debug!(task = %id, error = %e, failures, retry_in_ms, "task job failed; retrying later");
+            }
+            _ => {
+                tracing::warn!(task = %id, error = %e, failures, retry_in_ms, "task job failed; retrying later");
+            }
+        }
+        false
     }
 
     /// Watches a RUNNING task: container exits, vanished containers, health.
@@ -250,6 +317,17 @@ impl Runner {
         {
             return Ok(());
         }
+        // Registered (or queued) before the operator's settings changed.
+        if let Err(reason) = self
+            .inner
+            .settings
+            .safety
+            .check(&record.network_mode, &record.plan)
+        {
+            return self
+                .fail_start(id, None, format!("CannotStartContainerError: {reason}"))
+                .await;
+        }
         // Resolve tags to digests (ECS's version consistency).
         let mut resolved = record.resolved.clone();
         for c in &record.plan {
@@ -315,7 +393,7 @@ impl Runner {
             let token = self.pull_token(&repo)?;
             if let Err(e) = self.inner.engine.pull(reference, token).await {
                 return self
-                    .fail_start(id, Some(&c.name), format!("CannotPullContainerError: {e}"))
+                    .engine_failed(id, &c.name, "CannotPullContainerError", e)
                     .await;
             }
             pulled.push(reference);
@@ -340,11 +418,7 @@ impl Runner {
                 }
                 Err(e) => {
                     return self
-                        .fail_start(
-                            id,
-                            Some(&c.name),
-                            format!("CannotCreateContainerError: {e}"),
-                        )
+                        .engine_failed(id, &c.name, "CannotCreateContainerError", e)
                         .await;
                 }
             }
@@ -367,7 +441,7 @@ impl Runner {
             if started {
                 continue;
             }
-            if let Err(reason) = self.await_dependencies(&record, c, &ids).await {
+            if let Err(reason) = self.await_dependencies(&record, c, &ids).await? {
                 return self.fail_start(id, Some(&c.name), reason).await;
             }
             if self.advance(id, |_| {}).await?.is_none() {
@@ -375,7 +449,7 @@ impl Runner {
             }
             if let Err(e) = self.inner.engine.start(&ids[&c.name]).await {
                 return self
-                    .fail_start(id, Some(&c.name), format!("CannotStartContainerError: {e}"))
+                    .engine_failed(id, &c.name, "CannotStartContainerError", e)
                     .await;
             }
             let bindings = self
@@ -404,45 +478,65 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits until `c`'s dependsOn conditions hold; why not, if they never will.
+    /// A step the engine refused fails the task's start; one it could not be
+    /// asked (the engine is unreachable) is retried later, the task waiting.
+    async fn engine_failed(
+        &self,
+        id: &str,
+        container: &str,
+        kind: &str,
+        e: EngineError,
+    ) -> Result<()> {
+        match e {
+            EngineError::Unavailable(_) => Err(e.into()),
+            EngineError::Failed(m) => {
+                self.fail_start(id, Some(container), format!("{kind}: {m}"))
+                    .await
+            }
+        }
+    }
+
+    /// Waits until `c`'s dependsOn conditions hold; why not, if they never
+    /// will. Fails (to be retried) only when the engine cannot be reached.
     async fn await_dependencies(
         &self,
         record: &TaskRecord,
         c: &ContainerDefinition,
         ids: &HashMap<String, String>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<std::result::Result<(), String>> {
         let deadline = tokio::time::Instant::now() + DEPENDENCY_TIMEOUT;
         for dep in &c.depends_on {
             let runtime = &ids[&dep.container_name];
             loop {
-                let status = self
-                    .inner
-                    .engine
-                    .inspect(runtime)
-                    .await
-                    .map_err(|e| format!("CannotStartContainerError: {e}"))?
-                    .ok_or_else(|| {
-                        format!(
-                            "CannotStartContainerError: dependency {} vanished",
-                            dep.container_name
-                        )
-                    })?;
+                let inspected = match self.inner.engine.inspect(runtime).await {
+                    Ok(i) => i,
+                    Err(e @ EngineError::Unavailable(_)) => return Err(e.into()),
+                    Err(EngineError::Failed(m)) => {
+                        return Ok(Err(format!("CannotStartContainerError: {m}")));
+                    }
+                };
+                let Some(status) = inspected else {
+                    return Ok(Err(format!(
+                        "CannotStartContainerError: dependency {} vanished",
+                        dep.container_name
+                    )));
+                };
                 let started = status.running || status.exited;
                 let met = match dep.condition.as_str() {
                     "START" => started,
                     "COMPLETE" => status.exited,
                     "SUCCESS" if status.exited && status.exit_code != Some(0) => {
-                        return Err(format!(
+                        return Ok(Err(format!(
                             "CannotStartContainerError: dependency {} exited with {:?}, not SUCCESS",
                             dep.container_name, status.exit_code
-                        ));
+                        )));
                     }
                     "SUCCESS" => status.exited,
                     "HEALTHY" if status.health == "UNHEALTHY" || status.exited => {
-                        return Err(format!(
+                        return Ok(Err(format!(
                             "CannotStartContainerError: dependency {} did not become HEALTHY",
                             dep.container_name
-                        ));
+                        )));
                     }
                     _ => status.health == "HEALTHY",
                 };
@@ -450,15 +544,15 @@ impl Runner {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    return Err(format!(
+                    return Ok(Err(format!(
                         "CannotStartContainerError: timed out waiting for {} to reach {} (task {})",
                         dep.container_name, dep.condition, record.id
-                    ));
+                    )));
                 }
                 tokio::time::sleep(DEPENDENCY_POLL).await;
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn spec(&self, record: &TaskRecord, c: &ContainerDefinition) -> ContainerSpec {
@@ -495,6 +589,8 @@ impl Runner {
             memory_reservation_bytes: c.memory_reservation.map(|m| i64::from(m) * MIB),
             network_mode: record.network_mode.clone(),
             ports: c.port_mappings.clone(),
+            publish_address: self.inner.settings.safety.publish_address.to_string(),
+            cap_add: super::safety::added_capabilities(c),
             health: c
                 .health_check
                 .clone()
@@ -629,5 +725,17 @@ fn task_health(r: &TaskRecord) -> String {
         "HEALTHY".into()
     } else {
         "UNKNOWN".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
     }
 }

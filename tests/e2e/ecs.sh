@@ -3,7 +3,7 @@
 # FROM-scratch busybox image, push it to Wharf, register a task definition,
 # run it, wait with the CLI's own waiters (tasks-running, tasks-stopped,
 # services-stable), read the logs (HTTP and `wharf task logs`), and see a
-# Docker Hub image refused.
+# Docker Hub image and host networking refused.
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages busybox:busybox-static curl:curl jq:jq
@@ -47,7 +47,7 @@ docker push -q "$image" >/dev/null
 docker rmi -f "$image" >/dev/null
 
 log "a task from the pushed image"
-def=$(ecs register-task-definition --family hello --network-mode host \
+def=$(ecs register-task-definition --family hello --network-mode none \
     --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"sleep 2; echo hello from ecs\"]}]")
 [ "$(jq -r .taskDefinition.revision <<<"$def")" = 1 ] || fail "register: $def"
 task=$(ecs run-task --task-definition hello | jq -r '.tasks[0].taskArn')
@@ -64,7 +64,7 @@ curl -sf -u alice:alice-password "http://127.0.0.1:$WHARF_PORT/ecs/tasks/$id/log
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$WHARF_PORT/ecs/tasks/$id/logs")" = 401 ] || fail "logs without credentials"
 
 log "a service, stable"
-ecs register-task-definition --family web --network-mode host \
+ecs register-task-definition --family web --network-mode none \
     --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"stopTimeout\":2,\"command\":[\"sleep\",\"600\"]}]" >/dev/null
 ecs create-service --service-name web --task-definition web --desired-count 2 >/dev/null
 ecs wait services-stable --services web || fail "services-stable"
@@ -81,4 +81,11 @@ if out=$(ecs register-task-definition --family hub \
     fail "a Docker Hub image was accepted"
 fi
 grep -q "(ClientException)" <<<"$out" || fail "Docker Hub image: $out"
+
+log "host networking is the operator's decision"
+if out=$(ecs register-task-definition --family hostnet --network-mode host \
+    --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32}]" 2>&1); then
+    fail "networkMode host was accepted"
+fi
+grep -q "allow_host_network" <<<"$out" || fail "networkMode host: $out"
 log "ok"
