@@ -207,14 +207,12 @@ impl Runner {
     /// When it is back, tasks waiting after failed attempts are retried now.
     fn note_engine(&self, error: Option<&engine::EngineError>) {
         let reachable = !matches!(error, Some(engine::EngineError::Unavailable(_)));
-        let before = std::mem::replace(
-            &mut *self
-                .inner
-                .engine_reachable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-            Some(reachable),
-        );
+        let before = self
+            .inner
+            .engine_reachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(reachable);
         match (before, reachable, error) {
             (Some(true) | None, false, Some(e)) => tracing::warn!(
                 error = %e,
