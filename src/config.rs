@@ -134,6 +134,9 @@ pub struct RunnerConfig {
     /// Whether host ports below 1024 may be taken.
     pub allow_privileged_ports: bool,
     // End of the runner safety settings.
+    // Limits of the ECS API (issue 14, item 2).
+    /// The most tasks a service may ask for (CreateService/UpdateService `desiredCount`).
+    pub max_desired_count: u32,
 }
 
 impl Default for RunnerConfig {
@@ -149,6 +152,7 @@ impl Default for RunnerConfig {
             allow_host_network: safety.allow_host_network,
             allow_root_user: safety.allow_root_user,
             allow_privileged_ports: safety.allow_privileged_ports,
+            max_desired_count: 100,
         }
     }
 }

@@ -153,6 +153,7 @@ impl AppState {
                         ),
                         retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
                         safety: config.runner.safety(),
+                        max_desired_count: i64::from(config.runner.max_desired_count),
                     },
                 )
                 .await?,

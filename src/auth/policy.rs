@@ -92,6 +92,26 @@ impl Policy {
         })
     }
 
+    /// Whether some rule (for an access token: some scope) lets `principal`
+    /// do `action` to at least one repository.
+    pub fn grants_somewhere(&self, principal: &Principal, action: &str) -> bool {
+        match principal {
+            Principal::Anonymous => false,
+            Principal::Token { scopes, .. } => scopes.iter().any(|s| {
+                s.kind == "repository"
+                    && permits(
+                        &expand(&s.actions.iter().cloned().collect::<Vec<_>>()),
+                        action,
+                    )
+            }),
+            Principal::User { .. } => self
+                .rules
+                .iter()
+                .filter(|r| Self::applies(r, principal) && !r.repositories.is_empty())
+                .any(|r| permits(&expand(&r.actions), action)),
+        }
+    }
+
     /// Everything `principal` may do to the resource (`*` expanded).
     pub fn allowed(&self, principal: &Principal, kind: &str, name: &str) -> BTreeSet<String> {
         let mut allowed = BTreeSet::new();
@@ -222,6 +242,21 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(p.grant(&user("alice", &[]), &[Scope::catalog()]).len(), 1);
+    }
+
+    #[test]
+    fn grants_somewhere() {
+        let p = policy();
+        assert!(p.grants_somewhere(&user("alice", &[]), "push"));
+        assert!(!p.grants_somewhere(&user("bob", &["readers"]), "push"));
+        assert!(p.grants_somewhere(&user("bob", &["readers"]), "pull"));
+        assert!(!p.grants_somewhere(&Principal::Anonymous, "pull"));
+        let token = |scope: &str| Principal::Token {
+            name: "ci".into(),
+            scopes: vec![scope.parse().unwrap()],
+        };
+        assert!(p.grants_somewhere(&token("repository:app/*:push"), "push"));
+        assert!(!p.grants_somewhere(&token("repository:app/*:pull"), "push"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::runner::RunnerError;
+use crate::runner::engine::EngineError;
 use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ impl From<RunnerError> for EcsError {
             RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
             RunnerError::Store(e) => e.into(),
+            RunnerError::Engine(EngineError::Unavailable(cause)) => {
+                EcsError::Unavailable(format!("container engine: {cause}"))
+            }
             other => EcsError::Server(other.to_string()),
         }
     }

@@ -4,8 +4,10 @@
 //! runner, and shape its answer; errors map to ECS exception names in
 //! `error.rs`. Also serves task logs over HTTP.
 
+mod access;
 mod clusters;
 mod error;
+mod logs;
 mod services;
 mod task_definitions;
 mod tasks;
@@ -13,16 +15,14 @@ mod tasks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, Path, State};
-use axum::http::{HeaderMap, Uri, header};
+use axum::body::Bytes;
+use axum::extract::FromRef;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::auth::{Auth, Denial, Mode, PeerAddr, Principal};
+use crate::auth::{Auth, Principal};
 use crate::aws;
 use crate::metrics::metrics;
 use crate::runner::Runner;
@@ -56,7 +56,7 @@ where
     S: Clone + Send + Sync + 'static,
     EcsState: FromRef<S>,
 {
-    Router::new().route("/ecs/tasks/{task}/logs", get(logs))
+    Router::new().route("/ecs/tasks/{task}/logs", get(logs::logs))
 }
 
 /// One authenticated ECS request.
@@ -83,46 +83,6 @@ impl Call<'_> {
                 p.subject()
             )),
         }
-    }
-
-    /// Fails unless the caller may pull every image of `definition`: running
-    /// an image is reading it.
-    pub async fn require_images(
-        &self,
-        definition: &crate::runner::model::TaskDefinition,
-    ) -> Result<(), EcsError> {
-        self.require_pull(
-            definition
-                .container_definitions
-                .iter()
-                .map(|c| c.image.as_str()),
-        )
-        .await
-    }
-
-    pub async fn require_pull(&self, images: impl Iterator<Item = &str>) -> Result<(), EcsError> {
-        if self.auth.mode == Mode::Open {
-            return Ok(());
-        }
-        for image in images {
-            let Ok(image) = self.runner.hosts().parse(image) else {
-                continue;
-            };
-            let allowed = self
-                .auth
-                .allowed(&self.principal, "repository", image.repo.as_str())
-                .await
-                .map_err(EcsError::from)?;
-            if !crate::auth::permits(&allowed, "pull") {
-                metrics().auth_failure("forbidden");
-                return Err(EcsError::AccessDenied(format!(
-                    "User: {} may not pull {}, so may not run it",
-                    self.principal.subject(),
-                    image.repo
-                )));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -192,6 +152,7 @@ async fn handle(state: EcsState, request: aws::Request) -> Response {
 }
 
 async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcsError> {
+    call.check(access::need(operation)).await?;
     match operation {
         "CreateCluster" => clusters::create(call).await,
         "DescribeClusters" => clusters::describe(call).await,
@@ -244,61 +205,4 @@ pub fn page<T: Clone>(
         .unwrap_or_default()
         .to_vec();
     Ok((slice, (end < items.len()).then(|| end.to_string())))
-}
-
-async fn logs(
-    State(state): State<EcsState>,
-    PeerAddr(peer): PeerAddr,
-    Path(task): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let param = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let container = param("container");
-    let tail = param("tail").and_then(|t| t.parse::<usize>().ok());
-    let client = state.auth.client_ip(&headers, peer);
-    if let Err(denial) = state.auth.authorize(&headers, client, &[]).await {
-        let status = match denial {
-            Denial::Internal(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            Denial::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Denial::Forbidden(_) => axum::http::StatusCode::FORBIDDEN,
-            _ => axum::http::StatusCode::UNAUTHORIZED,
-        };
-        return (
-            status,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"wharf\"")],
-            "authentication required\n",
-        )
-            .into_response();
-    }
-    let Some(runner) = &state.runner else {
-        return (
-            axum::http::StatusCode::NOT_FOUND,
-            "the task runner is off\n",
-        )
-            .into_response();
-    };
-    match runner.logs(&task, container, tail).await {
-        Ok(stream) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            Body::from_stream(stream.map_err(std::io::Error::other)),
-        )
-            .into_response(),
-        Err(e) => {
-            let e = EcsError::from(e);
-            let status = match e {
-                EcsError::Server(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                _ => axum::http::StatusCode::NOT_FOUND,
-            };
-            (status, format!("{e}\n")).into_response()
-        }
-    }
 }

@@ -69,14 +69,13 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
     let task_definition = input
         .task_definition
         .ok_or_else(|| EcsError::InvalidParameter("taskDefinition is required".into()))?;
-    let definition = call.runner.runnable_definition(&task_definition).await?;
-    call.require_images(&definition).await?;
+    let definition = call.runnable_definition(&task_definition).await?;
     let service = call
         .runner
         .create_service(CreateService {
             cluster,
             name: input.service_name,
-            task_definition,
+            task_definition: definition.task_definition_arn,
             desired_count: input.desired_count.unwrap_or(0),
             deployment_configuration: input
                 .deployment_configuration
@@ -102,20 +101,15 @@ struct UpdateInput {
 pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: UpdateInput = call.input()?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
-    if let Some(t) = &input.task_definition {
-        let definition = call.runner.runnable_definition(t).await?;
-        call.require_images(&definition).await?;
-    }
-    let deployment_configuration = match input.deployment_configuration {
-        Some(c) => {
-            let current = call
-                .runner
-                .describe_service(&cluster, &input.service)
-                .await?;
-            Some(c.over(current.deployment_configuration))
-        }
+    // The service as it runs now, and what it is to run next, must both be the caller's.
+    let current = call.service(&cluster, &input.service).await?;
+    let task_definition = match &input.task_definition {
+        Some(t) => Some(call.runnable_definition(t).await?.task_definition_arn),
         None => None,
     };
+    let deployment_configuration = input
+        .deployment_configuration
+        .map(|c| c.over(current.deployment_configuration));
     let service = call
         .runner
         .update_service(
@@ -123,7 +117,7 @@ pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
             &input.service,
             UpdateService {
                 desired_count: input.desired_count,
-                task_definition: input.task_definition,
+                task_definition,
                 force_new_deployment: input.force_new_deployment,
                 deployment_configuration,
             },
@@ -144,6 +138,7 @@ struct DeleteInput {
 pub async fn delete(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: DeleteInput = call.input()?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
+    call.service(&cluster, &input.service).await?;
     let service = call
         .runner
         .delete_service(&cluster, &input.service, input.force)
@@ -166,10 +161,18 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcsError> {
         ));
     }
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
-    let (services, missing) = call
+    let mut services = Vec::new();
+    let mut missing = Vec::new();
+    for (arn, found) in call
         .runner
         .describe_services(&cluster, &input.services)
-        .await?;
+        .await?
+    {
+        match found {
+            Some(s) if call.may_use_service(&s).await? => services.push(s),
+            _ => missing.push((arn, "MISSING".to_string())),
+        }
+    }
     Ok(json!({ "services": services, "failures": failure_list(missing) }))
 }
 
@@ -184,7 +187,12 @@ struct ListInput {
 pub async fn list(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: ListInput = call.input()?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
-    let arns = call.runner.list_services(&cluster).await?;
+    let mut arns = Vec::new();
+    for s in call.runner.list_services(&cluster).await? {
+        if call.may_use_service(&s).await? {
+            arns.push(s.service_arn);
+        }
+    }
     let (arns, next) = page(
         &arns,
         input.max_results,

@@ -4,13 +4,26 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::collections::BTreeSet;
+
 use super::{Call, EcsError, page};
+use crate::runner::model::TaskDefinition;
 use crate::runner::{DefinitionFilter, RegisterDefinition};
+
+/// As DeregisterTaskDefinition answers for a revision that does not exist.
+fn no_such_definition() -> EcsError {
+    EcsError::Client("The specified task definition does not exist.".into())
+}
 
 pub async fn register(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: RegisterDefinition = call.input()?;
-    call.require_pull(input.container_definitions.iter().map(|c| c.image.as_str()))
-        .await?;
+    let images: Vec<&str> = input
+        .container_definitions
+        .iter()
+        .map(|c| c.image.as_str())
+        .collect();
+    call.require_use(&images).await?;
+    call.require_family(&input.family).await?;
     let definition = call
         .runner
         .register_definition(input, call.caller_arn())
@@ -28,6 +41,11 @@ struct DefinitionInput {
 
 pub async fn deregister(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: DefinitionInput = call.input()?;
+    if let Some(d) = call.runner.definition(&input.task_definition).await?
+        && !call.may_use_definition(&d).await?
+    {
+        return Err(no_such_definition());
+    }
     let definition = call
         .runner
         .deregister_definition(&input.task_definition)
@@ -37,11 +55,7 @@ pub async fn deregister(call: &Call<'_>) -> Result<Value, EcsError> {
 
 pub async fn describe(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: DefinitionInput = call.input()?;
-    let definition = call
-        .runner
-        .definition(&input.task_definition)
-        .await?
-        .ok_or_else(|| EcsError::Client("Unable to describe task definition.".into()))?;
+    let definition = call.definition(&input.task_definition).await?;
     let mut out = json!({ "taskDefinition": definition });
     if input.include.iter().any(|i| i == "TAGS") {
         out["tags"] = json!([]);
@@ -79,20 +93,29 @@ impl ListInput {
     }
 }
 
+/// The revisions that pass the filter and the caller may see.
+async fn visible(
+    call: &Call<'_>,
+    filter: &DefinitionFilter,
+) -> Result<Vec<TaskDefinition>, EcsError> {
+    let mut seen = Vec::new();
+    for d in call.runner.definitions(filter).await? {
+        if call.may_use_definition(&d).await? {
+            seen.push(d);
+        }
+    }
+    Ok(seen)
+}
+
 pub async fn list(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: ListInput = call.input()?;
-    let mut arns = call
-        .runner
-        .definition_arns(&input.filter(input.family_prefix.clone())?)
-        .await?;
+    let definitions = visible(call, &input.filter(input.family_prefix.clone())?).await?;
     // familyPrefix on ListTaskDefinitions names a whole family.
-    if let Some(family) = &input.family_prefix {
-        arns.retain(|a| {
-            a.rsplit_once(":task-definition/")
-                .and_then(|(_, r)| r.rsplit_once(':'))
-                .is_some_and(|(f, _)| f == family)
-        });
-    }
+    let arns: Vec<String> = definitions
+        .into_iter()
+        .filter(|d| input.family_prefix.as_ref().is_none_or(|f| d.family == *f))
+        .map(|d| d.task_definition_arn)
+        .collect();
     let (arns, next) = page(
         &arns,
         input.max_results,
@@ -105,10 +128,18 @@ pub async fn list(call: &Call<'_>) -> Result<Value, EcsError> {
 
 pub async fn families(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: ListInput = call.input()?;
-    let families = call
-        .runner
-        .definition_families(&input.filter(input.family_prefix.clone().or(input.family.clone()))?)
-        .await?;
+    let filter = input.filter(input.family_prefix.clone().or(input.family.clone()))?;
+    let mut families: BTreeSet<String> = visible(call, &filter)
+        .await?
+        .into_iter()
+        .map(|d| d.family)
+        .collect();
+    if input.status.as_deref() == Some("INACTIVE") {
+        // Families without any active revision.
+        let active = call.runner.active_families().await?;
+        families.retain(|f| !active.contains(f));
+    }
+    let families: Vec<String> = families.into_iter().collect();
     let (families, next) = page(
         &families,
         input.max_results,

@@ -44,11 +44,7 @@ pub async fn run(call: &Call<'_>) -> Result<Value, EcsError> {
         ));
     }
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
-    let definition = call
-        .runner
-        .runnable_definition(&input.task_definition)
-        .await?;
-    call.require_images(&definition).await?;
+    let definition = call.runnable_definition(&input.task_definition).await?;
     let tasks = call
         .runner
         .launch(
@@ -78,6 +74,11 @@ struct StopInput {
 pub async fn stop(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: StopInput = call.input()?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
+    if call.task(Some(&cluster), &input.task).await?.is_none() {
+        return Err(EcsError::InvalidParameter(
+            "The referenced task was not found.".into(),
+        ));
+    }
     let reason = input
         .reason
         .unwrap_or_else(|| "Task stopped by user".into());
@@ -103,7 +104,14 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcsError> {
         ));
     }
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
-    let (tasks, missing) = call.runner.describe_tasks(&cluster, &input.tasks).await?;
+    let mut tasks = Vec::new();
+    let mut missing = Vec::new();
+    for asked in input.tasks {
+        match call.task(Some(&cluster), &asked).await? {
+            Some(t) => tasks.push(t),
+            None => missing.push((asked, "MISSING".to_string())),
+        }
+    }
     Ok(json!({ "tasks": tasks, "failures": failure_list(missing) }))
 }
 
@@ -128,7 +136,12 @@ pub async fn list(call: &Call<'_>) -> Result<Value, EcsError> {
         started_by: input.started_by,
         desired_status: input.desired_status,
     };
-    let arns = call.runner.list_tasks(&cluster, &filter).await?;
+    let mut arns = Vec::new();
+    for t in call.runner.list_tasks(&cluster, &filter).await? {
+        if call.may_use_task(&t).await? {
+            arns.push(t.task_arn);
+        }
+    }
     let (arns, next) = page(
         &arns,
         input.max_results,

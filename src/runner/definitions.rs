@@ -1,7 +1,7 @@
 //! Task definitions: registered revisions per family, checked when registered
 //! (images from this registry only, limits, dependencies).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
@@ -357,42 +357,41 @@ impl Runner {
         Ok(definition)
     }
 
-    /// ARNs of the revisions that pass `filter`, by family then revision.
-    pub async fn definition_arns(&self, filter: &DefinitionFilter) -> Result<Vec<String>> {
-        let mut all: Vec<StoredDefinition> = self.filtered_definitions(filter).await?;
+    /// The revisions that pass `filter`, by family then revision.
+    pub async fn definitions(&self, filter: &DefinitionFilter) -> Result<Vec<TaskDefinition>> {
+        let mut all = self
+            .filtered_definitions(filter)
+            .await?
+            .iter()
+            .map(|d| serde_json::from_str(&d.doc).map_err(corrupt))
+            .collect::<Result<Vec<TaskDefinition>>>()?;
         if filter.descending {
             all.reverse();
         }
-        Ok(all
-            .iter()
-            .map(|d| self.definition_arn(&d.family, d.revision))
-            .collect())
+        Ok(all)
     }
 
-    /// Families with a revision that passes `filter` (ACTIVE: with an active revision).
-    pub async fn definition_families(&self, filter: &DefinitionFilter) -> Result<Vec<String>> {
-        let families: BTreeMap<String, ()> = self
-            .filtered_definitions(filter)
+    /// The latest ACTIVE revision of `family`.
+    pub async fn latest_definition(&self, family: &str) -> Result<Option<TaskDefinition>> {
+        self.inner
+            .store
+            .task_definition(family, None)
+            .await?
+            .map(|s| serde_json::from_str(&s.doc).map_err(corrupt))
+            .transpose()
+    }
+
+    /// Families with an ACTIVE revision.
+    pub async fn active_families(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .inner
+            .store
+            .task_definitions()
             .await?
             .into_iter()
-            .map(|d| (d.family, ()))
-            .collect();
-        let status = filter.status.as_deref().unwrap_or("ACTIVE");
-        let mut out: Vec<String> = families.into_keys().collect();
-        if status == "INACTIVE" {
-            // Families without any active revision.
-            let active: BTreeSet<String> = self
-                .inner
-                .store
-                .task_definitions()
-                .await?
-                .into_iter()
-                .filter(|d| d.active)
-                .map(|d| d.family)
-                .collect();
-            out.retain(|f| !active.contains(f));
-        }
-        Ok(out)
+            .filter(|d| d.active)
+            .map(|d| d.family)
+            .collect())
     }
 
     async fn filtered_definitions(

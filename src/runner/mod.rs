@@ -76,6 +76,8 @@ pub struct RunnerSettings {
     pub retain_stopped: Duration,
     /// What task definitions may ask of the host.
     pub safety: Safety,
+    /// The most tasks one service may ask for (`desiredCount`).
+    pub max_desired_count: i64,
 }
 
 #[derive(Clone)]

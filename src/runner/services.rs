@@ -43,6 +43,18 @@ fn check_configuration(c: &DeploymentConfiguration) -> Result<()> {
 }
 
 impl Runner {
+    /// `desiredCount` within 0..=`max_desired_count`: one call must not be able
+    /// to ask the host for thousands of containers.
+    fn check_desired_count(&self, desired: i64) -> Result<()> {
+        let max = self.inner.settings.max_desired_count;
+        if !(0..=max).contains(&desired) {
+            return Err(RunnerError::InvalidParameter(format!(
+                "desiredCount must be between 0 and {max} (runner.max_desired_count)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Pins every container image of `definition` to its current digest;
     /// tags that do not resolve stay unpinned (their tasks then fail to pull).
     async fn pin_images(&self, definition: &TaskDefinition) -> Result<BTreeMap<String, String>> {
@@ -122,11 +134,7 @@ impl Runner {
                 "serviceName: up to 255 letters, numbers, hyphens and underscores".into(),
             ));
         }
-        if input.desired_count < 0 {
-            return Err(RunnerError::InvalidParameter(
-                "desiredCount must be at least 0".into(),
-            ));
-        }
+        self.check_desired_count(input.desired_count)?;
         let configuration = input.deployment_configuration.clone().unwrap_or_default();
         check_configuration(&configuration)?;
         let definition = self.runnable_definition(&input.task_definition).await?;
@@ -178,10 +186,8 @@ impl Runner {
         update: UpdateService,
     ) -> Result<Service> {
         let name = service_name(service);
-        if update.desired_count.is_some_and(|d| d < 0) {
-            return Err(RunnerError::InvalidParameter(
-                "desiredCount must be at least 0".into(),
-            ));
+        if let Some(desired) = update.desired_count {
+            self.check_desired_count(desired)?;
         }
         if let Some(c) = &update.deployment_configuration {
             check_configuration(c)?;
@@ -308,35 +314,34 @@ impl Runner {
         Ok(with_counts(record, &tasks))
     }
 
-    /// Services asked for (names or ARNs), and the ones not found (arn, MISSING).
+    /// Each service asked for (a name or an ARN): its ARN, and the service
+    /// with its live counts when it exists.
     pub async fn describe_services(
         &self,
         cluster: &str,
         services: &[String],
-    ) -> Result<(Vec<Service>, Vec<(String, String)>)> {
+    ) -> Result<Vec<(String, Option<Service>)>> {
         let tasks = self.live_tasks(Some(cluster)).await?;
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
+        let mut out = Vec::new();
         for s in services {
+            let arn = self.service_arn(cluster, service_name(s));
             match self.service_record(cluster, service_name(s)).await {
-                Ok(r) => found.push(with_counts(r, &tasks)),
-                Err(RunnerError::ServiceNotFound) => {
-                    missing.push((self.service_arn(cluster, service_name(s)), "MISSING".into()))
-                }
+                Ok(r) => out.push((arn, Some(with_counts(r, &tasks)))),
+                Err(RunnerError::ServiceNotFound) => out.push((arn, None)),
                 Err(e) => return Err(e),
             }
         }
-        Ok((found, missing))
+        Ok(out)
     }
 
-    /// ARNs of the cluster's services that are not INACTIVE.
-    pub async fn list_services(&self, cluster: &str) -> Result<Vec<String>> {
+    /// The cluster's services that are not INACTIVE (without live counts).
+    pub async fn list_services(&self, cluster: &str) -> Result<Vec<Service>> {
         Ok(self
             .service_records(Some(cluster))
             .await?
             .into_iter()
             .filter(|s| s.service.status != "INACTIVE")
-            .map(|s| s.service.service_arn)
+            .map(|s| s.service)
             .collect())
     }
 

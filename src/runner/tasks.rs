@@ -79,20 +79,26 @@ impl Runner {
             )));
         }
         if let Some(token) = &run.client_token {
+            // A retry is the same request: tasks of another definition under the
+            // same token (someone else's, perhaps) are not its answer.
             let earlier = self
                 .inner
                 .store
                 .tasks_by_client_token(&run.cluster, token)
-                .await?;
+                .await?
+                .iter()
+                .map(|v| {
+                    serde_json::from_str::<TaskRecord>(&v.doc)
+                        .map(|r| r.task)
+                        .map_err(corrupt)
+                })
+                .collect::<Result<Vec<Task>>>()?;
+            let earlier: Vec<Task> = earlier
+                .into_iter()
+                .filter(|t| t.task_definition_arn == definition.task_definition_arn)
+                .collect();
             if !earlier.is_empty() {
-                return earlier
-                    .iter()
-                    .map(|v| {
-                        serde_json::from_str::<TaskRecord>(&v.doc)
-                            .map(|r| r.task)
-                            .map_err(corrupt)
-                    })
-                    .collect();
+                return Ok(earlier);
             }
         }
         for o in &run.overrides.container_overrides {
@@ -244,24 +250,17 @@ impl Runner {
         Ok(record.task)
     }
 
-    /// The tasks asked for, and the ones not found (as ECS failures: arn, reason).
-    pub async fn describe_tasks(
-        &self,
-        cluster: &str,
-        tasks: &[String],
-    ) -> Result<(Vec<Task>, Vec<(String, String)>)> {
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        for t in tasks {
-            match self.task_record(task_id(t)).await? {
-                Some(r) if r.cluster == cluster => found.push(r.task),
-                _ => missing.push((t.clone(), "MISSING".to_string())),
-            }
-        }
-        Ok((found, missing))
+    /// A task (an id or an ARN), in `cluster` when one is given.
+    pub async fn task(&self, cluster: Option<&str>, task: &str) -> Result<Option<Task>> {
+        Ok(self
+            .task_record(task_id(task))
+            .await?
+            .filter(|r| cluster.is_none_or(|c| r.cluster == c))
+            .map(|r| r.task))
     }
 
-    pub async fn list_tasks(&self, cluster: &str, filter: &TaskFilter) -> Result<Vec<String>> {
+    /// The cluster's tasks that pass `filter`.
+    pub async fn list_tasks(&self, cluster: &str, filter: &TaskFilter) -> Result<Vec<Task>> {
         let desired = filter.desired_status.as_deref().unwrap_or(model::RUNNING);
         if ![model::RUNNING, model::PENDING, model::STOPPED].contains(&desired) {
             return Err(RunnerError::InvalidParameter(format!(
@@ -294,7 +293,7 @@ impl Runner {
                     .as_ref()
                     .is_none_or(|s| r.task.started_by.as_ref() == Some(s))
             })
-            .map(|r| r.task.task_arn)
+            .map(|r| r.task)
             .collect())
     }
 

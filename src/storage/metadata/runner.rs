@@ -65,7 +65,7 @@ pub trait RunnerStore: Send + Sync + 'static {
         family: &str,
         revision: Option<i64>,
     ) -> Result<Option<StoredDefinition>>;
-    /// Every revision, documents left out (empty).
+    /// Every revision, by family then revision.
     async fn task_definitions(&self) -> Result<Vec<StoredDefinition>>;
     async fn replace_task_definition(&self, definition: &StoredDefinition) -> Result<()>;
 
@@ -257,18 +257,18 @@ impl RunnerStore for SqlMetadata {
     }
 
     async fn task_definitions(&self) -> Result<Vec<StoredDefinition>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT family, revision, active FROM task_definitions ORDER BY family, revision",
+        let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+            "SELECT family, revision, active, doc FROM task_definitions ORDER BY family, revision",
         )
         .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(family, revision, active)| StoredDefinition {
+            .map(|(family, revision, active, doc)| StoredDefinition {
                 family,
                 revision,
                 active: active != 0,
-                doc: String::new(),
+                doc,
             })
             .collect())
     }

@@ -1,0 +1,940 @@
+//! Who may see and change the task runner's resources, over real HTTP against
+//! a real `wharf serve`, driven by the official AWS SDK (aws-sdk-ecs): task
+//! definitions, tasks and services belong to the repositories of their images,
+//! and only those who may push there see or change them; task logs the same.
+//!
+//! Most of this needs no Docker Engine (the runner points at a socket that
+//! does not exist). The test that reads real logs needs one and Debian's
+//! busybox-static, as `tests/ecs.rs` does: without them it skips, except under
+//! `CI=true`, where that is a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers abort the test on failure"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, ContainerOverride, DesiredStatus, KeyValuePair, NetworkMode, TaskOverride,
+};
+use common::{OCI_MANIFEST, free_port, sha256};
+use serde_json::json;
+use wharf::runner::engine::{ContainerEngine, DockerEngine, LABEL_TASK};
+
+const BUSYBOX: &str = "/bin/busybox";
+/// Where the runner looks for Docker in the tests that need none.
+const NO_DOCKER: &str = "/nonexistent/wharf-test/docker.sock";
+const SECRET: &str = "s3cr3t-database-password";
+
+/// alice deploys `team/*`; bob may only pull `pub/*`; carol pushes `pub/*`.
+const USERS: [&str; 3] = ["alice", "bob", "carol"];
+
+fn password(user: &str) -> String {
+    format!("{user}-password")
+}
+
+struct Wharf {
+    _dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+    http: reqwest::Client,
+    /// An ECS client per user of [`USERS`].
+    clients: Vec<Client>,
+    /// Access token secrets: pull-only and push on `team/*`.
+    pull_token: String,
+    push_token: String,
+}
+
+impl Wharf {
+    /// A server whose runner uses `docker_host` ("" for `DOCKER_HOST`).
+    async fn start(docker_host: &str) -> Wharf {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = String::from("[auth]\nanonymous_pull = [\"pub/*\"]\n");
+        for user in USERS {
+            let hash = wharf::auth::hash_password(&password(user)).unwrap();
+            config.push_str(&format!(
+                "[[auth.users]]\nname = \"{user}\"\npassword_hash = \"{hash}\"\n"
+            ));
+        }
+        config.push_str(&format!(
+            r#"
+[[auth.rules]]
+who = ["alice"]
+repositories = ["team/*"]
+actions = ["*"]
+[[auth.rules]]
+who = ["bob"]
+repositories = ["pub/*"]
+actions = ["pull"]
+[[auth.rules]]
+who = ["carol"]
+repositories = ["pub/*"]
+actions = ["pull", "push"]
+[runner]
+docker_host = "{docker_host}"
+poll_interval_ms = 200
+[gc]
+interval_seconds = 0
+"#
+        ));
+        std::fs::write(dir.path().join("wharf.toml"), config).unwrap();
+        let store = wharf::storage::SqlMetadata::open(&wharf::storage::Database::Sqlite {
+            path: dir.path().join("metadata.db"),
+            readers: 1,
+        })
+        .await
+        .unwrap();
+        let names: Vec<String> = USERS.iter().map(|u| u.to_string()).collect();
+        let mut clients = Vec::new();
+        for user in USERS {
+            let (id, secret) = wharf::admin::create_access_key(&store, user, &names)
+                .await
+                .unwrap();
+            let config = aws_sdk_ecs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(format!("http://127.0.0.1:{port}"))
+                .credentials_provider(Credentials::new(id, secret, None, None, "wharf-test"))
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
+                .retry_config(RetryConfig::disabled())
+                .build();
+            clients.push(Client::from_conf(config));
+        }
+        let pull_token =
+            wharf::admin::create_token(&store, "reader", &["repository:team/*:pull".into()], None)
+                .await
+                .unwrap();
+        let push_token = wharf::admin::create_token(
+            &store,
+            "deployer",
+            &["repository:team/*:pull,push".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        drop(store);
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(dir.path().join("wharf.toml"))
+            .env(
+                "RUST_LOG",
+                std::env::var("WHARF_TEST_LOG").unwrap_or("warn".into()),
+            )
+            .stderr(if std::env::var_os("WHARF_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let wharf = Wharf {
+            _dir: dir,
+            port,
+            child: Some(child),
+            http: reqwest::Client::new(),
+            clients,
+            pull_token,
+            push_token,
+        };
+        for _ in 0..200 {
+            if wharf.http.get(wharf.url("/healthz")).send().await.is_ok() {
+                return wharf;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("wharf did not come up");
+    }
+
+    fn ecs(&self, user: &str) -> &Client {
+        &self.clients[USERS.iter().position(|u| *u == user).unwrap()]
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn image(&self, repo: &str) -> String {
+        format!("localhost:{}/{repo}:1", self.port)
+    }
+
+    /// Registers `family` as `user`: one container per image, each with a
+    /// secret in its environment.
+    async fn register(
+        &self,
+        user: &str,
+        family: &str,
+        images: &[&str],
+        command: &str,
+    ) -> Result<String, String> {
+        let mut request = self
+            .ecs(user)
+            .register_task_definition()
+            .family(family)
+            .network_mode(NetworkMode::None);
+        for (i, repo) in images.iter().enumerate() {
+            request = request.container_definitions(
+                ContainerDefinition::builder()
+                    .name(format!("c{i}"))
+                    .image(self.image(repo))
+                    .memory(64)
+                    .essential(i == 0)
+                    .command("/bin/sh")
+                    .command("-c")
+                    .command(command)
+                    .environment(KeyValuePair::builder().name("SECRET").value(SECRET).build())
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .map(|out| {
+                out.task_definition()
+                    .unwrap()
+                    .task_definition_arn()
+                    .unwrap()
+                    .to_string()
+            })
+            .map_err(|e| e.code().unwrap_or("<none>").to_string())
+    }
+
+    /// Runs `definition` as alice, with an override carrying a secret.
+    async fn run(&self, definition: &str) -> String {
+        let out = self
+            .ecs("alice")
+            .run_task()
+            .task_definition(definition)
+            .overrides(
+                TaskOverride::builder()
+                    .container_overrides(
+                        ContainerOverride::builder()
+                            .name("c0")
+                            .environment(
+                                KeyValuePair::builder()
+                                    .name("OVERRIDE")
+                                    .value(SECRET)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.tasks()[0].task_arn().unwrap().to_string()
+    }
+
+    async fn logs(&self, arn: &str, auth: Auth<'_>) -> reqwest::Response {
+        let id = arn.rsplit('/').next().unwrap();
+        let request = self.http.get(self.url(&format!("/ecs/tasks/{id}/logs")));
+        let request = match auth {
+            Auth::None => request,
+            Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => request.bearer_auth(token),
+        };
+        request.send().await.unwrap()
+    }
+
+    /// A token from `/token` (anonymous without `user`) asking for `scope`.
+    async fn bearer(&self, user: Option<&str>, scope: &str) -> String {
+        let mut request = self
+            .http
+            .get(self.url("/token"))
+            .query(&[("service", "wharf"), ("scope", scope)]);
+        if let Some(user) = user {
+            request = request.basic_auth(user, Some(password(user)));
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+}
+
+fn code<T, E: ProvideErrorMetadata, R>(
+    result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>,
+) -> String {
+    match result {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => e.code().unwrap_or("<none>").to_string(),
+    }
+}
+
+/// Everything alice's deployment is, as bob (pull on `pub/*` only) and the
+/// anonymous-pull side of it would like to read or change it.
+#[tokio::test]
+async fn pull_only_users_neither_see_nor_change_others_resources() {
+    let w = Wharf::start(NO_DOCKER).await;
+    let web = w
+        .register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    let task = w.run(&web).await;
+    let alice = w.ecs("alice");
+    alice
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+
+    let bob = w.ecs("bob");
+    // Task definitions: as if there were none (no environment to read).
+    for reference in [web.as_str(), "web", "web:1"] {
+        assert_eq!(
+            code(
+                bob.describe_task_definition()
+                    .task_definition(reference)
+                    .send()
+                    .await
+            ),
+            "ClientException",
+            "{reference}"
+        );
+    }
+    let listed = bob.list_task_definitions().send().await.unwrap();
+    assert!(listed.task_definition_arns().is_empty());
+    let families = bob.list_task_definition_families().send().await.unwrap();
+    assert!(families.families().is_empty());
+    // Tasks: missing, so neither overrides nor environment show.
+    let described = bob.describe_tasks().tasks(&task).send().await.unwrap();
+    assert!(described.tasks().is_empty());
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    assert_eq!(described.failures()[0].arn(), Some(task.as_str()));
+    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let listed = bob
+            .list_tasks()
+            .desired_status(status)
+            .send()
+            .await
+            .unwrap();
+        assert!(listed.task_arns().is_empty());
+    }
+    // Services: missing, and untouchable.
+    let described = bob
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    assert!(described.services().is_empty());
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    assert!(
+        bob.list_services()
+            .send()
+            .await
+            .unwrap()
+            .service_arns()
+            .is_empty()
+    );
+    assert_eq!(
+        code(
+            bob.update_service()
+                .service("api")
+                .desired_count(1000)
+                .force_new_deployment(true)
+                .send()
+                .await
+        ),
+        "ServiceNotFoundException"
+    );
+    assert_eq!(
+        code(bob.delete_service().service("api").force(true).send().await),
+        "ServiceNotFoundException"
+    );
+    // Nor may bob run, stop, deploy or retire alice's work.
+    assert_eq!(
+        code(bob.stop_task().task(&task).send().await),
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        code(bob.run_task().task_definition("web").send().await),
+        "ClientException"
+    );
+    assert_eq!(
+        code(
+            bob.create_service()
+                .service_name("mine")
+                .task_definition(&web)
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    assert_eq!(
+        code(
+            bob.deregister_task_definition()
+                .task_definition("web:1")
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    // Pulling is not deploying: not alice's images, nor public ones.
+    for repo in ["team/web", "pub/tool"] {
+        assert_eq!(
+            w.register("bob", "bobs", &[repo], "true").await,
+            Err("AccessDeniedException".to_string()),
+            "{repo}"
+        );
+    }
+    // Clusters carry no secrets, but only deployers make or remove them.
+    assert_eq!(
+        bob.list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .cluster_arns()
+            .len(),
+        1
+    );
+    assert_eq!(
+        code(bob.create_cluster().cluster_name("bobs").send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(bob.delete_cluster().cluster("default").send().await),
+        "AccessDeniedException"
+    );
+
+    // alice still sees and owns all of it, unchanged.
+    let d = alice
+        .describe_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
+    let env = d.task_definition().unwrap().container_definitions()[0].environment();
+    assert_eq!(env[0].value(), Some(SECRET));
+    let described = alice.describe_tasks().tasks(&task).send().await.unwrap();
+    let overrides = described.tasks()[0].overrides().unwrap();
+    assert_eq!(
+        overrides.container_overrides()[0].environment()[0].value(),
+        Some(SECRET)
+    );
+    let listed = alice
+        .list_tasks()
+        .desired_status(DesiredStatus::Running)
+        .send()
+        .await
+        .unwrap();
+    let stopped = alice
+        .list_tasks()
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.task_arns().contains(&task) || stopped.task_arns().contains(&task),
+        "alice lists her task"
+    );
+    let service = alice
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    let service = &service.services()[0];
+    assert_eq!(service.desired_count(), 1);
+    assert_eq!(service.status(), Some("ACTIVE"));
+    assert_eq!(service.deployments().len(), 1, "no forced deployment");
+    assert_eq!(
+        alice.list_services().send().await.unwrap().service_arns(),
+        [service.service_arn().unwrap()]
+    );
+    alice
+        .update_service()
+        .service("api")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    alice.delete_service().service("api").send().await.unwrap();
+    alice.stop_task().task(&task).send().await.unwrap();
+    alice
+        .create_cluster()
+        .cluster_name("batch")
+        .send()
+        .await
+        .unwrap();
+    alice
+        .delete_cluster()
+        .cluster("batch")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Push rights on other repositories do not reach into a team's resources,
+/// and a resource mixing repositories needs push on all of them.
+#[tokio::test]
+async fn deployers_see_only_what_runs_their_images() {
+    let w = Wharf::start(NO_DOCKER).await;
+    let (alice, carol) = (w.ecs("alice"), w.ecs("carol"));
+    let web = w
+        .register("alice", "web", &["team/web"], "true")
+        .await
+        .unwrap();
+    let tool = w
+        .register("carol", "tool", &["pub/tool"], "true")
+        .await
+        .unwrap();
+    // alice may pull pub/* (anonymous pull) but not push it: mixing is carol's or nobody's.
+    assert_eq!(
+        w.register("alice", "mixed", &["team/web", "pub/tool"], "true")
+            .await,
+        Err("AccessDeniedException".to_string())
+    );
+    // Nobody slips a revision with their own images under another team's family.
+    assert_eq!(
+        w.register("carol", "web", &["pub/tool"], "true").await,
+        Err("AccessDeniedException".to_string())
+    );
+    assert_eq!(
+        alice
+            .list_task_definitions()
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns(),
+        std::slice::from_ref(&web)
+    );
+    assert_eq!(
+        carol
+            .list_task_definitions()
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns(),
+        std::slice::from_ref(&tool)
+    );
+    assert_eq!(
+        carol
+            .list_task_definition_families()
+            .send()
+            .await
+            .unwrap()
+            .families(),
+        ["tool"]
+    );
+    assert_eq!(
+        code(
+            alice
+                .describe_task_definition()
+                .task_definition(&tool)
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    // A service shows (and belongs) to whoever may push what it runs.
+    alice
+        .create_service()
+        .service_name("api")
+        .task_definition(&web)
+        .send()
+        .await
+        .unwrap();
+    carol
+        .create_service()
+        .service_name("tools")
+        .task_definition(&tool)
+        .send()
+        .await
+        .unwrap();
+    let names = |arns: &[String]| -> Vec<String> {
+        arns.iter()
+            .map(|a| a.rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(alice.list_services().send().await.unwrap().service_arns()),
+        ["api"]
+    );
+    assert_eq!(
+        names(carol.list_services().send().await.unwrap().service_arns()),
+        ["tools"]
+    );
+    // Nor can an owner move a service onto a definition that is not theirs.
+    assert_eq!(
+        code(
+            alice
+                .update_service()
+                .service("api")
+                .task_definition(&tool)
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    // The caps: desiredCount up to runner.max_desired_count (100), count up to 10.
+    assert_eq!(
+        code(
+            alice
+                .update_service()
+                .service("api")
+                .desired_count(1000)
+                .force_new_deployment(true)
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        code(
+            alice
+                .create_service()
+                .service_name("big")
+                .task_definition(&web)
+                .desired_count(101)
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        code(
+            alice
+                .run_task()
+                .task_definition(&web)
+                .count(11)
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    // A client token names one request, not whatever ran under it before.
+    let run = |client: &Client, definition: &str| {
+        client
+            .run_task()
+            .task_definition(definition)
+            .client_token("build-1")
+            .send()
+    };
+    let alices = run(alice, &web).await.unwrap().tasks()[0].clone();
+    let again = run(alice, &web).await.unwrap();
+    assert_eq!(again.tasks()[0].task_arn(), alices.task_arn(), "idempotent");
+    let carols = run(carol, &tool).await.unwrap();
+    assert_ne!(carols.tasks()[0].task_arn(), alices.task_arn());
+    assert_eq!(carols.tasks()[0].task_definition_arn(), Some(tool.as_str()));
+    let service = alice
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(service.services()[0].desired_count(), 0);
+    assert_eq!(service.services()[0].deployments().len(), 1);
+}
+
+/// `GET /ecs/tasks/<id>/logs` asks what DescribeTasks asks, from Basic and
+/// Bearer credentials alike, and never shows why Docker is not there.
+#[tokio::test]
+async fn task_logs_need_what_describe_tasks_needs() {
+    let w = Wharf::start(NO_DOCKER).await;
+    // An image that exists: the task gets as far as asking Docker to pull it.
+    push_image(&w, "team/web", b"not really a tarball".to_vec()).await;
+    let web = w
+        .register("alice", "web", &["team/web"], "echo $SECRET")
+        .await
+        .unwrap();
+    let task = w.run(&web).await;
+    let bob = password("bob");
+    let alice = password("alice");
+
+    // No identity: 401 with a challenge, whether or not the task exists.
+    let anonymous = w.bearer(None, "repository:team/web:push").await;
+    for auth in [Auth::None, Auth::Bearer(&anonymous), Auth::Bearer("forged")] {
+        let r = w.logs(&task, auth).await;
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    let r = w.logs("0123456789abcdef", Auth::None).await;
+    assert_eq!(r.status(), 401);
+
+    // Signed in without push on team/web: as if the task did not exist.
+    let missing = w
+        .logs("0123456789abcdef", Auth::Basic("alice", &alice))
+        .await;
+    assert_eq!(missing.status(), 404);
+    let missing = missing.text().await.unwrap();
+    let bobs_bearer = w.bearer(Some("bob"), "repository:pub/tool:pull").await;
+    let alice_pull = w.bearer(Some("alice"), "repository:team/web:pull").await;
+    for auth in [
+        Auth::Basic("bob", &bob),
+        Auth::Bearer(&bobs_bearer),
+        Auth::Basic("reader", &w.pull_token),
+        Auth::Bearer(&alice_pull),
+    ] {
+        let r = w.logs(&task, auth).await;
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.text().await.unwrap(), missing);
+    }
+
+    // Those who may: no Docker Engine is a 503 that says nothing of it.
+    let alice_push = w.bearer(Some("alice"), "repository:team/web:push").await;
+    for auth in [
+        Auth::Basic("alice", &alice),
+        Auth::Bearer(&alice_push),
+        Auth::Basic("deployer", &w.push_token),
+    ] {
+        let r = w.logs(&task, auth).await;
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("nonexistent") && !body.contains("docker"),
+            "{body}"
+        );
+    }
+    // A wrong password is no identity (last: it slows this address down).
+    let r = w.logs(&task, Auth::Basic("alice", "wrong")).await;
+    assert_eq!(r.status(), 401);
+    // Nor does what DescribeTasks shows the owner name the socket.
+    let start = Instant::now();
+    loop {
+        let described = w
+            .ecs("alice")
+            .describe_tasks()
+            .tasks(&task)
+            .send()
+            .await
+            .unwrap();
+        let t = &described.tasks()[0];
+        assert!(!format!("{t:?}").contains("nonexistent"), "{t:?}");
+        if t.last_status() == Some("STOPPED") || start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A Docker Engine to run on, or `None` (skip) outside CI.
+async fn docker() -> Option<DockerEngine> {
+    let why = if !Path::new(BUSYBOX).exists() {
+        format!("{BUSYBOX} is missing (Debian package busybox-static)")
+    } else {
+        match DockerEngine::connect("") {
+            Ok(engine) => match engine.ping().await {
+                Ok(()) => return Some(engine),
+                Err(e) => format!("no Docker Engine answers: {e}"),
+            },
+            Err(e) => format!("no Docker Engine: {e}"),
+        }
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {why}"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIP: {why}\n").as_bytes());
+    None
+}
+
+/// Pushes a FROM-scratch image holding a static busybox as `repo:1` (as alice).
+async fn push_busybox(w: &Wharf, repo: &str) {
+    let mut layer = tar::Builder::new(Vec::new());
+    layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
+    push_image(w, repo, layer.into_inner().unwrap()).await;
+}
+
+/// Pushes a one-layer image as `repo:1` (as alice).
+async fn push_image(w: &Wharf, repo: &str, layer: Vec<u8>) {
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": { "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
+    }))
+    .unwrap();
+    let alice = password("alice");
+    for blob in [&layer, &config] {
+        let r = w
+            .http
+            .post(w.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(blob)
+            )))
+            .basic_auth("alice", Some(&alice))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "blob push");
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len() }],
+    }))
+    .unwrap();
+    let r = w
+        .http
+        .put(w.url(&format!("/v2/{repo}/manifests/1")))
+        .basic_auth("alice", Some(&alice))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "manifest push");
+}
+
+/// With a real Docker Engine: the owner reads the logs (the secret the task
+/// printed), nobody else does.
+#[tokio::test]
+async fn only_deployers_read_real_logs() {
+    let Some(engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start("").await;
+    push_busybox(&w, "team/web").await;
+    let web = w
+        .register("alice", "web", &["team/web"], "echo $SECRET $OVERRIDE")
+        .await
+        .unwrap();
+    let task = w.run(&web).await;
+    let start = Instant::now();
+    loop {
+        let out = w
+            .ecs("alice")
+            .describe_tasks()
+            .tasks(&task)
+            .send()
+            .await
+            .unwrap();
+        let t = &out.tasks()[0];
+        if t.last_status() == Some("STOPPED") {
+            assert_eq!(t.containers()[0].exit_code(), Some(0), "{t:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{t:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = w
+        .logs(&task, Auth::Basic("alice", &password("alice")))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap().trim(), format!("{SECRET} {SECRET}"));
+    for auth in [
+        Auth::Basic("bob", &password("bob")),
+        Auth::Basic("carol", &password("carol")),
+        Auth::Basic("reader", &w.pull_token),
+    ] {
+        let r = w.logs(&task, auth).await;
+        assert_eq!(r.status(), 404);
+        assert!(!r.text().await.unwrap().contains(SECRET));
+    }
+    let r = w.logs(&task, Auth::Basic("deployer", &w.push_token)).await;
+    assert_eq!(r.status(), 200);
+    // Leave no containers behind on the shared engine.
+    let id = task.rsplit('/').next().unwrap();
+    for c in engine.list(LABEL_TASK, id).await.unwrap() {
+        let _ = engine.remove(&c.id).await;
+    }
+    drop(w);
+}
+
+/// With no credentials on loopback (open mode), anyone may do anything, as before.
+#[tokio::test]
+async fn open_mode_lets_anyone_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::TestServer::start_with(dir.path(), |c| {
+        c.runner.docker_host = format!("unix://{NO_DOCKER}");
+    })
+    .await;
+    let call = |operation: &str, body: serde_json::Value| {
+        s.http
+            .post(s.url("/"))
+            .header(
+                "x-amz-target",
+                format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+            )
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(body.to_string())
+            .send()
+    };
+    let image = "localhost:5000/team/web:1";
+    let r = call(
+        "RegisterTaskDefinition",
+        json!({"family": "web", "containerDefinitions": [
+            {"name": "main", "image": image, "memory": 32,
+             "environment": [{"name": "SECRET", "value": SECRET}]}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = call("DescribeTaskDefinition", json!({"taskDefinition": "web"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains(SECRET));
+    let r = call("RunTask", json!({"taskDefinition": "web"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out: serde_json::Value = r.json().await.unwrap();
+    let arn = out["tasks"][0]["taskArn"].as_str().unwrap();
+    let r = call("DescribeTasks", json!({"tasks": [arn]}))
+        .await
+        .unwrap();
+    let out: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(out["tasks"][0]["taskArn"], arn);
+    let r = call("CreateCluster", json!({"clusterName": "batch"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Past authorization, to the missing Docker Engine.
+    let id = arn.rsplit('/').next().unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/ecs/tasks/{id}/logs")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}
