@@ -71,6 +71,13 @@ fn retry_delay(failures: u32) -> Duration {
 impl Runner {
     /// One pass over the live tasks: start, stop, or watch each.
     pub(super) async fn supervise(&self, tasks: &[TaskRecord]) -> Result<()> {
+        // Waits of tasks that are gone (stopped elsewhere, pruned) go too.
+        let live: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        self.inner
+            .retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| live.contains(id.as_str()));
         if tasks.is_empty() {
             return Ok(());
         }
