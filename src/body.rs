@@ -93,7 +93,8 @@ pub async fn read(
 
 /// An HTML form (`application/x-www-form-urlencoded`) of at most `LIMIT`
 /// bytes, read under the [`BodyLimits`] of the state. Refusals answer with
-/// the registry's error document (`{"errors": [...]}`).
+/// the registry's error document (`{"errors": [...]}`), a form that does not
+/// parse too (axum would answer 415 or 422 in plain text).
 pub struct SmallForm<T, const LIMIT: usize>(pub T);
 
 impl<S, T, const LIMIT: usize> FromRequest<S> for SmallForm<T, LIMIT>
@@ -114,16 +115,19 @@ where
                     BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "UNSUPPORTED"),
                     BodyError::Read => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
                 };
-                let body =
-                    serde_json::json!({"errors": [{"code": code, "message": e.to_string()}]});
-                (status, axum::Json(body)).into_response()
+                form_error(status, code, &e.to_string())
             })?;
         let request = Request::from_parts(parts, Body::from(bytes));
         axum::Form::<T>::from_request(request, state)
             .await
             .map(|axum::Form(form)| SmallForm(form))
-            .map_err(IntoResponse::into_response)
+            .map_err(|e| form_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &e.body_text()))
     }
+}
+
+fn form_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
+    (status, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]

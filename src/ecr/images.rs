@@ -105,7 +105,8 @@ pub(super) fn paged(
     start: usize,
     limit: usize,
 ) -> Value {
-    let end = (start + limit).min(items.len());
+    // Saturating: a token near usize::MAX wrapped to a page back at the start.
+    let end = start.saturating_add(limit).min(items.len());
     let page: Vec<Value> = items
         .get(start..end)
         .map(<[Value]>::to_vec)

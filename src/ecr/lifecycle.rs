@@ -149,7 +149,8 @@ pub async fn get_preview(call: &Call<'_>) -> Result<Value, EcrError> {
             .map_err(|_| EcrError::InvalidParameter("invalid nextToken".into()))?,
         None => 0,
     };
-    let end = (start + limit as usize).min(selected.len());
+    // Saturating: a token near usize::MAX wrapped to a page back at the start.
+    let end = start.saturating_add(limit as usize).min(selected.len());
     let mut out = json!({
         "registryId": call.state.settings.registry_id,
         "repositoryName": repo.as_str(),

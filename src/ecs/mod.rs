@@ -24,7 +24,6 @@ use serde_json::Value;
 
 use crate::auth::{Auth, Principal};
 use crate::aws;
-use crate::metrics::metrics;
 use crate::runner::Runner;
 pub use error::EcsError;
 
@@ -199,7 +198,8 @@ pub fn page<T: Clone>(
             .parse()
             .map_err(|_| EcsError::InvalidParameter("invalid nextToken".into()))?,
     };
-    let end = (start + size as usize).min(items.len());
+    // Saturating: a token near usize::MAX wrapped to a page back at the start.
+    let end = start.saturating_add(size as usize).min(items.len());
     let slice = items
         .get(start.min(items.len())..end)
         .unwrap_or_default()

@@ -210,7 +210,9 @@ impl LifecyclePolicy {
                     .cmp(&a.pushed_at_ms)
                     .then_with(|| a.digest.to_string().cmp(&b.digest.to_string()))
             });
-            let cutoff = now_ms - s.count_number * DAY_MS;
+            // Saturating: a count of days no clock reaches keeps every image
+            // (wrapping made a huge countNumber expire new images).
+            let cutoff = now_ms.saturating_sub(s.count_number.saturating_mul(DAY_MS));
             for (rank, image) in selected.iter().enumerate() {
                 let expires = match s.count_type.as_str() {
                     "imageCountMoreThan" => rank as i64 >= s.count_number,
@@ -397,6 +399,21 @@ mod tests {
             ),
         ]));
         assert_eq!(expired(&p, &[image(1, &["a1"], 5)]), vec![(1, 1)]);
+    }
+
+    /// Found by tests/fuzz.rs: `countNumber * DAY_MS` wrapped, so a rule
+    /// keeping images for 2^63 days expired every image, new ones included.
+    #[test]
+    fn day_counts_past_any_clock_keep_everything() {
+        for days in [i64::MAX, 106_751_991_168, i64::from(u32::MAX) * 1_000] {
+            let p = policy(serde_json::json!([rule(
+                1,
+                serde_json::json!({
+                "tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": days })
+            )]));
+            let images = [image(1, &["a"], 0), image(2, &[], 900)];
+            assert_eq!(expired(&p, &images), vec![], "countNumber {days}");
+        }
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+impl ChunkRange {
+    /// Bytes the range covers; `0-18446744073709551615` is one more than a
+    /// u64 holds, so this saturates (no body is that long) instead of
+    /// wrapping to 0 and passing for an empty chunk.
+    pub fn length(&self) -> u64 {
+        self.end.saturating_sub(self.start).saturating_add(1)
+    }
+}
+
 /// A broken request body is the client's fault; anything else is ours.
 fn body_error(e: StorageError) -> RegistryError {
     match e {
@@ -159,7 +168,7 @@ impl Registry {
                 return Err(RegistryError::ChunkOutOfOrder { size: offset });
             }
             if let Some(n) = content_length
-                && n != r.end - r.start + 1
+                && n != r.length()
             {
                 return Err(RegistryError::UploadInvalid(
                     "Content-Range and Content-Length disagree".into(),
@@ -185,10 +194,7 @@ impl Registry {
             .map_err(body_error)?;
         let written = appended.written;
         // A short or long body does not count; the next append replaces its bytes.
-        check_length(
-            written,
-            content_length.or(range.map(|r| r.end - r.start + 1)),
-        )?;
+        check_length(written, content_length.or(range.map(|r| r.length())))?;
         let hash_state = hasher.as_ref().map(Hasher::save);
         let progress = UploadProgress {
             hash_state: hash_state.as_deref(),

@@ -79,6 +79,21 @@ async fn postgres_for(data_dir: &Path) -> Option<String> {
     Some(format!("{server}/{name}"))
 }
 
+/// The configuration of a test Wharf over `data_dir`: embedded defaults, its
+/// metadata in PostgreSQL under `WHARF_TEST_POSTGRES`, then `tweak`.
+pub async fn test_config(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Config {
+    let overrides = Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..Default::default()
+    };
+    let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
+    if let Some(url) = postgres_for(data_dir).await {
+        config.database.url = url;
+    }
+    tweak(&mut config);
+    config
+}
+
 impl TestServer {
     /// Starts Wharf over `data_dir` on a free port.
     pub async fn start(data_dir: &Path) -> TestServer {
@@ -88,15 +103,7 @@ impl TestServer {
     pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
         // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let overrides = Overrides {
-            data_dir: Some(data_dir.to_path_buf()),
-            ..Default::default()
-        };
-        let mut config = Config::load(None, &Default::default(), &overrides).expect("config");
-        if let Some(url) = postgres_for(data_dir).await {
-            config.database.url = url;
-        }
-        tweak(&mut config);
+        let config = test_config(data_dir, tweak).await;
         let state = AppState::open(&config).await.expect("state");
         let registry = state.registry.clone();
         let auth = state.auth.clone();
