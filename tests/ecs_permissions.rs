@@ -97,9 +97,10 @@ interval_seconds = 0
         .await
         .unwrap();
         let names: Vec<String> = USERS.iter().map(|u| u.to_string()).collect();
+        let secrets = wharf::auth::SecretsKey::load(&dir.path().join("secrets-key"), true).unwrap();
         let mut clients = Vec::new();
         for user in USERS {
-            let (id, secret) = wharf::admin::create_access_key(&store, user, &names)
+            let (id, secret) = wharf::admin::create_access_key(&store, &secrets, user, &names)
                 .await
                 .unwrap();
             let config = aws_sdk_ecs::Config::builder()
@@ -937,4 +938,64 @@ async fn open_mode_lets_anyone_in() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
+}
+
+/// What a review found after the permission model: answers that told which
+/// hidden families exist, and work one call could ask for without bound.
+#[tokio::test]
+async fn refusals_name_nothing_hidden_and_bound_the_work() {
+    let w = Wharf::start(NO_DOCKER).await;
+    w.register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    // A bare family name is refused alike whether a hidden family has it or not.
+    let carol = w.ecs("carol");
+    let message = |family: &'static str| async move {
+        match carol
+            .deregister_task_definition()
+            .task_definition(family)
+            .send()
+            .await
+        {
+            Ok(_) => panic!("deregistered {family}"),
+            Err(e) => (
+                e.code().unwrap_or("").to_string(),
+                e.message().unwrap_or("").to_string(),
+            ),
+        }
+    };
+    let hidden = message("web").await;
+    assert_eq!(hidden.0, "ClientException");
+    assert_eq!(hidden, message("nosuchfamily").await);
+    // DescribeClusters names at most 100 clusters, as ECS.
+    let many: Vec<String> = (0..101).map(|_| "default".to_string()).collect();
+    assert_eq!(
+        code(
+            carol
+                .describe_clusters()
+                .set_clusters(Some(many))
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    // maximumPercent bounds the tasks a deployment runs at once.
+    let alice = w.ecs("alice");
+    let configuration = aws_sdk_ecs::types::DeploymentConfiguration::builder()
+        .maximum_percent(1000)
+        .minimum_healthy_percent(100)
+        .build();
+    assert_eq!(
+        code(
+            alice
+                .create_service()
+                .service_name("wide")
+                .task_definition("web")
+                .desired_count(100)
+                .deployment_configuration(configuration)
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
 }

@@ -41,6 +41,12 @@ struct DescribeInput {
 
 pub async fn describe(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: DescribeInput = call.input()?;
+    // ECS's own bound: each name costs lookups of the cluster's services and tasks.
+    if input.clusters.len() > 100 {
+        return Err(EcsError::InvalidParameter(
+            "clusters: at most 100 names or ARNs".into(),
+        ));
+    }
     let asked = if input.clusters.is_empty() {
         vec!["default".to_string()]
     } else {

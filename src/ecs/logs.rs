@@ -68,7 +68,9 @@ impl IntoResponse for Refusal {
                 None,
             ),
             Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
-            Refusal::Throttled { retry_after: seconds } => {
+            Refusal::Throttled {
+                retry_after: seconds,
+            } => {
                 retry_after = seconds.to_string();
                 (
                     StatusCode::TOO_MANY_REQUESTS,

@@ -41,6 +41,7 @@ struct DefinitionInput {
 
 pub async fn deregister(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: DefinitionInput = call.input()?;
+    crate::runner::require_revision(&input.task_definition)?;
     if let Some(d) = call.runner.definition(&input.task_definition).await?
         && !call.may_use_definition(&d).await?
     {

@@ -331,12 +331,7 @@ impl Runner {
     }
 
     pub async fn deregister_definition(&self, reference: &str) -> Result<TaskDefinition> {
-        let bare = reference
-            .rsplit_once(":task-definition/")
-            .map_or(reference, |(_, r)| r);
-        if !bare.contains(':') {
-            return Err(client("A revision number is required: family:revision."));
-        }
+        require_revision(reference)?;
         let mut definition = self
             .definition(reference)
             .await?
@@ -464,5 +459,18 @@ mod tests {
         assert_eq!(units("512", "GB", 1024.0), Some(512));
         assert_eq!(units("lots", "GB", 1024.0), None);
         assert_eq!(units("0", "GB", 1024.0), None);
+    }
+}
+
+/// DeregisterTaskDefinition names one revision (`family:revision` or its
+/// ARN); checked before any lookup, so the answer says nothing of the family.
+pub fn require_revision(reference: &str) -> Result<()> {
+    let bare = reference
+        .rsplit_once(":task-definition/")
+        .map_or(reference, |(_, r)| r);
+    if bare.contains(':') {
+        Ok(())
+    } else {
+        Err(client("A revision number is required: family:revision."))
     }
 }

@@ -31,7 +31,7 @@ use engine::ContainerEngine;
 use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
 
-pub use definitions::{DefinitionFilter, RegisterDefinition};
+pub use definitions::{DefinitionFilter, RegisterDefinition, require_revision};
 pub use safety::{CAPABILITIES, Safety};
 pub use services::{CreateService, UpdateService};
 pub use tasks::{RunTask, TaskFilter, task_logs};

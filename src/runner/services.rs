@@ -33,10 +33,12 @@ fn service_name(service: &str) -> &str {
 }
 
 fn check_configuration(c: &DeploymentConfiguration) -> Result<()> {
-    if !(0..=100).contains(&c.minimum_healthy_percent) || c.maximum_percent < 100 {
+    // maximumPercent is bounded too: with desiredCount it sets how many tasks
+    // a deployment may run at once.
+    if !(0..=100).contains(&c.minimum_healthy_percent) || !(100..=200).contains(&c.maximum_percent)
+    {
         return Err(RunnerError::InvalidParameter(
-            "deploymentConfiguration: minimumHealthyPercent 0..100, maximumPercent at least 100"
-                .into(),
+            "deploymentConfiguration: minimumHealthyPercent 0..100, maximumPercent 100..200".into(),
         ));
     }
     Ok(())
