@@ -768,6 +768,15 @@ async fn docker() -> Option<DockerEngine> {
 /// Pushes a FROM-scratch image holding a static busybox as `repo:1` (as alice).
 async fn push_busybox(w: &Wharf, repo: &str) {
     let mut layer = tar::Builder::new(Vec::new());
+    // An explicit directory entry: the engine would create `bin` 0600, which
+    // a container without capabilities (the runner's default) cannot search.
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(0);
+    dir.set_mode(0o755);
+    layer
+        .append_data(&mut dir, "bin/", std::io::empty())
+        .unwrap();
     layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
     let mut link = tar::Header::new_gnu();
     link.set_entry_type(tar::EntryType::Symlink);
