@@ -11,6 +11,15 @@
 //!
 //! Environment: `BENCH_BLOB_MIB` (default 1024), `BENCH_WRK_SECONDS` (default 10),
 //! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder).
+//!
+//! Soak mode (`BENCH_SOAK_SECONDS=300`): instead of the above, a mixed load for
+//! that long: `BENCH_SOAK_WORKERS` (default 32) workers, each looping a push
+//! (a config and a fresh `BENCH_SOAK_BLOB_KIB` (256) KiB layer as two-step
+//! monolithic uploads, a manifest under one of five tags per worker, eight
+//! repositories) and a pull (the manifest by tag, the layer). It prints the
+//! server's RSS and the request rate every 10 s, then the steady state (mean
+//! RSS of the last minute) and the growth from the end of minute two to the end.
+//! `BENCH_SERVER_PRELOAD` sets the server's `LD_PRELOAD` (another allocator).
 //! The server inherits the environment, so `WHARF_STORAGE_BACKEND=s3` and the
 //! `WHARF_STORAGE_S3_*` keys measure the S3 backend (see `tests/e2e/lib.sh`
 //! for a local SeaweedFS).
@@ -54,6 +63,11 @@ impl Server {
             ])
             .arg(dir.path())
             .env("RUST_LOG", "warn")
+            // Compare allocators without rebuilding, e.g. Debian's libjemalloc2.
+            .env(
+                "LD_PRELOAD",
+                std::env::var("BENCH_SERVER_PRELOAD").unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("start wharf");
@@ -73,11 +87,20 @@ impl Server {
 
     /// Peak resident set size in MiB, from /proc.
     fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident set size now, in MiB.
+    fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, key: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
     }
@@ -266,9 +289,183 @@ fn wrk(url: &str, seconds: u64) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Requests and errors of the soak's workers, with latencies (µs) since the last report.
+#[derive(Default)]
+struct SoakTally {
+    requests: u64,
+    errors: u64,
+    latencies: Vec<u32>,
+}
+
+/// One soak worker: push and pull until `until`, as `tools/load-mix.py` does.
+async fn soak_worker(
+    addr: String,
+    worker: usize,
+    blob_kib: usize,
+    until: Instant,
+    tally: std::sync::Arc<std::sync::Mutex<SoakTally>>,
+) {
+    let mut conn = Conn::open(&addr).await;
+    let repo = format!("soak/w{}", worker % 8);
+    let config = format!("{{\"worker\":{worker}}}").into_bytes();
+    let config_digest = digest(&config);
+    let manifest_type = [(
+        "Content-Type",
+        "application/vnd.oci.image.manifest.v1+json".to_string(),
+    )];
+    let mut round = 0usize;
+    while Instant::now() < until {
+        round += 1;
+        let layer = random_blob(blob_kib * 1024);
+        let layer_digest = digest(&layer);
+        let mut done: Vec<(u32, bool)> = Vec::new();
+        let mut timed = async |conn: &mut Conn,
+                               method: &str,
+                               target: &str,
+                               headers: &[(&str, String)],
+                               body: &[u8],
+                               ok: u16| {
+            let start = Instant::now();
+            let (status, location, _) = conn.exchange(method, target, headers, body).await;
+            let micros = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+            done.push((micros, status == ok));
+            location
+        };
+        for (bytes, d) in [(&config, &config_digest), (&layer, &layer_digest)] {
+            let location = timed(
+                &mut conn,
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                b"",
+                202,
+            )
+            .await;
+            // The Location may be absolute; the request target is its path.
+            let location = match location.strip_prefix("http://") {
+                Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]).to_string(),
+                None => location,
+            };
+            let separator = if location.contains('?') { '&' } else { '?' };
+            timed(
+                &mut conn,
+                "PUT",
+                &format!("{location}{separator}digest={d}"),
+                &[],
+                bytes,
+                201,
+            )
+            .await;
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        });
+        let body = serde_json::to_vec(&manifest).expect("json");
+        let target = format!("/v2/{repo}/manifests/t{worker}-{}", round % 5);
+        timed(&mut conn, "PUT", &target, &manifest_type, &body, 201).await;
+        let accept = [(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json".to_string(),
+        )];
+        timed(&mut conn, "GET", &target, &accept, b"", 200).await;
+        let blob = format!("/v2/{repo}/blobs/{layer_digest}");
+        timed(&mut conn, "GET", &blob, &[], b"", 200).await;
+        let mut tally = tally.lock().expect("tally");
+        for (micros, ok) in done {
+            tally.requests += 1;
+            tally.errors += u64::from(!ok);
+            tally.latencies.push(micros);
+        }
+    }
+}
+
+/// The soak: RSS over time under the mixed load.
+async fn soak(seconds: u64) {
+    let workers: usize = env_number("BENCH_SOAK_WORKERS", 32);
+    let blob_kib: usize = env_number("BENCH_SOAK_BLOB_KIB", 256);
+    let server = Server::start();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    println!(
+        "wharf soak: {workers} workers, {blob_kib} KiB layers, {seconds} s, {}; RSS at start {:.1} MiB",
+        server.base,
+        server.rss_mib()
+    );
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(SoakTally::default()));
+    let handles: Vec<_> = (0..workers)
+        .map(|w| tokio::spawn(soak_worker(addr.clone(), w, blob_kib, until, tally.clone())))
+        .collect();
+    let mut samples: Vec<(u64, f64)> = Vec::new();
+    let (mut requests, mut errors) = (0u64, 0u64);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let at = start.elapsed().as_secs();
+        let rss = server.rss_mib();
+        let (window, mut latencies) = {
+            let mut t = tally.lock().expect("tally");
+            let window = (t.requests - requests, t.errors - errors);
+            requests = t.requests;
+            errors = t.errors;
+            (window, std::mem::take(&mut t.latencies))
+        };
+        latencies.sort_unstable();
+        let percentile = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .map_or(0.0, |us| f64::from(*us) / 1000.0)
+        };
+        println!(
+            "{at:>4} s  RSS {rss:6.1} MiB  {:6.0} requests/s  p50 {:5.1} ms  p99 {:6.1} ms  errors {}",
+            window.0 as f64 / 10.0,
+            percentile(0.5),
+            percentile(0.99),
+            window.1
+        );
+        samples.push((at, rss));
+    }
+    for h in handles {
+        h.await.expect("worker");
+    }
+    let last_minute: Vec<f64> = samples
+        .iter()
+        .filter(|(at, _)| *at + 60 > seconds)
+        .map(|(_, rss)| *rss)
+        .collect();
+    let steady = last_minute.iter().sum::<f64>() / last_minute.len().max(1) as f64;
+    println!(
+        "soak: {requests} requests, {errors} errors, {:.0} requests/s; steady-state RSS {steady:.1} MiB (mean of the last minute); peak {:.1} MiB",
+        requests as f64 / start.elapsed().as_secs_f64(),
+        server.peak_rss_mib()
+    );
+    if let (Some((_, at_two)), Some((_, end))) =
+        (samples.iter().find(|(at, _)| *at >= 120), samples.last())
+    {
+        println!(
+            "growth from minute two to the end: {:+.1} MiB",
+            end - at_two
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
+    if let Some(seconds) = std::env::var("BENCH_SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return soak(seconds).await;
+    }
     let blob_mib: usize = std::env::var("BENCH_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())

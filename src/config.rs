@@ -362,7 +362,7 @@ pub struct DatabaseConfig {
 pub struct LimitsConfig {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: usize,
-    /// Memory for cached manifest bodies, in bytes.
+    /// Memory for cached manifest bodies and tag resolutions, in bytes.
     pub manifest_cache_bytes: u64,
     /// Advertised minimum chunk size for chunked uploads (0: any size).
     pub chunk_min_length: u64,
@@ -426,7 +426,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_manifest_bytes: 4 * 1024 * 1024,
-            manifest_cache_bytes: 64 * 1024 * 1024,
+            manifest_cache_bytes: 8 * 1024 * 1024,
             chunk_min_length: 0,
             max_page: 10_000,
             quotas: Vec::new(),

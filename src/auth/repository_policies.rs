@@ -21,12 +21,28 @@ pub enum PolicyStoreError {
     Store(#[from] MetadataError),
 }
 
-type Cached = (Instant, Option<Arc<RepositoryPolicy>>);
+/// When it was read, the policy, and the length of its text (its weight).
+type Cached = (Instant, Option<Arc<RepositoryPolicy>>, usize);
+
+/// Memory for cached policies: documents run to 10 KiB, so counting entries
+/// would not bound it.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Weighs a cached policy by the length of its text, twice over for the
+/// parsed form, plus the key and the entry's bookkeeping.
+#[derive(Clone)]
+struct PolicyWeight;
+
+impl quick_cache::Weighter<RepoName, Cached> for PolicyWeight {
+    fn weight(&self, repo: &RepoName, (_, _, text): &Cached) -> u64 {
+        (repo.as_str().len() + 2 * text) as u64 + 128
+    }
+}
 
 pub struct RepositoryPolicies {
     store: Arc<dyn MetadataStore>,
     registry_id: String,
-    cache: quick_cache::sync::Cache<RepoName, Cached>,
+    cache: quick_cache::sync::Cache<RepoName, Cached, PolicyWeight>,
 }
 
 impl RepositoryPolicies {
@@ -34,7 +50,7 @@ impl RepositoryPolicies {
         Self {
             store,
             registry_id,
-            cache: quick_cache::sync::Cache::new(10_000),
+            cache: quick_cache::sync::Cache::with_weighter(10_000, CACHE_BYTES, PolicyWeight),
         }
     }
 
@@ -47,12 +63,14 @@ impl RepositoryPolicies {
         &self,
         repo: &RepoName,
     ) -> Result<Option<Arc<RepositoryPolicy>>, MetadataError> {
-        if let Some((at, policy)) = self.cache.get(repo)
+        if let Some((at, policy, _)) = self.cache.get(repo)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(policy);
         }
-        let policy = match self.store.repository_policy(repo).await? {
+        let text = self.store.repository_policy(repo).await?;
+        let weight = text.as_ref().map_or(0, String::len);
+        let policy = match text {
             // Stored documents were validated when set; one that no longer
             // parses (written by a newer Wharf) is ignored, loudly.
             Some(text) => match self.parse(&text) {
@@ -65,7 +83,7 @@ impl RepositoryPolicies {
             None => None,
         };
         self.cache
-            .insert(repo.clone(), (Instant::now(), policy.clone()));
+            .insert(repo.clone(), (Instant::now(), policy.clone(), weight));
         Ok(policy)
     }
 

@@ -20,34 +20,62 @@ use quick_cache::sync::Cache;
 use crate::oci::{Digest, Reference, RepoName};
 use crate::storage::ManifestRecord;
 
-/// Resolutions kept; each is a few hundred bytes.
-const RESOLUTIONS: usize = 100_000;
 /// How long a resolution may be served without asking the database again.
 const RESOLUTION_TTL: Duration = Duration::from_secs(2);
+/// What an entry costs beyond the bytes it holds (key, bookkeeping, allocation).
+const ENTRY_OVERHEAD: u64 = 128;
 
+/// Weighs entries by the heap bytes they hold, so a budget in bytes bounds memory.
 #[derive(Clone)]
-struct BodyWeight;
+struct HeapWeight;
 
-impl Weighter<Digest, Bytes> for BodyWeight {
-    fn weight(&self, _: &Digest, bytes: &Bytes) -> u64 {
-        bytes.len() as u64 + 64
+impl Weighter<Digest, Bytes> for HeapWeight {
+    fn weight(&self, digest: &Digest, bytes: &Bytes) -> u64 {
+        (digest.hex().len() + bytes.len()) as u64 + ENTRY_OVERHEAD
+    }
+}
+
+impl Weighter<ResolutionKey, (ManifestRecord, Instant)> for HeapWeight {
+    fn weight(
+        &self,
+        (repo, _, reference): &ResolutionKey,
+        (r, _): &(ManifestRecord, Instant),
+    ) -> u64 {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        (repo.as_str().len()
+            + reference.len()
+            + r.digest.hex().len()
+            + r.media_type.len()
+            + text(&r.artifact_type)
+            + text(&r.annotations)) as u64
+            + ENTRY_OVERHEAD
     }
 }
 
 type ResolutionKey = (RepoName, u64, String);
 
 pub(super) struct ManifestCache {
-    bodies: Cache<Digest, Bytes, BodyWeight>,
-    resolutions: Cache<ResolutionKey, (ManifestRecord, Instant)>,
+    bodies: Cache<Digest, Bytes, HeapWeight>,
+    resolutions: Cache<ResolutionKey, (ManifestRecord, Instant), HeapWeight>,
     cache_resolutions: bool,
     generations: Mutex<HashMap<RepoName, u64>>,
 }
 
 impl ManifestCache {
-    pub fn new(body_bytes: u64, cache_resolutions: bool) -> Self {
+    /// A cache holding at most about `bytes`: three quarters for manifest
+    /// bodies, a quarter for reference resolutions.
+    pub fn new(bytes: u64, cache_resolutions: bool) -> Self {
+        let resolution_bytes = (bytes / 4).max(1);
+        let body_bytes = (bytes - bytes / 4).max(1);
+        // Estimated item counts only size the hash tables.
+        let items = |budget: u64, typical: u64| (budget / typical).clamp(16, 1 << 20) as usize;
         Self {
-            bodies: Cache::with_weighter(4096, body_bytes.max(1), BodyWeight),
-            resolutions: Cache::new(RESOLUTIONS),
+            bodies: Cache::with_weighter(items(body_bytes, 1024), body_bytes, HeapWeight),
+            resolutions: Cache::with_weighter(
+                items(resolution_bytes, 320),
+                resolution_bytes,
+                HeapWeight,
+            ),
             cache_resolutions,
             generations: Mutex::new(HashMap::new()),
         }
@@ -94,5 +122,41 @@ impl ManifestCache {
     /// before included) for as long as the entry lives.
     pub fn remember_body(&self, digest: Digest, bytes: &[u8]) {
         self.bodies.insert(digest, Bytes::copy_from_slice(bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize, annotations: usize) -> ManifestRecord {
+        ManifestRecord {
+            digest: Digest::compute(crate::oci::Algorithm::Sha256, &i.to_le_bytes()),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 500,
+            artifact_type: None,
+            annotations: Some("x".repeat(annotations)),
+            pushed_at_ms: 0,
+        }
+    }
+
+    /// The budget counts the bytes entries hold: large manifests and large
+    /// annotations cannot make the cache hold more than it was given.
+    #[test]
+    fn the_budget_bounds_bytes_not_entries() {
+        let budget = 1024 * 1024;
+        let cache = ManifestCache::new(budget, true);
+        let repo: RepoName = "team/app".parse().unwrap();
+        for i in 0..2_000 {
+            let r = record(i, 4096);
+            cache.remember_body(r.digest.clone(), &vec![b'{'; 8192]);
+            let key = cache.resolution_key(&repo, &Reference::Digest(r.digest.clone()));
+            cache.remember_resolution(key, r);
+        }
+        // 2,000 entries of each would be ~24 MiB; the budget is 1 MiB.
+        assert!(cache.bodies.weight() <= budget - budget / 4);
+        assert!(cache.resolutions.weight() <= budget / 4);
+        assert!(cache.bodies.weight() > budget / 2, "the cache is used");
+        assert!(cache.bodies.len() < 100);
     }
 }

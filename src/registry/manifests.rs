@@ -178,7 +178,7 @@ impl Registry {
 
     /// Notes a pull for lifecycle rules, at most once a minute per manifest.
     async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let key = (repo.clone(), digest.clone());
+        let key = pull_key(repo, digest);
         let fresh = self
             .inner
             .pulls
@@ -205,4 +205,18 @@ impl Registry {
             Err(RegistryError::ManifestUnknown(reference.to_string()))
         }
     }
+}
+
+/// The pull cache's key: 128 bits of SHA-256 over the repository and digest
+/// (a collision would only skip one pull record for a minute).
+fn pull_key(repo: &RepoName, digest: &Digest) -> [u8; 16] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(repo.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(digest.to_string().as_bytes());
+    let hash = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&hash[..16]);
+    key
 }

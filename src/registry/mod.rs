@@ -55,6 +55,9 @@ pub struct Limits {
     pub shared_metadata: bool,
 }
 
+/// Recent pull records remembered (~60 bytes each).
+const PULL_RECORDS: usize = 20_000;
+
 /// The registry service; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
@@ -67,8 +70,9 @@ struct Inner {
     meta: Arc<dyn MetadataStore>,
     uploads: UploadLocks,
     manifests: ManifestCache,
-    /// When each manifest's pull was last recorded, so pulls are written at most once a minute.
-    pulls: quick_cache::sync::Cache<(crate::oci::RepoName, crate::oci::Digest), std::time::Instant>,
+    /// When each manifest's pull was last recorded, so pulls are written at
+    /// most once a minute; keyed by a hash of (repository, digest), 16 bytes.
+    pulls: quick_cache::sync::Cache<[u8; 16], std::time::Instant>,
     limits: Limits,
 }
 
@@ -87,7 +91,8 @@ impl Registry {
                 meta,
                 uploads: UploadLocks::default(),
                 manifests,
-                pulls: quick_cache::sync::Cache::new(100_000),
+                // Entries matter for a minute; a forgotten one costs one more write.
+                pulls: quick_cache::sync::Cache::new(PULL_RECORDS),
                 limits,
             }),
         }
