@@ -303,6 +303,10 @@ impl Runner {
             }
             None => (reference, None),
         };
+        // A name no family can have is not looked up (PostgreSQL refuses NUL in text).
+        if !valid_name(family) {
+            return Ok(None);
+        }
         let stored = self.inner.store.task_definition(family, revision).await?;
         stored
             .map(|s| serde_json::from_str(&s.doc).map_err(corrupt))
@@ -368,6 +372,9 @@ impl Runner {
 
     /// The latest ACTIVE revision of `family`.
     pub async fn latest_definition(&self, family: &str) -> Result<Option<TaskDefinition>> {
+        if !valid_name(family) {
+            return Ok(None);
+        }
         self.inner
             .store
             .task_definition(family, None)

@@ -313,6 +313,11 @@ impl Runner {
     // Stored records.
 
     async fn task_record(&self, id: &str) -> Result<Option<TaskRecord>> {
+        // Task ids are hex; anything else names no task (and PostgreSQL
+        // refuses NUL in text, which would be a 500).
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Ok(None);
+        }
         self.inner
             .store
             .task(id)
