@@ -27,34 +27,11 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, DesiredStatus, KernelCapabilities, KeyValuePair, LinuxParameters,
     NetworkMode, PortMapping, Task,
 };
-use common::{OCI_MANIFEST, free_port, sha256};
+use common::{BUSYBOX, OCI_MANIFEST, docker, free_port, sha256};
 use serde_json::json;
-use wharf::runner::engine::{ContainerEngine, DockerEngine, LABEL_TASK};
+use wharf::runner::engine::{ContainerEngine, LABEL_TASK};
 
 const PASSWORD: &str = "alice-password";
-const BUSYBOX: &str = "/bin/busybox";
-
-/// A Docker Engine to run on, or `None` (skip) outside CI.
-async fn docker() -> Option<DockerEngine> {
-    let why = if !Path::new(BUSYBOX).exists() {
-        format!("{BUSYBOX} is missing (Debian package busybox-static)")
-    } else {
-        match DockerEngine::connect("") {
-            Ok(engine) => match engine.ping().await {
-                Ok(()) => return Some(engine),
-                Err(e) => format!("no Docker Engine answers: {e}"),
-            },
-            Err(e) => format!("no Docker Engine: {e}"),
-        }
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {why}"
-    );
-    // Written past the test harness's capture, so the reason shows.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIP: {why}\n").as_bytes());
-    None
-}
 
 struct Wharf {
     dir: tempfile::TempDir,
@@ -231,24 +208,8 @@ interval_seconds = 0
     /// Pushes a FROM-scratch image holding a static busybox as `repo:tag`
     /// (`seed` varies the config); its manifest digest.
     async fn push_busybox(&self, repo: &str, tag: &str, seed: &str) -> String {
-        let mut layer = tar::Builder::new(Vec::new());
-        // An explicit directory entry: the engine would create `bin` 0600,
-        // which a container without capabilities cannot search.
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_size(0);
-        dir.set_mode(0o755);
-        layer
-            .append_data(&mut dir, "bin/", std::io::empty())
-            .unwrap();
-        layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
-        let layer = layer.into_inner().unwrap();
-        self.push_layer(repo, tag, seed, layer).await
+        self.push_layer(repo, tag, seed, common::busybox_layer())
+            .await
     }
 
     /// Pushes a one-layer image as `repo:tag`; its manifest digest.

@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,11 +26,10 @@ use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     ContainerDefinition, ContainerOverride, DesiredStatus, KeyValuePair, NetworkMode, TaskOverride,
 };
-use common::{OCI_MANIFEST, free_port, sha256};
+use common::{OCI_MANIFEST, docker, free_port, sha256};
 use serde_json::json;
-use wharf::runner::engine::{ContainerEngine, DockerEngine, LABEL_TASK};
+use wharf::runner::engine::{ContainerEngine, LABEL_TASK};
 
-const BUSYBOX: &str = "/bin/busybox";
 /// Where the runner looks for Docker in the tests that need none.
 const NO_DOCKER: &str = "/nonexistent/wharf-test/docker.sock";
 const SECRET: &str = "s3cr3t-database-password";
@@ -744,46 +742,9 @@ async fn task_logs_need_what_describe_tasks_needs() {
     }
 }
 
-/// A Docker Engine to run on, or `None` (skip) outside CI.
-async fn docker() -> Option<DockerEngine> {
-    let why = if !Path::new(BUSYBOX).exists() {
-        format!("{BUSYBOX} is missing (Debian package busybox-static)")
-    } else {
-        match DockerEngine::connect("") {
-            Ok(engine) => match engine.ping().await {
-                Ok(()) => return Some(engine),
-                Err(e) => format!("no Docker Engine answers: {e}"),
-            },
-            Err(e) => format!("no Docker Engine: {e}"),
-        }
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {why}"
-    );
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIP: {why}\n").as_bytes());
-    None
-}
-
 /// Pushes a FROM-scratch image holding a static busybox as `repo:1` (as alice).
 async fn push_busybox(w: &Wharf, repo: &str) {
-    let mut layer = tar::Builder::new(Vec::new());
-    // An explicit directory entry: the engine would create `bin` 0600, which
-    // a container without capabilities (the runner's default) cannot search.
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_size(0);
-    dir.set_mode(0o755);
-    layer
-        .append_data(&mut dir, "bin/", std::io::empty())
-        .unwrap();
-    layer.append_path_with_name(BUSYBOX, "bin/busybox").unwrap();
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_size(0);
-    link.set_mode(0o777);
-    layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
-    push_image(w, repo, layer.into_inner().unwrap()).await;
+    push_image(w, repo, common::busybox_layer()).await;
 }
 
 /// Pushes a one-layer image as `repo:1` (as alice).

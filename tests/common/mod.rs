@@ -245,3 +245,55 @@ pub async fn error_code(r: reqwest::Response) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The static busybox the runner tests put in their images (Debian's busybox-static).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A Docker Engine to run containers on, or `None` (skip, saying why) outside
+/// CI; under `CI=true` a missing engine or busybox is a failure.
+pub async fn docker() -> Option<wharf::runner::engine::DockerEngine> {
+    use wharf::runner::engine::{ContainerEngine as _, DockerEngine};
+    let why = if !Path::new(BUSYBOX).exists() {
+        format!("{BUSYBOX} is missing (Debian package busybox-static)")
+    } else {
+        match DockerEngine::connect("") {
+            Ok(engine) => match engine.ping().await {
+                Ok(()) => return Some(engine),
+                Err(e) => format!("no Docker Engine answers: {e}"),
+            },
+            Err(e) => format!("no Docker Engine: {e}"),
+        }
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {why}"
+    );
+    // Written past the test harness's capture, so the reason shows.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("SKIP: {why}\n").as_bytes());
+    None
+}
+
+/// A layer holding the static busybox as `bin/busybox` with `bin/sh` linked to it.
+pub fn busybox_layer() -> Vec<u8> {
+    let mut layer = tar::Builder::new(Vec::new());
+    // An explicit directory entry: the engine would create `bin` 0600, which
+    // a container without capabilities (the runner's default) cannot search.
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(0);
+    dir.set_mode(0o755);
+    layer
+        .append_data(&mut dir, "bin/", std::io::empty())
+        .expect("tar");
+    layer
+        .append_path_with_name(BUSYBOX, "bin/busybox")
+        .expect("tar");
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    layer
+        .append_link(&mut link, "bin/sh", "busybox")
+        .expect("tar");
+    layer.into_inner().expect("tar")
+}
