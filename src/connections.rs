@@ -33,6 +33,10 @@ use crate::tls::Peer;
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most an HTTP/1 connection reads at once (hyper's default is ~400 KiB).
+/// Body chunks are slices of that buffer and pin all of it while queued for
+/// disk, so this bounds an upload's memory; 64 KiB reads still push at GB/s.
+const READ_BUFFER_MAX: usize = 64 * 1024;
 /// HTTP/2 pings find peers that vanished without closing.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -84,6 +88,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
+        .max_buf_size(READ_BUFFER_MAX)
         .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()

@@ -207,6 +207,7 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     private_umask();
+    one_malloc_arena_per_core();
     // One TLS provider for the process: the HTTPS listener and webhook deliveries.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
@@ -247,6 +248,22 @@ fn private_umask() {
     // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
     unsafe {
         libc::umask(0o077);
+    }
+}
+
+/// glibc gives every thread that meets a locked arena a new one, up to eight per
+/// core; under a steady upload load each arena keeps its own freed buffers, and
+/// resident memory settles ~15 MiB higher for no measurable throughput (README,
+/// Memory). Must run before any thread starts; `MALLOC_ARENA_MAX` still wins.
+fn one_malloc_arena_per_core() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only changes allocator tuning; no thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
     }
 }
 

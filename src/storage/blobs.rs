@@ -22,6 +22,15 @@ use crate::oci::Digest;
 
 /// Read size when streaming a local file: large reads keep blocking-pool hops rare.
 const LOCAL_READ_SIZE: usize = 2 * 1024 * 1024;
+
+/// The read buffer for streaming `len` bytes of a file: `max` for large files,
+/// the file's size for small ones. Every chunk handed to hyper pins its whole
+/// buffer until sent, so a 2 MiB buffer for a 256 KiB layer costs 2 MiB. One
+/// byte more than the file lets the stream see the end without a new buffer.
+pub(super) fn read_size(len: u64, max: usize) -> usize {
+    usize::try_from(len).map_or(max, |len| len.saturating_add(1).clamp(8 * 1024, max))
+}
+
 /// Multipart uploads to a remote store: part size (S3 wants at least 5 MiB
 /// for all but the last) and parts sent at once, which bounds memory per upload.
 const PART_SIZE: usize = 16 * 1024 * 1024;
@@ -223,10 +232,13 @@ impl BlobStore {
             GetResultPayload::File(file, _) => {
                 let mut file = tokio::fs::File::from_std(file);
                 file.seek(io::SeekFrom::Start(range.start)).await?;
-                let reader = file.take(range.end - range.start);
-                Ok(ReaderStream::with_capacity(reader, LOCAL_READ_SIZE)
-                    .map_err(StorageError::Io)
-                    .boxed())
+                let len = range.end - range.start;
+                let reader = file.take(len);
+                Ok(
+                    ReaderStream::with_capacity(reader, read_size(len, LOCAL_READ_SIZE))
+                        .map_err(StorageError::Io)
+                        .boxed(),
+                )
             }
             GetResultPayload::Stream(s) => Ok(s.map_err(map_err).boxed()),
         }

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::blobs::{BlobStore, ByteStream, Key, StorageError};
+use super::blobs::{BlobStore, ByteStream, Key, StorageError, read_size};
 use crate::oci::Digest;
 
 /// Pieces of body queued for the writer thread; bounds memory per upload.
@@ -194,9 +194,11 @@ impl Staging {
             return Ok(futures::stream::empty().boxed());
         }
         let file = tokio::fs::File::open(session_file(root, upload)).await?;
-        Ok(ReaderStream::with_capacity(file.take(len), READ_SIZE)
-            .map_err(StorageError::Io)
-            .boxed())
+        Ok(
+            ReaderStream::with_capacity(file.take(len), read_size(len, READ_SIZE))
+                .map_err(StorageError::Io)
+                .boxed(),
+        )
     }
 
     /// Moves `len` verified bytes of a session to the blob's content address.
