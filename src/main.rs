@@ -290,7 +290,7 @@ async fn serve(args: ServeArgs) -> Result {
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
 
-    let state = AppState::open(&config).await?;
+    let (state, background) = AppState::open(&config).await?;
     let tls = match config.tls.enabled() {
         true => Some(wharf::tls::server_config(
             &config.tls.cert,
@@ -301,7 +301,7 @@ async fn serve(args: ServeArgs) -> Result {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %listener.local_addr()?, scheme, data_dir = %config.data_dir.display(), "wharf is serving");
-    server::run(listener, state, tls, shutdown_signal()).await?;
+    server::run(listener, state, background, tls, shutdown_signal()).await?;
     tracing::info!("wharf stopped");
     Ok(())
 }
@@ -431,7 +431,7 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
         repository,
     } = command;
     let config = load_config(&common, None)?;
-    let state = AppState::open(&config).await?;
+    let (state, _background) = AppState::open(&config).await?;
     let repos = match repository {
         Some(r) => vec![r.parse::<wharf::oci::RepoName>()?],
         None => state.registry.repositories_with_lifecycle().await?,
@@ -462,7 +462,7 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
 async fn fsck(repair: bool, common: CommonArgs) -> Result {
     use wharf::registry::FsckEvent;
     let config = load_config(&common, None)?;
-    let state = AppState::open(&config).await?;
+    let (state, _background) = AppState::open(&config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {binary_bytes}/{binary_total_bytes} {msg}",
@@ -519,7 +519,7 @@ async fn fsck(repair: bool, common: CommonArgs) -> Result {
 /// `wharf du`: a table of repositories, then the registry's total.
 async fn du(common: CommonArgs) -> Result {
     let config = load_config(&common, None)?;
-    let state = AppState::open(&config).await?;
+    let (state, _background) = AppState::open(&config).await?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -563,7 +563,7 @@ fn human_bytes(bytes: u64) -> String {
 async fn gc(dry_run: bool, common: CommonArgs) -> Result {
     use wharf::registry::GcEvent;
     let config = load_config(&common, None)?;
-    let state = AppState::open(&config).await?;
+    let (state, _background) = AppState::open(&config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blobs")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
