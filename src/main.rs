@@ -431,16 +431,16 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
         repository,
     } = command;
     let config = load_config(&common, None)?;
-    let (state, _background) = AppState::open(&config).await?;
+    let registry = server::open_registry(&config).await?;
     let repos = match repository {
         Some(r) => vec![r.parse::<wharf::oci::RepoName>()?],
-        None => state.registry.repositories_with_lifecycle().await?,
+        None => registry.repositories_with_lifecycle().await?,
     };
     let mut out = std::io::stdout().lock();
     let verb = if dry_run { "would expire" } else { "expired" };
     let mut total = 0;
     for repo in repos {
-        for p in state.registry.run_lifecycle(&repo, dry_run).await? {
+        for p in registry.run_lifecycle(&repo, dry_run).await? {
             let tags = if p.image.tags.is_empty() {
                 "<untagged>".to_string()
             } else {
@@ -462,7 +462,7 @@ async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result {
 async fn fsck(repair: bool, common: CommonArgs) -> Result {
     use wharf::registry::FsckEvent;
     let config = load_config(&common, None)?;
-    let (state, _background) = AppState::open(&config).await?;
+    let registry = server::open_registry(&config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {binary_bytes}/{binary_total_bytes} {msg}",
@@ -473,7 +473,7 @@ async fn fsck(repair: bool, common: CommonArgs) -> Result {
         FsckEvent::Planned { bytes, .. } => bar.set_length(bytes),
         FsckEvent::Checked { size, .. } => bar.inc(size),
     };
-    let report = state.registry.fsck(repair, &on_event).await?;
+    let report = registry.fsck(repair, &on_event).await?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     for problem in &report.database {
@@ -519,14 +519,14 @@ async fn fsck(repair: bool, common: CommonArgs) -> Result {
 /// `wharf du`: a table of repositories, then the registry's total.
 async fn du(common: CommonArgs) -> Result {
     let config = load_config(&common, None)?;
-    let (state, _background) = AppState::open(&config).await?;
+    let registry = server::open_registry(&config).await?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<50} {:>15} {:>15}",
         "REPOSITORY", "LOGICAL", "UNIQUE"
     )?;
-    for u in state.registry.usage().await? {
+    for u in registry.usage().await? {
         writeln!(
             out,
             "{:<50} {:>15} {:>15}",
@@ -535,7 +535,7 @@ async fn du(common: CommonArgs) -> Result {
             human_bytes(u.unique_bytes)
         )?;
     }
-    let (count, bytes) = state.registry.blob_totals().await?;
+    let (count, bytes) = registry.blob_totals().await?;
     writeln!(
         out,
         "registry: {count} blob(s), {} ({bytes} bytes) stored, shared blobs counted once",
@@ -563,7 +563,7 @@ fn human_bytes(bytes: u64) -> String {
 async fn gc(dry_run: bool, common: CommonArgs) -> Result {
     use wharf::registry::GcEvent;
     let config = load_config(&common, None)?;
-    let (state, _background) = AppState::open(&config).await?;
+    let registry = server::open_registry(&config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blobs")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -584,8 +584,7 @@ async fn gc(dry_run: bool, common: CommonArgs) -> Result {
             }
         }
     };
-    let report = state
-        .registry
+    let report = registry
         .collect_garbage(&config.gc.policy(), dry_run, &on_event)
         .await?;
     bar.finish_and_clear();
