@@ -618,10 +618,10 @@ fn format_ms(ms: i64) -> String {
 async fn task(command: TaskCommand, common: CommonArgs) -> Result {
     use wharf::runner::model::TaskRecord;
     use wharf::storage::RunnerStore;
-    let store = open_store(&common).await?;
     let mut out = std::io::stdout().lock();
     match command {
         TaskCommand::Ls { all } => {
+            let store = open_store(&common).await?;
             for stored in store.tasks(None, !all).await? {
                 let r: TaskRecord = serde_json::from_str(&stored.doc)?;
                 let reason = r.task.stopped_reason.as_deref().unwrap_or("");
@@ -638,23 +638,8 @@ async fn task(command: TaskCommand, common: CommonArgs) -> Result {
             tail,
         } => {
             let config = load_config(&common, None)?;
-            let engine = wharf::runner::engine::DockerEngine::connect(&config.runner.docker_host)?;
-            let id = task.rsplit('/').next().unwrap_or(&task).to_string();
-            let plan = match store.task(&id).await? {
-                Some(stored) => serde_json::from_str::<TaskRecord>(&stored.doc)?.plan,
-                None => Vec::new(),
-            };
-            let listed = wharf::runner::engine::ContainerEngine::list(
-                &engine,
-                wharf::runner::engine::LABEL_TASK,
-                &id,
-            )
-            .await?;
-            if listed.is_empty() {
-                return Err(format!("no containers of task {id} on the Docker Engine").into());
-            }
-            let mut logs =
-                wharf::runner::task_logs(&engine, &plan, listed, container.as_deref(), tail)?;
+            let runner = server::open_task_runner(&config).await?;
+            let mut logs = runner.logs(&task, container.as_deref(), tail).await?;
             while let Some(chunk) = futures::StreamExt::next(&mut logs).await {
                 out.write_all(&chunk?)?;
             }

@@ -224,6 +224,16 @@ pub async fn open_registry(config: &Config) -> Result<Registry, StartupError> {
     Ok(registry_over(config, &open_storage(config).await?))
 }
 
+/// The task runner alone, with the registry and auth it is built with, for
+/// `wharf task logs`: no HTTP parts, no background work. Opened whatever
+/// `runner.enabled` says, so the logs of tasks run earlier stay readable.
+pub async fn open_task_runner(config: &Config) -> Result<Runner, StartupError> {
+    let storage = open_storage(config).await?;
+    let registry = registry_over(config, &storage);
+    let auth = Arc::new(open_auth(config, storage.database.clone()).await?);
+    open_runner(config, &storage, &registry, &auth).await
+}
+
 /// The registry over opened storage, with the configured limits.
 fn registry_over(config: &Config, storage: &Storage) -> Registry {
     let limits = Limits {
