@@ -1,14 +1,17 @@
-//! Application state, the router, and the serve loop with graceful shutdown.
+//! The composition root: factories that open storage, the registry, auth and
+//! the runner from the configuration; the application state and the background
+//! work apart; the router; and the serve loop with graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
 use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
-
-use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
@@ -27,7 +30,6 @@ use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
 use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
-use tokio_util::sync::CancellationToken;
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
 #[derive(Clone, FromRef)]
@@ -43,21 +45,64 @@ pub struct AppState {
     pub notifier: Notifier,
     /// The task runner; `None` when `runner.enabled` is off.
     pub runner: Option<Runner>,
-    /// Background jobs `run` starts beside the HTTP server.
-    pub jobs: Jobs,
     /// What each connection and client may hold open.
     pub connections: ConnectionLimits,
 }
 
-/// Settings of the background jobs.
-#[derive(Debug, Clone, Default)]
-pub struct Jobs {
-    /// Webhook deliveries, taken by the first `run`.
-    pub deliveries: Arc<std::sync::Mutex<Vec<Delivery>>>,
-    /// Scheduled lifecycle runs; `None`: off.
-    pub lifecycle_interval: Option<Duration>,
-    /// Garbage collection: its policy and interval.
-    pub gc: Option<(crate::registry::GcPolicy, Duration)>,
+/// Work that runs beside the HTTP server until shutdown: webhook deliveries,
+/// scheduled lifecycle and garbage collection, the task runner's loop. Built
+/// once by [`AppState::open`] and consumed by [`run`], so nothing is shared
+/// or taken twice.
+#[must_use = "background work does nothing until `run` starts it"]
+pub struct Background {
+    lifecycle: Option<LifecycleSchedule>,
+    deliveries: Vec<Delivery>,
+    gc: Option<GcSchedule>,
+    runner: Option<Runner>,
+}
+
+impl Background {
+    fn new(
+        config: &Config,
+        registry: &Registry,
+        notifier: &Notifier,
+        deliveries: Vec<Delivery>,
+        runner: Option<Runner>,
+    ) -> Background {
+        let lifecycle = (config.ecr.lifecycle_interval_seconds > 0).then(|| {
+            let interval = Duration::from_secs(config.ecr.lifecycle_interval_seconds);
+            LifecycleSchedule::new(registry.clone(), interval).with_notifier(notifier.clone())
+        });
+        let gc = (config.gc.interval_seconds > 0).then(|| {
+            let interval = Duration::from_secs(config.gc.interval_seconds);
+            GcSchedule::new(registry.clone(), config.gc.policy(), interval)
+                .with_notifier(notifier.clone())
+        });
+        Background {
+            lifecycle,
+            deliveries,
+            gc,
+            runner,
+        }
+    }
+
+    /// Starts every job on a task of its own; each ends once `stop` is cancelled.
+    pub fn spawn(self, stop: &CancellationToken) -> JoinSet<()> {
+        let mut jobs = JoinSet::new();
+        if let Some(lifecycle) = self.lifecycle {
+            jobs.spawn(lifecycle.run(stop.clone()));
+        }
+        for delivery in self.deliveries {
+            jobs.spawn(delivery.run(stop.clone()));
+        }
+        if let Some(gc) = self.gc {
+            jobs.spawn(gc.run(stop.clone()));
+        }
+        if let Some(runner) = self.runner {
+            jobs.spawn(runner.run(stop.clone()));
+        }
+        jobs
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,71 +142,20 @@ pub enum StartupError {
 }
 
 impl AppState {
-    /// Opens storage and the database as configured.
-    pub async fn open(config: &Config) -> Result<AppState, StartupError> {
-        let mut dirs = vec![config.data_dir.clone()];
-        if config.storage.backend == StorageBackend::Filesystem {
-            dirs.push(config.blob_dir());
-        }
-        for dir in dirs {
-            crate::storage::private::create_dir(&dir)
-                .map_err(|source| StartupError::Dir { path: dir, source })?;
-        }
-        let (blobs, staging) = match config.storage.backend {
-            StorageBackend::Filesystem => (
-                BlobStore::new(Arc::new(
-                    LocalFileSystem::new_with_prefix(config.blob_dir())?
-                        .with_automatic_cleanup(true),
-                )),
-                Staging::Local(config.blob_dir()),
-            ),
-            StorageBackend::S3 => {
-                let blobs = crate::storage::s3::open(&config.storage.s3)?;
-                (blobs.clone(), Staging::Remote(blobs))
-            }
-        };
-        let database = Arc::new(SqlMetadata::open(&config.database()).await?);
-        let meta: Arc<dyn MetadataStore> = database.clone();
-        let auth = Arc::new(open_auth(config, database.clone()).await?);
-        let limits = Limits {
-            max_manifest_bytes: config.limits.max_manifest_bytes,
-            manifest_cache_bytes: config.limits.manifest_cache_bytes,
-            create_on_push: config.ecr.create_on_push,
-            verify_reads: config.storage.verify_reads,
-            redirect: config.storage.redirect,
-            quotas: config.limits.quotas.clone(),
-            shared_metadata: database.dialect() == Dialect::Postgres,
+    /// Opens storage, the database and every service as configured; the
+    /// background work comes back apart, for [`run`] to start.
+    pub async fn open(config: &Config) -> Result<(AppState, Background), StartupError> {
+        let storage = open_storage(config).await?;
+        let registry = registry_over(config, &storage);
+        let auth = Arc::new(open_auth(config, storage.database.clone()).await?);
+        let runner = match config.runner.enabled {
+            true => Some(open_runner(config, &storage, &registry, &auth).await?),
+            false => None,
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
-        let registry = Registry::new(blobs, staging, meta, limits);
-        let runner = if config.runner.enabled {
-            let engine =
-                DockerEngine::connect(&config.runner.docker_host).map_err(RunnerError::from)?;
-            Some(
-                Runner::new(
-                    database.clone(),
-                    registry.clone(),
-                    auth.clone(),
-                    Arc::new(engine),
-                    RegistryHosts::new(&config.external_url, config.listen.port()),
-                    RunnerSettings {
-                        region: config.ecr.region.clone(),
-                        account: config.ecr.registry_id.clone(),
-                        poll_interval: Duration::from_millis(
-                            config.runner.poll_interval_ms.max(50),
-                        ),
-                        retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
-                        safety: config.runner.safety(),
-                        max_desired_count: i64::from(config.runner.max_desired_count),
-                    },
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        Ok(AppState {
+        let background = Background::new(config, &registry, &notifier, deliveries, runner.clone());
+        let state = AppState {
             notifier,
             runner,
             registry,
@@ -171,17 +165,6 @@ impl AppState {
             },
             connections: config.connections.limits(&config.auth.trusted_proxies),
             auth,
-            jobs: Jobs {
-                deliveries: Arc::new(std::sync::Mutex::new(deliveries)),
-                lifecycle_interval: (config.ecr.lifecycle_interval_seconds > 0)
-                    .then(|| Duration::from_secs(config.ecr.lifecycle_interval_seconds)),
-                gc: (config.gc.interval_seconds > 0).then(|| {
-                    (
-                        config.gc.policy(),
-                        Duration::from_secs(config.gc.interval_seconds),
-                    )
-                }),
-            },
             ecr: EcrSettings {
                 registry_id: config.ecr.registry_id.clone(),
                 region: config.ecr.region.clone(),
@@ -193,8 +176,105 @@ impl AppState {
                 grace: Duration::from_secs(config.limits.request_body_timeout_seconds),
                 min_rate: config.limits.request_body_min_rate,
             },
-        })
+        };
+        Ok((state, background))
     }
+}
+
+/// Blob storage and the metadata database, opened; what every service sits on.
+struct Storage {
+    blobs: BlobStore,
+    staging: Staging,
+    database: Arc<SqlMetadata>,
+}
+
+/// Creates the data folders and opens blob storage and the metadata database.
+async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
+    let mut dirs = vec![config.data_dir.clone()];
+    if config.storage.backend == StorageBackend::Filesystem {
+        dirs.push(config.blob_dir());
+    }
+    for dir in dirs {
+        crate::storage::private::create_dir(&dir)
+            .map_err(|source| StartupError::Dir { path: dir, source })?;
+    }
+    let (blobs, staging) = match config.storage.backend {
+        StorageBackend::Filesystem => (
+            BlobStore::new(Arc::new(
+                LocalFileSystem::new_with_prefix(config.blob_dir())?.with_automatic_cleanup(true),
+            )),
+            Staging::Local(config.blob_dir()),
+        ),
+        StorageBackend::S3 => {
+            let blobs = crate::storage::s3::open(&config.storage.s3)?;
+            (blobs.clone(), Staging::Remote(blobs))
+        }
+    };
+    let database = Arc::new(SqlMetadata::open(&config.database()).await?);
+    Ok(Storage {
+        blobs,
+        staging,
+        database,
+    })
+}
+
+/// The registry alone, over its storage: what the maintenance commands (`gc`,
+/// `du`, `fsck`, `lifecycle`) need; no auth, no runner, no HTTP parts.
+pub async fn open_registry(config: &Config) -> Result<Registry, StartupError> {
+    Ok(registry_over(config, &open_storage(config).await?))
+}
+
+/// The task runner alone, with the registry and auth it is built with, for
+/// `wharf task logs`: no HTTP parts, no background work. Opened whatever
+/// `runner.enabled` says, so the logs of tasks run earlier stay readable.
+pub async fn open_task_runner(config: &Config) -> Result<Runner, StartupError> {
+    let storage = open_storage(config).await?;
+    let registry = registry_over(config, &storage);
+    let auth = Arc::new(open_auth(config, storage.database.clone()).await?);
+    open_runner(config, &storage, &registry, &auth).await
+}
+
+/// The registry over opened storage, with the configured limits.
+fn registry_over(config: &Config, storage: &Storage) -> Registry {
+    let limits = Limits {
+        max_manifest_bytes: config.limits.max_manifest_bytes,
+        manifest_cache_bytes: config.limits.manifest_cache_bytes,
+        create_on_push: config.ecr.create_on_push,
+        verify_reads: config.storage.verify_reads,
+        redirect: config.storage.redirect,
+        quotas: config.limits.quotas.clone(),
+        shared_metadata: storage.database.dialect() == Dialect::Postgres,
+    };
+    let meta: Arc<dyn MetadataStore> = storage.database.clone();
+    Registry::new(storage.blobs.clone(), storage.staging.clone(), meta, limits)
+}
+
+/// Connects the Docker Engine and builds the runner; records this
+/// installation's runner instance id on first use.
+async fn open_runner(
+    config: &Config,
+    storage: &Storage,
+    registry: &Registry,
+    auth: &Arc<Auth>,
+) -> Result<Runner, StartupError> {
+    let engine = DockerEngine::connect(&config.runner.docker_host).map_err(RunnerError::from)?;
+    let runner = Runner::new(
+        storage.database.clone(),
+        registry.clone(),
+        auth.clone(),
+        Arc::new(engine),
+        RegistryHosts::new(&config.external_url, config.listen.port()),
+        RunnerSettings {
+            region: config.ecr.region.clone(),
+            account: config.ecr.registry_id.clone(),
+            poll_interval: Duration::from_millis(config.runner.poll_interval_ms.max(50)),
+            retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
+            safety: config.runner.safety(),
+            max_desired_count: i64::from(config.runner.max_desired_count),
+        },
+    )
+    .await?;
+    Ok(runner)
 }
 
 /// Builds the auth service and decides whether requests must authenticate:
@@ -307,43 +387,17 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-/// With a TLS configuration the listener's connections are TLS. Background
-/// jobs run beside the server and stop with it.
+/// With a TLS configuration the listener's connections are TLS. The
+/// background work runs beside the server and stops with it.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    background: Background,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
-    let mut jobs = tokio::task::JoinSet::new();
-    if let Some(interval) = state.jobs.lifecycle_interval {
-        jobs.spawn(
-            LifecycleSchedule::new(state.registry.clone(), interval)
-                .with_notifier(state.notifier.clone())
-                .run(stop.clone()),
-        );
-    }
-    let deliveries = std::mem::take(
-        &mut *state
-            .jobs
-            .deliveries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
-    for delivery in deliveries {
-        jobs.spawn(delivery.run(stop.clone()));
-    }
-    if let Some((policy, interval)) = state.jobs.gc.clone() {
-        jobs.spawn(
-            GcSchedule::new(state.registry.clone(), policy, interval)
-                .with_notifier(state.notifier.clone())
-                .run(stop.clone()),
-        );
-    }
-    if let Some(runner) = state.runner.clone() {
-        jobs.spawn(runner.run(stop.clone()));
-    }
+    let mut jobs = background.spawn(&stop);
     let on_shutdown = {
         let stop = stop.clone();
         async move {

@@ -1788,7 +1788,8 @@ impl App {
             c.gc.interval_seconds = 0;
             tweak(c);
         }));
-        let state = runtime
+        // No background work: nothing here waits for a schedule or a webhook.
+        let (state, _background) = runtime
             .block_on(wharf::server::AppState::open(&config))
             .unwrap();
         let mut app = App {

@@ -11,7 +11,6 @@ use wharf::config::{Config, Overrides};
 use wharf::notifications::{Endpoint, NotificationsConfig, Notifier};
 use wharf::oci::{Reference, RepoName, Tag};
 use wharf::registry::{LifecycleSchedule, Registry, RepositorySettings};
-use wharf::server::AppState;
 
 async fn push(registry: &Registry, repo: &RepoName, tag: &str, seed: &str) {
     let config = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
@@ -40,7 +39,7 @@ async fn a_scheduled_pass_applies_every_policy() {
         ..Default::default()
     };
     let config = Config::load(None, &Default::default(), &overrides).unwrap();
-    let registry = AppState::open(&config).await.unwrap().registry;
+    let registry = wharf::server::open_registry(&config).await.unwrap();
     let (kept, governed) = (
         "team/kept".parse::<RepoName>().unwrap(),
         "team/governed".parse::<RepoName>().unwrap(),

@@ -104,7 +104,7 @@ impl TestServer {
         // reqwest is built without a TLS provider of its own; plain HTTP still needs one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = test_config(data_dir, tweak).await;
-        let state = AppState::open(&config).await.expect("state");
+        let (state, background) = AppState::open(&config).await.expect("state");
         let registry = state.registry.clone();
         let auth = state.auth.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -116,7 +116,7 @@ impl TestServer {
             .tls
             .enabled()
             .then(|| wharf::tls::server_config(&config.tls.cert, &config.tls.key).expect("tls"));
-        let handle = tokio::spawn(server::run(listener, state, tls, async {
+        let handle = tokio::spawn(server::run(listener, state, background, tls, async {
             let _ = rx.await;
         }));
         TestServer {
