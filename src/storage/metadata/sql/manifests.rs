@@ -72,7 +72,9 @@ async fn present(
     let mut found = HashSet::new();
     for batch in wanted.chunks(BATCH) {
         let sql = select.replace("{}", &placeholders(2, batch.len(), |n| format!("${n}")));
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(repo);
+        let mut query = sqlx::query_scalar::<_, String>(&sql)
+            .persistent(false)
+            .bind(repo);
         for value in batch {
             query = query.bind(value);
         }
@@ -93,7 +95,7 @@ async fn insert_rows(
     for batch in values.chunks(BATCH) {
         let rows = placeholders(3, batch.len(), |n| format!("($1, $2, ${n})"));
         let sql = format!("{insert} {rows} ON CONFLICT DO NOTHING");
-        let mut query = sqlx::query(&sql).bind(repo).bind(digest);
+        let mut query = sqlx::query(&sql).persistent(false).bind(repo).bind(digest);
         for value in batch {
             query = query.bind(value);
         }
@@ -197,7 +199,11 @@ impl ManifestMetadata for SqlMetadata {
                 "INSERT INTO tags (repository, name, manifest, updated_at) VALUES {rows}
                  ON CONFLICT (repository, name) DO UPDATE SET manifest = excluded.manifest, updated_at = excluded.updated_at"
             );
-            let mut query = sqlx::query(&sql).bind(repo).bind(&digest).bind(now);
+            let mut query = sqlx::query(&sql)
+                .persistent(false)
+                .bind(repo)
+                .bind(&digest)
+                .bind(now);
             for tag in batch {
                 query = query.bind(*tag);
             }
@@ -374,7 +380,9 @@ async fn check_immutable(
             "SELECT name, manifest FROM tags WHERE repository = $1 AND name IN ({})",
             placeholders(2, batch.len(), |n| format!("${n}"))
         );
-        let mut query = sqlx::query_as::<_, TagRow>(&sql).bind(repo);
+        let mut query = sqlx::query_as::<_, TagRow>(&sql)
+            .persistent(false)
+            .bind(repo);
         for name in batch {
             query = query.bind(name);
         }

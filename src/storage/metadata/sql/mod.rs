@@ -15,7 +15,9 @@
 //!
 //! Statements are written with `$n` placeholders, which both databases accept
 //! (sqlx's `QueryBuilder` would write `?` for `Any`, which PostgreSQL refuses);
-//! lists of values go through [`placeholders`]. Integers are read as `i64`,
+//! lists of values go through [`placeholders`], in statements that are not
+//! kept prepared (each list length is another statement, which would crowd
+//! the fixed ones out of a connection's statement cache). Integers are read as `i64`,
 //! which sqlx decodes from any integer width, and flags are 0/1 integers.
 
 use std::path::Path;

@@ -59,7 +59,7 @@ impl SqlMetadata {
                  ORDER BY repository, key",
                 placeholders(1, batch.len(), |n| format!("${n}"))
             );
-            let mut query = sqlx::query_as::<_, ResourceTagRow>(&sql);
+            let mut query = sqlx::query_as::<_, ResourceTagRow>(&sql).persistent(false);
             for name in batch {
                 query = query.bind(*name);
             }
@@ -111,7 +111,7 @@ impl RepositoryMetadata for SqlMetadata {
                 });
                 let sql =
                     format!("INSERT INTO repository_tags (repository, key, value) VALUES {rows}");
-                let mut query = sqlx::query(&sql).bind(repo.name.as_str());
+                let mut query = sqlx::query(&sql).persistent(false).bind(repo.name.as_str());
                 for (key, value) in batch {
                     query = query.bind(key).bind(value);
                 }
@@ -218,7 +218,7 @@ impl RepositoryMetadata for SqlMetadata {
                 "INSERT INTO repository_tags (repository, key, value) VALUES {rows}
                  ON CONFLICT (repository, key) DO UPDATE SET value = excluded.value"
             );
-            let mut query = sqlx::query(&sql).bind(name.as_str());
+            let mut query = sqlx::query(&sql).persistent(false).bind(name.as_str());
             for (key, value) in batch {
                 query = query.bind(*key).bind(*value);
             }
@@ -230,7 +230,7 @@ impl RepositoryMetadata for SqlMetadata {
                 "DELETE FROM repository_tags WHERE repository = $1 AND key IN ({})",
                 placeholders(2, batch.len(), |n| format!("${n}"))
             );
-            let mut query = sqlx::query(&sql).bind(name.as_str());
+            let mut query = sqlx::query(&sql).persistent(false).bind(name.as_str());
             for key in batch {
                 query = query.bind(*key);
             }
