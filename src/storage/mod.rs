@@ -9,9 +9,11 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, CredentialStore, Database, Dialect, ImageRecord, Lease,
-    LifecycleRecord, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement,
-    PreviewRecord, RepositoryDeletion, RepositoryRecord, RepositoryUsage, RunnerStore, SqlMetadata,
-    SweepPolicy, Swept, UploadProgress, UploadRecord, UserRecord, UserRemoval,
+    AccessKeyRecord, AccessTokenRecord, BlobMetadata, CredentialStore, Database, Dialect,
+    ImageRecord, Lease, LifecycleMetadata, LifecycleRecord, MaintenanceMetadata, ManifestMetadata,
+    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord,
+    RepositoryDeletion, RepositoryMetadata, RepositoryRecord, RepositoryUsage, RunnerStore,
+    SqlMetadata, SweepPolicy, Swept, UploadMetadata, UploadProgress, UploadRecord, UserRecord,
+    UserRemoval,
 };
 pub use staging::{Appended, Chunk, Staging};

@@ -5,9 +5,9 @@
 
 use sqlx::AnyConnection;
 
-use super::super::{Result, SweepPolicy, Swept};
-use super::digest;
+use super::{BlobRow, RepoDigestRow};
 use crate::oci::{Digest, RepoName};
+use crate::storage::metadata::{Result, SweepPolicy, Swept};
 
 /// Indexes may cascade (an index's children become untagged orphans), so
 /// manifests are swept until a pass finds nothing, at most this often.
@@ -47,18 +47,11 @@ async fn delete_returning(
     statement: &str,
     before_ms: i64,
 ) -> Result<Vec<(RepoName, Digest)>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(statement)
+    let rows: Vec<RepoDigestRow> = sqlx::query_as(statement)
         .bind(before_ms)
         .fetch_all(&mut *tx)
         .await?;
-    rows.into_iter()
-        .map(|(repo, d)| {
-            let repo = repo
-                .parse()
-                .map_err(|e| super::MetadataError::Corrupt(format!("{e}")))?;
-            Ok((repo, digest(&d)?))
-        })
-        .collect()
+    rows.into_iter().map(RepoDigestRow::parse).collect()
 }
 
 pub(super) async fn sweep(tx: &mut AnyConnection, policy: &SweepPolicy) -> Result<Swept> {
@@ -77,10 +70,10 @@ pub(super) async fn sweep(tx: &mut AnyConnection, policy: &SweepPolicy) -> Resul
         swept.manifests.extend(deleted);
     }
     swept.links = delete_returning(tx, STALE_LINKS, policy.links_before_ms).await?;
-    let rows: Vec<(String, i64)> = sqlx::query_as(UNREFERENCED).fetch_all(&mut *tx).await?;
+    let rows: Vec<BlobRow> = sqlx::query_as(UNREFERENCED).fetch_all(&mut *tx).await?;
     swept.blobs = rows
         .into_iter()
-        .map(|(d, size)| Ok((digest(&d)?, size as u64)))
+        .map(BlobRow::parse)
         .collect::<Result<_>>()?;
     Ok(swept)
 }
@@ -89,14 +82,15 @@ pub(super) async fn sweep(tx: &mut AnyConnection, policy: &SweepPolicy) -> Resul
 /// (or never was recorded).
 pub(super) async fn forget_blob(tx: &mut AnyConnection, digest: &Digest) -> Result<bool> {
     let d = digest.to_string();
-    let (linked, manifest): (i64, i64) = sqlx::query_as(
-        "SELECT CAST(EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1) AS INTEGER),
-                CAST(EXISTS (SELECT 1 FROM manifests WHERE digest = $1) AS INTEGER)",
+    // One flag: whether a link or a manifest still holds the blob.
+    let referenced: i64 = sqlx::query_scalar(
+        "SELECT CAST(EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1)
+                  OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1) AS INTEGER)",
     )
     .bind(&d)
     .fetch_one(&mut *tx)
     .await?;
-    if linked != 0 || manifest != 0 {
+    if referenced != 0 {
         return Ok(false);
     }
     sqlx::query("DELETE FROM blobs WHERE digest = $1")
