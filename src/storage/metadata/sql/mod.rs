@@ -35,6 +35,8 @@ mod lifecycle;
 mod maintenance;
 mod manifests;
 mod repositories;
+#[cfg(test)]
+mod tests;
 mod uploads;
 
 use super::{MetadataError, Result};
