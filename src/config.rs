@@ -101,7 +101,7 @@ impl ConnectionsConfig {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             // Checked by `validate`; an unreadable list exempts nobody.
-            trusted_proxies: crate::auth::TrustedProxies::parse(trusted_proxies)
+            trusted_proxies: crate::http::TrustedProxies::parse(trusted_proxies)
                 .unwrap_or_default(),
         }
     }
@@ -523,7 +523,7 @@ impl Config {
             ));
         }
         // [auth]
-        crate::auth::TrustedProxies::parse(&self.auth.trusted_proxies)
+        crate::http::TrustedProxies::parse(&self.auth.trusted_proxies)
             .map_err(|e| ConfigError::Invalid(format!("auth.trusted_proxies: {e}")))?;
         if self.limits.request_body_timeout_seconds == 0 || self.limits.request_body_min_rate == 0 {
             return Err(ConfigError::Invalid(

@@ -8,6 +8,9 @@
 //!   no HTTP types.
 //! - `storage`: blob content over `object_store` and metadata in SQL.
 //! - `oci` (outside `api`): pure data types (digests, names, manifests) used by all.
+//! - `http`: what every HTTP adapter shares (request id, internal cause,
+//!   `Retry-After`, the query string, the peer address, the 503-vs-500 split);
+//!   a leaf that imports no service.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +20,7 @@ pub mod config;
 pub mod connections;
 pub mod ecr;
 pub mod ecs;
+pub mod http;
 pub mod metrics;
 pub mod notifications;
 pub mod oci;

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
-    TokenIssuer, TrustedProxies, generate_pem,
+    TokenIssuer, generate_pem,
 };
 use crate::aws;
 use crate::config::{Config, StorageBackend};
 use crate::connections::{self, ConnectionLimits};
 use crate::ecr::{EcrSettings, EcrState};
 use crate::ecs;
+use crate::http::TrustedProxies;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
 use crate::operations;

@@ -269,7 +269,7 @@ fn download_location(
             &digest.to_string(),
             DOWNLOAD_URL_TTL,
         )
-        .map_err(|e| EcrError::Server(e.to_string()))?;
+        .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;
     Ok(format!(
         "{}://{}/v2/{repo}/blobs/{digest}?{DOWNLOAD_TOKEN}={token}",
         call.scheme, call.host

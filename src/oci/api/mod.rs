@@ -21,11 +21,11 @@ use axum::routing::any;
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
-use crate::auth::{Auth, Denial, PeerAddr, Scope, challenge};
+use crate::auth::{Auth, Denial, Scope, challenge};
+use crate::http::{PeerAddr, Query, RequestId};
 use crate::notifications::{Notice, Notices, Notifier, Origin};
-use crate::operations::RequestId;
 use crate::registry::Registry;
-pub use error::{ApiError, Code, InternalCause};
+pub use error::{ApiError, Code};
 pub use route::Route;
 
 /// Settings the `/v2/` adapter reads on each request.
@@ -85,33 +85,6 @@ async fn api_version_header(mut response: Response) -> Response {
         HeaderValue::from_static("registry/2.0"),
     );
     response
-}
-
-/// Decoded query parameters; repeated keys (such as `tag`) are kept.
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn from_uri(uri: &Uri) -> Self {
-        Query(
-            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// One incoming request without its body, parsed as far as every handler needs.
@@ -269,8 +242,7 @@ fn denied(
             ApiError::new(Code::Unauthorized, message).with_header(header::WWW_AUTHENTICATE, &value)
         }
         Denial::Forbidden(message) => ApiError::new(Code::Denied, message),
-        Denial::Internal(message) => ApiError::new(Code::Internal, message),
-        Denial::Unavailable(message) => ApiError::unavailable(message),
+        Denial::Fault(fault) => fault.into(),
         Denial::Throttled { retry_after } => ApiError::new(
             Code::TooManyRequests,
             "too many login attempts; retry later",
