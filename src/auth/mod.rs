@@ -34,7 +34,7 @@ pub use policy::{Policy, Principal, Rule, permits};
 pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
 pub use secrets::{SealError, SecretsKey};
-pub use token::TokenIssuer;
+pub use token::{DOWNLOAD_TOKEN, TokenIssuer};
 
 /// Whether requests must prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

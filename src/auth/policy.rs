@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::scope::{ALL, Access, DELETE, PULL, PUSH, Scope, covers, glob_match};
+use super::scope::{ALL, Access, DELETE, PULL, PUSH, Scope, covers};
+use crate::glob::glob_match;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]

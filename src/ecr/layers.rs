@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::repositories::repo_name;
 use super::{Call, EcrError};
-use crate::oci::api::DOWNLOAD_TOKEN;
+use crate::auth::DOWNLOAD_TOKEN;
 use crate::oci::{Digest, RepoName};
 use crate::registry::{ChunkRange, RegistryError};
 

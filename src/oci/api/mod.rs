@@ -21,7 +21,7 @@ use axum::routing::any;
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
-use crate::auth::{Auth, Denial, Scope, challenge};
+use crate::auth::{Auth, DOWNLOAD_TOKEN, Denial, Scope, challenge};
 use crate::http::{PeerAddr, Query, RequestId};
 use crate::notifications::{Notice, Notices, Notifier, Origin};
 use crate::registry::Registry;
@@ -212,9 +212,6 @@ pub fn with_notice(mut response: Response, notice: Notice) -> Response {
         .push(notice);
     response
 }
-
-/// Query parameter of a blob download URL (ECR's GetDownloadUrlForLayer).
-pub const DOWNLOAD_TOKEN: &str = "download_token";
 
 /// Whether this is a blob read through a valid download URL, which needs no
 /// other credential.
