@@ -6,12 +6,14 @@
 //! - `config`: the one typed configuration; reads the settings types the
 //!   services own (`storage::s3::S3Config`, `auth::Rule`, `runner::Safety`…),
 //!   and nothing imports it but the composition root.
-//! - HTTP adapters, none importing another: `oci::api` (`/v2/`), `ecr` and
-//!   `ecs` (AWS-shaped services over the `aws` protocol library, which
+//! - HTTP adapters, none importing another: `oci::api` (`/v2/`: one typed
+//!   endpoint table, each endpoint declaring its `auth::Need`, checked once
+//!   before the handler runs), `ecr` and `ecs` (AWS-shaped services over the `aws` protocol library, which
 //!   imports neither), `auth::api` (`/token`); `operations` (health, metrics,
 //!   the request log) labels `/v2/` requests by `oci::api::Route`.
 //! - `admin`: the `wharf user` / `wharf token` commands over `auth` and `storage`.
-//! - `auth`: who is asking and may they.
+//! - `auth`: who is asking and may they (`Auth::check` of a `Need`); open
+//!   mode and the anonymous rules are applied there.
 //! - `registry`, `runner`: domain services; no HTTP types.
 //! - `storage`: blob content over `object_store` and metadata in SQL.
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),

@@ -6,6 +6,7 @@ pub mod api;
 pub mod iam;
 mod keys;
 pub mod login;
+mod need;
 pub mod policy;
 mod repository_policies;
 pub mod scope;
@@ -30,6 +31,7 @@ pub use login::{
     Authenticated, Authenticator, ConfigUser, Credential, LoginError, hash_password,
     new_access_key, new_access_token,
 };
+pub use need::{Action, Granted, Need};
 pub use policy::{Policy, Principal, Rule, permits};
 pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
@@ -194,9 +196,64 @@ impl Auth {
         }
     }
 
+    /// The one check of what a request needs, before its handler runs.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        need: &Need,
+    ) -> Result<Granted, Denial> {
+        let granted = |principal| Granted {
+            principal,
+            may_mount: false,
+        };
+        match need {
+            Need::BlobRead {
+                repo,
+                digest,
+                download_token: Some(token),
+            } if self
+                .tokens
+                .verify_download(token, repo.as_str(), &digest.to_string()) =>
+            {
+                Ok(granted(Principal::Anonymous))
+            }
+            Need::SignedIn => {
+                let principal = self.authorize(headers, client, &[]).await?;
+                // An anonymous token from /token is no identity either.
+                if self.mode != Mode::Open && principal.subject().is_empty() {
+                    return Err(Denial::Unauthorized {
+                        error: None,
+                        message: "authentication required".into(),
+                    });
+                }
+                Ok(granted(principal))
+            }
+            Need::Mount { from, .. } => {
+                let principal = self.authorize(headers, client, &need.scopes()).await?;
+                // Mounting reads the source repository, so it needs pull there too.
+                let source = [Scope::repository(from.as_str(), &[Action::Pull])];
+                let may_mount = self.authorize(headers, client, &source).await.is_ok();
+                Ok(Granted {
+                    principal,
+                    may_mount,
+                })
+            }
+            Need::Unattainable if self.mode == Mode::Open => Ok(granted(Principal::Anonymous)),
+            Need::Unattainable => Err(Denial::Forbidden("no right grants this".into())),
+            Need::Credential
+            | Need::Catalog
+            | Need::Repository(..)
+            | Need::BlobRead { .. }
+            | Need::Scopes(_) => Ok(granted(
+                self.authorize(headers, client, &need.scopes()).await?,
+            )),
+        }
+    }
+
     /// Checks that the request may do everything in `needs`; an empty `needs`
-    /// (the `/v2/` base) only requires a valid identity.
-    pub async fn authorize(
+    /// only requires a valid credential.
+    async fn authorize(
         &self,
         headers: &HeaderMap,
         client: IpAddr,

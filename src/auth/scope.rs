@@ -6,9 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub const PULL: &str = "pull";
-pub const PUSH: &str = "push";
-pub const DELETE: &str = "delete";
+use super::need::Action;
+
+pub const PULL: &str = Action::Pull.as_str();
+pub const PUSH: &str = Action::Push.as_str();
+pub const DELETE: &str = Action::Delete.as_str();
 /// Every action on a resource.
 pub const ALL: &str = "*";
 
@@ -58,11 +60,11 @@ impl fmt::Display for Scope {
 }
 
 impl Scope {
-    pub fn repository(name: &str, actions: &[&str]) -> Scope {
+    pub fn repository(name: &str, actions: &[Action]) -> Scope {
         Scope {
             kind: "repository".into(),
             name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
+            actions: actions.iter().map(|a| a.as_str().to_string()).collect(),
         }
     }
 

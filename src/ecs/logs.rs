@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 
 use super::EcsState;
 use super::access::needs;
-use crate::auth::{Denial, Mode};
+use crate::auth::{Denial, Need};
 use crate::http::{Fault, PeerAddr, Query};
 use crate::runner::RunnerError;
 use crate::runner::engine::EngineError;
@@ -116,31 +116,20 @@ async fn serve(
     let auth = &state.auth;
     let client = auth.client_ip(headers, peer);
     // Who is asking, first: nobody learns whether a task exists without signing in.
-    let principal = auth.authorize(headers, client, &[]).await?;
-    if auth.mode != Mode::Open && principal.subject().is_empty() {
-        // An anonymous token from /token is no identity either.
-        return Err(Refusal::Unauthenticated);
-    }
+    auth.check(headers, client, &Need::SignedIn).await?;
     let Some(runner) = &state.runner else {
         return Err(Refusal::NotFound("the task runner is off".into()));
     };
     let found = runner.task(None, task).await?.ok_or_else(not_found)?;
     // What DescribeTasks needs, checked against Basic and Bearer credentials alike.
-    match needs(
-        runner.hosts(),
-        found.containers.iter().map(|c| c.image.as_str()),
-    ) {
-        Some(needs) => {
-            auth.authorize(headers, client, &needs)
-                .await
-                .map_err(|d| match d {
-                    Denial::Unauthorized { .. } | Denial::Forbidden(_) => not_found(),
-                    other => other.into(),
-                })?;
-        }
-        None if auth.mode == Mode::Open => {}
-        None => return Err(not_found()),
-    }
+    let images = found.containers.iter().map(|c| c.image.as_str());
+    let need = needs(runner.hosts(), images).map_or(Need::Unattainable, Need::Scopes);
+    auth.check(headers, client, &need)
+        .await
+        .map_err(|d| match d {
+            Denial::Unauthorized { .. } | Denial::Forbidden(_) => not_found(),
+            other => other.into(),
+        })?;
     let stream = runner
         .logs(
             task,
