@@ -196,6 +196,13 @@ impl Auth {
         }
     }
 
+    /// Who a request without any credential is, when such requests are let
+    /// in at all (open mode); the AWS-shaped APIs ask before admitting an
+    /// unsigned call.
+    pub fn without_credentials(&self) -> Option<Principal> {
+        (self.mode == Mode::Open).then_some(Principal::Anonymous)
+    }
+
     /// The one check of what a request needs, before its handler runs.
     pub async fn check(
         &self,

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::auth::{Auth, Mode, Principal};
+use crate::auth::{Auth, Principal};
 use crate::body::{self, BodyError, BodyLimits};
 use crate::http::{Fault, PeerAddr, RequestId};
 use crate::metrics::metrics;
@@ -263,18 +263,17 @@ struct Signer {
 }
 
 /// Judges the signature from the headers and finds the user behind the
-/// access key. An unsigned request is anonymous (`None`) while the registry
-/// runs open.
+/// access key. An unsigned request is anonymous (`None`) when `auth` lets
+/// requests without credentials in (open mode).
 async fn authenticate(
     auth: &Auth,
     request: &SignedRequest<'_>,
     expect: &Expect<'_>,
 ) -> Result<Option<Signer>, Refusal> {
     let Some(authorization) = (request.header)("authorization").into_iter().next() else {
-        return if auth.mode == Mode::Open {
-            Ok(None)
-        } else {
-            Err(Refusal::Missing)
+        return match auth.without_credentials() {
+            Some(_) => Ok(None),
+            None => Err(Refusal::Missing),
         };
     };
     let credential = sigv4::parse_authorization(&authorization)?;
