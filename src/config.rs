@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::Database;
+pub use crate::storage::s3::S3Config;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -101,7 +102,7 @@ impl ConnectionsConfig {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
             // Checked by `validate`; an unreadable list exempts nobody.
-            trusted_proxies: crate::auth::TrustedProxies::parse(trusted_proxies)
+            trusted_proxies: crate::http::TrustedProxies::parse(trusted_proxies)
                 .unwrap_or_default(),
         }
     }
@@ -308,43 +309,6 @@ pub enum StorageBackend {
     S3,
 }
 
-/// An S3-compatible object store (AWS, MinIO, SeaweedFS, Ceph...).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Config {
-    pub bucket: String,
-    /// Key prefix inside the bucket ("" for none).
-    pub prefix: String,
-    pub region: String,
-    /// Endpoint URL for S3-compatible servers; empty: AWS.
-    pub endpoint: String,
-    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`.
-    pub path_style: bool,
-    /// Credentials; empty: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and the
-    /// rest of the usual AWS environment, instance credentials included).
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    /// Seconds a request to the store may take, a whole blob read included,
-    /// before it fails (then 503). Unreachable stores fail within seconds
-    /// regardless (3 s connect timeout, two quick retries).
-    pub timeout_seconds: u64,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        Self {
-            bucket: String::new(),
-            prefix: String::new(),
-            region: "us-east-1".into(),
-            endpoint: String::new(),
-            path_style: false,
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
-            timeout_seconds: 300,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
@@ -523,7 +487,7 @@ impl Config {
             ));
         }
         // [auth]
-        crate::auth::TrustedProxies::parse(&self.auth.trusted_proxies)
+        crate::http::TrustedProxies::parse(&self.auth.trusted_proxies)
             .map_err(|e| ConfigError::Invalid(format!("auth.trusted_proxies: {e}")))?;
         if self.limits.request_body_timeout_seconds == 0 || self.limits.request_body_min_rate == 0 {
             return Err(ConfigError::Invalid(

@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tower::ServiceExt;
 
-use crate::auth::TrustedProxies;
+use crate::http::TrustedProxies;
 use crate::tls::Peer;
 
 /// A TLS handshake that takes longer than this is dropped.

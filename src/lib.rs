@@ -1,13 +1,25 @@
 //! Wharf: a private, OCI-compliant container registry.
 //!
-//! Layers, and who may call whom (dependencies point down only):
-//! - `server`, `config`: process wiring; build the state and the router.
-//! - `oci::api`: HTTP adapter for `/v2/`: parses routes, calls `registry`, maps
-//!   errors to OCI error codes in one place.
-//! - `registry`: domain services (uploads, blobs, manifests, tags, referrers);
-//!   no HTTP types.
+//! Layers, and who may call whom (dependencies point down only; checked by
+//! `layers.py`, which reports no cycle):
+//! - `server`, `main`: the composition root; builds the state and the router.
+//! - `config`: the one typed configuration; reads the settings types the
+//!   services own (`storage::s3::S3Config`, `auth::Rule`, `runner::Safety`…),
+//!   and nothing imports it but the composition root.
+//! - HTTP adapters, none importing another: `oci::api` (`/v2/`: one typed
+//!   endpoint table, each endpoint declaring its `auth::Need`, checked once
+//!   before the handler runs), `ecr` and `ecs` (AWS-shaped services over the `aws` protocol library, which
+//!   imports neither), `auth::api` (`/token`); `operations` (health, metrics,
+//!   the request log) labels `/v2/` requests by `oci::api::Route`.
+//! - `admin`: the `wharf user` / `wharf token` commands over `auth` and `storage`.
+//! - `auth`: who is asking and may they (`Auth::check` of a `Need`); open
+//!   mode and the anonymous rules are applied there.
+//! - `registry`, `runner`: domain services; no HTTP types.
 //! - `storage`: blob content over `object_store` and metadata in SQL.
-//! - `oci` (outside `api`): pure data types (digests, names, manifests) used by all.
+//! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),
+//!   `http` (request id, `InternalCause`, `Retry-After`, the query string,
+//!   the peer address, the 503-vs-500 `Fault`), `glob`, `body`, `metrics`,
+//!   `tls`, `connections`, `notifications`.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +29,8 @@ pub mod config;
 pub mod connections;
 pub mod ecr;
 pub mod ecs;
+pub mod glob;
+pub mod http;
 pub mod metrics;
 pub mod notifications;
 pub mod oci;

@@ -13,19 +13,10 @@ use axum::routing::get;
 use futures::TryStreamExt;
 use tracing::Instrument;
 
+use crate::http::{InternalCause, REQUEST_ID, RETRY_AFTER_SECONDS, RequestId};
 use crate::metrics::{self, RequestLabels, RouteLabels, metrics};
-use crate::oci::api::{InternalCause, Route};
+use crate::oci::api::Route;
 use crate::registry::Registry;
-
-pub const REQUEST_ID: &str = "x-request-id";
-
-/// The request's id, as a request extension for handlers that report it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// Seconds a client is told to wait (`Retry-After`) while a dependency (the
-/// database, the blob store) does not answer; every API uses it.
-pub const RETRY_AFTER_SECONDS: &str = "5";
 
 pub fn router<S>() -> Router<S>
 where

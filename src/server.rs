@@ -15,13 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
-    TokenIssuer, TrustedProxies, generate_pem,
+    TokenIssuer, generate_pem,
 };
 use crate::aws;
 use crate::config::{Config, StorageBackend};
 use crate::connections::{self, ConnectionLimits};
 use crate::ecr::{EcrSettings, EcrState};
 use crate::ecs;
+use crate::http::TrustedProxies;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
 use crate::operations;

@@ -1575,9 +1575,7 @@ fn selects(selection: &Value, image: &Candidate) -> bool {
         _ => {
             !image.tags.is_empty()
                 && all("tagPrefixList", &|p, t| t.starts_with(p))
-                && all("tagPatternList", &|p, t| {
-                    wharf::auth::scope::glob_match(p, t)
-                })
+                && all("tagPatternList", &|p, t| wharf::glob::glob_match(p, t))
         }
     }
 }

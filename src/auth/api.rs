@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,11 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Access, Auth, Authenticated, LoginError, PeerAddr, Principal, Scope, decode_basic, strip_scheme,
+    Access, Auth, Authenticated, LoginError, Principal, Scope, decode_basic, strip_scheme,
 };
 use crate::body::{BodyLimits, SmallForm};
-use crate::oci::api::InternalCause;
-use crate::operations::RETRY_AFTER_SECONDS;
+use crate::http::{Fault, PeerAddr, Query};
 use crate::storage::MetadataError;
 
 /// `/token`, GET and POST.
@@ -39,20 +38,15 @@ enum EndpointError {
     BadRequest(String),
     /// Bad credentials: 401 with a Basic challenge, as clients expect from a token server.
     Unauthorized(String),
-    Internal(String),
-    /// The credential store does not answer now.
-    Unavailable(String),
+    /// The credential store failed or does not answer now.
+    Fault(Fault),
     /// Too many login attempts now: 429 with `Retry-After` (seconds).
     Throttled(u64),
 }
 
 impl From<MetadataError> for EndpointError {
     fn from(e: MetadataError) -> Self {
-        if e.is_unavailable() {
-            EndpointError::Unavailable(e.to_string())
-        } else {
-            EndpointError::Internal(e.to_string())
-        }
+        EndpointError::Fault(Fault::classify(e.is_unavailable(), e))
     }
 }
 
@@ -63,13 +57,11 @@ impl IntoResponse for EndpointError {
             EndpointError::Unauthorized(m) => {
                 (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m.as_str())
             }
-            EndpointError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "internal server error",
-            ),
-            EndpointError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
+            EndpointError::Fault(fault @ Fault::Internal(_)) => {
+                (fault.status(), "UNKNOWN", "internal server error")
+            }
+            EndpointError::Fault(fault @ Fault::Unavailable(_)) => (
+                fault.status(),
                 "UNAVAILABLE",
                 "temporarily unavailable; retry later",
             ),
@@ -91,16 +83,7 @@ impl IntoResponse for EndpointError {
                     header::HeaderValue::from_static("Basic realm=\"wharf\""),
                 );
             }
-            EndpointError::Internal(cause) => {
-                response.extensions_mut().insert(InternalCause(cause));
-            }
-            EndpointError::Unavailable(cause) => {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-                response.extensions_mut().insert(InternalCause(cause));
-            }
+            EndpointError::Fault(fault) => fault.mark(&mut response),
             EndpointError::Throttled(seconds) => {
                 response
                     .headers_mut()
@@ -162,7 +145,7 @@ async fn respond(
     let issued = auth
         .tokens
         .issue(&principal.subject(), granted)
-        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+        .map_err(|e| EndpointError::Fault(Fault::Internal(e.to_string())))?;
     let issued_at = time::OffsetDateTime::from(issued.issued_at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -187,32 +170,18 @@ async fn refresh_for(auth: &Auth, login: &Authenticated) -> Result<String, Endpo
     let (binding, not_after) = auth.login.refresh_binding(&login.credential).await?;
     auth.tokens
         .issue_refresh(&login.principal.subject(), binding, not_after)
-        .map_err(|e| EndpointError::Internal(e.to_string()))
+        .map_err(|e| EndpointError::Fault(Fault::Internal(e.to_string())))
 }
 
 /// GET /token?service=&scope=&account=&offline_token=&client_id= with optional HTTP Basic.
 async fn get_token(
     State(auth): State<Arc<Auth>>,
     PeerAddr(peer): PeerAddr,
-    uri: Uri,
+    query: Query,
     headers: HeaderMap,
 ) -> Result<Response, EndpointError> {
-    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let param = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    check_service(&auth, param("service"))?;
-    let asked = parse_scopes(
-        query
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .flat_map(|(_, v)| v.split(' ')),
-    )?;
+    check_service(&auth, query.get("service"))?;
+    let asked = parse_scopes(query.all("scope").flat_map(|v| v.split(' ')))?;
     let client = auth.client_ip(&headers, peer);
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -224,7 +193,7 @@ async fn get_token(
         None => None,
     };
     let refresh = match &login {
-        Some(login) if param("offline_token") == Some("true") => {
+        Some(login) if query.get("offline_token") == Some("true") => {
             Some(refresh_for(&auth, login).await?)
         }
         _ => None,

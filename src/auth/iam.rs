@@ -7,7 +7,8 @@
 use serde_json::Value;
 
 use super::policy::Principal;
-use super::scope::{ALL, DELETE, PULL, PUSH, glob_match};
+use super::scope::{ALL, DELETE, PULL, PUSH};
+use crate::glob::glob_match;
 
 /// ECR's limit on the document's length.
 pub const MAX_POLICY_CHARS: usize = 10_240;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod iam;
 mod keys;
 pub mod login;
+mod need;
 pub mod policy;
 mod repository_policies;
 pub mod scope;
@@ -14,117 +15,28 @@ pub mod throttle;
 pub mod token;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::http::{Fault, TrustedProxies};
 use crate::metrics::metrics;
 use crate::oci::RepoName;
 use crate::storage::MetadataError;
-use crate::tls::Peer;
 
 pub use keys::{KeyError, SigningKey, generate_pem};
 pub use login::{
     Authenticated, Authenticator, ConfigUser, Credential, LoginError, hash_password,
     new_access_key, new_access_token,
 };
+pub use need::{Action, Granted, Need};
 pub use policy::{Policy, Principal, Rule, permits};
 pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
 pub use secrets::{SealError, SecretsKey};
-pub use token::TokenIssuer;
-
-/// The TCP peer of a request (loopback when the server was not given connect info, as in tests).
-pub struct PeerAddr(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<Peer>>()
-            .map(|c| c.0.0.ip().to_canonical());
-        Ok(PeerAddr(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
-    }
-}
-
-/// Reverse proxies whose `X-Forwarded-*` headers are believed: addresses, or
-/// networks in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
-
-impl TrustedProxies {
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
-            .iter()
-            .map(|entry| {
-                let bad = || format!("{entry:?} is not an IP address or CIDR network");
-                let (ip, bits) = match entry.split_once('/') {
-                    Some((ip, bits)) => (ip, Some(bits.parse::<u8>().map_err(|_| bad())?)),
-                    None => (entry.as_str(), None),
-                };
-                let ip: IpAddr = ip.trim().parse().map_err(|_| bad())?;
-                let ip = ip.to_canonical();
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                let bits = bits.unwrap_or(max);
-                if bits > max {
-                    return Err(bad());
-                }
-                Ok((ip, bits))
-            })
-            .collect::<Result<_, _>>()
-            .map(TrustedProxies)
-    }
-
-    /// The client's address: the peer, or behind trusted proxies the
-    /// right-most `X-Forwarded-For` entry that is not a trusted proxy. Each
-    /// proxy appends the address it was reached from, so everything left of
-    /// that entry was written by the client and proves nothing.
-    pub fn client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
-        let mut client = peer.to_canonical();
-        if !self.contains(client) {
-            return client;
-        }
-        let hops: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
-        for hop in hops.into_iter().rev() {
-            // A hop we cannot read ends the chain: the last trusted address stands.
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-                break;
-            };
-            client = ip.to_canonical();
-            if !self.contains(client) {
-                break;
-            }
-        }
-        client
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|(net, bits)| match (net, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
-                u32::from(*net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
-                u128::from(*net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        })
-    }
-}
+pub use token::{DOWNLOAD_TOKEN, TokenIssuer};
 
 /// Whether requests must prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,21 +56,15 @@ pub enum Denial {
     },
     /// 403: signed in (HTTP Basic), but not allowed.
     Forbidden(String),
-    /// The credential store failed.
-    Internal(String),
-    /// The credential store does not answer now (503 with `Retry-After`).
-    Unavailable(String),
+    /// The credential store failed or does not answer now.
+    Fault(Fault),
     /// Too many login attempts now: 429 with `Retry-After` (seconds).
     Throttled { retry_after: u64 },
 }
 
 impl From<MetadataError> for Denial {
     fn from(e: MetadataError) -> Self {
-        if e.is_unavailable() {
-            Denial::Unavailable(e.to_string())
-        } else {
-            Denial::Internal(e.to_string())
-        }
+        Denial::Fault(Fault::classify(e.is_unavailable(), e))
     }
 }
 
@@ -290,9 +196,71 @@ impl Auth {
         }
     }
 
+    /// Who a request without any credential is, when such requests are let
+    /// in at all (open mode); the AWS-shaped APIs ask before admitting an
+    /// unsigned call.
+    pub fn without_credentials(&self) -> Option<Principal> {
+        (self.mode == Mode::Open).then_some(Principal::Anonymous)
+    }
+
+    /// The one check of what a request needs, before its handler runs.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        need: &Need,
+    ) -> Result<Granted, Denial> {
+        let granted = |principal| Granted {
+            principal,
+            may_mount: false,
+        };
+        match need {
+            Need::BlobRead {
+                repo,
+                digest,
+                download_token: Some(token),
+            } if self
+                .tokens
+                .verify_download(token, repo.as_str(), &digest.to_string()) =>
+            {
+                Ok(granted(Principal::Anonymous))
+            }
+            Need::SignedIn => {
+                let principal = self.authorize(headers, client, &[]).await?;
+                // An anonymous token from /token is no identity either.
+                if self.mode != Mode::Open && principal.subject().is_empty() {
+                    return Err(Denial::Unauthorized {
+                        error: None,
+                        message: "authentication required".into(),
+                    });
+                }
+                Ok(granted(principal))
+            }
+            Need::Mount { from, .. } => {
+                let principal = self.authorize(headers, client, &need.scopes()).await?;
+                // Mounting reads the source repository, so it needs pull there too.
+                let source = [Scope::repository(from.as_str(), &[Action::Pull])];
+                let may_mount = self.authorize(headers, client, &source).await.is_ok();
+                Ok(Granted {
+                    principal,
+                    may_mount,
+                })
+            }
+            Need::Unattainable if self.mode == Mode::Open => Ok(granted(Principal::Anonymous)),
+            Need::Unattainable => Err(Denial::Forbidden("no right grants this".into())),
+            Need::Credential
+            | Need::Catalog
+            | Need::Repository(..)
+            | Need::BlobRead { .. }
+            | Need::Scopes(_) => Ok(granted(
+                self.authorize(headers, client, &need.scopes()).await?,
+            )),
+        }
+    }
+
     /// Checks that the request may do everything in `needs`; an empty `needs`
-    /// (the `/v2/` base) only requires a valid identity.
-    pub async fn authorize(
+    /// only requires a valid credential.
+    async fn authorize(
         &self,
         headers: &HeaderMap,
         client: IpAddr,
@@ -407,62 +375,4 @@ pub fn challenge(realm: &str, service: &str, needs: &[Scope], error: Option<&str
         value.push_str(&format!(",error=\"{error}\""));
     }
     value
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn forwarded(values: &[&str]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for v in values {
-            headers.append("x-forwarded-for", v.parse().unwrap());
-        }
-        headers
-    }
-
-    #[test]
-    fn the_client_is_the_right_most_hop_no_trusted_proxy_wrote() {
-        let proxies =
-            TrustedProxies::parse(&["127.0.0.1".into(), "10.0.0.0/8".into(), "fd00::/8".into()])
-                .unwrap();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let proxy = ip("127.0.0.1");
-        let cases: &[(&[&str], IpAddr, &str)] = &[
-            (&["203.0.113.9"], proxy, "203.0.113.9"),
-            // The client wrote the first entry; nginx appended the real address.
-            (&["198.51.100.7, 203.0.113.9"], proxy, "203.0.113.9"),
-            // Two proxies: the inner one appended the outer one's address.
-            (
-                &["198.51.100.7, 203.0.113.9, 10.1.2.3"],
-                proxy,
-                "203.0.113.9",
-            ),
-            (&["198.51.100.7", "203.0.113.9"], proxy, "203.0.113.9"),
-            (&["fd00::5, 2001:db8::1"], proxy, "2001:db8::1"),
-            // Garbage appended after a real address: the proxy that forwarded it stands.
-            (&["203.0.113.9, nonsense"], proxy, "127.0.0.1"),
-            (&[], proxy, "127.0.0.1"),
-            // Only proxies in the chain: the left-most one.
-            (&["10.0.0.1, 10.0.0.2"], proxy, "10.0.0.1"),
-            // An untrusted peer's header is ignored.
-            (&["198.51.100.7"], ip("192.0.2.1"), "192.0.2.1"),
-            // An IPv4 peer seen on an IPv6 socket is still that IPv4 address.
-            (&["198.51.100.7"], ip("::ffff:127.0.0.1"), "198.51.100.7"),
-        ];
-        for (values, peer, want) in cases {
-            assert_eq!(
-                proxies.client(&forwarded(values), *peer),
-                ip(want),
-                "{values:?} from {peer}"
-            );
-        }
-        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
-        assert!(TrustedProxies::parse(&["proxy.local".into()]).is_err());
-        assert!(
-            TrustedProxies::parse(&["0.0.0.0/0".into()])
-                .unwrap()
-                .contains(ip("8.8.8.8"))
-        );
-    }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::scope::{ALL, Access, DELETE, PULL, PUSH, Scope, covers, glob_match};
+use super::scope::{ALL, Access, DELETE, PULL, PUSH, Scope, covers};
+use crate::glob::glob_match;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +165,7 @@ pub fn intersect(asked: &Scope, allowed: &BTreeSet<String>) -> Option<Access> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Action;
 
     impl Policy {
         fn grant(&self, principal: &Principal, requested: &[Scope]) -> Vec<Access> {
@@ -205,8 +207,8 @@ mod tests {
     fn grants_are_intersections() {
         let p = policy();
         let asked = vec![
-            Scope::repository("team-a/app", &["pull", "push"]),
-            Scope::repository("team-b/app", &["push"]),
+            Scope::repository("team-a/app", &[Action::Pull, Action::Push]),
+            Scope::repository("team-b/app", &[Action::Push]),
         ];
         let granted = p.grant(&user("alice", &[]), &asked);
         assert_eq!(
@@ -232,7 +234,7 @@ mod tests {
     #[test]
     fn anonymous_and_catalog() {
         let p = policy();
-        let asked = vec![Scope::repository("public/x", &["pull", "push"])];
+        let asked = vec![Scope::repository("public/x", &[Action::Pull, Action::Push])];
         assert_eq!(
             p.grant(&Principal::Anonymous, &asked)[0].actions,
             vec!["pull".to_string()]
@@ -268,14 +270,17 @@ mod tests {
         };
         let granted = p.grant(
             &token,
-            &[Scope::repository("app/web", &["pull", "push", "delete"])],
+            &[Scope::repository(
+                "app/web",
+                &[Action::Pull, Action::Push, Action::Delete],
+            )],
         );
         assert_eq!(
             granted[0].actions,
             vec!["pull".to_string(), "push".to_string()]
         );
         assert!(
-            p.grant(&token, &[Scope::repository("team-a/app", &["pull"])])
+            p.grant(&token, &[Scope::repository("team-a/app", &[Action::Pull])])
                 .is_empty()
         );
     }

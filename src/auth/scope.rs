@@ -6,9 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub const PULL: &str = "pull";
-pub const PUSH: &str = "push";
-pub const DELETE: &str = "delete";
+use super::need::Action;
+
+pub const PULL: &str = Action::Pull.as_str();
+pub const PUSH: &str = Action::Push.as_str();
+pub const DELETE: &str = Action::Delete.as_str();
 /// Every action on a resource.
 pub const ALL: &str = "*";
 
@@ -58,11 +60,11 @@ impl fmt::Display for Scope {
 }
 
 impl Scope {
-    pub fn repository(name: &str, actions: &[&str]) -> Scope {
+    pub fn repository(name: &str, actions: &[Action]) -> Scope {
         Scope {
             kind: "repository".into(),
             name: name.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
+            actions: actions.iter().map(|a| a.as_str().to_string()).collect(),
         }
     }
 
@@ -100,29 +102,6 @@ pub fn covers(granted: &BTreeSet<String>, action: &str) -> bool {
     granted.contains(action) || granted.contains(ALL)
 }
 
-/// Glob match where `*` stands for any run of characters, slashes included.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,16 +124,5 @@ mod tests {
         );
         assert!("repository".parse::<Scope>().is_err());
         assert!("repository:pull".parse::<Scope>().is_err());
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", "a/b/c"));
-        assert!(glob_match("team-a/*", "team-a/app/api"));
-        assert!(!glob_match("team-a/*", "team-b/app"));
-        assert!(glob_match("*/app", "x/y/app"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
-        assert!(glob_match("a*b*c", "aXXbYYc"));
     }
 }

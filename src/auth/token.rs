@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::keys::SigningKey;
 use super::scope::Access;
 
+/// Query parameter of a blob download URL (ECR's GetDownloadUrlForLayer).
+pub const DOWNLOAD_TOKEN: &str = "download_token";
+
 /// Clock skew tolerated on `exp` and `nbf`, as Distribution allows.
 const LEEWAY_SECONDS: u64 = 60;
 
@@ -218,7 +221,7 @@ impl TokenIssuer {
         format!("{repo}@{digest}")
     }
 
-    /// A token for a blob's download URL (ECR's GetDownloadUrlForLayer): whoever
+    /// A token for a blob's download URL (in its [`DOWNLOAD_TOKEN`] parameter) (ECR's GetDownloadUrlForLayer): whoever
     /// holds the URL may read that one blob until it expires, and nothing else.
     pub fn issue_download(
         &self,

@@ -19,11 +19,10 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::auth::{Auth, Mode, PeerAddr, Principal};
+use crate::auth::{Auth, Principal};
 use crate::body::{self, BodyError, BodyLimits};
+use crate::http::{Fault, PeerAddr, RequestId};
 use crate::metrics::metrics;
-use crate::oci::api::InternalCause;
-use crate::operations::{RETRY_AFTER_SECONDS, RequestId};
 use crate::storage::MetadataError;
 use sigv4::{Credential, Expect, SigError, SignedRequest};
 
@@ -92,18 +91,9 @@ impl IntoResponse for Refusal {
                 (StatusCode::REQUEST_TIMEOUT, "RequestTimeoutException")
             }
             Refusal::Body(BodyError::Read) => (bad, "SerializationException"),
-            Refusal::Store(e) if e.is_unavailable() => return unavailable(e.to_string()),
-            Refusal::Store(e) => {
-                let cause = Some(e.to_string());
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ServerException",
-                    String::new(),
-                    cause,
-                );
-            }
+            Refusal::Store(e) => return fault(Fault::classify(e.is_unavailable(), e)),
         };
-        error(status, name, self.to_string(), None)
+        error(status, name, self.to_string())
     }
 }
 
@@ -273,18 +263,17 @@ struct Signer {
 }
 
 /// Judges the signature from the headers and finds the user behind the
-/// access key. An unsigned request is anonymous (`None`) while the registry
-/// runs open.
+/// access key. An unsigned request is anonymous (`None`) when `auth` lets
+/// requests without credentials in (open mode).
 async fn authenticate(
     auth: &Auth,
     request: &SignedRequest<'_>,
     expect: &Expect<'_>,
 ) -> Result<Option<Signer>, Refusal> {
     let Some(authorization) = (request.header)("authorization").into_iter().next() else {
-        return if auth.mode == Mode::Open {
-            Ok(None)
-        } else {
-            Err(Refusal::Missing)
+        return match auth.without_credentials() {
+            Some(_) => Ok(None),
+            None => Err(Refusal::Missing),
         };
     };
     let credential = sigv4::parse_authorization(&authorization)?;
@@ -315,42 +304,27 @@ pub fn output(value: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// `ServerException` with 503 and `Retry-After` while a dependency does not
-/// answer (the AWS SDKs and CLI retry 503s on their own); `cause` is logged,
-/// never sent.
-pub fn unavailable(cause: String) -> Response {
-    let mut response = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ServerException",
-        "temporarily unavailable; retry later".to_string(),
-        None,
-    );
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-    );
-    response.extensions_mut().insert(InternalCause(cause));
+/// `ServerException` for a failure that is not the client's: 503 with
+/// `Retry-After` while a dependency does not answer (the AWS SDKs and CLI
+/// retry 503s on their own), else 500. The cause is logged, never sent.
+pub fn fault(fault: Fault) -> Response {
+    let message = match fault {
+        Fault::Unavailable(_) => "temporarily unavailable; retry later",
+        Fault::Internal(_) => "internal server error",
+    };
+    let mut response = error(fault.status(), "ServerException", message.to_string());
+    fault.mark(&mut response);
     response
 }
 
-/// A failed call's answer: `{"__type", "message"}`. A fault of ours (`cause`)
-/// is logged by the request middleware and never sent.
-pub fn error(status: StatusCode, name: &str, message: String, cause: Option<String>) -> Response {
-    let message = if cause.is_some() {
-        "internal server error".to_string()
-    } else {
-        message
-    };
-    let mut response = (
+/// A failed call's answer: `{"__type", "message"}`.
+pub fn error(status: StatusCode, name: &str, message: String) -> Response {
+    (
         status,
         [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
         axum::Json(serde_json::json!({ "__type": name, "message": message })),
     )
-        .into_response();
-    if let Some(cause) = cause {
-        response.extensions_mut().insert(InternalCause(cause));
-    }
-    response
+        .into_response()
 }
 
 /// An empty body reads as `{}`, as AWS services accept.

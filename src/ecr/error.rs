@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::PolicyStoreError;
+use crate::http::Fault;
 use crate::registry::RegistryError;
 use crate::storage::MetadataError;
 
@@ -59,12 +60,10 @@ pub enum EcrError {
     EmptyUpload(String),
     #[error("{0}")]
     LayerInaccessible(String),
-    /// A fault of ours; the cause is logged, never sent.
-    #[error("{0}")]
-    Server(String),
-    /// A dependency does not answer now (503, `Retry-After`); logged, never sent.
-    #[error("{0}")]
-    Unavailable(String),
+    /// Not the client's failure (500, or 503 with `Retry-After`); the cause
+    /// is logged, never sent.
+    #[error(transparent)]
+    Fault(#[from] Fault),
 }
 
 impl EcrError {
@@ -109,19 +108,14 @@ impl EcrError {
             EmptyUpload(_) => ("EmptyUploadException", StatusCode::BAD_REQUEST),
             LayerInaccessible(_) => ("LayerInaccessibleException", StatusCode::BAD_REQUEST),
             LimitExceeded(_) => ("LimitExceededException", StatusCode::BAD_REQUEST),
-            Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
-            Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
+            Fault(fault) => ("ServerException", fault.status()),
         }
     }
 }
 
 impl From<MetadataError> for EcrError {
     fn from(e: MetadataError) -> Self {
-        if e.is_unavailable() {
-            EcrError::Unavailable(e.to_string())
-        } else {
-            EcrError::Server(e.to_string())
-        }
+        Fault::classify(e.is_unavailable(), e).into()
     }
 }
 
@@ -129,7 +123,7 @@ impl From<RegistryError> for EcrError {
     fn from(e: RegistryError) -> Self {
         let message = e.to_string();
         if e.is_unavailable() {
-            return EcrError::Unavailable(message);
+            return Fault::Unavailable(message).into();
         }
         match e {
             RegistryError::NameUnknown(name) => EcrError::RepositoryNotFound(format!(
@@ -147,7 +141,7 @@ impl From<RegistryError> for EcrError {
             RegistryError::LifecyclePreviewNotFound(_) => {
                 EcrError::LifecyclePolicyPreviewNotFound(message)
             }
-            _ => EcrError::Server(message),
+            _ => Fault::Internal(message).into(),
         }
     }
 }
@@ -167,12 +161,9 @@ impl From<PolicyStoreError> for EcrError {
 impl IntoResponse for EcrError {
     fn into_response(self) -> Response {
         let (name, status) = self.wire();
-        let message = self.to_string();
-        let cause = match self {
-            EcrError::Server(cause) => Some(cause),
-            EcrError::Unavailable(cause) => return crate::aws::unavailable(cause),
-            _ => None,
-        };
-        crate::aws::error(status, name, message, cause)
+        match self {
+            EcrError::Fault(fault) => crate::aws::fault(fault),
+            other => crate::aws::error(status, name, other.to_string()),
+        }
     }
 }

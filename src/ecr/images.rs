@@ -320,8 +320,8 @@ pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
             .registry
             .get_manifest(&repo, &Reference::Digest(image.manifest.digest.clone()))
             .await?;
-        let manifest =
-            String::from_utf8(read.bytes.to_vec()).map_err(|e| EcrError::Server(e.to_string()))?;
+        let manifest = String::from_utf8(read.bytes.to_vec())
+            .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;
         found.push(json!({
             "registryId": call.state.settings.registry_id,
             "repositoryName": repo.as_str(),

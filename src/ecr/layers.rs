@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::repositories::repo_name;
 use super::{Call, EcrError};
-use crate::oci::api::DOWNLOAD_TOKEN;
+use crate::auth::DOWNLOAD_TOKEN;
 use crate::oci::{Digest, RepoName};
 use crate::registry::{ChunkRange, RegistryError};
 
@@ -269,7 +269,7 @@ fn download_location(
             &digest.to_string(),
             DOWNLOAD_URL_TTL,
         )
-        .map_err(|e| EcrError::Server(e.to_string()))?;
+        .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;
     Ok(format!(
         "{}://{}/v2/{repo}/blobs/{digest}?{DOWNLOAD_TOKEN}={token}",
         call.scheme, call.host

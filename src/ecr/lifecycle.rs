@@ -100,8 +100,8 @@ pub async fn get_preview(call: &Call<'_>) -> Result<Value, EcrError> {
     let repo = repo_name(&input.repository_name)?;
     call.require(&repo).await?;
     let preview = call.state.registry.lifecycle_preview(&repo).await?;
-    let results: Vec<Value> =
-        serde_json::from_str(&preview.results).map_err(|e| EcrError::Server(e.to_string()))?;
+    let results: Vec<Value> = serde_json::from_str(&preview.results)
+        .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;
     let wanted = |r: &Value| {
         let tags = r["tags"].as_array().map_or(0, Vec::len);
         let status_ok = match input.filter.tag_status.as_deref() {

@@ -281,7 +281,7 @@ pub async fn authorization_token(call: &Call<'_>) -> Result<Value, EcrError> {
         .auth
         .tokens
         .issue_login_password(name, generation, LOGIN_TTL)
-        .map_err(|e| EcrError::Server(e.to_string()))?;
+        .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;
     let expires_at = expires
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -8,7 +8,7 @@
 //! secrets: any caller sees them; only deployers create and delete them.
 //! In open mode everything is allowed.
 
-use crate::auth::{Mode, Principal, Scope, permits};
+use crate::auth::{Action, Mode, Principal, Scope, permits};
 use crate::metrics::metrics;
 use crate::runner::images::RegistryHosts;
 use crate::runner::model::{Service, Task, TaskDefinition};
@@ -47,7 +47,7 @@ pub fn needs<'i>(
     for image in images {
         let repo = hosts.parse(image).ok()?.repo;
         if !needs.iter().any(|n| n.name == repo.as_str()) {
-            needs.push(Scope::repository(repo.as_str(), &["push"]));
+            needs.push(Scope::repository(repo.as_str(), &[Action::Push]));
         }
     }
     (!needs.is_empty()).then_some(needs)

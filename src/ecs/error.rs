@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::http::Fault;
 use crate::runner::RunnerError;
 use crate::runner::engine::EngineError;
 use crate::storage::MetadataError;
@@ -27,12 +28,10 @@ pub enum EcsError {
     ClusterContainsServices,
     #[error("The Cluster cannot be deleted while Tasks are active.")]
     ClusterContainsTasks,
-    /// A fault of ours; the cause is logged, never sent.
-    #[error("{0}")]
-    Server(String),
-    /// A dependency does not answer now (503, `Retry-After`); logged, never sent.
-    #[error("{0}")]
-    Unavailable(String),
+    /// Not the client's failure (500, or 503 with `Retry-After`); the cause
+    /// is logged, never sent.
+    #[error(transparent)]
+    Fault(#[from] Fault),
 }
 
 impl EcsError {
@@ -49,19 +48,14 @@ impl EcsError {
             ServiceNotActive => ("ServiceNotActiveException", bad),
             ClusterContainsServices => ("ClusterContainsServicesException", bad),
             ClusterContainsTasks => ("ClusterContainsTasksException", bad),
-            Server(_) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
-            Unavailable(_) => ("ServerException", StatusCode::SERVICE_UNAVAILABLE),
+            Fault(fault) => ("ServerException", fault.status()),
         }
     }
 }
 
 impl From<MetadataError> for EcsError {
     fn from(e: MetadataError) -> Self {
-        if e.is_unavailable() {
-            EcsError::Unavailable(e.to_string())
-        } else {
-            EcsError::Server(e.to_string())
-        }
+        Fault::classify(e.is_unavailable(), e).into()
     }
 }
 
@@ -78,9 +72,9 @@ impl From<RunnerError> for EcsError {
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
             RunnerError::Store(e) => e.into(),
             RunnerError::Engine(EngineError::Unavailable(cause)) => {
-                EcsError::Unavailable(format!("container engine: {cause}"))
+                Fault::Unavailable(format!("container engine: {cause}")).into()
             }
-            other => EcsError::Server(other.to_string()),
+            other => Fault::Internal(other.to_string()).into(),
         }
     }
 }
@@ -88,12 +82,9 @@ impl From<RunnerError> for EcsError {
 impl IntoResponse for EcsError {
     fn into_response(self) -> Response {
         let (name, status) = self.wire();
-        let message = self.to_string();
-        let cause = match self {
-            EcsError::Server(cause) => Some(cause),
-            EcsError::Unavailable(cause) => return crate::aws::unavailable(cause),
-            _ => None,
-        };
-        crate::aws::error(status, name, message, cause)
+        match self {
+            EcsError::Fault(fault) => crate::aws::fault(fault),
+            other => crate::aws::error(status, name, other.to_string()),
+        }
     }
 }

@@ -6,15 +6,14 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 
 use super::EcsState;
 use super::access::needs;
-use crate::auth::{Denial, Mode};
-use crate::oci::api::InternalCause;
-use crate::operations::RETRY_AFTER_SECONDS;
+use crate::auth::{Denial, Need};
+use crate::http::{Fault, PeerAddr, Query};
 use crate::runner::RunnerError;
 use crate::runner::engine::EngineError;
 
@@ -27,10 +26,8 @@ enum Refusal {
     NotFound(String),
     /// Too many failed sign-ins from this client now: 429 with `Retry-After`.
     Throttled { retry_after: u64 },
-    /// A dependency does not answer now; the cause is logged, never sent.
-    Unavailable(String),
-    /// A fault of ours; the cause is logged, never sent.
-    Internal(String),
+    /// Not the caller's failure; the cause is logged, never sent.
+    Fault(Fault),
 }
 
 impl From<Denial> for Refusal {
@@ -38,8 +35,7 @@ impl From<Denial> for Refusal {
         match d {
             Denial::Unauthorized { .. } => Refusal::Unauthenticated,
             Denial::Forbidden(_) => Refusal::Unauthenticated,
-            Denial::Internal(cause) => Refusal::Internal(cause),
-            Denial::Unavailable(cause) => Refusal::Unavailable(cause),
+            Denial::Fault(fault) => Refusal::Fault(fault),
             Denial::Throttled { retry_after } => Refusal::Throttled { retry_after },
         }
     }
@@ -49,64 +45,46 @@ impl From<RunnerError> for Refusal {
     fn from(e: RunnerError) -> Self {
         match e {
             RunnerError::InvalidParameter(m) | RunnerError::Client(m) => Refusal::NotFound(m),
-            RunnerError::Store(e) if e.is_unavailable() => Refusal::Unavailable(e.to_string()),
-            RunnerError::Engine(EngineError::Unavailable(cause)) => {
-                Refusal::Unavailable(format!("container engine: {cause}"))
+            RunnerError::Store(e) if e.is_unavailable() => {
+                Refusal::Fault(Fault::Unavailable(e.to_string()))
             }
-            other => Refusal::Internal(other.to_string()),
+            RunnerError::Engine(EngineError::Unavailable(cause)) => {
+                Refusal::Fault(Fault::Unavailable(format!("container engine: {cause}")))
+            }
+            other => Refusal::Fault(Fault::Internal(other.to_string())),
         }
     }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut retry_after = RETRY_AFTER_SECONDS.to_string();
-        let (status, text, cause) = match self {
-            Refusal::Unauthenticated => (
-                StatusCode::UNAUTHORIZED,
-                "authentication required".to_string(),
-                None,
+        let (status, text) = match &self {
+            Refusal::Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication required"),
+            Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m.as_str()),
+            Refusal::Throttled { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed sign-ins; retry later",
             ),
-            Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
-            Refusal::Throttled {
-                retry_after: seconds,
-            } => {
-                retry_after = seconds.to_string();
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many failed sign-ins; retry later".to_string(),
-                    None,
-                )
+            Refusal::Fault(fault @ Fault::Unavailable(_)) => {
+                (fault.status(), "temporarily unavailable; retry later")
             }
-            Refusal::Unavailable(cause) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; retry later".to_string(),
-                Some(cause),
-            ),
-            Refusal::Internal(cause) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal server error".to_string(),
-                Some(cause),
-            ),
+            Refusal::Fault(fault @ Fault::Internal(_)) => (fault.status(), "internal server error"),
         };
         let mut response = (status, format!("{text}\n")).into_response();
-        let headers = response.headers_mut();
-        match status {
-            StatusCode::UNAUTHORIZED => {
-                headers.insert(
+        match self {
+            Refusal::Unauthenticated => {
+                response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"wharf\""),
                 );
             }
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                if let Ok(value) = HeaderValue::from_str(&retry_after) {
-                    headers.insert(header::RETRY_AFTER, value);
-                }
+            Refusal::Throttled { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
-            _ => {}
-        }
-        if let Some(cause) = cause {
-            response.extensions_mut().insert(InternalCause(cause));
+            Refusal::Fault(fault) => fault.mark(&mut response),
+            Refusal::NotFound(_) => {}
         }
         response
     }
@@ -118,12 +96,12 @@ fn not_found() -> Refusal {
 
 pub(super) async fn logs(
     State(state): State<EcsState>,
-    crate::auth::PeerAddr(peer): crate::auth::PeerAddr,
+    PeerAddr(peer): PeerAddr,
     Path(task): Path<String>,
-    uri: Uri,
+    query: Query,
     headers: HeaderMap,
 ) -> Response {
-    serve(state, peer, &task, &uri, &headers)
+    serve(state, peer, &task, &query, &headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -132,51 +110,31 @@ async fn serve(
     state: EcsState,
     peer: std::net::IpAddr,
     task: &str,
-    uri: &Uri,
+    query: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, Refusal> {
-    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let param = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
     let auth = &state.auth;
     let client = auth.client_ip(headers, peer);
     // Who is asking, first: nobody learns whether a task exists without signing in.
-    let principal = auth.authorize(headers, client, &[]).await?;
-    if auth.mode != Mode::Open && principal.subject().is_empty() {
-        // An anonymous token from /token is no identity either.
-        return Err(Refusal::Unauthenticated);
-    }
+    auth.check(headers, client, &Need::SignedIn).await?;
     let Some(runner) = &state.runner else {
         return Err(Refusal::NotFound("the task runner is off".into()));
     };
     let found = runner.task(None, task).await?.ok_or_else(not_found)?;
     // What DescribeTasks needs, checked against Basic and Bearer credentials alike.
-    match needs(
-        runner.hosts(),
-        found.containers.iter().map(|c| c.image.as_str()),
-    ) {
-        Some(needs) => {
-            auth.authorize(headers, client, &needs)
-                .await
-                .map_err(|d| match d {
-                    Denial::Unauthorized { .. } | Denial::Forbidden(_) => not_found(),
-                    other => other.into(),
-                })?;
-        }
-        None if auth.mode == Mode::Open => {}
-        None => return Err(not_found()),
-    }
+    let images = found.containers.iter().map(|c| c.image.as_str());
+    let need = needs(runner.hosts(), images).map_or(Need::Unattainable, Need::Scopes);
+    auth.check(headers, client, &need)
+        .await
+        .map_err(|d| match d {
+            Denial::Unauthorized { .. } | Denial::Forbidden(_) => not_found(),
+            other => other.into(),
+        })?;
     let stream = runner
         .logs(
             task,
-            param("container"),
-            param("tail").and_then(|t| t.parse().ok()),
+            query.get("container"),
+            query.get("tail").and_then(|t| t.parse().ok()),
         )
         .await?;
     Ok((

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::scope::glob_match;
+use crate::glob::glob_match;
 use crate::oci::Digest;
 
 const MIN_TEXT: usize = 100;

@@ -109,7 +109,7 @@ impl Registry {
             settings
                 .mutability_filters
                 .iter()
-                .any(|f| crate::auth::scope::glob_match(f, t.as_str()))
+                .any(|f| crate::glob::glob_match(f, t.as_str()))
         };
         Ok(tags
             .iter()

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Registry, RegistryError, Result};
-use crate::auth::scope::glob_match;
+use crate::glob::glob_match;
 use crate::oci::{Digest, RepoName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

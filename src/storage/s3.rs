@@ -9,9 +9,46 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use serde::{Deserialize, Serialize};
 
 use super::BlobStore;
-use crate::config::S3Config;
+
+/// An S3-compatible object store (AWS, MinIO, SeaweedFS, Ceph...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" for none).
+    pub prefix: String,
+    pub region: String,
+    /// Endpoint URL for S3-compatible servers; empty: AWS.
+    pub endpoint: String,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Credentials; empty: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and the
+    /// rest of the usual AWS environment, instance credentials included).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Seconds a request to the store may take, a whole blob read included,
+    /// before it fails (then 503). Unreachable stores fail within seconds
+    /// regardless (3 s connect timeout, two quick retries).
+    pub timeout_seconds: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            path_style: false,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            timeout_seconds: 300,
+        }
+    }
+}
 
 /// The blob store in the bucket described by `c` (keys below `c.prefix`),
 /// able to presign direct reads.

@@ -2,11 +2,11 @@
 //! spec's error codes, with the status chosen here and nowhere else.
 
 use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::operations::RETRY_AFTER_SECONDS;
+use crate::http::Fault;
 use crate::registry::RegistryError;
 
 /// Error codes of distribution-spec "Error Codes", plus the few non-spec
@@ -90,10 +90,6 @@ pub struct ApiError {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// Rides on a 500 response so the request log can record the cause once.
-#[derive(Debug, Clone)]
-pub struct InternalCause(pub String);
-
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
@@ -107,12 +103,6 @@ impl ApiError {
     pub fn with_detail(mut self, detail: Value) -> Self {
         self.detail = Some(Box::new(detail));
         self
-    }
-
-    /// 503 `UNAVAILABLE` with `Retry-After`: a dependency does not answer now.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError::new(Code::Unavailable, message)
-            .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
@@ -172,8 +162,16 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }
             // A dependency that does not answer passes; our own faults do not.
-            E::Storage(_) | E::Metadata(_) if unavailable => ApiError::unavailable(message),
-            E::Storage(_) | E::Metadata(_) => ApiError::new(Code::Internal, message),
+            E::Storage(_) | E::Metadata(_) => Fault::classify(unavailable, message).into(),
+        }
+    }
+}
+
+impl From<Fault> for ApiError {
+    fn from(fault: Fault) -> Self {
+        match fault {
+            Fault::Unavailable(cause) => ApiError::new(Code::Unavailable, cause),
+            Fault::Internal(cause) => ApiError::new(Code::Internal, cause),
         }
     }
 }
@@ -181,13 +179,15 @@ impl From<RegistryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code.wire();
-        let internal = matches!(self.code, Code::Internal | Code::Unavailable);
-        let message = if self.code == Code::Unavailable {
-            "storage temporarily unavailable; retry later".to_string()
-        } else if internal {
-            "internal server error".to_string()
-        } else {
-            self.message.clone()
+        let fault = match self.code {
+            Code::Unavailable => Some(Fault::Unavailable(self.message.clone())),
+            Code::Internal => Some(Fault::Internal(self.message.clone())),
+            _ => None,
+        };
+        let message = match &fault {
+            Some(Fault::Unavailable(_)) => "storage temporarily unavailable; retry later",
+            Some(Fault::Internal(_)) => "internal server error",
+            None => self.message.as_str(),
         };
         let mut error = json!({ "code": code, "message": message });
         if let Some(detail) = self.detail {
@@ -195,10 +195,8 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(json!({ "errors": [error] }))).into_response();
         response.headers_mut().extend(self.headers);
-        if internal {
-            response
-                .extensions_mut()
-                .insert(InternalCause(self.message));
+        if let Some(fault) = fault {
+            fault.mark(&mut response);
         }
         response
     }

@@ -1,5 +1,6 @@
-//! HTTP adapter for the distribution-spec `/v2/` API: parse the route, call one
-//! registry service, shape the response. No storage or hashing here.
+//! HTTP adapter for the distribution-spec `/v2/` API: parse the request into
+//! an [`Endpoint`], check the need it declares, call one registry service,
+//! shape the response. No storage or hashing here.
 
 mod blobs;
 mod discovery;
@@ -14,19 +15,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, FromRef, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
-use crate::auth::{Auth, Denial, PeerAddr, Scope, challenge};
+use crate::auth::{Auth, Denial, Need, challenge};
+use crate::http::{PeerAddr, Query, RequestId};
 use crate::notifications::{Notice, Notices, Notifier, Origin};
-use crate::operations::RequestId;
 use crate::registry::Registry;
-pub use error::{ApiError, Code, InternalCause};
-pub use route::Route;
+pub use error::{ApiError, Code};
+pub use route::{Endpoint, Route};
 
 /// Settings the `/v2/` adapter reads on each request.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ where
 pub type ApiResult = Result<Response, ApiError>;
 
 /// The `/v2/` routes. Repository names contain slashes, so one wildcard route
-/// takes everything and [`Route::parse`] decides.
+/// takes everything and [`Endpoint::parse`] decides.
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -85,33 +86,6 @@ async fn api_version_header(mut response: Response) -> Response {
         HeaderValue::from_static("registry/2.0"),
     );
     response
-}
-
-/// Decoded query parameters; repeated keys (such as `tag`) are kept.
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn from_uri(uri: &Uri) -> Self {
-        Query(
-            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// One incoming request without its body, parsed as far as every handler needs.
@@ -142,30 +116,23 @@ pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin 
 async fn dispatch(
     State(state): State<OciState>,
     PeerAddr(peer): PeerAddr,
-    request_id: Option<Extension<RequestId>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
-    let rest = uri.path().strip_prefix("/v2").unwrap_or("");
+    let (parts, body) = request.into_parts();
+    let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
+    let (method, headers) = (parts.method, parts.headers);
+    let query = Query::from_uri(&parts.uri);
+    let rest = parts.uri.path().strip_prefix("/v2").unwrap_or("");
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let route = match Route::parse(rest) {
-        Ok(route) => route,
+    let endpoint = match Endpoint::parse(&method, rest, &query) {
+        Ok(endpoint) => endpoint,
         Err(e) => return e.into_response(),
     };
-    let needs = route.needs(&method);
+    let need = endpoint.authorization();
     let client = state.auth.client_ip(&headers, peer);
-    let query = Query::from_uri(&uri);
-    let actor = if presigned(&state.auth, &method, &route, &query) {
-        String::new()
-    } else {
-        match state.auth.authorize(&headers, client, &needs).await {
-            Ok(principal) => principal.subject(),
-            Err(denial) => {
-                return denied(&state.auth, &headers, peer, &needs, denial).into_response();
-            }
-        }
+    let granted = match state.auth.check(&headers, client, &need).await {
+        Ok(granted) => granted,
+        Err(denial) => return denied(&state.auth, &headers, peer, &need, denial).into_response(),
     };
     let req = Request {
         method,
@@ -173,61 +140,65 @@ async fn dispatch(
         headers,
         client,
     };
-    let result = match (&req.method, route) {
-        (&Method::GET | &Method::HEAD, Route::Base) => {
-            Ok(axum::Json(serde_json::json!({})).into_response())
-        }
-        (&Method::GET, Route::Catalog) => discovery::catalog(&state, &req).await,
-        (&Method::GET, Route::Tags(repo)) => discovery::tags(&state, &repo, &req).await,
-        (&Method::GET, Route::Referrers(repo, digest)) => {
-            discovery::referrers(&state, &repo, &digest, &req).await
-        }
-        (&Method::GET | &Method::HEAD, Route::Manifest(repo, reference)) => {
-            manifests::get(&state, &repo, &reference, &req).await
-        }
-        (&Method::PUT, Route::Manifest(repo, reference)) => {
-            manifests::put(&state, &repo, &reference, &req, body).await
-        }
-        (&Method::DELETE, Route::Manifest(repo, reference)) => {
-            manifests::delete(&state, &repo, &reference).await
-        }
-        (&Method::GET | &Method::HEAD | &Method::DELETE, Route::InvalidTag(_)) => Err(
-            ApiError::new(Code::ManifestUnknown, "no manifest has this reference"),
-        ),
-        (&Method::PUT, Route::InvalidTag(_)) => Err(ApiError::new(
-            Code::TagInvalid,
-            "a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -",
-        )),
-        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest)) => {
-            blobs::get(&state, &repo, &digest, &req).await
-        }
-        (&Method::DELETE, Route::Blob(repo, digest)) => blobs::delete(&state, &repo, &digest).await,
-        (&Method::POST, Route::Uploads(repo)) => uploads::start(&state, &repo, &req, body).await,
-        (&Method::GET, Route::Upload(repo, id)) => uploads::status(&state, &repo, id).await,
-        (&Method::PATCH, Route::Upload(repo, id)) => {
-            uploads::patch(&state, &repo, id, &req, body).await
-        }
-        (&Method::PUT, Route::Upload(repo, id)) => {
-            uploads::put(&state, &repo, id, &req, body).await
-        }
-        (&Method::DELETE, Route::Upload(repo, id)) => uploads::cancel(&state, &repo, id).await,
-        (method, _) => Err(ApiError::new(
-            Code::MethodNotAllowed,
-            format!("{method} is not supported here"),
-        )),
-    };
+    let result = handle(&state, endpoint, granted.may_mount, &req, body).await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(Notices(notices)) = response.extensions_mut().remove::<Notices>() {
         let origin = Origin::of_request(
-            request_id.map(|Extension(RequestId(id))| id),
+            request_id,
             &req.headers,
             &req.method,
             client,
-            actor,
+            granted.principal.subject(),
         );
         state.notifier.notify(&notices, &origin);
     }
     response
+}
+
+/// Runs an authorized endpoint's handler.
+async fn handle(
+    state: &OciState,
+    endpoint: Endpoint,
+    may_mount: bool,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
+    match endpoint {
+        Endpoint::Base => Ok(axum::Json(serde_json::json!({})).into_response()),
+        Endpoint::Catalog => discovery::catalog(state, req).await,
+        Endpoint::ListTags(repo) => discovery::tags(state, &repo, req).await,
+        Endpoint::Referrers(repo, digest) => discovery::referrers(state, &repo, &digest, req).await,
+        Endpoint::GetManifest(repo, Some(reference)) => {
+            manifests::get(state, &repo, &reference, req).await
+        }
+        Endpoint::PutManifest(repo, Some(reference)) => {
+            manifests::put(state, &repo, &reference, req, body).await
+        }
+        Endpoint::DeleteManifest(repo, Some(reference)) => {
+            manifests::delete(state, &repo, &reference).await
+        }
+        Endpoint::GetManifest(_, None) | Endpoint::DeleteManifest(_, None) => Err(ApiError::new(
+            Code::ManifestUnknown,
+            "no manifest has this reference",
+        )),
+        Endpoint::PutManifest(_, None) => Err(ApiError::new(
+            Code::TagInvalid,
+            "a tag is up to 128 of [A-Za-z0-9_.-], not starting with . or -",
+        )),
+        Endpoint::GetBlob { repo, digest, .. } => blobs::get(state, &repo, &digest, req).await,
+        Endpoint::DeleteBlob(repo, digest) => blobs::delete(state, &repo, &digest).await,
+        Endpoint::StartUpload(repo) => uploads::start(state, &repo).await,
+        Endpoint::PutBlob(repo, digest) => {
+            uploads::monolithic(state, &repo, &digest, req, body).await
+        }
+        Endpoint::MountBlob { repo, digest, from } => {
+            uploads::mount(state, &repo, &digest, &from, may_mount).await
+        }
+        Endpoint::UploadStatus(repo, id) => uploads::status(state, &repo, id).await,
+        Endpoint::PatchUpload(repo, id) => uploads::patch(state, &repo, id, req, body).await,
+        Endpoint::FinishUpload(repo, id) => uploads::put(state, &repo, id, req, body).await,
+        Endpoint::CancelUpload(repo, id) => uploads::cancel(state, &repo, id).await,
+    }
 }
 
 /// Attaches an event for the webhooks to a response; the dispatcher sends it.
@@ -240,37 +211,16 @@ pub fn with_notice(mut response: Response, notice: Notice) -> Response {
     response
 }
 
-/// Query parameter of a blob download URL (ECR's GetDownloadUrlForLayer).
-pub const DOWNLOAD_TOKEN: &str = "download_token";
-
-/// Whether this is a blob read through a valid download URL, which needs no
-/// other credential.
-fn presigned(auth: &Auth, method: &Method, route: &Route, query: &Query) -> bool {
-    match (method, route, query.get(DOWNLOAD_TOKEN)) {
-        (&Method::GET | &Method::HEAD, Route::Blob(repo, digest), Some(token)) => auth
-            .tokens
-            .verify_download(token, repo.as_str(), &digest.to_string()),
-        _ => false,
-    }
-}
-
 /// The OCI error for a refused request, with a Bearer challenge on 401.
-fn denied(
-    auth: &Auth,
-    headers: &HeaderMap,
-    peer: IpAddr,
-    needs: &[Scope],
-    denial: Denial,
-) -> ApiError {
+fn denied(auth: &Auth, headers: &HeaderMap, peer: IpAddr, need: &Need, denial: Denial) -> ApiError {
     match denial {
         Denial::Unauthorized { error, message } => {
             let realm = auth.realm(headers, peer);
-            let value = challenge(&realm, &auth.tokens.service, needs, error);
+            let value = challenge(&realm, &auth.tokens.service, &need.scopes(), error);
             ApiError::new(Code::Unauthorized, message).with_header(header::WWW_AUTHENTICATE, &value)
         }
         Denial::Forbidden(message) => ApiError::new(Code::Denied, message),
-        Denial::Internal(message) => ApiError::new(Code::Internal, message),
-        Denial::Unavailable(message) => ApiError::unavailable(message),
+        Denial::Fault(fault) => fault.into(),
         Denial::Throttled { retry_after } => ApiError::new(
             Code::TooManyRequests,
             "too many login attempts; retry later",

@@ -11,8 +11,6 @@ use super::{
     ApiError, ApiResult, Code, OciState, Request, body_stream, upload_location, upload_range,
     with_notice,
 };
-use crate::auth::Scope;
-use crate::auth::scope::PULL;
 use crate::notifications::Action;
 use crate::oci::{Digest, RepoName};
 use crate::registry::ChunkRange;
@@ -95,33 +93,8 @@ fn content_range(req: &Request) -> Result<Option<ChunkRange>, ApiError> {
         .transpose()
 }
 
-pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body) -> ApiResult {
-    if let (Some(mount), Some(from)) = (req.query.get("mount"), req.query.get("from")) {
-        let digest: Digest = mount
-            .parse()
-            .map_err(|e| ApiError::new(Code::DigestInvalid, format!("mount {mount:?}: {e}")))?;
-        let from: RepoName = from
-            .parse()
-            .map_err(|e| ApiError::new(Code::NameInvalid, format!("from: {e}")))?;
-        // Mounting reads the source repository, so it needs pull there too.
-        let source = [Scope::repository(from.as_str(), &[PULL])];
-        let may_read = state
-            .auth
-            .authorize(&req.headers, req.client, &source)
-            .await
-            .is_ok();
-        if may_read && state.registry.mount_blob(repo, &digest, &from).await? {
-            return Ok(created(repo, &digest, None));
-        }
-        // Not mountable: fall back to an ordinary session (spec end-11).
-    } else if let Some(digest) = digest_param(req)? {
-        let length = req.content_length();
-        let size = state
-            .registry
-            .put_blob(repo, &digest, length, body_stream(body))
-            .await?;
-        return Ok(created(repo, &digest, Some(size)));
-    }
+/// end-4a: opens a session.
+pub async fn start(state: &OciState, repo: &RepoName) -> ApiResult {
     let id = state.registry.start_upload(repo).await?;
     let mut response = session(StatusCode::ACCEPTED, repo, id, 0);
     response.headers_mut().insert(
@@ -129,6 +102,38 @@ pub async fn start(state: &OciState, repo: &RepoName, req: &Request, body: Body)
         state.settings.chunk_min_length.into(),
     );
     Ok(response)
+}
+
+/// end-4b: the whole blob in one request.
+pub async fn monolithic(
+    state: &OciState,
+    repo: &RepoName,
+    digest: &Digest,
+    req: &Request,
+    body: Body,
+) -> ApiResult {
+    let length = req.content_length();
+    let size = state
+        .registry
+        .put_blob(repo, digest, length, body_stream(body))
+        .await?;
+    Ok(created(repo, digest, Some(size)))
+}
+
+/// end-11: mounts `digest` from `from` when the caller may read it there
+/// (`may_mount`) and it is there; else opens an ordinary session, as the
+/// spec allows.
+pub async fn mount(
+    state: &OciState,
+    repo: &RepoName,
+    digest: &Digest,
+    from: &RepoName,
+    may_mount: bool,
+) -> ApiResult {
+    if may_mount && state.registry.mount_blob(repo, digest, from).await? {
+        return Ok(created(repo, digest, None));
+    }
+    start(state, repo).await
 }
 
 pub async fn patch(
