@@ -453,6 +453,19 @@ fn dependency_cycle(containers: &[ContainerDefinition]) -> Option<String> {
         .find_map(|c| visit(&c.name, containers, &mut Vec::new(), &mut done))
 }
 
+/// DeregisterTaskDefinition names one revision (`family:revision` or its
+/// ARN); checked before any lookup, so the answer says nothing of the family.
+pub fn require_revision(reference: &str) -> Result<()> {
+    let bare = reference
+        .rsplit_once(":task-definition/")
+        .map_or(reference, |(_, r)| r);
+    if bare.contains(':') {
+        Ok(())
+    } else {
+        Err(client("A revision number is required: family:revision."))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::units;
@@ -466,18 +479,5 @@ mod tests {
         assert_eq!(units("512", "GB", 1024.0), Some(512));
         assert_eq!(units("lots", "GB", 1024.0), None);
         assert_eq!(units("0", "GB", 1024.0), None);
-    }
-}
-
-/// DeregisterTaskDefinition names one revision (`family:revision` or its
-/// ARN); checked before any lookup, so the answer says nothing of the family.
-pub fn require_revision(reference: &str) -> Result<()> {
-    let bare = reference
-        .rsplit_once(":task-definition/")
-        .map_or(reference, |(_, r)| r);
-    if bare.contains(':') {
-        Ok(())
-    } else {
-        Err(client("A revision number is required: family:revision."))
     }
 }
