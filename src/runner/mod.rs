@@ -10,6 +10,7 @@
 mod definitions;
 pub mod engine;
 pub mod images;
+mod jobs;
 pub mod model;
 mod safety;
 mod scheduler;
@@ -97,7 +98,7 @@ struct Inner {
     /// Tasks a start or stop job is working on, in this process.
     busy: Mutex<HashSet<String>>,
     /// Tasks whose last job failed, waiting before the next attempt.
-    retries: Mutex<HashMap<String, supervisor::Retry>>,
+    retries: Mutex<HashMap<String, jobs::Retry>>,
     /// Whether the engine could be reached when last asked (`None`: not yet asked).
     engine_reachable: Mutex<Option<bool>>,
     wake: tokio::sync::Notify,
