@@ -8,12 +8,16 @@
 //!   and nothing imports it but the composition root.
 //! - HTTP adapters, none importing another: `oci::api` (`/v2/`: one typed
 //!   endpoint table, each endpoint declaring its `auth::Need`, checked once
-//!   before the handler runs), `ecr` and `ecs` (AWS-shaped services over the `aws` protocol library, which
-//!   imports neither), `auth::api` (`/token`); `operations` (health, metrics,
+//!   before the handler runs), `ecr` and `ecs` (AWS-shaped services over the
+//!   `aws` protocol library, which imports neither; each an `Operation` enum
+//!   parsed from `X-Amz-Target`, each operation declaring its
+//!   `auth::EcrNeed` or `auth::EcsNeed`, checked once before the handler
+//!   runs), `auth::api` (`/token`); `operations` (health, metrics,
 //!   the request log) labels `/v2/` requests by `oci::api::Route`.
 //! - `admin`: the `wharf user` / `wharf token` commands over `auth` and `storage`.
-//! - `auth`: who is asking and may they (`Auth::check` of a `Need`); open
-//!   mode and the anonymous rules are applied there.
+//! - `auth`: who is asking and may they (`Auth::check` of a `Need`,
+//!   `Auth::may_call` of an ECR action, `Auth::admits_ecs` of an ECS need);
+//!   open mode and the anonymous rules are applied there.
 //! - `registry`, `runner`: domain services; no HTTP types.
 //! - `storage`: blob content over `object_store` and metadata in SQL.
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::policy::Principal;
-use super::scope::{ALL, DELETE, PULL, PUSH};
+use super::scope::{DELETE, PULL, PUSH};
 use crate::glob::glob_match;
 
 /// ECR's limit on the document's length.
@@ -26,37 +26,6 @@ pub fn ecr_actions(action: &str) -> &'static [&'static str] {
         ],
         DELETE => &["ecr:BatchDeleteImage"],
         _ => &[],
-    }
-}
-
-/// The configuration-rule action an ECR operation needs when no repository
-/// policy allows it: reads (previews too: they change nothing) need pull,
-/// writes push, removals delete, and changing who may do what every action.
-pub fn rule_action(operation: &str) -> &'static str {
-    match operation {
-        "PutImage"
-        | "InitiateLayerUpload"
-        | "UploadLayerPart"
-        | "CompleteLayerUpload"
-        | "CreateRepository"
-        | "TagResource"
-        | "UntagResource"
-        | "PutImageTagMutability" => PUSH,
-        "BatchDeleteImage"
-        | "DeleteRepository"
-        | "PutLifecyclePolicy"
-        | "DeleteLifecyclePolicy" => DELETE,
-        "SetRepositoryPolicy" | "DeleteRepositoryPolicy" => ALL,
-        _ => PULL,
-    }
-}
-
-/// The action a repository policy must allow for an operation: ECR checks
-/// ListImageReferrers against `ecr:BatchGetImage`.
-pub fn policy_action(operation: &str) -> String {
-    match operation {
-        "ListImageReferrers" => "ecr:BatchGetImage".into(),
-        other => format!("ecr:{other}"),
     }
 }
 
@@ -437,13 +406,5 @@ mod tests {
             "x".repeat(MAX_POLICY_CHARS)
         );
         assert!(RepositoryPolicy::parse(&long, ACCOUNT).is_err());
-    }
-
-    #[test]
-    fn operations_fall_back_to_rule_actions() {
-        assert_eq!(rule_action("DescribeImages"), PULL);
-        assert_eq!(rule_action("UploadLayerPart"), PUSH);
-        assert_eq!(rule_action("BatchDeleteImage"), DELETE);
-        assert_eq!(rule_action("SetRepositoryPolicy"), ALL);
     }
 }

@@ -31,7 +31,7 @@ pub use login::{
     Authenticated, Authenticator, ConfigUser, Credential, LoginError, hash_password,
     new_access_key, new_access_token,
 };
-pub use need::{Action, Granted, Need};
+pub use need::{Action, EcrAction, EcrNeed, EcsNeed, Granted, Need};
 pub use policy::{Policy, Principal, Rule, permits};
 pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
@@ -161,18 +161,18 @@ impl Auth {
         Ok(granted)
     }
 
-    /// Whether `principal` may call the ECR operation on `repo`.
+    /// Whether `principal` may do the ECR `action` on `repo`.
     pub async fn may_call(
         &self,
         principal: &Principal,
         repo: &RepoName,
-        operation: &str,
+        action: EcrAction,
     ) -> Result<bool, MetadataError> {
         if self.mode == Mode::Open {
             return Ok(true);
         }
         let document = self.repository_policies.get(repo).await?;
-        Ok(self.judge_call(principal, repo, operation, document.as_deref()))
+        Ok(self.judge_call(principal, repo, action, document.as_deref()))
     }
 
     /// The same against a given repository policy (to check one before it is set).
@@ -180,7 +180,7 @@ impl Auth {
         &self,
         principal: &Principal,
         repo: &RepoName,
-        operation: &str,
+        action: EcrAction,
         document: Option<&iam::RepositoryPolicy>,
     ) -> bool {
         if self.mode == Mode::Open {
@@ -188,12 +188,50 @@ impl Auth {
         }
         let by_rules = permits(
             &self.policy.allowed(principal, "repository", repo.as_str()),
-            iam::rule_action(operation),
+            action.rule,
         );
         match document {
-            Some(document) => document.permits(principal, &iam::policy_action(operation), by_rules),
+            Some(document) => document.permits(principal, action.policy, by_rules),
             None => by_rules,
         }
+    }
+
+    /// Whether `principal` may call an ECS operation that needs `need`.
+    pub fn admits_ecs(&self, principal: &Principal, need: EcsNeed) -> bool {
+        if self.mode == Mode::Open {
+            return true;
+        }
+        match need {
+            EcsNeed::Caller => true,
+            EcsNeed::Deployer => self.policy.grants_somewhere(principal, scope::PUSH),
+            EcsNeed::Owner => *principal != Principal::Anonymous,
+        }
+    }
+
+    /// Whether `principal` holds every one of `scopes` (the runner's: `push`
+    /// on each repository a resource runs). `None`, a resource that belongs
+    /// to nobody, is nobody's but open mode's; the anonymous own nothing.
+    pub async fn may_use_repositories(
+        &self,
+        principal: &Principal,
+        scopes: Option<&[Scope]>,
+    ) -> Result<bool, MetadataError> {
+        if self.mode == Mode::Open {
+            return Ok(true);
+        }
+        if *principal == Principal::Anonymous {
+            return Ok(false);
+        }
+        let Some(scopes) = scopes else {
+            return Ok(false);
+        };
+        for scope in scopes {
+            let allowed = self.allowed(principal, &scope.kind, &scope.name).await?;
+            if !scope.actions.iter().all(|a| permits(&allowed, a)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Who a request without any credential is, when such requests are let

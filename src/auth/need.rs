@@ -77,6 +77,46 @@ impl Need {
     }
 }
 
+/// What an ECR operation needs; each operation declares it
+/// (`ecr::Operation::authorization`) and [`super::Auth::may_call`] judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcrNeed {
+    /// Nothing beyond being let in by the front door (DescribeRegistry).
+    Admitted,
+    /// A signed-in user, whom a login password can be bound to
+    /// (GetAuthorizationToken).
+    User,
+    /// The action on the one repository the input names.
+    Repository(EcrAction),
+    /// The action on each repository named; a listing shows only those the
+    /// caller may act on (DescribeRepositories).
+    EachRepository(EcrAction),
+}
+
+/// An ECR action on a repository: the name a repository policy allows or
+/// denies, and the configuration-rule action that grants it when no policy
+/// speaks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcrAction {
+    /// The IAM action, e.g. `ecr:BatchGetImage`.
+    pub policy: &'static str,
+    /// `pull`, `push`, `delete`, or `*` (every action: changing who may do what).
+    pub rule: &'static str,
+}
+
+/// What an ECS operation needs before its handler runs (README, task runner:
+/// "Who may call what"); [`super::Auth::admits_ecs`] judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcsNeed {
+    /// Any caller the front door let in.
+    Caller,
+    /// `push` on some repository: clusters are shared by every team.
+    Deployer,
+    /// `push` on the repositories of every resource it names or shows; the
+    /// handler checks each resource ([`super::Auth::may_use_repositories`]).
+    Owner,
+}
+
 /// A request that may go ahead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {

@@ -47,12 +47,16 @@ pub trait Service: Clone + Send + Sync + 'static {
     const TARGET_PREFIX: &'static str;
     /// The SigV4 signing name clients scope their credentials to, e.g. `ecr`.
     const SIGNING_NAME: &'static str;
+    /// The service's operations, parsed from the target.
+    type Operation: Send;
     fn auth(&self) -> &Auth;
-    /// The largest request body `operation` accepts; `None` when the service
-    /// has no such operation.
-    fn body_limit(&self, operation: &str) -> Option<usize>;
+    /// The operation a target names (without the prefix); `None` when the
+    /// service has no such operation.
+    fn operation(name: &str) -> Option<Self::Operation>;
+    /// The largest request body `operation` accepts.
+    fn body_limit(&self, operation: &Self::Operation) -> usize;
     /// Serves one admitted call.
-    fn call(self, request: Request) -> impl Future<Output = Response> + Send;
+    fn call(self, request: Request<Self::Operation>) -> impl Future<Output = Response> + Send;
 }
 
 /// Why `POST /` refused a request before its service saw it. ECR and ECS
@@ -164,16 +168,15 @@ async fn admit<T: Service>(
     limits: BodyLimits,
     parts: &Parts,
     body: Body,
-) -> Result<(String, Principal, Bytes), Refusal> {
+) -> Result<(T::Operation, Principal, Bytes), Refusal> {
     let target = target(&parts.headers);
-    let operation = target
+    let name = target
         .strip_prefix(T::TARGET_PREFIX)
         .ok_or_else(|| Refusal::UnknownOperation(format!("unknown target {target:?}")))?;
-    let limit = service.body_limit(operation).ok_or_else(|| {
-        Refusal::UnknownOperation(format!(
-            "operation {operation} is not supported by this server"
-        ))
+    let operation = T::operation(name).ok_or_else(|| {
+        Refusal::UnknownOperation(format!("operation {name} is not supported by this server"))
     })?;
+    let limit = service.body_limit(&operation);
     let expect = Expect {
         region: &settings.region,
         service: T::SIGNING_NAME,
@@ -205,7 +208,7 @@ async fn admit<T: Service>(
             signer.principal
         }
     };
-    Ok((operation.to_string(), principal, body))
+    Ok((operation, principal, body))
 }
 
 fn count_failure(refusal: &Refusal) {
@@ -234,13 +237,13 @@ fn header_lookup(parts: &Parts) -> impl Fn(&str) -> Vec<String> + Sync + '_ {
 
 /// One admitted call to an AWS-shaped service: its operation known, its
 /// caller authenticated, its body read whole and covered by the signature.
-pub struct Request {
+pub struct Request<O> {
     pub peer: IpAddr,
     pub request_id: Option<String>,
     pub method: Method,
     pub headers: HeaderMap,
-    /// The operation, e.g. `PutImage`: the target without the service's prefix.
-    pub operation: String,
+    /// The operation the target names.
+    pub operation: O,
     pub principal: Principal,
     pub body: Bytes,
 }

@@ -6,13 +6,15 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::repositories::{ExclusionFilter, epoch_seconds, mutability_settings, repo_name};
-use super::{Call, EcrError};
+use super::repositories::{ExclusionFilter, epoch_seconds, mutability_settings};
+use super::{Admitted, Call, EcrError};
 use crate::notifications::{Action, Notice};
 use crate::oci::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::RegistryError;
 use crate::storage::ImageRecord;
+
+super::named_by_repository_name!(BatchInput, ListInput, MutabilityInput, PutImageInput);
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,7 +43,7 @@ impl ImageId {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListInput {
+pub(super) struct ListInput {
     repository_name: String,
     #[serde(default)]
     filter: Filter,
@@ -52,7 +54,7 @@ struct ListInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BatchInput {
+pub(super) struct BatchInput {
     repository_name: String,
     image_ids: Vec<ImageId>,
     accepted_media_types: Option<Vec<String>>,
@@ -60,7 +62,7 @@ struct BatchInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MutabilityInput {
+pub(super) struct MutabilityInput {
     repository_name: String,
     image_tag_mutability: Option<String>,
     #[serde(default)]
@@ -192,10 +194,10 @@ fn find<'a>(
     }
 }
 
-pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: ListInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn list(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<ListInput>,
+) -> Result<Value, EcrError> {
     let (start, limit) = page_bounds(input.max_results, input.next_token.as_deref(), 100, 1000)?;
     let images = call.state.registry.images(&repo).await?;
     let mut ids = Vec::new();
@@ -214,10 +216,10 @@ pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(paged(json!({}), "imageIds", ids, start, limit))
 }
 
-pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: ListInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn describe(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<ListInput>,
+) -> Result<Value, EcrError> {
     let images = call.state.registry.images(&repo).await?;
     let selected: Vec<&ImageRecord> = match &input.image_ids {
         Some(ids) => {
@@ -288,10 +290,10 @@ fn check_batch(ids: &[ImageId]) -> Result<(), EcrError> {
     Ok(())
 }
 
-pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: BatchInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn batch_get(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<BatchInput>,
+) -> Result<Value, EcrError> {
     check_batch(&input.image_ids)?;
     let images = call.state.registry.images(&repo).await?;
     let mut found = Vec::new();
@@ -333,10 +335,10 @@ pub async fn batch_get(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(json!({ "images": found, "failures": failures }))
 }
 
-pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: BatchInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn batch_delete(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<BatchInput>,
+) -> Result<Value, EcrError> {
     check_batch(&input.image_ids)?;
     let registry = &call.state.registry;
     let mut deleted = Vec::new();
@@ -383,10 +385,10 @@ pub async fn batch_delete(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(json!({ "imageIds": deleted, "failures": failures }))
 }
 
-pub async fn put_tag_mutability(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: MutabilityInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn put_tag_mutability(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<MutabilityInput>,
+) -> Result<Value, EcrError> {
     let (mutability, filters) = mutability_settings(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -411,7 +413,7 @@ pub async fn put_tag_mutability(call: &Call<'_>) -> Result<Value, EcrError> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PutImageInput {
+pub(super) struct PutImageInput {
     repository_name: String,
     image_manifest: String,
     image_manifest_media_type: Option<String>,
@@ -420,10 +422,10 @@ struct PutImageInput {
 }
 
 /// PutImage: a manifest (and optionally a tag) for blobs that are already there.
-pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PutImageInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn put(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PutImageInput>,
+) -> Result<Value, EcrError> {
     let registry = &call.state.registry;
     // ECR never creates repositories on PutImage.
     registry.repository(&repo).await?;

@@ -11,11 +11,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::repositories::repo_name;
-use super::{Call, EcrError};
+use super::{Admitted, Call, EcrError};
 use crate::auth::DOWNLOAD_TOKEN;
 use crate::oci::{Digest, RepoName};
 use crate::registry::{ChunkRange, RegistryError};
+
+super::named_by_repository_name!(
+    CompleteInput,
+    DownloadInput,
+    InitiateInput,
+    LayersInput,
+    PartInput
+);
 
 /// ECR's limits on layer parts.
 const MAX_PART_BYTES: u64 = 20 * 1024 * 1024;
@@ -30,16 +37,16 @@ const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LayersInput {
+pub(super) struct LayersInput {
     repository_name: String,
     layer_digests: Vec<String>,
 }
 
 /// BatchCheckLayerAvailability: which blobs the repository has.
-pub async fn check(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: LayersInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn check(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<LayersInput>,
+) -> Result<Value, EcrError> {
     call.state.registry.repository(&repo).await?;
     if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
         return Err(EcrError::InvalidParameter(
@@ -69,14 +76,14 @@ pub async fn check(call: &Call<'_>) -> Result<Value, EcrError> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct InitiateInput {
+pub(super) struct InitiateInput {
     repository_name: String,
 }
 
-pub async fn initiate(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: InitiateInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn initiate(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<InitiateInput>,
+) -> Result<Value, EcrError> {
     let id = call.state.registry.start_upload(&repo).await?;
     Ok(json!({ "uploadId": id.to_string(), "partSize": PART_SIZE }))
 }
@@ -104,7 +111,7 @@ fn upload_error(e: RegistryError, id: &str) -> EcrError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PartInput {
+pub(super) struct PartInput {
     repository_name: String,
     upload_id: String,
     part_first_byte: u64,
@@ -112,10 +119,10 @@ struct PartInput {
     layer_part_blob: String,
 }
 
-pub async fn upload_part(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PartInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn upload_part(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PartInput>,
+) -> Result<Value, EcrError> {
     let id = upload_id(&input.upload_id)?;
     let part = STANDARD
         .decode(&input.layer_part_blob)
@@ -168,16 +175,16 @@ pub async fn upload_part(call: &Call<'_>) -> Result<Value, EcrError> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CompleteInput {
+pub(super) struct CompleteInput {
     repository_name: String,
     upload_id: String,
     layer_digests: Vec<String>,
 }
 
-pub async fn complete(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: CompleteInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn complete(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<CompleteInput>,
+) -> Result<Value, EcrError> {
     let id = upload_id(&input.upload_id)?;
     let [digest] = input.layer_digests.as_slice() else {
         return Err(EcrError::InvalidParameter(
@@ -227,15 +234,15 @@ pub async fn complete(call: &Call<'_>) -> Result<Value, EcrError> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DownloadInput {
+pub(super) struct DownloadInput {
     repository_name: String,
     layer_digest: String,
 }
 
-pub async fn download_url(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: DownloadInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn download_url(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<DownloadInput>,
+) -> Result<Value, EcrError> {
     call.state.registry.repository(&repo).await?;
     let digest: Digest = input.layer_digest.parse().map_err(|_| {
         EcrError::InvalidParameter(format!("Invalid layer digest {:?}", input.layer_digest))

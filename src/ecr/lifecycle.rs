@@ -5,12 +5,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::images::ImageId;
-use super::repositories::{epoch_seconds, repo_name};
-use super::{Call, EcrError};
+use super::repositories::epoch_seconds;
+use super::{Admitted, Call, EcrError};
+
+super::named_by_repository_name!(PolicyInput, PreviewInput);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PolicyInput {
+pub(super) struct PolicyInput {
     repository_name: String,
     lifecycle_policy_text: Option<String>,
 }
@@ -23,7 +25,7 @@ struct PreviewFilter {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PreviewInput {
+pub(super) struct PreviewInput {
     repository_name: String,
     image_ids: Option<Vec<ImageId>>,
     next_token: Option<String>,
@@ -32,10 +34,10 @@ struct PreviewInput {
     filter: PreviewFilter,
 }
 
-pub async fn put(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn put(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     let text = input
         .lifecycle_policy_text
         .ok_or_else(|| EcrError::InvalidParameter("lifecyclePolicyText is required".into()))?;
@@ -62,26 +64,26 @@ fn policy_output(call: &Call<'_>, repo: &str, record: &crate::storage::Lifecycle
     out
 }
 
-pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn get(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     let record = call.state.registry.lifecycle_policy(&repo).await?;
     Ok(policy_output(call, repo.as_str(), &record))
 }
 
-pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn delete(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     let record = call.state.registry.delete_lifecycle_policy(&repo).await?;
     Ok(policy_output(call, repo.as_str(), &record))
 }
 
-pub async fn start_preview(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn start_preview(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     let preview = call
         .state
         .registry
@@ -95,10 +97,10 @@ pub async fn start_preview(call: &Call<'_>) -> Result<Value, EcrError> {
     }))
 }
 
-pub async fn get_preview(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PreviewInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn get_preview(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PreviewInput>,
+) -> Result<Value, EcrError> {
     let preview = call.state.registry.lifecycle_preview(&repo).await?;
     let results: Vec<Value> = serde_json::from_str(&preview.results)
         .map_err(|e| EcrError::from(crate::http::Fault::Internal(e.to_string())))?;

@@ -7,6 +7,7 @@ mod error;
 mod images;
 mod layers;
 mod lifecycle;
+mod operation;
 mod referrers;
 mod repositories;
 mod repository_policy;
@@ -20,48 +21,16 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::auth::{Auth, Principal};
+use crate::auth::{Auth, EcrAction, EcrNeed, Principal};
 use crate::aws;
 use crate::metrics::metrics;
 use crate::notifications::{Notice, Notifier, Origin};
 use crate::oci::RepoName;
 use crate::registry::Registry;
 pub use error::EcrError;
+pub use operation::Operation;
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
-
-/// Every operation `dispatch` serves: the front door refuses others before
-/// reading their body.
-const OPERATIONS: &[&str] = &[
-    "CreateRepository",
-    "DescribeRepositories",
-    "DeleteRepository",
-    "GetAuthorizationToken",
-    "ListImages",
-    "DescribeImages",
-    "BatchGetImage",
-    "BatchDeleteImage",
-    "PutImageTagMutability",
-    "PutImage",
-    "ListImageReferrers",
-    "DescribeRegistry",
-    "BatchCheckLayerAvailability",
-    "InitiateLayerUpload",
-    "UploadLayerPart",
-    "CompleteLayerUpload",
-    "GetDownloadUrlForLayer",
-    "PutLifecyclePolicy",
-    "GetLifecyclePolicy",
-    "DeleteLifecyclePolicy",
-    "StartLifecyclePolicyPreview",
-    "GetLifecyclePolicyPreview",
-    "SetRepositoryPolicy",
-    "GetRepositoryPolicy",
-    "DeleteRepositoryPolicy",
-    "TagResource",
-    "UntagResource",
-    "ListTagsForResource",
-];
 
 /// Identity of this registry in ECR terms.
 #[derive(Debug, Clone)]
@@ -103,8 +72,8 @@ pub struct Call<'a> {
     /// `host[:port]` clients reach this registry at (for repository URIs).
     pub host: String,
     pub scheme: &'static str,
-    /// The ECR operation, e.g. `PutImage`; what `require` checks.
-    pub operation: String,
+    /// The ECR operation; its need is what `admit` and `require` check.
+    pub operation: Operation,
     body: Bytes,
     /// Webhook events of this call, sent once it succeeded.
     notices: Mutex<Vec<Notice>>,
@@ -125,6 +94,38 @@ impl Call<'_> {
             .map_err(|e| EcrError::InvalidParameter(format!("invalid request: {e}")))
     }
 
+    /// The one check of an operation that acts on the repository its input
+    /// names, before its handler runs: the input parsed (its errors come
+    /// first), the repository named, then the operation's need judged.
+    async fn admit<I: Named>(&self) -> Result<Admitted<I>, EcrError> {
+        let input: I = self.input()?;
+        let repo = input.repository(self)?;
+        self.require(&repo).await?;
+        Ok(Admitted { input, repo })
+    }
+
+    /// The signed-in user an operation that needs one ([`EcrNeed::User`]) acts for.
+    fn user(&self) -> Result<&str, EcrError> {
+        match &self.principal {
+            Principal::User { name, .. } => Ok(name),
+            _ => Err(EcrError::AccessDenied(
+                "an authorization token needs a signed-in user".into(),
+            )),
+        }
+    }
+
+    /// The action this operation needs on a repository.
+    fn action(&self) -> Result<EcrAction, EcrError> {
+        match self.operation.authorization() {
+            EcrNeed::Repository(action) | EcrNeed::EachRepository(action) => Ok(action),
+            EcrNeed::Admitted | EcrNeed::User => Err(crate::http::Fault::Internal(format!(
+                "{} acts on no repository",
+                self.operation.name()
+            ))
+            .into()),
+        }
+    }
+
     /// Fails unless the caller may call this operation on `repo`.
     pub async fn require(&self, repo: &RepoName) -> Result<(), EcrError> {
         if self.may(repo).await? {
@@ -132,9 +133,9 @@ impl Call<'_> {
         } else {
             metrics().auth_failure("forbidden");
             Err(EcrError::AccessDenied(format!(
-                "User: {} is not authorized to perform: ecr:{} on resource: {}",
+                "User: {} is not authorized to perform: {} on resource: {}",
                 self.principal.subject(),
-                self.operation,
+                self.operation.iam_name(),
                 self.repository_arn(repo)
             )))
         }
@@ -145,7 +146,7 @@ impl Call<'_> {
     pub async fn may(&self, repo: &RepoName) -> Result<bool, EcrError> {
         self.state
             .auth
-            .may_call(&self.principal, repo, &self.operation)
+            .may_call(&self.principal, repo, self.action()?)
             .await
             .map_err(EcrError::from)
     }
@@ -167,32 +168,35 @@ impl aws::Service for EcrState {
         &self.auth
     }
 
-    fn body_limit(&self, operation: &str) -> Option<usize> {
+    type Operation = Operation;
+
+    fn operation(name: &str) -> Option<Operation> {
+        Operation::parse(name)
+    }
+
+    fn body_limit(&self, operation: &Operation) -> usize {
         match operation {
-            "UploadLayerPart" => Some(layers::MAX_PART_REQUEST_BYTES),
+            Operation::UploadLayerPart => layers::MAX_PART_REQUEST_BYTES,
             // The manifest travels as a JSON string: escaping at most triples
             // it (`\u00e9` for a two-byte `é`), and it is checked against
             // `limits.max_manifest_bytes` once decoded.
-            "PutImage" => Some(
-                self.registry
-                    .limits()
-                    .max_manifest_bytes
-                    .saturating_mul(3)
-                    .saturating_add(aws::MAX_REQUEST_BYTES),
-            ),
-            _ => OPERATIONS
-                .contains(&operation)
-                .then_some(aws::MAX_REQUEST_BYTES),
+            Operation::PutImage => self
+                .registry
+                .limits()
+                .max_manifest_bytes
+                .saturating_mul(3)
+                .saturating_add(aws::MAX_REQUEST_BYTES),
+            _ => aws::MAX_REQUEST_BYTES,
         }
     }
 
-    async fn call(self, request: aws::Request) -> Response {
+    async fn call(self, request: aws::Request<Operation>) -> Response {
         handle(self, request).await
     }
 }
 
 /// Serves one admitted ECR call.
-async fn handle(state: EcrState, request: aws::Request) -> Response {
+async fn handle(state: EcrState, request: aws::Request<Operation>) -> Response {
     let aws::Request {
         peer,
         request_id,
@@ -241,38 +245,67 @@ fn split_base(base: &str) -> (&'static str, String) {
     (if scheme == "https" { "https" } else { "http" }, host)
 }
 
+/// Runs the operation's handler once its need is met: operations on one
+/// repository are admitted here ([`Call::admit`]); DescribeRepositories
+/// checks each repository it names or lists ([`Call::may`]).
 async fn dispatch(call: &Call<'_>) -> Result<Value, EcrError> {
-    match call.operation.as_str() {
-        "CreateRepository" => repositories::create(call).await,
-        "DescribeRepositories" => repositories::describe(call).await,
-        "DeleteRepository" => repositories::delete(call).await,
-        "GetAuthorizationToken" => repositories::authorization_token(call).await,
-        "ListImages" => images::list(call).await,
-        "DescribeImages" => images::describe(call).await,
-        "BatchGetImage" => images::batch_get(call).await,
-        "BatchDeleteImage" => images::batch_delete(call).await,
-        "PutImageTagMutability" => images::put_tag_mutability(call).await,
-        "PutImage" => images::put(call).await,
-        "ListImageReferrers" => referrers::list(call).await,
-        "DescribeRegistry" => repositories::describe_registry(call).await,
-        "BatchCheckLayerAvailability" => layers::check(call).await,
-        "InitiateLayerUpload" => layers::initiate(call).await,
-        "UploadLayerPart" => layers::upload_part(call).await,
-        "CompleteLayerUpload" => layers::complete(call).await,
-        "GetDownloadUrlForLayer" => layers::download_url(call).await,
-        "PutLifecyclePolicy" => lifecycle::put(call).await,
-        "GetLifecyclePolicy" => lifecycle::get(call).await,
-        "DeleteLifecyclePolicy" => lifecycle::delete(call).await,
-        "StartLifecyclePolicyPreview" => lifecycle::start_preview(call).await,
-        "GetLifecyclePolicyPreview" => lifecycle::get_preview(call).await,
-        "SetRepositoryPolicy" => repository_policy::set(call).await,
-        "GetRepositoryPolicy" => repository_policy::get(call).await,
-        "DeleteRepositoryPolicy" => repository_policy::delete(call).await,
-        "TagResource" => tags::tag(call).await,
-        "UntagResource" => tags::untag(call).await,
-        "ListTagsForResource" => tags::list(call).await,
-        other => Err(EcrError::UnknownOperation(format!(
-            "operation {other} is not supported by this registry"
-        ))),
+    use Operation as Op;
+    match call.operation {
+        Op::DescribeRegistry => repositories::describe_registry(call).await,
+        Op::GetAuthorizationToken => repositories::authorization_token(call, call.user()?).await,
+        Op::DescribeRepositories => repositories::describe(call).await,
+        Op::CreateRepository => repositories::create(call, call.admit().await?).await,
+        Op::DeleteRepository => repositories::delete(call, call.admit().await?).await,
+        Op::ListImages => images::list(call, call.admit().await?).await,
+        Op::DescribeImages => images::describe(call, call.admit().await?).await,
+        Op::BatchGetImage => images::batch_get(call, call.admit().await?).await,
+        Op::BatchDeleteImage => images::batch_delete(call, call.admit().await?).await,
+        Op::PutImageTagMutability => images::put_tag_mutability(call, call.admit().await?).await,
+        Op::PutImage => images::put(call, call.admit().await?).await,
+        Op::ListImageReferrers => referrers::list(call, call.admit().await?).await,
+        Op::BatchCheckLayerAvailability => layers::check(call, call.admit().await?).await,
+        Op::InitiateLayerUpload => layers::initiate(call, call.admit().await?).await,
+        Op::UploadLayerPart => layers::upload_part(call, call.admit().await?).await,
+        Op::CompleteLayerUpload => layers::complete(call, call.admit().await?).await,
+        Op::GetDownloadUrlForLayer => layers::download_url(call, call.admit().await?).await,
+        Op::PutLifecyclePolicy => lifecycle::put(call, call.admit().await?).await,
+        Op::GetLifecyclePolicy => lifecycle::get(call, call.admit().await?).await,
+        Op::DeleteLifecyclePolicy => lifecycle::delete(call, call.admit().await?).await,
+        Op::StartLifecyclePolicyPreview => {
+            lifecycle::start_preview(call, call.admit().await?).await
+        }
+        Op::GetLifecyclePolicyPreview => lifecycle::get_preview(call, call.admit().await?).await,
+        Op::SetRepositoryPolicy => repository_policy::set(call, call.admit().await?).await,
+        Op::GetRepositoryPolicy => repository_policy::get(call, call.admit().await?).await,
+        Op::DeleteRepositoryPolicy => repository_policy::delete(call, call.admit().await?).await,
+        Op::TagResource => tags::tag(call, call.admit().await?).await,
+        Op::UntagResource => tags::untag(call, call.admit().await?).await,
+        Op::ListTagsForResource => tags::list(call, call.admit().await?).await,
     }
+}
+
+/// An input that names the one repository its operation acts on.
+trait Named: DeserializeOwned {
+    fn repository(&self, call: &Call<'_>) -> Result<RepoName, EcrError>;
+}
+
+/// Inputs that name their repository by `repositoryName`.
+macro_rules! named_by_repository_name {
+    ($($input:ty),* $(,)?) => {$(
+        impl super::Named for $input {
+            fn repository(
+                &self,
+                _: &super::Call<'_>,
+            ) -> Result<crate::oci::RepoName, super::EcrError> {
+                super::repositories::repo_name(&self.repository_name)
+            }
+        }
+    )*};
+}
+use named_by_repository_name;
+
+/// A parsed input whose repository the caller may act on ([`Call::admit`]).
+struct Admitted<I> {
+    input: I,
+    repo: RepoName,
 }

@@ -4,9 +4,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::images::{page_bounds, paged};
-use super::repositories::repo_name;
-use super::{Call, EcrError};
+use super::{Admitted, Call, EcrError};
 use crate::oci::Digest;
+
+super::named_by_repository_name!(Input);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,7 +25,7 @@ struct Filter {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Input {
+pub(super) struct Input {
     repository_name: String,
     subject_id: SubjectId,
     #[serde(default)]
@@ -33,10 +34,10 @@ struct Input {
     max_results: Option<u32>,
 }
 
-pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: Input = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn list(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<Input>,
+) -> Result<Value, EcrError> {
     call.state.registry.repository(&repo).await?;
     let subject: Digest = input.subject_id.image_digest.parse().map_err(|_| {
         EcrError::InvalidParameter(format!(

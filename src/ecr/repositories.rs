@@ -7,11 +7,12 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Call, EcrError};
-use crate::auth::Principal;
+use super::{Admitted, Call, EcrError};
 use crate::oci::RepoName;
 use crate::registry::RepositorySettings;
 use crate::storage::RepositoryRecord;
+
+super::named_by_repository_name!(CreateInput, DeleteInput);
 
 /// ECR's GetAuthorizationToken lifetime.
 const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -46,7 +47,7 @@ pub(super) struct ExclusionFilter {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateInput {
+pub(super) struct CreateInput {
     repository_name: String,
     #[serde(default)]
     tags: Vec<ResourceTag>,
@@ -65,7 +66,7 @@ struct DescribeInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DeleteInput {
+pub(super) struct DeleteInput {
     repository_name: String,
     #[serde(default)]
     force: bool,
@@ -146,10 +147,10 @@ fn repository_json(call: &Call<'_>, r: &RepositoryRecord) -> Value {
     v
 }
 
-pub async fn create(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: CreateInput = call.input()?;
-    let name = repo_name(&input.repository_name)?;
-    call.require(&name).await?;
+pub async fn create(
+    call: &Call<'_>,
+    Admitted { input, repo: name }: Admitted<CreateInput>,
+) -> Result<Value, EcrError> {
     let (mutability, filters) = mutability_settings(
         input.image_tag_mutability,
         input.image_tag_mutability_exclusion_filters,
@@ -246,10 +247,10 @@ pub async fn describe(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(output)
 }
 
-pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: DeleteInput = call.input()?;
-    let name = repo_name(&input.repository_name)?;
-    call.require(&name).await?;
+pub async fn delete(
+    call: &Call<'_>,
+    Admitted { input, repo: name }: Admitted<DeleteInput>,
+) -> Result<Value, EcrError> {
     let record = call
         .state
         .registry
@@ -267,12 +268,7 @@ pub async fn describe_registry(call: &Call<'_>) -> Result<Value, EcrError> {
 }
 
 /// A base64 `AWS:<password>` valid for 12 hours, usable with `docker login -u AWS`.
-pub async fn authorization_token(call: &Call<'_>) -> Result<Value, EcrError> {
-    let Principal::User { name, .. } = &call.principal else {
-        return Err(EcrError::AccessDenied(
-            "an authorization token needs a signed-in user".into(),
-        ));
-    };
+pub async fn authorization_token(call: &Call<'_>, name: &str) -> Result<Value, EcrError> {
     // Bound to the user's credential generation: a new password, removal or a
     // revoked access key ends it before its 12 hours are up.
     let generation = call.state.auth.login.generation(name).await?;

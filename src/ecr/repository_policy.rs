@@ -4,14 +4,15 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::repositories::repo_name;
-use super::{Call, EcrError};
+use super::{Admitted, Call, EcrError};
 use crate::auth::PolicyStoreError;
 use crate::oci::RepoName;
 
+super::named_by_repository_name!(PolicyInput);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PolicyInput {
+pub(super) struct PolicyInput {
     repository_name: String,
     policy_text: Option<String>,
     #[serde(default)]
@@ -32,10 +33,10 @@ fn not_found(repo: &RepoName) -> EcrError {
     ))
 }
 
-pub async fn set(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn set(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     let text = input
         .policy_text
         .ok_or_else(|| EcrError::InvalidParameter("policyText is required".into()))?;
@@ -45,14 +46,7 @@ pub async fn set(call: &Call<'_>) -> Result<Value, EcrError> {
         .parse(&text)
         .map_err(PolicyStoreError::from)?;
     // As ECR does, refuse to lock the caller out unless told to.
-    if !input.force
-        && !auth.judge_call(
-            &call.principal,
-            &repo,
-            "SetRepositoryPolicy",
-            Some(&document),
-        )
-    {
+    if !input.force && !auth.judge_call(&call.principal, &repo, call.action()?, Some(&document)) {
         return Err(EcrError::InvalidParameter(
             "The repository policy would prevent you from setting another policy in the future; \
              set force to apply it anyway"
@@ -63,10 +57,10 @@ pub async fn set(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(output(call, &repo, &text))
 }
 
-pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn get(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     call.state.registry.repository(&repo).await?;
     let text = call
         .state
@@ -78,10 +72,10 @@ pub async fn get(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(output(call, &repo, &text))
 }
 
-pub async fn delete(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: PolicyInput = call.input()?;
-    let repo = repo_name(&input.repository_name)?;
-    call.require(&repo).await?;
+pub async fn delete(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<PolicyInput>,
+) -> Result<Value, EcrError> {
     call.state.registry.repository(&repo).await?;
     let policies = &call.state.auth.repository_policies;
     let text = policies

@@ -5,17 +5,23 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::repositories::{MAX_TAGS, ResourceTag, repo_name};
-use super::{Call, EcrError};
+use super::{Admitted, Call, EcrError, Named};
 use crate::oci::RepoName;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TagInput {
+pub(super) struct TagInput {
     resource_arn: String,
     #[serde(default)]
     tags: Vec<ResourceTag>,
     #[serde(default)]
     tag_keys: Vec<String>,
+}
+
+impl Named for TagInput {
+    fn repository(&self, call: &Call<'_>) -> Result<RepoName, EcrError> {
+        repository_of(call, &self.resource_arn)
+    }
 }
 
 /// The repository an ARN of this registry names.
@@ -30,10 +36,10 @@ fn repository_of(call: &Call<'_>, arn: &str) -> Result<RepoName, EcrError> {
     repo_name(name)
 }
 
-pub async fn tag(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: TagInput = call.input()?;
-    let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo).await?;
+pub async fn tag(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<TagInput>,
+) -> Result<Value, EcrError> {
     if input.tags.is_empty() {
         return Err(EcrError::InvalidParameter("tags must not be empty".into()));
     }
@@ -61,10 +67,10 @@ pub async fn tag(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(json!({}))
 }
 
-pub async fn untag(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: TagInput = call.input()?;
-    let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo).await?;
+pub async fn untag(
+    call: &Call<'_>,
+    Admitted { input, repo }: Admitted<TagInput>,
+) -> Result<Value, EcrError> {
     call.state
         .registry
         .update_repository_tags(&repo, &[], &input.tag_keys)
@@ -72,10 +78,10 @@ pub async fn untag(call: &Call<'_>) -> Result<Value, EcrError> {
     Ok(json!({}))
 }
 
-pub async fn list(call: &Call<'_>) -> Result<Value, EcrError> {
-    let input: TagInput = call.input()?;
-    let repo = repository_of(call, &input.resource_arn)?;
-    call.require(&repo).await?;
+pub async fn list(
+    call: &Call<'_>,
+    Admitted { repo, .. }: Admitted<TagInput>,
+) -> Result<Value, EcrError> {
     let record = call.state.registry.repository(&repo).await?;
     let tags: Vec<Value> = record
         .tags

@@ -3,38 +3,18 @@
 //! repositories of the images it runs: seeing it (its environment, overrides
 //! and logs are the deployers' data) and changing or running it both need
 //! `push` on every one of them, as the rules, access token scopes and
-//! repository policies grant it ([`Auth::allowed`]). A resource the caller
-//! may not see answers exactly as a missing one does. Clusters carry no
-//! secrets: any caller sees them; only deployers create and delete them.
-//! In open mode everything is allowed.
+//! repository policies grant it
+//! ([`crate::auth::Auth::may_use_repositories`]). A resource the caller may
+//! not see answers exactly as a missing one does. Clusters carry no secrets:
+//! any caller sees them; only deployers create and delete them. Open mode and
+//! the anonymous are judged by `Auth` alone.
 
-use crate::auth::{Action, Mode, Principal, Scope, permits};
+use crate::auth::{Action, EcsNeed, Scope};
 use crate::metrics::metrics;
 use crate::runner::images::RegistryHosts;
 use crate::runner::model::{Service, Task, TaskDefinition};
 
 use super::{Call, EcsError};
-
-/// What an operation needs before its handler runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Need {
-    /// Any caller the API let in.
-    Caller,
-    /// `push` on some repository: clusters are shared by every team.
-    Deployer,
-    /// `push` on the repositories of every resource it names or shows;
-    /// the handler checks each resource through [`Call::may_use`].
-    Owner,
-}
-
-/// The need of each ECS operation, in one table.
-pub(super) fn need(operation: &str) -> Need {
-    match operation {
-        "DescribeClusters" | "ListClusters" => Need::Caller,
-        "CreateCluster" | "DeleteCluster" => Need::Deployer,
-        _ => Need::Owner,
-    }
-}
 
 /// The scopes a resource running `images` requires: `push` on each
 /// repository. `None` when there is no image or one does not name a
@@ -66,51 +46,30 @@ fn no_definition() -> EcsError {
 }
 
 impl Call<'_> {
-    /// Checks an operation's [`Need`].
-    pub(super) async fn check(&self, need: Need) -> Result<(), EcsError> {
-        if self.auth.mode == Mode::Open {
+    /// Checks an operation's need, before its handler runs.
+    pub(super) fn check(&self, need: EcsNeed) -> Result<(), EcsError> {
+        if self.auth.admits_ecs(&self.principal, need) {
             return Ok(());
         }
-        let refused = match need {
-            Need::Caller => None,
-            Need::Deployer => (!self.auth.policy.grants_somewhere(&self.principal, "push"))
-                .then_some("to create or delete clusters: that needs push on some repository"),
-            Need::Owner => (self.principal == Principal::Anonymous)
-                .then_some("to use the task runner without signing in"),
+        let why = match need {
+            EcsNeed::Caller => "to call this operation",
+            EcsNeed::Deployer => "to create or delete clusters: that needs push on some repository",
+            EcsNeed::Owner => "to use the task runner without signing in",
         };
-        match refused {
-            None => Ok(()),
-            Some(why) => {
-                metrics().auth_failure("forbidden");
-                Err(EcsError::AccessDenied(format!(
-                    "User: {} is not authorized {why}",
-                    self.principal.subject()
-                )))
-            }
-        }
+        metrics().auth_failure("forbidden");
+        Err(EcsError::AccessDenied(format!(
+            "User: {} is not authorized {why}",
+            self.principal.subject()
+        )))
     }
 
     /// Whether the caller may see and change a resource running `images`.
     pub async fn may_use(&self, images: &[&str]) -> Result<bool, EcsError> {
-        if self.auth.mode == Mode::Open {
-            return Ok(true);
-        }
-        if self.principal == Principal::Anonymous {
-            return Ok(false);
-        }
-        let Some(needs) = needs(self.runner.hosts(), images.iter().copied()) else {
-            return Ok(false);
-        };
-        for need in needs {
-            let allowed = self
-                .auth
-                .allowed(&self.principal, &need.kind, &need.name)
-                .await?;
-            if !need.actions.iter().all(|a| permits(&allowed, a)) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let needs = needs(self.runner.hosts(), images.iter().copied());
+        Ok(self
+            .auth
+            .may_use_repositories(&self.principal, needs.as_deref())
+            .await?)
     }
 
     /// Fails unless the caller may deploy `images` (for a new resource, whose

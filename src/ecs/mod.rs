@@ -8,6 +8,7 @@ mod access;
 mod clusters;
 mod error;
 mod logs;
+mod operation;
 mod services;
 mod task_definitions;
 mod tasks;
@@ -26,6 +27,7 @@ use crate::auth::{Auth, Principal};
 use crate::aws;
 use crate::runner::Runner;
 pub use error::EcsError;
+pub use operation::Operation;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 
@@ -85,29 +87,6 @@ impl Call<'_> {
     }
 }
 
-/// Every operation `dispatch` serves: the front door refuses others before
-/// reading their body.
-const OPERATIONS: &[&str] = &[
-    "CreateCluster",
-    "DescribeClusters",
-    "ListClusters",
-    "DeleteCluster",
-    "RegisterTaskDefinition",
-    "DeregisterTaskDefinition",
-    "DescribeTaskDefinition",
-    "ListTaskDefinitions",
-    "ListTaskDefinitionFamilies",
-    "RunTask",
-    "StopTask",
-    "DescribeTasks",
-    "ListTasks",
-    "CreateService",
-    "UpdateService",
-    "DeleteService",
-    "DescribeServices",
-    "ListServices",
-];
-
 impl aws::Service for EcsState {
     const TARGET_PREFIX: &'static str = TARGET_PREFIX;
     const SIGNING_NAME: &'static str = "ecs";
@@ -116,19 +95,23 @@ impl aws::Service for EcsState {
         &self.auth
     }
 
-    fn body_limit(&self, operation: &str) -> Option<usize> {
-        OPERATIONS
-            .contains(&operation)
-            .then_some(aws::MAX_REQUEST_BYTES)
+    type Operation = Operation;
+
+    fn operation(name: &str) -> Option<Operation> {
+        Operation::parse(name)
     }
 
-    async fn call(self, request: aws::Request) -> Response {
+    fn body_limit(&self, _: &Operation) -> usize {
+        aws::MAX_REQUEST_BYTES
+    }
+
+    async fn call(self, request: aws::Request<Operation>) -> Response {
         handle(self, request).await
     }
 }
 
 /// Serves one admitted ECS call.
-async fn handle(state: EcsState, request: aws::Request) -> Response {
+async fn handle(state: EcsState, request: aws::Request<Operation>) -> Response {
     let result = async {
         let Some(runner) = &state.runner else {
             return Err(EcsError::Client(
@@ -141,7 +124,7 @@ async fn handle(state: EcsState, request: aws::Request) -> Response {
             auth: &state.auth,
             body: request.body,
         };
-        dispatch(&call, &request.operation).await
+        dispatch(&call, request.operation).await
     }
     .await;
     match result {
@@ -150,30 +133,29 @@ async fn handle(state: EcsState, request: aws::Request) -> Response {
     }
 }
 
-async fn dispatch(call: &Call<'_>, operation: &str) -> Result<Value, EcsError> {
-    call.check(access::need(operation)).await?;
+/// Runs the operation's handler once its need is met.
+async fn dispatch(call: &Call<'_>, operation: Operation) -> Result<Value, EcsError> {
+    use Operation as Op;
+    call.check(operation.authorization())?;
     match operation {
-        "CreateCluster" => clusters::create(call).await,
-        "DescribeClusters" => clusters::describe(call).await,
-        "ListClusters" => clusters::list(call).await,
-        "DeleteCluster" => clusters::delete(call).await,
-        "RegisterTaskDefinition" => task_definitions::register(call).await,
-        "DeregisterTaskDefinition" => task_definitions::deregister(call).await,
-        "DescribeTaskDefinition" => task_definitions::describe(call).await,
-        "ListTaskDefinitions" => task_definitions::list(call).await,
-        "ListTaskDefinitionFamilies" => task_definitions::families(call).await,
-        "RunTask" => tasks::run(call).await,
-        "StopTask" => tasks::stop(call).await,
-        "DescribeTasks" => tasks::describe(call).await,
-        "ListTasks" => tasks::list(call).await,
-        "CreateService" => services::create(call).await,
-        "UpdateService" => services::update(call).await,
-        "DeleteService" => services::delete(call).await,
-        "DescribeServices" => services::describe(call).await,
-        "ListServices" => services::list(call).await,
-        other => Err(EcsError::UnknownOperation(format!(
-            "operation {other} is not supported by this runner"
-        ))),
+        Op::CreateCluster => clusters::create(call).await,
+        Op::DescribeClusters => clusters::describe(call).await,
+        Op::ListClusters => clusters::list(call).await,
+        Op::DeleteCluster => clusters::delete(call).await,
+        Op::RegisterTaskDefinition => task_definitions::register(call).await,
+        Op::DeregisterTaskDefinition => task_definitions::deregister(call).await,
+        Op::DescribeTaskDefinition => task_definitions::describe(call).await,
+        Op::ListTaskDefinitions => task_definitions::list(call).await,
+        Op::ListTaskDefinitionFamilies => task_definitions::families(call).await,
+        Op::RunTask => tasks::run(call).await,
+        Op::StopTask => tasks::stop(call).await,
+        Op::DescribeTasks => tasks::describe(call).await,
+        Op::ListTasks => tasks::list(call).await,
+        Op::CreateService => services::create(call).await,
+        Op::UpdateService => services::update(call).await,
+        Op::DeleteService => services::delete(call).await,
+        Op::DescribeServices => services::describe(call).await,
+        Op::ListServices => services::list(call).await,
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Access, Auth, Mode};
+use crate::auth::{Access, Auth};
 use crate::registry::Registry;
 use crate::storage::metadata::{Pins, RunnerStore, TaskRow};
 use crate::storage::{Lease, MetadataError};
@@ -417,7 +417,7 @@ impl Runner {
     /// A short-lived token with which the Docker Engine pulls `repo` from
     /// Wharf; none while the registry runs open.
     fn pull_token(&self, repo: &str) -> Result<Option<String>> {
-        if self.inner.auth.mode == Mode::Open {
+        if self.inner.auth.without_credentials().is_some() {
             return Ok(None);
         }
         let access = vec![Access {

@@ -1,0 +1,170 @@
+//! The ECS operation table: an `X-Amz-Target` parses into one [`Operation`],
+//! and each operation declares in one `match` what it needs ([`EcsNeed`]),
+//! checked by `dispatch` before its handler runs.
+
+use crate::auth::EcsNeed;
+
+/// Every ECS operation the task runner serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    CreateCluster,
+    DescribeClusters,
+    ListClusters,
+    DeleteCluster,
+    RegisterTaskDefinition,
+    DeregisterTaskDefinition,
+    DescribeTaskDefinition,
+    ListTaskDefinitions,
+    ListTaskDefinitionFamilies,
+    RunTask,
+    StopTask,
+    DescribeTasks,
+    ListTasks,
+    CreateService,
+    UpdateService,
+    DeleteService,
+    DescribeServices,
+    ListServices,
+}
+
+impl Operation {
+    /// Every operation, for parsing by name.
+    pub const ALL: [Operation; 18] = {
+        use Operation::*;
+        [
+            CreateCluster,
+            DescribeClusters,
+            ListClusters,
+            DeleteCluster,
+            RegisterTaskDefinition,
+            DeregisterTaskDefinition,
+            DescribeTaskDefinition,
+            ListTaskDefinitions,
+            ListTaskDefinitionFamilies,
+            RunTask,
+            StopTask,
+            DescribeTasks,
+            ListTasks,
+            CreateService,
+            UpdateService,
+            DeleteService,
+            DescribeServices,
+            ListServices,
+        ]
+    };
+
+    /// The operation a target names, without the service's prefix.
+    pub fn parse(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// The name in `X-Amz-Target`.
+    pub const fn name(self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreateCluster => "CreateCluster",
+            DescribeClusters => "DescribeClusters",
+            ListClusters => "ListClusters",
+            DeleteCluster => "DeleteCluster",
+            RegisterTaskDefinition => "RegisterTaskDefinition",
+            DeregisterTaskDefinition => "DeregisterTaskDefinition",
+            DescribeTaskDefinition => "DescribeTaskDefinition",
+            ListTaskDefinitions => "ListTaskDefinitions",
+            ListTaskDefinitionFamilies => "ListTaskDefinitionFamilies",
+            RunTask => "RunTask",
+            StopTask => "StopTask",
+            DescribeTasks => "DescribeTasks",
+            ListTasks => "ListTasks",
+            CreateService => "CreateService",
+            UpdateService => "UpdateService",
+            DeleteService => "DeleteService",
+            DescribeServices => "DescribeServices",
+            ListServices => "ListServices",
+        }
+    }
+
+    /// What the caller needs: clusters carry no secrets, so anyone sees them
+    /// and deployers create and delete them; everything else belongs to the
+    /// repositories of the images it runs, checked resource by resource.
+    pub fn authorization(self) -> EcsNeed {
+        use Operation::*;
+        match self {
+            DescribeClusters | ListClusters => EcsNeed::Caller,
+            CreateCluster | DeleteCluster => EcsNeed::Deployer,
+            RegisterTaskDefinition
+            | DeregisterTaskDefinition
+            | DescribeTaskDefinition
+            | ListTaskDefinitions
+            | ListTaskDefinitionFamilies
+            | RunTask
+            | StopTask
+            | DescribeTasks
+            | ListTasks
+            | CreateService
+            | UpdateService
+            | DeleteService
+            | DescribeServices
+            | ListServices => EcsNeed::Owner,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ECS operation: its target, its operation, and what it needs.
+    #[test]
+    fn operation_table() {
+        use Operation::*;
+        let rows = [
+            ("CreateCluster", CreateCluster, EcsNeed::Deployer),
+            ("DescribeClusters", DescribeClusters, EcsNeed::Caller),
+            ("ListClusters", ListClusters, EcsNeed::Caller),
+            ("DeleteCluster", DeleteCluster, EcsNeed::Deployer),
+            (
+                "RegisterTaskDefinition",
+                RegisterTaskDefinition,
+                EcsNeed::Owner,
+            ),
+            (
+                "DeregisterTaskDefinition",
+                DeregisterTaskDefinition,
+                EcsNeed::Owner,
+            ),
+            (
+                "DescribeTaskDefinition",
+                DescribeTaskDefinition,
+                EcsNeed::Owner,
+            ),
+            ("ListTaskDefinitions", ListTaskDefinitions, EcsNeed::Owner),
+            (
+                "ListTaskDefinitionFamilies",
+                ListTaskDefinitionFamilies,
+                EcsNeed::Owner,
+            ),
+            ("RunTask", RunTask, EcsNeed::Owner),
+            ("StopTask", StopTask, EcsNeed::Owner),
+            ("DescribeTasks", DescribeTasks, EcsNeed::Owner),
+            ("ListTasks", ListTasks, EcsNeed::Owner),
+            ("CreateService", CreateService, EcsNeed::Owner),
+            ("UpdateService", UpdateService, EcsNeed::Owner),
+            ("DeleteService", DeleteService, EcsNeed::Owner),
+            ("DescribeServices", DescribeServices, EcsNeed::Owner),
+            ("ListServices", ListServices, EcsNeed::Owner),
+        ];
+        assert_eq!(rows.len(), Operation::ALL.len());
+        for (target, operation, need) in rows {
+            assert_eq!(Operation::parse(target), Some(operation), "{target}");
+            assert_eq!(operation.name(), target);
+            assert_eq!(operation.authorization(), need, "{target}");
+        }
+    }
+
+    #[test]
+    fn unknown_targets() {
+        for name in ["", "RunTasks", "runtask", "PutImage", "ecs:RunTask"] {
+            assert_eq!(Operation::parse(name), None, "{name:?}");
+        }
+    }
+}
