@@ -35,8 +35,9 @@ use crate::tls::Peer;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most an HTTP/1 connection reads at once (hyper's default is ~400 KiB).
 /// Body chunks are slices of that buffer and pin all of it while queued for
-/// disk, so this bounds an upload's memory; 64 KiB reads still push at GB/s.
-const READ_BUFFER_MAX: usize = 64 * 1024;
+/// disk, so this bounds an upload's memory. 64 KiB saved another 8 MiB in the
+/// soak but cost a fifth of push throughput (README, Memory).
+const READ_BUFFER_MAX: usize = 256 * 1024;
 /// HTTP/2 pings find peers that vanished without closing.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
