@@ -26,6 +26,39 @@ use crate::metrics::metrics;
 use crate::storage::MetadataError;
 use sigv4::{Credential, Expect, SigError, SignedRequest};
 
+/// Declares a service's operation enum from one list of names: the enum,
+/// `ALL`, `parse`, `name` (the `X-Amz-Target` suffix) and `iam_name`
+/// (`<prefix>:<name>`, as IAM policies write actions), so each name is
+/// written once.
+macro_rules! operations {
+    ($(#[$meta:meta])* $vis:vis enum $enum:ident ($prefix:literal) { $($op:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $enum { $($op),+ }
+
+        impl $enum {
+            /// Every operation, for parsing by name.
+            pub const ALL: &'static [$enum] = &[$($enum::$op),+];
+
+            /// The operation a target names, without the service's prefix.
+            pub fn parse(name: &str) -> Option<$enum> {
+                $enum::ALL.iter().copied().find(|o| o.name() == name)
+            }
+
+            /// The name in `X-Amz-Target`.
+            pub const fn name(self) -> &'static str {
+                match self { $($enum::$op => stringify!($op)),+ }
+            }
+
+            /// The action name IAM policies use.
+            pub const fn iam_name(self) -> &'static str {
+                match self { $($enum::$op => concat!($prefix, ":", stringify!($op))),+ }
+            }
+        }
+    };
+}
+pub(crate) use operations;
+
 /// The largest request of an ordinary operation: ECR's and ECS's largest
 /// documents (policies, task definitions, 100 image ids) are far smaller.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;

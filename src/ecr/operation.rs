@@ -5,115 +5,41 @@
 use crate::auth::scope::{ALL, DELETE, PULL, PUSH};
 use crate::auth::{EcrAction, EcrNeed};
 
-/// Every ECR operation Wharf serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    CreateRepository,
-    DescribeRepositories,
-    DeleteRepository,
-    GetAuthorizationToken,
-    ListImages,
-    DescribeImages,
-    BatchGetImage,
-    BatchDeleteImage,
-    PutImageTagMutability,
-    PutImage,
-    ListImageReferrers,
-    DescribeRegistry,
-    BatchCheckLayerAvailability,
-    InitiateLayerUpload,
-    UploadLayerPart,
-    CompleteLayerUpload,
-    GetDownloadUrlForLayer,
-    PutLifecyclePolicy,
-    GetLifecyclePolicy,
-    DeleteLifecyclePolicy,
-    StartLifecyclePolicyPreview,
-    GetLifecyclePolicyPreview,
-    SetRepositoryPolicy,
-    GetRepositoryPolicy,
-    DeleteRepositoryPolicy,
-    TagResource,
-    UntagResource,
-    ListTagsForResource,
+crate::aws::operations! {
+    /// Every ECR operation Wharf serves.
+    pub enum Operation ("ecr") {
+        CreateRepository,
+        DescribeRepositories,
+        DeleteRepository,
+        GetAuthorizationToken,
+        ListImages,
+        DescribeImages,
+        BatchGetImage,
+        BatchDeleteImage,
+        PutImageTagMutability,
+        PutImage,
+        ListImageReferrers,
+        DescribeRegistry,
+        BatchCheckLayerAvailability,
+        InitiateLayerUpload,
+        UploadLayerPart,
+        CompleteLayerUpload,
+        GetDownloadUrlForLayer,
+        PutLifecyclePolicy,
+        GetLifecyclePolicy,
+        DeleteLifecyclePolicy,
+        StartLifecyclePolicyPreview,
+        GetLifecyclePolicyPreview,
+        SetRepositoryPolicy,
+        GetRepositoryPolicy,
+        DeleteRepositoryPolicy,
+        TagResource,
+        UntagResource,
+        ListTagsForResource,
+    }
 }
 
 impl Operation {
-    /// Every operation, for parsing by name.
-    pub const ALL: [Operation; 28] = {
-        use Operation::*;
-        [
-            CreateRepository,
-            DescribeRepositories,
-            DeleteRepository,
-            GetAuthorizationToken,
-            ListImages,
-            DescribeImages,
-            BatchGetImage,
-            BatchDeleteImage,
-            PutImageTagMutability,
-            PutImage,
-            ListImageReferrers,
-            DescribeRegistry,
-            BatchCheckLayerAvailability,
-            InitiateLayerUpload,
-            UploadLayerPart,
-            CompleteLayerUpload,
-            GetDownloadUrlForLayer,
-            PutLifecyclePolicy,
-            GetLifecyclePolicy,
-            DeleteLifecyclePolicy,
-            StartLifecyclePolicyPreview,
-            GetLifecyclePolicyPreview,
-            SetRepositoryPolicy,
-            GetRepositoryPolicy,
-            DeleteRepositoryPolicy,
-            TagResource,
-            UntagResource,
-            ListTagsForResource,
-        ]
-    };
-
-    /// The operation a target names, without the service's prefix.
-    pub fn parse(name: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.name() == name)
-    }
-
-    /// The name in `X-Amz-Target` and in `ecr:` actions.
-    pub const fn name(self) -> &'static str {
-        use Operation::*;
-        match self {
-            CreateRepository => "CreateRepository",
-            DescribeRepositories => "DescribeRepositories",
-            DeleteRepository => "DeleteRepository",
-            GetAuthorizationToken => "GetAuthorizationToken",
-            ListImages => "ListImages",
-            DescribeImages => "DescribeImages",
-            BatchGetImage => "BatchGetImage",
-            BatchDeleteImage => "BatchDeleteImage",
-            PutImageTagMutability => "PutImageTagMutability",
-            PutImage => "PutImage",
-            ListImageReferrers => "ListImageReferrers",
-            DescribeRegistry => "DescribeRegistry",
-            BatchCheckLayerAvailability => "BatchCheckLayerAvailability",
-            InitiateLayerUpload => "InitiateLayerUpload",
-            UploadLayerPart => "UploadLayerPart",
-            CompleteLayerUpload => "CompleteLayerUpload",
-            GetDownloadUrlForLayer => "GetDownloadUrlForLayer",
-            PutLifecyclePolicy => "PutLifecyclePolicy",
-            GetLifecyclePolicy => "GetLifecyclePolicy",
-            DeleteLifecyclePolicy => "DeleteLifecyclePolicy",
-            StartLifecyclePolicyPreview => "StartLifecyclePolicyPreview",
-            GetLifecyclePolicyPreview => "GetLifecyclePolicyPreview",
-            SetRepositoryPolicy => "SetRepositoryPolicy",
-            GetRepositoryPolicy => "GetRepositoryPolicy",
-            DeleteRepositoryPolicy => "DeleteRepositoryPolicy",
-            TagResource => "TagResource",
-            UntagResource => "UntagResource",
-            ListTagsForResource => "ListTagsForResource",
-        }
-    }
-
     /// What the caller needs. A repository policy names the operation's own
     /// `ecr:` action (ECR checks ListImageReferrers as `ecr:BatchGetImage`);
     /// when it is silent, the configuration's rules decide: reads (previews
@@ -165,41 +91,6 @@ impl Operation {
         match self {
             Operation::ListImageReferrers => "ecr:BatchGetImage",
             other => other.iam_name(),
-        }
-    }
-
-    /// `ecr:<Operation>`, as AccessDenied messages name it.
-    pub const fn iam_name(self) -> &'static str {
-        use Operation::*;
-        match self {
-            CreateRepository => "ecr:CreateRepository",
-            DescribeRepositories => "ecr:DescribeRepositories",
-            DeleteRepository => "ecr:DeleteRepository",
-            GetAuthorizationToken => "ecr:GetAuthorizationToken",
-            ListImages => "ecr:ListImages",
-            DescribeImages => "ecr:DescribeImages",
-            BatchGetImage => "ecr:BatchGetImage",
-            BatchDeleteImage => "ecr:BatchDeleteImage",
-            PutImageTagMutability => "ecr:PutImageTagMutability",
-            PutImage => "ecr:PutImage",
-            ListImageReferrers => "ecr:ListImageReferrers",
-            DescribeRegistry => "ecr:DescribeRegistry",
-            BatchCheckLayerAvailability => "ecr:BatchCheckLayerAvailability",
-            InitiateLayerUpload => "ecr:InitiateLayerUpload",
-            UploadLayerPart => "ecr:UploadLayerPart",
-            CompleteLayerUpload => "ecr:CompleteLayerUpload",
-            GetDownloadUrlForLayer => "ecr:GetDownloadUrlForLayer",
-            PutLifecyclePolicy => "ecr:PutLifecyclePolicy",
-            GetLifecyclePolicy => "ecr:GetLifecyclePolicy",
-            DeleteLifecyclePolicy => "ecr:DeleteLifecyclePolicy",
-            StartLifecyclePolicyPreview => "ecr:StartLifecyclePolicyPreview",
-            GetLifecyclePolicyPreview => "ecr:GetLifecyclePolicyPreview",
-            SetRepositoryPolicy => "ecr:SetRepositoryPolicy",
-            GetRepositoryPolicy => "ecr:GetRepositoryPolicy",
-            DeleteRepositoryPolicy => "ecr:DeleteRepositoryPolicy",
-            TagResource => "ecr:TagResource",
-            UntagResource => "ecr:UntagResource",
-            ListTagsForResource => "ecr:ListTagsForResource",
         }
     }
 }

@@ -4,85 +4,31 @@
 
 use crate::auth::EcsNeed;
 
-/// Every ECS operation the task runner serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    CreateCluster,
-    DescribeClusters,
-    ListClusters,
-    DeleteCluster,
-    RegisterTaskDefinition,
-    DeregisterTaskDefinition,
-    DescribeTaskDefinition,
-    ListTaskDefinitions,
-    ListTaskDefinitionFamilies,
-    RunTask,
-    StopTask,
-    DescribeTasks,
-    ListTasks,
-    CreateService,
-    UpdateService,
-    DeleteService,
-    DescribeServices,
-    ListServices,
+crate::aws::operations! {
+    /// Every ECS operation the task runner serves.
+    pub enum Operation ("ecs") {
+        CreateCluster,
+        DescribeClusters,
+        ListClusters,
+        DeleteCluster,
+        RegisterTaskDefinition,
+        DeregisterTaskDefinition,
+        DescribeTaskDefinition,
+        ListTaskDefinitions,
+        ListTaskDefinitionFamilies,
+        RunTask,
+        StopTask,
+        DescribeTasks,
+        ListTasks,
+        CreateService,
+        UpdateService,
+        DeleteService,
+        DescribeServices,
+        ListServices,
+    }
 }
 
 impl Operation {
-    /// Every operation, for parsing by name.
-    pub const ALL: [Operation; 18] = {
-        use Operation::*;
-        [
-            CreateCluster,
-            DescribeClusters,
-            ListClusters,
-            DeleteCluster,
-            RegisterTaskDefinition,
-            DeregisterTaskDefinition,
-            DescribeTaskDefinition,
-            ListTaskDefinitions,
-            ListTaskDefinitionFamilies,
-            RunTask,
-            StopTask,
-            DescribeTasks,
-            ListTasks,
-            CreateService,
-            UpdateService,
-            DeleteService,
-            DescribeServices,
-            ListServices,
-        ]
-    };
-
-    /// The operation a target names, without the service's prefix.
-    pub fn parse(name: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.name() == name)
-    }
-
-    /// The name in `X-Amz-Target`.
-    pub const fn name(self) -> &'static str {
-        use Operation::*;
-        match self {
-            CreateCluster => "CreateCluster",
-            DescribeClusters => "DescribeClusters",
-            ListClusters => "ListClusters",
-            DeleteCluster => "DeleteCluster",
-            RegisterTaskDefinition => "RegisterTaskDefinition",
-            DeregisterTaskDefinition => "DeregisterTaskDefinition",
-            DescribeTaskDefinition => "DescribeTaskDefinition",
-            ListTaskDefinitions => "ListTaskDefinitions",
-            ListTaskDefinitionFamilies => "ListTaskDefinitionFamilies",
-            RunTask => "RunTask",
-            StopTask => "StopTask",
-            DescribeTasks => "DescribeTasks",
-            ListTasks => "ListTasks",
-            CreateService => "CreateService",
-            UpdateService => "UpdateService",
-            DeleteService => "DeleteService",
-            DescribeServices => "DescribeServices",
-            ListServices => "ListServices",
-        }
-    }
-
     /// What the caller needs: clusters carry no secrets, so anyone sees them
     /// and deployers create and delete them; everything else belongs to the
     /// repositories of the images it runs, checked resource by resource.
