@@ -60,7 +60,7 @@ fn private_umask() {
 
 /// glibc gives every thread that meets a locked arena a new one, up to eight per
 /// core; under a steady upload load each arena keeps its own freed buffers, and
-/// resident memory settles ~15 MiB higher for no measurable throughput (README,
+/// resident memory settles ~12 MiB higher for no measurable throughput (README,
 /// Memory). Must run before any thread starts; `MALLOC_ARENA_MAX` still wins.
 fn one_malloc_arena_per_core() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
