@@ -295,6 +295,13 @@ pub struct StorageConfig {
     /// Hash every full blob read as it is sent; stored bytes that no longer
     /// match their digest then break the transfer instead of reaching the client.
     pub verify_reads: bool,
+    /// With `verify_reads`, how long a blob file that matched its digest may
+    /// be sent again without hashing (while the file is unchanged), and how
+    /// often the scrub re-hashes every blob on the local disk. 0: hash every read.
+    pub scrub_interval_seconds: u64,
+    /// The most the scrub reads per second, in bytes (0: no scrub; matches
+    /// then come only from uploads and reads, and expire after the interval).
+    pub scrub_rate: u64,
     /// Blob GETs answer 307 to a presigned URL of the store (S3), which then
     /// serves the bytes itself (and `verify_reads` does not apply).
     pub redirect: bool,
@@ -370,6 +377,8 @@ impl Default for StorageConfig {
             backend: StorageBackend::Filesystem,
             path: PathBuf::new(),
             verify_reads: true,
+            scrub_interval_seconds: 24 * 60 * 60,
+            scrub_rate: 64 * 1024 * 1024,
             redirect: false,
             s3: S3Config::default(),
         }

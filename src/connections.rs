@@ -29,6 +29,7 @@ use tokio_util::either::Either;
 use tower::ServiceExt;
 
 use crate::http::TrustedProxies;
+use crate::sendfile;
 use crate::tls::Peer;
 
 /// A TLS handshake that takes longer than this is dropped.
@@ -90,6 +91,9 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .max_buf_size(READ_BUFFER_MAX)
+        // Body chunks must be queued as they are, never copied: file bodies
+        // are placeholders the socket recognises by address (`sendfile`).
+        .writev(true)
         .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
@@ -157,8 +161,13 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
         let addr = self.addr;
+        let mut sink = None;
         let io = match &self.tls {
-            None => Either::Left(stream),
+            None => {
+                let (stream, files) = sendfile::stream(stream);
+                sink = Some(files);
+                Either::Left(stream)
+            }
             Some(acceptor) => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => Either::Right(stream),
@@ -182,6 +191,13 @@ impl Connection {
         let in_requests = activity.clone();
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(Peer(addr)));
+            // HTTP/2 frames its own writes: only HTTP/1 can send files itself.
+            if let Some(sink) = sink
+                .as_ref()
+                .filter(|_| request.version() < http::Version::HTTP_2)
+            {
+                request.extensions_mut().insert(sink.clone());
+            }
             let busy = in_requests.begin();
             let app = app.clone();
             async move {

@@ -41,6 +41,7 @@ pub mod oci;
 pub mod operations;
 pub mod registry;
 pub mod runner;
+pub mod sendfile;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub blobs_stored: Gauge,
     pub blob_bytes_stored: Gauge,
     pub corrupt_reads: Counter,
+    pub hashed_reads: Counter,
+    pub sendfile_reads: Counter,
+    pub scrub_blobs: Counter,
+    pub scrub_bytes: Counter,
+    pub scrub_corrupt: Counter,
+    pub scrub_last_pass: Gauge,
     pub notifications_sent: Counter,
     pub notifications_failed: Counter,
     pub notifications_dropped: Counter,
@@ -124,6 +130,42 @@ impl Metrics {
             "Full blob reads whose bytes did not match the digest",
             corrupt_reads.clone(),
         );
+        let hashed_reads = Counter::default();
+        registry.register(
+            "blob_hashed_reads",
+            "Full blob reads hashed as they were sent",
+            hashed_reads.clone(),
+        );
+        let sendfile_reads = Counter::default();
+        registry.register(
+            "blob_sendfile_reads",
+            "Blob reads sent from the file by the kernel (sendfile), unhashed",
+            sendfile_reads.clone(),
+        );
+        let scrub_blobs = Counter::default();
+        registry.register(
+            "scrub_blobs",
+            "Blobs the scrub hashed and found matching",
+            scrub_blobs.clone(),
+        );
+        let scrub_bytes = Counter::default();
+        registry.register(
+            "scrub_read_bytes",
+            "Bytes the scrub hashed",
+            scrub_bytes.clone(),
+        );
+        let scrub_corrupt = Counter::default();
+        registry.register(
+            "scrub_corrupt_blobs",
+            "Blobs the scrub found not matching their digest",
+            scrub_corrupt.clone(),
+        );
+        let scrub_last_pass = Gauge::default();
+        registry.register(
+            "scrub_last_pass_completed_timestamp_seconds",
+            "When the scrub last finished a pass over every blob (Unix seconds)",
+            scrub_last_pass.clone(),
+        );
         let notifications_sent = Counter::default();
         registry.register(
             "notifications_sent",
@@ -145,6 +187,12 @@ impl Metrics {
         Metrics {
             registry,
             corrupt_reads,
+            hashed_reads,
+            sendfile_reads,
+            scrub_blobs,
+            scrub_bytes,
+            scrub_corrupt,
+            scrub_last_pass,
             notifications_sent,
             notifications_failed,
             notifications_dropped,

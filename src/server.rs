@@ -26,7 +26,7 @@ use crate::http::TrustedProxies;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
 use crate::operations;
-use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry};
+use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry, ScrubSchedule};
 use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
@@ -59,6 +59,7 @@ pub struct Background {
     lifecycle: Option<LifecycleSchedule>,
     deliveries: Vec<Delivery>,
     gc: Option<GcSchedule>,
+    scrub: Option<ScrubSchedule>,
     runner: Option<Runner>,
 }
 
@@ -79,10 +80,15 @@ impl Background {
             GcSchedule::new(registry.clone(), config.gc.policy(), interval)
                 .with_notifier(notifier.clone())
         });
+        let scrub = registry.scrub_schedule(
+            Duration::from_secs(config.storage.scrub_interval_seconds),
+            config.storage.scrub_rate,
+        );
         Background {
             lifecycle,
             deliveries,
             gc,
+            scrub,
             runner,
         }
     }
@@ -98,6 +104,9 @@ impl Background {
         }
         if let Some(gc) = self.gc {
             jobs.spawn(gc.run(stop.clone()));
+        }
+        if let Some(scrub) = self.scrub {
+            jobs.spawn(scrub.run(stop.clone()));
         }
         if let Some(runner) = self.runner {
             jobs.spawn(runner.run(stop.clone()));
@@ -242,6 +251,7 @@ fn registry_over(config: &Config, storage: &Storage) -> Registry {
         manifest_cache_bytes: config.limits.manifest_cache_bytes,
         create_on_push: config.ecr.create_on_push,
         verify_reads: config.storage.verify_reads,
+        verified_for: Duration::from_secs(config.storage.scrub_interval_seconds),
         redirect: config.storage.redirect,
         quotas: config.limits.quotas.clone(),
         shared_metadata: storage.database.dialect() == Dialect::Postgres,

@@ -94,6 +94,29 @@ pub async fn fsck(repair: bool, common: CommonArgs) -> Result {
         report.orphans.len(),
         report.database.len()
     )?;
+    if let Some(scrub) = registry.scrub_state() {
+        let at = |ms: i64| {
+            time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| ms.to_string())
+        };
+        for (digest, found) in &scrub.corrupt {
+            writeln!(out, "scrub found corrupt\t{digest}\tat {}", at(*found))?;
+        }
+        let last = scrub.last_pass_completed_ms.map_or("never".into(), at);
+        let progress = match &scrub.cursor {
+            Some(cursor) => format!(
+                "; a pass is under way ({} blob(s) so far, at {cursor})",
+                scrub.blobs
+            ),
+            None => String::new(),
+        };
+        writeln!(out, "scrub: last complete pass {last}{progress}")?;
+    }
     // Quarantined content still leaves its manifests broken until it is pushed again.
     if report.is_clean() {
         Ok(())

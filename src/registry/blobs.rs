@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use super::{Registry, RegistryError, Result};
 use crate::metrics::metrics;
 use crate::oci::{Digest, Hasher, RepoName};
-use crate::storage::{ByteStream, Key, StorageError};
+use crate::storage::{BlobBody, ByteStream, Key, StorageError};
 
 /// Chunks read ahead of the hasher at most; bounds memory per pull.
 const HASH_QUEUE: usize = 4;
@@ -34,6 +34,8 @@ struct Verified {
     held: Option<Bytes>,
     ended: bool,
     done: bool,
+    /// Called once the bytes matched the digest.
+    on_match: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Verified {
@@ -120,6 +122,9 @@ impl Stream for Verified {
         this.done = true;
         let actual = this.hasher.take().map(Hasher::finish);
         if actual.as_ref() == Some(&this.digest) {
+            if let Some(on_match) = this.on_match.take() {
+                on_match();
+            }
             return Poll::Ready(this.held.take().map(Ok));
         }
         metrics().corrupt_reads.inc();
@@ -128,7 +133,11 @@ impl Stream for Verified {
     }
 }
 
-fn verified(body: ByteStream, digest: Digest) -> ByteStream {
+fn verified(
+    body: ByteStream,
+    digest: Digest,
+    on_match: Option<Box<dyn FnOnce() + Send>>,
+) -> ByteStream {
     Verified {
         inner: body,
         hasher: Some(Hasher::new(digest.algorithm())),
@@ -138,15 +147,18 @@ fn verified(body: ByteStream, digest: Digest) -> ByteStream {
         held: None,
         ended: false,
         done: false,
+        on_match,
     }
     .boxed()
 }
 
-/// An opened blob: its full size, the range being sent, and the bytes.
+/// An opened blob: its full size, the range being sent, and the bytes. A
+/// `File` body may be sent as it is: it is a range (never hashed), or hashing
+/// is off, or the file matched its digest recently (see `verified`).
 pub struct BlobRead {
     pub size: u64,
     pub range: Option<Range<u64>>,
-    pub body: ByteStream,
+    pub body: BlobBody,
 }
 
 /// How long a presigned blob URL stays valid.
@@ -197,12 +209,23 @@ impl Registry {
         let body = self
             .inner
             .blobs
-            .open(&Key::Blob(digest), range.clone())
+            .open_body(&Key::Blob(digest), range.clone())
             .await?;
-        let body = if range.is_none() && self.inner.limits.verify_reads {
-            verified(body, digest.clone())
-        } else {
-            body
+        let hash = range.is_none() && self.inner.limits.verify_reads;
+        let body = match body {
+            BlobBody::File(file) if hash && !self.inner.verified.holds(digest, &file.identity) => {
+                // Hashed as it is sent; a match spares the next reads.
+                let (records, identity, matched) =
+                    (self.inner.verified.clone(), file.identity, digest.clone());
+                let on_match = Box::new(move || records.record(&matched, identity));
+                metrics().hashed_reads.inc();
+                BlobBody::Stream(verified(file.into_stream(), digest.clone(), Some(on_match)))
+            }
+            BlobBody::Stream(stream) if hash => {
+                metrics().hashed_reads.inc();
+                BlobBody::Stream(verified(stream, digest.clone(), None))
+            }
+            body => body,
         };
         Ok(BlobRead { size, range, body })
     }

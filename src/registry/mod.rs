@@ -13,12 +13,15 @@ pub mod lifecycle;
 mod manifests;
 mod quota;
 mod repositories;
+mod scrub;
 mod uploads;
+mod verified;
 
 use std::sync::Arc;
 
 use crate::storage::{BlobStore, MetadataStore, Staging};
 
+pub use crate::storage::BlobBody;
 pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
@@ -29,6 +32,7 @@ pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use quota::{Quota, QuotaScope};
 pub use repositories::RepositorySettings;
+pub use scrub::{ScrubSchedule, ScrubState};
 pub use uploads::ChunkRange;
 use uploads::UploadLocks;
 
@@ -45,8 +49,11 @@ pub struct Limits {
     pub manifest_cache_bytes: u64,
     /// Whether pushing to a repository that does not exist creates it.
     pub create_on_push: bool,
-    /// Whether full blob reads are hashed as they are sent.
+    /// Whether full blob reads are hashed as they are sent (unless the file
+    /// matched its digest less than `verified_for` ago and is unchanged).
     pub verify_reads: bool,
+    /// How long a file's match holds: the scrub interval (zero: not at all).
+    pub verified_for: std::time::Duration,
     /// Whether blob GETs redirect to a presigned URL of the store (when it can sign).
     pub redirect: bool,
     pub quotas: Vec<Quota>,
@@ -73,6 +80,8 @@ struct Inner {
     /// When each manifest's pull was last recorded, so pulls are written at
     /// most once a minute; keyed by a hash of (repository, digest), 16 bytes.
     pulls: quick_cache::sync::Cache<[u8; 16], std::time::Instant>,
+    /// Blob files hashed recently, which reads need not hash again.
+    verified: Arc<verified::VerifiedFiles>,
     limits: Limits,
 }
 
@@ -93,6 +102,7 @@ impl Registry {
                 manifests,
                 // Entries matter for a minute; a forgotten one costs one more write.
                 pulls: quick_cache::sync::Cache::new(PULL_RECORDS),
+                verified: Arc::new(verified::VerifiedFiles::new(limits.verified_for)),
                 limits,
             }),
         }

@@ -109,6 +109,118 @@ pub struct StoredBlob {
 /// A byte stream read from storage.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
+/// An opened object: a local file (which HTTP/1 can send without reading
+/// it), or the bytes of a remote store.
+pub enum BlobBody {
+    File(LocalFile),
+    Stream(ByteStream),
+}
+
+impl BlobBody {
+    pub fn into_stream(self) -> ByteStream {
+        match self {
+            BlobBody::File(file) => file.into_stream(),
+            BlobBody::Stream(stream) => stream,
+        }
+    }
+}
+
+/// A range of a file on the local disk, open for reading.
+pub struct LocalFile {
+    pub file: std::fs::File,
+    pub range: Range<u64>,
+    /// The file as it was when opened.
+    pub identity: FileIdentity,
+}
+
+impl LocalFile {
+    /// Reads the range in large reads: object_store reads local files 8 KiB
+    /// per blocking call, far too slow for multi-GB/s pulls.
+    pub fn into_stream(self) -> ByteStream {
+        let LocalFile { file, range, .. } = self;
+        let len = range.end - range.start;
+        let read = async move {
+            let mut file = tokio::fs::File::from_std(file);
+            file.seek(io::SeekFrom::Start(range.start)).await?;
+            Ok::<_, io::Error>(ReaderStream::with_capacity(
+                file.take(len),
+                read_size(len, LOCAL_READ_SIZE),
+            ))
+        };
+        futures::stream::once(read)
+            .try_flatten()
+            .map_err(StorageError::Io)
+            .boxed()
+    }
+}
+
+/// What tells one version of a file's contents from another: writing to a
+/// file changes its ctime (and mtime), replacing it changes its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+    /// Whether the last change was at least `SETTLE` before this was read.
+    /// File times tick coarsely (a few ms), so a write in the same tick as an
+    /// observed change leaves them as they were: only a settled identity
+    /// tells every later write apart (git's "racy clean" problem).
+    settled: bool,
+}
+
+/// Longer than any kernel's file-time tick.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl FileIdentity {
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, ns: i64| i128::from(s) * 1_000_000_000 + i128::from(ns);
+        let changed_ns = ns(metadata.ctime(), metadata.ctime_nsec());
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+            changed_ns,
+            settled: now_ns - changed_ns >= SETTLE.as_nanos() as i128,
+        }
+    }
+
+    /// Whether any later change to the file will show in its identity.
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+
+    /// Whether both describe the same contents, settled or not.
+    pub fn same_version(&self, other: &FileIdentity) -> bool {
+        FileIdentity {
+            settled: other.settled,
+            ..*self
+        } == *other
+    }
+}
+
+/// Tells the kernel a range will be read front to back, so it reads ahead
+/// further; only a hint, so a failure is ignored.
+fn advise_sequential(file: &std::fs::File, range: &Range<u64>) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(range.start),
+        libc::off_t::try_from(range.end - range.start),
+    ) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a descriptor `file` keeps open; no memory is passed.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
 /// The blob store: content-addressed objects plus upload staging.
 #[derive(Clone)]
 pub struct BlobStore {
@@ -216,6 +328,16 @@ impl BlobStore {
         key: &Key<'_>,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, StorageError> {
+        Ok(self.open_body(key, range).await?.into_stream())
+    }
+
+    /// Opens an object, optionally a byte range of it: the open file itself
+    /// when the store is the local disk, else a byte stream.
+    pub async fn open_body(
+        &self,
+        key: &Key<'_>,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobBody, StorageError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..Default::default()
@@ -227,20 +349,16 @@ impl BlobStore {
             .map_err(map_err)?;
         let range = got.range.clone();
         match got.payload {
-            // object_store reads local files 8 KiB per blocking call; far too slow
-            // for multi-GB/s pulls, so stream the file ourselves in large reads.
             GetResultPayload::File(file, _) => {
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(io::SeekFrom::Start(range.start)).await?;
-                let len = range.end - range.start;
-                let reader = file.take(len);
-                Ok(
-                    ReaderStream::with_capacity(reader, read_size(len, LOCAL_READ_SIZE))
-                        .map_err(StorageError::Io)
-                        .boxed(),
-                )
+                let identity = FileIdentity::of(&file.metadata()?);
+                advise_sequential(&file, &range);
+                Ok(BlobBody::File(LocalFile {
+                    file,
+                    range,
+                    identity,
+                }))
             }
-            GetResultPayload::Stream(s) => Ok(s.map_err(map_err).boxed()),
+            GetResultPayload::Stream(s) => Ok(BlobBody::Stream(s.map_err(map_err).boxed())),
         }
     }
 

@@ -7,7 +7,9 @@ pub mod private;
 pub mod s3;
 pub mod staging;
 
-pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
+pub use blobs::{
+    BlobBody, BlobStore, ByteStream, FileIdentity, Key, LocalFile, StorageError, StoredBlob,
+};
 pub use metadata::{
     AccessKeyRecord, AccessTokenRecord, BlobMetadata, CredentialStore, Database, Dialect,
     ImageRecord, Lease, LifecycleMetadata, LifecycleRecord, MaintenanceMetadata, ManifestMetadata,

@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 use super::{ApiResult, OciState, Request, with_notice};
 use crate::notifications::{Action, Notice};
 use crate::oci::{Digest, RepoName};
+use crate::registry::BlobBody;
+use crate::sendfile::FileBody;
 
 /// Parses a single `bytes=first-last` range; anything else means "whole blob".
 fn parse_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
@@ -72,7 +74,19 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
         ),
         (header::ETAG, format!("\"{digest}\"")),
     ];
-    let body = Body::from_stream(blob.body);
+    let body = match (blob.body, &req.sendfile) {
+        (BlobBody::File(file), Some(sink)) => {
+            let len = file.range.end - file.range.start;
+            crate::metrics::metrics().sendfile_reads.inc();
+            Body::new(FileBody::new(
+                file.file,
+                file.range.start,
+                len,
+                sink.clone(),
+            ))
+        }
+        (body, _) => Body::from_stream(body.into_stream()),
+    };
     Ok(match blob.range {
         Some(r) => (
             StatusCode::PARTIAL_CONTENT,

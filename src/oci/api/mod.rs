@@ -95,6 +95,8 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The client's address (behind trusted proxies, the forwarded one).
     pub client: IpAddr,
+    /// Set when the connection can send files itself (plain HTTP/1).
+    pub sendfile: Option<crate::sendfile::Sink>,
 }
 
 impl Request {
@@ -139,6 +141,7 @@ async fn dispatch(
         query,
         headers,
         client,
+        sendfile: parts.extensions.get::<crate::sendfile::Sink>().cloned(),
     };
     let result = handle(&state, endpoint, granted.may_mount, &req, body).await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);

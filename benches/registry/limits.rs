@@ -1,0 +1,212 @@
+//! The machine's own limits, measured the way Wharf is measured (same
+//! loopback, same client reads, same file system), so every Wharf figure can
+//! be printed as a fraction of what the hardware allows:
+//! - a loopback copy of a file by a tiny server that `sendfile`s it, and by
+//!   one that `read`s and `write`s it in 1 MiB pieces: the ceiling of a pull;
+//! - eight such `sendfile` copies at once: the ceiling of concurrent pulls;
+//! - SHA-256 on one core (the `sha2` crate Wharf uses): the ceiling of a push,
+//!   which must hash every byte;
+//! - writing a file in 1 MiB pieces, and receiving a loopback stream into a
+//!   file: what the disk and the socket allow a push without hashing.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{MIB, mb_per_s};
+
+pub struct Limits {
+    /// One stream, `sendfile` server.
+    pub sendfile: f64,
+    /// One stream, `read` + `write` server with 1 MiB buffers.
+    pub copy: f64,
+    /// Eight streams at once, `sendfile` server, aggregate.
+    pub sendfile_8: f64,
+    pub sha256: f64,
+    pub file_write: f64,
+    /// A loopback stream received into a file (1 MiB reads and writes).
+    pub receive_to_file: f64,
+}
+
+impl Limits {
+    /// What a push can reach: hashing on one core, unless the socket and the
+    /// disk together allow less.
+    pub fn push(&self) -> (f64, &'static str) {
+        if 0.7 * self.sha256 <= 0.9 * self.receive_to_file {
+            (0.7 * self.sha256, "0.7× single-core SHA-256")
+        } else {
+            (
+                0.9 * self.receive_to_file,
+                "0.9× loopback receive into a file",
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Serve {
+    Sendfile,
+    Copy,
+}
+
+/// Measures every limit with `data` (the blob size of the run) and
+/// `concurrent` (the blob of the concurrent pulls), files kept in `dir`.
+pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
+    let big = dir.join("limits-blob");
+    let file_write = write_file(&big, data);
+    let small = dir.join("limits-concurrent");
+    write_file(&small, concurrent);
+
+    let start = Instant::now();
+    let digest = Sha256::digest(data);
+    let sha256 = mb_per_s(data.len(), start.elapsed());
+    std::hint::black_box(digest);
+
+    let mut sendfile = 0f64;
+    let mut copy = 0f64;
+    for _ in 0..3 {
+        sendfile = sendfile.max(mb_per_s(data.len(), pull_once(&big, Serve::Sendfile).await));
+        copy = copy.max(mb_per_s(data.len(), pull_once(&big, Serve::Copy).await));
+    }
+    let mut sendfile_8 = 0f64;
+    for _ in 0..2 {
+        let port = serve(&small, Serve::Sendfile, 8);
+        let start = Instant::now();
+        let pulls: Vec<_> = (0..8).map(|_| tokio::spawn(read_all(port))).collect();
+        let mut total = 0;
+        for pull in pulls {
+            total += pull.await.expect("pull");
+        }
+        sendfile_8 = sendfile_8.max(mb_per_s(total, start.elapsed()));
+    }
+    let mut receive_to_file = 0f64;
+    for _ in 0..2 {
+        receive_to_file = receive_to_file.max(receive(&dir.join("limits-received"), data).await);
+    }
+    for file in ["limits-blob", "limits-concurrent", "limits-received"] {
+        let _ = std::fs::remove_file(dir.join(file));
+    }
+    Limits {
+        sendfile,
+        copy,
+        sendfile_8,
+        sha256,
+        file_write,
+        receive_to_file,
+    }
+}
+
+/// Writes `data` to `path` in 1 MiB writes (no fsync, as Wharf); MB/s.
+fn write_file(path: &Path, data: &[u8]) -> f64 {
+    let start = Instant::now();
+    let mut file = std::fs::File::create(path).expect("create");
+    for piece in data.chunks(MIB) {
+        file.write_all(piece).expect("write");
+    }
+    mb_per_s(data.len(), start.elapsed())
+}
+
+async fn pull_once(path: &Path, how: Serve) -> Duration {
+    let port = serve(path, how, 1);
+    let start = Instant::now();
+    read_all(port).await;
+    start.elapsed()
+}
+
+/// Serves `path` to the next `connections` connections, each on a thread.
+fn serve(path: &Path, how: Serve, connections: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (socket, _) = listener.accept().expect("accept");
+            let path = path.clone();
+            std::thread::spawn(move || send(&path, socket, how));
+        }
+    });
+    port
+}
+
+fn send(path: &PathBuf, mut socket: TcpStream, how: Serve) {
+    let mut file = std::fs::File::open(path).expect("open");
+    match how {
+        Serve::Sendfile => {
+            let mut left = file.metadata().expect("stat").len() as usize;
+            while left > 0 {
+                // SAFETY: both descriptors are open; a null offset uses the file's position.
+                let sent = unsafe {
+                    libc::sendfile(
+                        socket.as_raw_fd(),
+                        file.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        left,
+                    )
+                };
+                assert!(sent > 0, "sendfile: {}", std::io::Error::last_os_error());
+                left -= sent as usize;
+            }
+        }
+        Serve::Copy => {
+            let mut buf = vec![0u8; MIB];
+            loop {
+                let n = file.read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                socket.write_all(&buf[..n]).expect("write");
+            }
+        }
+    }
+}
+
+/// Reads a connection to its end as the benchmark's client reads bodies.
+async fn read_all(port: u16) -> usize {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut buf = vec![0u8; MIB];
+    let mut total = 0;
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// Sends `data` over loopback to a thread that writes it to `path`; MB/s
+/// from connect until the last byte is written.
+async fn receive(path: &Path, data: &[u8]) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let path = path.to_path_buf();
+    let receiver = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        let mut file = std::fs::File::create(&path).expect("create");
+        let mut buf = vec![0u8; MIB];
+        loop {
+            let n = socket.read(&mut buf).expect("read");
+            if n == 0 {
+                return Instant::now();
+            }
+            file.write_all(&buf[..n]).expect("write");
+        }
+    });
+    let start = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(data).await.expect("send");
+    stream.shutdown().await.expect("shutdown");
+    let end = tokio::task::spawn_blocking(move || receiver.join().expect("receiver"))
+        .await
+        .expect("join");
+    mb_per_s(data.len(), end - start)
+}

@@ -1,0 +1,295 @@
+//! Blob pulls: plain HTTP/1 sends blob files with `sendfile`, whole or in
+//! ranges, interleaved with other responses on one connection; a blob is
+//! hashed on its first full read and sent unhashed while its file stays the
+//! one that matched; a file written in place is hashed again and breaks the
+//! transfer; a file deleted mid-read is still sent whole; the scrub finds
+//! rot and `wharf fsck` reports it; TLS and HTTP/2 read the file instead.
+
+#![allow(clippy::unwrap_used, reason = "test helpers abort the test on failure")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, blob_file, sha256};
+use futures::StreamExt;
+
+/// The tests read process-wide counters: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Bigger than one sendfile span (4 MiB), not a multiple of it.
+fn big_blob(seed: u8) -> Vec<u8> {
+    (0..9 * 1024 * 1024 + 77)
+        .map(|i: usize| (i.wrapping_mul(31) as u8) ^ seed)
+        .collect()
+}
+
+async fn counter(s: &TestServer, name: &str) -> u64 {
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("wharf_{name}_total ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// Reads a blob fully; `Err` when the transfer broke.
+async fn get(s: &TestServer, repo: &str, digest: &str) -> Result<Vec<u8>, reqwest::Error> {
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    Ok(r.bytes().await?.to_vec())
+}
+
+#[tokio::test]
+async fn hashed_once_then_sent_from_the_file() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let data = big_blob(1);
+    let digest = s.push_blob("app", &data).await;
+    // A file changed within the last 100 ms cannot be trusted to show a
+    // later write; let the upload's rename settle.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let (hashed, sent) = (
+        counter(&s, "blob_hashed_reads").await,
+        counter(&s, "blob_sendfile_reads").await,
+    );
+    assert_eq!(get(&s, "app", &digest).await.unwrap(), data);
+    assert_eq!(counter(&s, "blob_hashed_reads").await, hashed + 1);
+    assert_eq!(counter(&s, "blob_sendfile_reads").await, sent);
+    for _ in 0..2 {
+        assert_eq!(get(&s, "app", &digest).await.unwrap(), data);
+    }
+    assert_eq!(
+        counter(&s, "blob_hashed_reads").await,
+        hashed + 1,
+        "matched once"
+    );
+    assert_eq!(counter(&s, "blob_sendfile_reads").await, sent + 2);
+
+    // Ranges across span boundaries, suffix ranges, and other responses on
+    // the same keep-alive connection in between.
+    for (range, expect) in [
+        ("bytes=0-0", &data[0..1]),
+        ("bytes=4194300-4194400", &data[4194300..4194401]),
+        ("bytes=100-", &data[100..]),
+        ("bytes=-5000000", &data[data.len() - 5000000..]),
+    ] {
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/app/blobs/{digest}")))
+            .header("Range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(&r.bytes().await.unwrap()[..], expect, "{range}");
+        let head = s
+            .http
+            .head(s.url(&format!("/v2/app/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.headers()["content-length"],
+            data.len().to_string().as_str()
+        );
+        let missing = s
+            .http
+            .get(s.url(&format!("/v2/app/blobs/{}", sha256(b"absent"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+
+    // Written in place (same size): the identity changes, so the read is
+    // hashed again and breaks short of its length instead of sending rot.
+    let path = blob_file(dir.path(), &digest);
+    let mut stored = std::fs::read(&path).unwrap();
+    stored[5_000_000] ^= 0xff;
+    std::fs::write(&path, &stored).unwrap();
+    let hashed = counter(&s, "blob_hashed_reads").await;
+    assert!(get(&s, "app", &digest).await.is_err(), "rot was sent");
+    assert_eq!(counter(&s, "blob_hashed_reads").await, hashed + 1);
+}
+
+#[tokio::test]
+async fn a_file_deleted_mid_read_is_sent_whole() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    // Big enough to outlast the socket buffers.
+    let data: Vec<u8> = (0..64)
+        .flat_map(|i| big_blob(i as u8 + 7)[..1024 * 1024].to_vec())
+        .collect();
+    let digest = s.push_blob("app", &data).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    get(&s, "app", &digest).await.unwrap();
+
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let mut received = body.next().await.unwrap().unwrap().to_vec();
+    std::fs::remove_file(blob_file(dir.path(), &digest)).unwrap();
+    while let Some(chunk) = body.next().await {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(received.len(), data.len());
+    assert!(received == data);
+}
+
+#[tokio::test]
+async fn the_scrub_finds_rot_and_fsck_reports_it() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), |c| {
+        c.storage.scrub_interval_seconds = 1;
+    })
+    .await;
+    let good = s.push_blob("app", b"sound bytes").await;
+    let rotten = s.push_blob("app", b"bytes that rot").await;
+    let path = blob_file(dir.path(), &rotten);
+    let mut stored = std::fs::read(&path).unwrap();
+    stored[0] ^= 0xff;
+    std::fs::write(&path, &stored).unwrap();
+
+    let before = counter(&s, "scrub_corrupt_blobs").await;
+    let mut found = false;
+    for _ in 0..100 {
+        if counter(&s, "scrub_corrupt_blobs").await > before {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "the scrub did not find the rotten blob");
+    assert!(counter(&s, "scrub_blobs").await >= 1);
+    let rotten_read = get(&s, "app", &rotten).await;
+    assert!(rotten_read.is_err(), "rot was sent");
+    assert_eq!(get(&s, "app", &good).await.unwrap(), b"sound bytes");
+    s.stop().await;
+
+    let out = common::wharf_cli(dir.path())
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("scrub found corrupt\t{rotten}")),
+        "{text}"
+    );
+    assert!(text.contains("scrub: last complete pass 20"), "{text}");
+    assert!(
+        !out.status.success(),
+        "fsck finds the corrupt blob itself too"
+    );
+}
+
+/// An HTTP/2 (cleartext, prior knowledge) pull with curl, which reads the file.
+#[tokio::test]
+async fn http2_reads_the_file() {
+    let _serial = SERIAL.lock().await;
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but curl is missing"
+        );
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let data = big_blob(3);
+    let digest = s.push_blob("app", &data).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    get(&s, "app", &digest).await.unwrap();
+    let sent = counter(&s, "blob_sendfile_reads").await;
+    let out = dir.path().join("pulled");
+    let url = s.url(&format!("/v2/app/blobs/{digest}"));
+    let status = tokio::process::Command::new("curl")
+        .args(["--silent", "--fail", "--http2-prior-knowledge", "-o"])
+        .arg(&out)
+        .args(["-w", "%{http_version}", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success());
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "2");
+    assert!(std::fs::read(&out).unwrap() == data);
+    assert_eq!(
+        counter(&s, "blob_sendfile_reads").await,
+        sent,
+        "h2 never sends files"
+    );
+}
+
+#[tokio::test]
+async fn tls_reads_the_file() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let s = TestServer::start_with(dir.path(), move |c| {
+        c.tls.cert = cert;
+        c.tls.key = key;
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", s.addr.port());
+    let data = big_blob(4);
+    let digest = sha256(&data);
+    let r = client
+        .post(format!("{base}/v2/app/blobs/uploads/?digest={digest}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..2 {
+        let r = client
+            .get(format!("{base}/v2/app/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap() == data);
+    }
+    let r = client
+        .get(format!("{base}/v2/app/blobs/{digest}"))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().await.unwrap()[..], &data[10..20]);
+}
