@@ -10,8 +10,8 @@
 //! CPU, memory, TCP ports, UDP ports — the rules the caller chose first, so
 //! that the reason speaks of the instance they meant (a memberOf target short
 //! of memory reports `RESOURCE:MEMORY`, not a memberOf miss elsewhere).
-//! Spread counts the group's tasks on every instance given, whatever its
-//! status; an instance without the spread attribute is a bucket of its own.
+//! Spread counts the group's tasks on the ACTIVE instances; an instance
+//! without the spread attribute is a bucket of its own.
 
 use std::collections::BTreeMap;
 
@@ -113,7 +113,9 @@ pub fn place<R: Rng + ?Sized>(
     let mut placement = Placement::default();
     for _ in 0..count {
         let mut candidates = Vec::new();
-        let mut closest: Option<(FailureReason, usize)> = None;
+        // The furthest failed check; among equals, the most memory then CPU
+        // free, then the first id.
+        let mut closest: Option<((FailureReason, u32, u32), &str)> = None;
         for (i, slot) in slots.iter().enumerate() {
             if slot.instance.status != InstanceStatus::Active {
                 continue;
@@ -121,32 +123,26 @@ pub fn place<R: Rng + ?Sized>(
             match check(slot, demand, constraints) {
                 Ok(()) => candidates.push(i),
                 Err(reason) => {
-                    let closer = match closest.and_then(|(r, j)| Some((r, slots.get(j)?))) {
-                        None => true,
-                        Some((r, best)) => {
-                            (reason, slot.free.memory_mib, slot.free.cpu)
-                                > (r, best.free.memory_mib, best.free.cpu)
-                        }
-                    };
-                    if closer {
-                        closest = Some((reason, i));
+                    let rank = (reason, slot.free.memory_mib, slot.free.cpu);
+                    if closest.is_none_or(|(best, _)| rank > best) {
+                        closest = Some((rank, &slot.instance.id));
                     }
                 }
             }
         }
+        let failure = closest.map_or(
+            Failure {
+                instance: None,
+                reason: FailureReason::NoContainerInstances,
+            },
+            |((reason, _, _), id)| Failure {
+                instance: Some(id.to_owned()),
+                reason,
+            },
+        );
         let chosen = choose(&slots, &candidates, &demand.group, strategies, rng, false);
         let Some(slot) = chosen.and_then(|i| slots.get_mut(i)) else {
             // Nothing changed, so every remaining task fails the same way.
-            let failure = match closest.and_then(|(r, j)| Some((r, slots.get(j)?))) {
-                Some((reason, slot)) => Failure {
-                    instance: Some(slot.instance.id.clone()),
-                    reason,
-                },
-                None => Failure {
-                    instance: None,
-                    reason: FailureReason::NoContainerInstances,
-                },
-            };
             let left = count - placement.placed.len();
             placement.failures = vec![failure; left];
             return placement;
@@ -219,10 +215,15 @@ fn reserve(slot: &mut Slot, demand: &TaskDemand) {
     });
 }
 
-/// The group's task count per value of `attribute` over all slots.
+/// The group's task count per value of `attribute` over the ACTIVE slots:
+/// tasks on a draining instance are leaving, so they do not hold their
+/// zone's share.
 fn buckets(slots: &[Slot], attribute: &str, group: &str) -> BTreeMap<Option<String>, u64> {
     let mut counts = BTreeMap::new();
-    for slot in slots {
+    for slot in slots
+        .iter()
+        .filter(|s| s.instance.status == InstanceStatus::Active)
+    {
         let key = slot.instance.attributes.get(attribute).cloned();
         *counts.entry(key).or_insert(0u64) += slot.instance.group_count(group) as u64;
     }
@@ -307,21 +308,19 @@ pub fn scale_in<R: Rng + ?Sized>(
     let mut slots = slots(instances);
     let mut stopped = Vec::new();
     while stopped.len() < count {
-        let holding = |s: &Slot| s.instance.group_count(group) > 0;
-        let inactive: Vec<usize> = (0..slots.len())
-            .filter(|&i| {
-                slots
-                    .get(i)
-                    .is_some_and(|s| holding(s) && s.instance.status != InstanceStatus::Active)
-            })
-            .collect();
-        let candidates = if inactive.is_empty() {
+        let holding = |active: bool| -> Vec<usize> {
+            let matches = |s: &Slot| {
+                s.instance.group_count(group) > 0
+                    && (s.instance.status == InstanceStatus::Active) == active
+            };
             (0..slots.len())
-                .filter(|&i| slots.get(i).is_some_and(holding))
+                .filter(|&i| slots.get(i).is_some_and(matches))
                 .collect()
-        } else {
-            inactive
         };
+        let mut candidates = holding(false);
+        if candidates.is_empty() {
+            candidates = holding(true);
+        }
         let chosen = choose(&slots, &candidates, group, strategies, rng, true);
         let Some(slot) = chosen.and_then(|i| slots.get_mut(i)) else {
             break;

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 pub use demand::{ContainerShape, NetworkMode, PortShape, Protocol, TaskDemand, TaskShape};
 pub use engine::{Failure, FailureReason, Placement, place, scale_in};
-pub use query::{Expression, QueryError};
+pub use query::{Comparison, Expression, Pattern, QueryError, Subject, Term, Test, Value};
 pub use rules::{
     BinpackField, Constraint, ConstraintSpec, RuleError, SpreadField, Strategy, StrategySpec,
     parse_constraints, parse_strategies,

@@ -56,9 +56,30 @@ pub enum Subject {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Test {
     Exists,
-    Compare(Ordering, bool, Value),
+    Compare(Comparison, Value),
     In(Vec<Value>),
     Matches(Pattern),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Equal,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+impl Comparison {
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            Comparison::Equal => ordering.is_eq(),
+            Comparison::Less => ordering.is_lt(),
+            Comparison::LessOrEqual => ordering.is_le(),
+            Comparison::Greater => ordering.is_gt(),
+            Comparison::GreaterOrEqual => ordering.is_ge(),
+        }
+    }
 }
 
 /// An argument, typed by its subject when parsed.
@@ -128,10 +149,9 @@ impl Term {
         let values = subject_values(&self.subject, instance);
         let positive = match &self.test {
             Test::Exists => !values.is_empty(),
-            Test::Compare(ordering, or_equal, arg) => values.iter().any(|v| {
-                compare(&self.subject, v, arg)
-                    .is_some_and(|o| o == *ordering || (*or_equal && o == Ordering::Equal))
-            }),
+            Test::Compare(comparison, arg) => values
+                .iter()
+                .any(|v| compare(&self.subject, v, arg).is_some_and(|o| comparison.holds(o))),
             Test::In(items) => values.iter().any(|v| {
                 items
                     .iter()
@@ -402,17 +422,19 @@ impl Parser {
             Op::Matches | Op::NotMatches => (Test::Matches(self.pattern()?), op == Op::NotMatches),
             Op::Eq | Op::Ne => {
                 let value = self.value(&subject, false)?;
-                (Test::Compare(Ordering::Equal, true, value), op == Op::Ne)
+                (Test::Compare(Comparison::Equal, value), op == Op::Ne)
             }
             Op::Gt | Op::Ge | Op::Lt | Op::Le => {
-                let value = self.value(&subject, true)?;
-                let ordering = if matches!(op, Op::Gt | Op::Ge) {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
+                let comparison = match op {
+                    Op::Gt => Comparison::Greater,
+                    Op::Ge => Comparison::GreaterOrEqual,
+                    Op::Lt => Comparison::Less,
+                    _ => Comparison::LessOrEqual,
                 };
-                let test = Test::Compare(ordering, matches!(op, Op::Ge | Op::Le), value);
-                (test, false)
+                (
+                    Test::Compare(comparison, self.value(&subject, true)?),
+                    false,
+                )
             }
         };
         Ok(Term {

@@ -203,12 +203,12 @@ fn the_tree_is_what_was_written() {
     let expected = Expression::Or(
         Box::new(Expression::Not(term(
             Subject::TaskGroup,
-            Test::Compare(Ordering::Equal, true, Value::Text("db".into())),
+            Test::Compare(Comparison::Equal, Value::Text("db".into())),
             false,
         ))),
         term(
             Subject::RunningTasksCount,
-            Test::Compare(Ordering::Less, false, Value::Count(2)),
+            Test::Compare(Comparison::Less, Value::Count(2)),
             false,
         ),
     );

@@ -420,3 +420,19 @@ fn scale_in_stops_on_draining_instances_first() {
     assert_eq!(stop.first().map(String::as_str), Some("b0"));
     assert_eq!(stop.len(), 3);
 }
+
+#[test]
+fn spread_does_not_count_tasks_on_draining_instances() {
+    let mut leaving = instance("a", 4096, 4096, "z1");
+    leaving.status = InstanceStatus::Draining;
+    leaving.tasks.push(task("t0", "service:web", 128));
+    leaving.tasks.push(task("t1", "service:web", 128));
+    let mut z2 = instance("c", 4096, 4096, "z2");
+    z2.tasks.push(task("t2", "service:web", 128));
+    let instances = [leaving, instance("b", 4096, 4096, "z1"), z2];
+    let zones = [Strategy::Spread(SpreadField::Attribute(
+        "ecs.availability-zone".into(),
+    ))];
+    let placement = run(&instances, &demand(0, 128, "service:web"), 1, &zones, &[]);
+    assert_eq!(placement.placed, ["b"]);
+}
