@@ -12,6 +12,7 @@ pub mod engine;
 pub mod images;
 mod jobs;
 pub mod model;
+pub mod placement;
 mod safety;
 mod scheduler;
 mod services;
