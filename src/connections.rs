@@ -2,7 +2,9 @@
 //! connections (per process and per client address), a TLS handshake
 //! deadline, a header-read deadline, an idle deadline, and graceful shutdown.
 //! `axum::serve` has none of these bounds, so the router is served through
-//! hyper directly. Depends only on the router, `tls` and the trusted-proxy list.
+//! hyper directly. Plain HTTP/1 sockets are wrapped so blob bodies can be
+//! sent with `sendfile` (`crate::sendfile`). Depends only on the router,
+//! `tls`, `sendfile` and the trusted-proxy list.
 
 use std::collections::HashMap;
 use std::future::Future;

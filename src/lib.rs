@@ -23,7 +23,8 @@
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),
 //!   `http` (request id, `InternalCause`, `Retry-After`, the query string,
 //!   the peer address, the 503-vs-500 `Fault`), `glob`, `body`, `metrics`,
-//!   `tls`, `connections`, `notifications`.
+//!   `tls`, `connections`, `sendfile` (zero-copy blob bodies on plain
+//!   HTTP/1), `notifications`.
 
 pub mod admin;
 pub mod auth;

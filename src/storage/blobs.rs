@@ -21,7 +21,7 @@ use super::Chunk;
 use crate::oci::Digest;
 
 /// Read size when streaming a local file: large reads keep blocking-pool hops rare.
-const LOCAL_READ_SIZE: usize = 2 * 1024 * 1024;
+const LOCAL_READ_SIZE: usize = 1024 * 1024;
 
 /// The read buffer for streaming `len` bytes of a file: `max` for large files,
 /// the file's size for small ones. Every chunk handed to hyper pins its whole
