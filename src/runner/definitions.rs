@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::model::{ContainerDefinition, TaskDefinition};
+use super::model::{ContainerDefinition, DependencyCondition, TaskDefinition};
 use super::{Result, Runner, RunnerError, corrupt, seconds};
 use crate::storage::metadata::StoredDefinition;
 
@@ -37,7 +37,6 @@ pub struct DefinitionFilter {
     pub descending: bool,
 }
 
-const CONDITIONS: [&str; 4] = ["START", "COMPLETE", "SUCCESS", "HEALTHY"];
 const NETWORK_MODES: [&str; 3] = ["bridge", "host", "none"];
 
 /// ECS names (families, containers, clusters, services): up to 255 letters,
@@ -248,22 +247,22 @@ impl Runner {
                         dep.container_name
                     )));
                 }
-                if !CONDITIONS.contains(&dep.condition.as_str()) {
-                    return Err(client(format!(
-                        "dependsOn condition {:?}: START, COMPLETE, SUCCESS or HEALTHY",
-                        dep.condition
-                    )));
-                }
                 let target = containers.iter().find(|t| t.name == dep.container_name);
                 if let Some(target) = target {
-                    if target.essential && matches!(dep.condition.as_str(), "COMPLETE" | "SUCCESS")
+                    if target.essential
+                        && matches!(
+                            dep.condition,
+                            DependencyCondition::Complete | DependencyCondition::Success
+                        )
                     {
                         return Err(client(format!(
                             "'{}' is essential: no container may depend on it with {}",
                             target.name, dep.condition
                         )));
                     }
-                    if dep.condition == "HEALTHY" && target.health_check.is_none() {
+                    if dep.condition == DependencyCondition::Healthy
+                        && target.health_check.is_none()
+                    {
                         return Err(client(format!(
                             "'{}' has no healthCheck: a HEALTHY dependency on it can never be met",
                             target.name

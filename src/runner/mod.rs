@@ -11,10 +11,12 @@ mod definitions;
 pub mod engine;
 pub mod images;
 mod jobs;
+mod lifecycle;
 pub mod model;
 mod safety;
 mod scheduler;
 mod services;
+pub mod status;
 mod supervisor;
 mod tasks;
 

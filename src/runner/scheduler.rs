@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{self, ServiceRecord, TaskRecord};
+use super::model::{DesiredStatus, HealthStatus, ServiceRecord, StopCode, TaskRecord, TaskStatus};
 use super::tasks::RunTask;
 use super::{Result, Runner, UpdateService};
 
@@ -22,11 +22,11 @@ fn stable(t: &TaskRecord, now_ms: i64) -> bool {
         .plan
         .iter()
         .any(|p| p.essential && p.health_check.is_some());
-    t.task.last_status == model::RUNNING
+    t.task.last_status == TaskStatus::Running
         && t.task
             .started_at
             .is_some_and(|s| (s * 1000.0) as i64 + STABLE_AFTER_MS <= now_ms)
-        && (!checked || t.task.health_status == "HEALTHY")
+        && (!checked || t.task.health_status == HealthStatus::Healthy)
 }
 
 /// What one pass decided for a service.
@@ -77,7 +77,7 @@ impl Runner {
         let mut failures: HashMap<String, i64> = HashMap::new();
         for t in tasks
             .iter()
-            .filter(|t| t.task.desired_status == model::STOPPED && !t.accounted)
+            .filter(|t| t.task.desired_status == DesiredStatus::Stopped && !t.accounted)
         {
             self.update_task(&t.id, |r| {
                 let first = !r.accounted;
@@ -85,10 +85,7 @@ impl Runner {
                 first
             })
             .await?;
-            let failed = matches!(
-                t.task.stop_code.as_deref(),
-                Some(model::TASK_FAILED_TO_START | model::ESSENTIAL_CONTAINER_EXITED)
-            );
+            let failed = t.task.stop_code.is_some_and(StopCode::is_failure);
             if let (true, Some(d)) = (failed, &t.deployment) {
                 *failures.entry(d.clone()).or_default() += 1;
             }
@@ -96,7 +93,7 @@ impl Runner {
         let live: Vec<&TaskRecord> = tasks
             .iter()
             .copied()
-            .filter(|t| t.is_live() && t.task.desired_status == model::RUNNING)
+            .filter(|t| t.is_live() && t.task.desired_status == DesiredStatus::Running)
             .collect();
         let now = crate::registry::now_ms();
         let mut decision = Decision::default();
@@ -139,7 +136,7 @@ impl Runner {
         }
         if !decision.stop.is_empty() {
             for (id, reason) in &decision.stop {
-                self.stop_task(cluster, id, model::SERVICE_SCHEDULER_INITIATED, reason)
+                self.stop_task(cluster, id, StopCode::ServiceSchedulerInitiated, reason)
                     .await?;
             }
             let ids: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
@@ -185,7 +182,9 @@ fn plan(
     // Unhealthy tasks are replaced, and count as failures.
     let mut new_failures: HashMap<String, i64> = failures.clone();
     for t in live {
-        if t.task.last_status == model::RUNNING && t.task.health_status == "UNHEALTHY" {
+        if t.task.last_status == TaskStatus::Running
+            && t.task.health_status == HealthStatus::Unhealthy
+        {
             decision
                 .stop
                 .push((t.id.clone(), "Task failed container health checks".into()));
@@ -238,6 +237,7 @@ fn plan(
         return changed;
     };
     let primary_id = primary.id.clone();
+    let primary_definition = primary.task_definition.clone();
     primary.desired_count = desired;
 
     let breaker = &config.deployment_circuit_breaker;
@@ -262,7 +262,11 @@ fn plan(
         r.push_event(now_ms, message);
         changed = true;
     }
-    let failed = r.service.deployments[0].rollout_state == "FAILED";
+    let failed = r
+        .service
+        .deployments
+        .first()
+        .is_some_and(|d| d.rollout_state == "FAILED");
     let in_primary = |t: &&&TaskRecord| t.deployment.as_deref() == Some(primary_id.as_str());
     let primary_live = live.iter().filter(in_primary).count() as i64;
     let total_live = live.len() as i64;
@@ -273,23 +277,22 @@ fn plan(
         let n = (desired - primary_live).min(max_total - total_live).min(10);
         if n > 0 {
             let images = r.images.get(&primary_id).cloned().unwrap_or_default();
-            let definition = r.service.deployments[0].task_definition.clone();
-            decision.launch = Some((primary_id.clone(), definition, images, n));
+            decision.launch = Some((primary_id.clone(), primary_definition, images, n));
         }
     }
     // Stop old deployments' tasks while minimumHealthyPercent allows, and any excess.
     let running = live
         .iter()
-        .filter(|t| t.task.last_status == model::RUNNING)
+        .filter(|t| t.task.last_status == TaskStatus::Running)
         .count() as i64;
     let min_healthy = (desired * i64::from(config.minimum_healthy_percent) + 99) / 100;
     let mut stoppable = running - min_healthy;
     if !failed {
         let mut old: Vec<&&TaskRecord> = live.iter().filter(|t| !in_primary(t)).collect();
         // Tasks that never got to run go first.
-        old.sort_by_key(|t| t.task.last_status == model::RUNNING);
+        old.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
         for t in old {
-            let running = t.task.last_status == model::RUNNING;
+            let running = t.task.last_status == TaskStatus::Running;
             if running && stoppable <= 0 {
                 continue;
             }
@@ -304,7 +307,7 @@ fn plan(
     }
     if primary_live > desired {
         let mut extra: Vec<&&TaskRecord> = live.iter().filter(in_primary).collect();
-        extra.sort_by_key(|t| t.task.last_status == model::RUNNING);
+        extra.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
         for t in extra.into_iter().take((primary_live - desired) as usize) {
             decision
                 .stop
@@ -331,7 +334,9 @@ fn plan(
         .count() as i64;
     let steady =
         r.service.deployments.len() == 1 && primary_stable == desired && total_live == desired;
-    let primary = &mut r.service.deployments[0];
+    let Some(primary) = r.service.deployments.first_mut() else {
+        return changed;
+    };
     if steady && primary.rollout_state == "IN_PROGRESS" {
         primary.rollout_state = "COMPLETED".into();
         primary.rollout_state_reason = format!("ECS deployment {primary_id} completed.");

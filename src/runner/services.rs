@@ -228,7 +228,8 @@ impl Runner {
         }
         let new_deployment = target
             .is_some()
-            .then(|| prepared.service.deployments[0].clone());
+            .then(|| prepared.service.deployments.first().cloned())
+            .flatten();
         let new_images = new_deployment
             .as_ref()
             .and_then(|d| prepared.images.get(&d.id).cloned());
@@ -358,7 +359,7 @@ impl Runner {
         let tasks = self.live_tasks(Some(cluster)).await?;
         let running = tasks
             .iter()
-            .filter(|t| t.task.last_status == model::RUNNING)
+            .filter(|t| t.task.last_status == model::TaskStatus::Running)
             .count() as i64;
         Ok((services, running, tasks.len() as i64 - running))
     }
@@ -370,13 +371,14 @@ pub(super) fn with_counts(mut record: ServiceRecord, tasks: &[model::TaskRecord]
     let mine: Vec<&model::TaskRecord> = tasks
         .iter()
         .filter(|t| {
-            t.service.as_deref() == Some(name.as_str()) && t.task.desired_status == model::RUNNING
+            t.service.as_deref() == Some(name.as_str())
+                && t.task.desired_status == model::DesiredStatus::Running
         })
         .collect();
     let count = |deployment: Option<&str>, running: bool| {
         mine.iter()
             .filter(|t| deployment.is_none_or(|d| t.deployment.as_deref() == Some(d)))
-            .filter(|t| (t.task.last_status == model::RUNNING) == running)
+            .filter(|t| (t.task.last_status == model::TaskStatus::Running) == running)
             .count() as i64
     };
     record.service.running_count = count(None, true);

@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 
 use super::engine::{EngineError, LABEL_TASK};
 use super::model::{
-    self, Container, ContainerDefinition, ContainerOverride, Task, TaskDefinition, TaskOverride,
-    TaskRecord,
+    Container, ContainerDefinition, ContainerOverride, ContainerState, DesiredStatus, HealthStatus,
+    StopCode, Task, TaskDefinition, TaskOverride, TaskRecord, TaskStatus,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds, task_pins, task_row};
 
@@ -147,11 +147,11 @@ impl Runner {
                         .and_then(|r| r.split_once('@'))
                         .map(|(_, d)| d.to_string()),
                     runtime_id: None,
-                    last_status: model::PENDING.into(),
+                    last_status: ContainerState::Pending,
                     exit_code: None,
                     reason: None,
                     network_bindings: Vec::new(),
-                    health_status: "UNKNOWN".into(),
+                    health_status: HealthStatus::Unknown,
                     cpu: Some(c.cpu.to_string()),
                     memory: c.memory.map(|m| m.to_string()),
                     memory_reservation: c.memory_reservation.map(|m| m.to_string()),
@@ -162,9 +162,9 @@ impl Runner {
                 task_definition_arn: definition.task_definition_arn.clone(),
                 cluster_arn: self.cluster_arn(&run.cluster),
                 containers,
-                last_status: model::PROVISIONING.into(),
-                desired_status: model::RUNNING.into(),
-                health_status: "UNKNOWN".into(),
+                last_status: TaskStatus::Provisioning,
+                desired_status: DesiredStatus::Running,
+                health_status: HealthStatus::Unknown,
                 launch_type: "EC2".into(),
                 cpu: definition.cpu.clone(),
                 memory: definition.memory.clone(),
@@ -229,7 +229,7 @@ impl Runner {
         &self,
         cluster: &str,
         task: &str,
-        stop_code: &str,
+        stop_code: StopCode,
         reason: &str,
     ) -> Result<Task> {
         let id = task_id(task);
@@ -239,7 +239,7 @@ impl Runner {
                 if r.cluster != cluster {
                     return false;
                 }
-                request_stop(r, stop_code, reason, now)
+                super::lifecycle::request_stop(r, stop_code, reason, now)
             })
             .await?
             .filter(|r| r.cluster == cluster)
@@ -261,22 +261,24 @@ impl Runner {
 
     /// The cluster's tasks that pass `filter`.
     pub async fn list_tasks(&self, cluster: &str, filter: &TaskFilter) -> Result<Vec<Task>> {
-        let desired = filter.desired_status.as_deref().unwrap_or(model::RUNNING);
-        if ![model::RUNNING, model::PENDING, model::STOPPED].contains(&desired) {
-            return Err(RunnerError::InvalidParameter(format!(
-                "desiredStatus {desired:?}: RUNNING, PENDING or STOPPED"
-            )));
-        }
+        let desired = match filter.desired_status.as_deref() {
+            None => DesiredStatus::Running,
+            Some(d) => DesiredStatus::parse(d).ok_or_else(|| {
+                RunnerError::InvalidParameter(format!(
+                    "desiredStatus {d:?}: RUNNING, PENDING or STOPPED"
+                ))
+            })?,
+        };
         let records = self
-            .task_records(Some(cluster), desired != model::STOPPED)
+            .task_records(Some(cluster), desired != DesiredStatus::Stopped)
             .await?;
-        let pending = [model::PROVISIONING, model::PENDING, model::ACTIVATING];
         Ok(records
             .into_iter()
             .filter(|r| match desired {
-                model::PENDING => {
-                    r.task.desired_status == model::RUNNING
-                        && pending.contains(&r.task.last_status.as_str())
+                // ECS lists tasks not yet running under PENDING.
+                DesiredStatus::Pending => {
+                    r.task.desired_status == DesiredStatus::Running
+                        && r.task.last_status.is_starting()
                 }
                 d => r.task.desired_status == d,
             })
@@ -357,16 +359,4 @@ pub fn task_logs(
         ));
     }
     Ok(futures::stream::iter(streams).flatten().boxed())
-}
-
-/// Marks a live task to be stopped; false when it already was.
-pub(super) fn request_stop(r: &mut TaskRecord, stop_code: &str, reason: &str, now: f64) -> bool {
-    if !r.is_live() || r.task.desired_status == model::STOPPED {
-        return false;
-    }
-    r.task.desired_status = model::STOPPED.into();
-    r.task.stop_code = Some(stop_code.into());
-    r.task.stopped_reason = Some(reason.into());
-    r.task.stopping_at.get_or_insert(now);
-    true
 }
