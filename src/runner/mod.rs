@@ -12,6 +12,8 @@ pub mod engine;
 pub mod images;
 mod jobs;
 mod lifecycle;
+#[cfg(test)]
+mod memory;
 pub mod model;
 mod safety;
 mod scheduler;

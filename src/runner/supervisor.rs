@@ -469,3 +469,6 @@ pub(super) async fn await_dependencies(
     Ok(Ok(()))
 }
 
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;
