@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::images::RegistryHosts;
 use super::model::{
-    ContainerDefinition, DependencyCondition, HealthCheck, PortMapping, TaskDefinition,
+    ContainerDefinition, DefinitionStatus, DependencyCondition, HealthCheck, PortMapping,
+    TaskDefinition,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds};
 use crate::storage::metadata::StoredDefinition;
@@ -83,7 +84,7 @@ impl Runner {
             task_definition_arn: String::new(),
             family: input.family.clone(),
             revision: 0,
-            status: "ACTIVE".into(),
+            status: DefinitionStatus::Active,
             container_definitions: input.container_definitions.clone(),
             cpu: input.cpu.clone(),
             memory: input.memory.clone(),
@@ -215,7 +216,7 @@ impl Runner {
             .definition(reference)
             .await?
             .ok_or_else(|| client("Unable to describe task definition."))?;
-        if definition.status != "ACTIVE" {
+        if definition.status != DefinitionStatus::Active {
             return Err(client(format!(
                 "TaskDefinition is inactive: {}",
                 definition.task_definition_arn
@@ -235,8 +236,8 @@ impl Runner {
             .definition(reference)
             .await?
             .ok_or_else(|| client("The specified task definition does not exist."))?;
-        if definition.status == "ACTIVE" {
-            definition.status = "INACTIVE".into();
+        if definition.status == DefinitionStatus::Active {
+            definition.status = DefinitionStatus::Inactive;
             definition.deregistered_at = Some(seconds(crate::registry::now_ms()));
             self.inner
                 .store

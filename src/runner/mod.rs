@@ -302,7 +302,10 @@ impl Runner {
     pub async fn delete_cluster(&self, cluster: &str) -> Result<String> {
         let name = self.cluster(Some(cluster)).await?;
         let services = self.service_records(Some(&name)).await?;
-        if services.iter().any(|s| s.service.status != "INACTIVE") {
+        if services
+            .iter()
+            .any(|s| s.service.status != model::ServiceStatus::Inactive)
+        {
             return Err(RunnerError::ClusterContainsServices);
         }
         if !self.live_tasks(Some(&name)).await?.is_empty() {
@@ -401,7 +404,7 @@ impl Runner {
                 return Ok(Some(record));
             }
             let doc = serde_json::to_string(&record).map_err(corrupt)?;
-            let active = record.service.status != "INACTIVE";
+            let active = record.service.status != model::ServiceStatus::Inactive;
             let pins = if active {
                 service_pins(&record)
             } else {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::status::{
-    ContainerState, DependencyCondition, DesiredStatus, HealthStatus, StopCode, TaskStatus,
+    ContainerState, DefinitionStatus, DependencyCondition, DeploymentStatus, DesiredStatus,
+    HealthStatus, RolloutState, ServiceStatus, StopCode, TaskStatus,
 };
 
 pub const DEFAULT_STOP_TIMEOUT_SECONDS: i32 = 30;
@@ -143,7 +144,7 @@ pub struct TaskDefinition {
     pub task_definition_arn: String,
     pub family: String,
     pub revision: i64,
-    pub status: String,
+    pub status: DefinitionStatus,
     pub container_definitions: Vec<ContainerDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -333,8 +334,7 @@ impl Default for DeploymentConfiguration {
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    /// PRIMARY, ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: i64,
     pub pending_count: i64,
@@ -343,8 +343,7 @@ pub struct Deployment {
     pub created_at: f64,
     pub updated_at: f64,
     pub launch_type: String,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     pub rollout_state_reason: String,
 }
 
@@ -366,8 +365,7 @@ pub struct Service {
     pub desired_count: i64,
     pub running_count: i64,
     pub pending_count: i64,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub launch_type: String,
     pub scheduling_strategy: String,
     pub deployment_configuration: DeploymentConfiguration,

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{DesiredStatus, HealthStatus, ServiceRecord, StopCode, TaskRecord, TaskStatus};
+use super::model::{
+    DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceRecord, ServiceStatus,
+    StopCode, TaskRecord, TaskStatus,
+};
 use super::tasks::RunTask;
 use super::{Result, Runner, UpdateService};
 
@@ -48,12 +51,18 @@ pub fn failure_threshold(desired: i64) -> i64 {
 impl Runner {
     pub(super) async fn schedule(&self) -> Result<()> {
         let services = self.service_records(None).await?;
-        if services.iter().all(|s| s.service.status == "INACTIVE") {
+        if services
+            .iter()
+            .all(|s| s.service.status == ServiceStatus::Inactive)
+        {
             return Ok(());
         }
         // One read of the tasks serves every service of this pass.
         let tasks = self.task_records(None, false).await?;
-        for s in services.iter().filter(|s| s.service.status != "INACTIVE") {
+        for s in services
+            .iter()
+            .filter(|s| s.service.status != ServiceStatus::Inactive)
+        {
             let mine: Vec<&TaskRecord> = tasks
                 .iter()
                 .filter(|t| {
@@ -156,7 +165,7 @@ impl Runner {
             .await?;
         }
         if let Some(previous) = decision.rollback
-            && record.service.status == "ACTIVE"
+            && record.service.status == ServiceStatus::Active
         {
             let update = UpdateService {
                 task_definition: Some(previous),
@@ -199,7 +208,7 @@ fn plan(
         .copied()
         .filter(|t| !stopping.contains(&t.id.as_str()))
         .collect();
-    if r.service.status == "DRAINING" {
+    if r.service.status == ServiceStatus::Draining {
         drain(r, &live, now_ms, decision);
         return true;
     }
@@ -214,7 +223,7 @@ fn plan(
         .service
         .deployments
         .first()
-        .is_some_and(|d| d.rollout_state == "FAILED");
+        .is_some_and(|d| d.rollout_state == RolloutState::Failed);
     if !failed {
         launch_missing(r, &live, now_ms, decision);
         stop_replaced(r, &live, decision);
@@ -268,9 +277,9 @@ fn drain(r: &mut ServiceRecord, live: &[&TaskRecord], now_ms: i64, decision: &mu
             .push((t.id.clone(), format!("Service {name} is being deleted")));
     }
     if live.is_empty() {
-        r.service.status = "INACTIVE".into();
+        r.service.status = ServiceStatus::Inactive;
         for d in &mut r.service.deployments {
-            d.status = "INACTIVE".into();
+            d.status = DeploymentStatus::Inactive;
         }
         r.push_event(now_ms, format!("(service {name}) has been deleted."));
     }
@@ -289,13 +298,13 @@ fn trip_breaker(r: &mut ServiceRecord, now_ms: i64, decision: &mut Decision) -> 
     let Some(primary) = r.service.deployments.first_mut() else {
         return false;
     };
-    if primary.rollout_state != "IN_PROGRESS"
+    if primary.rollout_state != RolloutState::InProgress
         || !breaker.enable
         || primary.failed_tasks < failure_threshold(desired)
     {
         return false;
     }
-    primary.rollout_state = "FAILED".into();
+    primary.rollout_state = RolloutState::Failed;
     primary.rollout_state_reason = format!(
         "ECS deployment circuit breaker: tasks failed to start ({} failed tasks).",
         primary.failed_tasks
@@ -401,8 +410,8 @@ fn settle(r: &mut ServiceRecord, live: &[&TaskRecord], failed_now: i64, now_ms: 
         .filter(|t| stable(t, now_ms))
         .count() as i64;
     let steady = alone && primary_stable == desired && live.len() as i64 == desired;
-    if steady && primary.rollout_state == "IN_PROGRESS" {
-        primary.rollout_state = "COMPLETED".into();
+    if steady && primary.rollout_state == RolloutState::InProgress {
+        primary.rollout_state = RolloutState::Completed;
         primary.rollout_state_reason = format!("ECS deployment {} completed.", primary.id);
         primary.updated_at = super::seconds(now_ms);
         r.last_completed = Some(primary.task_definition.clone());

@@ -121,7 +121,7 @@ fn the_circuit_breaker_stops_launches_and_rolls_back() {
         &[("d2", 3)],
     );
     let primary = &r.service.deployments[0];
-    assert_eq!(primary.rollout_state, "FAILED");
+    assert_eq!(primary.rollout_state, RolloutState::Failed);
     assert_eq!(d.rollback.as_deref(), Some("web:1"));
     assert!(d.launch.is_none());
     assert!(d.stop.is_empty(), "the old deployment's task keeps running");
@@ -188,7 +188,10 @@ fn a_steady_service_completes_its_deployment() {
         )
     });
     assert_eq!(r.service.deployments.len(), 1, "d1 has no tasks left");
-    assert_eq!(r.service.deployments[0].rollout_state, "COMPLETED");
+    assert_eq!(
+        r.service.deployments[0].rollout_state,
+        RolloutState::Completed
+    );
     assert_eq!(r.last_completed.as_deref(), Some("web:2"));
     assert_eq!((r.consecutive_failures, r.launch_after_ms), (0, 0));
     assert!(!r.images.contains_key("d1"));
@@ -197,14 +200,32 @@ fn a_steady_service_completes_its_deployment() {
 #[test]
 fn a_deleted_service_drains_then_is_inactive() {
     let mut r = service(0, &[("d1", "web:1")]);
-    r.service.status = "DRAINING".into();
+    r.service.status = ServiceStatus::Draining;
     let d = pass(&mut r, &[task("a", "d1", "RUNNING", "UNKNOWN")], &[]);
     assert_eq!(
         d.stop,
         [("a".to_string(), "Service web is being deleted".to_string())]
     );
-    assert_eq!(r.service.status, "DRAINING");
+    assert_eq!(r.service.status, ServiceStatus::Draining);
     pass(&mut r, &[], &[]);
-    assert_eq!(r.service.status, "INACTIVE");
-    assert_eq!(r.service.deployments[0].status, "INACTIVE");
+    assert_eq!(r.service.status, ServiceStatus::Inactive);
+    assert_eq!(r.service.deployments[0].status, DeploymentStatus::Inactive);
+}
+
+/// A service as the previous version (statuses as strings) stored it reads
+/// into the enums and writes back byte for byte.
+#[test]
+fn stored_services_of_earlier_versions_read_and_write_back_identically() {
+    let stored = r#"{"service":{"serviceArn":"arn:aws:ecs:us-east-1:000000000000:service/default/web","serviceName":"web","clusterArn":"arn:aws:ecs:us-east-1:000000000000:cluster/default","taskDefinition":"arn:aws:ecs:us-east-1:000000000000:task-definition/web:2","desiredCount":2,"runningCount":0,"pendingCount":0,"status":"DRAINING","launchType":"EC2","schedulingStrategy":"REPLICA","deploymentConfiguration":{"maximumPercent":200,"minimumHealthyPercent":100,"deploymentCircuitBreaker":{"enable":true,"rollback":false}},"deployments":[{"id":"ecs-svc/2","status":"PRIMARY","taskDefinition":"arn:aws:ecs:us-east-1:000000000000:task-definition/web:2","desiredCount":2,"pendingCount":0,"runningCount":0,"failedTasks":3,"createdAt":1700000000.0,"updatedAt":1700000001.5,"launchType":"EC2","rolloutState":"FAILED","rolloutStateReason":"ECS deployment circuit breaker: tasks failed to start (3 failed tasks)."},{"id":"ecs-svc/1","status":"ACTIVE","taskDefinition":"arn:aws:ecs:us-east-1:000000000000:task-definition/web:1","desiredCount":2,"pendingCount":0,"runningCount":0,"failedTasks":0,"createdAt":1690000000.0,"updatedAt":1690000000.0,"launchType":"EC2","rolloutState":"COMPLETED","rolloutStateReason":"ECS deployment ecs-svc/1 completed."}],"events":[{"id":"5c0c","createdAt":1700000001.5,"message":"(service web) has reached a steady state."}],"createdAt":1690000000.0,"createdBy":"arn:aws:iam::000000000000:user/admin"},"cluster":"default","images":{"ecs-svc/1":{"app":"localhost:5000/app@sha256:aa"}},"consecutiveFailures":3,"launchAfterMs":1700000005000,"lastCompleted":"arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"}"#;
+    let r: ServiceRecord = serde_json::from_str(stored).unwrap();
+    assert_eq!(r.service.status, ServiceStatus::Draining);
+    assert_eq!(r.service.deployments[0].status, DeploymentStatus::Primary);
+    assert_eq!(
+        r.service.deployments[1].rollout_state,
+        RolloutState::Completed
+    );
+    assert_eq!(serde_json::to_string(&r).unwrap(), stored);
+    let inactive = stored.replace(r#""status":"DRAINING""#, r#""status":"INACTIVE""#);
+    let r: ServiceRecord = serde_json::from_str(&inactive).unwrap();
+    assert_eq!(serde_json::to_string(&r).unwrap(), inactive);
 }

@@ -142,6 +142,44 @@ impl StopCode {
     }
 }
 
+wire_enum! {
+    /// A service's `status`.
+    ServiceStatus {
+        Active = "ACTIVE",
+        /// Deleted; its tasks are being stopped.
+        Draining = "DRAINING",
+        /// Deleted, its tasks gone.
+        Inactive = "INACTIVE",
+    }
+}
+
+wire_enum! {
+    /// A deployment's `status`: the newest is PRIMARY, older ones with tasks ACTIVE.
+    DeploymentStatus {
+        Primary = "PRIMARY",
+        Active = "ACTIVE",
+        Inactive = "INACTIVE",
+    }
+}
+
+wire_enum! {
+    /// A deployment's `rolloutState`.
+    RolloutState {
+        InProgress = "IN_PROGRESS",
+        Completed = "COMPLETED",
+        /// The circuit breaker tripped.
+        Failed = "FAILED",
+    }
+}
+
+wire_enum! {
+    /// A task definition revision's `status`.
+    DefinitionStatus {
+        Active = "ACTIVE",
+        Inactive = "INACTIVE",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +203,10 @@ mod tests {
         round_trip(HealthStatus::ALL);
         round_trip(DependencyCondition::ALL);
         round_trip(StopCode::ALL);
+        round_trip(ServiceStatus::ALL);
+        round_trip(DeploymentStatus::ALL);
+        round_trip(RolloutState::ALL);
+        round_trip(DefinitionStatus::ALL);
         let names: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             names,
