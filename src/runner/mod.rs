@@ -6,6 +6,12 @@
 //! keeps services at their desired count (`scheduler`). After a restart the
 //! loop picks up where the stored state says: running containers are adopted
 //! through their labels, vanished ones end their tasks.
+//!
+//! Decisions are pure and tested without Docker: `status` (the wire
+//! vocabulary as enums), `lifecycle` (a task's transitions from its record
+//! and what the engine shows), `scheduler::plan` (a service's pass),
+//! `definitions`' checks. The engine is the `engine::ContainerEngine` trait:
+//! `DockerEngine` in production, an in-memory one (`memory`) in unit tests.
 
 mod definitions;
 pub mod engine;
