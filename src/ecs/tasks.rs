@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Call, EcsError, page};
-use crate::runner::model::{TaskOverride, USER_INITIATED};
+use crate::runner::model::{StopCode, TaskOverride};
 use crate::runner::{RunTask, TaskFilter};
 
 pub(super) fn failure_list(missing: Vec<(String, String)>) -> Vec<Value> {
@@ -84,7 +84,7 @@ pub async fn stop(call: &Call<'_>) -> Result<Value, EcsError> {
         .unwrap_or_else(|| "Task stopped by user".into());
     let task = call
         .runner
-        .stop_task(&cluster, &input.task, USER_INITIATED, &reason)
+        .stop_task(&cluster, &input.task, StopCode::UserInitiated, &reason)
         .await?;
     Ok(json!({ "task": task }))
 }

@@ -5,7 +5,11 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::model::{ContainerDefinition, TaskDefinition};
+use super::images::RegistryHosts;
+use super::model::{
+    ContainerDefinition, DefinitionStatus, DependencyCondition, HealthCheck, PortMapping,
+    TaskDefinition,
+};
 use super::{Result, Runner, RunnerError, corrupt, seconds};
 use crate::storage::metadata::StoredDefinition;
 
@@ -37,7 +41,6 @@ pub struct DefinitionFilter {
     pub descending: bool,
 }
 
-const CONDITIONS: [&str; 4] = ["START", "COMPLETE", "SUCCESS", "HEALTHY"];
 const NETWORK_MODES: [&str; 3] = ["bridge", "host", "none"];
 
 /// ECS names (families, containers, clusters, services): up to 255 letters,
@@ -81,7 +84,7 @@ impl Runner {
             task_definition_arn: String::new(),
             family: input.family.clone(),
             revision: 0,
-            status: "ACTIVE".into(),
+            status: DefinitionStatus::Active,
             container_definitions: input.container_definitions.clone(),
             cpu: input.cpu.clone(),
             memory: input.memory.clone(),
@@ -157,121 +160,14 @@ impl Runner {
                 "A task definition must have at least one essential container.",
             ));
         }
-        let mut memory_sum = 0i64;
         for c in containers {
-            let name = &c.name;
-            if !valid_name(name) {
-                return Err(client(format!(
-                    "Container name {name:?}: up to 255 letters, numbers, hyphens and underscores"
-                )));
-            }
-            self.inner
-                .hosts
-                .parse(&c.image)
-                .map_err(RunnerError::Client)?;
-            if c.memory.is_none() && c.memory_reservation.is_none() && task_memory.is_none() {
-                return Err(client(format!(
-                    "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
-                )));
-            }
-            if let Some(m) = c.memory {
-                if m < 6 {
-                    return Err(client(format!(
-                        "Invalid 'memory' setting for container '{name}'. The minimum is 6 MiB."
-                    )));
-                }
-                if c.memory_reservation.is_some_and(|r| r > m) {
-                    return Err(client(format!(
-                        "Invalid setting for container '{name}'. 'memory' must be greater than or equal to 'memoryReservation'."
-                    )));
-                }
-            }
-            memory_sum += i64::from(c.memory.or(c.memory_reservation).unwrap_or(0));
-            if c.cpu < 0 || task_cpu.is_some_and(|t| i64::from(c.cpu) > t) {
-                return Err(client(format!(
-                    "Invalid 'cpu' setting for container '{name}'."
-                )));
-            }
-            if let Some(t) = c.stop_timeout
-                && !(2..=120).contains(&t)
-            {
-                return Err(client(format!(
-                    "Invalid 'stopTimeout' for container '{name}': 2 to 120 seconds."
-                )));
-            }
-            if let Some(h) = &c.health_check {
-                let kind = h.command.first().map(String::as_str);
-                if !matches!(kind, Some("CMD" | "CMD-SHELL" | "NONE"))
-                    || h.command.len() < 2 && kind != Some("NONE")
-                {
-                    return Err(client(format!(
-                        "healthCheck of '{name}': command must start with CMD or CMD-SHELL and name a command"
-                    )));
-                }
-                let ranges = [
-                    ("interval", h.interval, 5, 300),
-                    ("timeout", h.timeout, 2, 60),
-                    ("retries", h.retries, 1, 10),
-                    ("startPeriod", h.start_period, 0, 300),
-                ];
-                for (field, value, min, max) in ranges {
-                    if !(min..=max).contains(&value) {
-                        return Err(client(format!(
-                            "healthCheck.{field} of '{name}' must be within {min}..{max}"
-                        )));
-                    }
-                }
-            }
-            for p in &c.port_mappings {
-                if !(1..=65535).contains(&p.container_port)
-                    || p.host_port.is_some_and(|h| !(0..=65535).contains(&h))
-                {
-                    return Err(client(format!("Invalid port mapping of '{name}'.")));
-                }
-                if p.protocol != "tcp" && p.protocol != "udp" {
-                    return Err(client(format!(
-                        "Invalid protocol {:?} of '{name}'.",
-                        p.protocol
-                    )));
-                }
-                if network == "host" && p.host_port.is_some_and(|h| h != 0 && h != p.container_port)
-                {
-                    return Err(client(format!(
-                        "With networkMode host, hostPort must equal containerPort ('{name}')."
-                    )));
-                }
-            }
-            for dep in &c.depends_on {
-                if !names.contains(dep.container_name.as_str()) || dep.container_name == *name {
-                    return Err(client(format!(
-                        "dependsOn of '{name}' names an unknown container '{}'",
-                        dep.container_name
-                    )));
-                }
-                if !CONDITIONS.contains(&dep.condition.as_str()) {
-                    return Err(client(format!(
-                        "dependsOn condition {:?}: START, COMPLETE, SUCCESS or HEALTHY",
-                        dep.condition
-                    )));
-                }
-                let target = containers.iter().find(|t| t.name == dep.container_name);
-                if let Some(target) = target {
-                    if target.essential && matches!(dep.condition.as_str(), "COMPLETE" | "SUCCESS")
-                    {
-                        return Err(client(format!(
-                            "'{}' is essential: no container may depend on it with {}",
-                            target.name, dep.condition
-                        )));
-                    }
-                    if dep.condition == "HEALTHY" && target.health_check.is_none() {
-                        return Err(client(format!(
-                            "'{}' has no healthCheck: a HEALTHY dependency on it can never be met",
-                            target.name
-                        )));
-                    }
-                }
-            }
+            check_container(&self.inner.hosts, c, network, task_cpu, task_memory)?;
+            check_dependencies(c, containers, &names)?;
         }
+        let memory_sum: i64 = containers
+            .iter()
+            .map(|c| i64::from(c.memory.or(c.memory_reservation).unwrap_or(0)))
+            .sum();
         if let Some(t) = task_memory
             && memory_sum > t
         {
@@ -320,7 +216,7 @@ impl Runner {
             .definition(reference)
             .await?
             .ok_or_else(|| client("Unable to describe task definition."))?;
-        if definition.status != "ACTIVE" {
+        if definition.status != DefinitionStatus::Active {
             return Err(client(format!(
                 "TaskDefinition is inactive: {}",
                 definition.task_definition_arn
@@ -340,8 +236,8 @@ impl Runner {
             .definition(reference)
             .await?
             .ok_or_else(|| client("The specified task definition does not exist."))?;
-        if definition.status == "ACTIVE" {
-            definition.status = "INACTIVE".into();
+        if definition.status == DefinitionStatus::Active {
+            definition.status = DefinitionStatus::Inactive;
             definition.deregistered_at = Some(seconds(crate::registry::now_ms()));
             self.inner
                 .store
@@ -422,6 +318,141 @@ impl Runner {
     }
 }
 
+/// One container's own settings (not its dependencies).
+fn check_container(
+    hosts: &RegistryHosts,
+    c: &ContainerDefinition,
+    network: &str,
+    task_cpu: Option<i64>,
+    task_memory: Option<i64>,
+) -> Result<()> {
+    let name = &c.name;
+    if !valid_name(name) {
+        return Err(client(format!(
+            "Container name {name:?}: up to 255 letters, numbers, hyphens and underscores"
+        )));
+    }
+    hosts.parse(&c.image).map_err(RunnerError::Client)?;
+    if c.memory.is_none() && c.memory_reservation.is_none() && task_memory.is_none() {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
+        )));
+    }
+    if let Some(m) = c.memory {
+        if m < 6 {
+            return Err(client(format!(
+                "Invalid 'memory' setting for container '{name}'. The minimum is 6 MiB."
+            )));
+        }
+        if c.memory_reservation.is_some_and(|r| r > m) {
+            return Err(client(format!(
+                "Invalid setting for container '{name}'. 'memory' must be greater than or equal to 'memoryReservation'."
+            )));
+        }
+    }
+    if c.cpu < 0 || task_cpu.is_some_and(|t| i64::from(c.cpu) > t) {
+        return Err(client(format!(
+            "Invalid 'cpu' setting for container '{name}'."
+        )));
+    }
+    if let Some(t) = c.stop_timeout
+        && !(2..=120).contains(&t)
+    {
+        return Err(client(format!(
+            "Invalid 'stopTimeout' for container '{name}': 2 to 120 seconds."
+        )));
+    }
+    if let Some(h) = &c.health_check {
+        check_health(name, h)?;
+    }
+    check_ports(name, &c.port_mappings, network)
+}
+
+fn check_health(name: &str, h: &HealthCheck) -> Result<()> {
+    let kind = h.command.first().map(String::as_str);
+    if !matches!(kind, Some("CMD" | "CMD-SHELL" | "NONE"))
+        || h.command.len() < 2 && kind != Some("NONE")
+    {
+        return Err(client(format!(
+            "healthCheck of '{name}': command must start with CMD or CMD-SHELL and name a command"
+        )));
+    }
+    let ranges = [
+        ("interval", h.interval, 5, 300),
+        ("timeout", h.timeout, 2, 60),
+        ("retries", h.retries, 1, 10),
+        ("startPeriod", h.start_period, 0, 300),
+    ];
+    for (field, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            return Err(client(format!(
+                "healthCheck.{field} of '{name}' must be within {min}..{max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_ports(name: &str, ports: &[PortMapping], network: &str) -> Result<()> {
+    for p in ports {
+        if !(1..=65535).contains(&p.container_port)
+            || p.host_port.is_some_and(|h| !(0..=65535).contains(&h))
+        {
+            return Err(client(format!("Invalid port mapping of '{name}'.")));
+        }
+        if p.protocol != "tcp" && p.protocol != "udp" {
+            return Err(client(format!(
+                "Invalid protocol {:?} of '{name}'.",
+                p.protocol
+            )));
+        }
+        if network == "host" && p.host_port.is_some_and(|h| h != 0 && h != p.container_port) {
+            return Err(client(format!(
+                "With networkMode host, hostPort must equal containerPort ('{name}')."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `c`'s dependsOn: known containers, conditions that can be met.
+fn check_dependencies(
+    c: &ContainerDefinition,
+    containers: &[ContainerDefinition],
+    names: &BTreeSet<&str>,
+) -> Result<()> {
+    let name = &c.name;
+    for dep in &c.depends_on {
+        if !names.contains(dep.container_name.as_str()) || dep.container_name == *name {
+            return Err(client(format!(
+                "dependsOn of '{name}' names an unknown container '{}'",
+                dep.container_name
+            )));
+        }
+        let target = containers.iter().find(|t| t.name == dep.container_name);
+        if let Some(target) = target {
+            if target.essential
+                && matches!(
+                    dep.condition,
+                    DependencyCondition::Complete | DependencyCondition::Success
+                )
+            {
+                return Err(client(format!(
+                    "'{}' is essential: no container may depend on it with {}",
+                    target.name, dep.condition
+                )));
+            }
+            if dep.condition == DependencyCondition::Healthy && target.health_check.is_none() {
+                return Err(client(format!(
+                    "'{}' has no healthCheck: a HEALTHY dependency on it can never be met",
+                    target.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A container on a `dependsOn` cycle, if there is one.
 fn dependency_cycle(containers: &[ContainerDefinition]) -> Option<String> {
     fn visit<'a>(
@@ -468,7 +499,73 @@ pub fn require_revision(reference: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::units;
+    use super::*;
+
+    fn containers(json: serde_json::Value) -> Vec<ContainerDefinition> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn dependencies(all: &[ContainerDefinition]) -> std::result::Result<(), String> {
+        let names: BTreeSet<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        all.iter()
+            .try_for_each(|c| check_dependencies(c, all, &names))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn dependencies_must_be_able_to_hold() {
+        let ok = containers(serde_json::json!([
+            {"name": "db", "image": "h/d", "healthCheck": {"command": ["CMD", "true"]}},
+            {"name": "init", "image": "h/i", "essential": false},
+            {"name": "app", "image": "h/a", "dependsOn": [
+                {"containerName": "db", "condition": "HEALTHY"},
+                {"containerName": "init", "condition": "SUCCESS"}]}
+        ]));
+        assert_eq!(dependencies(&ok), Ok(()));
+        let unknown = containers(serde_json::json!([
+            {"name": "app", "image": "h/a", "dependsOn": [{"containerName": "ghost", "condition": "START"}]}
+        ]));
+        assert!(
+            dependencies(&unknown)
+                .unwrap_err()
+                .contains("unknown container 'ghost'")
+        );
+        let essential = containers(serde_json::json!([
+            {"name": "db", "image": "h/d"},
+            {"name": "app", "image": "h/a", "dependsOn": [{"containerName": "db", "condition": "COMPLETE"}]}
+        ]));
+        assert!(
+            dependencies(&essential)
+                .unwrap_err()
+                .contains("'db' is essential")
+        );
+        let unchecked = containers(serde_json::json!([
+            {"name": "db", "image": "h/d"},
+            {"name": "app", "image": "h/a", "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}
+        ]));
+        assert!(
+            dependencies(&unchecked)
+                .unwrap_err()
+                .contains("no healthCheck")
+        );
+        let cycle = containers(serde_json::json!([
+            {"name": "a", "image": "h/a", "dependsOn": [{"containerName": "b", "condition": "START"}]},
+            {"name": "b", "image": "h/b", "dependsOn": [{"containerName": "a", "condition": "START"}]}
+        ]));
+        assert_eq!(dependency_cycle(&cycle).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn ports_fit_the_network_mode() {
+        let ports = |json| serde_json::from_value::<Vec<PortMapping>>(json).unwrap();
+        let fixed = ports(serde_json::json!([{"containerPort": 80, "hostPort": 8080}]));
+        assert!(check_ports("web", &fixed, "bridge").is_ok());
+        assert!(check_ports("web", &fixed, "host").is_err());
+        let udp = ports(serde_json::json!([{"containerPort": 53, "protocol": "sctp"}]));
+        assert!(check_ports("dns", &udp, "bridge").is_err());
+        let zero = ports(serde_json::json!([{"containerPort": 0}]));
+        assert!(check_ports("web", &zero, "bridge").is_err());
+    }
 
     #[test]
     fn task_units() {

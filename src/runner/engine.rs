@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
-use super::model::{HealthCheck, NetworkBinding, PortMapping};
+use super::model::{HealthCheck, HealthStatus, NetworkBinding, PortMapping};
 
 /// Labels that tie a container to its task, so state can be rebuilt from the engine.
 pub const LABEL_INSTANCE: &str = "wharf.instance";
@@ -88,7 +88,7 @@ pub struct ContainerSpec {
 }
 
 /// What the engine knows about a container now.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContainerStatus {
     pub id: String,
     pub running: bool,
@@ -96,8 +96,8 @@ pub struct ContainerStatus {
     pub exited: bool,
     pub exit_code: Option<i32>,
     pub oom_killed: bool,
-    /// HEALTHY, UNHEALTHY or UNKNOWN (no health check, or still starting).
-    pub health: &'static str,
+    /// UNKNOWN without a health check, or while it starts.
+    pub health: HealthStatus,
     /// The engine's error, e.g. why it could not start.
     pub error: Option<String>,
     pub bindings: Vec<NetworkBinding>,
@@ -350,9 +350,9 @@ impl ContainerEngine for DockerEngine {
         let state = inspected.state.unwrap_or_default();
         let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
         let health = match state.health.and_then(|h| h.status) {
-            Some(HealthStatusEnum::HEALTHY) => "HEALTHY",
-            Some(HealthStatusEnum::UNHEALTHY) => "UNHEALTHY",
-            _ => "UNKNOWN",
+            Some(HealthStatusEnum::HEALTHY) => HealthStatus::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => HealthStatus::Unhealthy,
+            _ => HealthStatus::Unknown,
         };
         let bindings = inspected
             .network_settings

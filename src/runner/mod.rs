@@ -6,16 +6,26 @@
 //! keeps services at their desired count (`scheduler`). After a restart the
 //! loop picks up where the stored state says: running containers are adopted
 //! through their labels, vanished ones end their tasks.
+//!
+//! Decisions are pure and tested without Docker: `status` (the wire
+//! vocabulary as enums), `lifecycle` (a task's transitions from its record
+//! and what the engine shows), `scheduler::plan` (a service's pass),
+//! `definitions`' checks. The engine is the `engine::ContainerEngine` trait:
+//! `DockerEngine` in production, an in-memory one (`memory`) in unit tests.
 
 mod definitions;
 pub mod engine;
 pub mod images;
 mod jobs;
+mod lifecycle;
+#[cfg(test)]
+mod memory;
 pub mod model;
 pub mod placement;
 mod safety;
 mod scheduler;
 mod services;
+pub mod status;
 mod supervisor;
 mod tasks;
 
@@ -299,7 +309,10 @@ impl Runner {
     pub async fn delete_cluster(&self, cluster: &str) -> Result<String> {
         let name = self.cluster(Some(cluster)).await?;
         let services = self.service_records(Some(&name)).await?;
-        if services.iter().any(|s| s.service.status != "INACTIVE") {
+        if services
+            .iter()
+            .any(|s| s.service.status != model::ServiceStatus::Inactive)
+        {
             return Err(RunnerError::ClusterContainsServices);
         }
         if !self.live_tasks(Some(&name)).await?.is_empty() {
@@ -398,7 +411,7 @@ impl Runner {
                 return Ok(Some(record));
             }
             let doc = serde_json::to_string(&record).map_err(corrupt)?;
-            let active = record.service.status != "INACTIVE";
+            let active = record.service.status != model::ServiceStatus::Inactive;
             let pins = if active {
                 service_pins(&record)
             } else {

@@ -6,21 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Task states, in the order a task goes through them.
-pub const PROVISIONING: &str = "PROVISIONING";
-pub const PENDING: &str = "PENDING";
-pub const ACTIVATING: &str = "ACTIVATING";
-pub const RUNNING: &str = "RUNNING";
-pub const DEACTIVATING: &str = "DEACTIVATING";
-pub const STOPPING: &str = "STOPPING";
-pub const DEPROVISIONING: &str = "DEPROVISIONING";
-pub const STOPPED: &str = "STOPPED";
-
-/// Stop codes.
-pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
-pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
-pub const USER_INITIATED: &str = "UserInitiated";
-pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+pub use super::status::{
+    ContainerState, DefinitionStatus, DependencyCondition, DeploymentStatus, DesiredStatus,
+    HealthStatus, RolloutState, ServiceStatus, StopCode, TaskStatus,
+};
 
 pub const DEFAULT_STOP_TIMEOUT_SECONDS: i32 = 30;
 
@@ -80,8 +69,7 @@ fn health_retries() -> i32 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerDependency {
     pub container_name: String,
-    /// START, COMPLETE, SUCCESS or HEALTHY.
-    pub condition: String,
+    pub condition: DependencyCondition,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +144,7 @@ pub struct TaskDefinition {
     pub task_definition_arn: String,
     pub family: String,
     pub revision: i64,
-    pub status: String,
+    pub status: DefinitionStatus,
     pub container_definitions: Vec<ContainerDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -194,14 +182,14 @@ pub struct Container {
     pub image_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    pub last_status: String,
+    pub last_status: ContainerState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default)]
     pub network_bindings: Vec<NetworkBinding>,
-    pub health_status: String,
+    pub health_status: HealthStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,9 +229,9 @@ pub struct Task {
     pub task_definition_arn: String,
     pub cluster_arn: String,
     pub containers: Vec<Container>,
-    pub last_status: String,
-    pub desired_status: String,
-    pub health_status: String,
+    pub last_status: TaskStatus,
+    pub desired_status: DesiredStatus,
+    pub health_status: HealthStatus,
     pub launch_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -268,7 +256,7 @@ pub struct Task {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_code: Option<String>,
+    pub stop_code: Option<StopCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
     pub version: i64,
@@ -304,7 +292,7 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     pub fn is_live(&self) -> bool {
-        self.task.last_status != STOPPED
+        !self.task.last_status.is_final()
     }
 
     pub fn container_mut(&mut self, name: &str) -> Option<&mut Container> {
@@ -346,8 +334,7 @@ impl Default for DeploymentConfiguration {
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    /// PRIMARY, ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: i64,
     pub pending_count: i64,
@@ -356,8 +343,7 @@ pub struct Deployment {
     pub created_at: f64,
     pub updated_at: f64,
     pub launch_type: String,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     pub rollout_state_reason: String,
 }
 
@@ -379,8 +365,7 @@ pub struct Service {
     pub desired_count: i64,
     pub running_count: i64,
     pub pending_count: i64,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub launch_type: String,
     pub scheduling_strategy: String,
     pub deployment_configuration: DeploymentConfiguration,

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{self, ServiceRecord, TaskRecord};
+use super::model::{
+    DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceRecord, ServiceStatus,
+    StopCode, TaskRecord, TaskStatus,
+};
 use super::tasks::RunTask;
 use super::{Result, Runner, UpdateService};
 
@@ -22,11 +25,11 @@ fn stable(t: &TaskRecord, now_ms: i64) -> bool {
         .plan
         .iter()
         .any(|p| p.essential && p.health_check.is_some());
-    t.task.last_status == model::RUNNING
+    t.task.last_status == TaskStatus::Running
         && t.task
             .started_at
             .is_some_and(|s| (s * 1000.0) as i64 + STABLE_AFTER_MS <= now_ms)
-        && (!checked || t.task.health_status == "HEALTHY")
+        && (!checked || t.task.health_status == HealthStatus::Healthy)
 }
 
 /// What one pass decided for a service.
@@ -48,12 +51,18 @@ pub fn failure_threshold(desired: i64) -> i64 {
 impl Runner {
     pub(super) async fn schedule(&self) -> Result<()> {
         let services = self.service_records(None).await?;
-        if services.iter().all(|s| s.service.status == "INACTIVE") {
+        if services
+            .iter()
+            .all(|s| s.service.status == ServiceStatus::Inactive)
+        {
             return Ok(());
         }
         // One read of the tasks serves every service of this pass.
         let tasks = self.task_records(None, false).await?;
-        for s in services.iter().filter(|s| s.service.status != "INACTIVE") {
+        for s in services
+            .iter()
+            .filter(|s| s.service.status != ServiceStatus::Inactive)
+        {
             let mine: Vec<&TaskRecord> = tasks
                 .iter()
                 .filter(|t| {
@@ -77,7 +86,7 @@ impl Runner {
         let mut failures: HashMap<String, i64> = HashMap::new();
         for t in tasks
             .iter()
-            .filter(|t| t.task.desired_status == model::STOPPED && !t.accounted)
+            .filter(|t| t.task.desired_status == DesiredStatus::Stopped && !t.accounted)
         {
             self.update_task(&t.id, |r| {
                 let first = !r.accounted;
@@ -85,10 +94,7 @@ impl Runner {
                 first
             })
             .await?;
-            let failed = matches!(
-                t.task.stop_code.as_deref(),
-                Some(model::TASK_FAILED_TO_START | model::ESSENTIAL_CONTAINER_EXITED)
-            );
+            let failed = t.task.stop_code.is_some_and(StopCode::is_failure);
             if let (true, Some(d)) = (failed, &t.deployment) {
                 *failures.entry(d.clone()).or_default() += 1;
             }
@@ -96,7 +102,7 @@ impl Runner {
         let live: Vec<&TaskRecord> = tasks
             .iter()
             .copied()
-            .filter(|t| t.is_live() && t.task.desired_status == model::RUNNING)
+            .filter(|t| t.is_live() && t.task.desired_status == DesiredStatus::Running)
             .collect();
         let now = crate::registry::now_ms();
         let mut decision = Decision::default();
@@ -139,7 +145,7 @@ impl Runner {
         }
         if !decision.stop.is_empty() {
             for (id, reason) in &decision.stop {
-                self.stop_task(cluster, id, model::SERVICE_SCHEDULER_INITIATED, reason)
+                self.stop_task(cluster, id, StopCode::ServiceSchedulerInitiated, reason)
                     .await?;
             }
             let ids: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
@@ -159,7 +165,7 @@ impl Runner {
             .await?;
         }
         if let Some(previous) = decision.rollback
-            && record.service.status == "ACTIVE"
+            && record.service.status == ServiceStatus::Active
         {
             let update = UpdateService {
                 task_definition: Some(previous),
@@ -180,12 +186,12 @@ fn plan(
     now_ms: i64,
     decision: &mut Decision,
 ) -> bool {
-    let mut changed = false;
-    let name = r.service.service_name.clone();
     // Unhealthy tasks are replaced, and count as failures.
     let mut new_failures: HashMap<String, i64> = failures.clone();
     for t in live {
-        if t.task.last_status == model::RUNNING && t.task.health_status == "UNHEALTHY" {
+        if t.task.last_status == TaskStatus::Running
+            && t.task.health_status == HealthStatus::Unhealthy
+        {
             decision
                 .stop
                 .push((t.id.clone(), "Task failed container health checks".into()));
@@ -194,124 +200,192 @@ fn plan(
             }
         }
     }
-    let failed_now: i64 = new_failures.values().sum();
-    if failed_now > 0 {
-        for d in &mut r.service.deployments {
-            if let Some(n) = new_failures.get(&d.id) {
-                d.failed_tasks += n;
-                d.updated_at = super::seconds(now_ms);
-            }
-        }
-        r.consecutive_failures += failed_now as u32;
-        let backoff = 1i64
-            .checked_shl(r.consecutive_failures.saturating_sub(1).min(20))
-            .unwrap_or(MAX_BACKOFF_SECONDS)
-            .min(MAX_BACKOFF_SECONDS);
-        r.launch_after_ms = now_ms + backoff * 1000;
-        changed = true;
-    }
+    let failed_now = count_failures(r, &new_failures, now_ms);
+    let mut changed = failed_now > 0;
     let stopping: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
     let live: Vec<&TaskRecord> = live
         .iter()
         .copied()
         .filter(|t| !stopping.contains(&t.id.as_str()))
         .collect();
-
-    if r.service.status == "DRAINING" {
-        for t in &live {
-            decision
-                .stop
-                .push((t.id.clone(), format!("Service {name} is being deleted")));
-        }
-        if live.is_empty() {
-            r.service.status = "INACTIVE".into();
-            for d in &mut r.service.deployments {
-                d.status = "INACTIVE".into();
-            }
-            r.push_event(now_ms, format!("(service {name}) has been deleted."));
-        }
+    if r.service.status == ServiceStatus::Draining {
+        drain(r, &live, now_ms, decision);
         return true;
     }
     let desired = r.service.desired_count;
-    let config = r.service.deployment_configuration.clone();
     let Some(primary) = r.service.deployments.first_mut() else {
         return changed;
     };
-    let primary_id = primary.id.clone();
     primary.desired_count = desired;
-
-    let breaker = &config.deployment_circuit_breaker;
-    if primary.rollout_state == "IN_PROGRESS"
-        && breaker.enable
-        && primary.failed_tasks >= failure_threshold(desired)
-    {
-        primary.rollout_state = "FAILED".into();
-        primary.rollout_state_reason = format!(
-            "ECS deployment circuit breaker: tasks failed to start ({} failed tasks).",
-            primary.failed_tasks
-        );
-        let message = format!(
-            "(service {name}) deployment {primary_id} deployment failed: tasks failed to start."
-        );
-        if breaker.rollback
-            && let Some(previous) = r.last_completed.clone()
-            && previous != primary.task_definition
-        {
-            decision.rollback = Some(previous);
-        }
-        r.push_event(now_ms, message);
-        changed = true;
+    let primary_id = primary.id.clone();
+    changed |= trip_breaker(r, now_ms, decision);
+    let failed = r
+        .service
+        .deployments
+        .first()
+        .is_some_and(|d| d.rollout_state == RolloutState::Failed);
+    if !failed {
+        launch_missing(r, &live, now_ms, decision);
+        stop_replaced(r, &live, decision);
     }
-    let failed = r.service.deployments[0].rollout_state == "FAILED";
     let in_primary = |t: &&&TaskRecord| t.deployment.as_deref() == Some(primary_id.as_str());
     let primary_live = live.iter().filter(in_primary).count() as i64;
-    let total_live = live.len() as i64;
-
-    // Launch what the primary deployment lacks, within maximumPercent.
-    let max_total = (desired * i64::from(config.maximum_percent) / 100).max(desired);
-    if !failed && now_ms >= r.launch_after_ms && primary_live < desired {
-        let n = (desired - primary_live).min(max_total - total_live).min(10);
-        if n > 0 {
-            let images = r.images.get(&primary_id).cloned().unwrap_or_default();
-            let definition = r.service.deployments[0].task_definition.clone();
-            decision.launch = Some((primary_id.clone(), definition, images, n));
-        }
-    }
-    // Stop old deployments' tasks while minimumHealthyPercent allows, and any excess.
-    let running = live
-        .iter()
-        .filter(|t| t.task.last_status == model::RUNNING)
-        .count() as i64;
-    let min_healthy = (desired * i64::from(config.minimum_healthy_percent) + 99) / 100;
-    let mut stoppable = running - min_healthy;
-    if !failed {
-        let mut old: Vec<&&TaskRecord> = live.iter().filter(|t| !in_primary(t)).collect();
-        // Tasks that never got to run go first.
-        old.sort_by_key(|t| t.task.last_status == model::RUNNING);
-        for t in old {
-            let running = t.task.last_status == model::RUNNING;
-            if running && stoppable <= 0 {
-                continue;
-            }
-            if running {
-                stoppable -= 1;
-            }
-            decision.stop.push((
-                t.id.clone(),
-                format!("Deployment {primary_id} replaces this task"),
-            ));
-        }
-    }
     if primary_live > desired {
         let mut extra: Vec<&&TaskRecord> = live.iter().filter(in_primary).collect();
-        extra.sort_by_key(|t| t.task.last_status == model::RUNNING);
+        // Tasks that never got to run go first.
+        extra.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
+        let name = &r.service.service_name;
         for t in extra.into_iter().take((primary_live - desired) as usize) {
             decision
                 .stop
                 .push((t.id.clone(), format!("Service {name} scaled down")));
         }
     }
-    // Deployments without tasks are done.
+    changed |= settle(r, &live, failed_now, now_ms);
+    changed
+}
+
+/// Counts tasks that failed (by deployment) against their deployments and
+/// the service's restart backoff; how many there were.
+fn count_failures(r: &mut ServiceRecord, failures: &HashMap<String, i64>, now_ms: i64) -> i64 {
+    let failed_now: i64 = failures.values().sum();
+    if failed_now > 0 {
+        for d in &mut r.service.deployments {
+            if let Some(n) = failures.get(&d.id) {
+                d.failed_tasks += n;
+                d.updated_at = super::seconds(now_ms);
+            }
+        }
+        r.consecutive_failures = r
+            .consecutive_failures
+            .saturating_add(u32::try_from(failed_now).unwrap_or(u32::MAX));
+        let backoff = 1i64
+            .checked_shl(r.consecutive_failures.saturating_sub(1).min(20))
+            .unwrap_or(MAX_BACKOFF_SECONDS)
+            .min(MAX_BACKOFF_SECONDS);
+        r.launch_after_ms = now_ms + backoff * 1000;
+    }
+    failed_now
+}
+
+/// A deleted service stops its tasks, then is INACTIVE.
+fn drain(r: &mut ServiceRecord, live: &[&TaskRecord], now_ms: i64, decision: &mut Decision) {
+    let name = r.service.service_name.clone();
+    for t in live {
+        decision
+            .stop
+            .push((t.id.clone(), format!("Service {name} is being deleted")));
+    }
+    if live.is_empty() {
+        r.service.status = ServiceStatus::Inactive;
+        for d in &mut r.service.deployments {
+            d.status = DeploymentStatus::Inactive;
+        }
+        r.push_event(now_ms, format!("(service {name}) has been deleted."));
+    }
+}
+
+/// The circuit breaker: a primary deployment in progress with too many
+/// failed tasks FAILS (and rolls back if asked to); true when it tripped.
+fn trip_breaker(r: &mut ServiceRecord, now_ms: i64, decision: &mut Decision) -> bool {
+    let desired = r.service.desired_count;
+    let breaker = r
+        .service
+        .deployment_configuration
+        .deployment_circuit_breaker
+        .clone();
+    let name = r.service.service_name.clone();
+    let Some(primary) = r.service.deployments.first_mut() else {
+        return false;
+    };
+    if primary.rollout_state != RolloutState::InProgress
+        || !breaker.enable
+        || primary.failed_tasks < failure_threshold(desired)
+    {
+        return false;
+    }
+    primary.rollout_state = RolloutState::Failed;
+    primary.rollout_state_reason = format!(
+        "ECS deployment circuit breaker: tasks failed to start ({} failed tasks).",
+        primary.failed_tasks
+    );
+    let message = format!(
+        "(service {name}) deployment {} deployment failed: tasks failed to start.",
+        primary.id
+    );
+    if breaker.rollback
+        && let Some(previous) = r.last_completed.clone()
+        && previous != primary.task_definition
+    {
+        decision.rollback = Some(previous);
+    }
+    r.push_event(now_ms, message);
+    true
+}
+
+/// Launches what the primary deployment lacks, within maximumPercent (and
+/// not before the restart backoff ends).
+fn launch_missing(r: &ServiceRecord, live: &[&TaskRecord], now_ms: i64, decision: &mut Decision) {
+    let Some(primary) = r.service.deployments.first() else {
+        return;
+    };
+    let desired = r.service.desired_count;
+    let max_total = (desired * i64::from(r.service.deployment_configuration.maximum_percent) / 100)
+        .max(desired);
+    let primary_live = live
+        .iter()
+        .filter(|t| t.deployment.as_deref() == Some(primary.id.as_str()))
+        .count() as i64;
+    let total_live = live.len() as i64;
+    if now_ms >= r.launch_after_ms && primary_live < desired {
+        let n = (desired - primary_live).min(max_total - total_live).min(10);
+        if n > 0 {
+            let images = r.images.get(&primary.id).cloned().unwrap_or_default();
+            let definition = primary.task_definition.clone();
+            decision.launch = Some((primary.id.clone(), definition, images, n));
+        }
+    }
+}
+
+/// Stops older deployments' tasks: those that never got to run at once,
+/// running ones while minimumHealthyPercent allows.
+fn stop_replaced(r: &ServiceRecord, live: &[&TaskRecord], decision: &mut Decision) {
+    let Some(primary) = r.service.deployments.first() else {
+        return;
+    };
+    let desired = r.service.desired_count;
+    let min_percent = i64::from(r.service.deployment_configuration.minimum_healthy_percent);
+    let running = live
+        .iter()
+        .filter(|t| t.task.last_status == TaskStatus::Running)
+        .count() as i64;
+    let min_healthy = (desired * min_percent + 99) / 100;
+    let mut stoppable = running - min_healthy;
+    let mut old: Vec<&&TaskRecord> = live
+        .iter()
+        .filter(|t| t.deployment.as_deref() != Some(primary.id.as_str()))
+        .collect();
+    // Tasks that never got to run go first.
+    old.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
+    for t in old {
+        let running = t.task.last_status == TaskStatus::Running;
+        if running && stoppable <= 0 {
+            continue;
+        }
+        if running {
+            stoppable -= 1;
+        }
+        decision.stop.push((
+            t.id.clone(),
+            format!("Deployment {} replaces this task", primary.id),
+        ));
+    }
+}
+
+/// Drops deployments without tasks, and marks the primary COMPLETED once
+/// the service is steady (its tasks alone, all stable); true when `r` changed.
+fn settle(r: &mut ServiceRecord, live: &[&TaskRecord], failed_now: i64, now_ms: i64) -> bool {
+    let mut changed = false;
     let before = r.service.deployments.len();
     let with_tasks = |id: &str| live.iter().any(|t| t.deployment.as_deref() == Some(id));
     let mut index = 0;
@@ -324,17 +398,21 @@ fn plan(
         r.images.retain(|id, _| ids.contains(id));
         changed = true;
     }
+    let desired = r.service.desired_count;
+    let name = r.service.service_name.clone();
+    let alone = r.service.deployments.len() == 1;
+    let Some(primary) = r.service.deployments.first_mut() else {
+        return changed;
+    };
     let primary_stable = live
         .iter()
-        .filter(in_primary)
+        .filter(|t| t.deployment.as_deref() == Some(primary.id.as_str()))
         .filter(|t| stable(t, now_ms))
         .count() as i64;
-    let steady =
-        r.service.deployments.len() == 1 && primary_stable == desired && total_live == desired;
-    let primary = &mut r.service.deployments[0];
-    if steady && primary.rollout_state == "IN_PROGRESS" {
-        primary.rollout_state = "COMPLETED".into();
-        primary.rollout_state_reason = format!("ECS deployment {primary_id} completed.");
+    let steady = alone && primary_stable == desired && live.len() as i64 == desired;
+    if steady && primary.rollout_state == RolloutState::InProgress {
+        primary.rollout_state = RolloutState::Completed;
+        primary.rollout_state_reason = format!("ECS deployment {} completed.", primary.id);
         primary.updated_at = super::seconds(now_ms);
         r.last_completed = Some(primary.task_definition.clone());
         r.push_event(
@@ -352,15 +430,5 @@ fn plan(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::failure_threshold;
-
-    #[test]
-    fn circuit_breaker_threshold() {
-        assert_eq!(failure_threshold(1), 3);
-        assert_eq!(failure_threshold(2), 3);
-        assert_eq!(failure_threshold(10), 5);
-        assert_eq!(failure_threshold(11), 6);
-        assert_eq!(failure_threshold(1000), 200);
-    }
-}
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::model::{
-    self, Deployment, DeploymentConfiguration, Service, ServiceRecord, TaskDefinition,
+    self, Deployment, DeploymentConfiguration, DeploymentStatus, RolloutState, Service,
+    ServiceRecord, ServiceStatus, TaskDefinition,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds, service_pins};
 use crate::oci::Reference;
@@ -91,7 +92,7 @@ impl Runner {
                 "ecs-svc/{}",
                 rand::random::<u64>() % 10_000_000_000_000_000_000
             ),
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition: definition.task_definition_arn.clone(),
             desired_count: desired,
             pending_count: 0,
@@ -100,7 +101,7 @@ impl Runner {
             created_at: now,
             updated_at: now,
             launch_type: "EC2".into(),
-            rollout_state: "IN_PROGRESS".into(),
+            rollout_state: RolloutState::InProgress,
             rollout_state_reason: "ECS deployment in progress.".into(),
         }
     }
@@ -114,7 +115,7 @@ impl Runner {
         let images = self.pin_images(definition).await?;
         let deployment = self.new_deployment(definition, record.service.desired_count);
         for d in &mut record.service.deployments {
-            d.status = "ACTIVE".into();
+            d.status = DeploymentStatus::Active;
         }
         record.images.insert(deployment.id.clone(), images);
         record.service.task_definition = definition.task_definition_arn.clone();
@@ -150,7 +151,7 @@ impl Runner {
                 desired_count: input.desired_count,
                 running_count: 0,
                 pending_count: 0,
-                status: "ACTIVE".into(),
+                status: ServiceStatus::Active,
                 launch_type: "EC2".into(),
                 scheduling_strategy: "REPLICA".into(),
                 deployment_configuration: configuration,
@@ -200,7 +201,7 @@ impl Runner {
         };
         // Images are pinned outside the store's compare-and-swap loop.
         let current = self.service_record(cluster, name).await?;
-        if current.service.status != "ACTIVE" {
+        if current.service.status != ServiceStatus::Active {
             return Err(RunnerError::ServiceNotActive);
         }
         let redeploy = match &definition {
@@ -228,12 +229,13 @@ impl Runner {
         }
         let new_deployment = target
             .is_some()
-            .then(|| prepared.service.deployments[0].clone());
+            .then(|| prepared.service.deployments.first().cloned())
+            .flatten();
         let new_images = new_deployment
             .as_ref()
             .and_then(|d| prepared.images.get(&d.id).cloned());
         self.modify_service(cluster, name, |r| {
-            if r.service.status != "ACTIVE" {
+            if r.service.status != ServiceStatus::Active {
                 return Err(RunnerError::ServiceNotActive);
             }
             if let Some(desired) = update.desired_count {
@@ -244,7 +246,7 @@ impl Runner {
             }
             if let (Some(d), Some(images)) = (&new_deployment, &new_images) {
                 for old in &mut r.service.deployments {
-                    old.status = "ACTIVE".into();
+                    old.status = DeploymentStatus::Active;
                 }
                 r.images.insert(d.id.clone(), images.clone());
                 r.service.task_definition = d.task_definition.clone();
@@ -278,11 +280,11 @@ impl Runner {
     ) -> Result<Service> {
         let name = service_name(service);
         let current = self.service_record(cluster, name).await?;
-        if current.service.status != "ACTIVE" {
+        if current.service.status != ServiceStatus::Active {
             return Err(RunnerError::ServiceNotActive);
         }
         self.modify_service(cluster, name, |r| {
-            if r.service.status != "ACTIVE" {
+            if r.service.status != ServiceStatus::Active {
                 return Err(RunnerError::ServiceNotActive);
             }
             if r.service.desired_count > 0 && !force {
@@ -291,7 +293,7 @@ impl Runner {
                 ));
             }
             r.service.desired_count = 0;
-            r.service.status = "DRAINING".into();
+            r.service.status = ServiceStatus::Draining;
             Ok(true)
         })
         .await?;
@@ -342,7 +344,7 @@ impl Runner {
             .service_records(Some(cluster))
             .await?
             .into_iter()
-            .filter(|s| s.service.status != "INACTIVE")
+            .filter(|s| s.service.status != ServiceStatus::Inactive)
             .map(|s| s.service)
             .collect())
     }
@@ -353,12 +355,12 @@ impl Runner {
             .service_records(Some(cluster))
             .await?
             .iter()
-            .filter(|s| s.service.status == "ACTIVE")
+            .filter(|s| s.service.status == ServiceStatus::Active)
             .count() as i64;
         let tasks = self.live_tasks(Some(cluster)).await?;
         let running = tasks
             .iter()
-            .filter(|t| t.task.last_status == model::RUNNING)
+            .filter(|t| t.task.last_status == model::TaskStatus::Running)
             .count() as i64;
         Ok((services, running, tasks.len() as i64 - running))
     }
@@ -370,13 +372,14 @@ pub(super) fn with_counts(mut record: ServiceRecord, tasks: &[model::TaskRecord]
     let mine: Vec<&model::TaskRecord> = tasks
         .iter()
         .filter(|t| {
-            t.service.as_deref() == Some(name.as_str()) && t.task.desired_status == model::RUNNING
+            t.service.as_deref() == Some(name.as_str())
+                && t.task.desired_status == model::DesiredStatus::Running
         })
         .collect();
     let count = |deployment: Option<&str>, running: bool| {
         mine.iter()
             .filter(|t| deployment.is_none_or(|d| t.deployment.as_deref() == Some(d)))
-            .filter(|t| (t.task.last_status == model::RUNNING) == running)
+            .filter(|t| (t.task.last_status == model::TaskStatus::Running) == running)
             .count() as i64
     };
     record.service.running_count = count(None, true);

@@ -1,20 +1,19 @@
-//! The task lifecycle: PROVISIONING → PENDING (pull) → ACTIVATING (create
-//! and start containers in dependency order) → RUNNING → DEACTIVATING →
-//! STOPPING (SIGTERM, SIGKILL after stopTimeout) → DEPROVISIONING → STOPPED.
+//! Drives tasks through their lifecycle (`lifecycle` decides, this module
+//! talks to the engine, the registry and the store).
 //!
 //! Starting and stopping are jobs spawned per task; while one runs, the loop
 //! leaves the task alone. Every step is idempotent (containers are found by
 //! name and label), so after a restart a job simply runs again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::engine::{
-    ContainerSpec, ContainerStatus, EngineError, LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE,
+    ContainerEngine, ContainerSpec, EngineError, LABEL_CLUSTER, LABEL_CONTAINER, LABEL_INSTANCE,
     LABEL_TASK, LABEL_TASK_ARN, Listed,
 };
-use super::model::{self, ContainerDefinition, TaskRecord};
-use super::tasks::request_stop;
+use super::lifecycle::{self, Gate, Seen, Step};
+use super::model::{self, ContainerDefinition, ContainerState, TaskRecord, TaskStatus};
 use super::{Result, Runner, RunnerError, seconds};
 use crate::oci::Reference;
 use crate::registry::{RegistryError, now_ms};
@@ -57,23 +56,24 @@ impl Runner {
             if self.is_busy(&task.id) {
                 continue;
             }
-            let stopping = task.task.desired_status == model::STOPPED
-                || [model::DEACTIVATING, model::STOPPING, model::DEPROVISIONING]
-                    .contains(&task.task.last_status.as_str());
-            if stopping {
-                self.spawn_job(
-                    &task.id,
-                    |runner, id| async move { runner.stop_job(&id).await },
-                );
-            } else if task.task.last_status == model::RUNNING {
-                if let Ok(listed) = &listed {
-                    self.watch(task, listed).await?;
+            match lifecycle::step(task) {
+                Step::Stop => {
+                    self.spawn_job(
+                        &task.id,
+                        |runner, id| async move { runner.stop_job(&id).await },
+                    )
                 }
-            } else {
-                self.spawn_job(
-                    &task.id,
-                    |runner, id| async move { runner.start_job(&id).await },
-                );
+                Step::Watch => {
+                    if let Ok(listed) = &listed {
+                        self.watch(task, listed).await?;
+                    }
+                }
+                Step::Start => {
+                    self.spawn_job(
+                        &task.id,
+                        |runner, id| async move { runner.start_job(&id).await },
+                    )
+                }
             }
         }
         listed.map(|_| ()).map_err(RunnerError::from)
@@ -81,81 +81,16 @@ impl Runner {
 
     /// Watches a RUNNING task: container exits, vanished containers, health.
     async fn watch(&self, task: &TaskRecord, listed: &[Listed]) -> Result<()> {
-        let mut statuses: HashMap<String, Option<ContainerStatus>> = HashMap::new();
-        for c in &task.task.containers {
-            if c.last_status == model::STOPPED {
-                continue;
-            }
-            let found = listed
-                .iter()
-                .find(|l| l.task == task.id && l.container == c.name);
-            let has_health = task
-                .plan
-                .iter()
-                .any(|p| p.name == c.name && p.health_check.is_some());
-            let status = match found {
-                None => None,
-                Some(l) if l.running && !has_health => continue,
-                Some(l) => self.inner.engine.inspect(&l.id).await?,
-            };
-            statuses.insert(c.name.clone(), status);
-        }
-        if statuses.is_empty() {
+        let seen = look(self.inner.engine.as_ref(), task, listed).await?;
+        if seen.is_empty() {
             return Ok(());
         }
         let now = now();
-        let updated = self.update_task(&task.id, |r| {
-            if r.task.last_status != model::RUNNING {
-                return false;
-            }
-            let mut changed = false;
-            let mut essential_exit: Option<String> = None;
-            for (name, status) in &statuses {
-                let essential = r.plan.iter().any(|p| p.name == *name && p.essential);
-                let Some(c) = r.container_mut(name) else { continue };
-                match status {
-                    Some(s) if s.running => {
-                        if c.health_status != s.health {
-                            c.health_status = s.health.into();
-                            changed = true;
-                        }
-                    }
-                    Some(s) => {
-                        c.last_status = model::STOPPED.into();
-                        c.exit_code = s.exit_code;
-                        if s.oom_killed {
-                            c.reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
-                        }
-                        changed = true;
-                        if essential {
-                            essential_exit.get_or_insert_with(|| name.clone());
-                        }
-                    }
-                    None => {
-                        c.last_status = model::STOPPED.into();
-                        c.reason = Some(
-                            "The container no longer exists on the Docker Engine (removed while the task ran)".into(),
-                        );
-                        changed = true;
-                        if essential {
-                            essential_exit.get_or_insert_with(|| name.clone());
-                        }
-                    }
-                }
-            }
-            r.task.health_status = task_health(r);
-            if let Some(name) = essential_exit {
-                request_stop(
-                    r,
-                    model::ESSENTIAL_CONTAINER_EXITED,
-                    &format!("Essential container in task exited: {name}"),
-                    now,
-                );
-            }
-            changed
-        })
-        .await?;
-        if updated.is_some_and(|r| r.task.desired_status == model::STOPPED) {
+        let updated = self
+            .update_task(&task.id, |r| lifecycle::observe(r, &seen, now).changed)
+            .await?;
+        // Stopping now (this observation or another writer asked): the stop job starts at once.
+        if updated.is_some_and(|r| r.task.desired_status == model::DesiredStatus::Stopped) {
             self.wake();
         }
         Ok(())
@@ -164,44 +99,36 @@ impl Runner {
     /// Marks the task as failed to start; the stop job then cleans up.
     async fn fail_start(&self, id: &str, container: Option<&str>, reason: String) -> Result<()> {
         let now = now();
-        self.update_task(id, |r| {
-            if let Some(c) = container.and_then(|c| r.container_mut(c)) {
-                c.reason = Some(reason.clone());
-            }
-            request_stop(r, model::TASK_FAILED_TO_START, &reason, now)
-        })
-        .await?;
+        self.update_task(id, |r| lifecycle::fail_start(r, container, &reason, now))
+            .await?;
         Ok(())
     }
 
-    /// Sets a task's status if it is still meant to run; the record as
-    /// stored then, `None` when it is not meant to run any more.
+    /// Applies `change` to the task if it is still meant to run; the record
+    /// as stored then, `None` when it is not meant to run any more.
     async fn advance(
         &self,
         id: &str,
         change: impl Fn(&mut TaskRecord),
     ) -> Result<Option<TaskRecord>> {
+        let running = |r: &TaskRecord| r.task.desired_status == model::DesiredStatus::Running;
         let record = self
             .update_task(id, |r| {
-                if r.task.desired_status != model::RUNNING {
+                if !running(r) {
                     return false;
                 }
                 change(r);
                 true
             })
             .await?;
-        Ok(record.filter(|r| r.task.desired_status == model::RUNNING))
+        Ok(record.filter(running))
     }
 
     async fn start_job(&self, id: &str) -> Result<()> {
         let Some(record) = self.task_record(id).await? else {
             return Ok(());
         };
-        // The loop's snapshot may be older than a start job that just ended.
-        let starting = [model::PROVISIONING, model::PENDING, model::ACTIVATING];
-        if record.task.desired_status != model::RUNNING
-            || !starting.contains(&record.task.last_status.as_str())
-        {
+        if !lifecycle::wants_start(&record) {
             return Ok(());
         }
         // Registered (or queued) before the operator's settings changed.
@@ -215,55 +142,16 @@ impl Runner {
                 .fail_start(id, None, format!("CannotStartContainerError: {reason}"))
                 .await;
         }
-        // Resolve tags to digests (ECS's version consistency).
-        let mut resolved = record.resolved.clone();
-        for c in &record.plan {
-            if resolved.contains_key(&c.name) {
-                continue;
-            }
-            let image = match self.inner.hosts.parse(&c.image) {
-                Ok(i) => i,
-                Err(e) => {
-                    return self
-                        .fail_start(id, Some(&c.name), format!("CannotPullContainerError: {e}"))
-                        .await;
-                }
-            };
-            let digest = match &image.reference {
-                Reference::Digest(d) => d.clone(),
-                reference => match self
-                    .inner
-                    .registry
-                    .stat_manifest(&image.repo, reference)
-                    .await
-                {
-                    Ok(m) => m.digest,
-                    Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => {
-                        let reason = format!(
-                            "CannotPullContainerError: pull image manifest has been retried 0 time(s): failed to resolve ref {image}: {image}: not found"
-                        );
-                        return self.fail_start(id, Some(&c.name), reason).await;
-                    }
-                    Err(e) => return Err(RunnerError::Client(e.to_string())),
-                },
-            };
-            resolved.insert(c.name.clone(), image.pinned(&digest).to_string());
-        }
+        let resolved = match self.resolve_images(&record).await? {
+            Ok(resolved) => resolved,
+            Err((container, reason)) => return self.fail_start(id, Some(&container), reason).await,
+        };
         let pull_started = now();
-        let go_on = self
-            .advance(id, |r| {
-                r.task.last_status = model::PENDING.into();
-                r.task.pull_started_at.get_or_insert(pull_started);
-                r.resolved = resolved.clone();
-                for c in &mut r.task.containers {
-                    c.image_digest = resolved
-                        .get(&c.name)
-                        .and_then(|i| i.split_once('@'))
-                        .map(|(_, d)| d.to_string());
-                }
-            })
-            .await?;
-        if go_on.is_none() {
+        if self
+            .advance(id, |r| lifecycle::pulling(r, &resolved, pull_started))
+            .await?
+            .is_none()
+        {
             return Ok(());
         }
         let mut pulled: Vec<&String> = Vec::new();
@@ -287,19 +175,66 @@ impl Runner {
         }
         let pull_stopped = now();
         let Some(record) = self
-            .advance(id, |r| {
-                r.task.pull_stopped_at.get_or_insert(pull_stopped);
-                r.task.last_status = model::ACTIVATING.into();
-            })
+            .advance(id, |r| lifecycle::activating(r, pull_stopped))
             .await?
         else {
             return Ok(());
         };
-        // Create every container, then start them as their dependencies allow.
+        self.activate(&record).await
+    }
+
+    /// Pins each container's image to its digest (ECS's version
+    /// consistency); `Err((container, reason))` when one cannot be resolved.
+    async fn resolve_images(
+        &self,
+        record: &TaskRecord,
+    ) -> Result<std::result::Result<BTreeMap<String, String>, (String, String)>> {
+        let mut resolved = record.resolved.clone();
+        for c in &record.plan {
+            if resolved.contains_key(&c.name) {
+                continue;
+            }
+            let image = match self.inner.hosts.parse(&c.image) {
+                Ok(i) => i,
+                Err(e) => {
+                    return Ok(Err((
+                        c.name.clone(),
+                        format!("CannotPullContainerError: {e}"),
+                    )));
+                }
+            };
+            let digest = match &image.reference {
+                Reference::Digest(d) => d.clone(),
+                reference => match self
+                    .inner
+                    .registry
+                    .stat_manifest(&image.repo, reference)
+                    .await
+                {
+                    Ok(m) => m.digest,
+                    Err(RegistryError::ManifestUnknown(_) | RegistryError::NameUnknown(_)) => {
+                        let reason = format!(
+                            "CannotPullContainerError: pull image manifest has been retried 0 time(s): failed to resolve ref {image}: {image}: not found"
+                        );
+                        return Ok(Err((c.name.clone(), reason)));
+                    }
+                    Err(e) => return Err(RunnerError::Client(e.to_string())),
+                },
+            };
+            resolved.insert(c.name.clone(), image.pinned(&digest).to_string());
+        }
+        Ok(Ok(resolved))
+    }
+
+    /// Creates every container of an ACTIVATING task, then starts them as
+    /// their dependencies allow; RUNNING when all have started.
+    async fn activate(&self, record: &TaskRecord) -> Result<()> {
+        let id = record.id.as_str();
+        let engine = self.inner.engine.as_ref();
         let mut ids: HashMap<String, String> = HashMap::new();
         for c in &record.plan {
-            let spec = self.spec(&record, c);
-            match self.inner.engine.create(&spec).await {
+            let spec = self.spec(record, c);
+            match engine.create(&spec).await {
                 Ok(runtime) => {
                     ids.insert(c.name.clone(), runtime);
                 }
@@ -310,57 +245,40 @@ impl Runner {
                 }
             }
         }
-        let runtime_ids = ids.clone();
-        self.advance(id, |r| {
-            for c in &mut r.task.containers {
-                c.runtime_id = runtime_ids.get(&c.name).cloned();
-            }
-        })
-        .await?;
-        let order = start_order(&record.plan);
-        for c in order {
-            // Started before a restart interrupted this job: never run it twice.
-            let started = record
-                .task
-                .containers
-                .iter()
-                .any(|k| k.name == c.name && k.last_status != model::PENDING);
-            if started {
+        self.advance(id, |r| lifecycle::created(r, &ids)).await?;
+        for c in lifecycle::start_order(&record.plan) {
+            if lifecycle::already_started(record, &c.name) {
                 continue;
             }
-            if let Err(reason) = self.await_dependencies(&record, c, &ids).await? {
-                return self.fail_start(id, Some(&c.name), reason).await;
+            let waited =
+                await_dependencies(engine, id, c, &ids, DEPENDENCY_TIMEOUT, DEPENDENCY_POLL).await;
+            match waited {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return self.fail_start(id, Some(&c.name), reason).await,
+                Err(e) => return Err(e.into()),
             }
             if self.advance(id, |_| {}).await?.is_none() {
                 return Ok(());
             }
-            if let Err(e) = self.inner.engine.start(&ids[&c.name]).await {
+            let Some(runtime) = ids.get(&c.name) else {
+                let reason = format!("CannotStartContainerError: {} was not created", c.name);
+                return self.fail_start(id, Some(&c.name), reason).await;
+            };
+            if let Err(e) = engine.start(runtime).await {
                 return self
                     .engine_failed(id, &c.name, "CannotStartContainerError", e)
                     .await;
             }
-            let bindings = self
-                .inner
-                .engine
-                .inspect(&ids[&c.name])
+            let bindings = engine
+                .inspect(runtime)
                 .await?
                 .map(|s| s.bindings)
                 .unwrap_or_default();
-            let name = c.name.clone();
-            self.advance(id, |r| {
-                if let Some(container) = r.container_mut(&name) {
-                    container.last_status = model::RUNNING.into();
-                    container.network_bindings = bindings.clone();
-                }
-            })
-            .await?;
+            self.advance(id, |r| lifecycle::container_started(r, &c.name, &bindings))
+                .await?;
         }
         let started = now();
-        self.advance(id, |r| {
-            r.task.last_status = model::RUNNING.into();
-            r.task.started_at.get_or_insert(started);
-        })
-        .await?;
+        self.advance(id, |r| lifecycle::running(r, started)).await?;
         tracing::info!(task = %id, "task running");
         Ok(())
     }
@@ -381,65 +299,6 @@ impl Runner {
                     .await
             }
         }
-    }
-
-    /// Waits until `c`'s dependsOn conditions hold; why not, if they never
-    /// will. Fails (to be retried) only when the engine cannot be reached.
-    async fn await_dependencies(
-        &self,
-        record: &TaskRecord,
-        c: &ContainerDefinition,
-        ids: &HashMap<String, String>,
-    ) -> Result<std::result::Result<(), String>> {
-        let deadline = tokio::time::Instant::now() + DEPENDENCY_TIMEOUT;
-        for dep in &c.depends_on {
-            let runtime = &ids[&dep.container_name];
-            loop {
-                let inspected = match self.inner.engine.inspect(runtime).await {
-                    Ok(i) => i,
-                    Err(e @ EngineError::Unavailable(_)) => return Err(e.into()),
-                    Err(EngineError::Failed(m)) => {
-                        return Ok(Err(format!("CannotStartContainerError: {m}")));
-                    }
-                };
-                let Some(status) = inspected else {
-                    return Ok(Err(format!(
-                        "CannotStartContainerError: dependency {} vanished",
-                        dep.container_name
-                    )));
-                };
-                let started = status.running || status.exited;
-                let met = match dep.condition.as_str() {
-                    "START" => started,
-                    "COMPLETE" => status.exited,
-                    "SUCCESS" if status.exited && status.exit_code != Some(0) => {
-                        return Ok(Err(format!(
-                            "CannotStartContainerError: dependency {} exited with {:?}, not SUCCESS",
-                            dep.container_name, status.exit_code
-                        )));
-                    }
-                    "SUCCESS" => status.exited,
-                    "HEALTHY" if status.health == "UNHEALTHY" || status.exited => {
-                        return Ok(Err(format!(
-                            "CannotStartContainerError: dependency {} did not become HEALTHY",
-                            dep.container_name
-                        )));
-                    }
-                    _ => status.health == "HEALTHY",
-                };
-                if met {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Ok(Err(format!(
-                        "CannotStartContainerError: timed out waiting for {} to reach {} (task {})",
-                        dep.container_name, dep.condition, record.id
-                    )));
-                }
-                tokio::time::sleep(DEPENDENCY_POLL).await;
-            }
-        }
-        Ok(Ok(()))
     }
 
     fn spec(&self, record: &TaskRecord, c: &ContainerDefinition) -> ContainerSpec {
@@ -494,19 +353,16 @@ impl Runner {
             return Ok(());
         }
         let stopping_at = now();
-        let step = |status: &'static str| {
+        let step = |status: TaskStatus| {
             move |r: &mut TaskRecord| {
-                r.task.desired_status = model::STOPPED.into();
-                r.task.stopping_at.get_or_insert(stopping_at);
-                if order(&r.task.last_status) < order(status) {
-                    r.task.last_status = status.into();
-                }
+                lifecycle::stopping(r, status, stopping_at);
                 true
             }
         };
-        self.update_task(id, step(model::DEACTIVATING)).await?;
-        self.update_task(id, step(model::STOPPING)).await?;
-        let listed = self.inner.engine.list(LABEL_TASK, id).await?;
+        self.update_task(id, step(TaskStatus::Deactivating)).await?;
+        self.update_task(id, step(TaskStatus::Stopping)).await?;
+        let engine = self.inner.engine.as_ref();
+        let listed = engine.list(LABEL_TASK, id).await?;
         let stops = listed.iter().filter(|l| l.running).map(|l| {
             let timeout = record
                 .plan
@@ -515,34 +371,21 @@ impl Runner {
                 .map_or(model::DEFAULT_STOP_TIMEOUT_SECONDS, |p| {
                     p.stop_timeout_seconds()
                 });
-            self.inner.engine.stop(&l.id, timeout)
+            engine.stop(&l.id, timeout)
         });
         for result in futures::future::join_all(stops).await {
             result?;
         }
         let execution_stopped = now();
-        self.update_task(id, step(model::DEPROVISIONING)).await?;
-        let mut statuses = HashMap::new();
+        self.update_task(id, step(TaskStatus::Deprovisioning))
+            .await?;
+        let mut inspected = HashMap::new();
         for l in &listed {
-            statuses.insert(l.container.clone(), self.inner.engine.inspect(&l.id).await?);
+            inspected.insert(l.container.clone(), engine.inspect(&l.id).await?);
         }
         let stopped = now();
         self.update_task(id, |r| {
-            for c in &mut r.task.containers {
-                if let Some(Some(s)) = statuses.get(&c.name) {
-                    if c.exit_code.is_none() && s.exited && c.runtime_id.is_some() {
-                        c.exit_code = s.exit_code;
-                    }
-                    if c.reason.is_none() {
-                        c.reason = s.error.clone();
-                    }
-                }
-                c.last_status = model::STOPPED.into();
-            }
-            r.task.last_status = model::STOPPED.into();
-            r.task.desired_status = model::STOPPED.into();
-            r.task.execution_stopped_at.get_or_insert(execution_stopped);
-            r.task.stopped_at.get_or_insert(stopped);
+            lifecycle::stopped(r, &inspected, execution_stopped, stopped);
             true
         })
         .await?;
@@ -551,66 +394,81 @@ impl Runner {
     }
 }
 
-/// Position of a status in the lifecycle.
-fn order(status: &str) -> usize {
-    [
-        model::PROVISIONING,
-        model::PENDING,
-        model::ACTIVATING,
-        model::RUNNING,
-        model::DEACTIVATING,
-        model::STOPPING,
-        model::DEPROVISIONING,
-        model::STOPPED,
-    ]
-    .iter()
-    .position(|s| *s == status)
-    .unwrap_or(0)
+/// What the engine shows of a RUNNING task's containers that may have
+/// changed: each not yet STOPPED, except running ones without a health check
+/// (nothing to learn from inspecting them). `listed`: the engine's listing.
+pub(super) async fn look(
+    engine: &dyn ContainerEngine,
+    task: &TaskRecord,
+    listed: &[Listed],
+) -> std::result::Result<HashMap<String, Seen>, EngineError> {
+    let mut seen = HashMap::new();
+    for c in &task.task.containers {
+        if c.last_status == ContainerState::Stopped {
+            continue;
+        }
+        let found = listed
+            .iter()
+            .find(|l| l.task == task.id && l.container == c.name);
+        let has_health = task
+            .plan
+            .iter()
+            .any(|p| p.name == c.name && p.health_check.is_some());
+        let status = match found {
+            None => None,
+            Some(l) if l.running && !has_health => continue,
+            Some(l) => engine.inspect(&l.id).await?,
+        };
+        seen.insert(c.name.clone(), Seen::of(status.as_ref()));
+    }
+    Ok(seen)
 }
 
-/// Containers in an order where each comes after what it depends on.
-fn start_order(plan: &[ContainerDefinition]) -> Vec<&ContainerDefinition> {
-    let mut ordered: Vec<&ContainerDefinition> = Vec::new();
-    while ordered.len() < plan.len() {
-        let before = ordered.len();
-        for c in plan {
-            if ordered.iter().any(|o| o.name == c.name) {
-                continue;
+/// Waits until `c`'s dependsOn conditions hold (`ids`: engine ids of task
+/// `task`'s containers by name), up to `timeout`; why not, if they never
+/// will. Fails only when the engine cannot be reached (the job is retried).
+pub(super) async fn await_dependencies(
+    engine: &dyn ContainerEngine,
+    task: &str,
+    c: &ContainerDefinition,
+    ids: &HashMap<String, String>,
+    timeout: Duration,
+    poll: Duration,
+) -> std::result::Result<std::result::Result<(), String>, EngineError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for dep in &c.depends_on {
+        let name = &dep.container_name;
+        // Checked at registration; a record that names no container of its task fails it.
+        let Some(runtime) = ids.get(name) else {
+            return Ok(Err(format!(
+                "CannotStartContainerError: dependsOn names {name}, not a container of the task"
+            )));
+        };
+        loop {
+            let inspected = match engine.inspect(runtime).await {
+                Ok(i) => i,
+                Err(e @ EngineError::Unavailable(_)) => return Err(e),
+                Err(EngineError::Failed(m)) => {
+                    return Ok(Err(format!("CannotStartContainerError: {m}")));
+                }
+            };
+            match lifecycle::gate(name, dep.condition, inspected.as_ref()) {
+                Gate::Met => break,
+                Gate::Never(reason) => return Ok(Err(reason)),
+                Gate::Wait => {}
             }
-            if c.depends_on
-                .iter()
-                .all(|d| ordered.iter().any(|o| o.name == d.container_name))
-            {
-                ordered.push(c);
+            if tokio::time::Instant::now() > deadline {
+                return Ok(Err(format!(
+                    "CannotStartContainerError: timed out waiting for {name} to reach {} (task {task})",
+                    dep.condition
+                )));
             }
-        }
-        if ordered.len() == before {
-            // A cycle (refused at registration); start the rest as listed.
-            let rest: Vec<&ContainerDefinition> = plan
-                .iter()
-                .filter(|c| !ordered.iter().any(|o| o.name == c.name))
-                .collect();
-            ordered.extend(rest);
+            tokio::time::sleep(poll).await;
         }
     }
-    ordered
+    Ok(Ok(()))
 }
 
-/// A task's health: UNHEALTHY if an essential container is, HEALTHY if every
-/// essential container with a health check is, else UNKNOWN.
-fn task_health(r: &TaskRecord) -> String {
-    let checked: Vec<&str> = r
-        .plan
-        .iter()
-        .filter(|p| p.essential && p.health_check.is_some())
-        .filter_map(|p| r.task.containers.iter().find(|c| c.name == p.name))
-        .map(|c| c.health_status.as_str())
-        .collect();
-    if checked.contains(&"UNHEALTHY") {
-        "UNHEALTHY".into()
-    } else if !checked.is_empty() && checked.iter().all(|h| *h == "HEALTHY") {
-        "HEALTHY".into()
-    } else {
-        "UNKNOWN".into()
-    }
-}
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

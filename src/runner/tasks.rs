@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 
 use super::engine::{EngineError, LABEL_TASK};
 use super::model::{
-    self, Container, ContainerDefinition, ContainerOverride, Task, TaskDefinition, TaskOverride,
-    TaskRecord,
+    Container, ContainerDefinition, ContainerOverride, ContainerState, DesiredStatus, HealthStatus,
+    StopCode, Task, TaskDefinition, TaskOverride, TaskRecord, TaskStatus,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds, task_pins, task_row};
 
@@ -65,6 +65,37 @@ fn apply(definition: &ContainerDefinition, o: Option<&ContainerOverride>) -> Con
     c
 }
 
+/// The definition's containers with `overrides` applied, in definition
+/// order; an override must name one of them.
+fn plan_of(
+    definition: &TaskDefinition,
+    overrides: &TaskOverride,
+) -> Result<Vec<ContainerDefinition>> {
+    for o in &overrides.container_overrides {
+        if !definition
+            .container_definitions
+            .iter()
+            .any(|c| c.name == o.name)
+        {
+            return Err(RunnerError::InvalidParameter(format!(
+                "Override for container named {} is not a container in the TaskDefinition.",
+                o.name
+            )));
+        }
+    }
+    Ok(definition
+        .container_definitions
+        .iter()
+        .map(|c| {
+            let o = overrides
+                .container_overrides
+                .iter()
+                .find(|o| o.name == c.name);
+            apply(c, o)
+        })
+        .collect())
+}
+
 /// The task id of `task` (an id or an ARN `.../task/cluster/id`).
 pub(crate) fn task_id(task: &str) -> &str {
     task.rsplit('/').next().unwrap_or(task)
@@ -101,113 +132,11 @@ impl Runner {
                 return Ok(earlier);
             }
         }
-        for o in &run.overrides.container_overrides {
-            if !definition
-                .container_definitions
-                .iter()
-                .any(|c| c.name == o.name)
-            {
-                return Err(RunnerError::InvalidParameter(format!(
-                    "Override for container named {} is not a container in the TaskDefinition.",
-                    o.name
-                )));
-            }
-        }
+        let plan = plan_of(definition, &run.overrides)?;
         let now = seconds(crate::registry::now_ms());
-        let plan: Vec<ContainerDefinition> = definition
-            .container_definitions
-            .iter()
-            .map(|c| {
-                let o = run
-                    .overrides
-                    .container_overrides
-                    .iter()
-                    .find(|o| o.name == c.name);
-                apply(c, o)
-            })
+        let records: Vec<TaskRecord> = (0..run.count)
+            .map(|_| self.new_record(definition, &run, &plan, now))
             .collect();
-        let mut records = Vec::new();
-        for _ in 0..run.count {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            let task_arn = self.task_arn(&run.cluster, &id);
-            let containers = plan
-                .iter()
-                .map(|c| Container {
-                    container_arn: self.arn(&format!(
-                        "container/{}/{id}/{}",
-                        run.cluster,
-                        uuid::Uuid::new_v4()
-                    )),
-                    task_arn: task_arn.clone(),
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    image_digest: run
-                        .resolved
-                        .get(&c.name)
-                        .and_then(|r| r.split_once('@'))
-                        .map(|(_, d)| d.to_string()),
-                    runtime_id: None,
-                    last_status: model::PENDING.into(),
-                    exit_code: None,
-                    reason: None,
-                    network_bindings: Vec::new(),
-                    health_status: "UNKNOWN".into(),
-                    cpu: Some(c.cpu.to_string()),
-                    memory: c.memory.map(|m| m.to_string()),
-                    memory_reservation: c.memory_reservation.map(|m| m.to_string()),
-                })
-                .collect();
-            let task = Task {
-                task_arn,
-                task_definition_arn: definition.task_definition_arn.clone(),
-                cluster_arn: self.cluster_arn(&run.cluster),
-                containers,
-                last_status: model::PROVISIONING.into(),
-                desired_status: model::RUNNING.into(),
-                health_status: "UNKNOWN".into(),
-                launch_type: "EC2".into(),
-                cpu: definition.cpu.clone(),
-                memory: definition.memory.clone(),
-                overrides: run.overrides.clone(),
-                created_at: now,
-                pull_started_at: None,
-                pull_stopped_at: None,
-                started_at: None,
-                stopping_at: None,
-                execution_stopped_at: None,
-                stopped_at: None,
-                started_by: run.started_by.clone(),
-                group: Some(
-                    run.group
-                        .clone()
-                        .unwrap_or_else(|| format!("family:{}", definition.family)),
-                ),
-                stop_code: None,
-                stopped_reason: None,
-                version: 1,
-            };
-            records.push(TaskRecord {
-                task,
-                id,
-                cluster: run.cluster.clone(),
-                family: definition.family.clone(),
-                network_mode: definition.network_mode.clone(),
-                cpu_units: definition
-                    .cpu
-                    .as_deref()
-                    .and_then(|c| super::definitions::units(c, "vCPU", 1024.0)),
-                memory_mib: definition
-                    .memory
-                    .as_deref()
-                    .and_then(|m| super::definitions::units(m, "GB", 1024.0)),
-                plan: plan.clone(),
-                resolved: run.resolved.clone(),
-                service: run.service.clone(),
-                deployment: run.deployment.clone(),
-                client_token: run.client_token.clone(),
-                accounted: false,
-            });
-        }
         let docs = records
             .iter()
             .map(|r| serde_json::to_string(r).map_err(corrupt))
@@ -224,12 +153,101 @@ impl Runner {
         Ok(records.into_iter().map(|r| r.task).collect())
     }
 
+    /// A new task of `definition` (PROVISIONING, meant to run) as `run` asks.
+    fn new_record(
+        &self,
+        definition: &TaskDefinition,
+        run: &RunTask,
+        plan: &[ContainerDefinition],
+        now: f64,
+    ) -> TaskRecord {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let task_arn = self.task_arn(&run.cluster, &id);
+        let containers = plan
+            .iter()
+            .map(|c| Container {
+                container_arn: self.arn(&format!(
+                    "container/{}/{id}/{}",
+                    run.cluster,
+                    uuid::Uuid::new_v4()
+                )),
+                task_arn: task_arn.clone(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_digest: run
+                    .resolved
+                    .get(&c.name)
+                    .and_then(|r| r.split_once('@'))
+                    .map(|(_, d)| d.to_string()),
+                runtime_id: None,
+                last_status: ContainerState::Pending,
+                exit_code: None,
+                reason: None,
+                network_bindings: Vec::new(),
+                health_status: HealthStatus::Unknown,
+                cpu: Some(c.cpu.to_string()),
+                memory: c.memory.map(|m| m.to_string()),
+                memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+            })
+            .collect();
+        let task = Task {
+            task_arn,
+            task_definition_arn: definition.task_definition_arn.clone(),
+            cluster_arn: self.cluster_arn(&run.cluster),
+            containers,
+            last_status: TaskStatus::Provisioning,
+            desired_status: DesiredStatus::Running,
+            health_status: HealthStatus::Unknown,
+            launch_type: "EC2".into(),
+            cpu: definition.cpu.clone(),
+            memory: definition.memory.clone(),
+            overrides: run.overrides.clone(),
+            created_at: now,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            started_by: run.started_by.clone(),
+            group: Some(
+                run.group
+                    .clone()
+                    .unwrap_or_else(|| format!("family:{}", definition.family)),
+            ),
+            stop_code: None,
+            stopped_reason: None,
+            version: 1,
+        };
+        TaskRecord {
+            task,
+            id,
+            cluster: run.cluster.clone(),
+            family: definition.family.clone(),
+            network_mode: definition.network_mode.clone(),
+            cpu_units: definition
+                .cpu
+                .as_deref()
+                .and_then(|c| super::definitions::units(c, "vCPU", 1024.0)),
+            memory_mib: definition
+                .memory
+                .as_deref()
+                .and_then(|m| super::definitions::units(m, "GB", 1024.0)),
+            plan: plan.to_vec(),
+            resolved: run.resolved.clone(),
+            service: run.service.clone(),
+            deployment: run.deployment.clone(),
+            client_token: run.client_token.clone(),
+            accounted: false,
+        }
+    }
+
     /// Asks a task to stop (SIGTERM, then SIGKILL after its stopTimeout).
     pub async fn stop_task(
         &self,
         cluster: &str,
         task: &str,
-        stop_code: &str,
+        stop_code: StopCode,
         reason: &str,
     ) -> Result<Task> {
         let id = task_id(task);
@@ -239,7 +257,7 @@ impl Runner {
                 if r.cluster != cluster {
                     return false;
                 }
-                request_stop(r, stop_code, reason, now)
+                super::lifecycle::request_stop(r, stop_code, reason, now)
             })
             .await?
             .filter(|r| r.cluster == cluster)
@@ -261,22 +279,24 @@ impl Runner {
 
     /// The cluster's tasks that pass `filter`.
     pub async fn list_tasks(&self, cluster: &str, filter: &TaskFilter) -> Result<Vec<Task>> {
-        let desired = filter.desired_status.as_deref().unwrap_or(model::RUNNING);
-        if ![model::RUNNING, model::PENDING, model::STOPPED].contains(&desired) {
-            return Err(RunnerError::InvalidParameter(format!(
-                "desiredStatus {desired:?}: RUNNING, PENDING or STOPPED"
-            )));
-        }
+        let desired = match filter.desired_status.as_deref() {
+            None => DesiredStatus::Running,
+            Some(d) => DesiredStatus::parse(d).ok_or_else(|| {
+                RunnerError::InvalidParameter(format!(
+                    "desiredStatus {d:?}: RUNNING, PENDING or STOPPED"
+                ))
+            })?,
+        };
         let records = self
-            .task_records(Some(cluster), desired != model::STOPPED)
+            .task_records(Some(cluster), desired != DesiredStatus::Stopped)
             .await?;
-        let pending = [model::PROVISIONING, model::PENDING, model::ACTIVATING];
         Ok(records
             .into_iter()
             .filter(|r| match desired {
-                model::PENDING => {
-                    r.task.desired_status == model::RUNNING
-                        && pending.contains(&r.task.last_status.as_str())
+                // ECS lists tasks not yet running under PENDING.
+                DesiredStatus::Pending => {
+                    r.task.desired_status == DesiredStatus::Running
+                        && r.task.last_status.is_starting()
                 }
                 d => r.task.desired_status == d,
             })
@@ -359,14 +379,44 @@ pub fn task_logs(
     Ok(futures::stream::iter(streams).flatten().boxed())
 }
 
-/// Marks a live task to be stopped; false when it already was.
-pub(super) fn request_stop(r: &mut TaskRecord, stop_code: &str, reason: &str, now: f64) -> bool {
-    if !r.is_live() || r.task.desired_status == model::STOPPED {
-        return false;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_to_the_containers_they_name() {
+        let definition: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "taskDefinitionArn": "arn:td/web:1", "family": "web", "revision": 1,
+            "status": "ACTIVE", "networkMode": "bridge", "requiresCompatibilities": [],
+            "compatibilities": ["EC2"], "registeredAt": 1.0,
+            "containerDefinitions": [
+                {"name": "app", "image": "h/a", "memory": 64, "command": ["serve"],
+                 "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "side", "image": "h/s", "memory": 32}
+            ]
+        }))
+        .unwrap();
+        let overrides: TaskOverride = serde_json::from_value(serde_json::json!({
+            "containerOverrides": [{"name": "app", "command": ["migrate"], "memory": 128,
+                "environment": [{"name": "B", "value": "3"}]}]
+        }))
+        .unwrap();
+        let plan = plan_of(&definition, &overrides).unwrap();
+        assert_eq!(plan[0].command, ["migrate"]);
+        assert_eq!(plan[0].memory, Some(128));
+        let env: Vec<(&str, &str)> = plan[0]
+            .environment
+            .iter()
+            .map(|kv| (kv.name.as_str(), kv.value.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "1"), ("B", "3")]);
+        assert_eq!(plan[1], definition.container_definitions[1]);
+        let stranger: TaskOverride =
+            serde_json::from_value(serde_json::json!({"containerOverrides": [{"name": "ghost"}]}))
+                .unwrap();
+        assert!(matches!(
+            plan_of(&definition, &stranger),
+            Err(RunnerError::InvalidParameter(_))
+        ));
     }
-    r.task.desired_status = model::STOPPED.into();
-    r.task.stop_code = Some(stop_code.into());
-    r.task.stopped_reason = Some(reason.into());
-    r.task.stopping_at.get_or_insert(now);
-    true
 }
