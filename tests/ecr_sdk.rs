@@ -107,6 +107,19 @@ fn code<T, E: ProvideErrorMetadata, R>(
     }
 }
 
+/// The exception name and message of a failed call, as the AWS CLI prints them.
+fn failure<T, E: ProvideErrorMetadata, R>(
+    result: Result<T, aws_sdk_ecr::error::SdkError<E, R>>,
+) -> (String, String) {
+    match result {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => (
+            e.code().unwrap_or("<none>").to_string(),
+            e.message().unwrap_or("<none>").to_string(),
+        ),
+    }
+}
+
 /// Uploads `data` as one layer through Initiate/UploadLayerPart/Complete.
 async fn upload_layer(c: &Client, repo: &str, data: &[u8]) -> String {
     let upload = c
@@ -272,14 +285,17 @@ async fn repositories_settings_and_resource_tags() {
         Some(format!("{}/team/app", f.server.addr).as_str())
     );
     assert_eq!(
-        code(
+        failure(
             f.alice
                 .create_repository()
                 .repository_name("team/app")
                 .send()
                 .await
         ),
-        "RepositoryAlreadyExistsException"
+        (
+            "RepositoryAlreadyExistsException".into(),
+            "The repository with name 'team/app' already exists in the registry".into()
+        )
     );
     assert_eq!(
         code(
@@ -410,14 +426,17 @@ async fn repositories_settings_and_resource_tags() {
     put_image(&f.alice, "team/app", &other, "v1").await;
 
     assert_eq!(
-        code(
+        failure(
             f.alice
                 .delete_repository()
                 .repository_name("team/app")
                 .send()
                 .await
         ),
-        "RepositoryNotEmptyException"
+        (
+            "RepositoryNotEmptyException".into(),
+            "The repository with name 'team/app' cannot be deleted because it still contains images".into()
+        )
     );
     f.alice
         .delete_repository()
@@ -1089,8 +1108,23 @@ async fn lifecycle_policies_validate_preview_and_report() {
         "InvalidParameterException"
     );
     assert_eq!(
-        code(c.get_lifecycle_policy().repository_name("app").send().await),
-        "LifecyclePolicyNotFoundException"
+        failure(c.get_lifecycle_policy().repository_name("app").send().await),
+        (
+            "LifecyclePolicyNotFoundException".into(),
+            "Lifecycle policy does not exist for the repository with name 'app'".into()
+        )
+    );
+    assert_eq!(
+        failure(
+            c.get_lifecycle_policy_preview()
+                .repository_name("app")
+                .send()
+                .await
+        ),
+        (
+            "LifecyclePolicyPreviewNotFoundException".into(),
+            "There is no lifecycle policy preview for the repository with name 'app'".into()
+        )
     );
     let policy = json!({"rules": [{"rulePriority": 1, "description": "keep two builds", "selection": {"tagStatus": "tagged", "tagPrefixList": ["build-"], "countType": "imageCountMoreThan", "countNumber": 2}, "action": {"type": "expire"}}]}).to_string();
     c.put_lifecycle_policy()
