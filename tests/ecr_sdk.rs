@@ -641,6 +641,36 @@ async fn images_are_listed_fetched_and_deleted() {
         .await
         .unwrap();
     assert_eq!(left.image_ids().len(), 4);
+
+    // An image an index lists is refused (the index must go first) and stays.
+    let child = image(&f.alice, "app", "listed").await;
+    let child_digest = put_image(&f.alice, "app", &child, "listed").await;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child_digest, "size": child.len()}],
+    })
+    .to_string();
+    put_image(&f.alice, "app", &index, "multi").await;
+    let refused = f
+        .alice
+        .batch_delete_image()
+        .repository_name("app")
+        .image_ids(
+            ImageIdentifier::builder()
+                .image_digest(&child_digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.image_ids().is_empty());
+    let codes: Vec<&str> = refused
+        .failures()
+        .iter()
+        .map(|f| f.failure_code().unwrap().as_str())
+        .collect();
+    assert_eq!(codes, ["ImageReferencedByManifestList"]);
 }
 
 #[tokio::test]
@@ -1097,15 +1127,19 @@ async fn lifecycle_policies_validate_preview_and_report() {
         put_image(c, "app", &manifest, &format!("build-{i}")).await;
     }
     let invalid = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "tagged", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}).to_string();
-    assert_eq!(
-        code(
-            c.put_lifecycle_policy()
-                .repository_name("app")
-                .lifecycle_policy_text(invalid)
-                .send()
-                .await
+    let (name, message) = failure(
+        c.put_lifecycle_policy()
+            .repository_name("app")
+            .lifecycle_policy_text(invalid)
+            .send()
+            .await,
+    );
+    assert_eq!(name, "InvalidParameterException");
+    assert!(
+        message.starts_with(
+            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '"
         ),
-        "InvalidParameterException"
+        "{message}"
     );
     assert_eq!(
         failure(c.get_lifecycle_policy().repository_name("app").send().await),
