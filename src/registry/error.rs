@@ -10,7 +10,7 @@
 
 use super::lifecycle::PolicyError;
 use crate::oci::{Digest, RepoName};
-use crate::storage::{MetadataError, StorageError};
+use crate::storage::{BlobError, ManifestError, MetadataError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -62,17 +62,33 @@ pub enum RegistryError {
 impl From<MetadataError> for RegistryError {
     fn from(e: MetadataError) -> Self {
         match e {
-            MetadataError::MissingReferences {
+            MetadataError::Storage(e) => RegistryError::Storage(e),
+            other => RegistryError::Metadata(other),
+        }
+    }
+}
+
+impl From<ManifestError> for RegistryError {
+    fn from(e: ManifestError) -> Self {
+        match e {
+            ManifestError::MissingReferences {
                 mut blobs,
                 manifests,
             } => {
                 blobs.extend(manifests);
                 RegistryError::ManifestBlobUnknown(blobs)
             }
-            MetadataError::BlobInUse(d) => RegistryError::BlobInUse(d),
-            MetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
-            MetadataError::Storage(e) => RegistryError::Storage(e),
-            other => RegistryError::Metadata(other),
+            ManifestError::TagImmutable(t) => RegistryError::TagImmutable(t),
+            ManifestError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<BlobError> for RegistryError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::InUse(d) => RegistryError::BlobInUse(d),
+            BlobError::Store(e) => e.into(),
         }
     }
 }
