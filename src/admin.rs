@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::auth::{Scope, SecretsKey, hash_password, new_access_token};
 use crate::storage::{
-    AccessKeyRecord, CredentialError, CredentialStore, MetadataError, UserRecord, UserRemoval,
+    AccessKeyRecord, CredentialStore, CredentialStoreError, MetadataError, UserRecord, UserRemoval,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -135,8 +135,8 @@ pub async fn create_token(
         .collect::<Result<Vec<_>, _>>()?;
     let (secret, record) = new_access_token(name, &scopes, expires);
     store.put_access_token(&record).await.map_err(|e| match e {
-        e @ CredentialError::TokenNameTaken(_) => AdminError::Invalid(e.to_string()),
-        CredentialError::Store(e) => e.into(),
+        e @ CredentialStoreError::TokenNameTaken(_) => AdminError::Invalid(e.to_string()),
+        CredentialStoreError::Store(e) => e.into(),
     })?;
     Ok(secret)
 }

@@ -10,7 +10,7 @@
 
 use super::lifecycle::PolicyError;
 use crate::oci::{Digest, RepoName};
-use crate::storage::{BlobError, ManifestError, MetadataError, StorageError};
+use crate::storage::{BlobMetadataError, ManifestMetadataError, MetadataError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -68,27 +68,27 @@ impl From<MetadataError> for RegistryError {
     }
 }
 
-impl From<ManifestError> for RegistryError {
-    fn from(e: ManifestError) -> Self {
+impl From<ManifestMetadataError> for RegistryError {
+    fn from(e: ManifestMetadataError) -> Self {
         match e {
-            ManifestError::MissingReferences {
+            ManifestMetadataError::MissingReferences {
                 mut blobs,
                 manifests,
             } => {
                 blobs.extend(manifests);
                 RegistryError::ManifestBlobUnknown(blobs)
             }
-            ManifestError::TagImmutable(t) => RegistryError::TagImmutable(t),
-            ManifestError::Store(e) => e.into(),
+            ManifestMetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
+            ManifestMetadataError::Store(e) => e.into(),
         }
     }
 }
 
-impl From<BlobError> for RegistryError {
-    fn from(e: BlobError) -> Self {
+impl From<BlobMetadataError> for RegistryError {
+    fn from(e: BlobMetadataError) -> Self {
         match e {
-            BlobError::InUse(d) => RegistryError::BlobInUse(d),
-            BlobError::Store(e) => e.into(),
+            BlobMetadataError::InUse(d) => RegistryError::BlobInUse(d),
+            BlobMetadataError::Store(e) => e.into(),
         }
     }
 }

@@ -9,11 +9,12 @@ pub mod staging;
 
 pub use blobs::{BlobStore, ByteStream, Key, StorageError, StoredBlob};
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, BlobError, BlobMetadata, CredentialError, CredentialStore,
-    Database, Dialect, ImageRecord, Lease, LifecycleMetadata, LifecycleRecord, MaintenanceMetadata,
-    ManifestError, ManifestMetadata, ManifestRecord, MetadataError, MetadataStore, NewManifest,
-    Page, Placement, PreviewRecord, RepositoryDeletion, RepositoryMetadata, RepositoryRecord,
-    RepositoryUsage, RunnerStore, RunnerStoreError, SqlMetadata, SweepPolicy, Swept,
-    UploadMetadata, UploadProgress, UploadRecord, UserRecord, UserRemoval,
+    AccessKeyRecord, AccessTokenRecord, BlobMetadata, BlobMetadataError, CredentialStore,
+    CredentialStoreError, Database, Dialect, ImageRecord, Lease, LifecycleMetadata,
+    LifecycleRecord, MaintenanceMetadata, ManifestMetadata, ManifestMetadataError, ManifestRecord,
+    MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord, RepositoryDeletion,
+    RepositoryMetadata, RepositoryRecord, RepositoryUsage, RunnerStore, RunnerStoreError,
+    SqlMetadata, SweepPolicy, Swept, UploadMetadata, UploadProgress, UploadRecord, UserRecord,
+    UserRemoval,
 };
 pub use staging::{Appended, Chunk, Staging};

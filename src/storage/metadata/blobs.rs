@@ -9,7 +9,7 @@ use crate::oci::{Digest, RepoName};
 
 /// Why a blob could not be unlinked.
 #[derive(Debug, thiserror::Error)]
-pub enum BlobError {
+pub enum BlobMetadataError {
     /// A manifest of the repository still needs this blob.
     #[error("blob {0} is referenced by a manifest")]
     InUse(Digest),
@@ -17,7 +17,7 @@ pub enum BlobError {
     Store(#[from] MetadataError),
 }
 
-area_error!(BlobError);
+area_error!(BlobMetadataError);
 
 /// Stored content and the repositories linked to it.
 #[async_trait]
@@ -37,7 +37,11 @@ pub trait BlobMetadata: Send + Sync + 'static {
     /// false when it is not stored.
     async fn link_existing_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes a blob from a repository; false when it was not linked.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, BlobError>;
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, BlobMetadataError>;
     /// The size of a recorded blob.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
     /// How many blobs are recorded and their total size.

@@ -52,14 +52,14 @@ pub struct UserRemoval {
 
 /// Why an access token could not be stored.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
+pub enum CredentialStoreError {
     #[error("an access token named {0:?} exists")]
     TokenNameTaken(String),
     #[error(transparent)]
     Store(#[from] MetadataError),
 }
 
-area_error!(CredentialError);
+area_error!(CredentialStoreError);
 
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
@@ -73,7 +73,8 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// The current credential generation of a user ("" before any change).
     async fn credential_generation(&self, user: &str) -> Result<String>;
     /// Stores a new token; its name must be new.
-    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<(), CredentialError>;
+    async fn put_access_token(&self, token: &AccessTokenRecord)
+    -> Result<(), CredentialStoreError>;
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>>;
     async fn access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
     async fn delete_access_token(&self, name: &str) -> Result<bool>;
@@ -206,7 +207,10 @@ impl CredentialStore for SqlMetadata {
         Ok(row.map(|(g,)| g).unwrap_or_default())
     }
 
-    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<(), CredentialError> {
+    async fn put_access_token(
+        &self,
+        token: &AccessTokenRecord,
+    ) -> Result<(), CredentialStoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO access_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
         ))
@@ -219,7 +223,7 @@ impl CredentialStore for SqlMetadata {
         .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(CredentialError::TokenNameTaken(token.name.clone()));
+            return Err(CredentialStoreError::TokenNameTaken(token.name.clone()));
         }
         Ok(())
     }

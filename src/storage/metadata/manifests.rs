@@ -9,7 +9,7 @@ use crate::oci::{Digest, Reference, RepoName, Tag};
 
 /// Why a manifest could not be recorded.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub enum ManifestMetadataError {
     /// The manifest names blobs or child manifests that the repository lacks.
     #[error("referenced content is missing: {blobs:?} {manifests:?}")]
     MissingReferences {
@@ -23,7 +23,7 @@ pub enum ManifestError {
     Store(#[from] MetadataError),
 }
 
-area_error!(ManifestError);
+area_error!(ManifestMetadataError);
 
 /// A stored manifest, as the API reports it.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub struct ImageRecord {
 #[async_trait]
 pub trait ManifestMetadata: Send + Sync + 'static {
     /// Records a manifest, its references and tags; checks references in the same transaction.
-    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<(), ManifestError>;
+    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<(), ManifestMetadataError>;
     async fn resolve(
         &self,
         repo: &RepoName,

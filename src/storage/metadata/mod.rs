@@ -10,8 +10,9 @@
 //! Errors: every method can fail with [`MetadataError`] (the database, a
 //! corrupt value, a blob placement), and most fail with nothing else. The few
 //! that can fail in their area's own way say so in their signature with the
-//! area's error ([`ManifestError`], [`BlobError`], [`CredentialError`],
-//! [`RunnerStoreError`]), which wraps a `MetadataError` for the rest.
+//! area's error, named after its trait ([`ManifestMetadataError`],
+//! [`BlobMetadataError`], [`CredentialStoreError`], [`RunnerStoreError`]),
+//! which wraps a `MetadataError` for the rest.
 
 mod blobs;
 mod credentials;
@@ -27,13 +28,16 @@ use futures::future::BoxFuture;
 
 use super::StorageError;
 
-pub use blobs::{BlobError, BlobMetadata};
+pub use blobs::{BlobMetadata, BlobMetadataError};
 pub use credentials::{
-    AccessKeyRecord, AccessTokenRecord, CredentialError, CredentialStore, UserRecord, UserRemoval,
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, CredentialStoreError, UserRecord,
+    UserRemoval,
 };
 pub use lifecycle::{LifecycleMetadata, LifecycleRecord, PreviewRecord};
 pub use maintenance::{Lease, MaintenanceMetadata, SweepPolicy, Swept};
-pub use manifests::{ImageRecord, ManifestError, ManifestMetadata, ManifestRecord, NewManifest};
+pub use manifests::{
+    ImageRecord, ManifestMetadata, ManifestMetadataError, ManifestRecord, NewManifest,
+};
 pub use repositories::{RepositoryDeletion, RepositoryMetadata, RepositoryRecord, RepositoryUsage};
 pub use runner::{Pins, RunnerStore, RunnerStoreError, StoredDefinition, TaskRow, Versioned};
 pub use sql::{Database, Dialect, SqlMetadata};

@@ -9,8 +9,9 @@ use futures::FutureExt as _;
 use super::{BATCH, Database, SqlMetadata};
 use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use crate::storage::metadata::{
-    AccessTokenRecord, BlobError, BlobMetadata, CredentialError, CredentialStore, ManifestError,
-    ManifestMetadata, ManifestRecord, NewManifest, Page, RepositoryMetadata, RepositoryRecord,
+    AccessTokenRecord, BlobMetadata, BlobMetadataError, CredentialStore, CredentialStoreError,
+    ManifestMetadata, ManifestMetadataError, ManifestRecord, NewManifest, Page, RepositoryMetadata,
+    RepositoryRecord,
 };
 
 fn digest_of(text: &str) -> Digest {
@@ -117,7 +118,7 @@ async fn push_checks_and_records_references_as_sets() {
             .put_manifest(manifest(&repo, "index", &blobs, &children, &[], &[]))
             .await
         {
-            Err(ManifestError::MissingReferences { blobs, manifests }) => {
+            Err(ManifestMetadataError::MissingReferences { blobs, manifests }) => {
                 assert_eq!(blobs, [absent.clone(), absent]);
                 assert_eq!(manifests, [digest_of("no such child")]);
             }
@@ -136,7 +137,7 @@ async fn push_checks_and_records_references_as_sets() {
             .put_manifest(manifest(&repo, "other", &[], &[], &moved, &moved))
             .await
         {
-            Err(ManifestError::TagImmutable(tag)) => assert_eq!(tag, "latest"),
+            Err(ManifestMetadataError::TagImmutable(tag)) => assert_eq!(tag, "latest"),
             other => panic!("{other:?}"),
         }
         // Pushing the same manifest again under its immutable tag is allowed.
@@ -220,7 +221,7 @@ async fn blobs_in_use_and_taken_token_names_are_refused() {
             .await
             .unwrap();
         match store.unlink_blob(&repo, &layer).await {
-            Err(BlobError::InUse(digest)) => assert_eq!(digest, layer),
+            Err(BlobMetadataError::InUse(digest)) => assert_eq!(digest, layer),
             other => panic!("{other:?}"),
         }
 
@@ -239,7 +240,7 @@ async fn blobs_in_use_and_taken_token_names_are_refused() {
         };
         match store.put_access_token(&again).await {
             // The admin API sends this text.
-            Err(e @ CredentialError::TokenNameTaken(_)) => {
+            Err(e @ CredentialStoreError::TokenNameTaken(_)) => {
                 assert_eq!(e.to_string(), r#"an access token named "ci" exists"#)
             }
             other => panic!("{other:?}"),
