@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::auth::{Scope, SecretsKey, hash_password, new_access_token};
-use crate::storage::{AccessKeyRecord, CredentialStore, MetadataError, UserRecord, UserRemoval};
+use crate::storage::{
+    AccessKeyRecord, CredentialStore, CredentialStoreError, MetadataError, UserRecord, UserRemoval,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -133,8 +135,8 @@ pub async fn create_token(
         .collect::<Result<Vec<_>, _>>()?;
     let (secret, record) = new_access_token(name, &scopes, expires);
     store.put_access_token(&record).await.map_err(|e| match e {
-        MetadataError::Conflict(m) => AdminError::Invalid(m),
-        other => other.into(),
+        e @ CredentialStoreError::TokenNameTaken(_) => AdminError::Invalid(e.to_string()),
+        CredentialStoreError::Store(e) => e.into(),
     })?;
     Ok(secret)
 }

@@ -60,6 +60,15 @@ impl Fault {
         }
     }
 
+    /// What the client is told: never the cause. (The OCI API says
+    /// "storage temporarily unavailable", as its clients have always seen.)
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Fault::Unavailable(_) => "temporarily unavailable; retry later",
+            Fault::Internal(_) => "internal server error",
+        }
+    }
+
     pub fn cause(&self) -> &str {
         match self {
             Fault::Unavailable(cause) | Fault::Internal(cause) => cause,

@@ -107,6 +107,19 @@ fn code<T, E: ProvideErrorMetadata, R>(
     }
 }
 
+/// The exception name and message of a failed call, as the AWS CLI prints them.
+fn failure<T, E: ProvideErrorMetadata, R>(
+    result: Result<T, aws_sdk_ecr::error::SdkError<E, R>>,
+) -> (String, String) {
+    match result {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => (
+            e.code().unwrap_or("<none>").to_string(),
+            e.message().unwrap_or("<none>").to_string(),
+        ),
+    }
+}
+
 /// Uploads `data` as one layer through Initiate/UploadLayerPart/Complete.
 async fn upload_layer(c: &Client, repo: &str, data: &[u8]) -> String {
     let upload = c
@@ -272,14 +285,17 @@ async fn repositories_settings_and_resource_tags() {
         Some(format!("{}/team/app", f.server.addr).as_str())
     );
     assert_eq!(
-        code(
+        failure(
             f.alice
                 .create_repository()
                 .repository_name("team/app")
                 .send()
                 .await
         ),
-        "RepositoryAlreadyExistsException"
+        (
+            "RepositoryAlreadyExistsException".into(),
+            "The repository with name 'team/app' already exists in the registry".into()
+        )
     );
     assert_eq!(
         code(
@@ -410,14 +426,17 @@ async fn repositories_settings_and_resource_tags() {
     put_image(&f.alice, "team/app", &other, "v1").await;
 
     assert_eq!(
-        code(
+        failure(
             f.alice
                 .delete_repository()
                 .repository_name("team/app")
                 .send()
                 .await
         ),
-        "RepositoryNotEmptyException"
+        (
+            "RepositoryNotEmptyException".into(),
+            "The repository with name 'team/app' cannot be deleted because it still contains images".into()
+        )
     );
     f.alice
         .delete_repository()
@@ -622,6 +641,36 @@ async fn images_are_listed_fetched_and_deleted() {
         .await
         .unwrap();
     assert_eq!(left.image_ids().len(), 4);
+
+    // An image an index lists is refused (the index must go first) and stays.
+    let child = image(&f.alice, "app", "listed").await;
+    let child_digest = put_image(&f.alice, "app", &child, "listed").await;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child_digest, "size": child.len()}],
+    })
+    .to_string();
+    put_image(&f.alice, "app", &index, "multi").await;
+    let refused = f
+        .alice
+        .batch_delete_image()
+        .repository_name("app")
+        .image_ids(
+            ImageIdentifier::builder()
+                .image_digest(&child_digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.image_ids().is_empty());
+    let codes: Vec<&str> = refused
+        .failures()
+        .iter()
+        .map(|f| f.failure_code().unwrap().as_str())
+        .collect();
+    assert_eq!(codes, ["ImageReferencedByManifestList"]);
 }
 
 #[tokio::test]
@@ -1078,19 +1127,38 @@ async fn lifecycle_policies_validate_preview_and_report() {
         put_image(c, "app", &manifest, &format!("build-{i}")).await;
     }
     let invalid = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "tagged", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}).to_string();
+    let (name, message) = failure(
+        c.put_lifecycle_policy()
+            .repository_name("app")
+            .lifecycle_policy_text(invalid)
+            .send()
+            .await,
+    );
+    assert_eq!(name, "InvalidParameterException");
+    assert!(
+        message.starts_with(
+            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '"
+        ),
+        "{message}"
+    );
     assert_eq!(
-        code(
-            c.put_lifecycle_policy()
+        failure(c.get_lifecycle_policy().repository_name("app").send().await),
+        (
+            "LifecyclePolicyNotFoundException".into(),
+            "Lifecycle policy does not exist for the repository with name 'app'".into()
+        )
+    );
+    assert_eq!(
+        failure(
+            c.get_lifecycle_policy_preview()
                 .repository_name("app")
-                .lifecycle_policy_text(invalid)
                 .send()
                 .await
         ),
-        "InvalidParameterException"
-    );
-    assert_eq!(
-        code(c.get_lifecycle_policy().repository_name("app").send().await),
-        "LifecyclePolicyNotFoundException"
+        (
+            "LifecyclePolicyPreviewNotFoundException".into(),
+            "There is no lifecycle policy preview for the repository with name 'app'".into()
+        )
     );
     let policy = json!({"rules": [{"rulePriority": 1, "description": "keep two builds", "selection": {"tagStatus": "tagged", "tagPrefixList": ["build-"], "countType": "imageCountMoreThan", "countNumber": 2}, "action": {"type": "expire"}}]}).to_string();
     c.put_lifecycle_policy()

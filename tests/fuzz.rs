@@ -1593,12 +1593,8 @@ fn lifecycle_policies() {
                     tally.note("accepted");
                 }
                 Err(e) => {
-                    prop_assert!(
-                        e.to_string()
-                            .starts_with("Invalid parameter at 'LifecyclePolicyText'"),
-                        "{}",
-                        e
-                    );
+                    // A reason; the ECR adapter words it as ECR does (pinned in ecr_sdk).
+                    prop_assert!(!e.to_string().trim().is_empty());
                     tally.note("refused");
                 }
             }

@@ -58,13 +58,11 @@ impl IntoResponse for EndpointError {
                 (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m.as_str())
             }
             EndpointError::Fault(fault @ Fault::Internal(_)) => {
-                (fault.status(), "UNKNOWN", "internal server error")
+                (fault.status(), "UNKNOWN", fault.public_message())
             }
-            EndpointError::Fault(fault @ Fault::Unavailable(_)) => (
-                fault.status(),
-                "UNAVAILABLE",
-                "temporarily unavailable; retry later",
-            ),
+            EndpointError::Fault(fault @ Fault::Unavailable(_)) => {
+                (fault.status(), "UNAVAILABLE", fault.public_message())
+            }
             EndpointError::Throttled(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "TOOMANYREQUESTS",
@@ -258,4 +256,44 @@ async fn post_token(
         }
     };
     respond(&auth, &principal, &asked, refresh, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/token` answers a fault in the OCI error format, without its cause.
+    #[tokio::test]
+    async fn faults_answer_without_their_cause() {
+        let cases = [
+            (
+                Fault::Unavailable("db at /data down".into()),
+                503,
+                "UNAVAILABLE",
+                "temporarily unavailable; retry later",
+            ),
+            (
+                Fault::Internal("bug at /src".into()),
+                500,
+                "UNKNOWN",
+                "internal server error",
+            ),
+        ];
+        for (fault, status, code, message) in cases {
+            let response = EndpointError::Fault(fault).into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                status == 503
+            );
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                body,
+                json!({ "errors": [{ "code": code, "message": message }] })
+            );
+        }
+    }
 }

@@ -344,11 +344,8 @@ pub fn output(value: serde_json::Value) -> Response {
 /// `Retry-After` while a dependency does not answer (the AWS SDKs and CLI
 /// retry 503s on their own), else 500. The cause is logged, never sent.
 pub fn fault(fault: Fault) -> Response {
-    let message = match fault {
-        Fault::Unavailable(_) => "temporarily unavailable; retry later",
-        Fault::Internal(_) => "internal server error",
-    };
-    let mut response = error(fault.status(), "ServerException", message.to_string());
+    let message = fault.public_message().to_string();
+    let mut response = error(fault.status(), "ServerException", message);
     fault.mark(&mut response);
     response
 }
@@ -366,4 +363,43 @@ pub fn error(status: StatusCode, name: &str, message: String) -> Response {
 /// An empty body reads as `{}`, as AWS services accept.
 pub fn body_or_empty(body: &[u8]) -> &[u8] {
     if body.is_empty() { b"{}" } else { body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire answer of a fault: its status, `Retry-After` on a 503, and
+    /// a fixed message that never carries the cause.
+    #[tokio::test]
+    async fn faults_answer_without_their_cause() {
+        let cases = [
+            (
+                Fault::Unavailable("db at /data down".into()),
+                503,
+                "temporarily unavailable; retry later",
+            ),
+            (
+                Fault::Internal("bug at /src".into()),
+                500,
+                "internal server error",
+            ),
+        ];
+        for (f, status, message) in cases {
+            let response = fault(f);
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                status == 503
+            );
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({ "__type": "ServerException", "message": message })
+            );
+        }
+    }
 }

@@ -1,11 +1,14 @@
-//! ECR errors: each has its AWS exception name (`__type`) and status here, in one place.
+//! ECR errors: each has its AWS exception name (`__type`) and status here, in
+//! one place, and the registry's domain errors get ECR's wording here (the
+//! messages the AWS CLI prints).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::PolicyStoreError;
 use crate::http::Fault;
-use crate::registry::RegistryError;
+use crate::registry::lifecycle::PolicyError;
+use crate::registry::{LifecycleError, RegistryError, RepositoryError};
 use crate::storage::MetadataError;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,19 +132,39 @@ impl From<RegistryError> for EcrError {
             RegistryError::NameUnknown(name) => EcrError::RepositoryNotFound(format!(
                 "The repository with name '{name}' does not exist in the registry"
             )),
-            RegistryError::RepositoryExists(name) => EcrError::RepositoryAlreadyExists(format!(
+            RegistryError::QuotaExceeded { .. } => EcrError::LimitExceeded(message),
+            _ => Fault::Internal(message).into(),
+        }
+    }
+}
+
+impl From<RepositoryError> for EcrError {
+    fn from(e: RepositoryError) -> Self {
+        match e {
+            RepositoryError::Exists(name) => EcrError::RepositoryAlreadyExists(format!(
                 "The repository with name '{name}' already exists in the registry"
             )),
-            RegistryError::RepositoryNotEmpty(name) => EcrError::RepositoryNotEmpty(format!(
+            RepositoryError::NotEmpty(name) => EcrError::RepositoryNotEmpty(format!(
                 "The repository with name '{name}' cannot be deleted because it still contains images"
             )),
-            RegistryError::LifecycleInvalid(m) => EcrError::InvalidParameter(m),
-            RegistryError::QuotaExceeded { .. } => EcrError::LimitExceeded(message),
-            RegistryError::LifecyclePolicyNotFound(_) => EcrError::LifecyclePolicyNotFound(message),
-            RegistryError::LifecyclePreviewNotFound(_) => {
-                EcrError::LifecyclePolicyPreviewNotFound(message)
-            }
-            _ => Fault::Internal(message).into(),
+            RepositoryError::Registry(e) => e.into(),
+        }
+    }
+}
+
+impl From<LifecycleError> for EcrError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Invalid(PolicyError(m)) => EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '{m}'"
+            )),
+            LifecycleError::NoPolicy(name) => EcrError::LifecyclePolicyNotFound(format!(
+                "Lifecycle policy does not exist for the repository with name '{name}'"
+            )),
+            LifecycleError::NoPreview(name) => EcrError::LifecyclePolicyPreviewNotFound(format!(
+                "There is no lifecycle policy preview for the repository with name '{name}'"
+            )),
+            LifecycleError::Registry(e) => e.into(),
         }
     }
 }

@@ -357,13 +357,13 @@ pub async fn batch_delete(
         let outcome = match (&id.image_digest, &id.image_tag) {
             // `find` has checked that the tag parses.
             (None, Some(tag)) => match tag.parse::<Tag>() {
-                Ok(tag) => registry.untag(&repo, &tag, &images).await.map(|_| ()),
+                Ok(tag) => registry.untag(&repo, &tag, &images).await.map(|_| true),
                 Err(e) => Err(RegistryError::ManifestInvalid(e.to_string())),
             },
             _ => registry.delete_image(&repo, &digest, &images).await,
         };
         match outcome {
-            Ok(()) => {
+            Ok(true) => {
                 call.notice(Notice {
                     action: Action::Delete,
                     repository: repo.to_string(),
@@ -374,7 +374,7 @@ pub async fn batch_delete(
                 });
                 deleted.push(json!({ "imageDigest": digest.to_string(), "imageTag": id.image_tag }))
             }
-            Err(RegistryError::ReferencedByIndex(_)) => failures.push(failure(
+            Ok(false) => failures.push(failure(
                 id,
                 "ImageReferencedByManifestList",
                 "The image is listed by an image index; delete the index first".into(),

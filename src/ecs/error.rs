@@ -70,12 +70,21 @@ impl From<RunnerError> for EcsError {
             RunnerError::ClusterContainsTasks => EcsError::ClusterContainsTasks,
             RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
-            RunnerError::Store(e) => e.into(),
-            RunnerError::Engine(EngineError::Unavailable(cause)) => {
-                Fault::Unavailable(format!("container engine: {cause}")).into()
-            }
-            other => Fault::Internal(other.to_string()).into(),
+            other => fault(other).into(),
         }
+    }
+}
+
+/// The 503/500 split of a runner failure that is not the caller's (the ECS
+/// API and the task logs endpoint both answer with it): the database or the
+/// container engine not answering is a 503, anything else our fault.
+pub(super) fn fault(e: RunnerError) -> Fault {
+    match e {
+        RunnerError::Store(e) => Fault::classify(e.is_unavailable(), e),
+        RunnerError::Engine(EngineError::Unavailable(cause)) => {
+            Fault::Unavailable(format!("container engine: {cause}"))
+        }
+        other => Fault::Internal(other.to_string()),
     }
 }
 

@@ -15,7 +15,6 @@ use super::access::needs;
 use crate::auth::{Denial, Need};
 use crate::http::{Fault, PeerAddr, Query};
 use crate::runner::RunnerError;
-use crate::runner::engine::EngineError;
 
 /// Why the logs are not served, mapped to a status and body in one place.
 #[derive(Debug)]
@@ -45,13 +44,7 @@ impl From<RunnerError> for Refusal {
     fn from(e: RunnerError) -> Self {
         match e {
             RunnerError::InvalidParameter(m) | RunnerError::Client(m) => Refusal::NotFound(m),
-            RunnerError::Store(e) if e.is_unavailable() => {
-                Refusal::Fault(Fault::Unavailable(e.to_string()))
-            }
-            RunnerError::Engine(EngineError::Unavailable(cause)) => {
-                Refusal::Fault(Fault::Unavailable(format!("container engine: {cause}")))
-            }
-            other => Refusal::Fault(Fault::Internal(other.to_string())),
+            other => Refusal::Fault(super::error::fault(other)),
         }
     }
 }
@@ -65,10 +58,7 @@ impl IntoResponse for Refusal {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many failed sign-ins; retry later",
             ),
-            Refusal::Fault(fault @ Fault::Unavailable(_)) => {
-                (fault.status(), "temporarily unavailable; retry later")
-            }
-            Refusal::Fault(fault @ Fault::Internal(_)) => (fault.status(), "internal server error"),
+            Refusal::Fault(fault) => (fault.status(), fault.public_message()),
         };
         let mut response = (status, format!("{text}\n")).into_response();
         match self {

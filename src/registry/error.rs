@@ -1,7 +1,16 @@
-//! Domain errors of the registry services; the HTTP adapters map them to wire codes.
+//! Domain errors of the registry services, worded for an operator's log: each
+//! HTTP adapter chooses its own wire code and message.
+//!
+//! Split by who can receive them, so an adapter maps only what its calls
+//! return: [`RegistryError`] for content (blobs, uploads, manifests, tags,
+//! referrers), the only kind the OCI API calls see; [`RepositoryError`] and
+//! [`LifecycleError`] for repository administration and lifecycle policies,
+//! which only the ECR API (and the CLI) calls. Each of those adds its own
+//! failures to a wrapped `RegistryError`.
 
+use super::lifecycle::PolicyError;
 use crate::oci::{Digest, RepoName};
-use crate::storage::{MetadataError, StorageError};
+use crate::storage::{BlobMetadataError, ManifestMetadataError, MetadataError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -33,18 +42,6 @@ pub enum RegistryError {
         "the tag {0} already exists in this repository and cannot be overwritten because it is immutable"
     )]
     TagImmutable(String),
-    #[error("image {0} is listed by an image index of this repository")]
-    ReferencedByIndex(Digest),
-    #[error("{0}")]
-    LifecycleInvalid(String),
-    #[error("Lifecycle policy does not exist for the repository with name '{0}'")]
-    LifecyclePolicyNotFound(RepoName),
-    #[error("There is no lifecycle policy preview for the repository with name '{0}'")]
-    LifecyclePreviewNotFound(RepoName),
-    #[error("repository {0} exists already")]
-    RepositoryExists(RepoName),
-    #[error("repository {0} still holds images")]
-    RepositoryNotEmpty(RepoName),
     #[error("blob {0} is referenced by a manifest of this repository; delete the manifest first")]
     BlobInUse(Digest),
     #[error(
@@ -65,17 +62,33 @@ pub enum RegistryError {
 impl From<MetadataError> for RegistryError {
     fn from(e: MetadataError) -> Self {
         match e {
-            MetadataError::MissingReferences {
+            MetadataError::Storage(e) => RegistryError::Storage(e),
+            other => RegistryError::Metadata(other),
+        }
+    }
+}
+
+impl From<ManifestMetadataError> for RegistryError {
+    fn from(e: ManifestMetadataError) -> Self {
+        match e {
+            ManifestMetadataError::MissingReferences {
                 mut blobs,
                 manifests,
             } => {
                 blobs.extend(manifests);
                 RegistryError::ManifestBlobUnknown(blobs)
             }
-            MetadataError::BlobInUse(d) => RegistryError::BlobInUse(d),
-            MetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
-            MetadataError::Storage(e) => RegistryError::Storage(e),
-            other => RegistryError::Metadata(other),
+            ManifestMetadataError::TagImmutable(t) => RegistryError::TagImmutable(t),
+            ManifestMetadataError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<BlobMetadataError> for RegistryError {
+    fn from(e: BlobMetadataError) -> Self {
+        match e {
+            BlobMetadataError::InUse(d) => RegistryError::BlobInUse(d),
+            BlobMetadataError::Store(e) => e.into(),
         }
     }
 }
@@ -91,5 +104,41 @@ impl RegistryError {
             RegistryError::Metadata(e) => e.is_unavailable(),
             _ => false,
         }
+    }
+}
+
+/// Failures of creating and deleting repositories.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("repository {0} exists already")]
+    Exists(RepoName),
+    #[error("repository {0} still holds images")]
+    NotEmpty(RepoName),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<MetadataError> for RepositoryError {
+    fn from(e: MetadataError) -> Self {
+        RepositoryError::Registry(e.into())
+    }
+}
+
+/// Failures of storing, reading and previewing lifecycle policies.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("invalid lifecycle policy: {0}")]
+    Invalid(#[from] PolicyError),
+    #[error("repository {0} has no lifecycle policy")]
+    NoPolicy(RepoName),
+    #[error("repository {0} has no lifecycle policy preview")]
+    NoPreview(RepoName),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<MetadataError> for LifecycleError {
+    fn from(e: MetadataError) -> Self {
+        LifecycleError::Registry(e.into())
     }
 }

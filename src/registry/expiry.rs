@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
-use super::{Registry, RegistryError, Result, now_ms};
+use super::{LifecycleError, Registry, RegistryError, Result, now_ms};
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::RepoName;
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
@@ -23,8 +23,12 @@ pub struct PlannedExpiry {
 }
 
 impl Registry {
-    pub async fn put_lifecycle_policy(&self, repo: &RepoName, text: &str) -> Result<()> {
-        LifecyclePolicy::parse(text).map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+    pub async fn put_lifecycle_policy(
+        &self,
+        repo: &RepoName,
+        text: &str,
+    ) -> Result<(), LifecycleError> {
+        LifecyclePolicy::parse(text)?;
         if self
             .inner
             .meta
@@ -33,20 +37,26 @@ impl Registry {
         {
             Ok(())
         } else {
-            Err(RegistryError::NameUnknown(repo.clone()))
+            Err(RegistryError::NameUnknown(repo.clone()).into())
         }
     }
 
-    pub async fn lifecycle_policy(&self, repo: &RepoName) -> Result<LifecycleRecord> {
+    pub async fn lifecycle_policy(
+        &self,
+        repo: &RepoName,
+    ) -> Result<LifecycleRecord, LifecycleError> {
         self.repository(repo).await?;
         self.inner
             .meta
             .lifecycle_policy(repo)
             .await?
-            .ok_or_else(|| RegistryError::LifecyclePolicyNotFound(repo.clone()))
+            .ok_or_else(|| LifecycleError::NoPolicy(repo.clone()))
     }
 
-    pub async fn delete_lifecycle_policy(&self, repo: &RepoName) -> Result<LifecycleRecord> {
+    pub async fn delete_lifecycle_policy(
+        &self,
+        repo: &RepoName,
+    ) -> Result<LifecycleRecord, LifecycleError> {
         let record = self.lifecycle_policy(repo).await?;
         self.inner.meta.set_lifecycle_policy(repo, None).await?;
         Ok(record)
@@ -94,13 +104,12 @@ impl Registry {
         &self,
         repo: &RepoName,
         text: Option<&str>,
-    ) -> Result<PreviewRecord> {
+    ) -> Result<PreviewRecord, LifecycleError> {
         let text = match text {
             Some(t) => t.to_string(),
             None => self.lifecycle_policy(repo).await?.text,
         };
-        let policy = LifecyclePolicy::parse(&text)
-            .map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+        let policy = LifecyclePolicy::parse(&text)?;
         let planned = self.plan_expiry(repo, &policy).await?;
         let results: Vec<serde_json::Value> = planned
             .iter()
@@ -126,13 +135,16 @@ impl Registry {
         Ok(preview)
     }
 
-    pub async fn lifecycle_preview(&self, repo: &RepoName) -> Result<PreviewRecord> {
+    pub async fn lifecycle_preview(
+        &self,
+        repo: &RepoName,
+    ) -> Result<PreviewRecord, LifecycleError> {
         self.repository(repo).await?;
         self.inner
             .meta
             .lifecycle_preview(repo)
             .await?
-            .ok_or_else(|| RegistryError::LifecyclePreviewNotFound(repo.clone()))
+            .ok_or_else(|| LifecycleError::NoPreview(repo.clone()))
     }
 
     /// Applies the stored policy of `repo`; with `dry_run`, only reports.
@@ -140,10 +152,9 @@ impl Registry {
         &self,
         repo: &RepoName,
         dry_run: bool,
-    ) -> Result<Vec<PlannedExpiry>> {
+    ) -> Result<Vec<PlannedExpiry>, LifecycleError> {
         let record = self.lifecycle_policy(repo).await?;
-        let policy = LifecyclePolicy::parse(&record.text)
-            .map_err(|e| RegistryError::LifecycleInvalid(e.to_string()))?;
+        let policy = LifecyclePolicy::parse(&record.text)?;
         let planned = self.plan_expiry(repo, &policy).await?;
         if !dry_run {
             for p in &planned {
@@ -152,14 +163,12 @@ impl Registry {
                     .delete_image(repo, &p.image.manifest.digest, &images)
                     .await
                 {
-                    Ok(()) => {
+                    Ok(true) => {
                         crate::metrics::metrics().lifecycle_expired.inc();
                     }
-                    // Gone meanwhile, or listed by an index since: nothing to expire.
-                    Err(
-                        RegistryError::ManifestUnknown(_) | RegistryError::ReferencedByIndex(_),
-                    ) => {}
-                    Err(e) => return Err(e),
+                    // Listed by an index since, or gone meanwhile: nothing to expire.
+                    Ok(false) | Err(RegistryError::ManifestUnknown(_)) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             self.inner

@@ -70,18 +70,20 @@ impl Registry {
         Ok(record.digest)
     }
 
-    /// Deletes an image and its tags, unless an index of the repository lists it.
+    /// Deletes an image and its tags, unless an index of the repository lists
+    /// it: then false, and nothing is deleted.
     pub async fn delete_image(
         &self,
         repo: &RepoName,
         digest: &Digest,
         images: &[ImageRecord],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if listed_by_index(images, digest) {
-            return Err(RegistryError::ReferencedByIndex(digest.clone()));
+            return Ok(false);
         }
         self.delete_manifest(repo, &Reference::Digest(digest.clone()))
-            .await
+            .await?;
+        Ok(true)
     }
 }
 

@@ -79,7 +79,8 @@ pub struct Expiry {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '{0}'")]
+/// Why a policy text is refused; the ECR adapter words it as ECR does.
+#[error("{0}")]
 pub struct PolicyError(pub String);
 
 impl LifecyclePolicy {

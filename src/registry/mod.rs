@@ -25,7 +25,7 @@ pub use crate::storage::BlobBody;
 pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
-pub use error::{RegistryError, Result};
+pub use error::{LifecycleError, RegistryError, RepositoryError, Result};
 pub use expiry::{LifecycleSchedule, PlannedExpiry};
 pub use fsck::{FsckEvent, FsckReport};
 pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule};

@@ -1,7 +1,7 @@
 //! Repositories as things of their own: created with settings (as the ECR API
 //! does), listed, deleted with everything in them.
 
-use super::{Registry, RegistryError, Result};
+use super::{Registry, RegistryError, RepositoryError, Result};
 use crate::oci::RepoName;
 use crate::storage::{Page, RepositoryDeletion, RepositoryRecord};
 
@@ -18,7 +18,7 @@ impl Registry {
         &self,
         name: &RepoName,
         settings: RepositorySettings,
-    ) -> Result<RepositoryRecord> {
+    ) -> Result<RepositoryRecord, RepositoryError> {
         let record = RepositoryRecord {
             name: name.clone(),
             created_at_ms: super::now_ms(),
@@ -27,7 +27,7 @@ impl Registry {
             tags: settings.tags,
         };
         if !self.inner.meta.create_repository(&record).await? {
-            return Err(RegistryError::RepositoryExists(name.clone()));
+            return Err(RepositoryError::Exists(name.clone()));
         }
         Ok(record)
     }
@@ -64,13 +64,13 @@ impl Registry {
         &self,
         name: &RepoName,
         force: bool,
-    ) -> Result<RepositoryRecord> {
+    ) -> Result<RepositoryRecord, RepositoryError> {
         let outcome = self.inner.meta.delete_repository(name, force).await?;
         self.inner.manifests.invalidate(name);
         match outcome {
             RepositoryDeletion::Deleted(record) => Ok(record),
-            RepositoryDeletion::NotEmpty => Err(RegistryError::RepositoryNotEmpty(name.clone())),
-            RepositoryDeletion::NotFound => Err(RegistryError::NameUnknown(name.clone())),
+            RepositoryDeletion::NotEmpty => Err(RepositoryError::NotEmpty(name.clone())),
+            RepositoryDeletion::NotFound => Err(RegistryError::NameUnknown(name.clone()).into()),
         }
     }
 }

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Access, Auth};
 use crate::registry::Registry;
 use crate::storage::metadata::{Pins, RunnerStore, TaskRow};
-use crate::storage::{Lease, MetadataError};
+use crate::storage::{Lease, MetadataError, RunnerStoreError};
 use engine::ContainerEngine;
 use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
@@ -320,8 +320,8 @@ impl Runner {
         }
         match self.inner.store.delete_cluster(&name).await {
             Ok(_) => Ok(name),
-            Err(MetadataError::Conflict(_)) => Err(RunnerError::ClusterContainsTasks),
-            Err(e) => Err(e.into()),
+            Err(RunnerStoreError::ClusterInUse(_)) => Err(RunnerError::ClusterContainsTasks),
+            Err(RunnerStoreError::Store(e)) => Err(e.into()),
         }
     }
 

@@ -11,10 +11,11 @@ pub use blobs::{
     BlobBody, BlobStore, ByteStream, FileIdentity, Key, LocalFile, StorageError, StoredBlob,
 };
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, BlobMetadata, CredentialStore, Database, Dialect,
-    ImageRecord, Lease, LifecycleMetadata, LifecycleRecord, MaintenanceMetadata, ManifestMetadata,
-    ManifestRecord, MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord,
-    RepositoryDeletion, RepositoryMetadata, RepositoryRecord, RepositoryUsage, RunnerStore,
+    AccessKeyRecord, AccessTokenRecord, BlobMetadata, BlobMetadataError, CredentialStore,
+    CredentialStoreError, Database, Dialect, ImageRecord, Lease, LifecycleMetadata,
+    LifecycleRecord, MaintenanceMetadata, ManifestMetadata, ManifestMetadataError, ManifestRecord,
+    MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord, RepositoryDeletion,
+    RepositoryMetadata, RepositoryRecord, RepositoryUsage, RunnerStore, RunnerStoreError,
     SqlMetadata, SweepPolicy, Swept, UploadMetadata, UploadProgress, UploadRecord, UserRecord,
     UserRemoval,
 };

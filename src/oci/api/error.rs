@@ -144,20 +144,11 @@ impl From<RegistryError> for ApiError {
             E::NameUnknown(n) => {
                 ApiError::new(Code::NameUnknown, message).with_detail(json!({ "name": n.as_str() }))
             }
-            // Not produced by /v2 operations; mapped for completeness.
-            E::RepositoryExists(_) | E::RepositoryNotEmpty(_) => {
-                ApiError::new(Code::Denied, message)
-            }
             E::TagImmutable(t) => {
                 ApiError::new(Code::Denied, message).with_detail(json!({ "tag": t }))
             }
-            E::ReferencedByIndex(_) => ApiError::new(Code::Denied, message),
             E::QuotaExceeded { limit, used, .. } => ApiError::new(Code::Denied, message)
                 .with_detail(json!({ "quotaBytes": limit, "usedBytes": used })),
-            // Lifecycle errors come from the ECR API only.
-            E::LifecycleInvalid(_)
-            | E::LifecyclePolicyNotFound(_)
-            | E::LifecyclePreviewNotFound(_) => ApiError::new(Code::Unsupported, message),
             E::BlobInUse(d) => {
                 ApiError::new(Code::BlobInUse, message).with_detail(json!({ "digest": d }))
             }

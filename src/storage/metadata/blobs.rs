@@ -4,8 +4,20 @@
 
 use async_trait::async_trait;
 
-use super::{Placement, Result};
+use super::{MetadataError, Placement, Result, area_error};
 use crate::oci::{Digest, RepoName};
+
+/// Why a blob could not be unlinked.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobMetadataError {
+    /// A manifest of the repository still needs this blob.
+    #[error("blob {0} is referenced by a manifest")]
+    InUse(Digest),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+area_error!(BlobMetadataError);
 
 /// Stored content and the repositories linked to it.
 #[async_trait]
@@ -25,7 +37,11 @@ pub trait BlobMetadata: Send + Sync + 'static {
     /// false when it is not stored.
     async fn link_existing_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes a blob from a repository; false when it was not linked.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, BlobMetadataError>;
     /// The size of a recorded blob.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
     /// How many blobs are recorded and their total size.

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::sql::{SqlMetadata, now_ms};
-use super::{MetadataError, Result};
+use super::{MetadataError, Result, area_error};
 
 /// A user managed with `wharf user`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,17 @@ pub struct UserRemoval {
     pub access_keys: u64,
 }
 
+/// Why an access token could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialStoreError {
+    #[error("an access token named {0:?} exists")]
+    TokenNameTaken(String),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+area_error!(CredentialStoreError);
+
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
@@ -61,8 +72,9 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn delete_user(&self, name: &str) -> Result<UserRemoval>;
     /// The current credential generation of a user ("" before any change).
     async fn credential_generation(&self, user: &str) -> Result<String>;
-    /// Stores a new token; a duplicate name is [`MetadataError::Conflict`].
-    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()>;
+    /// Stores a new token; its name must be new.
+    async fn put_access_token(&self, token: &AccessTokenRecord)
+    -> Result<(), CredentialStoreError>;
     async fn access_token(&self, id: &str) -> Result<Option<AccessTokenRecord>>;
     async fn access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
     async fn delete_access_token(&self, name: &str) -> Result<bool>;
@@ -195,7 +207,10 @@ impl CredentialStore for SqlMetadata {
         Ok(row.map(|(g,)| g).unwrap_or_default())
     }
 
-    async fn put_access_token(&self, token: &AccessTokenRecord) -> Result<()> {
+    async fn put_access_token(
+        &self,
+        token: &AccessTokenRecord,
+    ) -> Result<(), CredentialStoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO access_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
         ))
@@ -208,10 +223,7 @@ impl CredentialStore for SqlMetadata {
         .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(MetadataError::Conflict(format!(
-                "an access token named {:?} exists",
-                token.name
-            )));
+            return Err(CredentialStoreError::TokenNameTaken(token.name.clone()));
         }
         Ok(())
     }

@@ -4,8 +4,26 @@
 
 use async_trait::async_trait;
 
-use super::{Page, Placement, Result};
+use super::{MetadataError, Page, Placement, Result, area_error};
 use crate::oci::{Digest, Reference, RepoName, Tag};
+
+/// Why a manifest could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestMetadataError {
+    /// The manifest names blobs or child manifests that the repository lacks.
+    #[error("referenced content is missing: {blobs:?} {manifests:?}")]
+    MissingReferences {
+        blobs: Vec<Digest>,
+        manifests: Vec<Digest>,
+    },
+    /// The push would move an immutable tag to another manifest.
+    #[error("tag {0} is immutable")]
+    TagImmutable(String),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+area_error!(ManifestMetadataError);
 
 /// A stored manifest, as the API reports it.
 #[derive(Debug, Clone)]
@@ -50,7 +68,7 @@ pub struct ImageRecord {
 #[async_trait]
 pub trait ManifestMetadata: Send + Sync + 'static {
     /// Records a manifest, its references and tags; checks references in the same transaction.
-    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<()>;
+    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<(), ManifestMetadataError>;
     async fn resolve(
         &self,
         repo: &RepoName,

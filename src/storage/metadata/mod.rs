@@ -6,6 +6,13 @@
 //! Callers that hold an `Arc<dyn MetadataStore>` call every area's methods
 //! without importing the area traits (a trait object's supertrait methods
 //! are its own); a caller holding a [`SqlMetadata`] imports the traits it uses.
+//!
+//! Errors: every method can fail with [`MetadataError`] (the database, a
+//! corrupt value, a blob placement), and most fail with nothing else. The few
+//! that can fail in their area's own way say so in their signature with the
+//! area's error, named after its trait ([`ManifestMetadataError`],
+//! [`BlobMetadataError`], [`CredentialStoreError`], [`RunnerStoreError`]),
+//! which wraps a `MetadataError` for the rest.
 
 mod blobs;
 mod credentials;
@@ -21,37 +28,24 @@ use futures::future::BoxFuture;
 
 use super::StorageError;
 
-use crate::oci::Digest;
-
-pub use blobs::BlobMetadata;
+pub use blobs::{BlobMetadata, BlobMetadataError};
 pub use credentials::{
-    AccessKeyRecord, AccessTokenRecord, CredentialStore, UserRecord, UserRemoval,
+    AccessKeyRecord, AccessTokenRecord, CredentialStore, CredentialStoreError, UserRecord,
+    UserRemoval,
 };
 pub use lifecycle::{LifecycleMetadata, LifecycleRecord, PreviewRecord};
 pub use maintenance::{Lease, MaintenanceMetadata, SweepPolicy, Swept};
-pub use manifests::{ImageRecord, ManifestMetadata, ManifestRecord, NewManifest};
+pub use manifests::{
+    ImageRecord, ManifestMetadata, ManifestMetadataError, ManifestRecord, NewManifest,
+};
 pub use repositories::{RepositoryDeletion, RepositoryMetadata, RepositoryRecord, RepositoryUsage};
-pub use runner::{Pins, RunnerStore, StoredDefinition, TaskRow, Versioned};
+pub use runner::{Pins, RunnerStore, RunnerStoreError, StoredDefinition, TaskRow, Versioned};
 pub use sql::{Database, Dialect, SqlMetadata};
 pub use uploads::{UploadMetadata, UploadProgress, UploadRecord};
 
+/// What any call of the store can fail with; none of it is the caller's doing.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    /// The manifest names blobs or child manifests that the repository lacks.
-    #[error("referenced content is missing: {blobs:?} {manifests:?}")]
-    MissingReferences {
-        blobs: Vec<Digest>,
-        manifests: Vec<Digest>,
-    },
-    /// A manifest of the repository still needs this blob.
-    #[error("blob {0} is referenced by a manifest")]
-    BlobInUse(Digest),
-    /// A unique name is taken.
-    #[error("{0}")]
-    Conflict(String),
-    /// A push would move an immutable tag to another manifest.
-    #[error("tag {0} is immutable")]
-    TagImmutable(String),
     /// Placing or removing a blob's bytes failed; nothing was recorded.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
@@ -87,6 +81,26 @@ impl MetadataError {
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// The conversions an area's error (an enum with a `Store(MetadataError)`
+/// variant) shares: whatever becomes a `MetadataError` becomes it, so `?`
+/// works on database and placement results.
+macro_rules! area_error {
+    ($area:ident) => {
+        impl From<sqlx::Error> for $area {
+            fn from(e: sqlx::Error) -> Self {
+                $area::Store(e.into())
+            }
+        }
+
+        impl From<$crate::storage::StorageError> for $area {
+            fn from(e: $crate::storage::StorageError) -> Self {
+                $area::Store(e.into())
+            }
+        }
+    };
+}
+use area_error;
 
 /// Puts a blob's bytes in place (or removes them). The store runs it inside
 /// the transaction that records (or forgets) the blob, serialized per digest

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::sql::{Scope, SqlMetadata};
-use super::{MetadataError, Result};
+use super::{MetadataError, Result, area_error};
 use crate::oci::{Digest, RepoName};
 
 /// A stored document and its version.
@@ -42,6 +42,18 @@ pub struct TaskRow<'a> {
     pub pins: &'a Pins,
 }
 
+/// Why a cluster could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerStoreError {
+    /// Live tasks or active services still run in it.
+    #[error("cluster {0} is in use")]
+    ClusterInUse(String),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+area_error!(RunnerStoreError);
+
 #[async_trait]
 pub trait RunnerStore: Send + Sync + 'static {
     /// A random id of this installation, created once; labels its containers.
@@ -50,7 +62,8 @@ pub trait RunnerStore: Send + Sync + 'static {
     /// Creates a cluster (or finds it); its creation time (Unix ms).
     async fn create_cluster(&self, name: &str, now_ms: i64) -> Result<i64>;
     async fn clusters(&self) -> Result<Vec<(String, i64)>>;
-    async fn delete_cluster(&self, name: &str) -> Result<bool>;
+    /// Deletes a cluster no live task or active service uses; false when there is none.
+    async fn delete_cluster(&self, name: &str) -> Result<bool, RunnerStoreError>;
 
     /// Stores the next revision of `family`: `doc` is called with the new
     /// revision number and returns the document to store.
@@ -178,7 +191,7 @@ impl RunnerStore for SqlMetadata {
         )
     }
 
-    async fn delete_cluster(&self, name: &str) -> Result<bool> {
+    async fn delete_cluster(&self, name: &str) -> Result<bool, RunnerStoreError> {
         let mut tx = self.write(Scope::Runner).await?;
         let (busy,): (i64,) = sqlx::query_as(
             "SELECT CAST(EXISTS (SELECT 1 FROM tasks WHERE cluster = $1 AND live = 1)
@@ -188,7 +201,7 @@ impl RunnerStore for SqlMetadata {
         .fetch_one(&mut *tx)
         .await?;
         if busy != 0 {
-            return Err(MetadataError::Conflict(format!("cluster {name} is in use")));
+            return Err(RunnerStoreError::ClusterInUse(name.to_string()));
         }
         let deleted = sqlx::query("DELETE FROM clusters WHERE name = $1")
             .bind(name)

@@ -6,7 +6,7 @@ use super::{
     BlobRow, RepoDigestRow, Scope, SqlMetadata, ensure_blob, ensure_repository, link, now_ms,
 };
 use crate::oci::{Digest, RepoName};
-use crate::storage::metadata::{BlobMetadata, MetadataError, Placement, Result};
+use crate::storage::metadata::{BlobMetadata, BlobMetadataError, Placement, Result};
 
 #[async_trait]
 impl BlobMetadata for SqlMetadata {
@@ -61,7 +61,11 @@ impl BlobMetadata for SqlMetadata {
         Ok(true)
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, BlobMetadataError> {
         let mut tx = self.write(Scope::Repository(repo)).await?;
         let used: Option<String> = sqlx::query_scalar(
             "SELECT manifest FROM manifest_blobs WHERE repository = $1 AND blob = $2 LIMIT 1",
@@ -71,7 +75,7 @@ impl BlobMetadata for SqlMetadata {
         .fetch_optional(&mut *tx)
         .await?;
         if used.is_some() {
-            return Err(MetadataError::BlobInUse(digest.clone()));
+            return Err(BlobMetadataError::InUse(digest.clone()));
         }
         let done =
             sqlx::query("DELETE FROM repository_blobs WHERE repository = $1 AND digest = $2")

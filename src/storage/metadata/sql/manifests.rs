@@ -13,7 +13,7 @@ use super::{
 };
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::storage::metadata::{
-    ImageRecord, ManifestMetadata, ManifestRecord, MetadataError, NewManifest, Page, Result,
+    ImageRecord, ManifestMetadata, ManifestMetadataError, ManifestRecord, NewManifest, Page, Result,
 };
 
 /// A manifest as [`MANIFEST_COLUMNS`] selects it.
@@ -112,7 +112,7 @@ fn distinct(digests: &[Digest]) -> Vec<String> {
 
 #[async_trait]
 impl ManifestMetadata for SqlMetadata {
-    async fn put_manifest(&self, m: NewManifest<'_>) -> Result<()> {
+    async fn put_manifest(&self, m: NewManifest<'_>) -> Result<(), ManifestMetadataError> {
         let now = now_ms();
         let repo = m.repo.as_str();
         let digest = m.record.digest.to_string();
@@ -146,7 +146,7 @@ impl ManifestMetadata for SqlMetadata {
             .cloned()
             .collect();
         if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
-            return Err(MetadataError::MissingReferences {
+            return Err(ManifestMetadataError::MissingReferences {
                 blobs: missing_blobs,
                 manifests: missing_manifests,
             });
@@ -367,7 +367,7 @@ async fn check_immutable(
     repo: &str,
     digest: &str,
     immutable: &[Tag],
-) -> Result<()> {
+) -> Result<(), ManifestMetadataError> {
     let names: Vec<String> = immutable.iter().map(Tag::to_string).collect();
     let mut current: HashMap<String, String> = HashMap::new();
     for batch in names.chunks(BATCH) {
@@ -394,7 +394,7 @@ async fn check_immutable(
         .into_iter()
         .find(|t| current.get(t).is_some_and(|d| d != digest))
     {
-        Some(tag) => Err(MetadataError::TagImmutable(tag)),
+        Some(tag) => Err(ManifestMetadataError::TagImmutable(tag)),
         None => Ok(()),
     }
 }

@@ -1,15 +1,17 @@
 //! The SQL store on its own, on SQLite and (under `WHARF_TEST_POSTGRES`, a
 //! server URL without a database) on a fresh PostgreSQL database: the
 //! set-based push with duplicates, lists longer than one batch, missing
-//! references and immutable tags, and resource tags written as sets.
+//! references and immutable tags, resource tags written as sets, and the
+//! failures other areas report in their own error types.
 
 use futures::FutureExt as _;
 
 use super::{BATCH, Database, SqlMetadata};
 use crate::oci::{Algorithm, Digest, RepoName, Tag};
 use crate::storage::metadata::{
-    BlobMetadata, ManifestMetadata, ManifestRecord, MetadataError, NewManifest, Page,
-    RepositoryMetadata, RepositoryRecord,
+    AccessTokenRecord, BlobMetadata, BlobMetadataError, CredentialStore, CredentialStoreError,
+    ManifestMetadata, ManifestMetadataError, ManifestRecord, NewManifest, Page, RepositoryMetadata,
+    RepositoryRecord,
 };
 
 fn digest_of(text: &str) -> Digest {
@@ -116,7 +118,7 @@ async fn push_checks_and_records_references_as_sets() {
             .put_manifest(manifest(&repo, "index", &blobs, &children, &[], &[]))
             .await
         {
-            Err(MetadataError::MissingReferences { blobs, manifests }) => {
+            Err(ManifestMetadataError::MissingReferences { blobs, manifests }) => {
                 assert_eq!(blobs, [absent.clone(), absent]);
                 assert_eq!(manifests, [digest_of("no such child")]);
             }
@@ -135,7 +137,7 @@ async fn push_checks_and_records_references_as_sets() {
             .put_manifest(manifest(&repo, "other", &[], &[], &moved, &moved))
             .await
         {
-            Err(MetadataError::TagImmutable(tag)) => assert_eq!(tag, "latest"),
+            Err(ManifestMetadataError::TagImmutable(tag)) => assert_eq!(tag, "latest"),
             other => panic!("{other:?}"),
         }
         // Pushing the same manifest again under its immutable tag is allowed.
@@ -201,5 +203,47 @@ async fn resource_tags_are_written_as_sets() {
                 .await
                 .unwrap()
         );
+    }
+}
+
+#[tokio::test]
+async fn blobs_in_use_and_taken_token_names_are_refused() {
+    for (_dir, store) in stores().await {
+        let repo: RepoName = "app".parse().unwrap();
+        let layer = digest_of("layer");
+        store
+            .link_blob(&repo, &layer, 5, async { Ok(()) }.boxed())
+            .await
+            .unwrap();
+        let listed = [layer.clone()];
+        store
+            .put_manifest(manifest(&repo, "image", &listed, &[], &[], &[]))
+            .await
+            .unwrap();
+        match store.unlink_blob(&repo, &layer).await {
+            Err(BlobMetadataError::InUse(digest)) => assert_eq!(digest, layer),
+            other => panic!("{other:?}"),
+        }
+
+        let token = AccessTokenRecord {
+            id: "id1".into(),
+            name: "ci".into(),
+            secret_hash: "00".into(),
+            scopes: vec![],
+            created_at_ms: 1,
+            expires_at_ms: None,
+        };
+        store.put_access_token(&token).await.unwrap();
+        let again = AccessTokenRecord {
+            id: "id2".into(),
+            ..token
+        };
+        match store.put_access_token(&again).await {
+            // The admin API sends this text.
+            Err(e @ CredentialStoreError::TokenNameTaken(_)) => {
+                assert_eq!(e.to_string(), r#"an access token named "ci" exists"#)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
