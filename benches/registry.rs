@@ -14,7 +14,8 @@
 //! - for reference, single-core SHA-256 of `openssl speed -evp sha256`.
 //!
 //! Environment: `BENCH_BLOB_MIB` (default 1024), `BENCH_WRK_SECONDS` (default 10),
-//! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder).
+//! `BENCH_DATA_DIR` (where the server keeps its data; default the system temp folder),
+//! `BENCH_WHARF_BIN` (another `wharf` binary to measure, for A/B comparisons).
 //!
 //! Soak mode (`BENCH_SOAK_SECONDS=300`): instead of the above, a mixed load for
 //! that long: `BENCH_SOAK_WORKERS` (default 32) workers, each looping a push
@@ -63,7 +64,10 @@ impl Server {
             .local_addr()
             .expect("addr")
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        // BENCH_WHARF_BIN compares another build (A/B) with the same client.
+        let binary = std::env::var("BENCH_WHARF_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wharf").to_string());
+        let child = Command::new(binary)
             .args([
                 "serve",
                 "--listen",
@@ -533,9 +537,9 @@ async fn main() {
         ("push chunked 64 MiB", 64 * MIB),
     ] {
         // Fresh random content on a fresh connection for every push, so each
-        // does the full work; best of two, as the VM's page cache is noisy.
+        // does the full work; best of three, as the VM's page cache is noisy.
         let mut best = 0f64;
-        for _ in 0..2 {
+        for _ in 0..3 {
             // A new allocation each time: resending a reused 1 GiB buffer gets
             // slower and slower on this VM (a client-side kernel effect).
             data = random_blob(blob_mib * MIB);
@@ -548,7 +552,7 @@ async fn main() {
             best = best.max(mb_per_s(data.len(), elapsed));
         }
         println!(
-            "{name}: {best:.0} MB/s (best of 2; {:.2}× the push goal, {:.2}× sha256)",
+            "{name}: {best:.0} MB/s (best of 3; {:.2}× the push goal, {:.2}× sha256)",
             best / push_goal,
             best / limits.sha256
         );
@@ -568,13 +572,13 @@ async fn main() {
         mb_per_s(n, elapsed) / limits.copy
     );
     let mut best = 0f64;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (elapsed, n) = pull(&mut conn, "bench/blob", &last).await;
         assert_eq!(n, data.len());
         best = best.max(mb_per_s(n, elapsed));
     }
     println!(
-        "pull: {best:.0} MB/s (best of 3; {:.2}× the sendfile limit)",
+        "pull: {best:.0} MB/s (best of 5; {:.2}× the sendfile limit)",
         best / limits.sendfile
     );
 
@@ -587,7 +591,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     pull(&mut conn, "bench/many", &concurrent_digest).await;
     let mut best = 0f64;
-    for _ in 0..2 {
+    for _ in 0..3 {
         let start = Instant::now();
         let pulls: Vec<_> = (0..8)
             .map(|_| {
@@ -606,7 +610,7 @@ async fn main() {
         best = best.max(mb_per_s(total, start.elapsed()));
     }
     println!(
-        "8 concurrent pulls of {CONCURRENT_MIB} MiB: {best:.0} MB/s aggregate (best of 2; {:.2}× the 8-stream sendfile limit); server RSS now {:.1} MiB",
+        "8 concurrent pulls of {CONCURRENT_MIB} MiB: {best:.0} MB/s aggregate (best of 3; {:.2}× the 8-stream sendfile limit); server RSS now {:.1} MiB",
         best / limits.sendfile_8,
         server.rss_mib()
     );

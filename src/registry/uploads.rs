@@ -181,15 +181,11 @@ impl Registry {
             check_length(0, content_length)?;
             return Ok(offset);
         }
-        let mut hasher = saved_hasher(&session, hint);
-        let appended = self
+        let hasher = saved_hasher(&session, hint);
+        let (appended, hasher) = self
             .inner
             .staging
-            .append(id, offset, peek, |piece| {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(piece);
-                }
-            })
+            .append(id, offset, peek, hasher)
             .await
             .map_err(body_error)?;
         let written = appended.written;
@@ -300,18 +296,20 @@ impl Registry {
         self.check_pushable(repo).await?;
         let started = std::time::Instant::now();
         let id = Uuid::new_v4();
-        let mut hasher = Hasher::new(expected.algorithm());
+        let hasher = Some(Hasher::new(expected.algorithm()));
         let staged = self
             .inner
             .staging
-            .append(id, 0, body, |piece| hasher.update(piece))
+            .append(id, 0, body, hasher)
             .await
             .map_err(body_error);
-        let chunks: Vec<_> = staged.iter().filter_map(|a| a.chunk).collect();
-        let checked = staged.and_then(|appended| {
+        let chunks: Vec<_> = staged.iter().filter_map(|(a, _)| a.chunk).collect();
+        let checked = staged.and_then(|(appended, hasher)| {
             let written = appended.written;
             check_length(written, content_length)?;
-            let actual = hasher.finish();
+            let actual = hasher
+                .map(Hasher::finish)
+                .ok_or_else(|| RegistryError::UploadInvalid("the upload was not hashed".into()))?;
             if &actual == expected {
                 Ok(written)
             } else {

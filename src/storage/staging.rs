@@ -24,10 +24,12 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::blobs::{BlobStore, ByteStream, Key, StorageError, read_size};
-use crate::oci::Digest;
+use crate::oci::{Digest, Hasher};
 
-/// Pieces of body queued for the writer thread; bounds memory per upload.
-const WRITE_QUEUE: usize = 32;
+/// Pieces of body queued for the hashing thread, and again for the writing
+/// thread; each pins its share of a connection's read buffer, so this bounds
+/// memory per upload (2 × 16 × 256 KiB).
+const PIPE_QUEUE: usize = 16;
 const READ_SIZE: usize = 1024 * 1024;
 /// The largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -113,28 +115,42 @@ impl Staging {
             .await
     }
 
-    /// Writes `body` at `offset` of the session, showing every piece to
-    /// `inspect` (the hasher) first. Hashing runs here while a blocking thread
-    /// writes (or parts go to the remote store), so network, hashing and
-    /// storage overlap.
+    /// Writes `body` at `offset` of the session, hashing every piece with
+    /// `hasher` on the way; returns the hasher with the pieces added. On the
+    /// local disk the pieces pass from the request's task to a hashing thread
+    /// and on to a writing thread, so receiving, hashing and writing run on
+    /// three threads at once (hashing alone costs about a core at 1.7 GB/s).
     pub async fn append<S>(
         &self,
         upload: Uuid,
         offset: u64,
         mut body: S,
-        mut inspect: impl FnMut(&[u8]),
-    ) -> Result<Appended, StorageError>
+        hasher: Option<Hasher>,
+    ) -> Result<(Appended, Option<Hasher>), StorageError>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
         let root = match self {
             Staging::Local(root) => root,
             Staging::Remote(store) => {
-                return append_chunk(store, upload, offset, body, inspect).await;
+                return append_chunk(store, upload, offset, body, hasher).await;
             }
         };
         let path = session_file(root, upload);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let (to_hash, mut hash_rx) = tokio::sync::mpsc::channel::<Bytes>(PIPE_QUEUE);
+        let (to_write, write_rx) = std::sync::mpsc::sync_channel::<Bytes>(PIPE_QUEUE);
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            while let Some(piece) = hash_rx.blocking_recv() {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&piece);
+                }
+                if to_write.send(piece).is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            hasher
+        });
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -148,7 +164,7 @@ impl Staging {
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
             let mut written = 0u64;
-            while let Some(piece) = rx.blocking_recv() {
+            while let Ok(piece) = write_rx.recv() {
                 file.write_all(&piece)?;
                 written += piece.len() as u64;
             }
@@ -158,8 +174,7 @@ impl Staging {
         while let Some(piece) = body.next().await {
             match piece {
                 Ok(piece) => {
-                    inspect(&piece);
-                    if tx.send(piece).await.is_err() {
+                    if to_hash.send(piece).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }
@@ -169,11 +184,15 @@ impl Staging {
                 }
             }
         }
-        drop(tx);
+        drop(to_hash);
+        let hasher = hashing.await.map_err(blocking_err)?;
         let written = writer.await.map_err(blocking_err)??;
-        outcome.map(|()| Appended {
-            written,
-            chunk: None,
+        outcome.map(|()| {
+            let appended = Appended {
+                written,
+                chunk: None,
+            };
+            (appended, hasher)
         })
     }
 
@@ -319,8 +338,8 @@ async fn append_chunk<S>(
     upload: Uuid,
     offset: u64,
     body: S,
-    mut inspect: impl FnMut(&[u8]),
-) -> Result<Appended, StorageError>
+    mut hasher: Option<Hasher>,
+) -> Result<(Appended, Option<Hasher>), StorageError>
 where
     S: Stream<Item = io::Result<Bytes>> + Unpin,
 {
@@ -331,17 +350,20 @@ where
     let mut written = 0u64;
     let pieces = body.map(|piece| {
         let piece = piece.map_err(StorageError::Body)?;
-        inspect(&piece);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&piece);
+        }
         written += piece.len() as u64;
         Ok(piece)
     });
     store
         .put_stream(&Key::UploadChunk(upload, chunk), pieces)
         .await?;
-    Ok(Appended {
+    let appended = Appended {
         written,
         chunk: Some(chunk),
-    })
+    };
+    Ok((appended, hasher))
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
