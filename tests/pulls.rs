@@ -3,7 +3,8 @@
 //! hashed on its first full read and sent unhashed while its file stays the
 //! one that matched; a file written in place is hashed again and breaks the
 //! transfer; a file deleted mid-read is still sent whole; the scrub finds
-//! rot and `wharf fsck` reports it; TLS and HTTP/2 read the file instead.
+//! rot and `wharf fsck` reports it; TLS and HTTP/2 read the file instead;
+//! `If-None-Match` and `If-Range` work on blobs and manifests.
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort the test on failure")]
 
@@ -296,4 +297,83 @@ async fn tls_reads_the_file() {
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(&r.bytes().await.unwrap()[..], &data[10..20]);
+}
+
+#[tokio::test]
+async fn conditional_requests() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let manifest = s.push_image("app", "v1", "conditional").await;
+    let layer = b"layer for conditional";
+    let digest = sha256(layer);
+    let blob = s.url(&format!("/v2/app/blobs/{digest}"));
+    let etag = format!("\"{digest}\"");
+
+    // If-None-Match with the blob's entity tag (among others, weak or not): 304.
+    for value in [etag.clone(), format!("\"x\", W/{etag}"), "*".into()] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = s
+                .http
+                .request(method.clone(), &blob)
+                .header("If-None-Match", &value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 304, "{method} {value}");
+            assert_eq!(r.headers()["etag"], etag.as_str());
+            assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+            assert!(r.bytes().await.unwrap().is_empty());
+        }
+    }
+    let r = s
+        .http
+        .get(&blob)
+        .header("If-None-Match", "\"sha256:other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], layer);
+    // Not in that repository: still 404, whatever the client holds.
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/other/blobs/{digest}")))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // If-Range: the range only while the entity tag still matches.
+    let ranged = |if_range: &str| {
+        s.http
+            .get(&blob)
+            .header("Range", "bytes=0-4")
+            .header("If-Range", if_range)
+            .send()
+    };
+    let r = ranged(&etag).await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().await.unwrap()[..], &layer[..5]);
+    let r = ranged("\"sha256:other\"").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], layer);
+    let r = ranged("Wed, 21 Oct 2015 07:28:00 GMT").await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Manifests by tag: 304 while the tag points at the digest the client holds.
+    let held = format!("\"{}\"", sha256(&manifest));
+    let get_tag = || {
+        s.http
+            .get(s.url("/v2/app/manifests/v1"))
+            .header("Accept", common::OCI_MANIFEST)
+            .header("If-None-Match", &held)
+            .send()
+    };
+    assert_eq!(get_tag().await.unwrap().status(), 304);
+    s.push_image("app", "v1", "moved").await;
+    let r = get_tag().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"], held.as_str());
 }

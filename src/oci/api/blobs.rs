@@ -29,6 +29,10 @@ fn parse_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
 }
 
 pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Request) -> ApiResult {
+    if req.holds_current(digest) {
+        state.registry.stat_blob(repo, digest).await?;
+        return Ok(Request::not_modified(digest));
+    }
     let digest_header = digest.to_string();
     if req.method == Method::HEAD {
         let size = state.registry.stat_blob(repo, digest).await?;
@@ -63,7 +67,10 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
             blob_notice(Action::Pull, repo, digest, size),
         ));
     }
-    let range = req.header(header::RANGE).and_then(parse_range);
+    let range = req
+        .header(header::RANGE)
+        .filter(|_| req.range_applies(digest))
+        .and_then(parse_range);
     let blob = state.registry.open_blob(repo, digest, range).await?;
     let common = [
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),

@@ -66,6 +66,9 @@ pub async fn get(
             ),
         ));
     }
+    if req.holds_current(&record.digest) {
+        return Ok(Request::not_modified(&record.digest));
+    }
     let response = (
         [
             (header::CONTENT_TYPE, record.media_type.clone()),

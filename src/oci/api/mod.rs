@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
@@ -102,6 +102,42 @@ pub struct Request {
 impl Request {
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether `If-None-Match` names `digest`'s entity tag (or is `*`): the
+    /// client holds these bytes already (RFC 9110 §13.1.2, weak comparison).
+    pub fn holds_current(&self, digest: &crate::oci::Digest) -> bool {
+        let etag = format!("\"{digest}\"");
+        self.headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    }
+
+    /// Whether a `Range` may be honoured: without `If-Range`, or with one
+    /// naming `digest`'s entity tag exactly (RFC 9110 §13.1.5, strong
+    /// comparison; a date never matches, as blobs carry no Last-Modified).
+    pub fn range_applies(&self, digest: &crate::oci::Digest) -> bool {
+        self.header(header::IF_RANGE)
+            .is_none_or(|tag| tag.trim() == format!("\"{digest}\""))
+    }
+
+    /// 304 for a client that holds `digest` already, with its validators.
+    pub fn not_modified(digest: &crate::oci::Digest) -> Response {
+        (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, format!("\"{digest}\"")),
+                (
+                    header::HeaderName::from_static("docker-content-digest"),
+                    digest.to_string(),
+                ),
+            ],
+        )
+            .into_response()
     }
 
     pub fn content_length(&self) -> Option<u64> {
