@@ -49,6 +49,7 @@ pub struct Metrics {
     pub scrub_blobs: Counter,
     pub scrub_bytes: Counter,
     pub scrub_corrupt: Counter,
+    pub scrub_unreadable: Counter,
     pub scrub_last_pass: Gauge,
     pub notifications_sent: Counter,
     pub notifications_failed: Counter,
@@ -160,6 +161,12 @@ impl Metrics {
             "Blobs the scrub found not matching their digest",
             scrub_corrupt.clone(),
         );
+        let scrub_unreadable = Counter::default();
+        registry.register(
+            "scrub_unreadable_blobs",
+            "Blobs the scrub could not read",
+            scrub_unreadable.clone(),
+        );
         let scrub_last_pass = Gauge::default();
         registry.register(
             "scrub_last_pass_completed_timestamp_seconds",
@@ -192,6 +199,7 @@ impl Metrics {
             scrub_blobs,
             scrub_bytes,
             scrub_corrupt,
+            scrub_unreadable,
             scrub_last_pass,
             notifications_sent,
             notifications_failed,

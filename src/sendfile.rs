@@ -9,12 +9,15 @@
 //! placeholder buffer by address, and where hyper would write its bytes it
 //! `sendfile`s the announced span instead. Spans are announced and written in
 //! the same order (HTTP/1 writes one response after another), so a FIFO pairs
-//! them. hyper must queue chunks rather than copy them (`writev(true)`); TLS
+//! them, and each placeholder starts at a tag offset its span carries, which
+//! the socket checks. hyper must queue chunks rather than copy them into one
+//! buffer: `writev(true)`, and never `pipeline_flush`, which flattens. TLS
 //! and HTTP/2 connections never get a [`Sink`], so their bodies are read.
 //! Depends on nothing of Wharf's.
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -26,39 +29,53 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The largest span one placeholder announces. Its buffer lives in `.bss` and
-/// is never touched, so it costs address space, not memory.
+/// The largest span one placeholder announces.
 const SPAN_MAX: usize = 4 * 1024 * 1024;
-static PLACEHOLDER: [u8; SPAN_MAX] = [0; SPAN_MAX];
+/// Placeholders start at one of `TAGS` offsets, `TAG_STEP` apart, in turn, so
+/// the socket can check that a placeholder belongs to the span it pairs it
+/// with (a mismatch ends the connection rather than send the wrong bytes).
+const TAGS: usize = 64;
+const TAG_STEP: usize = 4096;
+/// Lives in `.bss` and is never read, so it costs address space, not memory.
+static PLACEHOLDER: [u8; SPAN_MAX + TAGS * TAG_STEP] = [0; SPAN_MAX + TAGS * TAG_STEP];
 
-/// Whether `bytes` lies inside the placeholder buffer.
-fn is_placeholder(bytes: &[u8]) -> bool {
-    let start = PLACEHOLDER.as_ptr() as usize;
-    let at = bytes.as_ptr() as usize;
-    !bytes.is_empty() && at >= start && at < start + SPAN_MAX
+/// Where `bytes` starts inside the placeholder buffer, if it lies there.
+fn placeholder_at(bytes: &[u8]) -> Option<usize> {
+    let at = (bytes.as_ptr() as usize).checked_sub(PLACEHOLDER.as_ptr() as usize)?;
+    (!bytes.is_empty() && at < PLACEHOLDER.len()).then_some(at)
 }
 
 /// A part of a file to send where a placeholder of the same length stands.
 struct Span {
     file: Arc<File>,
     offset: u64,
+    /// Bytes left to send.
     len: usize,
+    /// Where in the placeholder buffer the next unsent byte's placeholder is.
+    at: usize,
 }
 
 /// Spans announced by bodies and not yet written, in order, for one connection.
 #[derive(Default)]
-struct Spans(Mutex<VecDeque<Span>>);
+struct Spans(Mutex<(VecDeque<Span>, usize)>);
 
 impl Spans {
-    fn push(&self, span: Span) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(span);
+    /// Queues a span; returns where its placeholder starts.
+    fn push(&self, mut span: Span) -> usize {
+        let mut spans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let tag = (spans.1 % TAGS) * TAG_STEP;
+        spans.1 = spans.1.wrapping_add(1);
+        span.at = tag;
+        spans.0.push_back(span);
+        tag
     }
 
     fn pop(&self) -> Option<Span> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .pop_front()
     }
 }
 
@@ -84,16 +101,48 @@ pub struct FileBody {
     next: u64,
     end: u64,
     sink: Sink,
+    /// The next span being read into the page cache on the blocking pool:
+    /// `sendfile` runs on the runtime, where a cache miss (a cold blob on a
+    /// disk) would stall a worker thread for the whole read.
+    ahead: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl FileBody {
     pub fn new(file: File, offset: u64, len: u64, sink: Sink) -> Self {
-        FileBody {
+        let mut body = FileBody {
             file: Arc::new(file),
             next: offset,
             end: offset.saturating_add(len),
             sink,
+            ahead: None,
+        };
+        body.read_ahead();
+        body
+    }
+
+    /// The length of the next span.
+    fn next_len(&self) -> usize {
+        usize::try_from(self.end - self.next).map_or(SPAN_MAX, |left| left.min(SPAN_MAX))
+    }
+
+    /// Starts reading the next span into the page cache, if any is left.
+    fn read_ahead(&mut self) {
+        let len = self.next_len();
+        if len == 0 {
+            return;
         }
+        let (file, offset) = (self.file.clone(), self.next);
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            let Ok(offset) = libc::off64_t::try_from(offset) else {
+                return;
+            };
+            // SAFETY: a plain syscall on a descriptor `file` keeps open; no
+            // memory is passed. It fails harmlessly where a file system
+            // has no read-ahead (tmpfs: the pages are in memory anyway).
+            unsafe {
+                libc::readahead(file.as_raw_fd(), offset, len);
+            }
+        }));
     }
 }
 
@@ -103,21 +152,27 @@ impl http_body::Body for FileBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let left = self.end - self.next;
-        if left == 0 {
+        let len = self.next_len();
+        if len == 0 {
             return Poll::Ready(None);
         }
-        let len = usize::try_from(left).map_or(SPAN_MAX, |left| left.min(SPAN_MAX));
+        if let Some(ahead) = self.ahead.as_mut() {
+            // Only a hint: a failed read-ahead still lets sendfile read.
+            let _ = ready!(Pin::new(ahead).poll(cx));
+            self.ahead = None;
+        }
         let span = Span {
             file: self.file.clone(),
             offset: self.next,
             len,
+            at: 0,
         };
-        self.sink.0.push(span);
+        let tag = self.sink.0.push(span);
         self.next += len as u64;
-        let placeholder = Bytes::from_static(&PLACEHOLDER[..len]);
+        self.read_ahead();
+        let placeholder = Bytes::from_static(&PLACEHOLDER[tag..tag + len]);
         Poll::Ready(Some(Ok(Frame::data(placeholder))))
     }
 
@@ -139,17 +194,22 @@ pub struct SendfileStream {
 }
 
 impl SendfileStream {
-    /// Sends up to `len` bytes of the current span (taking the next one if
-    /// none is under way); `len` is what hyper still counts as unwritten.
-    fn poll_send_span(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+    /// Sends some of the current span (taking the next one if none is under
+    /// way) for the placeholder bytes `at..at + len` hyper still counts as
+    /// unwritten: always the rest of the placeholder it queued.
+    fn poll_send_span(
+        &mut self,
+        cx: &mut Context<'_>,
+        at: usize,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
         if self.current.is_none() {
             self.current = self.spans.pop();
         }
         let Some(span) = self.current.as_mut() else {
             return Poll::Ready(Err(io::Error::other("a file placeholder without its span")));
         };
-        if span.len != len {
-            // hyper always offers the rest of the placeholder it queued.
+        if span.at != at || span.len != len {
             return Poll::Ready(Err(io::Error::other("a file placeholder out of step")));
         }
         loop {
@@ -166,6 +226,7 @@ impl SendfileStream {
                 Ok(n) => {
                     span.offset += n as u64;
                     span.len -= n;
+                    span.at += n;
                     if span.len == 0 {
                         self.current = None;
                     }
@@ -211,8 +272,8 @@ impl AsyncWrite for SendfileStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if is_placeholder(buf) {
-            return self.poll_send_span(cx, buf.len());
+        if let Some(at) = placeholder_at(buf) {
+            return self.poll_send_span(cx, at, buf.len());
         }
         Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
@@ -224,8 +285,14 @@ impl AsyncWrite for SendfileStream {
     ) -> Poll<io::Result<usize>> {
         // Ordinary bytes up to the first placeholder go out as one write;
         // a leading placeholder is sent from its file.
-        match bufs.iter().position(|b| is_placeholder(b)) {
-            Some(0) => self.poll_send_span(cx, bufs[0].len()),
+        match bufs.iter().position(|b| placeholder_at(b).is_some()) {
+            Some(0) => match bufs
+                .first()
+                .and_then(|b| Some((placeholder_at(b)?, b.len())))
+            {
+                Some((at, len)) => self.poll_send_span(cx, at, len),
+                None => Poll::Ready(Err(io::Error::other("a file placeholder vanished"))),
+            },
             Some(first) => Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..first]),
             None => Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs),
         }
@@ -250,9 +317,30 @@ mod tests {
 
     #[test]
     fn placeholders_are_known_by_address() {
-        assert!(is_placeholder(&PLACEHOLDER[..10]));
-        assert!(is_placeholder(&PLACEHOLDER[SPAN_MAX - 1..]));
-        assert!(!is_placeholder(&PLACEHOLDER[..0]));
-        assert!(!is_placeholder(&[0u8; 16]));
+        assert_eq!(placeholder_at(&PLACEHOLDER[..10]), Some(0));
+        assert_eq!(placeholder_at(&PLACEHOLDER[4096..]), Some(4096));
+        assert_eq!(
+            placeholder_at(&PLACEHOLDER[PLACEHOLDER.len() - 1..]),
+            Some(PLACEHOLDER.len() - 1)
+        );
+        assert_eq!(placeholder_at(&PLACEHOLDER[..0]), None);
+        assert_eq!(placeholder_at(&[0u8; 16]), None);
+    }
+
+    #[test]
+    fn spans_take_tags_in_turn() {
+        let spans = Spans::default();
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let span = || Span {
+            file: file.clone(),
+            offset: 0,
+            len: 1,
+            at: 0,
+        };
+        let tags: Vec<usize> = (0..TAGS + 1).map(|_| spans.push(span())).collect();
+        assert_eq!(tags[1], TAG_STEP);
+        assert_eq!(tags[TAGS], 0, "tags wrap around");
+        assert_eq!(spans.pop().map(|s| s.at), Some(0));
+        assert_eq!(spans.pop().map(|s| s.at), Some(TAG_STEP));
     }
 }

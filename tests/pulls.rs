@@ -41,6 +41,12 @@ async fn counter(s: &TestServer, name: &str) -> u64 {
         .unwrap()
 }
 
+/// A server without the scrub, which would otherwise hash new blobs in the
+/// background and change what the counters show.
+async fn unscrubbed(dir: &std::path::Path) -> TestServer {
+    TestServer::start_with(dir, |c| c.storage.scrub_rate = 0).await
+}
+
 /// Reads a blob fully; `Err` when the transfer broke.
 async fn get(s: &TestServer, repo: &str, digest: &str) -> Result<Vec<u8>, reqwest::Error> {
     let r = s
@@ -56,7 +62,7 @@ async fn get(s: &TestServer, repo: &str, digest: &str) -> Result<Vec<u8>, reqwes
 async fn hashed_once_then_sent_from_the_file() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path()).await;
+    let s = unscrubbed(dir.path()).await;
     let data = big_blob(1);
     let digest = s.push_blob("app", &data).await;
     // A file changed within the last 100 ms cannot be trusted to show a
@@ -125,13 +131,22 @@ async fn hashed_once_then_sent_from_the_file() {
     let hashed = counter(&s, "blob_hashed_reads").await;
     assert!(get(&s, "app", &digest).await.is_err(), "rot was sent");
     assert_eq!(counter(&s, "blob_hashed_reads").await, hashed + 1);
+    // Known to be corrupt now: a range (which cannot be checked) is refused.
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/app/blobs/{digest}")))
+        .header("Range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
 }
 
 #[tokio::test]
 async fn a_file_deleted_mid_read_is_sent_whole() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path()).await;
+    let s = unscrubbed(dir.path()).await;
     // Big enough to outlast the socket buffers.
     let data: Vec<u8> = (0..64)
         .flat_map(|i| big_blob(i as u8 + 7)[..1024 * 1024].to_vec())
@@ -139,6 +154,7 @@ async fn a_file_deleted_mid_read_is_sent_whole() {
     let digest = s.push_blob("app", &data).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     get(&s, "app", &digest).await.unwrap();
+    let sent = counter(&s, "blob_sendfile_reads").await;
 
     let r = s
         .http
@@ -154,6 +170,11 @@ async fn a_file_deleted_mid_read_is_sent_whole() {
     }
     assert_eq!(received.len(), data.len());
     assert!(received == data);
+    assert_eq!(
+        counter(&s, "blob_sendfile_reads").await,
+        sent + 1,
+        "sent from the file"
+    );
 }
 
 #[tokio::test]
@@ -181,9 +202,25 @@ async fn the_scrub_finds_rot_and_fsck_reports_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(found, "the scrub did not find the rotten blob");
-    assert!(counter(&s, "scrub_blobs").await >= 1);
+    let mut matched = false;
+    for _ in 0..100 {
+        if counter(&s, "scrub_blobs").await >= 1 {
+            matched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matched, "the scrub did not match the sound blob");
     let rotten_read = get(&s, "app", &rotten).await;
     assert!(rotten_read.is_err(), "rot was sent");
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/app/blobs/{rotten}")))
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500, "a range of a blob the scrub found corrupt");
     assert_eq!(get(&s, "app", &good).await.unwrap(), b"sound bytes");
     s.stop().await;
 
@@ -222,7 +259,7 @@ async fn http2_reads_the_file() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path()).await;
+    let s = unscrubbed(dir.path()).await;
     let data = big_blob(3);
     let digest = s.push_blob("app", &data).await;
     tokio::time::sleep(Duration::from_millis(150)).await;

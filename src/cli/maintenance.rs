@@ -107,6 +107,9 @@ pub async fn fsck(repair: bool, common: CommonArgs) -> Result {
         for (digest, found) in &scrub.corrupt {
             writeln!(out, "scrub found corrupt\t{digest}\tat {}", at(*found))?;
         }
+        for (digest, found) in &scrub.unreadable {
+            writeln!(out, "scrub could not read\t{digest}\tat {}", at(*found))?;
+        }
         let last = scrub.last_pass_completed_ms.map_or("never".into(), at);
         let progress = match &scrub.cursor {
             Some(cursor) => format!(

@@ -4,15 +4,17 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use super::verified::VerifiedFiles;
 use super::{Registry, RegistryError, Result};
 use crate::metrics::metrics;
 use crate::oci::{Digest, Hasher, RepoName};
-use crate::storage::{BlobBody, ByteStream, Key, StorageError};
+use crate::storage::{BlobBody, ByteStream, FileIdentity, Key, StorageError};
 
 /// Chunks read ahead of the hasher at most; bounds memory per pull.
 const HASH_QUEUE: usize = 4;
@@ -34,8 +36,10 @@ struct Verified {
     held: Option<Bytes>,
     ended: bool,
     done: bool,
-    /// Called once the bytes matched the digest.
-    on_match: Option<Box<dyn FnOnce() + Send>>,
+    /// Told whether the bytes matched the digest.
+    records: Arc<VerifiedFiles>,
+    /// The file read, recorded on a match (local disk only).
+    identity: Option<FileIdentity>,
 }
 
 impl Verified {
@@ -122,11 +126,13 @@ impl Stream for Verified {
         this.done = true;
         let actual = this.hasher.take().map(Hasher::finish);
         if actual.as_ref() == Some(&this.digest) {
-            if let Some(on_match) = this.on_match.take() {
-                on_match();
+            match this.identity {
+                Some(identity) => this.records.record(&this.digest, identity),
+                None => this.records.matched(&this.digest),
             }
             return Poll::Ready(this.held.take().map(Ok));
         }
+        this.records.found_corrupt(&this.digest);
         metrics().corrupt_reads.inc();
         tracing::error!(digest = %this.digest, "stored blob does not match its digest; run `wharf fsck --repair`");
         Poll::Ready(Some(Err(StorageError::Corrupt(this.digest.clone()))))
@@ -136,8 +142,10 @@ impl Stream for Verified {
 fn verified(
     body: ByteStream,
     digest: Digest,
-    on_match: Option<Box<dyn FnOnce() + Send>>,
+    records: Arc<VerifiedFiles>,
+    identity: Option<FileIdentity>,
 ) -> ByteStream {
+    metrics().hashed_reads.inc();
     Verified {
         inner: body,
         hasher: Some(Hasher::new(digest.algorithm())),
@@ -147,7 +155,8 @@ fn verified(
         held: None,
         ended: false,
         done: false,
-        on_match,
+        records,
+        identity,
     }
     .boxed()
 }
@@ -212,18 +221,20 @@ impl Registry {
             .open_body(&Key::Blob(digest), range.clone())
             .await?;
         let hash = range.is_none() && self.inner.limits.verify_reads;
+        let records = &self.inner.verified;
+        if range.is_some() && records.is_corrupt(digest) {
+            // A part cannot be checked; the whole is known to be wrong.
+            return Err(StorageError::Corrupt(digest.clone()).into());
+        }
         let body = match body {
-            BlobBody::File(file) if hash && !self.inner.verified.holds(digest, &file.identity) => {
+            BlobBody::File(file) if hash && !records.holds(digest, &file.identity) => {
                 // Hashed as it is sent; a match spares the next reads.
-                let (records, identity, matched) =
-                    (self.inner.verified.clone(), file.identity, digest.clone());
-                let on_match = Box::new(move || records.record(&matched, identity));
-                metrics().hashed_reads.inc();
-                BlobBody::Stream(verified(file.into_stream(), digest.clone(), Some(on_match)))
+                let identity = Some(file.identity);
+                let stream = file.into_stream();
+                BlobBody::Stream(verified(stream, digest.clone(), records.clone(), identity))
             }
             BlobBody::Stream(stream) if hash => {
-                metrics().hashed_reads.inc();
-                BlobBody::Stream(verified(stream, digest.clone(), None))
+                BlobBody::Stream(verified(stream, digest.clone(), records.clone(), None))
             }
             body => body,
         };

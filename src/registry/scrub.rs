@@ -39,6 +39,8 @@ pub struct ScrubState {
     pub bytes: u64,
     /// Blobs found not to match their digest, newest last, with when (Unix ms).
     pub corrupt: Vec<(String, i64)>,
+    /// Blobs the scrub could not read (permissions, I/O errors), likewise.
+    pub unreadable: Vec<(String, i64)>,
 }
 
 /// What one blob's scrub found.
@@ -129,6 +131,8 @@ impl ScrubSchedule {
             state.blobs = 0;
             state.bytes = 0;
         }
+        // Every digest in memory once per pass (~100 bytes each); keyset
+        // pages would bound it for registries of millions of blobs.
         let mut blobs = self.registry.inner.meta.all_blobs().await?;
         blobs.sort_by_cached_key(|(digest, _)| digest.to_string());
         let resume = state.cursor.clone().unwrap_or_default();
@@ -157,14 +161,16 @@ impl ScrubSchedule {
                     state.bytes += n;
                     metrics().scrub_corrupt.inc();
                     tracing::error!(%digest, "scrub: stored blob does not match its digest; run `wharf fsck --repair`");
-                    state.corrupt.retain(|(d, _)| *d != digest.to_string());
-                    state.corrupt.push((digest.to_string(), now_ms()));
-                    let excess = state.corrupt.len().saturating_sub(CORRUPT_KEPT);
-                    state.corrupt.drain(..excess);
+                    note(&mut state.corrupt, &digest);
                 }
                 Ok(Outcome::Skipped) => {}
-                Err(e) if e.is_unavailable() => return Err(e.into()),
-                Err(e) => tracing::warn!(%digest, error = %e, "scrub: cannot read a blob"),
+                // One file that cannot be read (permissions, a bad sector) is
+                // that blob's problem: the pass goes on.
+                Err(e) => {
+                    metrics().scrub_unreadable.inc();
+                    tracing::error!(%digest, error = %e, "scrub: cannot read a stored blob");
+                    note(&mut state.unreadable, &digest);
+                }
             }
             state.cursor = Some(digest.to_string());
             if saved.elapsed() >= SAVE_EVERY {
@@ -176,6 +182,7 @@ impl ScrubSchedule {
         // What earlier passes found and this one no longer finds is healed or gone.
         let started_ms = state.pass_started_ms;
         state.corrupt.retain(|(_, found)| *found >= started_ms);
+        state.unreadable.retain(|(_, found)| *found >= started_ms);
         let completed = now_ms();
         state.last_pass_completed_ms = Some(completed);
         metrics().scrub_last_pass.set(completed / 1000);
@@ -226,7 +233,7 @@ impl ScrubSchedule {
             inner.verified.record(digest, identity);
             Ok(Outcome::Matched(len))
         } else {
-            inner.verified.forget(digest);
+            inner.verified.found_corrupt(digest);
             Ok(Outcome::Corrupt(len))
         }
     }
@@ -242,6 +249,7 @@ impl ScrubSchedule {
         let (path, state) = (self.state_file.clone(), state.clone());
         let saved = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let temporary = path.with_extension("json.tmp");
+            crate::storage::private::create_file(&temporary)?;
             std::fs::write(&temporary, serde_json::to_vec(&state)?)?;
             std::fs::rename(&temporary, &path)
         })
@@ -250,6 +258,15 @@ impl ScrubSchedule {
             tracing::warn!(error = %e, "scrub: cannot save its state");
         }
     }
+}
+
+/// Remembers a finding about `digest` (the newest `CORRUPT_KEPT`).
+fn note(found: &mut Vec<(String, i64)>, digest: &Digest) {
+    let digest = digest.to_string();
+    found.retain(|(d, _)| *d != digest);
+    found.push((digest, now_ms()));
+    let excess = found.len().saturating_sub(CORRUPT_KEPT);
+    found.drain(..excess);
 }
 
 /// The pass's budget: `rate` bytes per second since `started`, `read` spent.
@@ -276,6 +293,9 @@ fn hash_paced(
         let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
+        }
+        if stop.is_cancelled() {
+            return Ok(None);
         }
         hasher.update(&buf[..n]);
         len += n as u64;

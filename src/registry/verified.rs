@@ -15,9 +15,15 @@ use crate::storage::FileIdentity;
 
 /// Records kept at most (~150 bytes each); a forgotten one costs one hashed read.
 const CAPACITY: usize = 16_384;
+/// Corrupt blobs remembered; beyond it, the oldest lose their range refusal
+/// (their full reads are hashed and break anyway).
+const CORRUPT_CAPACITY: usize = 4_096;
 
 pub(super) struct VerifiedFiles {
     records: quick_cache::sync::Cache<Digest, Record>,
+    /// Blobs found not to match (by a read or the scrub) and not matched
+    /// since: ranges of them are refused, as a part cannot be checked.
+    corrupt: quick_cache::sync::Cache<Digest, ()>,
     max_age: Duration,
 }
 
@@ -32,6 +38,7 @@ impl VerifiedFiles {
     pub(super) fn new(max_age: Duration) -> Self {
         VerifiedFiles {
             records: quick_cache::sync::Cache::new(CAPACITY),
+            corrupt: quick_cache::sync::Cache::new(CORRUPT_CAPACITY),
             max_age,
         }
     }
@@ -40,6 +47,7 @@ impl VerifiedFiles {
     /// matched. A file changed too recently to tell later writes apart is not
     /// recorded (it is hashed again on its next read).
     pub(super) fn record(&self, digest: &Digest, identity: FileIdentity) {
+        self.corrupt.remove(digest);
         if !self.max_age.is_zero() && identity.is_settled() {
             let at = Instant::now();
             self.records.insert(digest.clone(), Record { identity, at });
@@ -53,7 +61,18 @@ impl VerifiedFiles {
             .is_some_and(|r| r.identity == *identity && r.at.elapsed() < self.max_age)
     }
 
-    pub(super) fn forget(&self, digest: &Digest) {
+    /// `digest`'s stored bytes matched (a read without a file to record).
+    pub(super) fn matched(&self, digest: &Digest) {
+        self.corrupt.remove(digest);
+    }
+
+    /// `digest`'s stored bytes did not match.
+    pub(super) fn found_corrupt(&self, digest: &Digest) {
         self.records.remove(digest);
+        self.corrupt.insert(digest.clone(), ());
+    }
+
+    pub(super) fn is_corrupt(&self, digest: &Digest) -> bool {
+        self.corrupt.get(digest).is_some()
     }
 }

@@ -170,14 +170,18 @@ pub struct FileIdentity {
     settled: bool,
 }
 
-/// Longer than any kernel's file-time tick.
+/// Longer than any kernel's file-time tick; file systems that keep whole
+/// seconds only (ext4 with small inodes, ext3, vfat) get two.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+const SETTLE_COARSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl FileIdentity {
     pub fn of(metadata: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         let ns = |s: i64, ns: i64| i128::from(s) * 1_000_000_000 + i128::from(ns);
         let changed_ns = ns(metadata.ctime(), metadata.ctime_nsec());
+        let coarse = metadata.ctime_nsec() == 0 && metadata.mtime_nsec() == 0;
+        let settle = if coarse { SETTLE_COARSE } else { SETTLE };
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -187,7 +191,7 @@ impl FileIdentity {
             size: metadata.size(),
             modified_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
             changed_ns,
-            settled: now_ns - changed_ns >= SETTLE.as_nanos() as i128,
+            settled: now_ns - changed_ns >= settle.as_nanos() as i128,
         }
     }
 

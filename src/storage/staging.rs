@@ -26,9 +26,9 @@ use uuid::Uuid;
 use super::blobs::{BlobStore, ByteStream, Key, StorageError, read_size};
 use crate::oci::{Digest, Hasher};
 
-/// Pieces of body queued for the hashing thread, and again for the writing
-/// thread; each pins its share of a connection's read buffer, so this bounds
-/// memory per upload (2 × 16 × 256 KiB).
+/// Pieces of body received while the previous batch is hashed and written;
+/// each pins its share of a connection's read buffer, so this bounds memory
+/// per upload (twice this many pieces of at most 256 KiB).
 const PIPE_QUEUE: usize = 16;
 const READ_SIZE: usize = 1024 * 1024;
 /// The largest object S3 copies in one request.
@@ -117,9 +117,10 @@ impl Staging {
 
     /// Writes `body` at `offset` of the session, hashing every piece with
     /// `hasher` on the way; returns the hasher with the pieces added. On the
-    /// local disk the pieces pass from the request's task to a hashing thread
-    /// and on to a writing thread, so receiving, hashing and writing run on
-    /// three threads at once (hashing alone costs about a core at 1.7 GB/s).
+    /// local disk, hashing and writing run as jobs on the blocking pool while
+    /// the request's task receives the next pieces, so receiving, hashing and
+    /// writing overlap (hashing alone costs about a core at 1.7 GB/s); see
+    /// [`Pipeline`].
     pub async fn append<S>(
         &self,
         upload: Uuid,
@@ -137,21 +138,7 @@ impl Staging {
             }
         };
         let path = session_file(root, upload);
-        let (to_hash, mut hash_rx) = tokio::sync::mpsc::channel::<Bytes>(PIPE_QUEUE);
-        let (to_write, write_rx) = std::sync::mpsc::sync_channel::<Bytes>(PIPE_QUEUE);
-        let hashing = tokio::task::spawn_blocking(move || {
-            let mut hasher = hasher;
-            while let Some(piece) = hash_rx.blocking_recv() {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&piece);
-                }
-                if to_write.send(piece).is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-            }
-            hasher
-        });
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        let file = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -163,30 +150,22 @@ impl Staging {
             // Drop whatever a failed earlier request left past the committed length.
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            let mut written = 0u64;
-            while let Ok(piece) = write_rx.recv() {
-                file.write_all(&piece)?;
-                written += piece.len() as u64;
-            }
-            Ok(written)
-        });
+            Ok(file)
+        })
+        .await
+        .map_err(blocking_err)??;
+        let mut pipeline = Pipeline::new(file, hasher);
         let mut outcome = Ok(());
         while let Some(piece) = body.next().await {
             match piece {
-                Ok(piece) => {
-                    if to_hash.send(piece).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
+                Ok(piece) => pipeline.push(piece).await?,
                 Err(e) => {
                     outcome = Err(StorageError::Body(e));
                     break;
                 }
             }
         }
-        drop(to_hash);
-        let hasher = hashing.await.map_err(blocking_err)?;
-        let written = writer.await.map_err(blocking_err)??;
+        let (written, hasher) = pipeline.finish().await?;
         outcome.map(|()| {
             let appended = Appended {
                 written,
@@ -364,6 +343,102 @@ where
         chunk: Some(chunk),
     };
     Ok((appended, hasher))
+}
+
+/// Hashes and writes an upload's pieces in batches, each batch as two jobs on
+/// the blocking pool (one hashes, one writes) while the request's task
+/// receives the next pieces. A job holds a thread only while it works, so an
+/// idle client holds none, and no job ever waits for another.
+struct Pipeline {
+    /// Received, not yet handed to the jobs.
+    pending: Vec<Bytes>,
+    /// The hasher and file while no job has them.
+    hasher: Option<Hasher>,
+    file: Option<std::fs::File>,
+    written: u64,
+    hashing: Option<tokio::task::JoinHandle<Option<Hasher>>>,
+    writing: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, u64)>>>,
+}
+
+impl Pipeline {
+    fn new(file: std::fs::File, hasher: Option<Hasher>) -> Self {
+        Pipeline {
+            pending: Vec::with_capacity(PIPE_QUEUE),
+            hasher,
+            file: Some(file),
+            written: 0,
+            hashing: None,
+            writing: None,
+        }
+    }
+
+    /// Queues a piece; hands the queue over as the next batch once the jobs
+    /// are done, waiting for them only when the queue is full.
+    async fn push(&mut self, piece: Bytes) -> Result<(), StorageError> {
+        self.pending.push(piece);
+        let idle = self.hashing.as_ref().is_none_or(|j| j.is_finished())
+            && self.writing.as_ref().is_none_or(|j| j.is_finished());
+        if idle || self.pending.len() >= PIPE_QUEUE {
+            self.settle().await?;
+            self.start();
+        }
+        Ok(())
+    }
+
+    /// Waits for the running jobs and takes the hasher and file back.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        if let Some(job) = self.hashing.take() {
+            self.hasher = job.await.map_err(blocking_err)?;
+        }
+        if let Some(job) = self.writing.take() {
+            let (file, written) = job.await.map_err(blocking_err)??;
+            self.file = Some(file);
+            self.written += written;
+        }
+        Ok(())
+    }
+
+    /// Starts hashing and writing the pending pieces.
+    fn start(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let to_write = std::mem::replace(&mut self.pending, Vec::with_capacity(PIPE_QUEUE));
+        let to_hash = to_write.clone();
+        let mut hasher = self.hasher.take();
+        self.hashing = Some(tokio::task::spawn_blocking(move || {
+            if let Some(h) = hasher.as_mut() {
+                for piece in &to_hash {
+                    h.update(piece);
+                }
+            }
+            hasher
+        }));
+        if let Some(mut file) = self.file.take() {
+            self.writing = Some(tokio::task::spawn_blocking(move || {
+                let mut written = 0u64;
+                for piece in &to_write {
+                    file.write_all(piece)?;
+                    written += piece.len() as u64;
+                }
+                Ok((file, written))
+            }));
+        }
+    }
+
+    /// Hashes and writes what is left; the bytes written and the hasher.
+    async fn finish(mut self) -> Result<(u64, Option<Hasher>), StorageError> {
+        self.settle().await?;
+        self.start();
+        self.settle().await?;
+        if self.file.is_none() {
+            // Only a failed write job keeps the file; `settle` reported it.
+            return Err(StorageError::Io(io::Error::other(
+                "the staging file was lost",
+            )));
+        }
+        Ok((self.written, self.hasher))
+    }
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
