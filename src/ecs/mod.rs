@@ -7,6 +7,7 @@
 mod access;
 mod clusters;
 mod error;
+mod instances;
 mod logs;
 mod operation;
 mod services;
@@ -156,6 +157,9 @@ async fn dispatch(call: &Call<'_>, operation: Operation) -> Result<Value, EcsErr
         Op::DeleteService => services::delete(call).await,
         Op::DescribeServices => services::describe(call).await,
         Op::ListServices => services::list(call).await,
+        Op::ListContainerInstances => instances::list(call).await,
+        Op::DescribeContainerInstances => instances::describe(call).await,
+        Op::UpdateContainerInstancesState => instances::update_state(call).await,
     }
 }
 

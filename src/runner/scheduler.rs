@@ -9,11 +9,13 @@ use super::model::{
     DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceRecord, ServiceStatus,
     StopCode, TaskRecord, TaskStatus,
 };
-use super::tasks::RunTask;
-use super::{Result, Runner, UpdateService};
+use super::tasks::{Launched, RunTask};
+use super::{Result, Runner, RunnerError, UpdateService};
 
 /// Restarts of a failing service wait 1 s, 2 s, 4 s ... up to this.
 const MAX_BACKOFF_SECONDS: i64 = 300;
+/// ECS records a repeated "unable to place" event at most every six hours.
+const UNPLACED_REPEAT_MS: i64 = 6 * 3600 * 1000;
 /// A task counts toward a completed deployment once it has run this long
 /// (and is HEALTHY, if it has health checks): a container that crashes right
 /// after starting must not complete the rollout and escape the circuit breaker.
@@ -114,6 +116,8 @@ impl Runner {
             .await?;
         let Some(record) = record else { return Ok(()) };
         let mut events = Vec::new();
+        // ECS's "unable to place" events, kept once per six hours each.
+        let mut unplaced: Vec<String> = Vec::new();
         if let Some((deployment, definition, images, count)) = decision.launch {
             let definition = self.definition(&definition).await?;
             if let Some(definition) = definition {
@@ -128,19 +132,38 @@ impl Runner {
                             service: Some(name.to_string()),
                             deployment: Some(deployment),
                             resolved: images,
+                            placement_strategy: record.service.placement_strategy.clone(),
+                            placement_constraints: record.service.placement_constraints.clone(),
                             ..Default::default()
                         },
                     )
-                    .await?;
+                    .await;
+                let launched = match launched {
+                    Ok(launched) => launched,
+                    // No ACTIVE instance at all: the service waits for one.
+                    Err(RunnerError::InvalidParameter(reason)) => {
+                        unplaced.push(format!(
+                            "service {name} was unable to place a task because no container instance met all of its requirements. Reason: {reason}"
+                        ));
+                        Launched::default()
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some(failure) = launched.failures.first() {
+                    unplaced.push(super::placing::unable_to_place_event(name, failure));
+                }
                 let ids: Vec<&str> = launched
+                    .tasks
                     .iter()
                     .map(|t| super::tasks::task_id(&t.task_arn))
                     .collect();
-                events.push(format!(
-                    "(service {name}) has started {} tasks: (task {}).",
-                    ids.len(),
-                    ids.join(") (task ")
-                ));
+                if !ids.is_empty() {
+                    events.push(format!(
+                        "(service {name}) has started {} tasks: (task {}).",
+                        ids.len(),
+                        ids.join(") (task ")
+                    ));
+                }
             }
         }
         if !decision.stop.is_empty() {
@@ -155,12 +178,17 @@ impl Runner {
                 ids.join(") (task ")
             ));
         }
-        if !events.is_empty() {
+        if !events.is_empty() || !unplaced.is_empty() {
             self.modify_service(cluster, name, |r| {
+                let mut changed = false;
                 for e in &events {
                     r.push_event(now, e.clone());
+                    changed = true;
                 }
-                Ok(true)
+                for e in &unplaced {
+                    changed |= r.push_event_once(now, e.clone(), UNPLACED_REPEAT_MS);
+                }
+                Ok(changed)
             })
             .await?;
         }
