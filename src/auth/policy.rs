@@ -122,10 +122,7 @@ impl Policy {
             Principal::Token { scopes, .. } => scopes.iter().any(|s| {
                 s.kind == "repository"
                     && s.name == ALL
-                    && permits(
-                        &expand(&s.actions.iter().cloned().collect::<Vec<_>>()),
-                        ALL,
-                    )
+                    && permits(&expand(&s.actions.iter().cloned().collect::<Vec<_>>()), ALL)
             }),
             Principal::User { .. } => self
                 .rules

@@ -39,12 +39,13 @@ pub async fn list(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: ListInput = call.input()?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
     let status = list_status(input.status.as_deref())?;
-    let filter = match input.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        Some(text) => Some(Expression::parse(text).map_err(|e| {
-            EcsError::InvalidParameter(format!("Invalid filter expression: {e}"))
-        })?),
-        None => None,
-    };
+    let filter =
+        match input.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            Some(text) => Some(Expression::parse(text).map_err(|e| {
+                EcsError::InvalidParameter(format!("Invalid filter expression: {e}"))
+            })?),
+            None => None,
+        };
     let arns = call
         .runner
         .list_instances(&cluster, filter.as_ref(), status)
@@ -67,7 +68,10 @@ struct DescribeInput {
     /// TAGS and CONTAINER_INSTANCE_HEALTH: accepted; there are no tags or
     /// health reports to include yet.
     #[serde(default)]
-    #[expect(dead_code, reason = "accepted for compatibility; nothing to include yet")]
+    #[expect(
+        dead_code,
+        reason = "accepted for compatibility; nothing to include yet"
+    )]
     include: Vec<String>,
 }
 

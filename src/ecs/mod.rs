@@ -5,6 +5,7 @@
 //! `error.rs`. Also serves task logs over HTTP.
 
 mod access;
+mod attributes;
 mod clusters;
 mod error;
 mod instances;
@@ -160,6 +161,11 @@ async fn dispatch(call: &Call<'_>, operation: Operation) -> Result<Value, EcsErr
         Op::ListContainerInstances => instances::list(call).await,
         Op::DescribeContainerInstances => instances::describe(call).await,
         Op::UpdateContainerInstancesState => instances::update_state(call).await,
+        Op::RegisterContainerInstance => attributes::register(call).await,
+        Op::DeregisterContainerInstance => attributes::deregister(call).await,
+        Op::PutAttributes => attributes::put(call).await,
+        Op::DeleteAttributes => attributes::delete(call).await,
+        Op::ListAttributes => attributes::list(call).await,
     }
 }
 

@@ -28,6 +28,11 @@ crate::aws::operations! {
         ListContainerInstances,
         DescribeContainerInstances,
         UpdateContainerInstancesState,
+        RegisterContainerInstance,
+        DeregisterContainerInstance,
+        PutAttributes,
+        DeleteAttributes,
+        ListAttributes,
     }
 }
 
@@ -42,8 +47,14 @@ impl Operation {
         match self {
             DescribeClusters | ListClusters => EcsNeed::Caller,
             CreateCluster | DeleteCluster => EcsNeed::Deployer,
-            ListContainerInstances | DescribeContainerInstances => EcsNeed::Deployer,
-            UpdateContainerInstancesState => EcsNeed::Operator,
+            ListContainerInstances | DescribeContainerInstances | ListAttributes => {
+                EcsNeed::Deployer
+            }
+            UpdateContainerInstancesState
+            | RegisterContainerInstance
+            | DeregisterContainerInstance
+            | PutAttributes
+            | DeleteAttributes => EcsNeed::Operator,
             RegisterTaskDefinition
             | DeregisterTaskDefinition
             | DescribeTaskDefinition
@@ -120,6 +131,19 @@ mod tests {
                 UpdateContainerInstancesState,
                 EcsNeed::Operator,
             ),
+            (
+                "RegisterContainerInstance",
+                RegisterContainerInstance,
+                EcsNeed::Operator,
+            ),
+            (
+                "DeregisterContainerInstance",
+                DeregisterContainerInstance,
+                EcsNeed::Operator,
+            ),
+            ("PutAttributes", PutAttributes, EcsNeed::Operator),
+            ("DeleteAttributes", DeleteAttributes, EcsNeed::Operator),
+            ("ListAttributes", ListAttributes, EcsNeed::Deployer),
         ];
         assert_eq!(rows.len(), Operation::ALL.len());
         for (target, operation, need) in rows {

@@ -222,10 +222,7 @@ impl ContainerEngine for DockerEngine {
     async fn info(&self) -> Result<EngineInfo, EngineError> {
         let info = self.docker()?.info().await?;
         Ok(EngineInfo {
-            cpus: info
-                .ncpu
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(1),
+            cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
             memory_mib: info
                 .mem_total
                 .and_then(|b| u32::try_from(b / (1024 * 1024)).ok())

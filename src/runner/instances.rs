@@ -480,10 +480,9 @@ impl Runner {
                     registered.ports_udp.extend(reserved.ports_udp);
                 }
             }
-            let registered_at = time::OffsetDateTime::from_unix_timestamp(
-                record.registered_at_ms.div_euclid(1000),
-            )
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let registered_at =
+                time::OffsetDateTime::from_unix_timestamp(record.registered_at_ms.div_euclid(1000))
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             views.push(InstanceView {
                 placement: placement::Instance {
                     id: record.id.clone(),
@@ -541,7 +540,8 @@ impl Runner {
         let mut found = Vec::new();
         let mut missing = Vec::new();
         for reference in references {
-            let view = instance_id(reference).and_then(|id| views.iter().find(|v| v.record.id == id));
+            let view =
+                instance_id(reference).and_then(|id| views.iter().find(|v| v.record.id == id));
             match view {
                 Some(v) => found.push(
                     v.record
@@ -644,13 +644,18 @@ mod tests {
         );
         assert_eq!(instance_id(""), None);
         assert_eq!(instance_id("a\0b"), None);
-        assert_eq!(instance_id("arn:aws:ecs:r:1:container-instance/prod/"), None);
+        assert_eq!(
+            instance_id("arn:aws:ecs:r:1:container-instance/prod/"),
+            None
+        );
     }
 
     #[test]
     fn builtin_attributes_do_not_count_as_custom() {
         assert!(is_builtin("ecs.availability-zone"));
-        assert!(is_builtin("com.amazonaws.ecs.capability.docker-remote-api.1.44"));
+        assert!(is_builtin(
+            "com.amazonaws.ecs.capability.docker-remote-api.1.44"
+        ));
         assert!(!is_builtin("stack"));
         assert!(!is_builtin("ecsx"));
     }

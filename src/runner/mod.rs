@@ -13,6 +13,7 @@
 //! `definitions`' checks. The engine is the `engine::ContainerEngine` trait:
 //! `DockerEngine` in production, an in-memory one (`memory`) in unit tests.
 
+pub mod attributes;
 mod definitions;
 pub mod engine;
 pub mod images;
@@ -374,9 +375,10 @@ impl Runner {
         }
         // Registered hosts hold it; the embedded instance goes with it.
         let instances = self.instance_views(&name).await?;
-        if instances.iter().any(|v| {
-            !v.record.embedded && v.record.status != status::InstanceState::Inactive
-        }) {
+        if instances
+            .iter()
+            .any(|v| !v.record.embedded && v.record.status != status::InstanceState::Inactive)
+        {
             return Err(RunnerError::ClusterContainsInstances);
         }
         match self.inner.store.delete_cluster(&name).await {

@@ -124,13 +124,22 @@ fn shape(
 /// What a stored task reserves where it was placed.
 pub fn demand_of(task: &TaskRecord) -> TaskDemand {
     TaskDemand::from_shape(
-        &shape(&task.network_mode, task.cpu_units, task.memory_mib, &task.plan),
+        &shape(
+            &task.network_mode,
+            task.cpu_units,
+            task.memory_mib,
+            &task.plan,
+        ),
         task.task.group.clone().unwrap_or_default(),
     )
 }
 
 /// What a new task of `definition` running `plan` reserves.
-pub fn demand(definition: &TaskDefinition, plan: &[ContainerDefinition], group: &str) -> TaskDemand {
+pub fn demand(
+    definition: &TaskDefinition,
+    plan: &[ContainerDefinition],
+    group: &str,
+) -> TaskDemand {
     let cpu = definition
         .cpu
         .as_deref()
@@ -259,7 +268,10 @@ mod tests {
     fn rules_are_checked_with_ecs_limits() {
         let ok = parse_rules(
             &[strategy("binpack", Some("memory"))],
-            &[constraint("memberOf", Some("attribute:ecs.os-type == linux"))],
+            &[constraint(
+                "memberOf",
+                Some("attribute:ecs.os-type == linux"),
+            )],
         )
         .unwrap();
         assert_eq!(ok.strategies.len(), 1);
@@ -302,8 +314,14 @@ mod tests {
         let d = demand(&definition, &plan, "family:web");
         assert_eq!(d.resources.cpu, 256);
         assert_eq!(d.resources.memory_mib, 128 + 64);
-        assert_eq!(d.resources.ports_tcp.iter().copied().collect::<Vec<_>>(), [8080]);
-        assert_eq!(d.resources.ports_udp.iter().copied().collect::<Vec<_>>(), [53]);
+        assert_eq!(
+            d.resources.ports_tcp.iter().copied().collect::<Vec<_>>(),
+            [8080]
+        );
+        assert_eq!(
+            d.resources.ports_udp.iter().copied().collect::<Vec<_>>(),
+            [53]
+        );
         let mut sized = definition.clone();
         sized.memory = Some("1 GB".into());
         sized.cpu = Some("1 vCPU".into());

@@ -109,8 +109,13 @@ pub trait RunnerStore: Send + Sync + 'static {
     async fn instances(&self, cluster: Option<&str>) -> Result<Vec<Versioned>>;
     /// Replaces an instance if its version is still `expected` (the stored
     /// version becomes `expected + 1`); false when it changed meanwhile.
-    async fn save_instance(&self, cluster: &str, id: &str, expected: i64, doc: &str)
-    -> Result<bool>;
+    async fn save_instance(
+        &self,
+        cluster: &str,
+        id: &str,
+        expected: i64,
+        doc: &str,
+    ) -> Result<bool>;
 }
 
 fn service_holder(cluster: &str, name: &str) -> String {
