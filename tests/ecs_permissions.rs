@@ -1368,7 +1368,10 @@ async fn container_instances_and_placement() {
         .send()
         .await
         .unwrap();
-    assert_eq!(filtered.container_instance_arns(), std::slice::from_ref(&host_arn));
+    assert_eq!(
+        filtered.container_instance_arns(),
+        std::slice::from_ref(&host_arn)
+    );
     let filtered = alice
         .list_container_instances()
         .cluster("prod")
@@ -1376,7 +1379,10 @@ async fn container_instances_and_placement() {
         .send()
         .await
         .unwrap();
-    assert_eq!(filtered.container_instance_arns(), std::slice::from_ref(&embedded));
+    assert_eq!(
+        filtered.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
     assert_eq!(
         code(
             alice
@@ -1501,7 +1507,10 @@ async fn container_instances_and_placement() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.container_instance_arns(), std::slice::from_ref(&embedded));
+    assert_eq!(
+        listed.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
     let failed = alice
         .run_task()
         .cluster("prod")
@@ -1555,7 +1564,10 @@ async fn container_instances_and_placement() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.container_instance_arns(), std::slice::from_ref(&embedded));
+    assert_eq!(
+        listed.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
     olga.update_container_instances_state()
         .cluster("prod")
         .container_instances(&embedded)
