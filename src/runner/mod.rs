@@ -10,8 +10,13 @@
 //! Decisions are pure and tested without Docker: `status` (the wire
 //! vocabulary as enums), `lifecycle` (a task's transitions from its record
 //! and what the engine shows), `scheduler::plan` (a service's pass),
-//! `definitions`' checks. The engine is the `engine::ContainerEngine` trait:
-//! `DockerEngine` in production, an in-memory one (`memory`) in unit tests.
+//! `definitions`' checks, `placement`. The engine is the
+//! `engine::ContainerEngine` trait: `DockerEngine` in production, an
+//! in-memory one (`memory`) in unit tests.
+//!
+//! Container instances (`instances`, `attributes`) are the hosts tasks are
+//! placed on (`placing`); today the only one that runs tasks is the embedded
+//! instance, this server's own engine, registered in every cluster.
 
 pub mod attributes;
 mod definitions;
