@@ -900,10 +900,37 @@ async fn open_mode_lets_anyone_in() {
         .unwrap();
     let out: serde_json::Value = r.json().await.unwrap();
     assert_eq!(out["tasks"][0]["taskArn"], arn);
+    assert!(
+        out["tasks"][0]["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .contains(":container-instance/default/")
+    );
     let r = call("CreateCluster", json!({"clusterName": "batch"}))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The new cluster's embedded instance, stored (on PostgreSQL too).
+    let r = call("ListContainerInstances", json!({"cluster": "batch"}))
+        .await
+        .unwrap();
+    let out: serde_json::Value = r.json().await.unwrap();
+    let instance = out["containerInstanceArns"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        "UpdateContainerInstancesState",
+        json!({"cluster": "batch", "containerInstances": [instance], "status": "DRAINING"}),
+    )
+    .await
+    .unwrap();
+    let out: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(out["containerInstances"][0]["status"], "DRAINING", "{out}");
+    assert!(
+        out["containerInstances"][0]["version"].as_i64().unwrap() >= 2,
+        "{out}"
+    );
     // Past authorization, to the missing Docker Engine.
     let id = arn.rsplit('/').next().unwrap();
     let r = s
@@ -1583,4 +1610,126 @@ async fn container_instances_and_placement() {
         .await
         .unwrap();
     assert_eq!(run.tasks().len(), 1);
+}
+
+/// Services take placement rules: checked at CreateService and UpdateService,
+/// shown by DescribeServices, and a task that fits nowhere is ECS's "unable
+/// to place" event (once), placed as soon as the rules allow.
+#[tokio::test]
+async fn services_place_by_their_rules() {
+    use aws_sdk_ecs::types::{
+        PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
+    };
+    let w = Wharf::start(NO_DOCKER).await;
+    push_image(&w, "team/web", b"not a real layer".to_vec()).await;
+    let alice = w.ecs("alice");
+    w.register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    let green = PlacementConstraint::builder()
+        .r#type(PlacementConstraintType::MemberOf)
+        .expression("attribute:stack == green")
+        .build();
+    let bad = alice
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(1)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Spread)
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    let created = alice
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(1)
+        .placement_constraints(green)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Binpack)
+                .field("memory")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let service = created.service().unwrap();
+    assert_eq!(service.placement_constraints().len(), 1);
+    assert_eq!(service.placement_strategy()[0].field(), Some("memory"));
+    let unplaced = |s: &aws_sdk_ecs::types::Service| {
+        s.events()
+            .iter()
+            .filter(|e| {
+                e.message().is_some_and(|m| {
+                    m.starts_with("service api was unable to place a task")
+                        && m.contains("MemberOf placement constraint unsatisfied")
+                })
+            })
+            .count()
+    };
+    let start = Instant::now();
+    loop {
+        let out = alice
+            .describe_services()
+            .services("api")
+            .send()
+            .await
+            .unwrap();
+        if unplaced(&out.services()[0]) == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no unable-to-place event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several passes later: still the one event, and no task.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = alice
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unplaced(&out.services()[0]), 1);
+    let tasks = alice.list_tasks().service_name("api").send().await.unwrap();
+    assert!(tasks.task_arns().is_empty());
+    // Bad rules are refused by UpdateService too; no rules: the task is placed.
+    let bad = alice
+        .update_service()
+        .service("api")
+        .placement_constraints(
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::DistinctInstance)
+                .expression("x")
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    alice
+        .update_service()
+        .service("api")
+        .set_placement_constraints(Some(Vec::new()))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let tasks = alice.list_tasks().service_name("api").send().await.unwrap();
+        if tasks.task_arns().len() == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the task was not placed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
