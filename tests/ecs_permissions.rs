@@ -1562,6 +1562,38 @@ async fn container_instances_and_placement() {
     // The default cluster's embedded record is not drained.
     alice.run_task().task_definition(&web).send().await.unwrap();
 
+    // A cluster with a registered host is not deleted; its embedded instance
+    // alone does not hold it.
+    alice
+        .create_cluster()
+        .cluster_name("edge")
+        .send()
+        .await
+        .unwrap();
+    let edge = olga
+        .register_container_instance()
+        .cluster("edge")
+        .send()
+        .await
+        .unwrap();
+    let edge = edge
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        code(alice.delete_cluster().cluster("edge").send().await),
+        "ClusterContainsContainerInstancesException"
+    );
+    olga.deregister_container_instance()
+        .cluster("edge")
+        .container_instance(&edge)
+        .send()
+        .await
+        .unwrap();
+    alice.delete_cluster().cluster("edge").send().await.unwrap();
+
     // Deregistering: the embedded instance is drained, never deregistered;
     // a host without tasks goes INACTIVE and out of the listing.
     assert_eq!(
