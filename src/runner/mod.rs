@@ -16,10 +16,12 @@
 //!
 //! Container instances (`instances`, `attributes`) are the hosts tasks are
 //! placed on (`placing`); today the only one that runs tasks is the embedded
-//! instance, this server's own engine, registered in every cluster.
+//! instance (`embedded`), this server's own engine, registered in every
+//! cluster.
 
 pub mod attributes;
 mod definitions;
+mod embedded;
 pub mod engine;
 pub mod images;
 pub mod instances;
