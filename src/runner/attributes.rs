@@ -400,16 +400,7 @@ impl Runner {
             .iter()
             .find(|v| v.record.id == id)
             .ok_or_else(not_found)?;
-        if view.record.embedded {
-            return Err(RunnerError::InvalidParameter(
-                "This container instance is the server's own Docker Engine: drain it (UpdateContainerInstancesState DRAINING) instead.".into(),
-            ));
-        }
-        if view.running > 0 && !force {
-            return Err(RunnerError::InvalidParameter(
-                "Found running tasks on the instance.".into(),
-            ));
-        }
+        may_deregister(&view.record, view.running, force)?;
         self.modify_instance(cluster, id, |record| {
             let changed = record.status != InstanceState::Inactive;
             record.status = InstanceState::Inactive;
@@ -432,6 +423,23 @@ impl Runner {
             .record
             .shape(self.container_instance_arn(cluster, id), view))
     }
+}
+
+/// Whether an instance with `running` tasks meant to run may be
+/// deregistered: not the embedded one (drain it instead), and with such
+/// tasks only by `force`.
+fn may_deregister(record: &InstanceRecord, running: i64, force: bool) -> Result<()> {
+    if record.embedded {
+        return Err(RunnerError::InvalidParameter(
+            "This container instance is the server's own Docker Engine: drain it (UpdateContainerInstancesState DRAINING) instead.".into(),
+        ));
+    }
+    if running > 0 && !force {
+        return Err(RunnerError::InvalidParameter(
+            "Found running tasks on the instance.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The attributes per target id, in the order first named.
@@ -475,6 +483,21 @@ mod tests {
         attributes.insert("ecs.os-type".into(), Some("linux".into()));
         attributes.insert("com.amazonaws.ecs.capability.x".into(), None);
         assert_eq!(custom_count(&attributes), 10);
+    }
+
+    #[test]
+    fn deregistering_needs_force_with_running_tasks_and_spares_the_embedded_instance() {
+        let mut record: InstanceRecord = serde_json::from_value(serde_json::json!({
+            "id": "i1", "cluster": "prod", "status": "ACTIVE", "agentConnected": false,
+            "cpu": 1024, "memoryMib": 512, "registeredAtMs": 0
+        }))
+        .unwrap();
+        assert!(may_deregister(&record, 0, false).is_ok());
+        let refused = may_deregister(&record, 2, false).unwrap_err();
+        assert_eq!(refused.to_string(), "Found running tasks on the instance.");
+        assert!(may_deregister(&record, 2, true).is_ok());
+        record.embedded = true;
+        assert!(may_deregister(&record, 0, true).is_err());
     }
 
     #[test]
