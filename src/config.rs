@@ -138,6 +138,15 @@ pub struct RunnerConfig {
     // Limits of the ECS API (issue 14, item 2).
     /// The most tasks a service may ask for (CreateService/UpdateService `desiredCount`).
     pub max_desired_count: u32,
+    // The embedded container instance (README "Container instances").
+    /// CPU units it registers; unset: the engine's CPUs × 1024.
+    pub cpu: Option<u32>,
+    /// MiB it registers; unset: the engine's memory.
+    pub memory_mib: Option<u32>,
+    /// Its `ecs.availability-zone` attribute; empty: `<ecr.region>a`.
+    pub availability_zone: String,
+    /// Host TCP ports no task may take (besides Wharf's own `listen` port).
+    pub reserved_ports: Vec<u16>,
 }
 
 impl Default for RunnerConfig {
@@ -154,6 +163,10 @@ impl Default for RunnerConfig {
             allow_root_user: safety.allow_root_user,
             allow_privileged_ports: safety.allow_privileged_ports,
             max_desired_count: 100,
+            cpu: None,
+            memory_mib: None,
+            availability_zone: String::new(),
+            reserved_ports: vec![22, 2375, 2376],
         }
     }
 }

@@ -282,6 +282,18 @@ async fn open_runner(
             retain_stopped: Duration::from_secs(config.runner.retain_stopped_seconds),
             safety: config.runner.safety(),
             max_desired_count: i64::from(config.runner.max_desired_count),
+            embedded: crate::runner::EmbeddedSettings {
+                cpu: config.runner.cpu,
+                memory_mib: config.runner.memory_mib,
+                availability_zone: config.runner.availability_zone.clone(),
+                reserved_ports: config
+                    .runner
+                    .reserved_ports
+                    .iter()
+                    .copied()
+                    .chain([config.listen.port()])
+                    .collect(),
+            },
         },
     )
     .await?;

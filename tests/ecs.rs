@@ -1616,3 +1616,149 @@ async fn containers_run_with_least_privilege() {
         w.wait_task(&arn, Duration::from_secs(30), stopped).await;
     }
 }
+
+/// The embedded container instance over a real engine: connected, with the
+/// engine's resources; tasks record it; a static host port held by a task is
+/// `RESOURCE:PORTS` for the next; draining it leaves a service's tasks in
+/// place (there is nowhere else) with ECS's "unable to place" event, and a
+/// standalone task alone.
+#[tokio::test]
+async fn the_embedded_instance_places_and_drains() {
+    use aws_sdk_ecs::types::ContainerInstanceStatus;
+    let Some(_engine) = docker().await else {
+        return;
+    };
+    let w = Wharf::start().await;
+    w.push_busybox("tools/busybox", "1", "a").await;
+    let image = w.image("tools/busybox", "1");
+    let listed = w.ecs.list_container_instances().send().await.unwrap();
+    let arn = listed.container_instance_arns()[0].clone();
+    wait_until(Duration::from_secs(30), "the engine to be seen", || async {
+        let out = w
+            .ecs
+            .describe_container_instances()
+            .container_instances(&arn)
+            .send()
+            .await
+            .unwrap();
+        out.container_instances()[0].agent_connected()
+    })
+    .await;
+    let out = w
+        .ecs
+        .describe_container_instances()
+        .container_instances(&arn)
+        .send()
+        .await
+        .unwrap();
+    let instance = &out.container_instances()[0];
+    let cpu = instance
+        .registered_resources()
+        .iter()
+        .find(|r| r.name() == Some("CPU"))
+        .unwrap()
+        .integer_value();
+    assert!(cpu >= 1024 && cpu % 1024 == 0, "{cpu}");
+    assert!(
+        instance
+            .version_info()
+            .and_then(|v| v.docker_version())
+            .is_some_and(|v| v.starts_with("DockerVersion: "))
+    );
+
+    // A task holding host port P; the next one asking for P does not fit.
+    let port = free_port();
+    let held = w
+        .ecs
+        .register_task_definition()
+        .family("holder")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("main")
+                .image(&image)
+                .memory(32)
+                .command("/bin/sh")
+                .command("-c")
+                .command("sleep 600")
+                .port_mappings(
+                    PortMapping::builder()
+                        .container_port(8080)
+                        .host_port(i32::from(port))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let held = held
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap();
+    let first = w.ecs.run_task().task_definition(held).send().await.unwrap();
+    let first = first.tasks()[0].clone();
+    assert_eq!(first.container_instance_arn(), Some(arn.as_str()));
+    let second = w.ecs.run_task().task_definition(held).send().await.unwrap();
+    assert!(second.tasks().is_empty());
+    assert_eq!(second.failures()[0].reason(), Some("RESOURCE:PORTS"));
+    assert_eq!(second.failures()[0].arn(), Some(arn.as_str()));
+
+    // A service of one runs; draining keeps it (nowhere else to go).
+    let web = w.register("web", &image, "sleep 600", 2).await;
+    w.ecs
+        .create_service()
+        .service_name("web")
+        .task_definition(&web)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(90), "the service task", || async {
+        running_service_tasks(&w, "web").await.len() == 1
+    })
+    .await;
+    let before = running_service_tasks(&w, "web").await;
+    w.ecs
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the unable-to-place event", || async {
+        let out = w
+            .ecs
+            .describe_services()
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        out.services()[0].events().iter().any(|e| {
+            e.message().is_some_and(|m| {
+                m.starts_with("service web was unable to place a task because no container instance met all of its requirements.")
+            })
+        })
+    })
+    .await;
+    let after = running_service_tasks(&w, "web").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].task_arn(), before[0].task_arn());
+    let standalone = w.task(first.task_arn().unwrap()).await;
+    assert_eq!(standalone.desired_status(), Some("RUNNING"));
+    // RunTask has nowhere to go either.
+    assert_eq!(
+        code(w.ecs.run_task().task_definition(&web).send().await),
+        "InvalidParameterException"
+    );
+    // Back to ACTIVE: placements resume.
+    w.ecs
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .status(ContainerInstanceStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    let again = w.ecs.run_task().task_definition(&web).send().await.unwrap();
+    assert_eq!(again.tasks().len(), 1);
+}

@@ -34,8 +34,9 @@ use wharf::runner::engine::{ContainerEngine, LABEL_TASK};
 const NO_DOCKER: &str = "/nonexistent/wharf-test/docker.sock";
 const SECRET: &str = "s3cr3t-database-password";
 
-/// alice deploys `team/*`; bob may only pull `pub/*`; carol pushes `pub/*`.
-const USERS: [&str; 3] = ["alice", "bob", "carol"];
+/// alice deploys `team/*`; bob may only pull `pub/*`; carol pushes `pub/*`;
+/// olga may do everything everywhere (the operator).
+const USERS: [&str; 4] = ["alice", "bob", "carol", "olga"];
 
 fn password(user: &str) -> String {
     format!("{user}-password")
@@ -80,6 +81,10 @@ actions = ["pull"]
 who = ["carol"]
 repositories = ["pub/*"]
 actions = ["pull", "push"]
+[[auth.rules]]
+who = ["olga"]
+repositories = ["*"]
+actions = ["*"]
 [runner]
 docker_host = "{docker_host}"
 poll_interval_ms = 200
@@ -892,10 +897,37 @@ async fn open_mode_lets_anyone_in() {
         .unwrap();
     let out: serde_json::Value = r.json().await.unwrap();
     assert_eq!(out["tasks"][0]["taskArn"], arn);
+    assert!(
+        out["tasks"][0]["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .contains(":container-instance/default/")
+    );
     let r = call("CreateCluster", json!({"clusterName": "batch"}))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The new cluster's embedded instance, stored (on PostgreSQL too).
+    let r = call("ListContainerInstances", json!({"cluster": "batch"}))
+        .await
+        .unwrap();
+    let out: serde_json::Value = r.json().await.unwrap();
+    let instance = out["containerInstanceArns"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        "UpdateContainerInstancesState",
+        json!({"cluster": "batch", "containerInstances": [instance], "status": "DRAINING"}),
+    )
+    .await
+    .unwrap();
+    let out: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(out["containerInstances"][0]["status"], "DRAINING", "{out}");
+    assert!(
+        out["containerInstances"][0]["version"].as_i64().unwrap() >= 2,
+        "{out}"
+    );
     // Past authorization, to the missing Docker Engine.
     let id = arn.rsplit('/').next().unwrap();
     let r = s
@@ -965,4 +997,768 @@ async fn refusals_name_nothing_hidden_and_bound_the_work() {
         ),
         "InvalidParameterException"
     );
+}
+
+/// Container instances: deployers (push somewhere) see them, only the
+/// operator (every action on `*`) changes them; the anonymous get nowhere.
+#[tokio::test]
+async fn container_instances_are_seen_by_deployers_and_changed_by_operators() {
+    use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus, TargetType};
+    let w = Wharf::start(NO_DOCKER).await;
+    // A deployer sees the embedded instance, registered without any step.
+    for user in ["alice", "carol", "olga"] {
+        let listed = w.ecs(user).list_container_instances().send().await.unwrap();
+        assert_eq!(listed.container_instance_arns().len(), 1, "{user}");
+        let arn = &listed.container_instance_arns()[0];
+        let described = w
+            .ecs(user)
+            .describe_container_instances()
+            .container_instances(arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(described.container_instances().len(), 1, "{user}");
+        w.ecs(user)
+            .list_attributes()
+            .target_type(TargetType::ContainerInstance)
+            .send()
+            .await
+            .unwrap();
+    }
+    let arn = w
+        .ecs("alice")
+        .list_container_instances()
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()[0]
+        .clone();
+    let attribute = || {
+        Attribute::builder()
+            .name("stack")
+            .value("blue")
+            .target_id(&arn)
+            .target_type(TargetType::ContainerInstance)
+            .build()
+            .unwrap()
+    };
+    // Pull-only bob sees nothing; neither bob nor the deployers change anything.
+    let bob = w.ecs("bob");
+    assert_eq!(
+        code(bob.list_container_instances().send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            bob.describe_container_instances()
+                .container_instances(&arn)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            bob.list_attributes()
+                .target_type(TargetType::ContainerInstance)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    for user in ["bob", "alice", "carol"] {
+        let c = w.ecs(user);
+        let refused = [
+            code(
+                c.update_container_instances_state()
+                    .container_instances(&arn)
+                    .status(ContainerInstanceStatus::Draining)
+                    .send()
+                    .await,
+            ),
+            code(c.put_attributes().attributes(attribute()).send().await),
+            code(c.delete_attributes().attributes(attribute()).send().await),
+            code(c.register_container_instance().send().await),
+            code(
+                c.deregister_container_instance()
+                    .container_instance(&arn)
+                    .send()
+                    .await,
+            ),
+        ];
+        for (i, answer) in refused.iter().enumerate() {
+            assert_eq!(answer, "AccessDeniedException", "{user}, call {i}");
+        }
+    }
+    // Unsigned calls are refused at the door (no open mode here).
+    for (operation, body) in [
+        ("ListContainerInstances", json!({})),
+        (
+            "DescribeContainerInstances",
+            json!({"containerInstances": [arn]}),
+        ),
+        (
+            "UpdateContainerInstancesState",
+            json!({"containerInstances": [arn], "status": "DRAINING"}),
+        ),
+        (
+            "PutAttributes",
+            json!({"attributes": [{"name": "a", "targetId": arn}]}),
+        ),
+        (
+            "ListAttributes",
+            json!({"targetType": "container-instance"}),
+        ),
+        ("RegisterContainerInstance", json!({})),
+        (
+            "DeregisterContainerInstance",
+            json!({"containerInstance": arn}),
+        ),
+    ] {
+        let r = w
+            .http
+            .post(w.url("/"))
+            .header(
+                "x-amz-target",
+                format!("AmazonEC2ContainerServiceV20141113.{operation}"),
+            )
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{operation}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["__type"], "MissingAuthenticationTokenException",
+            "{operation}"
+        );
+    }
+    // Nothing changed; the operator may.
+    let olga = w.ecs("olga");
+    olga.put_attributes()
+        .attributes(attribute())
+        .send()
+        .await
+        .unwrap();
+    let drained = olga
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drained.container_instances()[0].status(), Some("DRAINING"));
+}
+
+/// The instance API and placement, without a Docker Engine: the embedded
+/// instance in every cluster, registered hosts, attributes and their limits,
+/// filters, RunTask's failures, and draining.
+#[tokio::test]
+async fn container_instances_and_placement() {
+    use aws_sdk_ecs::types::{
+        Attribute, ContainerInstanceStatus, PlacementConstraint, PlacementConstraintType,
+        PlacementStrategy, PlacementStrategyType, Resource, TargetType,
+    };
+    let w = Wharf::start(NO_DOCKER).await;
+    // An image that resolves, so tasks wait for the engine rather than fail.
+    push_image(&w, "team/web", b"not a real layer".to_vec()).await;
+    let olga = w.ecs("olga");
+    let alice = w.ecs("alice");
+    // A new cluster has its embedded instance at once: RunTask works there.
+    alice
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
+    let web = w
+        .register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    let run = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.tasks().len(), 1, "{:?}", run.failures());
+    let task = &run.tasks()[0];
+    let embedded = task.container_instance_arn().unwrap().to_string();
+    assert!(
+        embedded.starts_with("arn:aws:ecs:us-east-1:")
+            && embedded.contains(":container-instance/prod/"),
+        "{embedded}"
+    );
+    let described = alice
+        .describe_tasks()
+        .cluster("prod")
+        .tasks(task.task_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.tasks()[0].container_instance_arn(),
+        Some(embedded.as_str())
+    );
+    // Registered vs remaining: the task reserves its 64 MiB.
+    let described = alice
+        .describe_container_instances()
+        .cluster("prod")
+        .container_instances(&embedded)
+        .container_instances("0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    let instance = &described.container_instances()[0];
+    let value = |list: &[Resource], name: &str| {
+        list.iter()
+            .find(|r| r.name() == Some(name))
+            .unwrap()
+            .integer_value()
+    };
+    let memory = value(instance.registered_resources(), "MEMORY");
+    assert!(memory > 64);
+    assert_eq!(value(instance.remaining_resources(), "MEMORY"), memory - 64);
+    assert_eq!(instance.running_tasks_count(), 1);
+    assert_eq!(instance.status(), Some("ACTIVE"));
+    assert!(!instance.agent_connected(), "there is no Docker Engine");
+    let attribute = |name: &str| {
+        instance
+            .attributes()
+            .iter()
+            .find(|a| a.name() == name)
+            .and_then(|a| a.value())
+            .map(String::from)
+    };
+    assert_eq!(attribute("ecs.os-type").as_deref(), Some("linux"));
+    assert_eq!(
+        attribute("ecs.availability-zone").as_deref(),
+        Some("us-east-1a")
+    );
+    assert!(attribute("ecs.cpu-architecture").is_some());
+    let ports = instance
+        .registered_resources()
+        .iter()
+        .find(|r| r.name() == Some("PORTS"))
+        .unwrap()
+        .string_set_value();
+    assert!(ports.contains(&w.port.to_string()), "{ports:?}");
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    assert!(
+        described.failures()[0]
+            .arn()
+            .unwrap()
+            .ends_with("container-instance/prod/0123456789abcdef")
+    );
+    // Each cluster has its own embedded record.
+    let default = alice.list_container_instances().send().await.unwrap();
+    assert_eq!(default.container_instance_arns().len(), 1);
+    assert_ne!(default.container_instance_arns()[0], embedded);
+
+    // What fits nowhere is a failure, not an error.
+    let constraint = |expression: &str| {
+        PlacementConstraint::builder()
+            .r#type(PlacementConstraintType::MemberOf)
+            .expression(expression)
+            .build()
+    };
+    let failed = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .placement_constraints(constraint("attribute:stack == green"))
+        .send()
+        .await
+        .unwrap();
+    assert!(failed.tasks().is_empty());
+    assert_eq!(
+        failed.failures()[0].reason(),
+        Some("MemberOf placement constraint unsatisfied")
+    );
+    let distinct = PlacementConstraint::builder()
+        .r#type(PlacementConstraintType::DistinctInstance)
+        .build();
+    let two = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .group("solo")
+        .count(2)
+        .placement_constraints(distinct)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.tasks().len(), 1);
+    assert_eq!(
+        two.failures()[0].reason(),
+        Some("DistinctInstance placement constraint unsatisfied")
+    );
+    assert_eq!(two.failures()[0].arn(), Some(embedded.as_str()));
+    // Bad rules are refused with ECS's exception.
+    let bad = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Binpack)
+                .field("disk")
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    let bad = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .placement_constraints(constraint("attribute:stack =="))
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    // Memory: more than the host has.
+    let huge = alice
+        .register_task_definition()
+        .family("huge")
+        .network_mode(NetworkMode::None)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("c0")
+                .image(w.image("team/web"))
+                .memory(memory + 1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let huge = huge
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap();
+    let failed = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+
+    // A registered host (no agent connects yet): its attributes, a filter.
+    let host = olga
+        .register_container_instance()
+        .cluster("prod")
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(2048)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(4096)
+                .build(),
+        )
+        .attributes(
+            Attribute::builder()
+                .name("ecs.availability-zone")
+                .value("zone-b")
+                .build()
+                .unwrap(),
+        )
+        .attributes(
+            Attribute::builder()
+                .name("stack")
+                .value("green")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let host = host.container_instance().unwrap();
+    assert!(!host.agent_connected());
+    let host_arn = host.container_instance_arn().unwrap().to_string();
+    let filtered = alice
+        .list_container_instances()
+        .cluster("prod")
+        .filter("attribute:stack == green")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        filtered.container_instance_arns(),
+        std::slice::from_ref(&host_arn)
+    );
+    let filtered = alice
+        .list_container_instances()
+        .cluster("prod")
+        .filter("agentConnected == false and runningTasksCount > 0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        filtered.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
+    assert_eq!(
+        code(
+            alice
+                .list_container_instances()
+                .cluster("prod")
+                .filter("attribute:stack ==")
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    let page = alice
+        .list_container_instances()
+        .cluster("prod")
+        .max_results(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.container_instance_arns().len(), 1);
+    let rest = alice
+        .list_container_instances()
+        .cluster("prod")
+        .next_token(page.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.container_instance_arns().len(), 1);
+    assert!(rest.next_token().is_none());
+    // Only the host matches, and its agent is away.
+    let failed = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .placement_constraints(constraint("attribute:stack == green"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.failures()[0].reason(), Some("AGENT"));
+    assert_eq!(failed.failures()[0].arn(), Some(host_arn.as_str()));
+
+    // Attributes: put, list, limit, unknown target, delete.
+    let custom = |name: &str, target: &str| {
+        Attribute::builder()
+            .name(name)
+            .value("x")
+            .target_type(TargetType::ContainerInstance)
+            .target_id(target)
+            .build()
+            .unwrap()
+    };
+    olga.put_attributes()
+        .cluster("prod")
+        .attributes(custom("team", &host_arn))
+        .send()
+        .await
+        .unwrap();
+    let listed = alice
+        .list_attributes()
+        .cluster("prod")
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("ecs.os-type")
+        .attribute_value("linux")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.attributes().len(),
+        1,
+        "only the embedded one says linux"
+    );
+    assert_eq!(listed.attributes()[0].target_id(), Some(embedded.as_str()));
+    let mut request = olga.put_attributes().cluster("prod");
+    for i in 0..9 {
+        request = request.attributes(custom(&format!("extra{i}"), &host_arn));
+    }
+    assert_eq!(
+        code(request.send().await),
+        "AttributeLimitExceededException"
+    );
+    assert_eq!(
+        code(
+            olga.put_attributes()
+                .cluster("prod")
+                .attributes(custom("team", "0123456789abcdef"))
+                .send()
+                .await
+        ),
+        "TargetNotFoundException"
+    );
+    olga.delete_attributes()
+        .cluster("prod")
+        .attributes(custom("team", &host_arn))
+        .send()
+        .await
+        .unwrap();
+    let listed = alice
+        .list_attributes()
+        .cluster("prod")
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("team")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.attributes().is_empty());
+
+    // Draining: no new placements; the standalone task stays.
+    let drained = olga
+        .update_container_instances_state()
+        .cluster("prod")
+        .container_instances(&embedded)
+        .container_instances("0123456789abcdef")
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drained.container_instances()[0].status(), Some("DRAINING"));
+    assert_eq!(drained.failures()[0].reason(), Some("MISSING"));
+    let listed = alice
+        .list_container_instances()
+        .cluster("prod")
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
+    let failed = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .send()
+        .await
+        .unwrap();
+    assert!(failed.tasks().is_empty());
+    assert_eq!(
+        failed.failures()[0].reason(),
+        Some("AGENT"),
+        "only the host is ACTIVE"
+    );
+    let still = alice
+        .describe_tasks()
+        .cluster("prod")
+        .tasks(task.task_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.tasks()[0].desired_status(), Some("RUNNING"));
+    // The default cluster's embedded record is not drained.
+    alice.run_task().task_definition(&web).send().await.unwrap();
+
+    // A cluster with a registered host is not deleted; its embedded instance
+    // alone does not hold it.
+    alice
+        .create_cluster()
+        .cluster_name("edge")
+        .send()
+        .await
+        .unwrap();
+    let edge = olga
+        .register_container_instance()
+        .cluster("edge")
+        .send()
+        .await
+        .unwrap();
+    let edge = edge
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        code(alice.delete_cluster().cluster("edge").send().await),
+        "ClusterContainsContainerInstancesException"
+    );
+    olga.deregister_container_instance()
+        .cluster("edge")
+        .container_instance(&edge)
+        .send()
+        .await
+        .unwrap();
+    alice.delete_cluster().cluster("edge").send().await.unwrap();
+
+    // Deregistering: the embedded instance is drained, never deregistered;
+    // a host without tasks goes INACTIVE and out of the listing.
+    assert_eq!(
+        code(
+            olga.deregister_container_instance()
+                .cluster("prod")
+                .container_instance(&embedded)
+                .send()
+                .await
+        ),
+        "InvalidParameterException"
+    );
+    let gone = olga
+        .deregister_container_instance()
+        .cluster("prod")
+        .container_instance(&host_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.container_instance().unwrap().status(),
+        Some("INACTIVE")
+    );
+    let listed = alice
+        .list_container_instances()
+        .cluster("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.container_instance_arns(),
+        std::slice::from_ref(&embedded)
+    );
+    olga.update_container_instances_state()
+        .cluster("prod")
+        .container_instances(&embedded)
+        .status(ContainerInstanceStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    let run = alice
+        .run_task()
+        .cluster("prod")
+        .task_definition(&web)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.tasks().len(), 1);
+}
+
+/// Services take placement rules: checked at CreateService and UpdateService,
+/// shown by DescribeServices, and a task that fits nowhere is ECS's "unable
+/// to place" event (once), placed as soon as the rules allow.
+#[tokio::test]
+async fn services_place_by_their_rules() {
+    use aws_sdk_ecs::types::{
+        PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
+    };
+    let w = Wharf::start(NO_DOCKER).await;
+    push_image(&w, "team/web", b"not a real layer".to_vec()).await;
+    let alice = w.ecs("alice");
+    w.register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    let green = PlacementConstraint::builder()
+        .r#type(PlacementConstraintType::MemberOf)
+        .expression("attribute:stack == green")
+        .build();
+    let bad = alice
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(1)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Spread)
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    let created = alice
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(1)
+        .placement_constraints(green)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Binpack)
+                .field("memory")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let service = created.service().unwrap();
+    assert_eq!(service.placement_constraints().len(), 1);
+    assert_eq!(service.placement_strategy()[0].field(), Some("memory"));
+    let unplaced = |s: &aws_sdk_ecs::types::Service| {
+        s.events()
+            .iter()
+            .filter(|e| {
+                e.message().is_some_and(|m| {
+                    m.starts_with("service api was unable to place a task")
+                        && m.contains("MemberOf placement constraint unsatisfied")
+                })
+            })
+            .count()
+    };
+    let start = Instant::now();
+    loop {
+        let out = alice
+            .describe_services()
+            .services("api")
+            .send()
+            .await
+            .unwrap();
+        if unplaced(&out.services()[0]) == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no unable-to-place event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several passes later: still the one event, and no task.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = alice
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unplaced(&out.services()[0]), 1);
+    let tasks = alice.list_tasks().service_name("api").send().await.unwrap();
+    assert!(tasks.task_arns().is_empty());
+    // Bad rules are refused by UpdateService too; no rules: the task is placed.
+    let bad = alice
+        .update_service()
+        .service("api")
+        .placement_constraints(
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::DistinctInstance)
+                .expression("x")
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidParameterException");
+    alice
+        .update_service()
+        .service("api")
+        .set_placement_constraints(Some(Vec::new()))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let tasks = alice.list_tasks().service_name("api").send().await.unwrap();
+        if tasks.task_arns().len() == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the task was not placed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

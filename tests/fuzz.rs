@@ -2455,7 +2455,7 @@ const ECR_TYPES: [&str; 29] = [
     "ValidationException",
 ];
 
-const ECS_TYPES: [&str; 14] = [
+const ECS_TYPES: [&str; 17] = [
     "MissingAuthenticationTokenException",
     "UnrecognizedClientException",
     "InvalidSignatureException",
@@ -2468,6 +2468,9 @@ const ECS_TYPES: [&str; 14] = [
     "ServiceNotActiveException",
     "ClusterContainsServicesException",
     "ClusterContainsTasksException",
+    "ClusterContainsContainerInstancesException",
+    "AttributeLimitExceededException",
+    "TargetNotFoundException",
     "LimitExceededException",
     "ValidationException",
 ];
@@ -3029,6 +3032,14 @@ fn ecs_task_definitions_over_http() {
         "DescribeServices",
         "ListServices",
         "DeleteService",
+        "ListContainerInstances",
+        "DescribeContainerInstances",
+        "UpdateContainerInstancesState",
+        "RegisterContainerInstance",
+        "DeregisterContainerInstance",
+        "PutAttributes",
+        "DeleteAttributes",
+        "ListAttributes",
         "Nope",
     ]);
     let body = object(vec![
@@ -3082,6 +3093,72 @@ fn ecs_task_definitions_over_http() {
             field(vec(strings_of(vec!["TAGS", "x"]), 0..2).prop_map(Value::Array)),
         ),
         ("force", field(any::<bool>().prop_map(Value::from))),
+        (
+            "containerInstances",
+            field(vec(weird().prop_map(Value::from), 0..3).prop_map(Value::Array)),
+        ),
+        ("containerInstance", field(weird().prop_map(Value::from))),
+        (
+            "filter",
+            field(prop_oneof![
+                strings_of(vec![
+                    "attribute:ecs.os-type == linux",
+                    "agentConnected == true and runningTasksCount > 0",
+                    "task:group == x || not(attribute:a exists)",
+                    "attribute:x in [a, 'b'",
+                    "registeredAt < 2018-06-18"
+                ]),
+                weird().prop_map(Value::from)
+            ]),
+        ),
+        (
+            "attributes",
+            field(
+                vec(
+                    object(vec![
+                        (
+                            "name",
+                            field(prop_oneof![ecs_name(), weird().prop_map(Value::from)]),
+                        ),
+                        ("value", field(weird().prop_map(Value::from))),
+                        (
+                            "targetType",
+                            field(strings_of(vec!["container-instance", "x"])),
+                        ),
+                        ("targetId", field(weird().prop_map(Value::from))),
+                    ]),
+                    0..12,
+                )
+                .prop_map(Value::Array),
+            ),
+        ),
+        (
+            "totalResources",
+            field(
+                vec(
+                    object(vec![
+                        (
+                            "name",
+                            field(strings_of(vec!["CPU", "MEMORY", "PORTS", "x"])),
+                        ),
+                        ("type", field(strings_of(vec!["INTEGER", "STRINGSET"]))),
+                        ("integerValue", field(json_number())),
+                        (
+                            "stringSetValue",
+                            field(vec(weird().prop_map(Value::from), 0..3).prop_map(Value::Array)),
+                        ),
+                    ]),
+                    0..4,
+                )
+                .prop_map(Value::Array),
+            ),
+        ),
+        (
+            "targetType",
+            field(strings_of(vec!["container-instance", "x"])),
+        ),
+        ("attributeName", field(weird().prop_map(Value::from))),
+        ("attributeValue", field(weird().prop_map(Value::from))),
     ]);
     check("ecs_http", 1_500, (ops, body), |(op, body), tally| {
         let answer = app.aws(&format!("{ECS_PREFIX}{op}"), body.clone());

@@ -656,7 +656,9 @@ async fn every_documented_operation_is_known() {
     let ecs = "CreateCluster DescribeClusters ListClusters DeleteCluster RegisterTaskDefinition \
         DeregisterTaskDefinition DescribeTaskDefinition ListTaskDefinitions \
         ListTaskDefinitionFamilies RunTask StopTask DescribeTasks ListTasks CreateService \
-        UpdateService DeleteService DescribeServices ListServices";
+        UpdateService DeleteService DescribeServices ListServices ListContainerInstances \
+        DescribeContainerInstances UpdateContainerInstancesState RegisterContainerInstance \
+        DeregisterContainerInstance PutAttributes DeleteAttributes ListAttributes";
     let targets = ecr
         .split_whitespace()
         .map(|op| format!("{ECR}{op}"))

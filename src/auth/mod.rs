@@ -205,6 +205,7 @@ impl Auth {
             EcsNeed::Caller => true,
             EcsNeed::Deployer => self.policy.grants_somewhere(principal, scope::PUSH),
             EcsNeed::Owner => *principal != Principal::Anonymous,
+            EcsNeed::Operator => self.policy.grants_everywhere(principal),
         }
     }
 

@@ -115,6 +115,11 @@ pub enum EcsNeed {
     /// `push` on the repositories of every resource it names or shows; the
     /// handler checks each resource ([`super::Auth::may_use_repositories`]).
     Owner,
+    /// Every action on every repository (a rule or token scope whose pattern
+    /// is `*` with actions `*`): container instances are the hosts every
+    /// team's tasks run on, so registering, draining or relabelling one is
+    /// the operator's business.
+    Operator,
 }
 
 /// A request that may go ahead.

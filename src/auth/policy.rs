@@ -113,6 +113,25 @@ impl Policy {
         }
     }
 
+    /// Whether some rule (for an access token: some scope) lets `principal`
+    /// do every action to every repository: its pattern is `*` itself, not
+    /// one that happens to match every name there is today.
+    pub fn grants_everywhere(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Anonymous => false,
+            Principal::Token { scopes, .. } => scopes.iter().any(|s| {
+                s.kind == "repository"
+                    && s.name == ALL
+                    && permits(&expand(&s.actions.iter().cloned().collect::<Vec<_>>()), ALL)
+            }),
+            Principal::User { .. } => self
+                .rules
+                .iter()
+                .filter(|r| Self::applies(r, principal) && r.repositories.iter().any(|p| p == ALL))
+                .any(|r| permits(&expand(&r.actions), ALL)),
+        }
+    }
+
     /// Everything `principal` may do to the resource (`*` expanded).
     pub fn allowed(&self, principal: &Principal, kind: &str, name: &str) -> BTreeSet<String> {
         let mut allowed = BTreeSet::new();
@@ -259,6 +278,45 @@ mod tests {
         };
         assert!(p.grants_somewhere(&token("repository:app/*:push"), "push"));
         assert!(!p.grants_somewhere(&token("repository:app/*:pull"), "push"));
+    }
+
+    #[test]
+    fn grants_everywhere_needs_every_action_on_the_star_pattern() {
+        let p = Policy {
+            rules: vec![
+                Rule {
+                    who: vec!["root".into()],
+                    repositories: vec!["*".into()],
+                    actions: vec!["*".into()],
+                    catalog: false,
+                },
+                Rule {
+                    who: vec!["ops".into()],
+                    repositories: vec!["*".into()],
+                    actions: vec!["pull".into(), "push".into()],
+                    catalog: false,
+                },
+                Rule {
+                    who: vec!["team".into()],
+                    repositories: vec!["team/*".into()],
+                    actions: vec!["*".into()],
+                    catalog: false,
+                },
+            ],
+            anonymous_pull: vec!["*".into()],
+        };
+        assert!(p.grants_everywhere(&user("root", &[])));
+        assert!(!p.grants_everywhere(&user("ops", &[])));
+        assert!(!p.grants_everywhere(&user("team", &[])));
+        assert!(!p.grants_everywhere(&Principal::Anonymous));
+        let token = |scope: &str| Principal::Token {
+            name: "t".into(),
+            scopes: vec![scope.parse().unwrap()],
+        };
+        assert!(p.grants_everywhere(&token("repository:*:*")));
+        assert!(p.grants_everywhere(&token("repository:*:pull,push,delete")));
+        assert!(!p.grants_everywhere(&token("repository:*:pull,push")));
+        assert!(!p.grants_everywhere(&token("repository:team/*:*")));
     }
 
     #[test]

@@ -55,6 +55,9 @@ impl Call<'_> {
             EcsNeed::Caller => "to call this operation",
             EcsNeed::Deployer => "to create or delete clusters: that needs push on some repository",
             EcsNeed::Owner => "to use the task runner without signing in",
+            EcsNeed::Operator => {
+                "to manage container instances: that needs every action on every repository (`*`)"
+            }
         };
         metrics().auth_failure("forbidden");
         Err(EcsError::AccessDenied(format!(

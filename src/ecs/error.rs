@@ -28,6 +28,12 @@ pub enum EcsError {
     ClusterContainsServices,
     #[error("The Cluster cannot be deleted while Tasks are active.")]
     ClusterContainsTasks,
+    #[error("The Cluster cannot be deleted while Container Instances are active or draining.")]
+    ClusterContainsContainerInstances,
+    #[error("{0}")]
+    AttributeLimitExceeded(String),
+    #[error("{0}")]
+    TargetNotFound(String),
     /// Not the client's failure (500, or 503 with `Retry-After`); the cause
     /// is logged, never sent.
     #[error(transparent)]
@@ -48,6 +54,11 @@ impl EcsError {
             ServiceNotActive => ("ServiceNotActiveException", bad),
             ClusterContainsServices => ("ClusterContainsServicesException", bad),
             ClusterContainsTasks => ("ClusterContainsTasksException", bad),
+            ClusterContainsContainerInstances => {
+                ("ClusterContainsContainerInstancesException", bad)
+            }
+            AttributeLimitExceeded(_) => ("AttributeLimitExceededException", bad),
+            TargetNotFound(_) => ("TargetNotFoundException", bad),
             Fault(fault) => ("ServerException", fault.status()),
         }
     }
@@ -69,6 +80,9 @@ impl From<RunnerError> for EcsError {
             RunnerError::ServiceNotActive => EcsError::ServiceNotActive,
             RunnerError::ClusterContainsTasks => EcsError::ClusterContainsTasks,
             RunnerError::ClusterContainsServices => EcsError::ClusterContainsServices,
+            RunnerError::ClusterContainsInstances => EcsError::ClusterContainsContainerInstances,
+            RunnerError::AttributeLimitExceeded(m) => EcsError::AttributeLimitExceeded(m),
+            RunnerError::TargetNotFound(m) => EcsError::TargetNotFound(m),
             RunnerError::AccessDenied(m) => EcsError::AccessDenied(m),
             other => fault(other).into(),
         }

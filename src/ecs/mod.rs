@@ -5,8 +5,10 @@
 //! `error.rs`. Also serves task logs over HTTP.
 
 mod access;
+mod attributes;
 mod clusters;
 mod error;
+mod instances;
 mod logs;
 mod operation;
 mod services;
@@ -156,6 +158,14 @@ async fn dispatch(call: &Call<'_>, operation: Operation) -> Result<Value, EcsErr
         Op::DeleteService => services::delete(call).await,
         Op::DescribeServices => services::describe(call).await,
         Op::ListServices => services::list(call).await,
+        Op::ListContainerInstances => instances::list(call).await,
+        Op::DescribeContainerInstances => instances::describe(call).await,
+        Op::UpdateContainerInstancesState => instances::update_state(call).await,
+        Op::RegisterContainerInstance => attributes::register(call).await,
+        Op::DeregisterContainerInstance => attributes::deregister(call).await,
+        Op::PutAttributes => attributes::put(call).await,
+        Op::DeleteAttributes => attributes::delete(call).await,
+        Op::ListAttributes => attributes::list(call).await,
     }
 }
 

@@ -25,18 +25,36 @@ crate::aws::operations! {
         DeleteService,
         DescribeServices,
         ListServices,
+        ListContainerInstances,
+        DescribeContainerInstances,
+        UpdateContainerInstancesState,
+        RegisterContainerInstance,
+        DeregisterContainerInstance,
+        PutAttributes,
+        DeleteAttributes,
+        ListAttributes,
     }
 }
 
 impl Operation {
     /// What the caller needs: clusters carry no secrets, so anyone sees them
-    /// and deployers create and delete them; everything else belongs to the
-    /// repositories of the images it runs, checked resource by resource.
+    /// and deployers create and delete them; deployers see the container
+    /// instances they deploy onto, and only operators change them (they host
+    /// every team's tasks); everything else belongs to the repositories of
+    /// the images it runs, checked resource by resource.
     pub fn authorization(self) -> EcsNeed {
         use Operation::*;
         match self {
             DescribeClusters | ListClusters => EcsNeed::Caller,
             CreateCluster | DeleteCluster => EcsNeed::Deployer,
+            ListContainerInstances | DescribeContainerInstances | ListAttributes => {
+                EcsNeed::Deployer
+            }
+            UpdateContainerInstancesState
+            | RegisterContainerInstance
+            | DeregisterContainerInstance
+            | PutAttributes
+            | DeleteAttributes => EcsNeed::Operator,
             RegisterTaskDefinition
             | DeregisterTaskDefinition
             | DescribeTaskDefinition
@@ -98,6 +116,34 @@ mod tests {
             ("DeleteService", DeleteService, EcsNeed::Owner),
             ("DescribeServices", DescribeServices, EcsNeed::Owner),
             ("ListServices", ListServices, EcsNeed::Owner),
+            (
+                "ListContainerInstances",
+                ListContainerInstances,
+                EcsNeed::Deployer,
+            ),
+            (
+                "DescribeContainerInstances",
+                DescribeContainerInstances,
+                EcsNeed::Deployer,
+            ),
+            (
+                "UpdateContainerInstancesState",
+                UpdateContainerInstancesState,
+                EcsNeed::Operator,
+            ),
+            (
+                "RegisterContainerInstance",
+                RegisterContainerInstance,
+                EcsNeed::Operator,
+            ),
+            (
+                "DeregisterContainerInstance",
+                DeregisterContainerInstance,
+                EcsNeed::Operator,
+            ),
+            ("PutAttributes", PutAttributes, EcsNeed::Operator),
+            ("DeleteAttributes", DeleteAttributes, EcsNeed::Operator),
+            ("ListAttributes", ListAttributes, EcsNeed::Deployer),
         ];
         assert_eq!(rows.len(), Operation::ALL.len());
         for (target, operation, need) in rows {

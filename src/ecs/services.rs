@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 
 use super::tasks::failure_list;
 use super::{Call, EcsError, page};
-use crate::runner::model::{CircuitBreaker, DeploymentConfiguration};
+use crate::runner::model::{
+    CircuitBreaker, DeploymentConfiguration, PlacementConstraint, PlacementStrategy,
+};
 use crate::runner::{CreateService, UpdateService};
 
 /// deploymentConfiguration as sent: every part optional.
@@ -42,6 +44,10 @@ struct CreateInput {
     launch_type: Option<String>,
     scheduling_strategy: Option<String>,
     client_token: Option<String>,
+    #[serde(default)]
+    placement_strategy: Vec<PlacementStrategy>,
+    #[serde(default)]
+    placement_constraints: Vec<PlacementConstraint>,
 }
 
 pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
@@ -81,6 +87,8 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
                 .deployment_configuration
                 .map(|c| c.over(DeploymentConfiguration::default())),
             created_by: call.caller_arn(),
+            placement_strategy: input.placement_strategy,
+            placement_constraints: input.placement_constraints,
         })
         .await?;
     Ok(json!({ "service": service }))
@@ -96,6 +104,8 @@ struct UpdateInput {
     #[serde(default)]
     force_new_deployment: bool,
     deployment_configuration: Option<ConfigurationInput>,
+    placement_strategy: Option<Vec<PlacementStrategy>>,
+    placement_constraints: Option<Vec<PlacementConstraint>>,
 }
 
 pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
@@ -120,6 +130,8 @@ pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
                 task_definition,
                 force_new_deployment: input.force_new_deployment,
                 deployment_configuration,
+                placement_strategy: input.placement_strategy,
+                placement_constraints: input.placement_constraints,
             },
         )
         .await?;

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Call, EcsError, page};
-use crate::runner::model::{StopCode, TaskOverride};
+use crate::runner::model::{PlacementConstraint, PlacementStrategy, StopCode, TaskOverride};
 use crate::runner::{RunTask, TaskFilter};
 
 pub(super) fn failure_list(missing: Vec<(String, String)>) -> Vec<Value> {
@@ -26,6 +26,10 @@ struct RunInput {
     overrides: TaskOverride,
     client_token: Option<String>,
     launch_type: Option<String>,
+    #[serde(default)]
+    placement_strategy: Vec<PlacementStrategy>,
+    #[serde(default)]
+    placement_constraints: Vec<PlacementConstraint>,
 }
 
 pub async fn run(call: &Call<'_>) -> Result<Value, EcsError> {
@@ -45,7 +49,7 @@ pub async fn run(call: &Call<'_>) -> Result<Value, EcsError> {
     }
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
     let definition = call.runnable_definition(&input.task_definition).await?;
-    let tasks = call
+    let launched = call
         .runner
         .launch(
             &definition,
@@ -56,11 +60,14 @@ pub async fn run(call: &Call<'_>) -> Result<Value, EcsError> {
                 group: input.group,
                 overrides: input.overrides,
                 client_token: input.client_token,
+                placement_strategy: input.placement_strategy,
+                placement_constraints: input.placement_constraints,
                 ..Default::default()
             },
         )
         .await?;
-    Ok(json!({ "tasks": tasks, "failures": [] }))
+    // What fits nowhere is answered, not refused (ECS: 200 with failures).
+    Ok(json!({ "tasks": launched.tasks, "failures": launched.failures }))
 }
 
 #[derive(Deserialize)]

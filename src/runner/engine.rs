@@ -112,9 +112,22 @@ pub struct Listed {
     pub running: bool,
 }
 
+/// What the engine says of its host: the embedded container instance
+/// registers these (README, "Container instances").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Docker's name (`x86_64`, `aarch64`, ...).
+    pub architecture: String,
+    pub server_version: String,
+}
+
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), EngineError>;
+    /// The host's CPUs, memory, architecture and engine version.
+    async fn info(&self) -> Result<EngineInfo, EngineError>;
     /// Pulls `reference`, with a bearer token for the registry when given.
     async fn pull(&self, reference: &str, token: Option<String>) -> Result<(), EngineError>;
     /// Creates the container, or finds the one of that name; its id.
@@ -204,6 +217,19 @@ impl ContainerEngine for DockerEngine {
     async fn ping(&self) -> Result<(), EngineError> {
         self.docker()?.ping().await?;
         Ok(())
+    }
+
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let info = self.docker()?.info().await?;
+        Ok(EngineInfo {
+            cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+            memory_mib: info
+                .mem_total
+                .and_then(|b| u32::try_from(b / (1024 * 1024)).ok())
+                .unwrap_or(0),
+            architecture: info.architecture.unwrap_or_default(),
+            server_version: info.server_version.unwrap_or_default(),
+        })
     }
 
     async fn pull(&self, reference: &str, token: Option<String>) -> Result<(), EngineError> {

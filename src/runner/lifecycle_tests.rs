@@ -36,6 +36,7 @@ fn record(plan: Vec<ContainerDefinition>, status: TaskStatus) -> TaskRecord {
             task_arn: "arn:task/t1".into(),
             task_definition_arn: "arn:td/web:1".into(),
             cluster_arn: "arn:cluster/default".into(),
+            container_instance_arn: None,
             containers,
             last_status: status,
             desired_status: DesiredStatus::Running,

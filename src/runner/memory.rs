@@ -85,6 +85,16 @@ impl ContainerEngine for MemoryEngine {
         self.note("ping".into())
     }
 
+    async fn info(&self) -> Result<super::engine::EngineInfo, EngineError> {
+        self.note("info".into())?;
+        Ok(super::engine::EngineInfo {
+            cpus: 2,
+            memory_mib: 4096,
+            architecture: "x86_64".into(),
+            server_version: "memory".into(),
+        })
+    }
+
     async fn pull(&self, reference: &str, _token: Option<String>) -> Result<(), EngineError> {
         self.note(format!("pull {reference}"))
     }

@@ -10,18 +10,28 @@
 //! Decisions are pure and tested without Docker: `status` (the wire
 //! vocabulary as enums), `lifecycle` (a task's transitions from its record
 //! and what the engine shows), `scheduler::plan` (a service's pass),
-//! `definitions`' checks. The engine is the `engine::ContainerEngine` trait:
-//! `DockerEngine` in production, an in-memory one (`memory`) in unit tests.
+//! `definitions`' checks, `placement`. The engine is the
+//! `engine::ContainerEngine` trait: `DockerEngine` in production, an
+//! in-memory one (`memory`) in unit tests.
+//!
+//! Container instances (`instances`, `attributes`) are the hosts tasks are
+//! placed on (`placing`); today the only one that runs tasks is the embedded
+//! instance (`embedded`), this server's own engine, registered in every
+//! cluster.
 
+pub mod attributes;
 mod definitions;
+mod embedded;
 pub mod engine;
 pub mod images;
+pub mod instances;
 mod jobs;
 mod lifecycle;
 #[cfg(test)]
 mod memory;
 pub mod model;
 pub mod placement;
+mod placing;
 mod safety;
 mod scheduler;
 mod services;
@@ -44,9 +54,11 @@ use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
 
 pub use definitions::{DefinitionFilter, RegisterDefinition, require_revision};
+pub use instances::EmbeddedSettings;
+pub use placing::PlacementFailure;
 pub use safety::{CAPABILITIES, Safety};
 pub use services::{CreateService, UpdateService};
-pub use tasks::{RunTask, TaskFilter, task_logs};
+pub use tasks::{Launched, RunTask, TaskFilter, task_logs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -65,6 +77,14 @@ pub enum RunnerError {
     ClusterContainsTasks,
     #[error("The Cluster cannot be deleted while Services are active.")]
     ClusterContainsServices,
+    #[error("The Cluster cannot be deleted while Container Instances are active or draining.")]
+    ClusterContainsInstances,
+    /// More than ten custom attributes on one container instance.
+    #[error("{0}")]
+    AttributeLimitExceeded(String),
+    /// An attribute names a container instance that is not in the cluster.
+    #[error("{0}")]
+    TargetNotFound(String),
     #[error("{0}")]
     AccessDenied(String),
     #[error("metadata store: {0}")]
@@ -90,6 +110,8 @@ pub struct RunnerSettings {
     pub safety: Safety,
     /// The most tasks one service may ask for (`desiredCount`).
     pub max_desired_count: i64,
+    /// What the embedded container instance registers.
+    pub embedded: EmbeddedSettings,
 }
 
 #[derive(Clone)]
@@ -115,7 +137,16 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// When stopped tasks were last pruned.
     pruned_at: Mutex<Option<std::time::Instant>>,
+    /// What the engine last said of its host (the embedded instance's resources).
+    engine_info: Mutex<Option<engine::EngineInfo>>,
+    /// When the embedded instances were last refreshed, and whether the
+    /// engine answered then.
+    embedded_checked: Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// The embedded instances are looked at least this often (and at once when
+/// the engine comes or goes).
+const EMBEDDED_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Stopped tasks are pruned at most this often.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -152,6 +183,8 @@ impl Runner {
                 engine_reachable: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
                 pruned_at: Mutex::default(),
+                engine_info: Mutex::default(),
+                embedded_checked: Mutex::default(),
             }),
         })
     }
@@ -246,10 +279,37 @@ impl Runner {
     }
 
     async fn tick(&self) -> Result<()> {
+        self.check_embedded().await?;
         let tasks = self.live_tasks(None).await?;
         self.supervise(&tasks).await?;
         self.schedule().await?;
         self.prune().await
+    }
+
+    /// Refreshes the embedded instances when the engine came or went, or
+    /// every [`EMBEDDED_INTERVAL`].
+    async fn check_embedded(&self) -> Result<()> {
+        let ping = self.inner.engine.ping().await;
+        self.note_engine(ping.as_ref().err());
+        let reachable = ping.is_ok();
+        let due = {
+            let last = self
+                .inner
+                .embedded_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            last.is_none_or(|(at, was)| was != reachable || at.elapsed() >= EMBEDDED_INTERVAL)
+        };
+        if !due {
+            return Ok(());
+        }
+        self.refresh_embedded(reachable).await?;
+        *self
+            .inner
+            .embedded_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), reachable));
+        Ok(())
     }
 
     // ARNs.
@@ -299,6 +359,8 @@ impl Runner {
             .store
             .create_cluster(name, crate::registry::now_ms())
             .await?;
+        // Its embedded instance, so RunTask works in it right away.
+        self.ensure_embedded(name).await?;
         Ok((name.to_string(), created))
     }
 
@@ -317,6 +379,14 @@ impl Runner {
         }
         if !self.live_tasks(Some(&name)).await?.is_empty() {
             return Err(RunnerError::ClusterContainsTasks);
+        }
+        // Registered hosts hold it; the embedded instance goes with it.
+        let instances = self.instance_views(&name).await?;
+        if instances
+            .iter()
+            .any(|v| !v.record.embedded && v.record.status != status::InstanceState::Inactive)
+        {
+            return Err(RunnerError::ClusterContainsInstances);
         }
         match self.inner.store.delete_cluster(&name).await {
             Ok(_) => Ok(name),

@@ -228,6 +228,10 @@ pub struct Task {
     pub task_arn: String,
     pub task_definition_arn: String,
     pub cluster_arn: String,
+    /// The container instance it was placed on (none in records older than
+    /// placement: those ran on the embedded instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_instance_arn: Option<String>,
     pub containers: Vec<Container>,
     pub last_status: TaskStatus,
     pub desired_status: DesiredStatus,
@@ -298,6 +302,26 @@ impl TaskRecord {
     pub fn container_mut(&mut self, name: &str) -> Option<&mut Container> {
         self.task.containers.iter_mut().find(|c| c.name == name)
     }
+}
+
+/// One rule of `placementStrategy`, as requests give it and services keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementStrategy {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// One entry of `placementConstraints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementConstraint {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +395,10 @@ pub struct Service {
     pub deployment_configuration: DeploymentConfiguration,
     pub deployments: Vec<Deployment>,
     pub events: Vec<ServiceEvent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_strategy: Vec<PlacementStrategy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_constraints: Vec<PlacementConstraint>,
     pub created_at: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
@@ -398,6 +426,22 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// Records `message` unless the same was recorded within `within_ms`
+    /// (ECS suppresses repeated events); whether it was recorded.
+    pub fn push_event_once(&mut self, now_ms: i64, message: String, within_ms: i64) -> bool {
+        let since = super::seconds(now_ms - within_ms);
+        if self
+            .service
+            .events
+            .iter()
+            .any(|e| e.message == message && e.created_at >= since)
+        {
+            return false;
+        }
+        self.push_event(now_ms, message);
+        true
+    }
+
     pub fn push_event(&mut self, now_ms: i64, message: String) {
         const KEEP: usize = 100;
         self.service.events.insert(

@@ -3,17 +3,19 @@
 //! maximumPercent, replaces tasks that stopped (with a growing backoff), and
 //! trips the deployment circuit breaker instead of crash-looping.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::model::{
     DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceRecord, ServiceStatus,
     StopCode, TaskRecord, TaskStatus,
 };
-use super::tasks::RunTask;
-use super::{Result, Runner, UpdateService};
+use super::tasks::{Launched, RunTask};
+use super::{Result, Runner, RunnerError, UpdateService};
 
 /// Restarts of a failing service wait 1 s, 2 s, 4 s ... up to this.
 const MAX_BACKOFF_SECONDS: i64 = 300;
+/// ECS records a repeated "unable to place" event at most every six hours.
+const UNPLACED_REPEAT_MS: i64 = 6 * 3600 * 1000;
 /// A task counts toward a completed deployment once it has run this long
 /// (and is HEALTHY, if it has health checks): a container that crashes right
 /// after starting must not complete the rollout and escape the circuit breaker.
@@ -59,6 +61,7 @@ impl Runner {
         }
         // One read of the tasks serves every service of this pass.
         let tasks = self.task_records(None, false).await?;
+        let draining = self.draining_tasks(&tasks).await?;
         for s in services
             .iter()
             .filter(|s| s.service.status != ServiceStatus::Inactive)
@@ -70,7 +73,7 @@ impl Runner {
                 })
                 .collect();
             if let Err(e) = self
-                .reconcile(&s.cluster, &s.service.service_name, &mine)
+                .reconcile(&s.cluster, &s.service.service_name, &mine, &draining)
                 .await
             {
                 tracing::warn!(service = %s.service.service_name, error = %e, "service scheduler");
@@ -79,8 +82,42 @@ impl Runner {
         Ok(())
     }
 
+    /// The ids of live tasks on DRAINING container instances.
+    async fn draining_tasks(&self, tasks: &[TaskRecord]) -> Result<BTreeSet<String>> {
+        let mut drained: BTreeSet<(String, String)> = BTreeSet::new();
+        for stored in self.inner.store.instances(None).await? {
+            let record: super::instances::InstanceRecord =
+                serde_json::from_str(&stored.doc).map_err(super::corrupt)?;
+            if record.status == super::status::InstanceState::Draining {
+                drained.insert((record.cluster, record.id));
+            }
+        }
+        if drained.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        Ok(tasks
+            .iter()
+            .filter(|t| t.is_live())
+            .filter(|t| {
+                // Tasks older than placement ran on the embedded instance.
+                let id = match t.task.container_instance_arn.as_deref() {
+                    Some(arn) => super::instances::instance_id(arn).map(String::from),
+                    None => Some(self.embedded_id(&t.cluster)),
+                };
+                id.is_some_and(|id| drained.contains(&(t.cluster.clone(), id)))
+            })
+            .map(|t| t.id.clone())
+            .collect())
+    }
+
     /// One pass for service `name`, given its tasks (stopped ones included).
-    async fn reconcile(&self, cluster: &str, name: &str, tasks: &[&TaskRecord]) -> Result<()> {
+    async fn reconcile(
+        &self,
+        cluster: &str,
+        name: &str,
+        tasks: &[&TaskRecord],
+        draining: &BTreeSet<String>,
+    ) -> Result<()> {
         // Tasks that end on their own count against their deployment, once,
         // as soon as they are bound to stop (before a replacement is launched).
         let mut failures: HashMap<String, i64> = HashMap::new();
@@ -109,11 +146,13 @@ impl Runner {
         let record = self
             .modify_service(cluster, name, |r| {
                 decision = Decision::default();
-                Ok(plan(r, &live, &failures, now, &mut decision))
+                Ok(plan(r, &live, draining, &failures, now, &mut decision))
             })
             .await?;
         let Some(record) = record else { return Ok(()) };
         let mut events = Vec::new();
+        // ECS's "unable to place" events, kept once per six hours each.
+        let mut unplaced: Vec<String> = Vec::new();
         if let Some((deployment, definition, images, count)) = decision.launch {
             let definition = self.definition(&definition).await?;
             if let Some(definition) = definition {
@@ -128,19 +167,38 @@ impl Runner {
                             service: Some(name.to_string()),
                             deployment: Some(deployment),
                             resolved: images,
+                            placement_strategy: record.service.placement_strategy.clone(),
+                            placement_constraints: record.service.placement_constraints.clone(),
                             ..Default::default()
                         },
                     )
-                    .await?;
+                    .await;
+                let launched = match launched {
+                    Ok(launched) => launched,
+                    // No ACTIVE instance at all: the service waits for one.
+                    Err(RunnerError::InvalidParameter(reason)) => {
+                        unplaced.push(format!(
+                            "service {name} was unable to place a task because no container instance met all of its requirements. Reason: {reason}"
+                        ));
+                        Launched::default()
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some(failure) = launched.failures.first() {
+                    unplaced.push(super::placing::unable_to_place_event(name, failure));
+                }
                 let ids: Vec<&str> = launched
+                    .tasks
                     .iter()
                     .map(|t| super::tasks::task_id(&t.task_arn))
                     .collect();
-                events.push(format!(
-                    "(service {name}) has started {} tasks: (task {}).",
-                    ids.len(),
-                    ids.join(") (task ")
-                ));
+                if !ids.is_empty() {
+                    events.push(format!(
+                        "(service {name}) has started {} tasks: (task {}).",
+                        ids.len(),
+                        ids.join(") (task ")
+                    ));
+                }
             }
         }
         if !decision.stop.is_empty() {
@@ -155,12 +213,17 @@ impl Runner {
                 ids.join(") (task ")
             ));
         }
-        if !events.is_empty() {
+        if !events.is_empty() || !unplaced.is_empty() {
             self.modify_service(cluster, name, |r| {
+                let mut changed = false;
                 for e in &events {
                     r.push_event(now, e.clone());
+                    changed = true;
                 }
-                Ok(true)
+                for e in &unplaced {
+                    changed |= r.push_event_once(now, e.clone(), UNPLACED_REPEAT_MS);
+                }
+                Ok(changed)
             })
             .await?;
         }
@@ -179,9 +242,18 @@ impl Runner {
 
 /// Decides one pass for service `r` given its live tasks and new failures;
 /// true when `r` changed.
+///
+/// Tasks in `draining` run on a DRAINING container instance: they are
+/// replaced elsewhere (launches within maximumPercent) and each is stopped
+/// only once the service's RUNNING tasks elsewhere plus those still on it
+/// leave the desired count RUNNING. That is stricter than ECS, which may
+/// stop down to minimumHealthyPercent first; it is chosen so that a drain
+/// with nowhere to go (the embedded instance alone) keeps the service's
+/// tasks, and the scheduler records "unable to place" instead.
 fn plan(
     r: &mut ServiceRecord,
     live: &[&TaskRecord],
+    draining: &BTreeSet<String>,
     failures: &HashMap<String, i64>,
     now_ms: i64,
     decision: &mut Decision,
@@ -225,10 +297,13 @@ fn plan(
         .first()
         .is_some_and(|d| d.rollout_state == RolloutState::Failed);
     if !failed {
-        launch_missing(r, &live, now_ms, decision);
+        launch_missing(r, &live, draining, now_ms, decision);
         stop_replaced(r, &live, decision);
     }
-    let in_primary = |t: &&&TaskRecord| t.deployment.as_deref() == Some(primary_id.as_str());
+    stop_drained(r, &live, draining, decision);
+    let in_primary = |t: &&&TaskRecord| {
+        t.deployment.as_deref() == Some(primary_id.as_str()) && !draining.contains(&t.id)
+    };
     let primary_live = live.iter().filter(in_primary).count() as i64;
     if primary_live > desired {
         let mut extra: Vec<&&TaskRecord> = live.iter().filter(in_primary).collect();
@@ -323,9 +398,53 @@ fn trip_breaker(r: &mut ServiceRecord, now_ms: i64, decision: &mut Decision) -> 
     true
 }
 
+/// Stops tasks on draining instances whose replacements run elsewhere
+/// (see [`plan`]).
+fn stop_drained(
+    r: &ServiceRecord,
+    live: &[&TaskRecord],
+    draining: &BTreeSet<String>,
+    decision: &mut Decision,
+) {
+    let already: Vec<String> = decision.stop.iter().map(|(id, _)| id.clone()).collect();
+    let leaving: Vec<&&TaskRecord> = live
+        .iter()
+        .filter(|t| draining.contains(&t.id) && !already.contains(&t.id))
+        .collect();
+    if leaving.is_empty() {
+        return;
+    }
+    let running_elsewhere = live
+        .iter()
+        .filter(|t| !draining.contains(&t.id) && t.task.last_status == TaskStatus::Running)
+        .count() as i64;
+    let desired = r.service.desired_count;
+    let mut stoppable = running_elsewhere + leaving.len() as i64 - desired;
+    let mut leaving = leaving;
+    // Tasks that never got to run go first.
+    leaving.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
+    for t in leaving {
+        if stoppable <= 0 {
+            break;
+        }
+        stoppable -= 1;
+        decision.stop.push((
+            t.id.clone(),
+            "Container instance is being drained".to_string(),
+        ));
+    }
+}
+
 /// Launches what the primary deployment lacks, within maximumPercent (and
-/// not before the restart backoff ends).
-fn launch_missing(r: &ServiceRecord, live: &[&TaskRecord], now_ms: i64, decision: &mut Decision) {
+/// not before the restart backoff ends); tasks on draining instances do
+/// not count as there.
+fn launch_missing(
+    r: &ServiceRecord,
+    live: &[&TaskRecord],
+    draining: &BTreeSet<String>,
+    now_ms: i64,
+    decision: &mut Decision,
+) {
     let Some(primary) = r.service.deployments.first() else {
         return;
     };
@@ -335,6 +454,7 @@ fn launch_missing(r: &ServiceRecord, live: &[&TaskRecord], now_ms: i64, decision
     let primary_live = live
         .iter()
         .filter(|t| t.deployment.as_deref() == Some(primary.id.as_str()))
+        .filter(|t| !draining.contains(&t.id))
         .count() as i64;
     let total_live = live.len() as i64;
     if now_ms >= r.launch_after_ms && primary_live < desired {

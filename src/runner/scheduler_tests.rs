@@ -66,7 +66,15 @@ fn pass(r: &mut ServiceRecord, live: &[TaskRecord], failures: &[(&str, i64)]) ->
     let failures: HashMap<String, i64> =
         failures.iter().map(|(d, n)| (d.to_string(), *n)).collect();
     let mut decision = Decision::default();
-    plan(r, &live, &failures, NOW, &mut decision);
+    plan(r, &live, &BTreeSet::new(), &failures, NOW, &mut decision);
+    decision
+}
+
+fn pass_draining(r: &mut ServiceRecord, live: &[TaskRecord], draining: &[&str]) -> Decision {
+    let live: Vec<&TaskRecord> = live.iter().collect();
+    let draining: BTreeSet<String> = draining.iter().map(|s| s.to_string()).collect();
+    let mut decision = Decision::default();
+    plan(r, &live, &draining, &HashMap::new(), NOW, &mut decision);
     decision
 }
 
@@ -182,6 +190,7 @@ fn a_steady_service_completes_its_deployment() {
         plan(
             &mut r,
             &live,
+            &BTreeSet::new(),
             &HashMap::new(),
             NOW,
             &mut Decision::default(),
@@ -228,4 +237,53 @@ fn stored_services_of_earlier_versions_read_and_write_back_identically() {
     let inactive = stored.replace(r#""status":"DRAINING""#, r#""status":"INACTIVE""#);
     let r: ServiceRecord = serde_json::from_str(&inactive).unwrap();
     assert_eq!(serde_json::to_string(&r).unwrap(), inactive);
+}
+
+#[test]
+fn draining_replaces_first_and_stops_once_replacements_run() {
+    let mut r = service(2, &[("d1", "web:1")]);
+    let on_drained = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    // Both are on the draining instance: two replacements (200 %), no stop yet.
+    let d = pass_draining(&mut r, &on_drained, &["a", "b"]);
+    assert_eq!(d.launch.as_ref().map(|l| l.3), Some(2));
+    assert!(stopped(&d).is_empty());
+    // One replacement runs elsewhere, one is pending: one may go.
+    let mut live = on_drained.to_vec();
+    live.push(task("n1", "d1", "RUNNING", "UNKNOWN"));
+    live.push(task("n2", "d1", "PENDING", "UNKNOWN"));
+    let d = pass_draining(&mut r, &live, &["a", "b"]);
+    assert!(d.launch.is_none());
+    assert_eq!(stopped(&d).len(), 1);
+    // Both run: the rest goes.
+    live[3] = task("n2", "d1", "RUNNING", "UNKNOWN");
+    let d = pass_draining(&mut r, &live, &["a", "b"]);
+    assert_eq!(stopped(&d), ["a", "b"]);
+}
+
+#[test]
+fn draining_with_nowhere_to_go_keeps_the_tasks() {
+    // The replacements could not be placed: nothing runs elsewhere.
+    let mut r = service(2, &[("d1", "web:1")]);
+    let live = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    let mut less = r.clone();
+    less.service
+        .deployment_configuration
+        .minimum_healthy_percent = 0;
+    for r in [&mut r, &mut less] {
+        let d = pass_draining(r, &live, &["a", "b"]);
+        assert!(stopped(&d).is_empty());
+        assert_eq!(d.launch.as_ref().map(|l| l.3), Some(2));
+    }
+    // maximumPercent 100: no room for replacements, and none stops (ECS deadlocks too).
+    let mut tight = service(2, &[("d1", "web:1")]);
+    tight.service.deployment_configuration.maximum_percent = 100;
+    let d = pass_draining(&mut tight, &live, &["a", "b"]);
+    assert!(d.launch.is_none());
+    assert!(stopped(&d).is_empty());
 }

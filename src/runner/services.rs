@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::model::{
-    self, Deployment, DeploymentConfiguration, DeploymentStatus, RolloutState, Service,
-    ServiceRecord, ServiceStatus, TaskDefinition,
+    self, Deployment, DeploymentConfiguration, DeploymentStatus, PlacementConstraint,
+    PlacementStrategy, RolloutState, Service, ServiceRecord, ServiceStatus, TaskDefinition,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds, service_pins};
 use crate::oci::Reference;
@@ -18,6 +18,8 @@ pub struct CreateService {
     pub desired_count: i64,
     pub deployment_configuration: Option<DeploymentConfiguration>,
     pub created_by: Option<String>,
+    pub placement_strategy: Vec<PlacementStrategy>,
+    pub placement_constraints: Vec<PlacementConstraint>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -26,6 +28,9 @@ pub struct UpdateService {
     pub task_definition: Option<String>,
     pub force_new_deployment: bool,
     pub deployment_configuration: Option<DeploymentConfiguration>,
+    /// Replaces the service's rules when given (an empty list removes them).
+    pub placement_strategy: Option<Vec<PlacementStrategy>>,
+    pub placement_constraints: Option<Vec<PlacementConstraint>>,
 }
 
 /// The service name of `service` (a name or an ARN `.../service/cluster/name`).
@@ -140,6 +145,7 @@ impl Runner {
         self.check_desired_count(input.desired_count)?;
         let configuration = input.deployment_configuration.clone().unwrap_or_default();
         check_configuration(&configuration)?;
+        super::placing::parse_rules(&input.placement_strategy, &input.placement_constraints)?;
         let definition = self.runnable_definition(&input.task_definition).await?;
         let now = crate::registry::now_ms();
         let mut record = ServiceRecord {
@@ -157,6 +163,8 @@ impl Runner {
                 deployment_configuration: configuration,
                 deployments: Vec::new(),
                 events: Vec::new(),
+                placement_strategy: input.placement_strategy.clone(),
+                placement_constraints: input.placement_constraints.clone(),
                 created_at: seconds(now),
                 created_by: input.created_by.clone(),
             },
@@ -194,6 +202,12 @@ impl Runner {
         }
         if let Some(c) = &update.deployment_configuration {
             check_configuration(c)?;
+        }
+        if update.placement_strategy.is_some() || update.placement_constraints.is_some() {
+            super::placing::parse_rules(
+                update.placement_strategy.as_deref().unwrap_or_default(),
+                update.placement_constraints.as_deref().unwrap_or_default(),
+            )?;
         }
         let definition = match &update.task_definition {
             Some(t) => Some(self.runnable_definition(t).await?),
@@ -243,6 +257,12 @@ impl Runner {
             }
             if let Some(c) = &update.deployment_configuration {
                 r.service.deployment_configuration = c.clone();
+            }
+            if let Some(p) = &update.placement_strategy {
+                r.service.placement_strategy = p.clone();
+            }
+            if let Some(p) = &update.placement_constraints {
+                r.service.placement_constraints = p.clone();
             }
             if let (Some(d), Some(images)) = (&new_deployment, &new_images) {
                 for old in &mut r.service.deployments {

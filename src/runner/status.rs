@@ -60,6 +60,34 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// A container instance's `status` (reference §1). This runner goes
+    /// straight to ACTIVE on registration and to INACTIVE on deregistration.
+    InstanceState {
+        Registering = "REGISTERING",
+        RegistrationFailed = "REGISTRATION_FAILED",
+        Active = "ACTIVE",
+        Draining = "DRAINING",
+        Deregistering = "DEREGISTERING",
+        Inactive = "INACTIVE",
+    }
+}
+
+impl InstanceState {
+    /// The same status as placement sees it.
+    pub fn placement(self) -> super::placement::InstanceStatus {
+        use super::placement::InstanceStatus as P;
+        match self {
+            InstanceState::Registering => P::Registering,
+            InstanceState::RegistrationFailed => P::RegistrationFailed,
+            InstanceState::Active => P::Active,
+            InstanceState::Draining => P::Draining,
+            InstanceState::Deregistering => P::Deregistering,
+            InstanceState::Inactive => P::Inactive,
+        }
+    }
+}
+
 impl TaskStatus {
     /// Not yet RUNNING, and not on the way down.
     pub fn is_starting(self) -> bool {

@@ -10,8 +10,10 @@ use futures::stream::BoxStream;
 use super::engine::{EngineError, LABEL_TASK};
 use super::model::{
     Container, ContainerDefinition, ContainerOverride, ContainerState, DesiredStatus, HealthStatus,
-    StopCode, Task, TaskDefinition, TaskOverride, TaskRecord, TaskStatus,
+    PlacementConstraint, PlacementStrategy, StopCode, Task, TaskDefinition, TaskOverride,
+    TaskRecord, TaskStatus,
 };
+use super::placing::{PlacementFailure, demand, parse_rules};
 use super::{Result, Runner, RunnerError, corrupt, seconds, task_pins, task_row};
 
 /// ECS allows at most this many tasks per RunTask.
@@ -31,6 +33,18 @@ pub struct RunTask {
     pub service: Option<String>,
     pub deployment: Option<String>,
     pub resolved: BTreeMap<String, String>,
+    /// `placementStrategy` and `placementConstraints` (a service's default
+    /// strategy applies when it gives none).
+    pub placement_strategy: Vec<PlacementStrategy>,
+    pub placement_constraints: Vec<PlacementConstraint>,
+}
+
+/// What a launch did: the tasks recorded, and one failure per task that
+/// could not be placed.
+#[derive(Debug, Clone, Default)]
+pub struct Launched {
+    pub tasks: Vec<Task>,
+    pub failures: Vec<PlacementFailure>,
 }
 
 /// ListTasks filters.
@@ -96,14 +110,22 @@ fn plan_of(
         .collect())
 }
 
+/// The task group: RunTask's `group`, else `family:FAMILY`.
+fn group_of(definition: &TaskDefinition, run: &RunTask) -> String {
+    run.group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", definition.family))
+}
+
 /// The task id of `task` (an id or an ARN `.../task/cluster/id`).
 pub(crate) fn task_id(task: &str) -> &str {
     task.rsplit('/').next().unwrap_or(task)
 }
 
 impl Runner {
-    /// Records `count` new tasks of `definition` (PROVISIONING); the loop starts them.
-    pub async fn launch(&self, definition: &TaskDefinition, run: RunTask) -> Result<Vec<Task>> {
+    /// Places `count` new tasks of `definition` and records those placed
+    /// (PROVISIONING); the loop starts them.
+    pub async fn launch(&self, definition: &TaskDefinition, run: RunTask) -> Result<Launched> {
         if !(1..=MAX_COUNT).contains(&run.count) {
             return Err(RunnerError::InvalidParameter(format!(
                 "count must be between 1 and {MAX_COUNT}"
@@ -129,14 +151,35 @@ impl Runner {
                 .filter(|t| t.task_definition_arn == definition.task_definition_arn)
                 .collect();
             if !earlier.is_empty() {
-                return Ok(earlier);
+                return Ok(Launched {
+                    tasks: earlier,
+                    failures: Vec::new(),
+                });
             }
         }
         let plan = plan_of(definition, &run.overrides)?;
+        let rules = parse_rules(&run.placement_strategy, &run.placement_constraints)?;
+        let group = group_of(definition, &run);
+        let (placed, failures) = self
+            .place(
+                &run.cluster,
+                &demand(definition, &plan, &group),
+                run.count as usize,
+                &rules,
+                run.service.is_some(),
+            )
+            .await?;
         let now = seconds(crate::registry::now_ms());
-        let records: Vec<TaskRecord> = (0..run.count)
-            .map(|_| self.new_record(definition, &run, &plan, now))
+        let records: Vec<TaskRecord> = placed
+            .into_iter()
+            .map(|instance| self.new_record(definition, &run, &plan, now, instance))
             .collect();
+        if records.is_empty() {
+            return Ok(Launched {
+                tasks: Vec::new(),
+                failures,
+            });
+        }
         let docs = records
             .iter()
             .map(|r| serde_json::to_string(r).map_err(corrupt))
@@ -150,7 +193,10 @@ impl Runner {
             .collect();
         self.inner.store.insert_tasks(&rows).await?;
         self.wake();
-        Ok(records.into_iter().map(|r| r.task).collect())
+        Ok(Launched {
+            tasks: records.into_iter().map(|r| r.task).collect(),
+            failures,
+        })
     }
 
     /// A new task of `definition` (PROVISIONING, meant to run) as `run` asks.
@@ -160,6 +206,7 @@ impl Runner {
         run: &RunTask,
         plan: &[ContainerDefinition],
         now: f64,
+        container_instance_arn: String,
     ) -> TaskRecord {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let task_arn = self.task_arn(&run.cluster, &id);
@@ -194,6 +241,7 @@ impl Runner {
             task_arn,
             task_definition_arn: definition.task_definition_arn.clone(),
             cluster_arn: self.cluster_arn(&run.cluster),
+            container_instance_arn: Some(container_instance_arn),
             containers,
             last_status: TaskStatus::Provisioning,
             desired_status: DesiredStatus::Running,
@@ -210,11 +258,7 @@ impl Runner {
             execution_stopped_at: None,
             stopped_at: None,
             started_by: run.started_by.clone(),
-            group: Some(
-                run.group
-                    .clone()
-                    .unwrap_or_else(|| format!("family:{}", definition.family)),
-            ),
+            group: Some(group_of(definition, run)),
             stop_code: None,
             stopped_reason: None,
             version: 1,

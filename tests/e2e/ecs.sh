@@ -2,8 +2,9 @@
 # From `docker push` to a running container with the real AWS CLI: build a
 # FROM-scratch busybox image, push it to Wharf, register a task definition,
 # run it, wait with the CLI's own waiters (tasks-running, tasks-stopped,
-# services-stable), read the logs (HTTP and `wharf task logs`), and see a
-# Docker Hub image and host networking refused.
+# services-stable), read the logs (HTTP and `wharf task logs`), see a
+# Docker Hub image and host networking refused, and the embedded container
+# instance: listed with a filter, described, placement constraints, drained.
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages busybox:busybox-static curl:curl jq:jq
@@ -88,4 +89,27 @@ if out=$(ecs register-task-definition --family hostnet --network-mode host \
     fail "networkMode host was accepted"
 fi
 grep -q "allow_host_network" <<<"$out" || fail "networkMode host: $out"
+
+log "the embedded container instance"
+instance=$(ecs list-container-instances --filter "attribute:ecs.os-type == linux" | jq -r '.containerInstanceArns[0]')
+[[ "$instance" == arn:aws:ecs:*:container-instance/default/* ]] || fail "list-container-instances: $instance"
+out=$(ecs describe-container-instances --container-instances "$instance")
+[ "$(jq -r '.containerInstances[0].status' <<<"$out")" = ACTIVE ] || fail "describe: $out"
+[ "$(jq -r '.containerInstances[0].agentConnected' <<<"$out")" = true ] || fail "agentConnected: $out"
+[ "$(jq -r '.containerInstances[0].registeredResources[] | select(.name == "MEMORY") | .integerValue' <<<"$out")" -gt 0 ] \
+    || fail "registered memory: $out"
+out=$(ecs run-task --task-definition hello --placement-constraints 'type=memberOf,expression=attribute:ecs.os-type == windows')
+[ "$(jq -r '.failures[0].reason' <<<"$out")" = "MemberOf placement constraint unsatisfied" ] || fail "memberOf: $out"
+out=$(ecs run-task --task-definition hello --placement-constraints 'type=memberOf,expression=attribute:ecs.os-type == linux' \
+    --placement-strategy type=binpack,field=memory)
+task=$(jq -r '.tasks[0].taskArn' <<<"$out")
+[ "$(jq -r '.tasks[0].containerInstanceArn' <<<"$out")" = "$instance" ] || fail "placed task: $out"
+ecs wait tasks-stopped --tasks "$task" || fail "placed task stops"
+out=$(ecs update-container-instances-state --container-instances "$instance" --status DRAINING)
+[ "$(jq -r '.containerInstances[0].status' <<<"$out")" = DRAINING ] || fail "drain: $out"
+if out=$(ecs run-task --task-definition hello 2>&1); then
+    fail "a task was placed on a draining instance: $out"
+fi
+grep -q "No Container Instances" <<<"$out" || fail "run-task while draining: $out"
+ecs update-container-instances-state --container-instances "$instance" --status ACTIVE >/dev/null
 log "ok"

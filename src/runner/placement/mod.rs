@@ -4,8 +4,9 @@
 //! also the `filter` of ListContainerInstances), where tasks go ([`place`])
 //! and which tasks a service stops when it shrinks ([`scale_in`]).
 //!
-//! Nothing calls this module yet: the agent and cluster work builds on it.
-//! It depends on no other part of the crate (no store, no HTTP, no Docker),
+//! `placing` applies it to the stored container instances (RunTask and the
+//! service scheduler); `instances` uses the query language for
+//! ListContainerInstances. It depends on no other part of the crate (no store, no HTTP, no Docker),
 //! so every rule is tested here without a daemon. The facts come from
 //! `REFERENCE-ECS-CLUSTER.md` §1 and §2; choices AWS does not document are
 //! marked "inferred" where they are made.

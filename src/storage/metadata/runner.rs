@@ -1,5 +1,5 @@
 //! The task runner's half of the metadata store: clusters, task definitions,
-//! tasks, services, and the images they pin. Records are opaque JSON documents
+//! tasks, services, container instances, and the images they pin. Records are opaque JSON documents
 //! to the store; `version` makes every update a compare-and-swap, so the API
 //! and the runner's loop never overwrite each other's changes.
 
@@ -113,6 +113,22 @@ pub trait RunnerStore: Send + Sync + 'static {
         active: bool,
         pins: &Pins,
     ) -> Result<bool>;
+
+    /// Stores a new container instance (version 1); false when one with that
+    /// id is already in the cluster (it is left as it is).
+    async fn insert_instance(&self, cluster: &str, id: &str, doc: &str) -> Result<bool>;
+    async fn instance(&self, cluster: &str, id: &str) -> Result<Option<Versioned>>;
+    /// Container instances of a cluster (or all), by cluster then id.
+    async fn instances(&self, cluster: Option<&str>) -> Result<Vec<Versioned>>;
+    /// Replaces an instance if its version is still `expected` (the stored
+    /// version becomes `expected + 1`); false when it changed meanwhile.
+    async fn save_instance(
+        &self,
+        cluster: &str,
+        id: &str,
+        expected: i64,
+        doc: &str,
+    ) -> Result<bool>;
 }
 
 fn service_holder(cluster: &str, name: &str) -> String {
@@ -203,6 +219,12 @@ impl RunnerStore for SqlMetadata {
         if busy != 0 {
             return Err(RunnerStoreError::ClusterInUse(name.to_string()));
         }
+        // Its container instances go with it (the runner refuses first while
+        // a remote one is registered).
+        sqlx::query("DELETE FROM container_instances WHERE cluster = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM clusters WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -474,5 +496,66 @@ impl RunnerStore for SqlMetadata {
         set_pins(&mut tx, &service_holder(cluster, name), pins).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn insert_instance(&self, cluster: &str, id: &str, doc: &str) -> Result<bool> {
+        let mut tx = self.write(Scope::Runner).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO container_instances (cluster, id, version, doc) VALUES ($1, $2, 1, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(cluster)
+        .bind(id)
+        .bind(doc)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted > 0)
+    }
+
+    async fn instance(&self, cluster: &str, id: &str) -> Result<Option<Versioned>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, doc FROM container_instances WHERE cluster = $1 AND id = $2",
+        )
+        .bind(cluster)
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(version, doc)| Versioned { version, doc }))
+    }
+
+    async fn instances(&self, cluster: Option<&str>) -> Result<Vec<Versioned>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT version, doc FROM container_instances
+             WHERE ($1 IS NULL OR cluster = $1) ORDER BY cluster, id",
+        )
+        .bind(cluster)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(versioned(rows))
+    }
+
+    async fn save_instance(
+        &self,
+        cluster: &str,
+        id: &str,
+        expected: i64,
+        doc: &str,
+    ) -> Result<bool> {
+        let mut tx = self.write(Scope::Runner).await?;
+        let changed = sqlx::query(
+            "UPDATE container_instances SET doc = $1, version = version + 1
+             WHERE cluster = $2 AND id = $3 AND version = $4",
+        )
+        .bind(doc)
+        .bind(cluster)
+        .bind(id)
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
     }
 }

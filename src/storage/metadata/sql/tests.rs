@@ -247,3 +247,46 @@ async fn blobs_in_use_and_taken_token_names_are_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn container_instances_are_compared_and_swapped_and_go_with_their_cluster() {
+    use crate::storage::metadata::RunnerStore;
+    for (_dir, store) in stores().await {
+        store.create_cluster("prod", 1).await.unwrap();
+        assert!(
+            store
+                .insert_instance("prod", "i1", "{\"v\":1}")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_instance("prod", "i1", "{\"v\":9}")
+                .await
+                .unwrap()
+        );
+        assert!(store.insert_instance("default", "i1", "{}").await.unwrap());
+        let stored = store.instance("prod", "i1").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.doc.as_str()), (1, "{\"v\":1}"));
+        assert!(
+            store
+                .save_instance("prod", "i1", 1, "{\"v\":2}")
+                .await
+                .unwrap()
+        );
+        // A writer that read version 1 lost the race.
+        assert!(
+            !store
+                .save_instance("prod", "i1", 1, "{\"v\":3}")
+                .await
+                .unwrap()
+        );
+        let stored = store.instance("prod", "i1").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.doc.as_str()), (2, "{\"v\":2}"));
+        assert_eq!(store.instances(None).await.unwrap().len(), 2);
+        assert_eq!(store.instances(Some("prod")).await.unwrap().len(), 1);
+        assert!(store.delete_cluster("prod").await.unwrap());
+        assert!(store.instance("prod", "i1").await.unwrap().is_none());
+        assert_eq!(store.instances(None).await.unwrap().len(), 1);
+    }
+}
