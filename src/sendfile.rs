@@ -31,6 +31,8 @@ use tokio::net::TcpStream;
 
 /// The largest span one placeholder announces.
 const SPAN_MAX: usize = 4 * 1024 * 1024;
+/// How far apart read-ahead is waited for within a span.
+const PROBE_STEP: usize = 256 * 1024;
 /// Placeholders start at one of `TAGS` offsets, `TAG_STEP` apart, in turn, so
 /// the socket can check that a placeholder belongs to the span it pairs it
 /// with (a mismatch ends the connection rather than send the wrong bytes).
@@ -133,14 +135,24 @@ impl FileBody {
         }
         let (file, offset) = (self.file.clone(), self.next);
         self.ahead = Some(tokio::task::spawn_blocking(move || {
-            let Ok(offset) = libc::off64_t::try_from(offset) else {
+            let Ok(start) = libc::off64_t::try_from(offset) else {
                 return;
             };
             // SAFETY: a plain syscall on a descriptor `file` keeps open; no
             // memory is passed. It fails harmlessly where a file system
             // has no read-ahead (tmpfs: the pages are in memory anyway).
             unsafe {
-                libc::readahead(file.as_raw_fd(), offset, len);
+                libc::readahead(file.as_raw_fd(), start, len);
+            }
+            // readahead only starts the reads: wait for them by reading a
+            // byte every 256 KiB and the last one (returns at once when cached).
+            let mut byte = [0u8; 1];
+            let last = offset + len as u64 - 1;
+            let probes = (offset..last).step_by(PROBE_STEP).chain([last]);
+            for at in probes {
+                if std::os::unix::fs::FileExt::read_at(&*file, &mut byte, at).is_err() {
+                    return;
+                }
             }
         }));
     }
