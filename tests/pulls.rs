@@ -414,3 +414,42 @@ async fn conditional_requests() {
     assert_eq!(r.status(), 200);
     assert_ne!(r.headers()["etag"], held.as_str());
 }
+
+#[tokio::test]
+async fn a_scrub_pass_resumes_after_its_cursor_and_stops_when_told() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = unscrubbed(dir.path()).await;
+    let mut digests = Vec::new();
+    for content in [&b"one"[..], b"two", b"three"] {
+        digests.push(s.push_blob("app", content).await);
+    }
+    digests.sort();
+    let scrub = s
+        .registry
+        .scrub_schedule(Duration::from_secs(3600), 1 << 30)
+        .unwrap();
+
+    // Stopped before it starts: nothing hashed, the cursor where it was.
+    let stopped = tokio_util::sync::CancellationToken::new();
+    stopped.cancel();
+    let resumed = wharf::registry::ScrubState {
+        cursor: Some(digests[0].clone()),
+        ..Default::default()
+    };
+    let state = scrub.pass(resumed.clone(), &stopped).await.unwrap();
+    assert_eq!(state.blobs, 0);
+    assert_eq!(state.cursor.as_deref(), Some(digests[0].as_str()));
+
+    // Resumed: only the blobs after the cursor, then the pass is complete.
+    let running = tokio_util::sync::CancellationToken::new();
+    let state = scrub.pass(resumed, &running).await.unwrap();
+    assert_eq!(state.blobs, 2);
+    assert_eq!(state.cursor, None);
+    assert!(state.last_pass_completed_ms.is_some());
+    assert!(state.corrupt.is_empty() && state.unreadable.is_empty());
+    // What fsck reads is what the pass saved.
+    let saved = s.registry.scrub_state().unwrap();
+    assert_eq!(saved.blobs, 2);
+    assert_eq!(saved.last_pass_completed_ms, state.last_pass_completed_ms);
+}

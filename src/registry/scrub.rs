@@ -143,10 +143,6 @@ impl ScrubSchedule {
             if digest.to_string() <= resume {
                 continue;
             }
-            if shutdown.is_cancelled() {
-                self.save(&state).await;
-                return Ok(state);
-            }
             match self.scrub(&digest, size, started, read, shutdown).await {
                 Ok(Outcome::Matched(n)) => {
                     read += n;
@@ -171,6 +167,11 @@ impl ScrubSchedule {
                     tracing::error!(%digest, error = %e, "scrub: cannot read a stored blob");
                     note(&mut state.unreadable, &digest);
                 }
+            }
+            if shutdown.is_cancelled() {
+                // Stopped within this blob: the next run starts with it.
+                self.save(&state).await;
+                return Ok(state);
             }
             state.cursor = Some(digest.to_string());
             if saved.elapsed() >= SAVE_EVERY {
