@@ -79,7 +79,7 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
             header::HeaderName::from_static("docker-content-digest"),
             digest_header,
         ),
-        (header::ETAG, format!("\"{digest}\"")),
+        (header::ETAG, super::etag(digest)),
     ];
     let body = match (blob.body, &req.sendfile) {
         (BlobBody::File(file), Some(sink)) => {

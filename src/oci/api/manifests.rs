@@ -74,7 +74,7 @@ pub async fn get(
             (header::CONTENT_TYPE, record.media_type.clone()),
             (header::CONTENT_LENGTH, record.size.to_string()),
             (DIGEST_HEADER, record.digest.to_string()),
-            (header::ETAG, format!("\"{}\"", record.digest)),
+            (header::ETAG, super::etag(&record.digest)),
         ],
         body,
     )

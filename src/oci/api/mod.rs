@@ -107,7 +107,7 @@ impl Request {
     /// Whether `If-None-Match` names `digest`'s entity tag (or is `*`): the
     /// client holds these bytes already (RFC 9110 §13.1.2, weak comparison).
     pub fn holds_current(&self, digest: &crate::oci::Digest) -> bool {
-        let etag = format!("\"{digest}\"");
+        let etag = etag(digest);
         self.headers
             .get_all(header::IF_NONE_MATCH)
             .iter()
@@ -122,7 +122,7 @@ impl Request {
     /// comparison; a date never matches, as blobs carry no Last-Modified).
     pub fn range_applies(&self, digest: &crate::oci::Digest) -> bool {
         self.header(header::IF_RANGE)
-            .is_none_or(|tag| tag.trim() == format!("\"{digest}\""))
+            .is_none_or(|tag| tag.trim() == etag(digest))
     }
 
     /// 304 for a client that holds `digest` already, with its validators.
@@ -130,7 +130,7 @@ impl Request {
         (
             StatusCode::NOT_MODIFIED,
             [
-                (header::ETAG, format!("\"{digest}\"")),
+                (header::ETAG, etag(digest)),
                 (
                     header::HeaderName::from_static("docker-content-digest"),
                     digest.to_string(),
@@ -144,6 +144,11 @@ impl Request {
         self.header(header::CONTENT_LENGTH)
             .and_then(|v| v.parse().ok())
     }
+}
+
+/// The entity tag of content: its digest, quoted (blobs and manifests alike).
+pub fn etag(digest: &crate::oci::Digest) -> String {
+    format!("\"{digest}\"")
 }
 
 /// A request body as a byte stream for the registry services.
