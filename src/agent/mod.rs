@@ -183,6 +183,9 @@ where
                 match parsed {
                     ServerFrame::Hello { installation: label, container_instance_arn, .. } => {
                         tracing::info!(container_instance = %container_instance_arn, "agent: connected");
+                        if installation.is_none() {
+                            tokio::spawn(report_changes(executor.clone(), label.clone(), replies.clone()));
+                        }
                         installation = Some(label.into());
                     }
                     ServerFrame::Heartbeat { sent_at_ms } => {
@@ -205,6 +208,38 @@ where
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reports the tasks whose containers change on this host (`Changed`), so
+/// the server looks at them at once rather than at its next pass; ends with
+/// the channel (when `replies` closes). The engine's event stream is
+/// followed again after it ends or fails.
+async fn report_changes(
+    executor: Arc<Executor>,
+    installation: String,
+    replies: mpsc::Sender<AgentFrame>,
+) {
+    use crate::runner::engine::LABEL_INSTANCE;
+    loop {
+        let mut events = executor.engine.task_events(LABEL_INSTANCE, &installation);
+        loop {
+            tokio::select! {
+                () = replies.closed() => return,
+                event = events.next() => match event {
+                    Some(Ok(task)) => {
+                        if replies.send(AgentFrame::Changed { task }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(_)) | None => break,
+                },
+            }
+        }
+        tokio::select! {
+            () = replies.closed() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

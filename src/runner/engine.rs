@@ -183,6 +183,44 @@ impl DockerEngine {
         })
     }
 
+    /// The tasks (`LABEL_TASK`) of containers labelled `label=value` as
+    /// they start, die, are removed or change health: what `wharf agent`
+    /// reports so the server looks at once. Ends when the engine's stream does.
+    pub fn task_events(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> BoxStream<'static, Result<String, EngineError>> {
+        let docker = match self.docker() {
+            Ok(d) => d,
+            Err(e) => return Box::pin(futures::stream::once(async { Err(e) })),
+        };
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![format!("{label}={value}")]),
+            (
+                "event".to_string(),
+                ["start", "die", "destroy", "health_status"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ]);
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        Box::pin(docker.events(Some(options)).filter_map(|event| async {
+            match event {
+                Ok(message) => message
+                    .actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|mut labels| labels.remove(LABEL_TASK))
+                    .map(Ok),
+                Err(e) => Some(Err(EngineError::from(e))),
+            }
+        }))
+    }
+
     fn docker(&self) -> Result<Docker, EngineError> {
         let mut slot = self.docker.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = slot.as_ref() {

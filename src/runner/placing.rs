@@ -278,6 +278,39 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// The live tasks of `group` in `cluster` in the order scale-in stops
+    /// them: `strategies` (a service's; none: the service default) read in
+    /// reverse by [`placement::scale_in`].
+    pub(super) async fn scale_in_order(
+        &self,
+        cluster: &str,
+        group: &str,
+        strategies: &[PlacementStrategy],
+    ) -> Result<Vec<String>> {
+        let rules = parse_rules(strategies, &[])?;
+        let strategies = if rules.strategies.is_empty() {
+            Strategy::service_default()
+        } else {
+            rules.strategies
+        };
+        let views = self.instance_views(cluster).await?;
+        let instances = candidates(&views);
+        let count = instances
+            .iter()
+            .map(|i| i.tasks.iter().filter(|t| t.group == group).count())
+            .sum();
+        let mut rng = rand::rng();
+        Ok(placement::scale_in(
+            &instances,
+            group,
+            count,
+            &strategies,
+            &mut rng,
+        ))
+    }
+}
+
 /// The service event ECS records when a task cannot be placed.
 pub fn unable_to_place_event(service: &str, failure: &PlacementFailure) -> String {
     let instance = failure

@@ -45,6 +45,18 @@ struct Decision {
     rollback: Option<String>,
 }
 
+/// What a pass knows besides the service and its live tasks.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// Live tasks to move elsewhere (draining, deregistered or lost hosts).
+    draining: &'a BTreeSet<String>,
+    /// Tasks of each deployment that failed since the last pass.
+    failures: &'a HashMap<String, i64>,
+    /// The service's task ids in the order scale-in stops them.
+    scale_in: &'a [String],
+    now_ms: i64,
+}
+
 /// ECS's circuit breaker threshold: half the desired count, within 3..=200.
 pub fn failure_threshold(desired: i64) -> i64 {
     ((desired + 1) / 2).clamp(3, 200)
@@ -72,8 +84,29 @@ impl Runner {
                     t.cluster == s.cluster && t.service.as_deref() == Some(&s.service.service_name)
                 })
                 .collect();
+            // More tasks than wanted: which go is the placement strategy read backwards.
+            let running = mine
+                .iter()
+                .filter(|t| t.is_live() && t.task.desired_status == DesiredStatus::Running)
+                .count() as i64;
+            let scale_in = if running > s.service.desired_count {
+                self.scale_in_order(
+                    &s.cluster,
+                    &format!("service:{}", s.service.service_name),
+                    &s.service.placement_strategy,
+                )
+                .await?
+            } else {
+                Vec::new()
+            };
             if let Err(e) = self
-                .reconcile(&s.cluster, &s.service.service_name, &mine, &draining)
+                .reconcile(
+                    &s.cluster,
+                    &s.service.service_name,
+                    &mine,
+                    &draining,
+                    &scale_in,
+                )
                 .await
             {
                 tracing::warn!(service = %s.service.service_name, error = %e, "service scheduler");
@@ -127,6 +160,7 @@ impl Runner {
         name: &str,
         tasks: &[&TaskRecord],
         draining: &BTreeSet<String>,
+        scale_in: &[String],
     ) -> Result<()> {
         // Tasks that end on their own count against their deployment, once,
         // as soon as they are bound to stop (before a replacement is launched).
@@ -156,7 +190,13 @@ impl Runner {
         let record = self
             .modify_service(cluster, name, |r| {
                 decision = Decision::default();
-                Ok(plan(r, &live, draining, &failures, now, &mut decision))
+                let input = Pass {
+                    draining,
+                    failures: &failures,
+                    scale_in,
+                    now_ms: now,
+                };
+                Ok(plan(r, &live, &input, &mut decision))
             })
             .await?;
         let Some(record) = record else { return Ok(()) };
@@ -263,11 +303,15 @@ impl Runner {
 fn plan(
     r: &mut ServiceRecord,
     live: &[&TaskRecord],
-    draining: &BTreeSet<String>,
-    failures: &HashMap<String, i64>,
-    now_ms: i64,
+    input: &Pass<'_>,
     decision: &mut Decision,
 ) -> bool {
+    let Pass {
+        draining,
+        failures,
+        scale_in,
+        now_ms,
+    } = *input;
     // Unhealthy tasks are replaced, and count as failures.
     let mut new_failures: HashMap<String, i64> = failures.clone();
     for t in live {
@@ -317,8 +361,9 @@ fn plan(
     let primary_live = live.iter().filter(in_primary).count() as i64;
     if primary_live > desired {
         let mut extra: Vec<&&TaskRecord> = live.iter().filter(in_primary).collect();
-        // Tasks that never got to run go first.
-        extra.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
+        // Tasks that never got to run go first, then as the strategy says.
+        let rank = |id: &str| scale_in.iter().position(|s| s == id).unwrap_or(usize::MAX);
+        extra.sort_by_key(|t| (t.task.last_status == TaskStatus::Running, rank(&t.id)));
         let name = &r.service.service_name;
         for t in extra.into_iter().take((primary_live - desired) as usize) {
             decision

@@ -66,7 +66,13 @@ fn pass(r: &mut ServiceRecord, live: &[TaskRecord], failures: &[(&str, i64)]) ->
     let failures: HashMap<String, i64> =
         failures.iter().map(|(d, n)| (d.to_string(), *n)).collect();
     let mut decision = Decision::default();
-    plan(r, &live, &BTreeSet::new(), &failures, NOW, &mut decision);
+    let input = Pass {
+        draining: &BTreeSet::new(),
+        failures: &failures,
+        scale_in: &[],
+        now_ms: NOW,
+    };
+    plan(r, &live, &input, &mut decision);
     decision
 }
 
@@ -74,8 +80,42 @@ fn pass_draining(r: &mut ServiceRecord, live: &[TaskRecord], draining: &[&str]) 
     let live: Vec<&TaskRecord> = live.iter().collect();
     let draining: BTreeSet<String> = draining.iter().map(|s| s.to_string()).collect();
     let mut decision = Decision::default();
-    plan(r, &live, &draining, &HashMap::new(), NOW, &mut decision);
+    let input = Pass {
+        draining: &draining,
+        failures: &HashMap::new(),
+        scale_in: &[],
+        now_ms: NOW,
+    };
+    plan(r, &live, &input, &mut decision);
     decision
+}
+
+/// Scaling in stops what the placement order names first (among running tasks).
+#[test]
+fn scale_in_follows_the_placement_order() {
+    let mut r = service(2, &[("d1", "web:1")]);
+    let live = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+        task("c", "d1", "RUNNING", "UNKNOWN"),
+        task("d", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    let live: Vec<&TaskRecord> = live.iter().collect();
+    let order = [
+        "c".to_string(),
+        "a".to_string(),
+        "d".to_string(),
+        "b".to_string(),
+    ];
+    let mut decision = Decision::default();
+    let input = Pass {
+        draining: &BTreeSet::new(),
+        failures: &HashMap::new(),
+        scale_in: &order,
+        now_ms: NOW,
+    };
+    plan(&mut r, &live, &input, &mut decision);
+    assert_eq!(stopped(&decision), ["c", "a"]);
 }
 
 fn stopped(d: &Decision) -> Vec<&str> {
@@ -187,14 +227,13 @@ fn a_steady_service_completes_its_deployment() {
     ];
     assert!({
         let live: Vec<&TaskRecord> = live.iter().collect();
-        plan(
-            &mut r,
-            &live,
-            &BTreeSet::new(),
-            &HashMap::new(),
-            NOW,
-            &mut Decision::default(),
-        )
+        let input = Pass {
+            draining: &BTreeSet::new(),
+            failures: &HashMap::new(),
+            scale_in: &[],
+            now_ms: NOW,
+        };
+        plan(&mut r, &live, &input, &mut Decision::default())
     });
     assert_eq!(r.service.deployments.len(), 1, "d1 has no tasks left");
     assert_eq!(

@@ -216,6 +216,13 @@ ecs create-service --service-name spread --task-definition small --desired-count
 ecs wait services-stable --services spread || fail "services-stable"
 counts="$(running_on "$A") $(running_on "$B") $(running_on "$C")"
 [ "$(tr ' ' '\n' <<<"$counts" | sort | tr '\n' ' ')" = "1 1 2 " ] || fail "spread 4 over 3: $counts"
+log "scale-in reads the strategy backwards: the instance with two gives one up"
+ecs update-service --service spread --desired-count 3 >/dev/null
+ecs wait services-stable --services spread || fail "stable at 3"
+counts="$(running_on "$A") $(running_on "$B") $(running_on "$C")"
+[ "$counts" = "1 1 1" ] || fail "scale-in from 4 to 3: $counts"
+ecs update-service --service spread --desired-count 4 >/dev/null
+ecs wait services-stable --services spread || fail "stable at 4 again"
 
 log "draining an instance moves its tasks, never below minimumHealthyPercent"
 busiest=$A; for x in "$B" "$C"; do [ "$(running_on "$x")" -gt "$(running_on "$busiest")" ] && busiest=$x; done
