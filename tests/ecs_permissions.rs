@@ -1767,6 +1767,15 @@ async fn services_place_by_their_rules() {
     }
 }
 
+/// A value unique to this process's calls (the channel refuses a signature twice).
+fn uuid_like() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "n{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// Opens an agent channel as `user` for `instance`, signing `signed_for`
 /// (the instance the signature covers) with protocol `version`; the
 /// WebSocket, or the refusal's status and ECS error name.
@@ -1776,11 +1785,16 @@ async fn agent_channel(
     instance: &str,
     signed_for: &str,
     version: u32,
+    nonce: Option<&str>,
 ) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, (u16, String)> {
     use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+    let given = nonce;
+    let nonce = nonce.map(String::from).unwrap_or_else(uuid_like);
     let query = |i: &str| {
         let i: String = form_urlencoded::byte_serialize(i.as_bytes()).collect();
-        format!("/agent/v1/channel?cluster=default&containerInstance={i}&protocolVersion={version}")
+        format!(
+            "/agent/v1/channel?cluster=default&containerInstance={i}&protocolVersion={version}&nonce={nonce}"
+        )
     };
     let authority = format!("127.0.0.1:{}", w.port);
     let mut request = http::Request::get(format!("ws://{authority}{}", query(instance)))
@@ -1797,10 +1811,15 @@ async fn agent_channel(
             region: "us-east-1",
             service: "ecs",
         };
-        let now = std::time::SystemTime::now()
+        let mut now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
+        // A given nonce is a request to be sent twice: the same date makes the same signature.
+        static FIXED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        if given.is_some() {
+            now = *FIXED.get_or_init(|| now);
+        }
         let signed = wharf::aws::sigv4::sign(
             &key,
             "GET",
@@ -1878,38 +1897,43 @@ async fn agent_channels_need_the_operator_and_drive_tasks() {
     };
     // No signature, a deployer's, a pull-only user's: refused before anything is looked up.
     assert_eq!(
-        refused(agent_channel(&w, None, &arn, &arn, 1).await),
+        refused(agent_channel(&w, None, &arn, &arn, 1, None).await),
         (403, "MissingAuthenticationTokenException".into())
     );
     for user in ["alice", "bob"] {
         assert_eq!(
-            refused(agent_channel(&w, Some(user), &arn, &arn, 1).await),
+            refused(agent_channel(&w, Some(user), &arn, &arn, 1, None).await),
             (400, "AccessDeniedException".into()),
             "{user}"
         );
     }
     // The signature covers the instance: signed for one, sent for another.
     assert_eq!(
-        refused(agent_channel(&w, Some("olga"), &arn, &embedded, 1).await).1,
+        refused(agent_channel(&w, Some("olga"), &arn, &embedded, 1, None).await).1,
         "InvalidSignatureException"
     );
     // Another protocol, an unknown host, the embedded instance.
     assert_eq!(
-        refused(agent_channel(&w, Some("olga"), &arn, &arn, 2).await).1,
+        refused(agent_channel(&w, Some("olga"), &arn, &arn, 2, None).await).1,
         "ClientException"
     );
     let unknown = format!("{}/{}", arn.rsplit_once('/').unwrap().0, "0".repeat(32));
     for instance in [&unknown, &embedded] {
         assert_eq!(
-            refused(agent_channel(&w, Some("olga"), instance, instance, 1).await).1,
+            refused(agent_channel(&w, Some("olga"), instance, instance, 1, None).await).1,
             "InvalidParameterException",
             "{instance}"
         );
     }
 
-    let mut ws = agent_channel(&w, Some("olga"), &arn, &arn, 1)
+    let mut ws = agent_channel(&w, Some("olga"), &arn, &arn, 1, Some("once"))
         .await
         .unwrap();
+    // The same signed request again (a replay within its fifteen minutes) is refused.
+    assert_eq!(
+        refused(agent_channel(&w, Some("olga"), &arn, &arn, 1, Some("once")).await).1,
+        "InvalidSignatureException"
+    );
     let next =
         |text: Message| serde_json::from_str::<ServerFrame>(text.to_text().unwrap()).unwrap();
     let ServerFrame::Hello {

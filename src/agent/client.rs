@@ -130,9 +130,11 @@ impl Server {
         }
     }
 
-    /// `host[:port]` of the server: where images are pulled from.
-    pub fn host(&self) -> &str {
-        &self.authority
+    /// `host:port` of the server, where images are pulled from: always
+    /// with the port, so the engine never reads the host as a Docker Hub
+    /// namespace (`wharf/app` is `docker.io/wharf/app`).
+    pub fn registry_host(&self) -> String {
+        format!("{}:{}", self.hostname, self.port)
     }
 
     /// Calls ECS operation `operation` with `input`.
@@ -193,8 +195,42 @@ impl Server {
             .flatten()
     }
 
+    fn state(&self) -> Value {
+        std::fs::read_to_string(self.state_file())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Accepts `label` as this host's installation: the one remembered, or
+    /// the first one named (then remembered).
+    pub fn pin_installation(&self, label: &str) -> Result<(), AgentError> {
+        let mut state = self.state();
+        match state["installation"].as_str() {
+            Some(known) if known == label => Ok(()),
+            Some(known) => Err(AgentError::State(format!(
+                "the server names installation {label}, but this host belongs to {known} \
+                 (remove {} to join another server)",
+                self.state_file().display()
+            ))),
+            None => {
+                state["installation"] = Value::String(label.to_string());
+                self.write_state(&state)
+            }
+        }
+    }
+
     fn remember(&self, cluster: &str, arn: &str) -> Result<(), AgentError> {
-        let state = json!({ "cluster": cluster, "containerInstanceArn": arn });
+        let mut state = self.state();
+        if !state.is_object() {
+            state = json!({});
+        }
+        state["cluster"] = Value::String(cluster.to_string());
+        state["containerInstanceArn"] = Value::String(arn.to_string());
+        self.write_state(&state)
+    }
+
+    fn write_state(&self, state: &Value) -> Result<(), AgentError> {
         let error =
             |e: std::io::Error| AgentError::State(format!("{}: {e}", self.state_dir.display()));
         std::fs::create_dir_all(&self.state_dir).map_err(error)?;
@@ -248,10 +284,12 @@ impl Server {
 
     /// Opens the channel of instance `arn`.
     pub async fn connect(&self, cluster: &str, arn: &str) -> Result<Channel, AgentError> {
+        // A signature opens one channel; the nonce keeps two within a second apart.
         let path = format!(
-            "{CHANNEL_PATH}?cluster={}&containerInstance={}&protocolVersion={PROTOCOL_VERSION}",
+            "{CHANNEL_PATH}?cluster={}&containerInstance={}&protocolVersion={PROTOCOL_VERSION}&nonce={}",
             encode(cluster),
-            encode(arn)
+            encode(arn),
+            uuid::Uuid::new_v4().simple()
         );
         let signed = sigv4::sign(
             &self.key(),

@@ -14,9 +14,16 @@ use crate::runner::protocol::{Command, MAX_LOG_BYTES, Outcome};
 
 pub struct Executor {
     pub engine: DockerEngine,
-    /// `host[:port]` of the server, where every image comes from.
+    /// `host:port` of the server, where every image comes from.
     pub registry_host: String,
+    /// Whether tasks may use the host's network (`--allow-host-network`).
+    pub allow_host_network: bool,
+    /// Capabilities a container may add back (`--allow-capability`).
+    pub allowed_capabilities: Vec<String>,
 }
+
+/// Log lines asked of the engine when the server names no tail.
+const DEFAULT_TAIL: usize = 10_000;
 
 fn refused(why: String) -> EngineError {
     EngineError::Failed(why)
@@ -52,15 +59,43 @@ impl Executor {
     /// Fails unless container `id` (id or name) is one of this installation's.
     async fn require_owned(&self, id: &str, installation: &str) -> Result<(), EngineError> {
         let owned = self.owned(installation).await?;
-        if owned
-            .iter()
-            .any(|c| c.id == id || (id.len() >= 12 && c.id.starts_with(id)))
-        {
+        // Full ids only: the engine would resolve a prefix or a name to
+        // whichever container matches it.
+        if owned.iter().any(|c| c.id == id) {
             return Ok(());
         }
         Err(refused(format!(
             "container {id} is not one of this installation's"
         )))
+    }
+
+    /// What the agent lets a container ask of the host, whatever the
+    /// server's own checks said: no joining another container's namespaces,
+    /// the host network only if allowed, no capability beyond the allowed.
+    fn check_host_config(
+        &self,
+        spec: &crate::runner::engine::ContainerSpec,
+    ) -> Result<(), EngineError> {
+        match spec.network_mode.as_str() {
+            "bridge" | "none" => {}
+            "host" if self.allow_host_network => {}
+            other => {
+                return Err(refused(format!(
+                    "network mode {other:?} is not allowed on this host (wharf agent --allow-host-network)"
+                )));
+            }
+        }
+        if let Some(cap) = spec.cap_add.iter().find(|c| {
+            !self
+                .allowed_capabilities
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(c))
+        }) {
+            return Err(refused(format!(
+                "capability {cap} is not allowed on this host (wharf agent --allow-capability)"
+            )));
+        }
+        Ok(())
     }
 
     async fn step(&self, command: Command, installation: &str) -> Result<Outcome, EngineError> {
@@ -89,10 +124,12 @@ impl Executor {
                         spec.name
                     )));
                 }
+                self.check_host_config(&spec)?;
                 spec.image = format!("{}/{}", self.registry_host, spec.image);
-                Outcome::Created {
-                    id: engine.create(&spec).await?,
-                }
+                let id = engine.create(&spec).await?;
+                // A container of that name from elsewhere is not ours to hand out.
+                self.require_owned(&id, installation).await?;
+                Outcome::Created { id }
             }
             Command::Start { id } => {
                 self.require_owned(&id, installation).await?;
@@ -133,17 +170,24 @@ impl Executor {
             }
             Command::Logs { id, tail } => {
                 self.require_owned(&id, installation).await?;
-                let mut logs = engine.logs(&id, tail);
-                let mut kept: Vec<u8> = Vec::new();
+                let tail = tail.unwrap_or(DEFAULT_TAIL).min(DEFAULT_TAIL);
+                let mut logs = engine.logs(&id, Some(tail));
+                // The newest bytes are what a tail is for: whole chunks are
+                // kept until they exceed the cap, then the oldest go.
+                let mut kept: std::collections::VecDeque<bytes::Bytes> = Default::default();
+                let mut size = 0usize;
                 while let Some(chunk) = logs.next().await {
-                    kept.extend_from_slice(&chunk?);
-                    // The newest bytes are what a tail is for.
-                    if kept.len() > MAX_LOG_BYTES {
-                        kept.drain(..kept.len() - MAX_LOG_BYTES);
+                    let chunk = chunk?;
+                    size += chunk.len();
+                    kept.push_back(chunk);
+                    while size > MAX_LOG_BYTES {
+                        let Some(old) = kept.pop_front() else { break };
+                        size -= old.len();
                     }
                 }
+                let joined: Vec<u8> = kept.iter().flat_map(|c| c.iter().copied()).collect();
                 Outcome::Logs {
-                    data: base64::engine::general_purpose::STANDARD.encode(kept),
+                    data: base64::engine::general_purpose::STANDARD.encode(joined),
                 }
             }
         })
@@ -153,6 +197,38 @@ impl Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_ask_only_what_the_host_allows() {
+        let executor = Executor {
+            engine: DockerEngine::connect("unix:///nonexistent.sock").unwrap(),
+            registry_host: "wharf:5000".into(),
+            allow_host_network: false,
+            allowed_capabilities: vec!["NET_BIND_SERVICE".into()],
+        };
+        let spec = |mode: &str, caps: &[&str]| crate::runner::engine::ContainerSpec {
+            network_mode: mode.into(),
+            cap_add: caps.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(
+            executor
+                .check_host_config(&spec("bridge", &["NET_BIND_SERVICE"]))
+                .is_ok()
+        );
+        assert!(executor.check_host_config(&spec("none", &[])).is_ok());
+        assert!(executor.check_host_config(&spec("host", &[])).is_err());
+        assert!(
+            executor
+                .check_host_config(&spec("container:abc", &[]))
+                .is_err()
+        );
+        assert!(
+            executor
+                .check_host_config(&spec("bridge", &["SYS_ADMIN"]))
+                .is_err()
+        );
+    }
 
     #[test]
     fn only_pinned_images_of_the_server_are_pulled() {

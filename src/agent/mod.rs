@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::engine::{ContainerEngine, DockerEngine, EngineInfo};
-use crate::runner::protocol::{AgentFrame, HEARTBEAT, ServerFrame};
+use crate::runner::protocol::{AgentFrame, HEARTBEAT, Outcome, ServerFrame};
 pub use client::Server;
 use executor::Executor;
 
@@ -47,6 +47,10 @@ pub struct AgentSettings {
     pub state_dir: PathBuf,
     /// CA certificates (PEM) for an `https` server; else the system's.
     pub ca_file: Option<PathBuf>,
+    /// Whether tasks may use this host's network namespace.
+    pub allow_host_network: bool,
+    /// Capabilities a container may add back on this host.
+    pub allowed_capabilities: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +70,34 @@ pub enum AgentError {
     State(String),
 }
 
-/// Commands carried out at once; more wait (a pull may take minutes).
-const CONCURRENT_COMMANDS: usize = 16;
+impl AgentError {
+    /// Whether trying again cannot help: the key or its rights are refused,
+    /// or the instance is deregistered. Anything else (a replica being
+    /// upgraded, a proxy's 4xx, a clock off) is retried.
+    fn is_terminal(&self) -> bool {
+        match self {
+            AgentError::Refused { name, message, .. } => {
+                matches!(
+                    name.as_str(),
+                    "AccessDeniedException" | "UnrecognizedClientException"
+                ) || message.contains("cannot connect")
+            }
+            AgentError::Config(_) | AgentError::State(_) => true,
+            AgentError::Unreachable(_) => false,
+        }
+    }
+}
+
+/// Pulls carried out at once (a pull may take minutes), and other steps:
+/// separate, so pulls never hold up the inspections and stops that keep
+/// tasks' states current.
+const CONCURRENT_PULLS: usize = 4;
+const CONCURRENT_STEPS: usize = 16;
+/// Commands accepted and not yet answered; beyond, a command is answered
+/// `unavailable` at once (the server retries later).
+const MAX_QUEUED: usize = 256;
+/// Connecting (TCP, TLS and the upgrade) gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnection backoff: from 250 ms, ×1.5 each time, up to 30 s.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -105,20 +135,35 @@ pub async fn run(settings: AgentSettings, stop: CancellationToken) -> Result<(),
     tracing::info!(container_instance = %arn, cluster = %settings.cluster, "agent: registered");
     let executor = Arc::new(Executor {
         engine,
-        registry_host: server.host().to_string(),
+        registry_host: server.registry_host(),
+        allow_host_network: settings.allow_host_network,
+        allowed_capabilities: settings.allowed_capabilities.clone(),
     });
     let mut backoff = BACKOFF_FIRST;
     loop {
         let started = tokio::time::Instant::now();
-        let ended = match server.connect(&settings.cluster, &arn).await {
-            Ok(Channel::Plain(ws)) => serve(*ws, &executor, &stop).await,
-            Ok(Channel::Tls(ws)) => serve(*ws, &executor, &stop).await,
-            Err(e @ AgentError::Refused { .. }) => return Err(e),
-            Err(e) => Err(e.to_string()),
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, server.connect(&settings.cluster, &arn))
+                .await
+                .unwrap_or_else(|_| Err(AgentError::Unreachable("connecting timed out".into())));
+        let session = Session {
+            executor: &executor,
+            stop: &stop,
+            arn: &arn,
+            server: &server,
+        };
+        let ended = match connected {
+            Ok(Channel::Plain(ws)) => session.serve(*ws).await,
+            Ok(Channel::Tls(ws)) => session.serve(*ws).await,
+            Err(e) if e.is_terminal() => return Err(e),
+            Err(e) => Err(Ended::Lost(e.to_string())),
         };
         match ended {
             Ok(()) => return Ok(()),
-            Err(why) => tracing::warn!(reason = %why, "agent: channel lost; reconnecting"),
+            Err(Ended::Refused(why)) => return Err(AgentError::Config(why)),
+            Err(Ended::Lost(why)) => {
+                tracing::warn!(reason = %why, "agent: channel lost; reconnecting")
+            }
         }
         if started.elapsed() > Duration::from_secs(60) {
             backoff = BACKOFF_FIRST;
@@ -144,67 +189,104 @@ fn frame(frame: &AgentFrame) -> Option<Message> {
         .map(|t| Message::Text(t.into()))
 }
 
-/// Serves one channel: `Ok` when stopped, `Err(why)` when it was lost.
-async fn serve<S>(
-    ws: WebSocketStream<S>,
-    executor: &Arc<Executor>,
-    stop: &CancellationToken,
-) -> Result<(), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut sink, mut frames) = ws.split();
-    let (replies, mut outbox) = mpsc::channel::<AgentFrame>(256);
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_COMMANDS));
-    let mut installation: Option<Arc<str>> = None;
-    let silence = HEARTBEAT * 3;
-    let mut deadline = tokio::time::Instant::now() + silence;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
-                return Ok(());
-            }
-            () = tokio::time::sleep_until(deadline) => return Err("the server fell silent".into()),
-            reply = outbox.recv() => {
-                let Some(message) = reply.as_ref().and_then(frame) else { continue };
-                sink.send(message).await.map_err(|e| e.to_string())?;
-            }
-            message = frames.next() => {
-                let text = match message {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return Err("the server closed the channel".into()),
-                    Some(Ok(_)) => return Err("unexpected binary frame".into()),
-                    Some(Err(e)) => return Err(e.to_string()),
-                };
-                deadline = tokio::time::Instant::now() + silence;
-                let parsed: ServerFrame = serde_json::from_str(&text).map_err(|e| format!("unreadable frame: {e}"))?;
-                match parsed {
-                    ServerFrame::Hello { installation: label, container_instance_arn, .. } => {
-                        tracing::info!(container_instance = %container_instance_arn, "agent: connected");
-                        if installation.is_none() {
-                            tokio::spawn(report_changes(executor.clone(), label.clone(), replies.clone()));
+/// Why a channel ended other than by `stop`.
+enum Ended {
+    /// Reconnect.
+    Lost(String),
+    /// The server is not who it was: stop (an operator must look).
+    Refused(String),
+}
+
+/// One channel's work.
+struct Session<'a> {
+    executor: &'a Arc<Executor>,
+    stop: &'a CancellationToken,
+    arn: &'a str,
+    server: &'a Server,
+}
+
+impl Session<'_> {
+    /// Serves one channel: `Ok` when stopped.
+    async fn serve<S>(&self, ws: WebSocketStream<S>) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let lost = |e: &dyn std::fmt::Display| Ended::Lost(e.to_string());
+        let (mut sink, mut frames) = ws.split();
+        let (replies, mut outbox) = mpsc::channel::<AgentFrame>(256);
+        let pulls = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PULLS));
+        let steps = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STEPS));
+        let queued = Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED));
+        let mut installation: Option<Arc<str>> = None;
+        let silence = HEARTBEAT * 3;
+        let mut deadline = tokio::time::Instant::now() + silence;
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
+                () = tokio::time::sleep_until(deadline) => return Err(Ended::Lost("the server fell silent".into())),
+                reply = outbox.recv() => {
+                    let Some(message) = reply.as_ref().and_then(frame) else { continue };
+                    sink.send(message).await.map_err(|e| lost(&e))?;
+                }
+                message = frames.next() => {
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => return Err(Ended::Lost("the server closed the channel".into())),
+                        Some(Ok(_)) => return Err(Ended::Lost("unexpected binary frame".into())),
+                        Some(Err(e)) => return Err(lost(&e)),
+                    };
+                    deadline = tokio::time::Instant::now() + silence;
+                    let parsed: ServerFrame = serde_json::from_str(&text).map_err(|e| lost(&format!("unreadable frame: {e}")))?;
+                    match parsed {
+                        ServerFrame::Hello { installation: label, container_instance_arn, .. } => {
+                            if container_instance_arn != self.arn {
+                                return Err(Ended::Refused(format!(
+                                    "the server greeted {container_instance_arn}, not this host's {}", self.arn
+                                )));
+                            }
+                            // The first label the server named is this host's for good:
+                            // a server cannot later claim another installation's containers.
+                            self.server.pin_installation(&label).map_err(|e| Ended::Refused(e.to_string()))?;
+                            tracing::info!(container_instance = %container_instance_arn, "agent: connected");
+                            if installation.is_none() {
+                                tokio::spawn(report_changes(self.executor.clone(), label.clone(), replies.clone()));
+                            }
+                            installation = Some(label.into());
                         }
-                        installation = Some(label.into());
-                    }
-                    ServerFrame::Heartbeat { sent_at_ms } => {
-                        if let Some(message) = frame(&AgentFrame::HeartbeatAck { sent_at_ms }) {
-                            sink.send(message).await.map_err(|e| e.to_string())?;
+                        ServerFrame::Heartbeat { sent_at_ms } => {
+                            if let Some(message) = frame(&AgentFrame::HeartbeatAck { sent_at_ms }) {
+                                sink.send(message).await.map_err(|e| lost(&e))?;
+                            }
                         }
-                    }
-                    ServerFrame::Command { id, command } => {
-                        let Some(label) = installation.clone() else {
-                            return Err("a command before the server's hello".into());
-                        };
-                        let executor = executor.clone();
-                        let replies = replies.clone();
-                        let slots = slots.clone();
-                        tokio::spawn(async move {
-                            let Ok(_slot) = slots.acquire_owned().await else { return };
-                            let outcome = executor.run(command, &label).await;
-                            let _ = replies.send(AgentFrame::Reply { id, outcome }).await;
-                        });
+                        ServerFrame::Command { id, command } => {
+                            let Some(label) = installation.clone() else {
+                                return Err(Ended::Lost("a command before the server's hello".into()));
+                            };
+                            let Ok(ticket) = queued.clone().try_acquire_owned() else {
+                                let busy = Outcome::Unavailable { message: "the agent is busy".into() };
+                                if let Some(message) = frame(&AgentFrame::Reply { id, outcome: busy }) {
+                                    sink.send(message).await.map_err(|e| lost(&e))?;
+                                }
+                                continue;
+                            };
+                            let slots = if matches!(command, crate::runner::protocol::Command::Pull { .. }) {
+                                pulls.clone()
+                            } else {
+                                steps.clone()
+                            };
+                            let executor = self.executor.clone();
+                            let replies = replies.clone();
+                            tokio::spawn(async move {
+                                let _ticket = ticket;
+                                let Ok(_slot) = slots.acquire_owned().await else { return };
+                                let outcome = executor.run(command, &label).await;
+                                let _ = replies.send(AgentFrame::Reply { id, outcome }).await;
+                            });
+                        }
                     }
                 }
             }

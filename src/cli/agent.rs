@@ -52,6 +52,8 @@ pub async fn agent(args: AgentArgs) -> Result {
         region: args.region,
         state_dir: args.state_dir,
         ca_file: args.ca_file,
+        allow_host_network: args.allow_host_network,
+        allowed_capabilities: args.allowed_capabilities,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let stopping = stop.clone();

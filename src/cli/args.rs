@@ -123,6 +123,12 @@ pub struct AgentArgs {
     /// CA certificates (PEM) to trust for an https server (default: the system's).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Let tasks use this host's network namespace (networkMode host).
+    #[arg(long)]
+    pub allow_host_network: bool,
+    /// A capability containers may add back on this host, e.g. NET_BIND_SERVICE (repeatable).
+    #[arg(long = "allow-capability", value_name = "NAME")]
+    pub allowed_capabilities: Vec<String>,
 }
 
 #[derive(clap::Args, Default)]

@@ -5,7 +5,7 @@
 //! need, as RegisterContainerInstance). This module moves frames between
 //! the socket and the runner's session; the runner decides everything else.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
@@ -23,6 +23,19 @@ use crate::runner::protocol::{
 
 /// How many heartbeats an agent may let pass in silence.
 const SILENT_HEARTBEATS: u32 = 3;
+/// A frame the agent does not take within this long ends the channel.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Channels are closed after this long, so the agent signs in again (a
+/// revoked key or rule takes effect) and reconnects at once.
+const MAX_CHANNEL_LIFE: Duration = Duration::from_secs(3600);
+
+/// Sends `message`, giving up after [`WRITE_TIMEOUT`]: false when the channel is done.
+async fn send(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
 
 pub async fn channel(
     State(state): State<EcsState>,
@@ -42,6 +55,12 @@ pub async fn channel(
         ))
         .into_response();
     }
+    let signature = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let Some(runner) = &state.runner else {
         return EcsError::Client(
             "the task runner is turned off on this server (runner.enabled = false)".into(),
@@ -62,6 +81,13 @@ pub async fn channel(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // Open mode has no signature to remember.
+    if !signature.is_empty() && !runner.first_channel_use(&signature) {
+        return aws::Refusal::Signature(crate::aws::sigv4::SigError::Invalid(
+            "This signature has opened a channel before: sign every connection anew.".into(),
+        ))
+        .into_response();
+    }
     let attached = match runner.attach_agent(query.get("cluster"), instance).await {
         Ok(attached) => attached,
         Err(e) => return EcsError::from(e).into_response(),
@@ -84,21 +110,27 @@ async fn pump(mut socket: WebSocket, mut attached: Attached) {
     let Some(hello) = text(&attached.hello) else {
         return;
     };
-    if socket.send(hello).await.is_err() {
+    if !send(&mut socket, hello).await {
         return;
     }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     let mut heard = Instant::now();
+    let life = tokio::time::sleep(MAX_CHANNEL_LIFE);
+    tokio::pin!(life);
     loop {
         tokio::select! {
             () = attached.session.closed.cancelled() => {
-                let _ = socket.send(Message::Close(None)).await;
+                send(&mut socket, Message::Close(None)).await;
+                break;
+            }
+            () = &mut life => {
+                send(&mut socket, Message::Close(None)).await;
                 break;
             }
             frame = attached.frames.recv() => {
                 let Some(message) = frame.as_ref().and_then(text) else { break };
-                if socket.send(message).await.is_err() {
+                if !send(&mut socket, message).await {
                     break;
                 }
             }
@@ -109,7 +141,7 @@ async fn pump(mut socket: WebSocket, mut attached: Attached) {
                 }
                 let beat = ServerFrame::Heartbeat { sent_at_ms: crate::registry::now_ms() };
                 let Some(message) = text(&beat) else { break };
-                if socket.send(message).await.is_err() {
+                if !send(&mut socket, message).await {
                     break;
                 }
             }

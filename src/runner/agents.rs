@@ -109,6 +109,7 @@ impl Runner {
             heartbeat_seconds: HEARTBEAT.as_secs(),
         };
         tokio::spawn(self.clone().drive_agent(session.clone()));
+        tokio::spawn(self.clone().keep_present(session.clone()));
         self.wake();
         Ok(Attached {
             session,
@@ -135,19 +136,37 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether `signature` (of a channel upgrade) is used for the first
+    /// time in this process: a captured upgrade request is not replayed.
+    pub fn first_channel_use(&self, signature: &str) -> bool {
+        self.inner.sessions.first_use(signature)
+    }
+
+    /// Records every heartbeat that `session`'s agent is here, for as long
+    /// as it sends frames: presence follows the channel, not how long the
+    /// supervision passes take.
+    async fn keep_present(self, session: Arc<Session>) {
+        loop {
+            tokio::select! {
+                () = session.closed.cancelled() => return,
+                () = tokio::time::sleep(HEARTBEAT) => {}
+            }
+            let heard = now_ms().saturating_sub(session.heard_ms());
+            if heard >= SILENT.as_millis() as i64 {
+                continue;
+            }
+            if let Err(e) = self.touch_agent(&session).await {
+                tracing::warn!(instance = %session.instance, error = %e, "agent: cannot record it is here");
+            }
+        }
+    }
+
     /// Supervises the tasks of `session`'s host until the session ends.
     async fn drive_agent(self, session: Arc<Session>) {
         let engine: Arc<dyn ContainerEngine> =
             Arc::new(RemoteEngine::new(session.clone(), self.inner.hosts.clone()));
-        let mut seen_at = tokio::time::Instant::now();
         let mut swept_at: Option<tokio::time::Instant> = None;
         while !session.closed.is_cancelled() {
-            if seen_at.elapsed() >= HEARTBEAT {
-                seen_at = tokio::time::Instant::now();
-                if let Err(e) = self.touch_agent(&session).await {
-                    tracing::warn!(instance = %session.instance, error = %e, "agent: cannot record it is here");
-                }
-            }
             let pass = async {
                 let tasks = self.tasks_on(&session.cluster, &session.instance).await?;
                 self.supervise(&engine, &tasks, false).await?;
@@ -190,7 +209,7 @@ impl Runner {
     }
 
     /// The live tasks placed on instance `id` of `cluster`.
-    async fn tasks_on(&self, cluster: &str, id: &str) -> Result<Vec<TaskRecord>> {
+    pub(super) async fn tasks_on(&self, cluster: &str, id: &str) -> Result<Vec<TaskRecord>> {
         Ok(self
             .live_tasks(Some(cluster))
             .await?

@@ -416,6 +416,23 @@ impl Runner {
         if let Some(session) = self.inner.sessions.get(cluster, id) {
             session.close();
         }
+        // Nothing will report on its tasks again: they are STOPPED here (their
+        // containers, untracked now, are the host's operator's), and services
+        // replace theirs.
+        let now = super::seconds(crate::registry::now_ms());
+        for task in self.tasks_on(cluster, id).await? {
+            self.update_task(&task.id, |r| {
+                super::lifecycle::request_stop(
+                    r,
+                    super::status::StopCode::UserInitiated,
+                    "Container instance deregistered",
+                    now,
+                );
+                super::lifecycle::stopped(r, &std::collections::HashMap::new(), now, now);
+                true
+            })
+            .await?;
+        }
         self.wake();
         self.instance_shape(cluster, id).await
     }

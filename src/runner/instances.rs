@@ -285,7 +285,12 @@ impl Runner {
             .collect();
         let tasks = self.live_tasks(None).await?;
         let mut views = Vec::new();
-        for (record, version) in records.iter().filter(|(r, _)| r.cluster == cluster) {
+        // With the embedded instance turned off, records of it from before are not hosts.
+        let disabled = self.inner.settings.embedded.disabled;
+        for (record, version) in records
+            .iter()
+            .filter(|(r, _)| r.cluster == cluster && !(disabled && r.embedded))
+        {
             let on = |t: &&TaskRecord| {
                 if record.embedded {
                     // The host is shared by every cluster's embedded record.

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::engine::EngineError;
+use super::model::TaskRecord;
 use super::{Result, Runner, RunnerError};
 
 /// Releases a task's job slot when the job ends, however it ends.
@@ -43,6 +44,16 @@ fn retry_delay(failures: u32) -> Duration {
 }
 
 impl Runner {
+    /// Forgets the waits of tasks that are no longer live (stopped, pruned).
+    pub(super) fn forget_retries(&self, live: &[TaskRecord]) {
+        let live: std::collections::HashSet<&str> = live.iter().map(|t| t.id.as_str()).collect();
+        self.inner
+            .retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| live.contains(id.as_str()));
+    }
+
     pub(super) fn is_busy(&self, id: &str) -> bool {
         self.inner
             .busy
@@ -52,7 +63,8 @@ impl Runner {
     }
 
     /// Starts `job` for task `id` unless one runs or the task waits after a failure.
-    pub(super) fn spawn_job<F, Fut>(&self, id: &str, job: F)
+    /// `local`: on the embedded engine (whose reachability the runner reports).
+    pub(super) fn spawn_job<F, Fut>(&self, id: &str, local: bool, job: F)
     where
         F: FnOnce(Runner, String) -> Fut,
         Fut: std::future::Future<Output = Result<()>> + Send + 'static,
@@ -85,7 +97,7 @@ impl Runner {
             let outcome = work.await;
             // The wait is set before the slot is released, so no pass starts
             // the job again in between.
-            let done = runner.job_done(&id, outcome);
+            let done = runner.job_done(&id, outcome, local);
             drop(guard);
             if done {
                 runner.wake();
@@ -95,7 +107,7 @@ impl Runner {
 
     /// Records how a task's job ended: a success clears its wait (and the
     /// loop looks again at once), a failure makes it wait longer. True on success.
-    fn job_done(&self, id: &str, outcome: Result<()>) -> bool {
+    fn job_done(&self, id: &str, outcome: Result<()>, local: bool) -> bool {
         let mut retries = self.inner.retries.lock().unwrap_or_else(|p| p.into_inner());
         let e = match outcome {
             Ok(()) => {
@@ -117,7 +129,9 @@ impl Runner {
         match &e {
             // Said once, when the engine goes away; not for every attempt.
             RunnerError::Engine(engine @ EngineError::Unavailable(_)) => {
-                self.note_engine(Some(engine));
+                if local {
+                    self.note_engine(Some(engine));
+                }
                 tracing::debug!(task = %id, error = %e, failures, retry_in_ms, "task job failed; retrying later");
             }
             _ => {

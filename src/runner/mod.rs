@@ -301,13 +301,10 @@ impl Runner {
     async fn tick(&self) -> Result<()> {
         self.check_embedded().await?;
         self.check_agents().await?;
+        let live = self.live_tasks(None).await?;
+        self.forget_retries(&live);
         // Tasks on other hosts are supervised where their agent is connected.
-        let tasks: Vec<TaskRecord> = self
-            .live_tasks(None)
-            .await?
-            .into_iter()
-            .filter(|t| self.on_embedded(t))
-            .collect();
+        let tasks: Vec<TaskRecord> = live.into_iter().filter(|t| self.on_embedded(t)).collect();
         let engine = self.inner.engine.clone();
         self.supervise(&engine, &tasks, true).await?;
         self.schedule().await?;
@@ -317,6 +314,9 @@ impl Runner {
     /// Refreshes the embedded instances when the engine came or went, or
     /// every [`EMBEDDED_INTERVAL`].
     async fn check_embedded(&self) -> Result<()> {
+        if self.inner.settings.embedded.disabled {
+            return Ok(());
+        }
         let ping = self.inner.engine.ping().await;
         self.note_engine(ping.as_ref().err());
         let reachable = ping.is_ok();
@@ -561,17 +561,23 @@ impl Runner {
         }
         // Records go only while the engine answers, or their containers would
         // be left behind (and a registry without Docker has nothing to prune).
-        let ping = self.inner.engine.ping().await;
-        self.note_engine(ping.as_ref().err());
-        if ping.is_err() {
-            return Ok(());
+        // Agents' hosts remove containers of pruned tasks themselves (their sweep).
+        let local = !self.inner.settings.embedded.disabled;
+        if local {
+            let ping = self.inner.engine.ping().await;
+            self.note_engine(ping.as_ref().err());
+            if ping.is_err() {
+                return Ok(());
+            }
         }
         let before =
             crate::registry::now_ms() - self.inner.settings.retain_stopped.as_millis() as i64;
         let pruned = self.inner.store.prune_tasks(before).await?;
-        for id in pruned {
-            for c in self.inner.engine.list(engine::LABEL_TASK, &id).await? {
-                self.inner.engine.remove(&c.id).await?;
+        if local {
+            for id in pruned {
+                for c in self.inner.engine.list(engine::LABEL_TASK, &id).await? {
+                    self.inner.engine.remove(&c.id).await?;
+                }
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The agent channel's messages (README "Agents"): what `wharf serve` and
 //! `wharf agent` say to each other over one WebSocket per container instance,
 //! as JSON text frames. Pure types; the server side is `remote`, the agent
-//! side `crate::agent`.
+//! side `wharf agent` (`src/agent/`).
 //!
 //! The shape follows ECS's ACS channel (reference §1): the server pushes
 //! (`Hello`, `Heartbeat`, `Command`), the agent answers every command with a

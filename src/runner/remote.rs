@@ -49,6 +49,19 @@ pub struct Session {
     /// The agent reported a change: its tasks are looked at now.
     pub changed: Notify,
     pub closed: CancellationToken,
+    heard_ms: std::sync::atomic::AtomicI64,
+}
+
+/// A call's claim on its reply, released when the call ends.
+struct Waiting<'a> {
+    session: &'a Session,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.session.lock().remove(&self.id);
+    }
 }
 
 impl Session {
@@ -65,6 +78,7 @@ impl Session {
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
             closed: CancellationToken::new(),
+            heard_ms: std::sync::atomic::AtomicI64::new(crate::registry::now_ms()),
         };
         (Arc::new(session), frames)
     }
@@ -80,22 +94,26 @@ impl Session {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, tx);
-        let waited = async {
+        // However the call ends (an answer, a timeout, its caller gone), the
+        // slot for its reply goes.
+        let _waiting = Waiting { session: self, id };
+        let exchange = async {
             self.outbox
                 .send(ServerFrame::Command { id, command })
                 .await
                 .map_err(|_| gone())?;
-            tokio::select! {
-                reply = rx => reply.map_err(|_| gone()),
-                () = self.closed.cancelled() => Err(gone()),
-                () = tokio::time::sleep(timeout) => Err(EngineError::Unavailable(
+            rx.await.map_err(|_| gone())
+        };
+        // A full outbox (an agent that stopped reading) counts against the
+        // timeout too, and a closed session ends the wait.
+        let outcome = tokio::select! {
+            answered = tokio::time::timeout(timeout, exchange) => answered.unwrap_or_else(|_| {
+                Err(EngineError::Unavailable(
                     "the container instance's agent did not answer in time".into(),
-                )),
-            }
-        }
-        .await;
-        self.lock().remove(&id);
-        let outcome = waited?;
+                ))
+            }),
+            () = self.closed.cancelled() => Err(gone()),
+        }?;
         match outcome.error() {
             Some(e) => Err(e),
             None => Ok(outcome),
@@ -106,9 +124,16 @@ impl Session {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// When the agent last sent a frame (ms since the Unix epoch).
+    pub fn heard_ms(&self) -> i64 {
+        self.heard_ms.load(Ordering::Relaxed)
+    }
+
     /// Takes a frame from the agent. Replies to commands nobody waits for
     /// (timed out, or from before a reconnect) are dropped.
     pub fn receive(&self, frame: AgentFrame) {
+        self.heard_ms
+            .store(crate::registry::now_ms(), Ordering::Relaxed);
         match frame {
             AgentFrame::Reply { id, outcome } => {
                 if let Some(waiting) = self.lock().remove(&id) {
@@ -131,9 +156,32 @@ impl Session {
 #[derive(Default)]
 pub struct Sessions {
     by_instance: Mutex<HashMap<(String, String), Arc<Session>>>,
+    /// Signatures of channel upgrades already used, with when they were.
+    used: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+/// A signature is valid for 15 minutes either side of its date; one used
+/// since then is a replay.
+const SIGNATURE_LIFE: Duration = Duration::from_secs(30 * 60);
+/// Upgrades remembered at most; beyond, new ones are refused until old ones expire.
+const MAX_USED: usize = 100_000;
+
 impl Sessions {
+    /// Whether `signature` opens a channel for the first time here (then
+    /// it is remembered), so a captured upgrade request cannot be replayed.
+    pub fn first_use(&self, signature: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if used.len() >= MAX_USED / 2 {
+            used.retain(|_, at| now.duration_since(*at) < SIGNATURE_LIFE);
+        }
+        if used.len() >= MAX_USED || used.contains_key(signature) {
+            return false;
+        }
+        used.insert(signature.to_string(), now);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Session>>> {
         self.by_instance.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -370,6 +418,43 @@ mod tests {
         assert!(matches!(
             engine.start("x").await,
             Err(EngineError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_signature_opens_one_channel() {
+        let sessions = Sessions::default();
+        assert!(sessions.first_use("sig-a"));
+        assert!(!sessions.first_use("sig-a"));
+        assert!(sessions.first_use("sig-b"));
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_does_not_outlive_the_timeout_or_the_session() {
+        let (session, _frames) = Session::new("c", "i");
+        // Nobody reads: fill the outbox.
+        for _ in 0..OUTBOX {
+            let _ = session
+                .outbox
+                .try_send(ServerFrame::Heartbeat { sent_at_ms: 0 });
+        }
+        let call = session.call(Command::Ping, Duration::from_millis(20));
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(2), call).await,
+            Ok(Err(EngineError::Unavailable(_)))
+        ));
+        assert!(
+            session.lock().is_empty(),
+            "the reply slot went with the call"
+        );
+        let waiting = session.clone();
+        let call =
+            tokio::spawn(async move { waiting.call(Command::Ping, Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        session.close();
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(2), call).await,
+            Ok(Ok(Err(EngineError::Unavailable(_))))
         ));
     }
 

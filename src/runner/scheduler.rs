@@ -48,8 +48,11 @@ struct Decision {
 /// What a pass knows besides the service and its live tasks.
 #[derive(Clone, Copy)]
 struct Pass<'a> {
-    /// Live tasks to move elsewhere (draining, deregistered or lost hosts).
+    /// Live tasks on DRAINING hosts: replaced first, then stopped.
     draining: &'a BTreeSet<String>,
+    /// Live tasks on hosts that are gone (deregistered, agent lost): stopped
+    /// now and replaced.
+    gone: &'a BTreeSet<String>,
     /// Tasks of each deployment that failed since the last pass.
     failures: &'a HashMap<String, i64>,
     /// The service's task ids in the order scale-in stops them.
@@ -73,7 +76,7 @@ impl Runner {
         }
         // One read of the tasks serves every service of this pass.
         let tasks = self.task_records(None, false).await?;
-        let draining = self.draining_tasks(&tasks).await?;
+        let (draining, gone) = self.moving_tasks(&tasks).await?;
         for s in services
             .iter()
             .filter(|s| s.service.status != ServiceStatus::Inactive)
@@ -104,7 +107,7 @@ impl Runner {
                     &s.cluster,
                     &s.service.service_name,
                     &mine,
-                    &draining,
+                    (&draining, &gone),
                     &scale_in,
                 )
                 .await
@@ -115,42 +118,50 @@ impl Runner {
         Ok(())
     }
 
-    /// The ids of live tasks to move elsewhere: those on DRAINING container
-    /// instances, on deregistered ones, and on those whose agent has been
-    /// away longer than `agent_lost_timeout` (their tasks are stopped when
-    /// it comes back).
-    async fn draining_tasks(&self, tasks: &[TaskRecord]) -> Result<BTreeSet<String>> {
+    /// The ids of live tasks to move elsewhere: (those on DRAINING container
+    /// instances, replaced before they stop; those on hosts that are gone —
+    /// deregistered, or whose agent has been away longer than
+    /// `agent_lost_timeout` — stopped at once and replaced, their containers
+    /// stopped if the agent comes back).
+    async fn moving_tasks(
+        &self,
+        tasks: &[TaskRecord],
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
         use super::status::InstanceState;
         let now = crate::registry::now_ms();
         let timeout = self.inner.settings.agent_lost_timeout;
         let mut drained: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut gone: BTreeSet<(String, String)> = BTreeSet::new();
         for stored in self.inner.store.instances(None).await? {
             let record: super::instances::InstanceRecord =
                 serde_json::from_str(&stored.doc).map_err(super::corrupt)?;
-            if matches!(
-                record.status,
-                InstanceState::Draining | InstanceState::Inactive
-            ) || super::agents::lost(&record, now, timeout)
+            if record.status == InstanceState::Inactive
+                || super::agents::lost(&record, now, timeout)
             {
+                gone.insert((record.cluster, record.id));
+            } else if record.status == InstanceState::Draining {
                 drained.insert((record.cluster, record.id));
             }
         }
-        if drained.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        Ok(tasks
-            .iter()
-            .filter(|t| t.is_live())
-            .filter(|t| {
-                // Tasks older than placement ran on the embedded instance.
-                let id = match t.task.container_instance_arn.as_deref() {
-                    Some(arn) => super::instances::instance_id(arn).map(String::from),
-                    None => Some(self.embedded_id(&t.cluster)),
-                };
-                id.is_some_and(|id| drained.contains(&(t.cluster.clone(), id)))
-            })
-            .map(|t| t.id.clone())
-            .collect())
+        let on = |set: &BTreeSet<(String, String)>| -> BTreeSet<String> {
+            if set.is_empty() {
+                return BTreeSet::new();
+            }
+            tasks
+                .iter()
+                .filter(|t| t.is_live())
+                .filter(|t| {
+                    // Tasks older than placement ran on the embedded instance.
+                    let id = match t.task.container_instance_arn.as_deref() {
+                        Some(arn) => super::instances::instance_id(arn).map(String::from),
+                        None => Some(self.embedded_id(&t.cluster)),
+                    };
+                    id.is_some_and(|id| set.contains(&(t.cluster.clone(), id)))
+                })
+                .map(|t| t.id.clone())
+                .collect()
+        };
+        Ok((on(&drained), on(&gone)))
     }
 
     /// One pass for service `name`, given its tasks (stopped ones included).
@@ -159,7 +170,7 @@ impl Runner {
         cluster: &str,
         name: &str,
         tasks: &[&TaskRecord],
-        draining: &BTreeSet<String>,
+        (draining, gone): (&BTreeSet<String>, &BTreeSet<String>),
         scale_in: &[String],
     ) -> Result<()> {
         // Tasks that end on their own count against their deployment, once,
@@ -192,6 +203,7 @@ impl Runner {
                 decision = Decision::default();
                 let input = Pass {
                     draining,
+                    gone,
                     failures: &failures,
                     scale_in,
                     now_ms: now,
@@ -308,13 +320,20 @@ fn plan(
 ) -> bool {
     let Pass {
         draining,
+        gone,
         failures,
         scale_in,
         now_ms,
     } = *input;
+    for t in live.iter().filter(|t| gone.contains(&t.id)) {
+        decision.stop.push((
+            t.id.clone(),
+            "Container instance is gone (deregistered, or its agent disconnected)".into(),
+        ));
+    }
     // Unhealthy tasks are replaced, and count as failures.
     let mut new_failures: HashMap<String, i64> = failures.clone();
-    for t in live {
+    for t in live.iter().filter(|t| !gone.contains(&t.id)) {
         if t.task.last_status == TaskStatus::Running
             && t.task.health_status == HealthStatus::Unhealthy
         {

@@ -68,6 +68,7 @@ fn pass(r: &mut ServiceRecord, live: &[TaskRecord], failures: &[(&str, i64)]) ->
     let mut decision = Decision::default();
     let input = Pass {
         draining: &BTreeSet::new(),
+        gone: &BTreeSet::new(),
         failures: &failures,
         scale_in: &[],
         now_ms: NOW,
@@ -82,6 +83,7 @@ fn pass_draining(r: &mut ServiceRecord, live: &[TaskRecord], draining: &[&str]) 
     let mut decision = Decision::default();
     let input = Pass {
         draining: &draining,
+        gone: &BTreeSet::new(),
         failures: &HashMap::new(),
         scale_in: &[],
         now_ms: NOW,
@@ -110,6 +112,7 @@ fn scale_in_follows_the_placement_order() {
     let mut decision = Decision::default();
     let input = Pass {
         draining: &BTreeSet::new(),
+        gone: &BTreeSet::new(),
         failures: &HashMap::new(),
         scale_in: &order,
         now_ms: NOW,
@@ -229,6 +232,7 @@ fn a_steady_service_completes_its_deployment() {
         let live: Vec<&TaskRecord> = live.iter().collect();
         let input = Pass {
             draining: &BTreeSet::new(),
+            gone: &BTreeSet::new(),
             failures: &HashMap::new(),
             scale_in: &[],
             now_ms: NOW,
@@ -325,4 +329,30 @@ fn draining_with_nowhere_to_go_keeps_the_tasks() {
     let d = pass_draining(&mut tight, &live, &["a", "b"]);
     assert!(d.launch.is_none());
     assert!(stopped(&d).is_empty());
+}
+
+/// Tasks on a host that is gone are stopped at once and replaced, whatever
+/// maximumPercent allows for a drain.
+#[test]
+fn tasks_on_a_gone_host_are_replaced_at_once() {
+    let mut r = service(2, &[("d1", "web:1")]);
+    r.service.deployment_configuration.maximum_percent = 100;
+    let live = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    let live: Vec<&TaskRecord> = live.iter().collect();
+    let gone: BTreeSet<String> = ["a".to_string()].into();
+    let mut decision = Decision::default();
+    let input = Pass {
+        draining: &BTreeSet::new(),
+        gone: &gone,
+        failures: &HashMap::new(),
+        scale_in: &[],
+        now_ms: NOW,
+    };
+    plan(&mut r, &live, &input, &mut decision);
+    assert_eq!(stopped(&decision), ["a"]);
+    let (_, _, _, count) = decision.launch.expect("a replacement");
+    assert_eq!(count, 1);
 }

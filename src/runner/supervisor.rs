@@ -42,13 +42,6 @@ impl Runner {
         tasks: &[TaskRecord],
         local: bool,
     ) -> Result<()> {
-        // Waits of tasks that are gone (stopped elsewhere, pruned) go too.
-        let live: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        self.inner
-            .retries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| live.contains(id.as_str()));
         if tasks.is_empty() {
             return Ok(());
         }
@@ -65,7 +58,7 @@ impl Runner {
             match lifecycle::step(task) {
                 Step::Stop => {
                     let engine = engine.clone();
-                    self.spawn_job(&task.id, |runner, id| async move {
+                    self.spawn_job(&task.id, local, |runner, id| async move {
                         runner.stop_job(engine.as_ref(), &id).await
                     })
                 }
@@ -76,7 +69,7 @@ impl Runner {
                 }
                 Step::Start => {
                     let engine = engine.clone();
-                    self.spawn_job(&task.id, |runner, id| async move {
+                    self.spawn_job(&task.id, local, |runner, id| async move {
                         runner.start_job(engine.as_ref(), &id).await
                     })
                 }

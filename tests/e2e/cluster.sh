@@ -108,7 +108,8 @@ start_agent() {
     local i="$1" zone="$2" memory="$3"
     "$bin" agent --server "http://$(host_ip "$i"):$WHARF_PORT" --cluster default \
         --docker-host "unix://$root/d$i/docker.sock" --attribute "ecs.availability-zone=$zone" \
-        --attribute "rack=r$i" --memory "$memory" --state-dir "$root/agent$i" >>"$root/agent$i.log" 2>&1 &
+        --attribute "rack=r$i" --memory "$memory" --state-dir "$root/agent$i" --allow-host-network \
+        >>"$root/agent$i.log" 2>&1 &
     agent_pids[$i]=$!
 }
 log "three agents join the default cluster"
