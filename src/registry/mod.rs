@@ -2,6 +2,7 @@
 //! referrers. Calls `storage`; knows nothing of HTTP.
 
 mod blobs;
+mod browse;
 mod cache;
 mod discovery;
 mod error;
