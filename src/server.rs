@@ -405,6 +405,7 @@ pub fn build_router(state: AppState) -> Router {
         .merge(aws::router::<_, EcrState, ecs::EcsState>())
         .merge(ecs::router())
         .merge(operations::router())
+        .merge(crate::ui::router(state.clone()))
         .with_state(state)
         .layer(axum::middleware::from_fn(operations::observe))
 }

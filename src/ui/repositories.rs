@@ -1,0 +1,107 @@
+//! `GET /ui/`: the repositories the viewer may pull, searchable, by name or
+//! last push, in keyset pages.
+
+use axum::extract::State;
+use maud::{Markup, html};
+
+use super::access::rights;
+use super::error::UiResult;
+use super::layout::{page as shell, time};
+use super::paging::{Cursor, Params};
+use super::session::Viewer;
+use super::{Console, ok, repo_path};
+use crate::http::Query;
+use crate::storage::metadata::browse::{Listing, Order, RepositorySummary};
+
+/// Batches read to fill one page with repositories the viewer may see,
+/// before the page is shown as it is (with a link onwards).
+const MAX_BATCHES: usize = 20;
+
+pub async fn page(State(console): State<Console>, viewer: Viewer, query: Query) -> UiResult {
+    let params = Params::parse(&query, Order::Name)?;
+    let (rows, next) = visible(&console, &viewer, &params).await?;
+    ok(shell("Repositories", Some(&viewer), render(&params, &rows, next.as_ref())))
+}
+
+fn cursor(r: &RepositorySummary) -> Cursor {
+    Cursor {
+        time_ms: r.last_push_ms,
+        name: r.name.to_string(),
+    }
+}
+
+/// One page of repositories the viewer may pull, and where the next starts.
+/// Rows the viewer may not pull are skipped as if they did not exist.
+async fn visible(
+    console: &Console,
+    viewer: &Viewer,
+    params: &Params,
+) -> UiResult<(Vec<RepositorySummary>, Option<Cursor>)> {
+    let limit = params.limit as usize;
+    let batch_size = params.limit + 1;
+    let mut shown: Vec<RepositorySummary> = Vec::new();
+    let mut after = params.after.clone();
+    for _ in 0..MAX_BATCHES {
+        let batch = console
+            .registry
+            .browse_repositories(Listing {
+                contains: params.filter.as_deref(),
+                order: params.order,
+                after: after.as_ref().map(Cursor::position),
+                limit: batch_size,
+            })
+            .await?;
+        let complete = batch.len() < batch_size as usize;
+        for row in batch {
+            if shown.len() == limit {
+                let next = shown.last().map(cursor);
+                return Ok((shown, next));
+            }
+            after = Some(cursor(&row));
+            if rights(console, &viewer.principal, &row.name).await?.pull {
+                shown.push(row);
+            }
+        }
+        if complete {
+            return Ok((shown, None));
+        }
+    }
+    Ok((shown, after))
+}
+
+fn render(params: &Params, rows: &[RepositorySummary], next: Option<&Cursor>) -> Markup {
+    html! {
+        h1 { "Repositories" }
+        form.toolbar method="get" action="/ui/" role="search" {
+            label for="q" class="muted" { "Search" }
+            input #q type="search" name="q" value=[params.filter.as_deref()]
+                placeholder="Repository name" data-filter="repositories";
+            label for="sort" class="muted" { "Sort" }
+            select #sort name="sort" {
+                option value="name" selected[params.order == Order::Name] { "Name" }
+                option value="pushed" selected[params.order == Order::Newest] { "Last push" }
+            }
+            button type="submit" { "Apply" }
+        }
+        @if rows.is_empty() {
+            p.muted { "No repositories" @if params.filter.is_some() { " match" } "." }
+        } @else {
+            table.rows #repositories {
+                thead { tr { th scope="col" { "Repository" } th.num scope="col" { "Tags" } th scope="col" { "Last push" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { a href=(repo_path(&r.name)) { (r.name) } }
+                            td.num { (r.tags) }
+                            td { (time(r.last_push_ms)) }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if params.after.is_some() { a href=(params.link("/ui/", None)) { "First page" } }
+            @if let Some(next) = next { a rel="next" href=(params.link("/ui/", Some(next))) { "Next page" } }
+        }
+    }
+}
