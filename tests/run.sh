@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source tests/e2e/lib.sh
-ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io jq:jq nginx:nginx
+ensure_packages curl:curl skopeo:skopeo busybox:busybox-static dockerd:docker.io jq:jq nginx:nginx chromium:chromium
 
 cargo build --release --locked
 # The task runner's tests (tests/ecs.rs) run containers on this daemon.
@@ -22,7 +22,7 @@ failed=()
 cargo test --release --locked || failed+=("cargo test")
 WHARF_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT" cargo test --release --locked ||
     failed+=("cargo test on PostgreSQL")
-for t in conformance skopeo docker auth ecr ecs s3 replicas; do
+for t in conformance skopeo docker auth ecr ecs s3 replicas ui; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done

@@ -262,6 +262,12 @@ async fn every_response_carries_the_security_headers_and_assets_are_cached() {
     }
     let stale = browser.get("/ui/static/0000000000000000/app.css").await;
     assert_eq!(stale.status, 404);
+    // Outside /ui/ nothing of the console applies (no cookie, no page headers).
+    for path in ["/favicon.ico", "/v2/"] {
+        let r = Browser::new(&s).get(path).await;
+        assert!(!r.headers.contains_key(SET_COOKIE), "{path}");
+        assert!(!r.headers.contains_key("content-security-policy"), "{path}");
+    }
     // Unknown console paths are the console's 404, with its headers.
     let missing = browser.get("/ui/nothing/here").await;
     assert_eq!(missing.status, 404);

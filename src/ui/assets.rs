@@ -1,4 +1,4 @@
-//! The console's stylesheet and script, compiled into the binary and served
+//! The console's stylesheet, script and icon, compiled into the binary and served
 //! under a path that names their content's hash, so browsers may keep them
 //! for a year: a new build has new paths.
 
@@ -10,8 +10,9 @@ use super::error::UiError;
 
 const CSS: &str = include_str!("static/app.css");
 const JS: &str = include_str!("static/app.js");
+const ICON: &str = include_str!("static/icon.svg");
 
-/// FNV-1a over both files: cheap, computed at compile time.
+/// FNV-1a over the files: cheap, computed at compile time.
 const fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut p = 0;
@@ -28,7 +29,7 @@ const fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
-const VERSION: u64 = fnv1a(&[CSS, JS]);
+const VERSION: u64 = fnv1a(&[CSS, JS, ICON]);
 
 /// The path segment naming this build's assets.
 pub fn version() -> String {
@@ -37,6 +38,10 @@ pub fn version() -> String {
 
 pub fn css_path() -> String {
     format!("/ui/static/{}/app.css", version())
+}
+
+pub fn icon_path() -> String {
+    format!("/ui/static/{}/icon.svg", version())
 }
 
 pub fn js_path() -> String {
@@ -51,6 +56,7 @@ pub async fn serve(Path((v, file)): Path<(String, String)>) -> Result<Response, 
     let (body, kind) = match file.as_str() {
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "app.js" => (JS, "text/javascript; charset=utf-8"),
+        "icon.svg" => (ICON, "image/svg+xml"),
         _ => return Err(UiError::NotFound),
     };
     let mut response = body.into_response();

@@ -22,6 +22,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Wharf" }
+                link rel="icon" href=(assets::icon_path()) type="image/svg+xml";
                 link rel="stylesheet" href=(assets::css_path());
                 script src=(assets::js_path()) defer {}
             }

@@ -69,11 +69,13 @@ where
         .route("/ui/static/{version}/{file}", get(assets::serve))
         .route("/ui/r/{*rest}", get(repository_page).post(repository_action))
         .route("/ui/{*rest}", get(not_found).post(not_found))
-        .layer(axum::middleware::from_fn_with_state(
+        // Route layers: they must not reach the merged application's
+        // fallback (a `/favicon.ico` 404 would set a console cookie).
+        .route_layer(axum::middleware::from_fn_with_state(
             Console::from_ref(&state),
             session::guard,
         ))
-        .layer(axum::middleware::map_response(headers))
+        .route_layer(axum::middleware::map_response(headers))
 }
 
 /// The content security policy: nothing inline, nothing from elsewhere,

@@ -272,3 +272,17 @@ stop_wharf() {
         WHARF_PID=""
     fi
 }
+
+# ensure_playwright: Playwright for Python (PyPI) in a virtualenv of its own
+# under $E2E_TMP, installed when missing; sets PLAYWRIGHT_PYTHON. The browser
+# is Debian's chromium (`ensure_packages chromium:chromium`): Playwright's own
+# browser downloads are never used.
+ensure_playwright() {
+    local venv="$E2E_TMP/playwright-venv"
+    if ! "$venv/bin/python" -c 'import playwright.sync_api' 2>/dev/null; then
+        log "installing Playwright for Python from PyPI into $venv"
+        { python3 -m venv "$venv" && "$venv/bin/pip" install -q playwright; } >/dev/null 2>&1 ||
+            skip_or_fail "cannot install playwright from PyPI"
+    fi
+    PLAYWRIGHT_PYTHON="$venv/bin/python"
+}
