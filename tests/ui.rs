@@ -189,11 +189,7 @@ async fn v2_tags(s: &TestServer, repo: &str) -> Vec<String> {
     let body: serde_json::Value = r.json().await.unwrap();
     let mut tags: Vec<String> = body["tags"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| t.as_str().unwrap().to_string())
-                .collect()
-        })
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
         .unwrap_or_default();
     tags.sort();
     tags
@@ -252,12 +248,19 @@ async fn every_response_carries_the_security_headers_and_assets_are_cached() {
     assert!(!home.body.contains("<style"), "{}", home.body);
     assert_eq!(
         capture(&home.body, r"<script([^>]*)>").len(),
-        capture(&home.body, r#"<script( src="/ui/static/[0-9a-f]{16}/app.js" defer)>"#).len()
+        capture(
+            &home.body,
+            r#"<script( src="/ui/static/[0-9a-f]{16}/app.js" defer)>"#
+        )
+        .len()
     );
     for asset in capture(&home.body, r#"(?:href|src)="(/ui/static/[^"]+)""#) {
         let r = browser.get(&asset).await;
         assert_eq!(r.status, 200, "{asset}");
-        assert_eq!(r.headers["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(
+            r.headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
         assert!(r.headers.contains_key("content-security-policy"));
     }
     let stale = browser.get("/ui/static/0000000000000000/app.css").await;
@@ -297,7 +300,11 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
         let r = browser
             .post(
                 "/ui/login",
-                &[("csrf", token), ("username", ALICE.0), ("password", ALICE.1)],
+                &[
+                    ("csrf", token),
+                    ("username", ALICE.0),
+                    ("password", ALICE.1),
+                ],
             )
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{token:?}");
@@ -308,7 +315,11 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
         .post(s.url("/ui/login"))
         .header("cookie", browser.cookie_header())
         .header("sec-fetch-site", "cross-site")
-        .form(&[("csrf", csrf.as_str()), ("username", ALICE.0), ("password", ALICE.1)]);
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ]);
     assert_eq!(browser.read(cross_site).await.status, StatusCode::FORBIDDEN);
 
     // A wrong password says so, on the form.
@@ -346,6 +357,8 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
         assert!(session.contains(attribute), "{session}");
     }
     assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    // The CSRF secret is replaced at sign-in: the one from before is worth nothing.
+    assert_ne!(browser.cookies["wharf_csrf"], csrf);
 
     let home = browser.get("/ui/").await;
     assert_eq!(home.status, 200);
@@ -411,8 +424,14 @@ async fn a_repository_one_may_not_pull_leaves_no_trace() {
     // Every page of the hidden repository is the page of one that does not exist.
     for (hidden, missing) in [
         ("/ui/r/secret/db", "/ui/r/secret/nothing"),
-        ("/ui/r/secret/db/-/image/latest", "/ui/r/secret/nothing/-/image/latest"),
-        ("/ui/r/secret/db/-/delete/latest", "/ui/r/secret/nothing/-/delete/latest"),
+        (
+            "/ui/r/secret/db/-/image/latest",
+            "/ui/r/secret/nothing/-/image/latest",
+        ),
+        (
+            "/ui/r/secret/db/-/delete/latest",
+            "/ui/r/secret/nothing/-/delete/latest",
+        ),
     ] {
         let (a, b) = (bob.get(hidden).await, bob.get(missing).await);
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{hidden}");
@@ -451,7 +470,13 @@ async fn a_repository_one_may_not_pull_leaves_no_trace() {
     alice.sign_in(ALICE).await;
     let home = alice.get("/ui/").await;
     assert!(home.body.contains("secret/db") && home.body.contains("team/app"));
-    assert!(alice.get("/ui/r/secret/db").await.body.contains("/-/delete/latest"));
+    assert!(
+        alice
+            .get("/ui/r/secret/db")
+            .await
+            .body
+            .contains("/-/delete/latest")
+    );
 }
 
 #[tokio::test]
@@ -473,7 +498,9 @@ async fn tag_pages_are_stable_across_pages_in_both_orders() {
     let mut expected: BTreeSet<String> = ["seed".to_string()].into();
     for n in 0..120 {
         let tag = format!("v{n:03}");
-        let r = s.put_manifest("team/app", &tag, OCI_MANIFEST, &manifest).await;
+        let r = s
+            .put_manifest("team/app", &tag, OCI_MANIFEST, &manifest)
+            .await;
         assert_eq!(r.status(), 201);
         expected.insert(tag);
     }
@@ -562,7 +589,9 @@ async fn push_index_and_referrer(s: &TestServer, repo: &str) -> (String, Vec<Str
         "subject": {"mediaType": OCI_INDEX, "digest": index_digest, "size": index.len()},
     }))
     .unwrap();
-    let r = s.put_manifest(repo, "sig-tag", OCI_MANIFEST, &signature).await;
+    let r = s
+        .put_manifest(repo, "sig-tag", OCI_MANIFEST, &signature)
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     (index_digest, vec![amd, arm], sha256(&signature))
 }
@@ -587,7 +616,7 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
     assert_eq!(listed(&tags), ["multi", "arm64-only", "amd64-only"]);
     assert!(tags.body.contains("2 manifests"));
     let untagged_page = browser.get("/ui/r/team/app?show=untagged").await;
-    assert_eq!(listed(&untagged_page), [untagged.clone()]);
+    assert_eq!(listed(&untagged_page), [untagged]);
 
     let host = format!("127.0.0.1:{}", s.addr.port());
     let page = browser.get("/ui/r/team/app/-/image/multi").await;
@@ -602,12 +631,20 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
         format!("docker pull {host}/team/app:multi"),
         format!("docker pull {host}/team/app@{index}"),
         format!("podman pull --tls-verify=false {host}/team/app:multi"),
-        format!("skopeo copy --all --src-tls-verify=false docker://{host}/team/app@{index} oci:app"),
+        format!(
+            "skopeo copy --all --src-tls-verify=false docker://{host}/team/app@{index} oci:app"
+        ),
         format!("oras pull --plain-http {host}/team/app@{index}"),
         format!("crane pull --insecure {host}/team/app@{index} app.tar"),
     ] {
-        assert!(body.contains(&format!("<code>{command}</code>")), "{command}\n{body}");
-        assert!(body.contains(&format!(r#"data-copy="{command}""#)), "{command}");
+        assert!(
+            body.contains(&format!("<code>{command}</code>")),
+            "{command}\n{body}"
+        );
+        assert!(
+            body.contains(&format!(r#"data-copy="{command}""#)),
+            "{command}"
+        );
     }
     // The referrer, under its artifact type.
     assert!(body.contains("application/vnd.dev.cosign.artifact.sig.v1+json"));
@@ -615,12 +652,23 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
 
     // An image: its config summary and layers.
     let image = browser.get("/ui/r/team/app/-/image/amd64-only").await;
-    for shown in ["SEED=amd", "[&quot;/bin/app&quot;,&quot;--serve&quot;]", "/srv", "8080/tcp", "org.opencontainers.image.title=app", "Layers"] {
+    for shown in [
+        "SEED=amd",
+        "[&quot;/bin/app&quot;,&quot;--serve&quot;]",
+        "/srv",
+        "8080/tcp",
+        "org.opencontainers.image.title=app",
+        "Layers",
+    ] {
         assert!(image.body.contains(shown), "{shown}\n{}", image.body);
     }
     assert!(image.body.contains(&index), "listed by its index");
     // Viewing is no pull.
-    let images = s.registry.images(&"team/app".parse().unwrap()).await.unwrap();
+    let images = s
+        .registry
+        .images(&"team/app".parse().unwrap())
+        .await
+        .unwrap();
     assert!(images.iter().all(|i| i.last_pulled_at_ms.is_none()));
 
     // With an external URL, commands name that host, without plain-HTTP flags.
@@ -635,7 +683,10 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
     assert!(page.body.contains(&format!(
         "<code>podman pull registry.example.com/team/app@{index}</code>"
     )));
-    assert!(page.body.contains("<code>docker pull registry.example.com/team/app:multi</code>"));
+    assert!(
+        page.body
+            .contains("<code>docker pull registry.example.com/team/app:multi</code>")
+    );
 }
 
 #[tokio::test]
@@ -668,15 +719,33 @@ async fn console_deletes_end_where_the_api_deletes_end() {
     let confirm = browser.get("/ui/r/ui/app/-/delete/v1").await;
     assert_eq!(confirm.status, 200);
     assert!(confirm.body.contains("Untag v1"));
-    assert!(confirm.body.contains("<li><code>v1-alias</code></li>"), "{}", confirm.body);
+    assert!(
+        confirm.body.contains("<li><code>v1-alias</code></li>"),
+        "{}",
+        confirm.body
+    );
     let csrf = confirm.csrf();
     let done = browser
-        .post("/ui/r/ui/app/-/delete/v1", &[("csrf", &csrf), ("what", "untag")])
+        .post(
+            "/ui/r/ui/app/-/delete/v1",
+            &[("csrf", &csrf), ("what", "untag")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), "/ui/r/ui/app?done=untagged");
-    assert!(browser.get(done.location()).await.body.contains("The tag was removed"));
-    let r = s.http.delete(s.url("/v2/api/app/manifests/v1")).send().await.unwrap();
+    assert!(
+        browser
+            .get(done.location())
+            .await
+            .body
+            .contains("The tag was removed")
+    );
+    let r = s
+        .http
+        .delete(s.url("/v2/api/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(v2_tags(&s, "ui/app").await, v2_tags(&s, "api/app").await);
     assert_eq!(v2_tags(&s, "ui/app").await, ["v1-alias", "v2"]);
@@ -691,7 +760,11 @@ async fn console_deletes_end_where_the_api_deletes_end() {
 
     // Delete the manifest, reached by its remaining tag.
     let confirm = browser.get("/ui/r/ui/app/-/delete/v1-alias").await;
-    assert!(confirm.body.contains(&format!("/ui/r/ui/app/-/delete/{shared}")));
+    assert!(
+        confirm
+            .body
+            .contains(&format!("/ui/r/ui/app/-/delete/{shared}"))
+    );
     let done = browser
         .post(
             &format!("/ui/r/ui/app/-/delete/{shared}"),
@@ -769,7 +842,100 @@ async fn the_first_page_of_ten_thousand_tags_renders_within_budget() {
     assert!(best < budget, "{best:?}");
     // The last page by name, reached by cursor, is as quick.
     let started = Instant::now();
-    let last = browser.get("/ui/r/big/app?sort=name&after=0~t099-000").await;
+    let last = browser
+        .get("/ui/r/big/app?sort=name&after=0~t099-000")
+        .await;
     assert!(started.elapsed() < budget * 2);
     assert_eq!(listed(&last).len(), 50);
+}
+
+/// Webhook events received, for the delete-event test.
+#[derive(Clone, Default)]
+struct Hook(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+async fn hook(axum::extract::State(hook): axum::extract::State<Hook>, body: String) -> StatusCode {
+    let envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let events = envelope["events"].as_array().unwrap().iter().cloned();
+    hook.0.lock().unwrap().extend(events);
+    StatusCode::OK
+}
+
+#[tokio::test]
+async fn console_deletes_send_the_webhook_events_the_api_sends() {
+    let received = Hook::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(received.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), |c| {
+        c.notifications.endpoints = vec![wharf::notifications::Endpoint {
+            name: "deletes".into(),
+            url,
+            headers: BTreeMap::new(),
+            actions: vec!["delete".into()],
+        }];
+    })
+    .await;
+    let mut digests = BTreeMap::new();
+    for repo in ["ui/app", "api/app"] {
+        push_image(&s, repo, "v1", "same").await;
+        digests.insert(repo, push_image(&s, repo, "v2", "other").await);
+    }
+    // The console: untag v1, delete v2's manifest; the API: the same.
+    let mut browser = Browser::new(&s);
+    let csrf = browser.get("/ui/r/ui/app/-/delete/v1").await.csrf();
+    let r = browser
+        .post(
+            "/ui/r/ui/app/-/delete/v1",
+            &[("csrf", &csrf), ("what", "untag")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = browser
+        .post(
+            "/ui/r/ui/app/-/delete/v2",
+            &[("csrf", &csrf), ("what", "manifest")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for reference in ["v1", digests["api/app"].as_str()] {
+        let r = s
+            .http
+            .delete(s.url(&format!("/v2/api/app/manifests/{reference}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = received.0.lock().unwrap().clone();
+        if events.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let of = |repo: &str| -> Vec<(String, String, String)> {
+        events
+            .iter()
+            .filter(|e| e["target"]["repository"] == repo)
+            .map(|e| {
+                let field = |k: &str| e["target"][k].as_str().unwrap_or("").to_string();
+                (
+                    e["action"].as_str().unwrap().to_string(),
+                    field("tag"),
+                    field("digest"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(of("ui/app").len(), 2, "{events:?}");
+    assert_eq!(of("ui/app"), of("api/app"));
+    assert_eq!(
+        of("ui/app")[0],
+        ("delete".into(), "v1".into(), String::new())
+    );
 }

@@ -68,9 +68,9 @@ impl Registry {
         }
         let bytes = self.inner.blobs.read_all(&Key::Blob(digest)).await?;
         if Digest::compute(digest.algorithm(), &bytes) != *digest {
-            return Err(RegistryError::Storage(crate::storage::StorageError::Corrupt(
-                digest.clone(),
-            )));
+            return Err(RegistryError::Storage(
+                crate::storage::StorageError::Corrupt(digest.clone()),
+            ));
         }
         Ok(Some(bytes))
     }

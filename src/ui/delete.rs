@@ -3,7 +3,7 @@
 //! a confirmation page that says what else goes with them. Both call the
 //! registry's `delete_manifest`, as `DELETE /v2/{repo}/manifests/{ref}` does.
 
-use axum::response::{IntoResponse, Redirect};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
@@ -12,6 +12,7 @@ use super::layout::{page as shell, short_digest};
 use super::session::Viewer;
 use super::tags::Done;
 use super::{Console, delete_path, image_path, ok, repo_path};
+use crate::notifications::{Action, Notice};
 use crate::oci::{Reference, RepoName};
 
 /// `GET /ui/r/{repo}/-/delete/{reference}`: what untagging or deleting would do.
@@ -89,32 +90,42 @@ pub struct DeleteForm {
     what: String,
 }
 
-/// `POST /ui/r/{repo}/-/delete/{reference}` (already authorized for delete).
+/// `POST /ui/r/{repo}/-/delete/{reference}` (already authorized for
+/// delete): the redirect to the repository, and the webhook event the same
+/// `DELETE` on `/v2/` would send.
 pub async fn submit(
     console: &Console,
     repo: &RepoName,
     reference: &Reference,
     form: DeleteForm,
-) -> UiResult {
+) -> UiResult<(Response, Notice)> {
     let registry = &console.registry;
-    let done = match (form.what.as_str(), reference) {
+    let notice = |tag: Option<String>, digest: Option<String>| Notice {
+        action: Action::Delete,
+        repository: repo.to_string(),
+        media_type: None,
+        digest,
+        size: None,
+        tag,
+    };
+    let (done, notice) = match (form.what.as_str(), reference) {
         // Untag: DELETE /v2/{repo}/manifests/{tag}.
-        ("untag", Reference::Tag(_)) => {
+        ("untag", Reference::Tag(tag)) => {
             registry.delete_manifest(repo, reference).await?;
-            Done::Untagged
+            (Done::Untagged, notice(Some(tag.to_string()), None))
         }
         // Delete the manifest: DELETE /v2/{repo}/manifests/{digest}; a tag
         // is resolved first, so the form acts on what the page showed.
         ("manifest", _) => {
             let digest = registry.stat_manifest(repo, reference).await?.digest;
             registry
-                .delete_manifest(repo, &Reference::Digest(digest))
+                .delete_manifest(repo, &Reference::Digest(digest.clone()))
                 .await?;
-            Done::Deleted
+            (Done::Deleted, notice(None, Some(digest.to_string())))
         }
         _ => return Err(UiError::BadRequest("unknown action")),
     };
     tracing::info!(repo = %repo, reference = %reference, action = done.as_str(), "console delete");
     let to = format!("{}?done={}", repo_path(repo), done.as_str());
-    Ok(Redirect::to(&to).into_response())
+    Ok((Redirect::to(&to).into_response(), notice))
 }

@@ -21,8 +21,12 @@ pub enum UiError {
     /// A state-changing form without the right CSRF token.
     Csrf,
     /// No session where one is needed: to the sign-in form, then back to `next`.
-    SignIn { next: String },
-    Throttled { retry_after: u64 },
+    SignIn {
+        next: String,
+    },
+    Throttled {
+        retry_after: u64,
+    },
     Fault(Fault),
 }
 

@@ -105,7 +105,7 @@ enum ConfigView {
     None,
     TooLarge,
     Unreadable,
-    Shown(ImageConfig),
+    Shown(Box<ImageConfig>),
 }
 
 pub async fn page(
@@ -125,9 +125,12 @@ pub async fn page(
     let referrers = registry.referrers(repo, &record.digest, None).await?;
     let config = match document.as_ref().and_then(|d| d.config.as_ref()) {
         Some(c) if CONFIG_TYPES.contains(&c.media_type.as_str()) => {
-            match registry.read_small_blob(repo, &c.digest, MAX_CONFIG_BYTES).await {
+            match registry
+                .read_small_blob(repo, &c.digest, MAX_CONFIG_BYTES)
+                .await
+            {
                 Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-                    .map(ConfigView::Shown)
+                    .map(|c| ConfigView::Shown(Box::new(c)))
                     .unwrap_or(ConfigView::Unreadable),
                 Ok(None) => ConfigView::TooLarge,
                 Err(crate::registry::RegistryError::BlobUnknown(_)) => ConfigView::Unreadable,
@@ -220,7 +223,11 @@ impl Commands {
     }
 
     fn flag(&self, flag: &str) -> String {
-        if self.plain { format!(" {flag}") } else { String::new() }
+        if self.plain {
+            format!(" {flag}")
+        } else {
+            String::new()
+        }
     }
 
     /// Every command for `reference` (by tag the tag-based ones, always by digest).
@@ -231,7 +238,11 @@ impl Commands {
             out.push(("docker, by tag", format!("docker pull {}", self.image(tag))));
             out.push((
                 "podman, by tag",
-                format!("podman pull{} {}", self.flag("--tls-verify=false"), self.image(tag)),
+                format!(
+                    "podman pull{} {}",
+                    self.flag("--tls-verify=false"),
+                    self.image(tag)
+                ),
             ));
         }
         let pinned = self.image(digest);

@@ -13,8 +13,8 @@ use super::Console;
 use super::error::{UiError, UiResult};
 use super::layout::{html as render, page};
 use super::session::{
-    CSRF_COOKIE, CsrfForm, CsrfSecret, SESSION_COOKIE, SESSION_TTL, Secure, local_next,
-    set_cookie,
+    CSRF_COOKIE, CSRF_TTL, CsrfForm, CsrfSecret, SESSION_COOKIE, SESSION_TTL, Secure, local_next,
+    random_secret, set_cookie,
 };
 use crate::auth::{LoginError, Mode};
 use crate::http::{PeerAddr, Query};
@@ -68,7 +68,7 @@ pub struct SignIn {
 pub async fn submit(
     State(console): State<Console>,
     PeerAddr(peer): PeerAddr,
-    Extension(CsrfSecret(csrf)): Extension<CsrfSecret>,
+    Extension(CsrfSecret(current)): Extension<CsrfSecret>,
     Extension(Secure(secure)): Extension<Secure>,
     headers: HeaderMap,
     CsrfForm(form): CsrfForm<SignIn>,
@@ -79,7 +79,7 @@ pub async fn submit(
     let authenticated = match login.login(&form.username, &form.password, client).await {
         Ok(a) => a,
         Err(LoginError::Invalid) => {
-            let page = sign_in_page(&csrf, &next, Some("Wrong user name or password."));
+            let page = sign_in_page(&current, &next, Some("Wrong user name or password."));
             return Ok((axum::http::StatusCode::UNAUTHORIZED, page).into_response());
         }
         Err(LoginError::Throttled { retry_after }) => {
@@ -90,6 +90,9 @@ pub async fn submit(
         Err(LoginError::Store(e)) => return Err(e.into()),
     };
     let (binding, not_after) = login.refresh_binding(&authenticated.credential).await?;
+    // A new CSRF secret for the new session: one planted in the browser
+    // before sign-in (by a sibling host, say) is worth nothing after it.
+    let csrf = random_secret();
     let token = console
         .auth
         .tokens
@@ -103,7 +106,11 @@ pub async fn submit(
         .map_err(|e| UiError::Fault(crate::http::Fault::Internal(e.to_string())))?;
     tracing::info!(user = %authenticated.principal.subject(), client = %client, "console sign-in");
     let mut response = Redirect::to(&next).into_response();
-    if let Some(cookie) = set_cookie(SESSION_COOKIE, &token, SESSION_TTL.as_secs(), secure) {
+    let cookies = [
+        set_cookie(SESSION_COOKIE, &token, SESSION_TTL.as_secs(), secure),
+        set_cookie(CSRF_COOKIE, &csrf, CSRF_TTL.as_secs(), secure),
+    ];
+    for cookie in cookies.into_iter().flatten() {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)

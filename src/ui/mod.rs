@@ -32,27 +32,22 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::auth::Auth;
-use crate::http::{PeerAddr, Query};
+use crate::http::{PeerAddr, Query, RequestId};
+use crate::notifications::{Notifier, Origin};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::registry::Registry;
 use access::{Need, authorize};
 use error::{UiError, UiResult};
 use session::{CsrfForm, Viewer};
 
-/// What the console's handlers share; cut from the application state.
+/// What the console's handlers share; the composition root cuts it from
+/// the application state (`FromRef`).
 #[derive(Clone)]
 pub struct Console {
     pub registry: Registry,
     pub auth: Arc<Auth>,
-}
-
-impl FromRef<crate::server::AppState> for Console {
-    fn from_ref(state: &crate::server::AppState) -> Console {
-        Console {
-            registry: state.registry.clone(),
-            auth: state.auth.clone(),
-        }
-    }
+    /// Webhook events of console deletes, as `/v2/` sends them.
+    pub notifier: Notifier,
 }
 
 /// The console's routes, with their headers and CSRF secret.
@@ -67,7 +62,10 @@ where
         .route("/ui/login", get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
         .route("/ui/static/{version}/{file}", get(assets::serve))
-        .route("/ui/r/{*rest}", get(repository_page).post(repository_action))
+        .route(
+            "/ui/r/{*rest}",
+            get(repository_page).post(repository_action),
+        )
         .route("/ui/{*rest}", get(not_found).post(not_found))
         // Route layers: they must not reach the merged application's
         // fallback (a `/favicon.ico` 404 would set a console cookie).
@@ -87,10 +85,19 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// (they show what one viewer may see), assets set their own caching.
 async fn headers(mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -143,7 +150,9 @@ impl RepositoryPage {
 
     pub fn repo(&self) -> &RepoName {
         match self {
-            RepositoryPage::Tags(r) | RepositoryPage::Image(r, _) | RepositoryPage::Delete(r, _) => r,
+            RepositoryPage::Tags(r)
+            | RepositoryPage::Image(r, _)
+            | RepositoryPage::Delete(r, _) => r,
         }
     }
 
@@ -192,9 +201,17 @@ async fn repository_page(
     }
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "an axum handler: one extractor each"
+)]
 async fn repository_action(
     State(console): State<Console>,
     viewer: Viewer,
+    PeerAddr(peer): PeerAddr,
+    request_id: Option<axum::Extension<RequestId>>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
     Path(rest): Path<String>,
     CsrfForm(form): CsrfForm<delete::DeleteForm>,
 ) -> UiResult {
@@ -203,7 +220,16 @@ async fn repository_action(
         return Err(UiError::NotFound);
     };
     authorize(&console, &viewer.principal, repo, page.need()).await?;
-    delete::submit(&console, repo, reference, form).await
+    let (response, notice) = delete::submit(&console, repo, reference, form).await?;
+    let origin = Origin::of_request(
+        request_id.map(|id| id.0.0.clone()),
+        &headers,
+        &method,
+        console.auth.client_ip(&headers, peer),
+        viewer.principal.subject(),
+    );
+    console.notifier.notify(&[notice], &origin);
+    Ok(response)
 }
 
 /// Shorthand for handlers: a rendered page with status 200.

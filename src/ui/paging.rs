@@ -147,10 +147,25 @@ mod tests {
         assert_eq!(p.filter.as_deref(), Some("web"));
         assert_eq!(p.order, Order::Name);
         assert_eq!(p.limit, 10);
-        for bad in ["n=0", "n=201", "sort=size", "after=zz", &format!("q={}", "a".repeat(301))] {
-            assert!(Params::parse(&Query::parse(bad), Order::Newest).is_err(), "{bad}");
+        for bad in [
+            "n=0",
+            "n=201",
+            "sort=size",
+            "after=zz",
+            &format!("q={}", "a".repeat(301)),
+        ] {
+            assert!(
+                Params::parse(&Query::parse(bad), Order::Newest).is_err(),
+                "{bad}"
+            );
         }
-        let link = p.link("/ui/r/a", Some(&Cursor { time_ms: 5, name: "b c".into() }));
+        let link = p.link(
+            "/ui/r/a",
+            Some(&Cursor {
+                time_ms: 5,
+                name: "b c".into(),
+            }),
+        );
         assert_eq!(link, "/ui/r/a?sort=name&q=web&n=10&after=5%7Eb+c");
     }
 }

@@ -20,7 +20,11 @@ const MAX_BATCHES: usize = 20;
 pub async fn page(State(console): State<Console>, viewer: Viewer, query: Query) -> UiResult {
     let params = Params::parse(&query, Order::Name)?;
     let (rows, next) = visible(&console, &viewer, &params).await?;
-    ok(shell("Repositories", Some(&viewer), render(&params, &rows, next.as_ref())))
+    ok(shell(
+        "Repositories",
+        Some(&viewer),
+        render(&params, &rows, next.as_ref()),
+    ))
 }
 
 fn cursor(r: &RepositorySummary) -> Cursor {

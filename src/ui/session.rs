@@ -9,8 +9,9 @@
 //! expires (there is no server-side list to strike it from).
 //!
 //! CSRF: every browser gets a random secret in an HttpOnly, SameSite=Strict
-//! cookie ([`CSRF_COOKIE`]); every state-changing form carries it back in a
-//! hidden field, and a session is bound to the secret it was opened under.
+//! cookie ([`CSRF_COOKIE`]), replaced at sign-in; every state-changing form
+//! carries it back in a hidden field, and a session is bound to the secret
+//! it was opened with.
 //! [`CsrfForm`] checks all of it in one place, for every POST.
 
 use std::time::Duration;
@@ -36,6 +37,8 @@ use crate::http::PeerAddr;
 pub const SESSION_COOKIE: &str = "wharf_session";
 /// The CSRF secret cookie; scoped to `/ui`.
 pub const CSRF_COOKIE: &str = "wharf_csrf";
+/// How long a browser keeps its CSRF secret.
+pub const CSRF_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How long a session lasts at most.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The largest form body read.
@@ -97,13 +100,17 @@ pub async fn guard(
         .starts_with("https://");
     request.extensions_mut().insert(Secure(secure));
     let existing = cookie(request.headers(), CSRF_COOKIE)
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(str::to_string);
     let fresh = existing.is_none();
     let secret = existing.unwrap_or_else(random_secret);
     request.extensions_mut().insert(CsrfSecret(secret.clone()));
     let mut response = next.run(request).await;
-    if fresh && let Some(v) = set_cookie(CSRF_COOKIE, &secret, 400 * 24 * 3600, secure) {
+    if fresh && let Some(v) = set_cookie(CSRF_COOKIE, &secret, CSRF_TTL.as_secs(), secure) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
@@ -254,7 +261,10 @@ mod tests {
 
     #[test]
     fn next_stays_local() {
-        assert_eq!(local_next(Some("/ui/r/app?sort=name")), "/ui/r/app?sort=name");
+        assert_eq!(
+            local_next(Some("/ui/r/app?sort=name")),
+            "/ui/r/app?sort=name"
+        );
         for bad in [
             None,
             Some("https://evil.example/"),
@@ -271,7 +281,10 @@ mod tests {
     #[test]
     fn cookies_are_found_by_name() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; wharf_csrf=xyz; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; wharf_csrf=xyz; b=2"),
+        );
         assert_eq!(cookie(&headers, CSRF_COOKIE), Some("xyz"));
         assert_eq!(cookie(&headers, "c"), None);
     }

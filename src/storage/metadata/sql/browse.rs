@@ -133,7 +133,7 @@ fn after_condition(
 
 fn order_by(order: Order, time: &str, name: &str) -> String {
     match order {
-        Order::Name => format!("{name}"),
+        Order::Name => name.to_string(),
         Order::Newest => format!("{time} DESC, {name} DESC"),
     }
 }
