@@ -614,7 +614,7 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
     let tags = browser.get("/ui/r/team/app").await;
     // The referrer's tag is not a tag row; the untagged manifest is behind its filter.
     assert_eq!(listed(&tags), ["multi", "arm64-only", "amd64-only"]);
-    assert!(tags.body.contains("2 manifests"));
+    assert!(tags.body.contains(r#"<span class="badge platform">linux/amd64</span> <span class="badge platform">linux/arm64/v8</span>"#), "{}", tags.body);
     let untagged_page = browser.get("/ui/r/team/app?show=untagged").await;
     assert_eq!(listed(&untagged_page), [untagged]);
 

@@ -90,6 +90,7 @@ impl Registry {
                 blobs: &parsed.blobs,
                 children: &parsed.children,
                 subject: subject.as_ref(),
+                platforms: &parsed.platforms,
                 tags: &tags,
                 immutable_tags: &immutable,
                 place,

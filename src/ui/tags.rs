@@ -172,7 +172,11 @@ fn render_row(repo: &RepoName, rights: Rights, row: &ImageSummary) -> Markup {
             td {
                 (kind(&row.manifest.media_type))
                 @if is_index(&row.manifest.media_type) {
-                    " " span.badge { (row.children) " manifests" }
+                    @if row.platforms.is_empty() {
+                        " " span.badge { (row.children) " manifests" }
+                    } @else {
+                        @for p in &row.platforms { " " span.badge.platform { (p) } }
+                    }
                 }
             }
             td.num { (size(row.content_bytes + row.manifest.size)) }

@@ -1,7 +1,8 @@
 //! What the web console lists: repositories with their tag count and last
 //! push, tags with what each row shows (media type, sizes, child count), and
 //! untagged manifests; each page is one indexed query over the rows of that
-//! page (keyset paging), never a query per row. Depends only on the pure
+//! page (keyset paging), never a query per row (platforms of an index are
+//! recorded at push for this). Depends only on the pure
 //! `oci` types and this module's shared items.
 
 use async_trait::async_trait;
@@ -60,6 +61,9 @@ pub struct ImageSummary {
     pub content_bytes: u64,
     /// Manifests it lists, when it is an index.
     pub children: u64,
+    /// The platforms an index lists, as recorded at push (empty for images,
+    /// and for indexes pushed before platforms were recorded).
+    pub platforms: Vec<String>,
 }
 
 /// How a manifest is linked inside its repository.

@@ -66,6 +66,7 @@ struct SummaryRow {
     pushed_at: i64,
     content_bytes: i64,
     children: i64,
+    platforms: Option<String>,
 }
 
 impl SummaryRow {
@@ -83,14 +84,20 @@ impl SummaryRow {
             },
             content_bytes: self.content_bytes.max(0) as u64,
             children: self.children.max(0) as u64,
+            platforms: (self.platforms.unwrap_or_default().split(' '))
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
         })
     }
 }
 
 /// The per-row columns of a page of manifests `m`: the distinct blob bytes of
-/// the manifest and of the manifests it lists, and how many it lists.
+/// the manifest and of the manifests it lists, how many it lists and their
+/// platforms (recorded at push).
 const SUMMARY_COLUMNS: &str = "m.digest AS digest, m.media_type AS media_type, m.size AS size,
      m.artifact_type AS artifact_type, m.annotations AS annotations, m.pushed_at AS pushed_at,
+     m.platforms AS platforms,
      (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE b.digest IN (
          SELECT mb.blob FROM manifest_blobs mb
           WHERE mb.repository = m.repository AND mb.manifest = m.digest
