@@ -163,20 +163,29 @@ impl Browser {
 /// Pushes a config (with a run config) and a layer, and an image manifest
 /// under `tag`; returns the manifest's digest.
 async fn push_image(s: &TestServer, repo: &str, tag: &str, seed: &str) -> String {
+    let (config, layer, manifest) = image(seed);
+    s.push_blob(repo, &config).await;
+    s.push_blob(repo, &layer).await;
+    let r = s.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    sha256(&manifest)
+}
+
+/// The config (with a run config and a build history), layer and manifest
+/// of the image `seed` names; the same seed gives the same bytes.
+fn image(seed: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": [format!("SEED={seed}")], "Cmd": ["/bin/app", "--serve"],
                    "WorkingDir": "/srv", "ExposedPorts": {"8080/tcp": {}},
                    "Labels": {"org.opencontainers.image.title": "app"}},
+        "history": [{"created_by": "ENV SEED", "empty_layer": true},
+                    {"created_by": format!("COPY app-{seed} /bin/app")}],
     }))
     .unwrap();
     let layer = format!("layer for {seed}").into_bytes();
-    s.push_blob(repo, &config).await;
-    s.push_blob(repo, &layer).await;
     let manifest = common::image_manifest(&config, &[&layer]);
-    let r = s.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    sha256(&manifest)
+    (config, layer, manifest)
 }
 
 async fn v2_tags(s: &TestServer, repo: &str) -> Vec<String> {
@@ -484,15 +493,7 @@ async fn tag_pages_are_stable_across_pages_in_both_orders() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
     let digest = push_image(&s, "team/app", "seed", "a").await;
-    let manifest = common::image_manifest(
-        &serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["SEED=a"], "Cmd": ["/bin/app", "--serve"], "WorkingDir": "/srv",
-                       "ExposedPorts": {"8080/tcp": {}}, "Labels": {"org.opencontainers.image.title": "app"}},
-        }))
-        .unwrap(),
-        &[b"layer for a"],
-    );
+    let (_, _, manifest) = image("a");
     assert_eq!(sha256(&manifest), digest);
     // Many tags share a millisecond: ties are broken by name, never repeated or skipped.
     let mut expected: BTreeSet<String> = ["seed".to_string()].into();
@@ -659,6 +660,7 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
         "8080/tcp",
         "org.opencontainers.image.title=app",
         "Layers",
+        "<code title=\"COPY app-amd /bin/app\">COPY app-amd /bin/app</code>",
     ] {
         assert!(image.body.contains(shown), "{shown}\n{}", image.body);
     }
@@ -698,15 +700,7 @@ async fn console_deletes_end_where_the_api_deletes_end() {
     for repo in ["ui/app", "api/app"] {
         let shared = push_image(&s, repo, "v1", "same").await;
         let r = s
-            .put_manifest(repo, "v1-alias", OCI_MANIFEST, &common::image_manifest(
-                &serde_json::to_vec(&serde_json::json!({
-                    "architecture": "amd64", "os": "linux",
-                    "config": {"Env": ["SEED=same"], "Cmd": ["/bin/app", "--serve"], "WorkingDir": "/srv",
-                               "ExposedPorts": {"8080/tcp": {}}, "Labels": {"org.opencontainers.image.title": "app"}},
-                }))
-                .unwrap(),
-                &[b"layer for same"],
-            ))
+            .put_manifest(repo, "v1-alias", OCI_MANIFEST, &image("same").2)
             .await;
         assert_eq!(r.status(), 201);
         push_image(&s, repo, "v2", "other").await;

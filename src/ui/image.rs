@@ -79,6 +79,41 @@ struct ImageConfig {
     os: String,
     #[serde(default)]
     config: Option<RunConfig>,
+    #[serde(default)]
+    history: Vec<History>,
+}
+
+/// One step of the image's build history.
+#[derive(Debug, Default, Deserialize)]
+struct History {
+    #[serde(default)]
+    created_by: Option<String>,
+    #[serde(default)]
+    empty_layer: bool,
+}
+
+/// What built each layer: the history steps that made a layer, in order,
+/// when there is exactly one per layer (else nothing is claimed).
+fn layer_history<'a>(config: &'a ConfigView, layers: usize) -> Option<Vec<&'a str>> {
+    let ConfigView::Shown(c) = config else {
+        return None;
+    };
+    let steps: Vec<&str> = c
+        .history
+        .iter()
+        .filter(|h| !h.empty_layer)
+        .map(|h| h.created_by.as_deref().unwrap_or(""))
+        .collect();
+    (steps.len() == layers && layers > 0).then_some(steps)
+}
+
+/// A long build step, cut for the table (the whole is in the title).
+fn cut(text: &str) -> String {
+    const MAX: usize = 140;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,7 +213,7 @@ pub async fn page(
         (commands.render())
         @if let Some(d) = &document {
             @if !d.manifests.is_empty() { (platforms(repo, &commands, &d.manifests)) }
-            @if !d.layers.is_empty() { (layers(&d.layers)) }
+            @if !d.layers.is_empty() { (layers(&d.layers, layer_history(&config, d.layers.len()))) }
         }
         (config_section(&config))
         (referrers_section(repo, &referrers))
@@ -307,11 +342,19 @@ fn platforms(repo: &RepoName, commands: &Commands, children: &[Descriptor]) -> M
     }
 }
 
-fn layers(layers: &[Descriptor]) -> Markup {
+fn layers(layers: &[Descriptor], history: Option<Vec<&str>>) -> Markup {
     html! {
         h2 { "Layers" }
         table #layers {
-            thead { tr { th.num scope="col" { "#" } th scope="col" { "Digest" } th scope="col" { "Media type" } th.num scope="col" { "Size" } } }
+            thead {
+                tr {
+                    th.num scope="col" { "#" }
+                    th scope="col" { "Digest" }
+                    th scope="col" { "Media type" }
+                    th.num scope="col" { "Size" }
+                    @if history.is_some() { th scope="col" { "Created by" } }
+                }
+            }
             tbody {
                 @for (n, layer) in layers.iter().enumerate() {
                     tr {
@@ -319,6 +362,9 @@ fn layers(layers: &[Descriptor]) -> Markup {
                         td { code title=(layer.digest) { (short_digest(&layer.digest)) } }
                         td { code { (layer.media_type) } }
                         td.num { (size(layer.size)) }
+                        @if let Some(step) = history.as_ref().and_then(|h| h.get(n)) {
+                            td { code title=(step) { (cut(step)) } }
+                        }
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! last push, in keyset pages.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use maud::{Markup, html};
 
 use super::access::rights;
@@ -10,21 +11,37 @@ use super::layout::{page as shell, time};
 use super::paging::{Cursor, Params};
 use super::session::Viewer;
 use super::{Console, ok, repo_path};
-use crate::http::Query;
+use crate::http::{PeerAddr, Query};
 use crate::storage::metadata::browse::{Listing, Order, RepositorySummary};
 
 /// Batches read to fill one page with repositories the viewer may see,
 /// before the page is shown as it is (with a link onwards).
 const MAX_BATCHES: usize = 20;
 
-pub async fn page(State(console): State<Console>, viewer: Viewer, query: Query) -> UiResult {
+pub async fn page(
+    State(console): State<Console>,
+    viewer: Viewer,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    query: Query,
+) -> UiResult {
     let params = Params::parse(&query, Order::Name)?;
     let (rows, next) = visible(&console, &viewer, &params).await?;
+    let host = host_of(&console.auth.base_url(&headers, peer));
     ok(shell(
         "Repositories",
         Some(&viewer),
-        render(&params, &rows, next.as_ref()),
+        render(&params, &rows, next.as_ref(), &host),
     ))
+}
+
+/// `host[:port]` of a base URL.
+pub fn host_of(base_url: &str) -> String {
+    base_url
+        .split_once("://")
+        .map_or(base_url, |(_, host)| host)
+        .trim_end_matches('/')
+        .to_string()
 }
 
 fn cursor(r: &RepositorySummary) -> Cursor {
@@ -73,7 +90,12 @@ async fn visible(
     Ok((shown, after))
 }
 
-fn render(params: &Params, rows: &[RepositorySummary], next: Option<&Cursor>) -> Markup {
+fn render(
+    params: &Params,
+    rows: &[RepositorySummary],
+    next: Option<&Cursor>,
+    host: &str,
+) -> Markup {
     html! {
         h1 { "Repositories" }
         form.toolbar method="get" action="/ui/" role="search" {
@@ -88,7 +110,15 @@ fn render(params: &Params, rows: &[RepositorySummary], next: Option<&Cursor>) ->
             button type="submit" { "Apply" }
         }
         @if rows.is_empty() {
-            p.muted { "No repositories" @if params.filter.is_some() { " match" } "." }
+            @if params.filter.is_some() || params.after.is_some() {
+                p.muted { "No repositories match." }
+            } @else {
+                p.muted { "No repositories you may pull yet. Push an image to create one:" }
+                @let push = format!("docker push {host}/team/app:1.0");
+                div.cmdrow {
+                    pre.cmd { code { "docker tag app " (host) "/team/app:1.0" "\n" (push) } }
+                }
+            }
         } @else {
             table.rows #repositories {
                 thead { tr { th scope="col" { "Repository" } th.num scope="col" { "Tags" } th scope="col" { "Last push" } } }
