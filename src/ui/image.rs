@@ -94,7 +94,7 @@ struct History {
 
 /// What built each layer: the history steps that made a layer, in order,
 /// when there is exactly one per layer (else nothing is claimed).
-fn layer_history<'a>(config: &'a ConfigView, layers: usize) -> Option<Vec<&'a str>> {
+fn layer_history(config: &ConfigView, layers: usize) -> Option<Vec<&str>> {
     let ConfigView::Shown(c) = config else {
         return None;
     };
