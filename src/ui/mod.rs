@@ -8,7 +8,8 @@
 //! [`access::authorize`] (the page's [`access::Need`] on its repository, by
 //! `auth`'s grants) → a thin handler that makes one or two service calls →
 //! [`layout`]. Errors are [`error::UiError`], mapped to a page in one place.
-//! May use `auth`, `registry`, `oci` and `http`; no other adapter.
+//! May use `auth`, `registry`, `oci`, `http` and `notifications` (and the
+//! store's error type, as the other adapters do); no other adapter.
 
 pub mod access;
 pub mod assets;

@@ -5,7 +5,7 @@
 use super::error::{UiError, UiResult};
 use super::session::encode;
 use crate::http::Query;
-use crate::storage::metadata::browse::{Order, Position};
+use crate::registry::{Order, Position};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;

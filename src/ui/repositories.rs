@@ -12,7 +12,7 @@ use super::paging::{Cursor, Params};
 use super::session::Viewer;
 use super::{Console, ok, repo_path};
 use crate::http::{PeerAddr, Query};
-use crate::storage::metadata::browse::{Listing, Order, RepositorySummary};
+use crate::registry::{Listing, Order, RepositorySummary};
 
 /// Batches read to fill one page with repositories the viewer may see,
 /// before the page is shown as it is (with a link onwards).

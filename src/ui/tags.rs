@@ -12,7 +12,7 @@ use super::session::Viewer;
 use super::{Console, delete_path, image_path, ok, repo_path};
 use crate::http::Query;
 use crate::oci::{Reference, RepoName};
-use crate::storage::metadata::browse::{ImageSummary, Listing, Order};
+use crate::registry::{ImageSummary, Listing, Order};
 
 pub async fn page(
     console: &Console,
