@@ -550,6 +550,25 @@ async fn tag_pages_are_stable_across_pages_in_both_orders() {
         capture(&names.body, r#"<td><a href="/ui/r/([^"]+)">"#),
         ["alpha/one", "team/app"]
     );
+    // Sizes as `wharf du` counts them (config, layer and manifest of each image).
+    let usage = s.registry.usage().await.unwrap();
+    for u in &usage {
+        let shown = capture(
+            &names.body,
+            &format!(
+                r#"href="/ui/r/{}">[^<]*</a></td><td class="num">\d+</td><td class="num">([^<]+)</td>"#,
+                u.repo
+            ),
+        );
+        assert_eq!(shown.len(), 1, "{}", names.body);
+        let bytes = u.logical_bytes as f64;
+        let expected = if bytes < 1024.0 {
+            format!("{} B", u.logical_bytes)
+        } else {
+            format!("{:.1} KiB", bytes / 1024.0)
+        };
+        assert_eq!(shown[0], expected, "{}", u.repo);
+    }
     let newest = browser.get("/ui/?sort=pushed&n=1").await;
     assert_eq!(
         capture(&newest.body, r#"<td><a href="/ui/r/([^"]+)">"#),

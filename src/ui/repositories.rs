@@ -1,5 +1,5 @@
-//! `GET /ui/`: the repositories the viewer may pull, searchable, by name or
-//! last push, in keyset pages.
+//! `GET /ui/`: the repositories the viewer may pull (tags, size, last push),
+//! searchable, by name or last push, in keyset pages.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -7,7 +7,7 @@ use maud::{Markup, html};
 
 use super::access::rights;
 use super::error::UiResult;
-use super::layout::{page as shell, time};
+use super::layout::{page as shell, size, time};
 use super::paging::{Cursor, Params};
 use super::session::Viewer;
 use super::{Console, ok, repo_path};
@@ -121,12 +121,13 @@ fn render(
             }
         } @else {
             table.rows #repositories {
-                thead { tr { th scope="col" { "Repository" } th.num scope="col" { "Tags" } th scope="col" { "Last push" } } }
+                thead { tr { th scope="col" { "Repository" } th.num scope="col" { "Tags" } th.num scope="col" { "Size" } th scope="col" { "Last push" } } }
                 tbody {
                     @for r in rows {
                         tr {
                             td { a href=(repo_path(&r.name)) { (r.name) } }
                             td.num { (r.tags) }
+                            td.num { (size(r.logical_bytes)) }
                             td { (time(r.last_push_ms)) }
                         }
                     }

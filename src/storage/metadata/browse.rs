@@ -1,5 +1,5 @@
-//! What the web console lists: repositories with their tag count and last
-//! push, tags with what each row shows (media type, sizes, child count), and
+//! What the web console lists: repositories with their tag count, last push
+//! and size, tags with what each row shows (media type, sizes, child count), and
 //! untagged manifests; each page is one indexed query over the rows of that
 //! page (keyset paging), never a query per row (platforms of an index are
 //! recorded at push for this). Depends only on the pure
@@ -47,6 +47,9 @@ pub struct RepositorySummary {
     pub tags: u64,
     /// The latest manifest push, else the repository's creation (Unix ms).
     pub last_push_ms: i64,
+    /// Every distinct blob and manifest the repository can serve, as `wharf
+    /// du` counts its logical size (shared blobs count in each repository).
+    pub logical_bytes: u64,
 }
 
 /// A tag (or an untagged manifest) as the console lists it.

@@ -52,6 +52,7 @@ struct RepositoryRow {
     name: String,
     last_push: i64,
     tags: i64,
+    logical_bytes: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -161,10 +162,14 @@ impl BrowseMetadata for SqlMetadata {
         let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
         let limit = args.int(i64::from(page.limit));
         // The last push of every repository is one probe of `manifests_by_push`;
-        // tag counts are computed for the page's rows only.
+        // tag counts and sizes are computed for the page's rows only.
         let sql = format!(
             "SELECT p.name AS name, p.last_push AS last_push,
-                    (SELECT COUNT(*) FROM tags t WHERE t.repository = p.name) AS tags
+                    (SELECT COUNT(*) FROM tags t WHERE t.repository = p.name) AS tags,
+                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
+                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = p.name
+                                         UNION
+                                         SELECT m.digest FROM manifests m WHERE m.repository = p.name)) AS logical_bytes
              FROM (SELECT q.name AS name, q.last_push AS last_push
                    FROM (SELECT r.name AS name,
                                 COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
@@ -187,6 +192,7 @@ impl BrowseMetadata for SqlMetadata {
                     name: repo_name(&r.name)?,
                     tags: r.tags.max(0) as u64,
                     last_push_ms: r.last_push,
+                    logical_bytes: r.logical_bytes.max(0) as u64,
                 })
             })
             .collect()
