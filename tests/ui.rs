@@ -952,3 +952,100 @@ async fn console_deletes_send_the_webhook_events_the_api_sends() {
         ("delete".into(), "v1".into(), String::new())
     );
 }
+
+#[tokio::test]
+async fn under_tls_the_console_cookies_are_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let s = TestServer::start_with(dir.path(), move |c| {
+        secured(c);
+        c.tls.cert = cert;
+        c.tls.key = key;
+    })
+    .await;
+    let mut browser = Browser {
+        http: reqwest::Client::builder()
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+            ])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: format!("https://localhost:{}", s.addr.port()),
+        cookies: BTreeMap::new(),
+    };
+    let form = browser.get("/ui/login").await;
+    let csrf_cookie = form.headers[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    let signed = browser
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("username", ALICE.0),
+                ("password", ALICE.1),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let cookies: Vec<&str> = signed
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for cookie in cookies {
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
+    }
+    let home = browser.get("/ui/").await;
+    assert_eq!(home.status, 200);
+    // The commands name the HTTPS host, without plain-HTTP flags.
+    push_tls_image(&browser).await;
+    let image = browser.get("/ui/r/team/app/-/image/v1").await;
+    let host = format!("localhost:{}", s.addr.port());
+    assert!(
+        image
+            .body
+            .contains(&format!("<code>oras pull {host}/team/app@")),
+        "{}",
+        image.body
+    );
+}
+
+/// Pushes one image as alice over the TLS client of `browser`.
+async fn push_tls_image(browser: &Browser) {
+    let (config, layer, manifest) = image("tls");
+    for blob in [&config, &layer] {
+        let r = browser
+            .http
+            .post(format!(
+                "{}/v2/team/app/blobs/uploads/?digest={}",
+                browser.base,
+                sha256(blob)
+            ))
+            .basic_auth(ALICE.0, Some(ALICE.1))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = browser
+        .http
+        .put(format!("{}/v2/team/app/manifests/v1", browser.base))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
