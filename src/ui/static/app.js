@@ -45,14 +45,16 @@
       b.addEventListener("click", function () { copy(b.dataset.copy, b); });
     });
 
-    // Live filtering of the rows shown; the form still filters on the server.
+    // Live filtering of the rows shown by name (their first cell), as the
+    // form filters on the server.
     document.querySelectorAll("input[data-filter]").forEach(function (input) {
       var table = document.getElementById(input.dataset.filter);
       if (!table) { return; }
       input.addEventListener("input", function () {
         var needle = input.value.toLowerCase();
         table.querySelectorAll("tbody tr").forEach(function (row) {
-          row.hidden = needle !== "" && row.textContent.toLowerCase().indexOf(needle) < 0;
+          var name = (row.cells[0] || row).textContent.toLowerCase();
+          row.hidden = needle !== "" && name.indexOf(needle) < 0;
         });
       });
     });
