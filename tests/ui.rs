@@ -188,6 +188,30 @@ fn image(seed: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (config, layer, manifest)
 }
 
+/// Pushes an image as `repo:latest` with Alice's credentials (HTTP Basic).
+async fn push_as_alice(s: &TestServer, repo: &str) {
+    let basic = |r: reqwest::RequestBuilder| r.basic_auth(ALICE.0, Some(ALICE.1));
+    let (config, layer, manifest) = image(repo);
+    for blob in [&config, &layer] {
+        let r = basic(s.http.post(s.url(&format!(
+            "/v2/{repo}/blobs/uploads/?digest={}",
+            sha256(blob)
+        ))))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = basic(s.http.put(s.url(&format!("/v2/{repo}/manifests/latest"))))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
 async fn v2_tags(s: &TestServer, repo: &str) -> Vec<String> {
     let r = s
         .http
@@ -397,29 +421,9 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
 async fn a_repository_one_may_not_pull_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
-    let basic = |r: reqwest::RequestBuilder| r.basic_auth(ALICE.0, Some(ALICE.1));
     // Alice pushes (HTTP Basic), to a repository Bob may pull and one he may not.
     for repo in ["team/app", "secret/db"] {
-        let config = br#"{"architecture":"amd64","os":"linux"}"#;
-        for blob in [&config[..], b"layer"] {
-            let r = basic(s.http.post(s.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            ))))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .unwrap();
-            assert_eq!(r.status(), 201);
-        }
-        let manifest = common::image_manifest(config, &[b"layer"]);
-        let r = basic(s.http.put(s.url(&format!("/v2/{repo}/manifests/latest"))))
-            .header("content-type", OCI_MANIFEST)
-            .body(manifest)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        push_as_alice(&s, repo).await;
     }
 
     let mut bob = Browser::new(&s);
@@ -1048,4 +1052,69 @@ async fn push_tls_image(browser: &Browser) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn anonymous_visitors_stored_users_and_access_tokens_see_what_they_may_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), |c| {
+        secured(c);
+        c.auth.anonymous_pull = vec!["public/*".into()];
+        c.auth.rules.push(Rule {
+            who: vec!["carol".into()],
+            repositories: vec!["team/*".into()],
+            actions: vec!["pull".into()],
+            catalog: false,
+        });
+    })
+    .await;
+    for repo in ["public/site", "team/app"] {
+        push_as_alice(&s, repo).await;
+    }
+    // Not signed in: what anonymous pulls may pull, and a way to sign in.
+    let mut visitor = Browser::new(&s);
+    let home = visitor.get("/ui/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains(r#"href="/ui/r/public/site""#));
+    assert!(!home.body.contains("team/app"));
+    assert!(home.body.contains(r#"<a href="/ui/login">Sign in</a>"#));
+    assert_eq!(visitor.get("/ui/r/team/app").await.status, 404);
+    assert_eq!(visitor.get("/ui/r/public/site").await.status, 200);
+
+    // A stored user (`wharf user add`): a new password ends the session at once.
+    let store = wharf::storage::SqlMetadata::open(&s.database)
+        .await
+        .unwrap();
+    wharf::admin::add_user(&store, "carol", "carol-password-1", vec![])
+        .await
+        .unwrap();
+    let mut carol = Browser::new(&s);
+    carol.sign_in(("carol", "carol-password-1")).await;
+    assert_eq!(carol.get("/ui/r/team/app").await.status, 200);
+    wharf::admin::set_password(&store, "carol", "carol-password-2")
+        .await
+        .unwrap();
+    let after = carol.get("/ui/").await;
+    assert!(!after.body.contains("Signed in as"), "{}", after.body);
+    assert_eq!(carol.get("/ui/r/team/app").await.status, 404);
+
+    // An access token signs in too, limited to its scopes, until revoked.
+    let secret = wharf::admin::create_token(&store, "ci", &["repository:team/*:pull".into()], None)
+        .await
+        .unwrap();
+    let mut robot = Browser::new(&s);
+    robot.sign_in(("robot", &secret)).await;
+    let home = robot.get("/ui/").await;
+    assert!(home.body.contains("Signed in as <strong>token:ci</strong>"));
+    assert!(home.body.contains(r#"href="/ui/r/team/app""#));
+    assert!(
+        !robot
+            .get("/ui/r/team/app")
+            .await
+            .body
+            .contains("/-/delete/")
+    );
+    wharf::admin::revoke_token(&store, "ci").await.unwrap();
+    assert!(!robot.get("/ui/").await.body.contains("Signed in as"));
+    assert_eq!(robot.get("/ui/r/team/app").await.status, 404);
 }
