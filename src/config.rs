@@ -139,6 +139,9 @@ pub struct RunnerConfig {
     /// The most tasks a service may ask for (CreateService/UpdateService `desiredCount`).
     pub max_desired_count: u32,
     // The embedded container instance (README "Container instances").
+    /// Whether this server's own Docker Engine is a container instance of
+    /// every cluster; false when only `wharf agent` hosts run tasks.
+    pub embedded_instance: bool,
     /// CPU units it registers; unset: the engine's CPUs × 1024.
     pub cpu: Option<u32>,
     /// MiB it registers; unset: the engine's memory.
@@ -147,6 +150,9 @@ pub struct RunnerConfig {
     pub availability_zone: String,
     /// Host TCP ports no task may take (besides Wharf's own `listen` port).
     pub reserved_ports: Vec<u16>,
+    /// Seconds an agent may be disconnected before its service tasks are
+    /// replaced on other instances (README "Agents").
+    pub agent_lost_seconds: u64,
 }
 
 impl Default for RunnerConfig {
@@ -157,6 +163,8 @@ impl Default for RunnerConfig {
             docker_host: String::new(),
             poll_interval_ms: 1_000,
             retain_stopped_seconds: 3_600,
+            agent_lost_seconds: 300,
+            embedded_instance: true,
             publish_address: safety.publish_address,
             allowed_capabilities: safety.allowed_capabilities.into_iter().collect(),
             allow_host_network: safety.allow_host_network,

@@ -29,6 +29,7 @@
 //!   HTTP/1), `notifications`.
 
 pub mod admin;
+pub mod agent;
 pub mod auth;
 pub mod aws;
 pub mod body;

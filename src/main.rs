@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::args::{Cli, Command, ServeArgs};
-use cli::{maintenance, runner, serve, users};
+use cli::{agent, maintenance, runner, serve, users};
 
 fn main() -> ExitCode {
     private_umask();
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Task { command, common } => runtime.block_on(runner::task(command, common)),
         Command::Service { command, common } => runtime.block_on(runner::service(command, common)),
         Command::Fsck { repair, common } => runtime.block_on(maintenance::fsck(repair, common)),
+        Command::Agent(args) => runtime.block_on(agent::agent(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

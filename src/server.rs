@@ -293,6 +293,7 @@ async fn open_runner(
             safety: config.runner.safety(),
             max_desired_count: i64::from(config.runner.max_desired_count),
             embedded: crate::runner::EmbeddedSettings {
+                disabled: !config.runner.embedded_instance,
                 cpu: config.runner.cpu,
                 memory_mib: config.runner.memory_mib,
                 availability_zone: config.runner.availability_zone.clone(),
@@ -304,6 +305,7 @@ async fn open_runner(
                     .chain([config.listen.port()])
                     .collect(),
             },
+            agent_lost_timeout: Duration::from_secs(config.runner.agent_lost_seconds),
         },
     )
     .await?;

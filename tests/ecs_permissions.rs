@@ -47,8 +47,9 @@ struct Wharf {
     port: u16,
     child: Option<Child>,
     http: reqwest::Client,
-    /// An ECS client per user of [`USERS`].
+    /// An ECS client per user of [`USERS`], and its access key.
     clients: Vec<Client>,
+    keys: Vec<(String, String)>,
     /// Access token secrets: pull-only and push on `team/*`.
     pull_token: String,
     push_token: String,
@@ -102,6 +103,7 @@ interval_seconds = 0
         let names: Vec<String> = USERS.iter().map(|u| u.to_string()).collect();
         let secrets = wharf::auth::SecretsKey::load(&dir.path().join("secrets-key"), true).unwrap();
         let mut clients = Vec::new();
+        let mut keys = Vec::new();
         for user in USERS {
             let (id, secret) = wharf::admin::create_access_key(&store, &secrets, user, &names)
                 .await
@@ -110,11 +112,12 @@ interval_seconds = 0
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))
                 .endpoint_url(format!("http://127.0.0.1:{port}"))
-                .credentials_provider(Credentials::new(id, secret, None, None, "wharf-test"))
+                .credentials_provider(Credentials::new(&id, &secret, None, None, "wharf-test"))
                 .http_client(aws_smithy_http_client::Builder::new().build_http())
                 .retry_config(RetryConfig::disabled())
                 .build();
             clients.push(Client::from_conf(config));
+            keys.push((id, secret));
         }
         let pull_token =
             wharf::admin::create_token(&store, "reader", &["repository:team/*:pull".into()], None)
@@ -153,6 +156,7 @@ interval_seconds = 0
             child: Some(child),
             http: reqwest::Client::new(),
             clients,
+            keys,
             pull_token,
             push_token,
         };
@@ -1761,4 +1765,304 @@ async fn services_place_by_their_rules() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Opens an agent channel as `user` for `instance`, signing `signed_for`
+/// (the instance the signature covers) with protocol `version`; the
+/// WebSocket, or the refusal's status and ECS error name.
+async fn agent_channel(
+    w: &Wharf,
+    user: Option<&str>,
+    instance: &str,
+    signed_for: &str,
+    version: u32,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, (u16, String)> {
+    use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+    let query = |i: &str| {
+        let i: String = form_urlencoded::byte_serialize(i.as_bytes()).collect();
+        format!("/agent/v1/channel?cluster=default&containerInstance={i}&protocolVersion={version}")
+    };
+    let authority = format!("127.0.0.1:{}", w.port);
+    let mut request = http::Request::get(format!("ws://{authority}{}", query(instance)))
+        .header("host", &authority)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", generate_key());
+    if let Some(user) = user {
+        let (id, secret) = &w.keys[USERS.iter().position(|u| *u == user).unwrap()];
+        let key = wharf::aws::sigv4::ClientKey {
+            access_key_id: id,
+            secret,
+            region: "us-east-1",
+            service: "ecs",
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signed = wharf::aws::sigv4::sign(
+            &key,
+            "GET",
+            &query(signed_for),
+            &[("host", authority.as_str())],
+            b"",
+            now,
+        );
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+    }
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    match tokio_tungstenite::client_async(request.body(()).unwrap(), tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                body["__type"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+        Err(e) => panic!("channel: {e}"),
+    }
+}
+
+/// The agent channel: only the operator opens it, only for a registered
+/// host and with the signature covering which one; over it, a fake agent
+/// answering the engine steps runs a StartTask'd task to RUNNING, sees
+/// images only as `repo@digest`, and its departure disconnects the host.
+#[tokio::test]
+async fn agent_channels_need_the_operator_and_drive_tasks() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use wharf::runner::engine::{ContainerStatus, Listed};
+    use wharf::runner::protocol::{AgentFrame, Command as Step, Outcome, ServerFrame};
+
+    let w = Wharf::start(NO_DOCKER).await;
+    let olga = w.ecs("olga");
+    let registered = olga
+        .register_container_instance()
+        .total_resources(
+            aws_sdk_ecs::types::Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = registered
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
+    let embedded = olga
+        .list_container_instances()
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()
+        .iter()
+        .find(|a| **a != arn)
+        .unwrap()
+        .clone();
+    let refused = |r: Result<_, (u16, String)>| match r {
+        Ok(_) => panic!("the channel opened"),
+        Err(e) => e,
+    };
+    // No signature, a deployer's, a pull-only user's: refused before anything is looked up.
+    assert_eq!(
+        refused(agent_channel(&w, None, &arn, &arn, 1).await),
+        (403, "MissingAuthenticationTokenException".into())
+    );
+    for user in ["alice", "bob"] {
+        assert_eq!(
+            refused(agent_channel(&w, Some(user), &arn, &arn, 1).await),
+            (400, "AccessDeniedException".into()),
+            "{user}"
+        );
+    }
+    // The signature covers the instance: signed for one, sent for another.
+    assert_eq!(
+        refused(agent_channel(&w, Some("olga"), &arn, &embedded, 1).await).1,
+        "InvalidSignatureException"
+    );
+    // Another protocol, an unknown host, the embedded instance.
+    assert_eq!(
+        refused(agent_channel(&w, Some("olga"), &arn, &arn, 2).await).1,
+        "ClientException"
+    );
+    let unknown = format!("{}/{}", arn.rsplit_once('/').unwrap().0, "0".repeat(32));
+    for instance in [&unknown, &embedded] {
+        assert_eq!(
+            refused(agent_channel(&w, Some("olga"), instance, instance, 1).await).1,
+            "InvalidParameterException",
+            "{instance}"
+        );
+    }
+
+    let mut ws = agent_channel(&w, Some("olga"), &arn, &arn, 1)
+        .await
+        .unwrap();
+    let next =
+        |text: Message| serde_json::from_str::<ServerFrame>(text.to_text().unwrap()).unwrap();
+    let ServerFrame::Hello {
+        container_instance_arn,
+        installation,
+        ..
+    } = next(ws.next().await.unwrap().unwrap())
+    else {
+        panic!("no hello first")
+    };
+    assert_eq!(container_instance_arn, arn);
+    let connected = |w: &Wharf| {
+        let olga = w.ecs("olga").clone();
+        let arn = arn.clone();
+        async move {
+            olga.describe_container_instances()
+                .container_instances(arn)
+                .send()
+                .await
+                .unwrap()
+                .container_instances()[0]
+                .agent_connected()
+        }
+    };
+    assert!(connected(&w).await);
+
+    push_image(&w, "team/app", vec![7; 64]).await;
+    let definition = w
+        .register("alice", "agent-app", &["team/app"], "sleep 600")
+        .await
+        .unwrap();
+    // StartTask is the deployer's call, as RunTask: bob may not start alice's task.
+    assert_eq!(
+        code(
+            w.ecs("bob")
+                .start_task()
+                .task_definition(&definition)
+                .container_instances(&arn)
+                .send()
+                .await
+        ),
+        "ClientException"
+    );
+    let started = w
+        .ecs("alice")
+        .start_task()
+        .task_definition(&definition)
+        .container_instances(&arn)
+        .container_instances(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.tasks().len(), 1);
+    assert_eq!(
+        started.tasks()[0].container_instance_arn(),
+        Some(arn.as_str())
+    );
+    assert_eq!(started.failures()[0].reason(), Some("MISSING"));
+    let task = started.tasks()[0].task_arn().unwrap().to_string();
+    let task_id = task.rsplit('/').next().unwrap().to_string();
+
+    // The fake agent: one container, created and started on request.
+    let mut created: Option<String> = None;
+    let mut started_container = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the task never ran");
+        let described = w
+            .ecs("alice")
+            .describe_tasks()
+            .tasks(&task)
+            .send()
+            .await
+            .unwrap();
+        if described.tasks()[0].last_status() == Some("RUNNING") {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let ServerFrame::Command { id, command } = next(frame) else {
+            continue;
+        };
+        let outcome = match command {
+            Step::Pull { image, token } => {
+                assert!(image.starts_with("team/app@sha256:"), "{image}");
+                assert!(token.is_some(), "a pull-only token comes with the pull");
+                Outcome::Done
+            }
+            Step::Create { spec } => {
+                assert!(spec.image.starts_with("team/app@sha256:"), "{}", spec.image);
+                assert_eq!(spec.labels.get("wharf.instance"), Some(&installation));
+                created = Some("c0ffee".repeat(8));
+                Outcome::Created {
+                    id: created.clone().unwrap(),
+                }
+            }
+            Step::Start { id } => {
+                assert_eq!(Some(&id), created.as_ref());
+                started_container = true;
+                Outcome::Done
+            }
+            Step::Inspect { .. } => Outcome::Inspected {
+                status: created.clone().map(|id| ContainerStatus {
+                    id,
+                    running: started_container,
+                    exited: false,
+                    exit_code: None,
+                    oom_killed: false,
+                    health: wharf::runner::status::HealthStatus::Unknown,
+                    error: None,
+                    bindings: Vec::new(),
+                }),
+            },
+            Step::List { .. } => Outcome::Listed {
+                containers: created
+                    .iter()
+                    .map(|id| Listed {
+                        id: id.clone(),
+                        task: task_id.clone(),
+                        container: "c0".into(),
+                        running: started_container,
+                    })
+                    .collect(),
+            },
+            other => Outcome::Failed {
+                message: format!("unexpected {other:?}"),
+            },
+        };
+        let reply = serde_json::to_string(&AgentFrame::Reply { id, outcome }).unwrap();
+        ws.send(Message::Text(reply.into())).await.unwrap();
+    }
+
+    // The agent goes: the host is disconnected, its task is not declared dead.
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected(&w).await {
+        assert!(Instant::now() < deadline, "still connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let described = w
+        .ecs("alice")
+        .describe_tasks()
+        .tasks(&task)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.tasks()[0].last_status(), Some("RUNNING"));
+    assert_eq!(
+        described.tasks()[0].desired_status(),
+        Some("RUNNING"),
+        "a disconnected host's task keeps running until the agent is lost"
+    );
 }

@@ -244,6 +244,47 @@ async fn admit<T: Service>(
     Ok((operation, principal, body))
 }
 
+/// Authenticates a signed request without a body (`wharf agent`'s channel,
+/// a WebSocket upgrade): the signature over the empty payload, for
+/// `service`'s signing name.
+pub async fn authenticate_bodiless(
+    auth: &Auth,
+    settings: &AwsSettings,
+    service: &str,
+    parts: &Parts,
+) -> Result<Principal, Refusal> {
+    let expect = Expect {
+        region: &settings.region,
+        service,
+        signed: &[],
+    };
+    let header = header_lookup(parts);
+    let request = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        header: &header,
+    };
+    let signer = authenticate(auth, &request, &expect)
+        .await
+        .inspect_err(count_failure)?;
+    match signer {
+        None => Ok(Principal::Anonymous),
+        Some(signer) => {
+            sigv4::verify(
+                &signer.credential,
+                &signer.checked,
+                &signer.secret,
+                &request,
+                b"",
+            )
+            .map_err(Refusal::from)
+            .inspect_err(count_failure)?;
+            Ok(signer.principal)
+        }
+    }
+}
+
 fn count_failure(refusal: &Refusal) {
     if !matches!(refusal, Refusal::Store(_)) {
         metrics().auth_failure("signature");

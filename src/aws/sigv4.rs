@@ -291,8 +291,47 @@ pub fn verify(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         ));
     }
+    let expected = signature(
+        secret,
+        &Scope {
+            date: &cred.date,
+            region: &cred.region,
+            service: &cred.service,
+        },
+        &checked.timestamp,
+        &cred.signed_headers,
+        request,
+        &payload_hash,
+    );
+    if expected.as_bytes().ct_eq(cred.signature.as_bytes()).into() {
+        Ok(())
+    } else {
+        Err(invalid(
+            "The request signature we calculated does not match the signature you provided. \
+             Check your AWS Secret Access Key and signing method.",
+        ))
+    }
+}
+
+/// A credential scope: the day, region and service a signature is for.
+struct Scope<'a> {
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+/// The hex signature of `request` over `signed_headers` and `payload_hash`,
+/// as both the verifier and the signer compute it.
+fn signature(
+    secret: &str,
+    scope: &Scope<'_>,
+    timestamp: &str,
+    signed_headers: &[String],
+    request: &SignedRequest<'_>,
+    payload_hash: &str,
+) -> String {
     let mut canonical_headers = String::new();
-    for name in &cred.signed_headers {
+    for name in signed_headers {
         let values: Vec<String> = (request.header)(name)
             .iter()
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -305,31 +344,98 @@ pub fn verify(
         uri_encode(request.path, true),
         canonical_query(request.query),
         canonical_headers,
-        cred.signed_headers.join(";"),
+        signed_headers.join(";"),
         payload_hash
     );
-    let scope = format!(
+    let credential_scope = format!(
         "{}/{}/{}/aws4_request",
-        cred.date, cred.region, cred.service
+        scope.date, scope.region, scope.service
     );
     let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        checked.timestamp,
+        "AWS4-HMAC-SHA256\n{timestamp}\n{credential_scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), cred.date.as_bytes());
-    let k_region = hmac(&k_date, cred.region.as_bytes());
-    let k_service = hmac(&k_region, cred.service.as_bytes());
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), scope.date.as_bytes());
+    let k_region = hmac(&k_date, scope.region.as_bytes());
+    let k_service = hmac(&k_region, scope.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
-    let expected = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(cred.signature.as_bytes()).into() {
-        Ok(())
-    } else {
-        Err(invalid(
-            "The request signature we calculated does not match the signature you provided. \
-             Check your AWS Secret Access Key and signing method.",
-        ))
-    }
+    hex::encode(hmac(&k_signing, string_to_sign.as_bytes()))
+}
+
+/// A client's access key and the scope it signs for.
+pub struct ClientKey<'a> {
+    pub access_key_id: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+/// The headers that sign a request as a client (`wharf agent`): `x-amz-date`,
+/// `x-amz-content-sha256` and `authorization`, to be sent with `host` (which
+/// must be among `headers`, as sent) and the other `headers`, all signed.
+pub fn sign(
+    key: &ClientKey<'_>,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    now: i64,
+) -> Vec<(&'static str, String)> {
+    let ClientKey {
+        access_key_id,
+        secret,
+        region,
+        service,
+    } = *key;
+    let timestamp = basic_time(now);
+    let date = timestamp.get(..8).unwrap_or_default().to_string();
+    let payload_hash = hex::encode(Sha256::digest(body));
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    all.push(("x-amz-date".into(), timestamp.clone()));
+    all.push(("x-amz-content-sha256".into(), payload_hash.clone()));
+    all.sort();
+    let signed_headers: Vec<String> = all.iter().map(|(k, _)| k.clone()).collect();
+    let lookup = |name: &str| {
+        all.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let request = SignedRequest {
+        method,
+        path,
+        query,
+        header: &lookup,
+    };
+    let scope = Scope {
+        date: &date,
+        region,
+        service,
+    };
+    let signature = signature(
+        secret,
+        &scope,
+        &timestamp,
+        &signed_headers,
+        &request,
+        &payload_hash,
+    );
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{region}/{service}/aws4_request, \
+         SignedHeaders={}, Signature={signature}",
+        signed_headers.join(";")
+    );
+    vec![
+        ("x-amz-date", timestamp),
+        ("x-amz-content-sha256", payload_hash),
+        ("authorization", authorization),
+    ]
 }
 
 #[cfg(test)]
@@ -447,6 +553,50 @@ mod tests {
             s.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         });
         assert_eq!(r.run(&expect_ecr(), BODY), Ok(()));
+    }
+
+    /// What `sign` produces, checked the way the server checks requests,
+    /// including a query string and a tampered copy.
+    #[test]
+    fn our_signer_verifies_and_binds_the_query() {
+        let now = 1_700_000_000;
+        let path = "/agent/v1/channel?cluster=a%20b&containerInstance=arn%3Aaws%3Aecs%3Ax";
+        let headers = [("host", "192.0.2.1:5000")];
+        let key = ClientKey {
+            access_key_id: "AKID",
+            secret: "secret",
+            region: "us-east-1",
+            service: "ecs",
+        };
+        let signed = super::sign(&key, "GET", path, &headers, b"", now);
+        let mut all: HashMap<String, Vec<String>> = HashMap::new();
+        all.insert("host".into(), vec!["192.0.2.1:5000".into()]);
+        for (k, v) in &signed {
+            all.insert((*k).to_string(), vec![v.clone()]);
+        }
+        let lookup = |name: &str| all.get(name).cloned().unwrap_or_default();
+        let authorization = lookup("authorization").remove(0);
+        let cred = parse_authorization(&authorization).unwrap();
+        let expect = Expect {
+            region: "us-east-1",
+            service: "ecs",
+            signed: &[],
+        };
+        let (p, q) = path.split_once('?').unwrap();
+        let request = SignedRequest {
+            method: "GET",
+            path: p,
+            query: q,
+            header: &lookup,
+        };
+        let checked = check(&cred, &request, &expect, now).unwrap();
+        assert_eq!(verify(&cred, &checked, "secret", &request, b""), Ok(()));
+        assert!(verify(&cred, &checked, "other", &request, b"").is_err());
+        let tampered = SignedRequest {
+            query: "cluster=a%20b&containerInstance=other",
+            ..request
+        };
+        assert!(verify(&cred, &checked, "secret", &tampered, b"").is_err());
     }
 
     #[test]

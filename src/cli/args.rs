@@ -81,6 +81,48 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Make this host a container instance of a cluster: register it with a
+    /// Wharf server and run the tasks the server places on it, on this
+    /// host's Docker Engine. The access key comes from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, or --key-file.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The Wharf server's URL, e.g. https://registry.example.com:5000.
+    #[arg(long, env = "WHARF_SERVER")]
+    pub server: String,
+    /// The cluster to join.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// The Docker Engine's socket, unix:///path (default: DOCKER_HOST, else /var/run/docker.sock).
+    #[arg(long, default_value = "")]
+    pub docker_host: String,
+    /// An attribute of this instance, e.g. ecs.availability-zone=zone-a (repeatable).
+    #[arg(long = "attribute", value_name = "NAME=VALUE")]
+    pub attributes: Vec<String>,
+    /// CPU units to register (default: the engine's CPUs × 1024).
+    #[arg(long, value_name = "UNITS")]
+    pub cpu: Option<u32>,
+    /// Memory to register in MiB (default: the engine's).
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
+    /// Host TCP ports no task may take, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "22,2375,2376")]
+    pub reserved_ports: Vec<u16>,
+    /// A file of AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// The region the server signs for (its `ecr.region`).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Where the agent remembers which container instance it is.
+    #[arg(long, default_value = "/var/lib/wharf-agent")]
+    pub state_dir: PathBuf,
+    /// CA certificates (PEM) to trust for an https server (default: the system's).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]

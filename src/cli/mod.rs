@@ -2,6 +2,7 @@
 //! group, and output formatting (`output`). Calls the library through
 //! `wharf::server`'s factories and `wharf::admin`; prints only here.
 
+pub mod agent;
 pub mod args;
 pub mod maintenance;
 mod output;

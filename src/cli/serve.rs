@@ -29,7 +29,7 @@ pub async fn serve(args: ServeArgs) -> Result {
 }
 
 /// Log lines on stderr: `RUST_LOG` if set, else `log`, in `log_format`.
-fn init_tracing(config: &Config) {
+pub(super) fn init_tracing(config: &Config) {
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
     let logs = tracing_subscriber::fmt()
@@ -43,7 +43,7 @@ fn init_tracing(config: &Config) {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -6,6 +6,7 @@
 
 mod access;
 mod attributes;
+mod channel;
 mod clusters;
 mod error;
 mod instances;
@@ -53,13 +54,17 @@ where
     }
 }
 
-/// `GET /ecs/tasks/{task}/logs?container=NAME&tail=N`: a task's container logs.
+/// `GET /ecs/tasks/{task}/logs?container=NAME&tail=N`: a task's container
+/// logs; `GET /agent/v1/channel`: the channel of a `wharf agent`.
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     EcsState: FromRef<S>,
+    aws::AwsSettings: FromRef<S>,
 {
-    Router::new().route("/ecs/tasks/{task}/logs", get(logs::logs))
+    Router::new()
+        .route("/ecs/tasks/{task}/logs", get(logs::logs))
+        .route(crate::runner::protocol::CHANNEL_PATH, get(channel::channel))
 }
 
 /// One authenticated ECS request.
@@ -150,6 +155,7 @@ async fn dispatch(call: &Call<'_>, operation: Operation) -> Result<Value, EcsErr
         Op::ListTaskDefinitions => task_definitions::list(call).await,
         Op::ListTaskDefinitionFamilies => task_definitions::families(call).await,
         Op::RunTask => tasks::run(call).await,
+        Op::StartTask => tasks::start(call).await,
         Op::StopTask => tasks::stop(call).await,
         Op::DescribeTasks => tasks::describe(call).await,
         Op::ListTasks => tasks::list(call).await,

@@ -17,6 +17,7 @@ crate::aws::operations! {
         ListTaskDefinitions,
         ListTaskDefinitionFamilies,
         RunTask,
+        StartTask,
         StopTask,
         DescribeTasks,
         ListTasks,
@@ -61,6 +62,7 @@ impl Operation {
             | ListTaskDefinitions
             | ListTaskDefinitionFamilies
             | RunTask
+            | StartTask
             | StopTask
             | DescribeTasks
             | ListTasks
@@ -108,6 +110,7 @@ mod tests {
                 EcsNeed::Owner,
             ),
             ("RunTask", RunTask, EcsNeed::Owner),
+            ("StartTask", StartTask, EcsNeed::Owner),
             ("StopTask", StopTask, EcsNeed::Owner),
             ("DescribeTasks", DescribeTasks, EcsNeed::Owner),
             ("ListTasks", ListTasks, EcsNeed::Owner),

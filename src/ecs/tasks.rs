@@ -1,4 +1,4 @@
-//! RunTask, StopTask, DescribeTasks, ListTasks.
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -67,6 +67,52 @@ pub async fn run(call: &Call<'_>) -> Result<Value, EcsError> {
         )
         .await?;
     // What fits nowhere is answered, not refused (ECS: 200 with failures).
+    Ok(json!({ "tasks": launched.tasks, "failures": launched.failures }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartInput {
+    task_definition: String,
+    cluster: Option<String>,
+    container_instances: Vec<String>,
+    started_by: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    overrides: TaskOverride,
+}
+
+/// StartTask: one task on each named container instance (at most 10),
+/// without placement rules; an instance that cannot take it is a failure
+/// (`MISSING`, `INACTIVE`, or a placement reason), as ECS answers.
+pub async fn start(call: &Call<'_>) -> Result<Value, EcsError> {
+    let input: StartInput = call.input()?;
+    if input.container_instances.is_empty() || input.container_instances.len() > 10 {
+        return Err(EcsError::InvalidParameter(
+            "containerInstances: between 1 and 10 container instances".into(),
+        ));
+    }
+    if input.started_by.as_ref().is_some_and(|s| s.len() > 128) {
+        return Err(EcsError::InvalidParameter(
+            "startedBy: at most 128 characters".into(),
+        ));
+    }
+    let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
+    let definition = call.runnable_definition(&input.task_definition).await?;
+    let launched = call
+        .runner
+        .launch(
+            &definition,
+            RunTask {
+                cluster,
+                started_by: input.started_by,
+                group: input.group,
+                overrides: input.overrides,
+                instances: Some(input.container_instances),
+                ..Default::default()
+            },
+        )
+        .await?;
     Ok(json!({ "tasks": launched.tasks, "failures": launched.failures }))
 }
 

@@ -266,8 +266,8 @@ impl Runner {
     }
 
     /// RegisterContainerInstance: a new ACTIVE instance, or the same one
-    /// again when `container_instance_arn` names it. Until `wharf agent`
-    /// connects (a later version), a registered host is not connected and
+    /// again when `container_instance_arn` names it. Until its agent's
+    /// channel is open (`agents`), a registered host is not connected and
     /// gets no placements.
     pub async fn register_instance(&self, r: Registration) -> Result<ContainerInstance> {
         let mut attributes = BTreeMap::new();
@@ -368,6 +368,8 @@ impl Runner {
                     attributes,
                     version_info: r.version_info.clone(),
                     registered_at_ms: crate::registry::now_ms(),
+                    agent_seen_ms: None,
+                    agent_session: None,
                 };
                 let doc = serde_json::to_string(&record).map_err(corrupt)?;
                 self.inner
@@ -405,10 +407,15 @@ impl Runner {
             let changed = record.status != InstanceState::Inactive;
             record.status = InstanceState::Inactive;
             record.agent_connected = false;
+            record.agent_session = None;
             Ok(changed)
         })
         .await?
         .ok_or_else(not_found)?;
+        // Its agent is told by the channel closing; it cannot connect again.
+        if let Some(session) = self.inner.sessions.get(cluster, id) {
+            session.close();
+        }
         self.wake();
         self.instance_shape(cluster, id).await
     }

@@ -117,6 +117,9 @@ impl Runner {
 
     /// Registers the embedded instance in `cluster` unless it is there.
     pub(super) async fn ensure_embedded(&self, cluster: &str) -> Result<()> {
+        if self.inner.settings.embedded.disabled {
+            return Ok(());
+        }
         let id = self.embedded_id(cluster);
         if self.inner.store.instance(cluster, &id).await?.is_some() {
             return Ok(());
@@ -140,6 +143,8 @@ impl Runner {
             attributes: BTreeMap::new(),
             version_info: VersionInfo::default(),
             registered_at_ms: crate::registry::now_ms(),
+            agent_seen_ms: None,
+            agent_session: None,
         };
         self.describe_host(&mut record, &info, connected);
         let doc = serde_json::to_string(&record).map_err(corrupt)?;
@@ -150,6 +155,9 @@ impl Runner {
     /// The loop's pass over the embedded instances: every cluster has one,
     /// and each says whether the engine answers and what it offers.
     pub(super) async fn refresh_embedded(&self, reachable: bool) -> Result<()> {
+        if self.inner.settings.embedded.disabled {
+            return Ok(());
+        }
         let info = if reachable {
             self.engine_info().await
         } else {

@@ -62,8 +62,9 @@ impl From<bollard::errors::Error> for EngineError {
     }
 }
 
-/// One container to create.
-#[derive(Debug, Clone, Default)]
+/// One container to create (also what `wharf agent` is asked to create).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
@@ -88,7 +89,8 @@ pub struct ContainerSpec {
 }
 
 /// What the engine knows about a container now.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     pub id: String,
     pub running: bool,
@@ -104,7 +106,8 @@ pub struct ContainerStatus {
 }
 
 /// A container found by its labels.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Listed {
     pub id: String,
     pub task: String,
@@ -114,7 +117,8 @@ pub struct Listed {
 
 /// What the engine says of its host: the embedded container instance
 /// registers these (README, "Container instances").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EngineInfo {
     pub cpus: u32,
     pub memory_mib: u32,

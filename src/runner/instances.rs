@@ -25,6 +25,9 @@ use super::{Result, Runner, RunnerError, corrupt};
 /// (`[runner]` in the configuration).
 #[derive(Debug, Clone, Default)]
 pub struct EmbeddedSettings {
+    /// No embedded instance: every task runs on a `wharf agent`'s host
+    /// (`runner.embedded_instance = false`).
+    pub disabled: bool,
     /// CPU units to register instead of the engine's CPUs × 1024.
     pub cpu: Option<u32>,
     /// MiB to register instead of the engine's memory.
@@ -80,6 +83,14 @@ pub struct InstanceRecord {
     #[serde(default)]
     pub version_info: VersionInfo,
     pub registered_at_ms: i64,
+    /// When a replica last heard the agent (connected) or saw its channel
+    /// close (disconnected); `None` before its first connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_seen_ms: Option<i64>,
+    /// The agent's current connection (`remote::Session::id`), so the end
+    /// of an older connection does not mark a reconnected agent away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session: Option<String>,
 }
 
 /// ECS `Resource`.

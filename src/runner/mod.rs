@@ -19,6 +19,7 @@
 //! instance (`embedded`), this server's own engine, registered in every
 //! cluster.
 
+mod agents;
 pub mod attributes;
 mod definitions;
 mod embedded;
@@ -32,6 +33,8 @@ mod memory;
 pub mod model;
 pub mod placement;
 mod placing;
+pub mod protocol;
+mod remote;
 mod safety;
 mod scheduler;
 mod services;
@@ -53,6 +56,7 @@ use engine::ContainerEngine;
 use images::RegistryHosts;
 use model::{ServiceRecord, TaskRecord};
 
+pub use agents::Attached;
 pub use definitions::{DefinitionFilter, RegisterDefinition, require_revision};
 pub use instances::EmbeddedSettings;
 pub use placing::PlacementFailure;
@@ -112,6 +116,9 @@ pub struct RunnerSettings {
     pub max_desired_count: i64,
     /// What the embedded container instance registers.
     pub embedded: EmbeddedSettings,
+    /// How long an agent may be away before its service tasks are replaced
+    /// on other instances (README "Agents").
+    pub agent_lost_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -135,6 +142,10 @@ struct Inner {
     /// Whether the engine could be reached when last asked (`None`: not yet asked).
     engine_reachable: Mutex<Option<bool>>,
     wake: tokio::sync::Notify,
+    /// Wakes the supervision loops of the agents connected here.
+    agents_wake: tokio::sync::Notify,
+    /// The agents connected to this process.
+    sessions: remote::Sessions,
     /// When stopped tasks were last pruned.
     pruned_at: Mutex<Option<std::time::Instant>>,
     /// What the engine last said of its host (the embedded instance's resources).
@@ -182,6 +193,8 @@ impl Runner {
                 retries: Mutex::default(),
                 engine_reachable: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
+                agents_wake: tokio::sync::Notify::new(),
+                sessions: remote::Sessions::default(),
                 pruned_at: Mutex::default(),
                 engine_info: Mutex::default(),
                 embedded_checked: Mutex::default(),
@@ -237,7 +250,13 @@ impl Runner {
                 Err(e) => tracing::error!(error = %e, "task runner"),
             }
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => {
+                    // Agents reconnect to a replica that is still up.
+                    for session in self.inner.sessions.all() {
+                        session.close();
+                    }
+                    return;
+                }
                 () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
             }
@@ -247,6 +266,7 @@ impl Runner {
     /// Asks the loop to look again now (after an API call changed something).
     fn wake(&self) {
         self.inner.wake.notify_one();
+        self.inner.agents_wake.notify_waiters();
     }
 
     /// Records whether the engine answered (`error` is `None` or a refusal)
@@ -280,8 +300,16 @@ impl Runner {
 
     async fn tick(&self) -> Result<()> {
         self.check_embedded().await?;
-        let tasks = self.live_tasks(None).await?;
-        self.supervise(&tasks).await?;
+        self.check_agents().await?;
+        // Tasks on other hosts are supervised where their agent is connected.
+        let tasks: Vec<TaskRecord> = self
+            .live_tasks(None)
+            .await?
+            .into_iter()
+            .filter(|t| self.on_embedded(t))
+            .collect();
+        let engine = self.inner.engine.clone();
+        self.supervise(&engine, &tasks, true).await?;
         self.schedule().await?;
         self.prune().await
     }

@@ -226,6 +226,58 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// StartTask: one task of `demand` on each instance `references` names,
+    /// as long as it is registered (`MISSING`), not INACTIVE (`INACTIVE`),
+    /// and has the room and attributes (the placement reasons). No strategy
+    /// or constraint applies: the caller chose.
+    pub(super) async fn place_on(
+        &self,
+        cluster: &str,
+        demand: &TaskDemand,
+        references: &[String],
+    ) -> Result<(Vec<String>, Vec<PlacementFailure>)> {
+        let views = self.instance_views(cluster).await?;
+        let mut instances = candidates(&views);
+        let mut placed = Vec::new();
+        let mut failures = Vec::new();
+        for reference in references {
+            let arn = self.reference_arn(cluster, reference);
+            let failure = |reason: &str| PlacementFailure {
+                arn: Some(arn.clone()),
+                reason: reason.to_string(),
+            };
+            let found = super::instances::instance_id(reference)
+                .and_then(|id| views.iter().position(|v| v.record.id == id));
+            let Some(index) = found else {
+                failures.push(failure("MISSING"));
+                continue;
+            };
+            if views[index].record.status == super::status::InstanceState::Inactive {
+                failures.push(failure("INACTIVE"));
+                continue;
+            }
+            let outcome = {
+                let mut rng = rand::rng();
+                placement::place(&instances[index..=index], demand, 1, &[], &[], &mut rng)
+            };
+            match outcome.failures.first() {
+                None => {
+                    // A second task on the same instance sees this one's reservation.
+                    instances[index].tasks.push(placement::RunningTask {
+                        id: format!("starting-{}", placed.len()),
+                        group: demand.group.clone(),
+                        reserved: demand.resources.clone(),
+                    });
+                    placed.push(self.container_instance_arn(cluster, &views[index].record.id));
+                }
+                Some(f) => failures.push(failure(f.reason.as_str())),
+            }
+        }
+        Ok((placed, failures))
+    }
+}
+
 /// The service event ECS records when a task cannot be placed.
 pub fn unable_to_place_event(service: &str, failure: &PlacementFailure) -> String {
     let instance = failure

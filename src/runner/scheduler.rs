@@ -82,13 +82,23 @@ impl Runner {
         Ok(())
     }
 
-    /// The ids of live tasks on DRAINING container instances.
+    /// The ids of live tasks to move elsewhere: those on DRAINING container
+    /// instances, on deregistered ones, and on those whose agent has been
+    /// away longer than `agent_lost_timeout` (their tasks are stopped when
+    /// it comes back).
     async fn draining_tasks(&self, tasks: &[TaskRecord]) -> Result<BTreeSet<String>> {
+        use super::status::InstanceState;
+        let now = crate::registry::now_ms();
+        let timeout = self.inner.settings.agent_lost_timeout;
         let mut drained: BTreeSet<(String, String)> = BTreeSet::new();
         for stored in self.inner.store.instances(None).await? {
             let record: super::instances::InstanceRecord =
                 serde_json::from_str(&stored.doc).map_err(super::corrupt)?;
-            if record.status == super::status::InstanceState::Draining {
+            if matches!(
+                record.status,
+                InstanceState::Draining | InstanceState::Inactive
+            ) || super::agents::lost(&record, now, timeout)
+            {
                 drained.insert((record.cluster, record.id));
             }
         }

@@ -6,6 +6,7 @@
 //! name and label), so after a restart a job simply runs again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::{
@@ -32,8 +33,15 @@ fn container_name(task_id: &str, container: &str) -> String {
 }
 
 impl Runner {
-    /// One pass over the live tasks: start, stop, or watch each.
-    pub(super) async fn supervise(&self, tasks: &[TaskRecord]) -> Result<()> {
+    /// One pass over the live tasks on one host: start, stop, or watch
+    /// each with `engine`, the host's. `local`: the embedded engine, whose
+    /// reachability the runner reports.
+    pub(super) async fn supervise(
+        &self,
+        engine: &Arc<dyn ContainerEngine>,
+        tasks: &[TaskRecord],
+        local: bool,
+    ) -> Result<()> {
         // Waits of tasks that are gone (stopped elsewhere, pruned) go too.
         let live: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         self.inner
@@ -46,33 +54,31 @@ impl Runner {
         }
         // One listing serves every running task; if the engine cannot answer,
         // nothing is concluded about containers this time.
-        let listed = self
-            .inner
-            .engine
-            .list(LABEL_INSTANCE, &self.inner.instance)
-            .await;
-        self.note_engine(listed.as_ref().err());
+        let listed = engine.list(LABEL_INSTANCE, &self.inner.instance).await;
+        if local {
+            self.note_engine(listed.as_ref().err());
+        }
         for task in tasks {
             if self.is_busy(&task.id) {
                 continue;
             }
             match lifecycle::step(task) {
                 Step::Stop => {
-                    self.spawn_job(
-                        &task.id,
-                        |runner, id| async move { runner.stop_job(&id).await },
-                    )
+                    let engine = engine.clone();
+                    self.spawn_job(&task.id, |runner, id| async move {
+                        runner.stop_job(engine.as_ref(), &id).await
+                    })
                 }
                 Step::Watch => {
                     if let Ok(listed) = &listed {
-                        self.watch(task, listed).await?;
+                        self.watch(engine.as_ref(), task, listed).await?;
                     }
                 }
                 Step::Start => {
-                    self.spawn_job(
-                        &task.id,
-                        |runner, id| async move { runner.start_job(&id).await },
-                    )
+                    let engine = engine.clone();
+                    self.spawn_job(&task.id, |runner, id| async move {
+                        runner.start_job(engine.as_ref(), &id).await
+                    })
                 }
             }
         }
@@ -80,8 +86,13 @@ impl Runner {
     }
 
     /// Watches a RUNNING task: container exits, vanished containers, health.
-    async fn watch(&self, task: &TaskRecord, listed: &[Listed]) -> Result<()> {
-        let seen = look(self.inner.engine.as_ref(), task, listed).await?;
+    async fn watch(
+        &self,
+        engine: &dyn ContainerEngine,
+        task: &TaskRecord,
+        listed: &[Listed],
+    ) -> Result<()> {
+        let seen = look(engine, task, listed).await?;
         if seen.is_empty() {
             return Ok(());
         }
@@ -124,7 +135,7 @@ impl Runner {
         Ok(record.filter(running))
     }
 
-    async fn start_job(&self, id: &str) -> Result<()> {
+    async fn start_job(&self, engine: &dyn ContainerEngine, id: &str) -> Result<()> {
         let Some(record) = self.task_record(id).await? else {
             return Ok(());
         };
@@ -166,7 +177,7 @@ impl Runner {
                 .map(|(r, _)| r.to_string())
                 .unwrap_or_default();
             let token = self.pull_token(&repo)?;
-            if let Err(e) = self.inner.engine.pull(reference, token).await {
+            if let Err(e) = engine.pull(reference, token).await {
                 return self
                     .engine_failed(id, &c.name, "CannotPullContainerError", e)
                     .await;
@@ -180,7 +191,7 @@ impl Runner {
         else {
             return Ok(());
         };
-        self.activate(&record).await
+        self.activate(engine, &record).await
     }
 
     /// Pins each container's image to its digest (ECS's version
@@ -228,9 +239,8 @@ impl Runner {
 
     /// Creates every container of an ACTIVATING task, then starts them as
     /// their dependencies allow; RUNNING when all have started.
-    async fn activate(&self, record: &TaskRecord) -> Result<()> {
+    async fn activate(&self, engine: &dyn ContainerEngine, record: &TaskRecord) -> Result<()> {
         let id = record.id.as_str();
-        let engine = self.inner.engine.as_ref();
         let mut ids: HashMap<String, String> = HashMap::new();
         for c in &record.plan {
             let spec = self.spec(record, c);
@@ -345,7 +355,7 @@ impl Runner {
         }
     }
 
-    async fn stop_job(&self, id: &str) -> Result<()> {
+    async fn stop_job(&self, engine: &dyn ContainerEngine, id: &str) -> Result<()> {
         let Some(record) = self.task_record(id).await? else {
             return Ok(());
         };
@@ -361,7 +371,6 @@ impl Runner {
         };
         self.update_task(id, step(TaskStatus::Deactivating)).await?;
         self.update_task(id, step(TaskStatus::Stopping)).await?;
-        let engine = self.inner.engine.as_ref();
         let listed = engine.list(LABEL_TASK, id).await?;
         let stops = listed.iter().filter(|l| l.running).map(|l| {
             let timeout = record

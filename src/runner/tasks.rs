@@ -37,6 +37,9 @@ pub struct RunTask {
     /// strategy applies when it gives none).
     pub placement_strategy: Vec<PlacementStrategy>,
     pub placement_constraints: Vec<PlacementConstraint>,
+    /// StartTask: one task on each of these instances (ids or ARNs), no
+    /// placement rules; `count` is ignored.
+    pub instances: Option<Vec<String>>,
 }
 
 /// What a launch did: the tasks recorded, and one failure per task that
@@ -126,7 +129,8 @@ impl Runner {
     /// Places `count` new tasks of `definition` and records those placed
     /// (PROVISIONING); the loop starts them.
     pub async fn launch(&self, definition: &TaskDefinition, run: RunTask) -> Result<Launched> {
-        if !(1..=MAX_COUNT).contains(&run.count) {
+        let count = run.instances.as_ref().map_or(run.count, |i| i.len() as i64);
+        if !(1..=MAX_COUNT).contains(&count) {
             return Err(RunnerError::InvalidParameter(format!(
                 "count must be between 1 and {MAX_COUNT}"
             )));
@@ -160,15 +164,20 @@ impl Runner {
         let plan = plan_of(definition, &run.overrides)?;
         let rules = parse_rules(&run.placement_strategy, &run.placement_constraints)?;
         let group = group_of(definition, &run);
-        let (placed, failures) = self
-            .place(
-                &run.cluster,
-                &demand(definition, &plan, &group),
-                run.count as usize,
-                &rules,
-                run.service.is_some(),
-            )
-            .await?;
+        let demand = demand(definition, &plan, &group);
+        let (placed, failures) = match &run.instances {
+            Some(instances) => self.place_on(&run.cluster, &demand, instances).await?,
+            None => {
+                self.place(
+                    &run.cluster,
+                    &demand,
+                    run.count as usize,
+                    &rules,
+                    run.service.is_some(),
+                )
+                .await?
+            }
+        };
         let now = seconds(crate::registry::now_ms());
         let records: Vec<TaskRecord> = placed
             .into_iter()
@@ -372,14 +381,11 @@ impl Runner {
         let record = self.task_record(id).await?.ok_or_else(|| {
             RunnerError::InvalidParameter("The referenced task was not found.".into())
         })?;
-        let listed = self.inner.engine.list(LABEL_TASK, id).await?;
-        task_logs(
-            self.inner.engine.as_ref(),
-            &record.plan,
-            listed,
-            container,
-            tail,
-        )
+        let engine = self.engine_for(&record).ok_or_else(|| {
+            EngineError::Unavailable("the container instance's agent is not connected".into())
+        })?;
+        let listed = engine.list(LABEL_TASK, id).await?;
+        task_logs(engine.as_ref(), &record.plan, listed, container, tail)
     }
 }
 

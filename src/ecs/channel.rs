@@ -1,0 +1,132 @@
+//! `GET /agent/v1/channel?cluster=C&containerInstance=ID&protocolVersion=1`:
+//! the WebSocket of a `wharf agent` (README "Agents"; messages in
+//! `runner::protocol`). The upgrade request is SigV4-signed for `ecs` with
+//! an access key whose user may manage container instances (the `Operator`
+//! need, as RegisterContainerInstance). This module moves frames between
+//! the socket and the runner's session; the runner decides everything else.
+
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+
+use super::{EcsError, EcsState};
+use crate::auth::EcsNeed;
+use crate::aws::{self, AwsSettings};
+use crate::http::Query;
+use crate::metrics::metrics;
+use crate::runner::Attached;
+use crate::runner::protocol::{
+    AgentFrame, HEARTBEAT, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerFrame,
+};
+
+/// How many heartbeats an agent may let pass in silence.
+const SILENT_HEARTBEATS: u32 = 3;
+
+pub async fn channel(
+    State(state): State<EcsState>,
+    State(settings): State<AwsSettings>,
+    request: axum::extract::Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let principal = match aws::authenticate_bodiless(&state.auth, &settings, "ecs", &parts).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !state.auth.admits_ecs(&principal, EcsNeed::Operator) {
+        metrics().auth_failure("forbidden");
+        return EcsError::AccessDenied(format!(
+            "User: {} is not authorized to connect an agent: that needs every action on every repository (`*`)",
+            principal.subject()
+        ))
+        .into_response();
+    }
+    let Some(runner) = &state.runner else {
+        return EcsError::Client(
+            "the task runner is turned off on this server (runner.enabled = false)".into(),
+        )
+        .into_response();
+    };
+    let query = Query::from_uri(&parts.uri);
+    if query.get("protocolVersion") != Some(&PROTOCOL_VERSION.to_string()) {
+        return EcsError::Client(format!(
+            "this server speaks agent protocol version {PROTOCOL_VERSION}: use a wharf agent of the same release"
+        ))
+        .into_response();
+    }
+    let Some(instance) = query.get("containerInstance") else {
+        return EcsError::InvalidParameter("containerInstance is required".into()).into_response();
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let attached = match runner.attach_agent(query.get("cluster"), instance).await {
+        Ok(attached) => attached,
+        Err(e) => return EcsError::from(e).into_response(),
+    };
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| pump(socket, attached))
+}
+
+fn text(frame: &ServerFrame) -> Option<Message> {
+    serde_json::to_string(frame)
+        .ok()
+        .map(|t| Message::Text(t.into()))
+}
+
+/// Moves frames until either side ends the session or the agent falls
+/// silent; dropping `attached` then marks the agent away.
+async fn pump(mut socket: WebSocket, mut attached: Attached) {
+    let Some(hello) = text(&attached.hello) else {
+        return;
+    };
+    if socket.send(hello).await.is_err() {
+        return;
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    let mut heard = Instant::now();
+    loop {
+        tokio::select! {
+            () = attached.session.closed.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+            frame = attached.frames.recv() => {
+                let Some(message) = frame.as_ref().and_then(text) else { break };
+                if socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if heard.elapsed() > HEARTBEAT * SILENT_HEARTBEATS {
+                    tracing::warn!(instance = %attached.session.instance, "agent: silent; closing its channel");
+                    break;
+                }
+                let beat = ServerFrame::Heartbeat { sent_at_ms: crate::registry::now_ms() };
+                let Some(message) = text(&beat) else { break };
+                if socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(t))) => {
+                    heard = Instant::now();
+                    match serde_json::from_str::<AgentFrame>(&t) {
+                        Ok(frame) => attached.session.receive(frame),
+                        Err(e) => {
+                            tracing::warn!(instance = %attached.session.instance, error = %e, "agent: unreadable frame; closing its channel");
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => heard = Instant::now(),
+                Some(Ok(Message::Binary(_) | Message::Close(_)) | Err(_)) | None => break,
+            },
+        }
+    }
+}
