@@ -1118,3 +1118,51 @@ async fn anonymous_visitors_stored_users_and_access_tokens_see_what_they_may_pul
     assert!(!robot.get("/ui/").await.body.contains("Signed in as"));
     assert_eq!(robot.get("/ui/r/team/app").await.status, 404);
 }
+
+#[tokio::test]
+async fn repository_policies_widen_and_narrow_what_the_console_shows_as_on_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), secured).await;
+    for repo in ["team/app", "team/web", "secret/db"] {
+        push_as_alice(&s, repo).await;
+    }
+    let policy = |effect: &str| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": effect, "Principal": {"AWS": "bob"},
+             "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]}]})
+        .to_string()
+    };
+    let policies = &s.auth.repository_policies;
+    policies
+        .set(&"team/web".parse().unwrap(), Some(&policy("Deny")))
+        .await
+        .unwrap();
+    policies
+        .set(&"secret/db".parse().unwrap(), Some(&policy("Allow")))
+        .await
+        .unwrap();
+    let mut bob = Browser::new(&s);
+    bob.sign_in(BOB).await;
+    let home = bob.get("/ui/?sort=name").await;
+    let listed = capture(&home.body, r#"<td><a href="/ui/r/([^"]+)">"#);
+    assert_eq!(listed, ["secret/db", "team/app"]);
+    // The console and /v2/ agree, repository by repository.
+    for (repo, visible) in [("team/app", true), ("team/web", false), ("secret/db", true)] {
+        let page = bob.get(&format!("/ui/r/{repo}")).await;
+        assert_eq!(page.status == 200, visible, "{repo}: {}", page.status);
+        let pull = s
+            .http
+            .get(s.url(&format!("/v2/{repo}/manifests/latest")))
+            .basic_auth(BOB.0, Some(BOB.1))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            pull.status() == 200,
+            visible,
+            "{repo}: /v2/ {}",
+            pull.status()
+        );
+    }
+}

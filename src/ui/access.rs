@@ -5,7 +5,7 @@
 
 use super::Console;
 use super::error::{UiError, UiResult};
-use crate::auth::{Action, Principal, Scope, scope};
+use crate::auth::{Action, Mode, Principal, Scope, scope};
 use crate::oci::RepoName;
 
 /// What the viewer may do to one repository.
@@ -39,6 +39,15 @@ pub async fn rights(console: &Console, principal: &Principal, repo: &RepoName) -
         push: has(scope::PUSH),
         delete: has(scope::DELETE),
     })
+}
+
+/// Reads, in one query, what judging many repositories needs (their
+/// repository policies), so a list page's checks cost no query per row.
+pub async fn prepare(console: &Console, repos: &[RepoName]) -> UiResult<()> {
+    if console.auth.mode == Mode::Enforced {
+        console.auth.repository_policies.prefetch(repos).await?;
+    }
+    Ok(())
 }
 
 /// Checks `need` on `repo`. Without pull the repository does not exist for

@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use maud::{Markup, html};
 
-use super::access::rights;
+use super::access::{prepare, rights};
 use super::error::UiResult;
 use super::layout::{page as shell, size, time};
 use super::paging::{Cursor, Params};
 use super::session::Viewer;
 use super::{Console, ok, repo_path};
 use crate::http::{PeerAddr, Query};
+use crate::oci::RepoName;
 use crate::registry::{Listing, Order, RepositorySummary};
 
 /// Batches read to fill one page with repositories the viewer may see,
@@ -73,6 +74,8 @@ async fn visible(
             })
             .await?;
         let complete = batch.len() < batch_size as usize;
+        let names: Vec<RepoName> = batch.iter().map(|r| r.name.clone()).collect();
+        prepare(console, &names).await?;
         for row in batch {
             if shown.len() == limit {
                 let next = shown.last().map(cursor);
