@@ -13,7 +13,9 @@
 //!   parsed from `X-Amz-Target`, each operation declaring its
 //!   `auth::EcrNeed` or `auth::EcsNeed`, checked once before the handler
 //!   runs), `auth::api` (`/token`); `operations` (health, metrics,
-//!   the request log) labels `/v2/` requests by `oci::api::Route`.
+//!   the request log) labels `/v2/` requests by `oci::api::Route`; `ui`
+//!   (the web console at `/ui/`: server-rendered pages over `registry`,
+//!   authorized by `auth` with the same grants as `/v2/`).
 //! - `admin`: the `wharf user` / `wharf token` commands over `auth` and `storage`.
 //! - `auth`: who is asking and may they (`Auth::check` of a `Need`,
 //!   `Auth::may_call` of an ECR action, `Auth::admits_ecs` of an ECS need);
@@ -47,3 +49,4 @@ pub mod sendfile;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod ui;

@@ -50,6 +50,16 @@ pub struct AppState {
     pub connections: ConnectionLimits,
 }
 
+impl FromRef<AppState> for crate::ui::Console {
+    fn from_ref(state: &AppState) -> crate::ui::Console {
+        crate::ui::Console {
+            registry: state.registry.clone(),
+            auth: state.auth.clone(),
+            notifier: state.notifier.clone(),
+        }
+    }
+}
+
 /// Work that runs beside the HTTP server until shutdown: webhook deliveries,
 /// scheduled lifecycle and garbage collection, the task runner's loop. Built
 /// once by [`AppState::open`] and consumed by [`run`], so nothing is shared
@@ -407,6 +417,7 @@ pub fn build_router(state: AppState) -> Router {
         .merge(aws::router::<_, EcrState, ecs::EcsState>())
         .merge(ecs::router())
         .merge(operations::router())
+        .merge(crate::ui::router(state.clone()))
         .with_state(state)
         .layer(axum::middleware::from_fn(operations::observe))
 }

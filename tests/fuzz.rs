@@ -2,7 +2,7 @@
 //! routes, repository names, tags and digests, manifests, IAM repository
 //! policies, lifecycle policies, the SigV4 `Authorization` header and its
 //! canonical request, and ECS task definitions; then the same kinds of input
-//! over the real router (`/v2/` and `POST /`). Every property asserts no
+//! over the real router (`/v2/`, `POST /` and the `/ui/` console). Every property asserts no
 //! panic and a spec-shaped answer, and where one exists a round trip.
 //!
 //! Generators are structure-aware (near-valid digests, JSON documents with
@@ -2400,6 +2400,147 @@ fn other_property(app: &App, r: V2Request, tally: &Tally) -> Result<(), TestCase
     }
     tally.note(format!("{endpoint} {}", status.as_u16()));
     Ok(())
+}
+
+/// A request to the web console: paths near its routes (repository pages
+/// with near-valid names and references), list parameters, cookies and
+/// forms, valid-looking or not.
+fn console_request() -> BoxedStrategy<V2Request> {
+    let repo = prop_oneof![
+        2 => Just(SEED_REPO.to_string()),
+        1 => Just("fuzz".to_string()),
+        3 => near_name(),
+        1 => weird(),
+    ];
+    let reference = prop_oneof![
+        2 => Just("seed".to_string()),
+        3 => near_tag(),
+        3 => near_digest(),
+        1 => weird(),
+    ];
+    let kind = select(vec!["image", "delete", "other", ""]);
+    let path = prop_oneof![
+        1 => select(vec!["/ui", "/ui/", "/ui/login", "/ui/logout"]).prop_map(String::from),
+        2 => repo.clone().prop_map(|r| format!("/ui/r/{r}")),
+        4 => (repo, kind, reference).prop_map(|(r, k, x)| format!("/ui/r/{r}/-/{k}/{x}")),
+        1 => weird().prop_map(|w| format!("/ui/{w}")),
+        1 => ("[0-9a-f]{16}", select(vec!["app.css", "app.js", "icon.svg", "x"]))
+            .prop_map(|(v, f)| format!("/ui/static/{v}/{f}")),
+    ];
+    let value = |known: Vec<&'static str>| prop_oneof![2 => select(known).prop_map(String::from), 1 => weird()];
+    let query = vec(
+        (
+            select(vec!["q", "sort", "after", "n", "show", "next", "done"]),
+            value(vec![
+                "name", "pushed", "untagged", "deleted", "50", "0", "1~seed", "/ui/", "//x",
+            ]),
+        )
+            .prop_map(|(k, v)| (k.to_string(), v)),
+        0..4,
+    );
+    let cookie = prop_oneof![
+        2 => Just(None),
+        1 => weird().prop_map(|v| Some(format!("wharf_csrf={v}"))),
+        1 => ("[A-Za-z0-9_-]{43}", weird())
+            .prop_map(|(c, s)| Some(format!("wharf_csrf={c}; wharf_session={s}"))),
+    ];
+    let form = vec(
+        (
+            select(vec!["csrf", "what", "username", "password", "next"]),
+            value(vec!["untag", "manifest", "alice", "alice-password", "/ui/"]),
+        )
+            .prop_map(|(k, v)| (k.to_string(), v)),
+        0..5,
+    );
+    let method =
+        prop_oneof![3 => Just(Method::GET), 2 => Just(Method::POST), 1 => Just(Method::PUT)];
+    (method, path, query, cookie, form)
+        .prop_map(|(method, path, query, cookie, form)| {
+            let mut headers: Vec<(String, String)> = cookie
+                .map(|c| ("cookie".to_string(), c))
+                .into_iter()
+                .collect();
+            let body = if method == Method::POST {
+                headers.push((
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ));
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish()
+                    .into_bytes()
+            } else {
+                Vec::new()
+            };
+            V2Request {
+                method,
+                path,
+                query,
+                headers,
+                body,
+            }
+        })
+        .boxed()
+}
+
+/// The console answers below 500, and every answer under `/ui` carries its
+/// content security policy.
+fn console_property(app: &App, r: V2Request, tally: &Tally) -> Result<(), TestCaseError> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&r.query)
+        .finish();
+    let sep = if query.is_empty() { "" } else { "?" };
+    let Ok(uri) = http::Uri::try_from(format!("{}{sep}{query}", r.path).as_str()) else {
+        tally.note("unsendable");
+        return Ok(());
+    };
+    let mut builder = Request::builder().method(r.method.clone()).uri(uri.clone());
+    for (k, v) in &r.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let Ok(request) = builder.body(Body::from(r.body.clone())) else {
+        tally.note("unsendable");
+        return Ok(());
+    };
+    let answer = app.call(request);
+    let status = answer.status;
+    prop_assert!(
+        status.as_u16() < 500,
+        "{} {} {}: {}",
+        status,
+        r.method,
+        uri,
+        String::from_utf8_lossy(&answer.body)
+    );
+    if uri.path().starts_with("/ui/") && status != StatusCode::METHOD_NOT_ALLOWED {
+        prop_assert!(
+            answer.headers.contains_key("content-security-policy"),
+            "{} {} {}: no CSP",
+            status,
+            r.method,
+            uri
+        );
+    }
+    tally.note(format!("{} {}", r.method, status.as_u16()));
+    Ok(())
+}
+
+#[test]
+fn console_over_http() {
+    let app = App::start(|_| {});
+    check("console_open", 1_500, console_request(), |r, tally| {
+        console_property(&app, r, tally)
+    });
+    let app = App::start(|c| {
+        c.auth.users = vec![wharf::auth::ConfigUser {
+            name: "alice".into(),
+            password_hash: wharf::auth::hash_password("alice-password").unwrap(),
+            groups: vec![],
+        }];
+    });
+    check("console_enforced", 300, console_request(), |r, tally| {
+        console_property(&app, r, tally)
+    });
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub use policy::{Policy, Principal, Rule, permits};
 pub use repository_policies::{PolicyStoreError, RepositoryPolicies};
 pub use scope::{Access, Scope};
 pub use secrets::{SealError, SecretsKey};
-pub use token::{DOWNLOAD_TOKEN, TokenIssuer};
+pub use token::{DOWNLOAD_TOKEN, SessionClaims, TokenIssuer};
 
 /// Whether requests must prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

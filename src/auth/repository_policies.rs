@@ -70,21 +70,55 @@ impl RepositoryPolicies {
         }
         let text = self.store.repository_policy(repo).await?;
         let weight = text.as_ref().map_or(0, String::len);
-        let policy = match text {
-            // Stored documents were validated when set; one that no longer
-            // parses (written by a newer Wharf) is ignored, loudly.
-            Some(text) => match self.parse(&text) {
-                Ok(policy) => Some(Arc::new(policy)),
-                Err(e) => {
-                    tracing::warn!(repository = %repo, error = %e, "ignoring stored repository policy");
-                    None
-                }
-            },
-            None => None,
-        };
+        // Stored documents were validated when set.
+        let policy = text.and_then(|text| self.parsed(repo, &text));
         self.cache
             .insert(repo.clone(), (Instant::now(), policy.clone(), weight));
         Ok(policy)
+    }
+
+    /// Reads the policies of `repos` not cached lately, in one query, so
+    /// that [`get`](Self::get) finds each of them cached (a page that
+    /// authorizes many repositories costs one query, not one per row).
+    pub async fn prefetch(&self, repos: &[RepoName]) -> Result<(), MetadataError> {
+        let stale: Vec<RepoName> = repos
+            .iter()
+            .filter(|r| {
+                self.cache
+                    .get(*r)
+                    .is_none_or(|(at, _, _)| at.elapsed() >= CACHE_TTL)
+            })
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut texts: std::collections::HashMap<RepoName, String> = self
+            .store
+            .repository_policies(&stale)
+            .await?
+            .into_iter()
+            .collect();
+        let now = Instant::now();
+        for repo in stale {
+            let text = texts.remove(&repo);
+            let weight = text.as_ref().map_or(0, String::len);
+            let policy = text.and_then(|text| self.parsed(&repo, &text));
+            self.cache.insert(repo, (now, policy, weight));
+        }
+        Ok(())
+    }
+
+    /// A stored document, parsed; one that no longer parses (written by a
+    /// newer Wharf) is ignored, loudly.
+    fn parsed(&self, repo: &RepoName, text: &str) -> Option<Arc<RepositoryPolicy>> {
+        match self.parse(text) {
+            Ok(policy) => Some(Arc::new(policy)),
+            Err(e) => {
+                tracing::warn!(repository = %repo, error = %e, "ignoring stored repository policy");
+                None
+            }
+        }
     }
 
     /// The stored text of the repository's policy.

@@ -58,6 +58,27 @@ pub struct RefreshBinding {
     pub generation: Option<String>,
 }
 
+/// A web console session (`/ui/`): the credential it stands for, as a
+/// refresh token's, and the CSRF secret of the browser it was issued to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionClaims {
+    #[serde(flatten)]
+    pub registered: Registered,
+    #[serde(flatten)]
+    pub binding: RefreshBinding,
+    pub csrf: String,
+}
+
+impl SessionClaims {
+    /// The claims [`super::Authenticator::refresh`] checks the credential with.
+    pub fn refresh_claims(&self) -> RefreshClaims {
+        RefreshClaims {
+            registered: self.registered.clone(),
+            binding: self.binding.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token is malformed or not signed by this registry: {0}")]
@@ -174,6 +195,47 @@ impl TokenIssuer {
         };
         jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    fn session_audience(&self) -> String {
+        format!("{}#console", self.service)
+    }
+
+    /// A web console session bound to `binding`, valid for `ttl` but never
+    /// past `not_after` (Unix seconds), carrying the browser's CSRF secret.
+    pub fn issue_session(
+        &self,
+        subject: &str,
+        binding: RefreshBinding,
+        not_after: Option<u64>,
+        ttl: Duration,
+        csrf: &str,
+    ) -> Result<String, TokenError> {
+        let mut registered =
+            self.registered(subject, self.session_audience(), SystemTime::now(), ttl);
+        if let Some(not_after) = not_after {
+            registered.exp = registered.exp.min(not_after);
+        }
+        let claims = SessionClaims {
+            registered,
+            binding,
+            csrf: csrf.to_string(),
+        };
+        jsonwebtoken::encode(&self.header(), &claims, &self.key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    /// A session's claims, when it is ours, for the console and unexpired;
+    /// whether its credential still holds is [`super::Authenticator::refresh`]'s to say.
+    pub fn verify_session(&self, token: &str) -> Result<SessionClaims, TokenError> {
+        self.check_kid(token)?;
+        jsonwebtoken::decode::<SessionClaims>(
+            token,
+            &self.key.decoding,
+            &self.validation(&self.session_audience()),
+        )
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 
     fn login_audience(&self) -> String {

@@ -61,6 +61,57 @@ pub struct ParsedManifest {
     /// `artifactType`, else the config media type: what the referrers API reports.
     pub artifact_type: Option<String>,
     pub annotations: Option<Value>,
+    /// For an index: the platforms it lists (`os/architecture[/variant]`),
+    /// distinct, in order, without `unknown/unknown` (attestation manifests).
+    pub platforms: Vec<String>,
+}
+
+/// The platforms of an index's entries, read apart from the descriptors.
+#[derive(Deserialize)]
+struct RawIndex {
+    #[serde(default)]
+    manifests: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    variant: Option<String>,
+}
+
+/// See [`ParsedManifest::platforms`]; an index whose platforms do not parse has none.
+fn platforms(bytes: &[u8]) -> Vec<String> {
+    let Ok(index) = serde_json::from_slice::<RawIndex>(bytes) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for p in index.manifests.into_iter().filter_map(|m| m.platform) {
+        if p.os.is_empty()
+            || p.architecture.is_empty()
+            || (p.os == "unknown" && p.architecture == "unknown")
+        {
+            continue;
+        }
+        let mut name = format!("{}/{}", p.os, p.architecture);
+        if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
+            name.push('/');
+            name.push_str(&v);
+        }
+        // Names are stored space-separated: keep them free of spaces.
+        let name = name.replace(char::is_whitespace, "_");
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +218,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
                 subject: raw.subject,
                 artifact_type,
                 annotations: raw.annotations,
+                platforms: Vec::new(),
             })
         }
         Kind::Index => {
@@ -186,6 +238,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
                 subject: raw.subject,
                 artifact_type: raw.artifact_type,
                 annotations: raw.annotations,
+                platforms: platforms(bytes),
             })
         }
     }
@@ -251,5 +304,24 @@ mod tests {
         );
         let m = parse(None, index.as_bytes()).unwrap();
         assert_eq!((m.kind, m.children.len()), (Kind::Index, 1));
+        assert!(m.platforms.is_empty());
+    }
+
+    #[test]
+    fn index_platforms() {
+        let entry = |platform: &str| {
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2,"platform":{platform}}}"#
+            )
+        };
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{},{},{},{}]}}"#,
+            entry(r#"{"os":"linux","architecture":"amd64"}"#),
+            entry(r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#),
+            entry(r#"{"os":"unknown","architecture":"unknown"}"#),
+            entry(r#"{"os":"linux","architecture":"amd64"}"#),
+        );
+        let m = parse(None, index.as_bytes()).unwrap();
+        assert_eq!(m.platforms, ["linux/amd64", "linux/arm64/v8"]);
     }
 }

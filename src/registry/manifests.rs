@@ -90,6 +90,7 @@ impl Registry {
                 blobs: &parsed.blobs,
                 children: &parsed.children,
                 subject: subject.as_ref(),
+                platforms: &parsed.platforms,
                 tags: &tags,
                 immutable_tags: &immutable,
                 place,
@@ -152,28 +153,31 @@ impl Registry {
     ) -> Result<ManifestRead> {
         let record = self.stat_manifest(repo, reference).await?;
         self.record_pull(repo, &record.digest).await?;
-        let bytes = match self.inner.manifests.body(&record.digest) {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = self
-                    .inner
-                    .blobs
-                    .read_all(&Key::Blob(&record.digest))
-                    .await?;
-                // Checked once per process (the body is cached afterwards): corrupt
-                // bytes are refused, not served.
-                if Digest::compute(record.digest.algorithm(), &bytes) != record.digest {
-                    crate::metrics::metrics().corrupt_reads.inc();
-                    tracing::error!(digest = %record.digest, "stored manifest does not match its digest; run `wharf fsck --repair`");
-                    return Err(StorageError::Corrupt(record.digest).into());
-                }
-                self.inner
-                    .manifests
-                    .remember_body(record.digest.clone(), &bytes);
-                bytes
-            }
-        };
+        let bytes = self.manifest_bytes(&record).await?;
         Ok(ManifestRead { record, bytes })
+    }
+
+    /// The bytes of a resolved manifest, from the cache or the blob store.
+    pub(super) async fn manifest_bytes(&self, record: &ManifestRecord) -> Result<Bytes> {
+        if let Some(bytes) = self.inner.manifests.body(&record.digest) {
+            return Ok(bytes);
+        }
+        let bytes = self
+            .inner
+            .blobs
+            .read_all(&Key::Blob(&record.digest))
+            .await?;
+        // Checked once per process (the body is cached afterwards): corrupt
+        // bytes are refused, not served.
+        if Digest::compute(record.digest.algorithm(), &bytes) != record.digest {
+            crate::metrics::metrics().corrupt_reads.inc();
+            tracing::error!(digest = %record.digest, "stored manifest does not match its digest; run `wharf fsck --repair`");
+            return Err(StorageError::Corrupt(record.digest.clone()).into());
+        }
+        self.inner
+            .manifests
+            .remember_body(record.digest.clone(), &bytes);
+        Ok(bytes)
     }
 
     /// Notes a pull for lifecycle rules, at most once a minute per manifest.

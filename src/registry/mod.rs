@@ -2,6 +2,7 @@
 //! referrers. Calls `storage`; knows nothing of HTTP.
 
 mod blobs;
+mod browse;
 mod cache;
 mod discovery;
 mod error;
@@ -22,6 +23,10 @@ use std::sync::Arc;
 use crate::storage::{BlobStore, MetadataStore, Staging};
 
 pub use crate::storage::BlobBody;
+/// The console's listing types, as the registry's browse calls take and return them.
+pub use crate::storage::metadata::browse::{
+    ImageSummary, Listing, ManifestLinks, Order, Position, RepositorySummary,
+};
 pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};

@@ -272,3 +272,31 @@ stop_wharf() {
         WHARF_PID=""
     fi
 }
+
+# ensure_playwright: Playwright for Python (PyPI) in a virtualenv of its own
+# under $E2E_TMP, installed when missing; sets PLAYWRIGHT_PYTHON. The browser
+# is Debian's chromium (`ensure_packages chromium:chromium`): Playwright's own
+# browser downloads are never used.
+ensure_playwright() {
+    local venv="$E2E_TMP/playwright-venv"
+    if ! "$venv/bin/python" -c 'import playwright.sync_api' 2>/dev/null; then
+        log "installing Playwright for Python from PyPI into $venv"
+        { python3 -m venv "$venv" && "$venv/bin/pip" install -q playwright; } >/dev/null 2>&1 ||
+            skip_or_fail "cannot install playwright from PyPI"
+    fi
+    PLAYWRIGHT_PYTHON="$venv/bin/python"
+}
+
+# ensure_axe: axe-core (the accessibility engine) from the npm registry, in a
+# folder of its own under $E2E_TMP; sets AXE_JS to its browser script.
+ensure_axe() {
+    local dir="$E2E_TMP/axe"
+    AXE_JS="$dir/node_modules/axe-core/axe.min.js"
+    [ -f "$AXE_JS" ] && return 0
+    ensure_packages npm:npm
+    log "installing axe-core from npm into $dir"
+    mkdir -p "$dir"
+    npm install --silent --no-audit --no-fund --prefix "$dir" axe-core@4 >/dev/null 2>&1 ||
+        skip_or_fail "cannot install axe-core from npm"
+    [ -f "$AXE_JS" ] || skip_or_fail "axe-core installed without $AXE_JS"
+}

@@ -44,6 +44,8 @@ pub struct NewManifest<'a> {
     pub blobs: &'a [Digest],
     pub children: &'a [Digest],
     pub subject: Option<&'a Digest>,
+    /// For an index: the platforms it lists (for the console's tag list).
+    pub platforms: &'a [String],
     pub tags: &'a [Tag],
     /// Tags among `tags` that may not be moved to another manifest.
     pub immutable_tags: &'a [Tag],

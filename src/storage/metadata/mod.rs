@@ -15,6 +15,7 @@
 //! which wraps a `MetadataError` for the rest.
 
 mod blobs;
+pub mod browse;
 mod credentials;
 mod lifecycle;
 mod maintenance;
@@ -29,6 +30,7 @@ use futures::future::BoxFuture;
 use super::StorageError;
 
 pub use blobs::{BlobMetadata, BlobMetadataError};
+pub use browse::BrowseMetadata;
 pub use credentials::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, CredentialStoreError, UserRecord,
     UserRemoval,
@@ -120,6 +122,7 @@ pub struct Page<'a> {
 /// implements all the areas.
 pub trait MetadataStore:
     BlobMetadata
+    + BrowseMetadata
     + ManifestMetadata
     + RepositoryMetadata
     + LifecycleMetadata
@@ -130,6 +133,7 @@ pub trait MetadataStore:
 
 impl<T> MetadataStore for T where
     T: BlobMetadata
+        + BrowseMetadata
         + ManifestMetadata
         + RepositoryMetadata
         + LifecycleMetadata

@@ -65,6 +65,9 @@ pub trait RepositoryMetadata: Send + Sync + 'static {
         remove: &[String],
     ) -> Result<bool>;
     async fn repository_policy(&self, repo: &RepoName) -> Result<Option<String>>;
+    /// The policies of those of `repos` that have one, read at once (for a
+    /// page that authorizes many repositories).
+    async fn repository_policies(&self, repos: &[RepoName]) -> Result<Vec<(RepoName, String)>>;
     /// Stores (`Some`) or deletes (`None`) a repository policy; false when the repository does not exist.
     async fn set_repository_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool>;
     /// Storage per repository, in name order; shared blobs count in every

@@ -156,8 +156,8 @@ impl ManifestMetadata for SqlMetadata {
         ensure_blob(&mut tx, &m.record.digest, m.record.size, now).await?;
         m.place.await?;
         let inserted = sqlx::query(
-            "INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, pushed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            "INSERT INTO manifests (repository, digest, media_type, size, artifact_type, subject, annotations, pushed_at, platforms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
         .bind(repo)
         .bind(&digest)
@@ -167,6 +167,7 @@ impl ManifestMetadata for SqlMetadata {
         .bind(m.subject.map(|s| s.to_string()))
         .bind(&m.record.annotations)
         .bind(now)
+        .bind((!m.platforms.is_empty()).then(|| m.platforms.join(" ")))
         .execute(&mut *tx)
         .await?
         .rows_affected()

@@ -30,6 +30,7 @@ use sqlx::{Any, Executor};
 use sqlx::{AnyConnection, AnyPool};
 
 mod blobs;
+mod browse;
 mod gc;
 mod lifecycle;
 mod maintenance;

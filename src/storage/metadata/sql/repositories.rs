@@ -249,6 +249,29 @@ impl RepositoryMetadata for SqlMetadata {
         Ok(text)
     }
 
+    async fn repository_policies(&self, repos: &[RepoName]) -> Result<Vec<(RepoName, String)>> {
+        #[derive(sqlx::FromRow)]
+        struct PolicyRow {
+            repository: String,
+            text: String,
+        }
+        let mut out = Vec::new();
+        for batch in repos.chunks(BATCH) {
+            let sql = format!(
+                "SELECT repository, text FROM repository_policies WHERE repository IN ({})",
+                placeholders(1, batch.len(), |n| format!("${n}"))
+            );
+            let mut query = sqlx::query_as::<_, PolicyRow>(&sql).persistent(false);
+            for repo in batch {
+                query = query.bind(repo.as_str());
+            }
+            for row in query.fetch_all(&self.readers).await? {
+                out.push((repo_name(&row.repository)?, row.text));
+            }
+        }
+        Ok(out)
+    }
+
     async fn set_repository_policy(&self, repo: &RepoName, text: Option<&str>) -> Result<bool> {
         self.set_policy_text(PolicyTable::Repository, repo, text)
             .await

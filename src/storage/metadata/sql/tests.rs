@@ -77,6 +77,7 @@ fn manifest<'a>(
         blobs,
         children,
         subject: None,
+        platforms: &[],
         tags,
         immutable_tags,
         place: async { Ok(()) }.boxed(),

@@ -1,0 +1,77 @@
+//! What the web console reads: pages of repositories, tags and untagged
+//! manifests, a manifest's links, and a manifest or small blob read for
+//! display (which is no pull: lifecycle rules on pull time ignore it).
+
+use bytes::Bytes;
+
+use super::{ManifestRead, Registry, RegistryError, Result};
+use crate::oci::{Digest, Reference, RepoName};
+use crate::storage::Key;
+use crate::storage::metadata::browse::{
+    ImageSummary, Listing, ManifestLinks, Position, RepositorySummary,
+};
+
+impl Registry {
+    /// One page of repositories.
+    pub async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>> {
+        Ok(self.inner.meta.browse_repositories(page).await?)
+    }
+
+    /// One page of an existing repository's tags (referrers left out).
+    pub async fn browse_tags(
+        &self,
+        repo: &RepoName,
+        page: Listing<'_>,
+    ) -> Result<Vec<ImageSummary>> {
+        self.repository(repo).await?;
+        Ok(self.inner.meta.browse_tags(repo, page).await?)
+    }
+
+    /// One page of an existing repository's untagged manifests, newest first.
+    pub async fn browse_untagged(
+        &self,
+        repo: &RepoName,
+        after: Option<Position<'_>>,
+        limit: u32,
+    ) -> Result<Vec<ImageSummary>> {
+        self.repository(repo).await?;
+        Ok(self.inner.meta.browse_untagged(repo, after, limit).await?)
+    }
+
+    /// The tags, parent indexes and subject of a manifest.
+    pub async fn manifest_links(&self, repo: &RepoName, digest: &Digest) -> Result<ManifestLinks> {
+        Ok(self.inner.meta.manifest_links(repo, digest).await?)
+    }
+
+    /// A manifest and its bytes, for display: unlike
+    /// [`get_manifest`](Registry::get_manifest) it records no pull.
+    pub async fn inspect_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRead> {
+        let record = self.stat_manifest(repo, reference).await?;
+        let bytes = self.manifest_bytes(&record).await?;
+        Ok(ManifestRead { record, bytes })
+    }
+
+    /// A blob of `repo` read whole (an image config), checked against its
+    /// digest; `None` when it is larger than `max` bytes.
+    pub async fn read_small_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Option<Bytes>> {
+        if self.stat_blob(repo, digest).await? > max {
+            return Ok(None);
+        }
+        let bytes = self.inner.blobs.read_all(&Key::Blob(digest)).await?;
+        if Digest::compute(digest.algorithm(), &bytes) != *digest {
+            return Err(RegistryError::Storage(
+                crate::storage::StorageError::Corrupt(digest.clone()),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+}

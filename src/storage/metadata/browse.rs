@@ -1,0 +1,101 @@
+//! What the web console lists: repositories with their tag count, last push
+//! and size, tags with what each row shows (media type, sizes, child count), and
+//! untagged manifests; each page is one indexed query over the rows of that
+//! page (keyset paging), never a query per row (platforms of an index are
+//! recorded at push for this). Depends only on the pure
+//! `oci` types and this module's shared items.
+
+use async_trait::async_trait;
+
+use super::{ManifestRecord, Result};
+use crate::oci::{Digest, RepoName};
+
+/// Where a page starts: strictly after this row of the previous page. For
+/// orders by name alone `time_ms` is ignored; for orders by time it breaks
+/// ties by name (or digest), so a page never repeats or skips a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position<'a> {
+    pub time_ms: i64,
+    pub name: &'a str,
+}
+
+/// How a listing is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By name, ascending (bytewise).
+    Name,
+    /// Newest first (last push for repositories, tagging time for tags),
+    /// ties by name descending.
+    Newest,
+}
+
+/// One page of a listing: a name filter, an order, a start and a size.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// Only names containing this (case-insensitively).
+    pub contains: Option<&'a str>,
+    pub order: Order,
+    pub after: Option<Position<'a>>,
+    pub limit: u32,
+}
+
+/// A repository as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySummary {
+    pub name: RepoName,
+    /// Tags, referrers' tags included.
+    pub tags: u64,
+    /// The latest manifest push, else the repository's creation (Unix ms).
+    pub last_push_ms: i64,
+    /// Every distinct blob and manifest the repository can serve, as `wharf
+    /// du` counts its logical size (shared blobs count in each repository).
+    pub logical_bytes: u64,
+}
+
+/// A tag (or an untagged manifest) as the console lists it.
+#[derive(Debug, Clone)]
+pub struct ImageSummary {
+    /// `None` for an untagged manifest.
+    pub tag: Option<String>,
+    /// When the tag was last pointed (for an untagged manifest: its push), Unix ms.
+    pub at_ms: i64,
+    pub manifest: ManifestRecord,
+    /// Distinct blob bytes the manifest needs, its children's included.
+    pub content_bytes: u64,
+    /// Manifests it lists, when it is an index.
+    pub children: u64,
+    /// The platforms an index lists, as recorded at push (empty for images,
+    /// and for indexes pushed before platforms were recorded).
+    pub platforms: Vec<String>,
+}
+
+/// How a manifest is linked inside its repository.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestLinks {
+    /// Tags naming it, in name order.
+    pub tags: Vec<String>,
+    /// Indexes listing it.
+    pub parents: Vec<Digest>,
+    /// The manifest it refers to, when it is a referrer.
+    pub subject: Option<Digest>,
+}
+
+/// The console's listings.
+#[async_trait]
+pub trait BrowseMetadata: Send + Sync + 'static {
+    /// One page of repositories.
+    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>>;
+    /// One page of a repository's tags, referrers' tags left out (they are
+    /// shown under their subject).
+    async fn browse_tags(&self, repo: &RepoName, page: Listing<'_>) -> Result<Vec<ImageSummary>>;
+    /// One page of manifests no tag names, newest first, leaving out
+    /// referrers and manifests an index lists; `after.name` is a digest.
+    async fn browse_untagged(
+        &self,
+        repo: &RepoName,
+        after: Option<Position<'_>>,
+        limit: u32,
+    ) -> Result<Vec<ImageSummary>>;
+    /// The tags, parents and subject of one manifest.
+    async fn manifest_links(&self, repo: &RepoName, digest: &Digest) -> Result<ManifestLinks>;
+}

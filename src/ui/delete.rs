@@ -1,0 +1,131 @@
+//! Honest deletes: untagging (the tag goes, the manifest stays) and deleting
+//! a manifest (it and every tag naming it go), as two separate forms behind
+//! a confirmation page that says what else goes with them. Both call the
+//! registry's `delete_manifest`, as `DELETE /v2/{repo}/manifests/{ref}` does.
+
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+use super::error::{UiError, UiResult};
+use super::layout::{page as shell, short_digest};
+use super::session::Viewer;
+use super::tags::Done;
+use super::{Console, delete_path, image_path, ok, repo_path};
+use crate::notifications::{Action, Notice};
+use crate::oci::{Reference, RepoName};
+
+/// `GET /ui/r/{repo}/-/delete/{reference}`: what untagging or deleting would do.
+pub async fn confirm(
+    console: &Console,
+    viewer: &Viewer,
+    repo: &RepoName,
+    reference: &Reference,
+) -> UiResult {
+    let registry = &console.registry;
+    let record = registry.stat_manifest(repo, reference).await?;
+    let links = registry.manifest_links(repo, &record.digest).await?;
+    let referrers = registry.referrers(repo, &record.digest, None).await?;
+    let by_digest = Reference::Digest(record.digest.clone());
+    let action = delete_path(repo, reference);
+    let others: Vec<&String> = match reference {
+        Reference::Tag(t) => links.tags.iter().filter(|x| *x != t.as_str()).collect(),
+        Reference::Digest(_) => links.tags.iter().collect(),
+    };
+    let body = html! {
+        p.crumbs { a href="/ui/" { "Repositories" } " / " a href=(repo_path(repo)) { (repo) } " / " }
+        h1 { "Delete " (reference) "?" }
+        p { "Manifest " a.mono href=(image_path(repo, &by_digest)) { (record.digest) } }
+        @if let Reference::Tag(tag) = reference {
+            h2 { "Untag " code { (tag) } }
+            p {
+                "Removes the tag " code { (tag) } " only. The manifest stays and can still be pulled by digest"
+                @if others.is_empty() { "; no other tag names it, so it becomes untagged." }
+                @else { " and by its other tags." }
+            }
+            form method="post" action=(action) {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="what" value="untag";
+                button.danger type="submit" { "Untag " (tag) }
+            }
+        }
+        h2 { "Delete the manifest" }
+        @if others.is_empty() {
+            p { "Deletes the manifest" @if let Reference::Tag(t) = reference { " and its tag " code { (t) } } "." }
+        } @else {
+            p { "Deletes the manifest and every tag that names it:" }
+            ul #shared-tags {
+                @if let Reference::Tag(t) = reference { li { code { (t) } } }
+                @for t in &others { li { code { (t) } } }
+            }
+        }
+        @if !links.parents.is_empty() {
+            p.warning {
+                "An index lists this manifest ("
+                @for (n, p) in links.parents.iter().enumerate() {
+                    @if n > 0 { ", " }
+                    a.mono href=(image_path(repo, &Reference::Digest(p.clone()))) { (short_digest(p)) }
+                }
+                "); pulling that index for this platform will fail once it is gone."
+            }
+        }
+        @if !referrers.is_empty() {
+            p.warning { (referrers.len()) " referrer(s) (signatures, SBOMs…) point at it; they stay until garbage collection removes orphans." }
+        }
+        p.muted { "Blob bytes are reclaimed by the next garbage collection, if nothing else uses them." }
+        form method="post" action=(delete_path(repo, &by_digest)) {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            input type="hidden" name="what" value="manifest";
+            button.danger type="submit" { "Delete manifest " (short_digest(&record.digest)) }
+        }
+        p { a href=(repo_path(repo)) { "Cancel" } }
+    };
+    ok(shell("Delete", Some(viewer), body))
+}
+
+/// The form of either action.
+#[derive(Debug, Deserialize)]
+pub struct DeleteForm {
+    /// `untag` or `manifest`.
+    what: String,
+}
+
+/// `POST /ui/r/{repo}/-/delete/{reference}` (already authorized for
+/// delete): the redirect to the repository, and the webhook event the same
+/// `DELETE` on `/v2/` would send.
+pub async fn submit(
+    console: &Console,
+    repo: &RepoName,
+    reference: &Reference,
+    form: DeleteForm,
+) -> UiResult<(Response, Notice)> {
+    let registry = &console.registry;
+    let notice = |tag: Option<String>, digest: Option<String>| Notice {
+        action: Action::Delete,
+        repository: repo.to_string(),
+        media_type: None,
+        digest,
+        size: None,
+        tag,
+    };
+    let (done, notice) = match (form.what.as_str(), reference) {
+        // Untag: DELETE /v2/{repo}/manifests/{tag}.
+        ("untag", Reference::Tag(tag)) => {
+            registry.delete_manifest(repo, reference).await?;
+            (Done::Untagged, notice(Some(tag.to_string()), None))
+        }
+        // Delete the manifest: DELETE /v2/{repo}/manifests/{digest}; a tag
+        // is resolved first, so the form acts on what the page showed.
+        ("manifest", _) => {
+            let digest = registry.stat_manifest(repo, reference).await?.digest;
+            registry
+                .delete_manifest(repo, &Reference::Digest(digest.clone()))
+                .await?;
+            (Done::Deleted, notice(None, Some(digest.to_string())))
+        }
+        _ => return Err(UiError::BadRequest("unknown action")),
+    };
+    tracing::info!(repo = %repo, reference = %reference, action = done.as_str(), "console delete");
+    let to = format!("{}?done={}", repo_path(repo), done.as_str());
+    Ok((Redirect::to(&to).into_response(), notice))
+}

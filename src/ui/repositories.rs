@@ -1,0 +1,145 @@
+//! `GET /ui/`: the repositories the viewer may pull (tags, size, last push),
+//! searchable, by name or last push, in keyset pages.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use maud::{Markup, html};
+
+use super::access::{prepare, rights};
+use super::error::UiResult;
+use super::layout::{page as shell, size, time};
+use super::paging::{Cursor, Params};
+use super::session::Viewer;
+use super::{Console, ok, repo_path};
+use crate::http::{PeerAddr, Query};
+use crate::oci::RepoName;
+use crate::registry::{Listing, Order, RepositorySummary};
+
+/// Batches read to fill one page with repositories the viewer may see,
+/// before the page is shown as it is (with a link onwards).
+const MAX_BATCHES: usize = 20;
+
+pub async fn page(
+    State(console): State<Console>,
+    viewer: Viewer,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    query: Query,
+) -> UiResult {
+    let params = Params::parse(&query, Order::Name)?;
+    let (rows, next) = visible(&console, &viewer, &params).await?;
+    let host = host_of(&console.auth.base_url(&headers, peer));
+    ok(shell(
+        "Repositories",
+        Some(&viewer),
+        render(&params, &rows, next.as_ref(), &host),
+    ))
+}
+
+/// `host[:port]` of a base URL.
+pub fn host_of(base_url: &str) -> String {
+    base_url
+        .split_once("://")
+        .map_or(base_url, |(_, host)| host)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn cursor(r: &RepositorySummary) -> Cursor {
+    Cursor {
+        time_ms: r.last_push_ms,
+        name: r.name.to_string(),
+    }
+}
+
+/// One page of repositories the viewer may pull, and where the next starts.
+/// Rows the viewer may not pull are skipped as if they did not exist.
+async fn visible(
+    console: &Console,
+    viewer: &Viewer,
+    params: &Params,
+) -> UiResult<(Vec<RepositorySummary>, Option<Cursor>)> {
+    let limit = params.limit as usize;
+    let batch_size = params.limit + 1;
+    let mut shown: Vec<RepositorySummary> = Vec::new();
+    let mut after = params.after.clone();
+    for _ in 0..MAX_BATCHES {
+        let batch = console
+            .registry
+            .browse_repositories(Listing {
+                contains: params.filter.as_deref(),
+                order: params.order,
+                after: after.as_ref().map(Cursor::position),
+                limit: batch_size,
+            })
+            .await?;
+        let complete = batch.len() < batch_size as usize;
+        let names: Vec<RepoName> = batch.iter().map(|r| r.name.clone()).collect();
+        prepare(console, &names).await?;
+        for row in batch {
+            if shown.len() == limit {
+                let next = shown.last().map(cursor);
+                return Ok((shown, next));
+            }
+            after = Some(cursor(&row));
+            if rights(console, &viewer.principal, &row.name).await?.pull {
+                shown.push(row);
+            }
+        }
+        if complete {
+            return Ok((shown, None));
+        }
+    }
+    Ok((shown, after))
+}
+
+fn render(
+    params: &Params,
+    rows: &[RepositorySummary],
+    next: Option<&Cursor>,
+    host: &str,
+) -> Markup {
+    html! {
+        h1 { "Repositories" }
+        form.toolbar method="get" action="/ui/" role="search" {
+            label for="q" class="muted" { "Search" }
+            input #q type="search" name="q" value=[params.filter.as_deref()]
+                placeholder="Repository name" data-filter="repositories";
+            label for="sort" class="muted" { "Sort" }
+            select #sort name="sort" {
+                option value="name" selected[params.order == Order::Name] { "Name" }
+                option value="pushed" selected[params.order == Order::Newest] { "Last push" }
+            }
+            button type="submit" { "Apply" }
+        }
+        @if rows.is_empty() {
+            @if params.filter.is_some() || params.after.is_some() {
+                p.muted { "No repositories match." }
+            } @else {
+                p.muted { "No repositories you may pull yet. Push an image to create one:" }
+                @let push = format!("docker push {host}/team/app:1.0");
+                div.cmdrow {
+                    pre.cmd { code { "docker tag app " (host) "/team/app:1.0" "\n" (push) } }
+                }
+            }
+        } @else {
+            table.rows #repositories {
+                thead { tr { th scope="col" { "Repository" } th.num scope="col" { "Tags" } th.num scope="col" { "Size" } th scope="col" { "Last push" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { a href=(repo_path(&r.name)) { (r.name) } }
+                            td.num { (r.tags) }
+                            td.num { (size(r.logical_bytes)) }
+                            td { (time(r.last_push_ms)) }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if params.after.is_some() { a href=(params.link("/ui/", None)) { "First page" } }
+            @if let Some(next) = next { a rel="next" href=(params.link("/ui/", Some(next))) { "Next page" } }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Who is looking, and proof that a form came from our own page.
+//!
+//! Sessions are stateless: the cookie holds a session token signed with the
+//! registry's token key (ES256, the key every replica shares), bound like a
+//! refresh token to the credential it was opened with. So any replica
+//! accepts it, and a new password, a removed user or a revoked access token
+//! ends it at once; otherwise it ends at its expiry ([`SESSION_TTL`]).
+//! Signing out deletes the cookie; a copy taken before stays valid until it
+//! expires (there is no server-side list to strike it from).
+//!
+//! CSRF: every browser gets a random secret in an HttpOnly, SameSite=Strict
+//! cookie ([`CSRF_COOKIE`]), replaced at sign-in; every state-changing form
+//! carries it back in a hidden field, and a session is bound to the secret
+//! it was opened with.
+//! [`CsrfForm`] checks all of it in one place, for every POST.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::Console;
+use super::error::UiError;
+use crate::auth::{Mode, Principal, SessionClaims};
+use crate::http::PeerAddr;
+
+/// The session cookie; scoped to `/ui`.
+pub const SESSION_COOKIE: &str = "wharf_session";
+/// The CSRF secret cookie; scoped to `/ui`.
+pub const CSRF_COOKIE: &str = "wharf_csrf";
+/// How long a browser keeps its CSRF secret.
+pub const CSRF_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+/// How long a session lasts at most.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// The largest form body read.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// This request's CSRF secret (from its cookie, or new), set by [`guard`].
+#[derive(Debug, Clone)]
+pub struct CsrfSecret(pub String);
+
+/// Percent-encodes a query parameter value.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value scoped to the console; `max_age` 0 deletes it.
+pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/ui; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Middleware: gives every console request a CSRF secret, setting the
+/// cookie when the browser has none (or a malformed one), and notes whether
+/// the browser reached us over HTTPS (cookies are then `Secure`).
+pub async fn guard(
+    State(console): State<Console>,
+    PeerAddr(peer): PeerAddr,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let secure = console
+        .auth
+        .base_url(request.headers(), peer)
+        .starts_with("https://");
+    request.extensions_mut().insert(Secure(secure));
+    let existing = cookie(request.headers(), CSRF_COOKIE)
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string);
+    let fresh = existing.is_none();
+    let secret = existing.unwrap_or_else(random_secret);
+    request.extensions_mut().insert(CsrfSecret(secret.clone()));
+    let mut response = next.run(request).await;
+    if fresh && let Some(v) = set_cookie(CSRF_COOKIE, &secret, CSRF_TTL.as_secs(), secure) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// Whether the browser reached us over HTTPS (set by [`guard`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Secure(pub bool);
+
+/// Who is looking at a console page.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub principal: Principal,
+    /// The signed-in name; `None` in open mode or for an anonymous visitor.
+    pub name: Option<String>,
+    /// The CSRF token this viewer's forms carry.
+    pub csrf: String,
+    /// Whether sign-in exists at all (not open mode).
+    pub enforced: bool,
+}
+
+/// The session's claims when the cookie holds a valid one bound to `csrf`.
+fn session(console: &Console, headers: &HeaderMap, csrf: &str) -> Option<SessionClaims> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let claims = console.auth.tokens.verify_session(token).ok()?;
+    same(&claims.csrf, csrf).then_some(claims)
+}
+
+impl<S> FromRequestParts<S> for Viewer
+where
+    S: Send + Sync,
+    Console: FromRef<S>,
+{
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, UiError> {
+        let console = Console::from_ref(state);
+        let csrf = parts
+            .extensions
+            .get::<CsrfSecret>()
+            .map(|c| c.0.clone())
+            .ok_or(UiError::Csrf)?;
+        if console.auth.mode == Mode::Open {
+            return Ok(Viewer {
+                principal: Principal::Anonymous,
+                name: None,
+                csrf,
+                enforced: false,
+            });
+        }
+        if let Some(claims) = session(&console, &parts.headers, &csrf) {
+            match console.auth.login.refresh(&claims.refresh_claims()).await {
+                Ok(principal) => {
+                    return Ok(Viewer {
+                        name: Some(principal.subject()),
+                        principal,
+                        csrf,
+                        enforced: true,
+                    });
+                }
+                Err(crate::auth::LoginError::Store(e)) => return Err(e.into()),
+                // The credential is gone or changed: as if signed out.
+                Err(_) => {}
+            }
+        }
+        // Without a session a visitor sees what anonymous pulls may see; when
+        // those see nothing, the sign-in form is the only useful page.
+        if console.auth.policy.anonymous_pull.is_empty() {
+            let next = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .filter(|_| parts.method == Method::GET)
+                .unwrap_or_else(|| "/ui/".into());
+            return Err(UiError::SignIn { next });
+        }
+        Ok(Viewer {
+            principal: Principal::Anonymous,
+            name: None,
+            csrf,
+            enforced: true,
+        })
+    }
+}
+
+/// A POSTed form of `T`, admitted only with the right CSRF token in its
+/// `csrf` field; the one CSRF check. Bodies over 16 KiB are refused.
+pub struct CsrfForm<T>(pub T);
+
+impl<S, T> FromRequest<S> for CsrfForm<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = UiError;
+
+    async fn from_request(request: Request<Body>, _: &S) -> Result<Self, UiError> {
+        let secret = request
+            .extensions()
+            .get::<CsrfSecret>()
+            .map(|c| c.0.clone())
+            .ok_or(UiError::Csrf)?;
+        // Browsers say where a request comes from; another site's is refused
+        // before the body is read (SameSite=Strict already keeps our cookies off it).
+        let site = request
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
+        if site.is_some_and(|s| s != "same-origin" && s != "none") {
+            return Err(UiError::Csrf);
+        }
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+            .await
+            .map_err(|_| UiError::BadRequest("the form is too large"))?;
+        let sent = form_urlencoded::parse(&bytes)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !same(&sent, &secret) {
+            return Err(UiError::Csrf);
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(CsrfForm)
+            .map_err(|_| UiError::BadRequest("the form is not valid"))
+    }
+}
+
+/// Where sign-in may send the browser afterwards: a console path of ours,
+/// never another origin (`//host`, `/\host`) or anything outside `/ui/`.
+pub fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with("/ui/")
+                && n.len() <= 2048
+                && !n.contains('\\')
+                && !n.contains("//")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_string()
+        }
+        _ => "/ui/".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(
+            local_next(Some("/ui/r/app?sort=name")),
+            "/ui/r/app?sort=name"
+        );
+        for bad in [
+            None,
+            Some("https://evil.example/"),
+            Some("//evil.example/ui/"),
+            Some("/ui//evil.example"),
+            Some("/ui/\\evil"),
+            Some("/v2/"),
+            Some("/ui/\nx"),
+        ] {
+            assert_eq!(local_next(bad), "/ui/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; wharf_csrf=xyz; b=2"),
+        );
+        assert_eq!(cookie(&headers, CSRF_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+}
