@@ -35,7 +35,12 @@ cleanup() {
             kill "$(cat "$root/d$i/docker.pid")" 2>/dev/null || true
         fi
     done
-    sleep 2
+    # dockerd takes a while to stop; its netns bind mounts must go before the folder.
+    for _ in $(seq 1 20); do
+        pgrep -f "dockerd.*$root" >/dev/null || break
+        sleep 1
+    done
+    grep -o "$root/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     for i in 1 2 3; do
         ip netns del "wharf-ci-$i" 2>/dev/null || true
         ip link del "wharf-h$i" 2>/dev/null || true
@@ -44,6 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "three network namespaces, each with a Docker daemon"
+grep -o "$root/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 rm -rf "$root" && mkdir -p "$root"
 for i in 1 2 3; do
     ns="wharf-ci-$i"

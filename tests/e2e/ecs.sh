@@ -49,8 +49,10 @@ docker rmi -f "$image" >/dev/null
 
 log "a task from the pushed image"
 def=$(ecs register-task-definition --family hello --network-mode none \
-    --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"sleep 2; echo hello from ecs\"]}]")
+    --container-definitions "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"sleep 8; echo hello from ecs\"]}]")
 [ "$(jq -r .taskDefinition.revision <<<"$def")" = 1 ] || fail "register: $def"
+# The CLI's tasks-running waiter polls every 6 s and fails on STOPPED: the
+# task outlives one poll interval so the second poll still finds it running.
 task=$(ecs run-task --task-definition hello | jq -r '.tasks[0].taskArn')
 ecs wait tasks-running --tasks "$task" || fail "tasks-running"
 ecs wait tasks-stopped --tasks "$task" || fail "tasks-stopped"
