@@ -492,6 +492,68 @@ async fn a_repository_one_may_not_pull_leaves_no_trace() {
     );
 }
 
+/// Every link of a page, `&` undone.
+fn links(page: &Page) -> Vec<String> {
+    capture(&page.body, r#"href="([^"]+)""#)
+}
+
+#[tokio::test]
+async fn repository_pages_never_name_a_hidden_repository_whatever_the_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fifty repositories Bob may not pull, sorting before and after the one
+    // he may, all matching the search; pushed in open mode, then secured.
+    let open = TestServer::start(dir.path()).await;
+    for i in 0..25 {
+        open.push_image(&format!("hidden/app-{i:02}"), "latest", &format!("h{i}"))
+            .await;
+    }
+    open.push_image("team/app", "latest", "team").await;
+    for i in 0..25 {
+        open.push_image(&format!("zhidden/app-{i:02}"), "latest", &format!("z{i}"))
+            .await;
+    }
+    open.stop().await;
+    let s = TestServer::start_with(dir.path(), secured).await;
+    let mut bob = Browser::new(&s);
+    bob.sign_in(BOB).await;
+
+    let mut afters = vec![String::new(), "0~hidden/app-03".into(), "0~team/app".into()];
+    afters.push(format!("{}~zhidden/app-00", i64::MAX));
+    afters.push(format!("{}~team/app", i64::MAX));
+    for n in [1, 2, 3, 50, 200] {
+        for sort in ["name", "pushed"] {
+            for q in ["", "app", "hidden", "a"] {
+                for after in &afters {
+                    let mut path = format!(
+                        "/ui/?n={n}&sort={sort}&q={q}&after={}",
+                        after.replace('/', "%2F")
+                    );
+                    // Follow "Next page" to the end.
+                    for _ in 0..60 {
+                        let page = bob.get(&path).await;
+                        assert_eq!(page.status, 200, "{path}");
+                        let body = page.body.replace(&after.replace('/', "%2F"), "");
+                        let body = body.replace(after.as_str(), "");
+                        assert!(!body.contains("hidden/"), "{path}: {}", page.body);
+                        assert!(!body.contains("hidden%2F"), "{path}: {}", page.body);
+                        for link in links(&page) {
+                            let named = link.contains("hidden/") || link.contains("hidden%2F");
+                            assert!(!named, "{path}: {link}");
+                        }
+                        match next_link(&page) {
+                            Some(next) => path = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Bob's one repository alone: no "Next page", which would tell of others.
+    let page = bob.get("/ui/?n=1&q=app").await;
+    assert_eq!(next_link(&page), None, "{}", page.body);
+}
+
 #[tokio::test]
 async fn tag_pages_are_stable_across_pages_in_both_orders() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,7 +53,11 @@ fn cursor(r: &RepositorySummary) -> Cursor {
 }
 
 /// One page of repositories the viewer may pull, and where the next starts.
-/// Rows the viewer may not pull are skipped as if they did not exist.
+/// Rows the viewer may not pull are skipped as if they did not exist: a
+/// cursor is only ever taken from a row shown, and "Next page" is offered
+/// only once one more row the viewer may pull has been seen, so neither the
+/// link nor its presence tells of a hidden repository. When the scan budget
+/// runs out first the page ends there without a link (the search narrows it).
 async fn visible(
     console: &Console,
     viewer: &Viewer,
@@ -62,14 +66,15 @@ async fn visible(
     let limit = params.limit as usize;
     let batch_size = params.limit + 1;
     let mut shown: Vec<RepositorySummary> = Vec::new();
-    let mut after = params.after.clone();
+    // Where the next batch is read from: internal only, never put in a link.
+    let mut scanned = params.after.clone();
     for _ in 0..MAX_BATCHES {
         let batch = console
             .registry
             .browse_repositories(Listing {
                 contains: params.filter.as_deref(),
                 order: params.order,
-                after: after.as_ref().map(Cursor::position),
+                after: scanned.as_ref().map(Cursor::position),
                 limit: batch_size,
             })
             .await?;
@@ -77,20 +82,22 @@ async fn visible(
         let names: Vec<RepoName> = batch.iter().map(|r| r.name.clone()).collect();
         prepare(console, &names).await?;
         for row in batch {
+            scanned = Some(cursor(&row));
+            if !rights(console, &viewer.principal, &row.name).await?.pull {
+                continue;
+            }
             if shown.len() == limit {
+                // One more visible row: there is a next page, after the last shown.
                 let next = shown.last().map(cursor);
                 return Ok((shown, next));
             }
-            after = Some(cursor(&row));
-            if rights(console, &viewer.principal, &row.name).await?.pull {
-                shown.push(row);
-            }
+            shown.push(row);
         }
         if complete {
-            return Ok((shown, None));
+            break;
         }
     }
-    Ok((shown, after))
+    Ok((shown, None))
 }
 
 fn render(
