@@ -273,7 +273,7 @@ async fn every_response_carries_the_security_headers_and_assets_are_cached() {
     assert_eq!(home.headers["cache-control"], "no-store");
     let cookie = home.headers[SET_COOKIE].to_str().unwrap();
     assert!(cookie.starts_with("wharf_csrf="), "{cookie}");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/ui"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     // Nothing inline: every script has a source, no style attribute or element.
@@ -415,6 +415,89 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(!browser.cookies.contains_key("wharf_session"));
     assert_eq!(browser.get("/ui/").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn another_site_cannot_sign_a_user_out_and_assets_set_no_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), secured).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in(ALICE).await;
+    let csrf = alice.cookies["wharf_csrf"].clone();
+
+    // Requests from another site arrive without the Strict session cookie
+    // (and, but for top-level GETs, without the Lax CSRF one): none of them
+    // may hand the browser a new CSRF secret, which would end its session.
+    let cross = |method: reqwest::Method, path: &str| {
+        alice
+            .http
+            .request(method, s.url(path))
+            .header("sec-fetch-site", "cross-site")
+    };
+    for (method, path, mode) in [
+        (reqwest::Method::GET, "/ui/", "no-cors"),
+        (reqwest::Method::GET, "/ui/login", "cors"),
+        (reqwest::Method::GET, "/ui/r/team/app", "no-cors"),
+        (reqwest::Method::POST, "/ui/logout", "navigate"),
+        (reqwest::Method::POST, "/ui/login", "navigate"),
+    ] {
+        let r = cross(method.clone(), path)
+            .header("sec-fetch-mode", mode)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get(SET_COOKIE).is_none(),
+            "{method} {path}: {:?}",
+            r.headers()
+        );
+    }
+    // A link followed from another site carries the Lax CSRF cookie only:
+    // the page looks signed out, and the secret is kept.
+    let r = cross(reqwest::Method::GET, "/ui/")
+        .header("sec-fetch-mode", "navigate")
+        .header("cookie", format!("wharf_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get(SET_COOKIE).is_none(), "{:?}", r.headers());
+    // The session is untouched.
+    let home = alice.get("/ui/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Signed in as <strong>alice</strong>"));
+    assert_eq!(alice.cookies["wharf_csrf"], csrf);
+
+    // A browser's first visit, same origin, is given a secret; the public,
+    // immutable assets never set one.
+    let first = s.http.get(s.url("/ui/login")).send().await.unwrap();
+    let cookie = first.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("wharf_csrf="), "{cookie}");
+    let body = first.text().await.unwrap();
+    let assets = capture(&body, r#"(?:href|src)="(/ui/static/[^"]+)""#);
+    assert!(!assets.is_empty());
+    for asset in assets {
+        let r = s.http.get(s.url(&asset)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers().get(SET_COOKIE).is_none(), "{asset}");
+    }
+
+    // Sign-in never sends the browser out of the console by dot segments.
+    let mut bob = Browser::new(&s);
+    let form = bob.get("/ui/login").await;
+    let csrf = form.csrf();
+    let done = bob
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", BOB.0),
+                ("password", BOB.1),
+                ("next", "/ui/../v2/_catalog"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/");
 }
 
 #[tokio::test]
