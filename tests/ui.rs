@@ -632,9 +632,34 @@ async fn repository_pages_never_name_a_hidden_repository_whatever_the_parameters
             }
         }
     }
-    // Bob's one repository alone: no "Next page", which would tell of others.
-    let page = bob.get("/ui/?n=1&q=app").await;
-    assert_eq!(next_link(&page), None, "{}", page.body);
+    // Bob's one repository alone, found past the hidden ones whatever the
+    // order, with its tag count: no "Next page", which would tell of others.
+    for sort in ["name", "pushed"] {
+        let page = bob.get(&format!("/ui/?n=1&q=app&sort={sort}")).await;
+        let repos = capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#);
+        assert_eq!(repos, ["team/app"], "{}", page.body);
+        assert!(page.body.contains(r#"<td class="num">1</td>"#), "{}", page.body);
+        assert_eq!(next_link(&page), None, "{}", page.body);
+    }
+    // Alice sees all 51, in pages whose rows each carry their own summary.
+    let mut alice = Browser::new(&s);
+    alice.sign_in(ALICE).await;
+    let mut path = "/ui/?n=20&q=app".to_string();
+    let mut seen = Vec::new();
+    loop {
+        let page = alice.get(&path).await;
+        seen.extend(capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#));
+        assert_eq!(
+            capture(&page.body, r#"<td class="num">(1)</td>"#).len(),
+            capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#).len()
+        );
+        match next_link(&page) {
+            Some(next) => path = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 51, "{seen:?}");
+    assert!(seen.is_sorted());
 }
 
 #[tokio::test]

@@ -13,11 +13,14 @@ use super::session::Viewer;
 use super::{Console, ok, repo_path};
 use crate::http::{PeerAddr, Query};
 use crate::oci::RepoName;
-use crate::registry::{Listing, Order, RepositorySummary};
+use crate::registry::{Listing, Order, RepositoryKey, RepositorySummary};
 
-/// Batches read to fill one page with repositories the viewer may see,
-/// before the page is shown as it is (with a link onwards).
-const MAX_BATCHES: usize = 20;
+/// Keys read per batch: only names and last pushes, so a batch larger than
+/// most pages costs little and keeps the batches (each a query) few.
+const BATCH: u32 = 250;
+/// Batches read to fill one page with repositories the viewer may see
+/// (at most 2,000 rows scanned), before the page is shown as it is.
+const MAX_BATCHES: usize = 8;
 
 pub async fn page(
     State(console): State<Console>,
@@ -45,7 +48,7 @@ pub fn host_of(base_url: &str) -> String {
         .to_string()
 }
 
-fn cursor(r: &RepositorySummary) -> Cursor {
+fn cursor(r: &RepositoryKey) -> Cursor {
     Cursor {
         time_ms: r.last_push_ms,
         name: r.name.to_string(),
@@ -63,9 +66,21 @@ async fn visible(
     viewer: &Viewer,
     params: &Params,
 ) -> UiResult<(Vec<RepositorySummary>, Option<Cursor>)> {
+    let (keys, next) = visible_keys(console, viewer, params).await?;
+    // Counts and sizes for the rows shown only, in one query.
+    let rows = console.registry.repository_summaries(&keys).await?;
+    Ok((rows, next))
+}
+
+/// The keys of [`visible`]'s rows, and where the next page starts.
+async fn visible_keys(
+    console: &Console,
+    viewer: &Viewer,
+    params: &Params,
+) -> UiResult<(Vec<RepositoryKey>, Option<Cursor>)> {
     let limit = params.limit as usize;
-    let batch_size = params.limit + 1;
-    let mut shown: Vec<RepositorySummary> = Vec::new();
+    let batch_size = BATCH.max(params.limit + 1);
+    let mut shown: Vec<RepositoryKey> = Vec::new();
     // Where the next batch is read from: internal only, never put in a link.
     let mut scanned = params.after.clone();
     for _ in 0..MAX_BATCHES {

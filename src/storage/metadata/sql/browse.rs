@@ -1,14 +1,17 @@
 //! [`BrowseMetadata`] in SQL. Each page selects its rows by keyset over an
 //! index (`tags_by_update`, the tags' primary key, `manifests_by_push`) in an
 //! inner query limited to the page, and only then computes the per-row
-//! columns (sizes, counts) for those rows.
+//! columns (sizes, counts) for those rows; for repositories, which the
+//! console authorizes row by row, those are a second query over the rows
+//! shown only.
 
 use async_trait::async_trait;
 
 use super::{Dialect, SqlMetadata, digest, repo_name};
 use crate::oci::{Digest, RepoName};
 use crate::storage::metadata::browse::{
-    BrowseMetadata, ImageSummary, Listing, ManifestLinks, Order, Position, RepositorySummary,
+    BrowseMetadata, ImageSummary, Listing, ManifestLinks, Order, Position, RepositoryKey,
+    RepositorySummary,
 };
 use crate::storage::metadata::{ManifestRecord, Result};
 
@@ -48,9 +51,14 @@ impl Args {
 }
 
 #[derive(sqlx::FromRow)]
-struct RepositoryRow {
+struct RepositoryKeyRow {
     name: String,
     last_push: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    name: String,
     tags: i64,
     logical_bytes: i64,
 }
@@ -156,46 +164,69 @@ fn and_all(conditions: &[Option<String>]) -> String {
 
 #[async_trait]
 impl BrowseMetadata for SqlMetadata {
-    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>> {
+    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositoryKey>> {
         let mut args = Args::default();
         let filter = page.contains.map(|c| self.contains("q.name", c, &mut args));
         let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
         let limit = args.int(i64::from(page.limit));
-        // The last push of every repository is one probe of `manifests_by_push`;
-        // tag counts and sizes are computed for the page's rows only.
+        // Keys only: the last push of a repository is one probe of
+        // `manifests_by_push`; counts and sizes wait for authorization.
         let sql = format!(
-            "SELECT p.name AS name, p.last_push AS last_push,
-                    (SELECT COUNT(*) FROM tags t WHERE t.repository = p.name) AS tags,
-                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
-                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = p.name
-                                         UNION
-                                         SELECT m.digest FROM manifests m WHERE m.repository = p.name)) AS logical_bytes
-             FROM (SELECT q.name AS name, q.last_push AS last_push
-                   FROM (SELECT r.name AS name,
-                                COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
-                                           WHERE m.repository = r.name), r.created_at) AS last_push
-                         FROM repositories r) q
-                   WHERE 1 = 1{conditions}
-                   ORDER BY {inner_order} LIMIT {limit}) p
-             ORDER BY {outer_order}",
+            "SELECT q.name AS name, q.last_push AS last_push
+             FROM (SELECT r.name AS name,
+                          COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
+                                     WHERE m.repository = r.name), r.created_at) AS last_push
+                   FROM repositories r) q
+             WHERE 1 = 1{conditions}
+             ORDER BY {order} LIMIT {limit}",
             conditions = and_all(&[filter, after]),
-            inner_order = order_by(page.order, "q.last_push", "q.name"),
-            outer_order = order_by(page.order, "p.last_push", "p.name"),
+            order = order_by(page.order, "q.last_push", "q.name"),
         );
-        let rows: Vec<RepositoryRow> = args
+        let rows: Vec<RepositoryKeyRow> = args
             .bind(sqlx::query_as(&sql))
             .fetch_all(&self.readers)
             .await?;
         rows.into_iter()
             .map(|r| {
-                Ok(RepositorySummary {
+                Ok(RepositoryKey {
                     name: repo_name(&r.name)?,
-                    tags: r.tags.max(0) as u64,
                     last_push_ms: r.last_push,
-                    logical_bytes: r.logical_bytes.max(0) as u64,
                 })
             })
             .collect()
+    }
+
+    async fn repository_summaries(&self, keys: &[RepositoryKey]) -> Result<Vec<RepositorySummary>> {
+        let mut args = Args::default();
+        let names: Vec<String> = keys.iter().map(|k| args.text(k.name.as_str())).collect();
+        let sql = format!(
+            "SELECT r.name AS name,
+                    (SELECT COUNT(*) FROM tags t WHERE t.repository = r.name) AS tags,
+                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
+                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = r.name
+                                         UNION
+                                         SELECT m.digest FROM manifests m WHERE m.repository = r.name)) AS logical_bytes
+             FROM repositories r WHERE r.name IN ({names})",
+            names = names.join(", "),
+        );
+        let rows: Vec<RepositoryRow> = args
+            .bind(sqlx::query_as(&sql))
+            .fetch_all(&self.readers)
+            .await?;
+        let mut by_name: std::collections::HashMap<String, RepositoryRow> =
+            rows.into_iter().map(|r| (r.name.clone(), r)).collect();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let r = by_name.remove(k.name.as_str())?;
+                Some(RepositorySummary {
+                    name: k.name.clone(),
+                    tags: r.tags.max(0) as u64,
+                    last_push_ms: k.last_push_ms,
+                    logical_bytes: r.logical_bytes.max(0) as u64,
+                })
+            })
+            .collect())
     }
 
     async fn browse_tags(&self, repo: &RepoName, page: Listing<'_>) -> Result<Vec<ImageSummary>> {
