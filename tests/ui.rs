@@ -885,6 +885,31 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
 }
 
 #[tokio::test]
+async fn a_manifest_with_many_tags_lists_the_first_hundred_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let manifest = s.push_image("team/many", "t000", "many").await;
+    for i in 1..105 {
+        let r = s
+            .put_manifest("team/many", &format!("t{i:03}"), OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut browser = Browser::new(&s);
+    let image = browser.get("/ui/r/team/many/-/image/t000").await;
+    assert_eq!(image.status, 200);
+    let badges = capture(&image.body, r#"<span class="badge">(t\d+)</span>"#);
+    assert_eq!(badges.len(), 100, "{}", image.body);
+    assert!(image.body.contains("+5 more"), "{}", image.body);
+    let delete = browser.get("/ui/r/team/many/-/delete/t000").await;
+    assert_eq!(delete.status, 200);
+    // The tag being deleted, then the first hundred of the 104 others.
+    let shared = capture(&delete.body, r#"<li><code>(t\d+)</code></li>"#);
+    assert_eq!(shared.len(), 101, "{}", delete.body);
+    assert!(delete.body.contains("+4 more"), "{}", delete.body);
+}
+
+#[tokio::test]
 async fn console_deletes_end_where_the_api_deletes_end() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
