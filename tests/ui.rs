@@ -910,6 +910,51 @@ async fn a_manifest_with_many_tags_lists_the_first_hundred_and_counts_the_rest()
 }
 
 #[tokio::test]
+async fn referrers_whose_subject_is_missing_are_listed_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    // The subject is pushed after its referrers, as the spec allows.
+    let (config, layer, subject) = image("later");
+    let empty = b"{}";
+    s.push_blob("team/app", empty).await;
+    let referrer = |kind: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": sha256(&subject), "size": subject.len()},
+        }))
+        .unwrap()
+    };
+    let (signature, sbom) = (referrer("application/x-sig"), referrer("application/x-sbom"));
+    let r = s.put_manifest("team/app", "sig", OCI_MANIFEST, &signature).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = s
+        .put_manifest("team/app", &sha256(&sbom), OCI_MANIFEST, &sbom)
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+
+    let mut browser = Browser::new(&s);
+    let tags = browser.get("/ui/r/team/app").await;
+    assert_eq!(listed(&tags), ["sig"], "{}", tags.body);
+    let untagged = browser.get("/ui/r/team/app?show=untagged").await;
+    assert_eq!(listed(&untagged), [sha256(&sbom)], "{}", untagged.body);
+
+    // Once the subject is there, they are listed under it, as referrers.
+    s.push_blob("team/app", &config).await;
+    s.push_blob("team/app", &layer).await;
+    let r = s.put_manifest("team/app", "1.0", OCI_MANIFEST, &subject).await;
+    assert_eq!(r.status(), 201);
+    let tags = browser.get("/ui/r/team/app").await;
+    assert_eq!(listed(&tags), ["1.0"], "{}", tags.body);
+    let untagged = browser.get("/ui/r/team/app?show=untagged").await;
+    assert!(listed(&untagged).is_empty(), "{}", untagged.body);
+    let page = browser.get("/ui/r/team/app/-/image/1.0").await;
+    assert!(page.body.contains("application/x-sig") && page.body.contains("application/x-sbom"));
+}
+
+#[tokio::test]
 async fn console_deletes_end_where_the_api_deletes_end() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;

@@ -99,10 +99,11 @@ pub trait BrowseMetadata: Send + Sync + 'static {
     /// repository deleted since it was listed is left out.
     async fn repository_summaries(&self, keys: &[RepositoryKey]) -> Result<Vec<RepositorySummary>>;
     /// One page of a repository's tags, referrers' tags left out (they are
-    /// shown under their subject).
+    /// shown under their subject) unless their subject is missing.
     async fn browse_tags(&self, repo: &RepoName, page: Listing<'_>) -> Result<Vec<ImageSummary>>;
     /// One page of manifests no tag names, newest first, leaving out
-    /// referrers and manifests an index lists; `after.name` is a digest.
+    /// manifests an index lists and referrers whose subject is present;
+    /// `after.name` is a digest.
     async fn browse_untagged(
         &self,
         repo: &RepoName,

@@ -117,6 +117,17 @@ const SUMMARY_COLUMNS: &str = "m.digest AS digest, m.media_type AS media_type, m
      (SELECT COUNT(*) FROM manifest_children c
        WHERE c.repository = m.repository AND c.parent = m.digest) AS children";
 
+/// Whether manifest `m` is listed on its own rather than under its subject:
+/// it is no referrer, or its subject is not in the repository (pushed
+/// before it, or deleted), so it would otherwise be listed nowhere. The
+/// subject is one probe of the manifests' primary key.
+fn listed_on_its_own(m: &str) -> String {
+    format!(
+        "({m}.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests j
+                                             WHERE j.repository = {m}.repository AND j.digest = {m}.subject))"
+    )
+}
+
 impl SqlMetadata {
     /// `column` contains `needle`, ignoring case.
     fn contains(&self, column: &str, needle: &str, args: &mut Args) -> String {
@@ -239,11 +250,12 @@ impl BrowseMetadata for SqlMetadata {
             "SELECT p.name AS tag, p.updated_at AS at_ms, {SUMMARY_COLUMNS}
              FROM (SELECT t.name AS name, t.manifest AS manifest, t.updated_at AS updated_at
                    FROM tags t JOIN manifests s ON s.repository = t.repository AND s.digest = t.manifest
-                   WHERE t.repository = {r} AND s.subject IS NULL{conditions}
+                   WHERE t.repository = {r} AND {shown_here}{conditions}
                    ORDER BY {inner_order} LIMIT {limit}) p
              JOIN manifests m ON m.repository = {r} AND m.digest = p.manifest
              ORDER BY {outer_order}",
             conditions = and_all(&[filter, after]),
+            shown_here = listed_on_its_own("s"),
             inner_order = order_by(page.order, "t.updated_at", "t.name"),
             outer_order = order_by(page.order, "p.updated_at", "p.name"),
         );
@@ -267,7 +279,7 @@ impl BrowseMetadata for SqlMetadata {
         let sql = format!(
             "SELECT CAST(NULL AS TEXT) AS tag, p.pushed_at AS at_ms, {SUMMARY_COLUMNS}
              FROM (SELECT u.digest AS digest, u.pushed_at AS pushed_at FROM manifests u
-                   WHERE u.repository = {r} AND u.subject IS NULL
+                   WHERE u.repository = {r} AND {shown_here}
                      AND NOT EXISTS (SELECT 1 FROM tags t
                                       WHERE t.repository = u.repository AND t.manifest = u.digest)
                      AND NOT EXISTS (SELECT 1 FROM manifest_children c
@@ -275,6 +287,7 @@ impl BrowseMetadata for SqlMetadata {
                    ORDER BY u.pushed_at DESC, u.digest DESC LIMIT {limit}) p
              JOIN manifests m ON m.repository = {r} AND m.digest = p.digest
              ORDER BY p.pushed_at DESC, p.digest DESC",
+            shown_here = listed_on_its_own("u"),
             conditions = and_all(&[after]),
         );
         let rows: Vec<SummaryRow> = args
