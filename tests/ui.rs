@@ -638,7 +638,11 @@ async fn repository_pages_never_name_a_hidden_repository_whatever_the_parameters
         let page = bob.get(&format!("/ui/?n=1&q=app&sort={sort}")).await;
         let repos = capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#);
         assert_eq!(repos, ["team/app"], "{}", page.body);
-        assert!(page.body.contains(r#"<td class="num">1</td>"#), "{}", page.body);
+        assert!(
+            page.body.contains(r#"<td class="num">1</td>"#),
+            "{}",
+            page.body
+        );
         assert_eq!(next_link(&page), None, "{}", page.body);
     }
     // Alice sees all 51, in pages whose rows each carry their own summary.
@@ -927,8 +931,13 @@ async fn referrers_whose_subject_is_missing_are_listed_on_their_own() {
         }))
         .unwrap()
     };
-    let (signature, sbom) = (referrer("application/x-sig"), referrer("application/x-sbom"));
-    let r = s.put_manifest("team/app", "sig", OCI_MANIFEST, &signature).await;
+    let (signature, sbom) = (
+        referrer("application/x-sig"),
+        referrer("application/x-sbom"),
+    );
+    let r = s
+        .put_manifest("team/app", "sig", OCI_MANIFEST, &signature)
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let r = s
         .put_manifest("team/app", &sha256(&sbom), OCI_MANIFEST, &sbom)
@@ -944,7 +953,9 @@ async fn referrers_whose_subject_is_missing_are_listed_on_their_own() {
     // Once the subject is there, they are listed under it, as referrers.
     s.push_blob("team/app", &config).await;
     s.push_blob("team/app", &layer).await;
-    let r = s.put_manifest("team/app", "1.0", OCI_MANIFEST, &subject).await;
+    let r = s
+        .put_manifest("team/app", "1.0", OCI_MANIFEST, &subject)
+        .await;
     assert_eq!(r.status(), 201);
     let tags = browser.get("/ui/r/team/app").await;
     assert_eq!(listed(&tags), ["1.0"], "{}", tags.body);
