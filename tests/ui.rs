@@ -273,7 +273,7 @@ async fn every_response_carries_the_security_headers_and_assets_are_cached() {
     assert_eq!(home.headers["cache-control"], "no-store");
     let cookie = home.headers[SET_COOKIE].to_str().unwrap();
     assert!(cookie.starts_with("wharf_csrf="), "{cookie}");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/ui"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     // Nothing inline: every script has a source, no style attribute or element.
@@ -418,6 +418,89 @@ async fn sign_in_sets_a_strict_session_and_every_post_needs_its_csrf_token() {
 }
 
 #[tokio::test]
+async fn another_site_cannot_sign_a_user_out_and_assets_set_no_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), secured).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in(ALICE).await;
+    let csrf = alice.cookies["wharf_csrf"].clone();
+
+    // Requests from another site arrive without the Strict session cookie
+    // (and, but for top-level GETs, without the Lax CSRF one): none of them
+    // may hand the browser a new CSRF secret, which would end its session.
+    let cross = |method: reqwest::Method, path: &str| {
+        alice
+            .http
+            .request(method, s.url(path))
+            .header("sec-fetch-site", "cross-site")
+    };
+    for (method, path, mode) in [
+        (reqwest::Method::GET, "/ui/", "no-cors"),
+        (reqwest::Method::GET, "/ui/login", "cors"),
+        (reqwest::Method::GET, "/ui/r/team/app", "no-cors"),
+        (reqwest::Method::POST, "/ui/logout", "navigate"),
+        (reqwest::Method::POST, "/ui/login", "navigate"),
+    ] {
+        let r = cross(method.clone(), path)
+            .header("sec-fetch-mode", mode)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get(SET_COOKIE).is_none(),
+            "{method} {path}: {:?}",
+            r.headers()
+        );
+    }
+    // A link followed from another site carries the Lax CSRF cookie only:
+    // the page looks signed out, and the secret is kept.
+    let r = cross(reqwest::Method::GET, "/ui/")
+        .header("sec-fetch-mode", "navigate")
+        .header("cookie", format!("wharf_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get(SET_COOKIE).is_none(), "{:?}", r.headers());
+    // The session is untouched.
+    let home = alice.get("/ui/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Signed in as <strong>alice</strong>"));
+    assert_eq!(alice.cookies["wharf_csrf"], csrf);
+
+    // A browser's first visit, same origin, is given a secret; the public,
+    // immutable assets never set one.
+    let first = s.http.get(s.url("/ui/login")).send().await.unwrap();
+    let cookie = first.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("wharf_csrf="), "{cookie}");
+    let body = first.text().await.unwrap();
+    let assets = capture(&body, r#"(?:href|src)="(/ui/static/[^"]+)""#);
+    assert!(!assets.is_empty());
+    for asset in assets {
+        let r = s.http.get(s.url(&asset)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers().get(SET_COOKIE).is_none(), "{asset}");
+    }
+
+    // Sign-in never sends the browser out of the console by dot segments.
+    let mut bob = Browser::new(&s);
+    let form = bob.get("/ui/login").await;
+    let csrf = form.csrf();
+    let done = bob
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", BOB.0),
+                ("password", BOB.1),
+                ("next", "/ui/../v2/_catalog"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/");
+}
+
+#[tokio::test]
 async fn a_repository_one_may_not_pull_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
@@ -490,6 +573,97 @@ async fn a_repository_one_may_not_pull_leaves_no_trace() {
             .body
             .contains("/-/delete/latest")
     );
+}
+
+/// Every link of a page, `&` undone.
+fn links(page: &Page) -> Vec<String> {
+    capture(&page.body, r#"href="([^"]+)""#)
+}
+
+#[tokio::test]
+async fn repository_pages_never_name_a_hidden_repository_whatever_the_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fifty repositories Bob may not pull, sorting before and after the one
+    // he may, all matching the search; pushed in open mode, then secured.
+    let open = TestServer::start(dir.path()).await;
+    for i in 0..25 {
+        open.push_image(&format!("hidden/app-{i:02}"), "latest", &format!("h{i}"))
+            .await;
+    }
+    open.push_image("team/app", "latest", "team").await;
+    for i in 0..25 {
+        open.push_image(&format!("zhidden/app-{i:02}"), "latest", &format!("z{i}"))
+            .await;
+    }
+    open.stop().await;
+    let s = TestServer::start_with(dir.path(), secured).await;
+    let mut bob = Browser::new(&s);
+    bob.sign_in(BOB).await;
+
+    let mut afters = vec![String::new(), "0~hidden/app-03".into(), "0~team/app".into()];
+    afters.push(format!("{}~zhidden/app-00", i64::MAX));
+    afters.push(format!("{}~team/app", i64::MAX));
+    for n in [1, 2, 3, 50, 200] {
+        for sort in ["name", "pushed"] {
+            for q in ["", "app", "hidden", "a"] {
+                for after in &afters {
+                    let mut path = format!(
+                        "/ui/?n={n}&sort={sort}&q={q}&after={}",
+                        after.replace('/', "%2F")
+                    );
+                    // Follow "Next page" to the end.
+                    for _ in 0..60 {
+                        let page = bob.get(&path).await;
+                        assert_eq!(page.status, 200, "{path}");
+                        let body = page.body.replace(&after.replace('/', "%2F"), "");
+                        let body = body.replace(after.as_str(), "");
+                        assert!(!body.contains("hidden/"), "{path}: {}", page.body);
+                        assert!(!body.contains("hidden%2F"), "{path}: {}", page.body);
+                        for link in links(&page) {
+                            let named = link.contains("hidden/") || link.contains("hidden%2F");
+                            assert!(!named, "{path}: {link}");
+                        }
+                        match next_link(&page) {
+                            Some(next) => path = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Bob's one repository alone, found past the hidden ones whatever the
+    // order, with its tag count: no "Next page", which would tell of others.
+    for sort in ["name", "pushed"] {
+        let page = bob.get(&format!("/ui/?n=1&q=app&sort={sort}")).await;
+        let repos = capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#);
+        assert_eq!(repos, ["team/app"], "{}", page.body);
+        assert!(
+            page.body.contains(r#"<td class="num">1</td>"#),
+            "{}",
+            page.body
+        );
+        assert_eq!(next_link(&page), None, "{}", page.body);
+    }
+    // Alice sees all 51, in pages whose rows each carry their own summary.
+    let mut alice = Browser::new(&s);
+    alice.sign_in(ALICE).await;
+    let mut path = "/ui/?n=20&q=app".to_string();
+    let mut seen = Vec::new();
+    loop {
+        let page = alice.get(&path).await;
+        seen.extend(capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#));
+        assert_eq!(
+            capture(&page.body, r#"<td class="num">(1)</td>"#).len(),
+            capture(&page.body, r#"<td><a href="/ui/r/([^"]+)">"#).len()
+        );
+        match next_link(&page) {
+            Some(next) => path = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 51, "{seen:?}");
+    assert!(seen.is_sorted());
 }
 
 #[tokio::test]
@@ -712,6 +886,83 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
         page.body
             .contains("<code>docker pull registry.example.com/team/app:multi</code>")
     );
+}
+
+#[tokio::test]
+async fn a_manifest_with_many_tags_lists_the_first_hundred_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let manifest = s.push_image("team/many", "t000", "many").await;
+    for i in 1..105 {
+        let r = s
+            .put_manifest("team/many", &format!("t{i:03}"), OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut browser = Browser::new(&s);
+    let image = browser.get("/ui/r/team/many/-/image/t000").await;
+    assert_eq!(image.status, 200);
+    let badges = capture(&image.body, r#"<span class="badge">(t\d+)</span>"#);
+    assert_eq!(badges.len(), 100, "{}", image.body);
+    assert!(image.body.contains("+5 more"), "{}", image.body);
+    let delete = browser.get("/ui/r/team/many/-/delete/t000").await;
+    assert_eq!(delete.status, 200);
+    // The tag being deleted, then the first hundred of the 104 others.
+    let shared = capture(&delete.body, r#"<li><code>(t\d+)</code></li>"#);
+    assert_eq!(shared.len(), 101, "{}", delete.body);
+    assert!(delete.body.contains("+4 more"), "{}", delete.body);
+}
+
+#[tokio::test]
+async fn referrers_whose_subject_is_missing_are_listed_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    // The subject is pushed after its referrers, as the spec allows.
+    let (config, layer, subject) = image("later");
+    let empty = b"{}";
+    s.push_blob("team/app", empty).await;
+    let referrer = |kind: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": sha256(&subject), "size": subject.len()},
+        }))
+        .unwrap()
+    };
+    let (signature, sbom) = (
+        referrer("application/x-sig"),
+        referrer("application/x-sbom"),
+    );
+    let r = s
+        .put_manifest("team/app", "sig", OCI_MANIFEST, &signature)
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = s
+        .put_manifest("team/app", &sha256(&sbom), OCI_MANIFEST, &sbom)
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+
+    let mut browser = Browser::new(&s);
+    let tags = browser.get("/ui/r/team/app").await;
+    assert_eq!(listed(&tags), ["sig"], "{}", tags.body);
+    let untagged = browser.get("/ui/r/team/app?show=untagged").await;
+    assert_eq!(listed(&untagged), [sha256(&sbom)], "{}", untagged.body);
+
+    // Once the subject is there, they are listed under it, as referrers.
+    s.push_blob("team/app", &config).await;
+    s.push_blob("team/app", &layer).await;
+    let r = s
+        .put_manifest("team/app", "1.0", OCI_MANIFEST, &subject)
+        .await;
+    assert_eq!(r.status(), 201);
+    let tags = browser.get("/ui/r/team/app").await;
+    assert_eq!(listed(&tags), ["1.0"], "{}", tags.body);
+    let untagged = browser.get("/ui/r/team/app?show=untagged").await;
+    assert!(listed(&untagged).is_empty(), "{}", untagged.body);
+    let page = browser.get("/ui/r/team/app/-/image/1.0").await;
+    assert!(page.body.contains("application/x-sig") && page.body.contains("application/x-sbom"));
 }
 
 #[tokio::test]

@@ -87,7 +87,17 @@ struct RawPlatform {
     variant: Option<String>,
 }
 
-/// See [`ParsedManifest::platforms`]; an index whose platforms do not parse has none.
+/// The most platforms recorded for one index: enough for any real
+/// multi-platform image, and a bound on what a push can make every listing
+/// of its repository carry.
+pub const MAX_PLATFORMS: usize = 32;
+/// The longest platform name recorded (`os/architecture/variant`, bytes);
+/// longer ones are left out.
+pub const MAX_PLATFORM_NAME: usize = 64;
+
+/// See [`ParsedManifest::platforms`]; an index whose platforms do not parse
+/// has none; at most [`MAX_PLATFORMS`] names of at most [`MAX_PLATFORM_NAME`]
+/// bytes are kept.
 fn platforms(bytes: &[u8]) -> Vec<String> {
     let Ok(index) = serde_json::from_slice::<RawIndex>(bytes) else {
         return Vec::new();
@@ -107,8 +117,12 @@ fn platforms(bytes: &[u8]) -> Vec<String> {
         }
         // Names are stored space-separated: keep them free of spaces.
         let name = name.replace(char::is_whitespace, "_");
-        if !out.contains(&name) {
-            out.push(name);
+        if name.len() > MAX_PLATFORM_NAME || out.contains(&name) {
+            continue;
+        }
+        out.push(name);
+        if out.len() == MAX_PLATFORMS {
+            break;
         }
     }
     out
@@ -323,5 +337,26 @@ mod tests {
         );
         let m = parse(None, index.as_bytes()).unwrap();
         assert_eq!(m.platforms, ["linux/amd64", "linux/arm64/v8"]);
+    }
+
+    #[test]
+    fn index_platforms_are_bounded() {
+        let long = "x".repeat(MAX_PLATFORM_NAME);
+        let entries: Vec<String> = (0..100)
+            .map(|i| {
+                let arch = if i == 0 { long.clone() } else { format!("arch{i}") };
+                format!(
+                    r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2,"platform":{{"os":"linux","architecture":"{arch}"}}}}"#
+                )
+            })
+            .collect();
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        let m = parse(None, index.as_bytes()).unwrap();
+        assert_eq!(m.platforms.len(), MAX_PLATFORMS);
+        assert_eq!(m.platforms[0], "linux/arch1");
+        assert!(m.platforms.iter().all(|p| p.len() <= MAX_PLATFORM_NAME));
     }
 }

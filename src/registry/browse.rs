@@ -8,13 +8,24 @@ use super::{ManifestRead, Registry, RegistryError, Result};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::storage::Key;
 use crate::storage::metadata::browse::{
-    ImageSummary, Listing, ManifestLinks, Position, RepositorySummary,
+    ImageSummary, Listing, ManifestLinks, Position, RepositoryKey, RepositorySummary,
 };
 
 impl Registry {
-    /// One page of repositories.
-    pub async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>> {
+    /// One page of repositories, keys only.
+    pub async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositoryKey>> {
         Ok(self.inner.meta.browse_repositories(page).await?)
+    }
+
+    /// Tag counts and sizes of the repositories a page shows, in their order.
+    pub async fn repository_summaries(
+        &self,
+        keys: &[RepositoryKey],
+    ) -> Result<Vec<RepositorySummary>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.inner.meta.repository_summaries(keys).await?)
     }
 
     /// One page of an existing repository's tags (referrers left out).

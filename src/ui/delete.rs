@@ -8,7 +8,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::error::{UiError, UiResult};
-use super::layout::{page as shell, short_digest};
+use super::layout::{MAX_LISTED, more, page as shell, short_digest};
 use super::session::Viewer;
 use super::tags::Done;
 use super::{Console, delete_path, image_path, ok, repo_path};
@@ -56,16 +56,18 @@ pub async fn confirm(
             p { "Deletes the manifest and every tag that names it:" }
             ul #shared-tags {
                 @if let Reference::Tag(t) = reference { li { code { (t) } } }
-                @for t in &others { li { code { (t) } } }
+                @for t in others.iter().take(MAX_LISTED) { li { code { (t) } } }
             }
+            (more(others.len()))
         }
         @if !links.parents.is_empty() {
             p.warning {
                 "An index lists this manifest ("
-                @for (n, p) in links.parents.iter().enumerate() {
+                @for (n, p) in links.parents.iter().take(MAX_LISTED).enumerate() {
                     @if n > 0 { ", " }
                     a.mono href=(image_path(repo, &Reference::Digest(p.clone()))) { (short_digest(p)) }
                 }
+                @if links.parents.len() > MAX_LISTED { " " (more(links.parents.len())) }
                 "); pulling that index for this platform will fail once it is gone."
             }
         }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::access::Rights;
 use super::error::UiResult;
-use super::layout::{copy_button, kind, page as shell, short_digest, size, time};
+use super::layout::{MAX_LISTED, copy_button, kind, more, page as shell, short_digest, size, time};
 use super::session::Viewer;
 use super::{Console, delete_path, image_path, ok, repo_path};
 use crate::oci::{Digest, Reference, RepoName};
@@ -189,13 +189,14 @@ pub async fn page(
             @if let Some(d) = &document {
                 @if !d.layers.is_empty() {
                     dt { "Compressed size" }
-                    dd { (size(d.layers.iter().map(|l| l.size).sum::<u64>() + d.config.as_ref().map_or(0, |c| c.size))) }
+                    dd { (size(d.layers.iter().fold(d.config.as_ref().map_or(0, |c| c.size), |sum, l| sum.saturating_add(l.size)))) }
                 }
             }
             dt { "Tags" }
             dd {
                 @if links.tags.is_empty() { span.muted { "none" } }
-                @for tag in &links.tags { span.badge { (tag) } " " }
+                @for tag in links.tags.iter().take(MAX_LISTED) { span.badge { (tag) } " " }
+                (more(links.tags.len()))
             }
             @if let Some(subject) = &links.subject {
                 dt { "Refers to" }
@@ -203,7 +204,10 @@ pub async fn page(
             }
             @if !links.parents.is_empty() {
                 dt { "Listed by" }
-                dd { @for p in &links.parents { a.mono href=(image_path(repo, &Reference::Digest(p.clone()))) { (short_digest(p)) } " " } }
+                dd {
+                    @for p in links.parents.iter().take(MAX_LISTED) { a.mono href=(image_path(repo, &Reference::Digest(p.clone()))) { (short_digest(p)) } " " }
+                    (more(links.parents.len()))
+                }
             }
         }
         @if rights.delete {
@@ -410,7 +414,7 @@ fn config_section(config: &ConfigView) -> Markup {
 
 fn referrers_section(repo: &RepoName, referrers: &[Referrer]) -> Markup {
     let mut groups: BTreeMap<&str, Vec<&Referrer>> = BTreeMap::new();
-    for r in referrers {
+    for r in referrers.iter().take(MAX_LISTED) {
         groups
             .entry(r.artifact_type.as_deref().unwrap_or("(no artifact type)"))
             .or_default()
@@ -436,5 +440,6 @@ fn referrers_section(repo: &RepoName, referrers: &[Referrer]) -> Markup {
                 }
             }
         }
+        @if referrers.len() > MAX_LISTED { p { (more(referrers.len())) } }
     }
 }

@@ -83,6 +83,17 @@ pub fn copy_button(text: &str, label: &str) -> Markup {
     }
 }
 
+/// The most items a page lists of one manifest's tags, parents or referrers;
+/// the rest are counted by [`more`] (a manifest may have thousands of tags).
+pub const MAX_LISTED: usize = 100;
+
+/// "+N more" after a list cut at [`MAX_LISTED`] items of `total`.
+pub fn more(total: usize) -> Markup {
+    html! {
+        @if total > MAX_LISTED { span.muted.more { "+" (total - MAX_LISTED) " more" } }
+    }
+}
+
 /// `sha256:0123456789ab`: the algorithm and 12 hex digits.
 pub fn short_digest(digest: &Digest) -> String {
     let text = digest.to_string();

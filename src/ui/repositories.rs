@@ -13,11 +13,14 @@ use super::session::Viewer;
 use super::{Console, ok, repo_path};
 use crate::http::{PeerAddr, Query};
 use crate::oci::RepoName;
-use crate::registry::{Listing, Order, RepositorySummary};
+use crate::registry::{Listing, Order, RepositoryKey, RepositorySummary};
 
-/// Batches read to fill one page with repositories the viewer may see,
-/// before the page is shown as it is (with a link onwards).
-const MAX_BATCHES: usize = 20;
+/// Keys read per batch: only names and last pushes, so a batch larger than
+/// most pages costs little and keeps the batches (each a query) few.
+const BATCH: u32 = 250;
+/// Batches read to fill one page with repositories the viewer may see
+/// (at most 2,000 rows scanned), before the page is shown as it is.
+const MAX_BATCHES: usize = 8;
 
 pub async fn page(
     State(console): State<Console>,
@@ -45,7 +48,7 @@ pub fn host_of(base_url: &str) -> String {
         .to_string()
 }
 
-fn cursor(r: &RepositorySummary) -> Cursor {
+fn cursor(r: &RepositoryKey) -> Cursor {
     Cursor {
         time_ms: r.last_push_ms,
         name: r.name.to_string(),
@@ -53,23 +56,40 @@ fn cursor(r: &RepositorySummary) -> Cursor {
 }
 
 /// One page of repositories the viewer may pull, and where the next starts.
-/// Rows the viewer may not pull are skipped as if they did not exist.
+/// Rows the viewer may not pull are skipped as if they did not exist: a
+/// cursor is only ever taken from a row shown, and "Next page" is offered
+/// only once one more row the viewer may pull has been seen, so neither the
+/// link nor its presence tells of a hidden repository. When the scan budget
+/// runs out first the page ends there without a link (the search narrows it).
 async fn visible(
     console: &Console,
     viewer: &Viewer,
     params: &Params,
 ) -> UiResult<(Vec<RepositorySummary>, Option<Cursor>)> {
+    let (keys, next) = visible_keys(console, viewer, params).await?;
+    // Counts and sizes for the rows shown only, in one query.
+    let rows = console.registry.repository_summaries(&keys).await?;
+    Ok((rows, next))
+}
+
+/// The keys of [`visible`]'s rows, and where the next page starts.
+async fn visible_keys(
+    console: &Console,
+    viewer: &Viewer,
+    params: &Params,
+) -> UiResult<(Vec<RepositoryKey>, Option<Cursor>)> {
     let limit = params.limit as usize;
-    let batch_size = params.limit + 1;
-    let mut shown: Vec<RepositorySummary> = Vec::new();
-    let mut after = params.after.clone();
+    let batch_size = BATCH.max(params.limit + 1);
+    let mut shown: Vec<RepositoryKey> = Vec::new();
+    // Where the next batch is read from: internal only, never put in a link.
+    let mut scanned = params.after.clone();
     for _ in 0..MAX_BATCHES {
         let batch = console
             .registry
             .browse_repositories(Listing {
                 contains: params.filter.as_deref(),
                 order: params.order,
-                after: after.as_ref().map(Cursor::position),
+                after: scanned.as_ref().map(Cursor::position),
                 limit: batch_size,
             })
             .await?;
@@ -77,20 +97,22 @@ async fn visible(
         let names: Vec<RepoName> = batch.iter().map(|r| r.name.clone()).collect();
         prepare(console, &names).await?;
         for row in batch {
+            scanned = Some(cursor(&row));
+            if !rights(console, &viewer.principal, &row.name).await?.pull {
+                continue;
+            }
             if shown.len() == limit {
+                // One more visible row: there is a next page, after the last shown.
                 let next = shown.last().map(cursor);
                 return Ok((shown, next));
             }
-            after = Some(cursor(&row));
-            if rights(console, &viewer.principal, &row.name).await?.pull {
-                shown.push(row);
-            }
+            shown.push(row);
         }
         if complete {
-            return Ok((shown, None));
+            break;
         }
     }
-    Ok((shown, after))
+    Ok((shown, None))
 }
 
 fn render(

@@ -8,10 +8,18 @@
 //! Signing out deletes the cookie; a copy taken before stays valid until it
 //! expires (there is no server-side list to strike it from).
 //!
-//! CSRF: every browser gets a random secret in an HttpOnly, SameSite=Strict
+//! CSRF: every browser gets a random secret in an HttpOnly, SameSite=Lax
 //! cookie ([`CSRF_COOKIE`]), replaced at sign-in; every state-changing form
 //! carries it back in a hidden field, and a session is bound to the secret
-//! it was opened with.
+//! it was opened with. The secret's cookie is Lax, not Strict like the
+//! session's, so that a link from another site (a top-level GET) carries it
+//! and the console never mistakes the browser for a new one and overwrites
+//! the secret, which would end the session: any site could sign users out
+//! with a link. Cross-site POSTs still carry neither cookie (Lax), are
+//! refused on `Sec-Fetch-Site`, and cannot know the secret (double submit).
+//! Nor is the secret issued to a cross-site request other than a top-level
+//! GET (which would have carried the Lax cookie had there been one), or on
+//! the assets under `/ui/static/`, which are cached publicly.
 //! [`CsrfForm`] checks all of it in one place, for every POST.
 
 use std::time::Duration;
@@ -66,10 +74,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value scoped to the console; `max_age` 0 deletes it.
+/// The CSRF secret's cookie is `SameSite=Lax`, every other `Strict` (see
+/// the module documentation for why).
 pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
+    let same_site = if name == CSRF_COOKIE { "Lax" } else { "Strict" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/ui; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        "{name}={value}; Path=/ui; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
     ))
     .ok()
 }
@@ -85,9 +96,34 @@ fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Whether a request that came without a CSRF cookie may be given one: not
+/// for the public assets, and from another site only for a top-level GET
+/// navigation, which carries the Lax cookie when the browser has one (so a
+/// cross-site request can never replace the secret of a signed-in browser).
+fn may_issue(request: &Request) -> bool {
+    if request.uri().path().starts_with("/ui/static/") {
+        return false;
+    }
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    match header("sec-fetch-site").as_deref() {
+        None | Some("same-origin") | Some("none") => true,
+        Some(_) => {
+            request.method() == Method::GET
+                && header("sec-fetch-mode").as_deref() == Some("navigate")
+        }
+    }
+}
+
 /// Middleware: gives every console request a CSRF secret, setting the
-/// cookie when the browser has none (or a malformed one), and notes whether
-/// the browser reached us over HTTPS (cookies are then `Secure`).
+/// cookie when the browser has none (or a malformed one) and [`may_issue`]
+/// allows it (otherwise the secret serves this response only), and notes
+/// whether the browser reached us over HTTPS (cookies are then `Secure`).
 pub async fn guard(
     State(console): State<Console>,
     PeerAddr(peer): PeerAddr,
@@ -106,7 +142,7 @@ pub async fn guard(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_string);
-    let fresh = existing.is_none();
+    let fresh = existing.is_none() && may_issue(&request);
     let secret = existing.unwrap_or_else(random_secret);
     request.extensions_mut().insert(CsrfSecret(secret.clone()));
     let mut response = next.run(request).await;
@@ -214,7 +250,7 @@ where
             .map(|c| c.0.clone())
             .ok_or(UiError::Csrf)?;
         // Browsers say where a request comes from; another site's is refused
-        // before the body is read (SameSite=Strict already keeps our cookies off it).
+        // before the body is read (SameSite already keeps our cookies off it).
         let site = request
             .headers()
             .get("sec-fetch-site")
@@ -239,14 +275,23 @@ where
 }
 
 /// Where sign-in may send the browser afterwards: a console path of ours,
-/// never another origin (`//host`, `/\host`) or anything outside `/ui/`.
+/// never another origin (`//host`, `/\host`), anything outside `/ui/`, nor a
+/// `.` or `..` segment (plain or percent-encoded) that would leave it.
 pub fn local_next(next: Option<&str>) -> String {
+    let dotted = |n: &str| {
+        let path = n.split(['?', '#']).next().unwrap_or_default();
+        path.split('/').any(|segment| {
+            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+            segment == "." || segment == ".."
+        })
+    };
     match next {
         Some(n)
             if n.starts_with("/ui/")
                 && n.len() <= 2048
                 && !n.contains('\\')
                 && !n.contains("//")
+                && !dotted(n)
                 && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n.to_string()
@@ -273,6 +318,10 @@ mod tests {
             Some("/ui/\\evil"),
             Some("/v2/"),
             Some("/ui/\nx"),
+            Some("/ui/../v2/"),
+            Some("/ui/./x"),
+            Some("/ui/r/%2e%2E/x"),
+            Some("/ui/.."),
         ] {
             assert_eq!(local_next(bad), "/ui/", "{bad:?}");
         }

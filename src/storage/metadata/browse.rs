@@ -39,6 +39,15 @@ pub struct Listing<'a> {
     pub limit: u32,
 }
 
+/// A repository's place in a listing, all a page needs before it knows
+/// which rows the viewer may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryKey {
+    pub name: RepoName,
+    /// The latest manifest push, else the repository's creation (Unix ms).
+    pub last_push_ms: i64,
+}
+
 /// A repository as the console lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositorySummary {
@@ -83,13 +92,18 @@ pub struct ManifestLinks {
 /// The console's listings.
 #[async_trait]
 pub trait BrowseMetadata: Send + Sync + 'static {
-    /// One page of repositories.
-    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>>;
+    /// One page of repositories, keys only: what each row costs to show
+    /// (tag count, size) is computed apart, for the rows a viewer may see.
+    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositoryKey>>;
+    /// The summaries of `keys` (the rows a page shows), in their order; a
+    /// repository deleted since it was listed is left out.
+    async fn repository_summaries(&self, keys: &[RepositoryKey]) -> Result<Vec<RepositorySummary>>;
     /// One page of a repository's tags, referrers' tags left out (they are
-    /// shown under their subject).
+    /// shown under their subject) unless their subject is missing.
     async fn browse_tags(&self, repo: &RepoName, page: Listing<'_>) -> Result<Vec<ImageSummary>>;
     /// One page of manifests no tag names, newest first, leaving out
-    /// referrers and manifests an index lists; `after.name` is a digest.
+    /// manifests an index lists and referrers whose subject is present;
+    /// `after.name` is a digest.
     async fn browse_untagged(
         &self,
         repo: &RepoName,

@@ -1,14 +1,17 @@
 //! [`BrowseMetadata`] in SQL. Each page selects its rows by keyset over an
 //! index (`tags_by_update`, the tags' primary key, `manifests_by_push`) in an
 //! inner query limited to the page, and only then computes the per-row
-//! columns (sizes, counts) for those rows.
+//! columns (sizes, counts) for those rows; for repositories, which the
+//! console authorizes row by row, those are a second query over the rows
+//! shown only.
 
 use async_trait::async_trait;
 
 use super::{Dialect, SqlMetadata, digest, repo_name};
 use crate::oci::{Digest, RepoName};
 use crate::storage::metadata::browse::{
-    BrowseMetadata, ImageSummary, Listing, ManifestLinks, Order, Position, RepositorySummary,
+    BrowseMetadata, ImageSummary, Listing, ManifestLinks, Order, Position, RepositoryKey,
+    RepositorySummary,
 };
 use crate::storage::metadata::{ManifestRecord, Result};
 
@@ -48,9 +51,14 @@ impl Args {
 }
 
 #[derive(sqlx::FromRow)]
-struct RepositoryRow {
+struct RepositoryKeyRow {
     name: String,
     last_push: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RepositoryRow {
+    name: String,
     tags: i64,
     logical_bytes: i64,
 }
@@ -109,6 +117,17 @@ const SUMMARY_COLUMNS: &str = "m.digest AS digest, m.media_type AS media_type, m
      (SELECT COUNT(*) FROM manifest_children c
        WHERE c.repository = m.repository AND c.parent = m.digest) AS children";
 
+/// Whether manifest `m` is listed on its own rather than under its subject:
+/// it is no referrer, or its subject is not in the repository (pushed
+/// before it, or deleted), so it would otherwise be listed nowhere. The
+/// subject is one probe of the manifests' primary key.
+fn listed_on_its_own(m: &str) -> String {
+    format!(
+        "({m}.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests j
+                                             WHERE j.repository = {m}.repository AND j.digest = {m}.subject))"
+    )
+}
+
 impl SqlMetadata {
     /// `column` contains `needle`, ignoring case.
     fn contains(&self, column: &str, needle: &str, args: &mut Args) -> String {
@@ -156,46 +175,69 @@ fn and_all(conditions: &[Option<String>]) -> String {
 
 #[async_trait]
 impl BrowseMetadata for SqlMetadata {
-    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositorySummary>> {
+    async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositoryKey>> {
         let mut args = Args::default();
         let filter = page.contains.map(|c| self.contains("q.name", c, &mut args));
         let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
         let limit = args.int(i64::from(page.limit));
-        // The last push of every repository is one probe of `manifests_by_push`;
-        // tag counts and sizes are computed for the page's rows only.
+        // Keys only: the last push of a repository is one probe of
+        // `manifests_by_push`; counts and sizes wait for authorization.
         let sql = format!(
-            "SELECT p.name AS name, p.last_push AS last_push,
-                    (SELECT COUNT(*) FROM tags t WHERE t.repository = p.name) AS tags,
-                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
-                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = p.name
-                                         UNION
-                                         SELECT m.digest FROM manifests m WHERE m.repository = p.name)) AS logical_bytes
-             FROM (SELECT q.name AS name, q.last_push AS last_push
-                   FROM (SELECT r.name AS name,
-                                COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
-                                           WHERE m.repository = r.name), r.created_at) AS last_push
-                         FROM repositories r) q
-                   WHERE 1 = 1{conditions}
-                   ORDER BY {inner_order} LIMIT {limit}) p
-             ORDER BY {outer_order}",
+            "SELECT q.name AS name, q.last_push AS last_push
+             FROM (SELECT r.name AS name,
+                          COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
+                                     WHERE m.repository = r.name), r.created_at) AS last_push
+                   FROM repositories r) q
+             WHERE 1 = 1{conditions}
+             ORDER BY {order} LIMIT {limit}",
             conditions = and_all(&[filter, after]),
-            inner_order = order_by(page.order, "q.last_push", "q.name"),
-            outer_order = order_by(page.order, "p.last_push", "p.name"),
+            order = order_by(page.order, "q.last_push", "q.name"),
         );
-        let rows: Vec<RepositoryRow> = args
+        let rows: Vec<RepositoryKeyRow> = args
             .bind(sqlx::query_as(&sql))
             .fetch_all(&self.readers)
             .await?;
         rows.into_iter()
             .map(|r| {
-                Ok(RepositorySummary {
+                Ok(RepositoryKey {
                     name: repo_name(&r.name)?,
-                    tags: r.tags.max(0) as u64,
                     last_push_ms: r.last_push,
-                    logical_bytes: r.logical_bytes.max(0) as u64,
                 })
             })
             .collect()
+    }
+
+    async fn repository_summaries(&self, keys: &[RepositoryKey]) -> Result<Vec<RepositorySummary>> {
+        let mut args = Args::default();
+        let names: Vec<String> = keys.iter().map(|k| args.text(k.name.as_str())).collect();
+        let sql = format!(
+            "SELECT r.name AS name,
+                    (SELECT COUNT(*) FROM tags t WHERE t.repository = r.name) AS tags,
+                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
+                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = r.name
+                                         UNION
+                                         SELECT m.digest FROM manifests m WHERE m.repository = r.name)) AS logical_bytes
+             FROM repositories r WHERE r.name IN ({names})",
+            names = names.join(", "),
+        );
+        let rows: Vec<RepositoryRow> = args
+            .bind(sqlx::query_as(&sql))
+            .fetch_all(&self.readers)
+            .await?;
+        let mut by_name: std::collections::HashMap<String, RepositoryRow> =
+            rows.into_iter().map(|r| (r.name.clone(), r)).collect();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let r = by_name.remove(k.name.as_str())?;
+                Some(RepositorySummary {
+                    name: k.name.clone(),
+                    tags: r.tags.max(0) as u64,
+                    last_push_ms: k.last_push_ms,
+                    logical_bytes: r.logical_bytes.max(0) as u64,
+                })
+            })
+            .collect())
     }
 
     async fn browse_tags(&self, repo: &RepoName, page: Listing<'_>) -> Result<Vec<ImageSummary>> {
@@ -208,11 +250,12 @@ impl BrowseMetadata for SqlMetadata {
             "SELECT p.name AS tag, p.updated_at AS at_ms, {SUMMARY_COLUMNS}
              FROM (SELECT t.name AS name, t.manifest AS manifest, t.updated_at AS updated_at
                    FROM tags t JOIN manifests s ON s.repository = t.repository AND s.digest = t.manifest
-                   WHERE t.repository = {r} AND s.subject IS NULL{conditions}
+                   WHERE t.repository = {r} AND {shown_here}{conditions}
                    ORDER BY {inner_order} LIMIT {limit}) p
              JOIN manifests m ON m.repository = {r} AND m.digest = p.manifest
              ORDER BY {outer_order}",
             conditions = and_all(&[filter, after]),
+            shown_here = listed_on_its_own("s"),
             inner_order = order_by(page.order, "t.updated_at", "t.name"),
             outer_order = order_by(page.order, "p.updated_at", "p.name"),
         );
@@ -236,7 +279,7 @@ impl BrowseMetadata for SqlMetadata {
         let sql = format!(
             "SELECT CAST(NULL AS TEXT) AS tag, p.pushed_at AS at_ms, {SUMMARY_COLUMNS}
              FROM (SELECT u.digest AS digest, u.pushed_at AS pushed_at FROM manifests u
-                   WHERE u.repository = {r} AND u.subject IS NULL
+                   WHERE u.repository = {r} AND {shown_here}
                      AND NOT EXISTS (SELECT 1 FROM tags t
                                       WHERE t.repository = u.repository AND t.manifest = u.digest)
                      AND NOT EXISTS (SELECT 1 FROM manifest_children c
@@ -244,6 +287,7 @@ impl BrowseMetadata for SqlMetadata {
                    ORDER BY u.pushed_at DESC, u.digest DESC LIMIT {limit}) p
              JOIN manifests m ON m.repository = {r} AND m.digest = p.digest
              ORDER BY p.pushed_at DESC, p.digest DESC",
+            shown_here = listed_on_its_own("u"),
             conditions = and_all(&[after]),
         );
         let rows: Vec<SummaryRow> = args
