@@ -32,10 +32,25 @@ pub(super) struct ResourceTag {
 }
 
 impl ResourceTag {
-    /// ECR's limits: keys 1 to 128 characters, values up to 256.
+    /// ECR's limits: keys 1 to 128 characters, values up to 256, both of
+    /// AWS's tag characters.
     pub fn is_valid(&self) -> bool {
-        (1..=128).contains(&self.key.len()) && self.value.len() <= 256
+        valid_tag_key(&self.key) && self.value.chars().count() <= 256 && tag_chars(&self.value)
     }
+}
+
+/// AWS's tag alphabet (`[\p{L}\p{Z}\p{N}_.:/=+\-@]*`): letters, digits,
+/// spaces and `_.:/=+-@`. Control characters (NUL, which PostgreSQL refuses
+/// in text) are not among them.
+fn tag_chars(s: &str) -> bool {
+    s.chars().all(|c| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    })
+}
+
+/// A tag key: 1 to 128 of AWS's tag characters.
+pub fn valid_tag_key(key: &str) -> bool {
+    (1..=128).contains(&key.chars().count()) && tag_chars(key)
 }
 
 #[derive(Deserialize)]
@@ -289,4 +304,19 @@ pub async fn authorization_token(call: &Call<'_>, name: &str) -> Result<Value, E
             "proxyEndpoint": format!("{}://{}", call.scheme, call.host),
         }]
     }))
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn tag_keys_use_aws_characters() {
+        for good in ["env", "team:app/x=1+2-3@4", "Größe", "a b"] {
+            assert!(valid_tag_key(good), "{good:?}");
+        }
+        for bad in ["", "\0", "a\tb", "semi;colon", &"k".repeat(129)] {
+            assert!(!valid_tag_key(bad), "{bad:?}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::repositories::{MAX_TAGS, ResourceTag, repo_name};
+use super::repositories::{MAX_TAGS, ResourceTag, repo_name, valid_tag_key};
 use super::{Admitted, Call, EcrError, Named};
 use crate::oci::RepoName;
 
@@ -71,6 +71,11 @@ pub async fn untag(
     call: &Call<'_>,
     Admitted { input, repo }: Admitted<TagInput>,
 ) -> Result<Value, EcrError> {
+    if let Some(bad) = input.tag_keys.iter().find(|k| !valid_tag_key(k)) {
+        return Err(EcrError::InvalidTagParameter(format!(
+            "invalid tag key {bad:?}"
+        )));
+    }
     call.state
         .registry
         .update_repository_tags(&repo, &[], &input.tag_keys)
