@@ -3,18 +3,8 @@
 
 /// `512 B`, `1.5 KiB`, ... `2.0 TiB`: one decimal above bytes.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    // One rendering of sizes for the console and the command line.
+    wharf::ui::layout::size(bytes)
 }
 
 /// A Unix time in milliseconds as RFC 3339 (UTC, seconds); the raw number
