@@ -32,6 +32,7 @@ pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod aws;
+pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod connections;

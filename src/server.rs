@@ -414,7 +414,7 @@ pub async fn open_secrets(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
-        .merge(aws::router::<_, EcrState, ecs::EcsState>())
+        .merge(aws::router::<_, EcrState, ecs::EcsState, ecs::EcsState>())
         .merge(ecs::router())
         .merge(operations::router())
         .merge(crate::ui::router(state.clone()))

@@ -134,22 +134,25 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// `POST /` for the AWS-shaped services `A` and `B`; the `X-Amz-Target`
-/// prefix picks one (`A` answers targets neither knows).
-pub fn router<S, A, B>() -> Router<S>
+/// `POST /` for the AWS-shaped services `A`, `B` and `C`; the
+/// `X-Amz-Target` prefix picks one (`A` answers targets none knows).
+pub fn router<S, A, B, C>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     A: Service + FromRef<S>,
     B: Service + FromRef<S>,
+    C: Service + FromRef<S>,
     AwsSettings: FromRef<S>,
     BodyLimits: FromRef<S>,
 {
-    Router::new().route("/", post(handle::<A, B>))
+    Router::new().route("/", post(handle::<A, B, C>))
 }
 
-async fn handle<A: Service, B: Service>(
+#[expect(clippy::too_many_arguments, reason = "one extractor per state part")]
+async fn handle<A: Service, B: Service, C: Service>(
     State(a): State<A>,
     State(b): State<B>,
+    State(c): State<C>,
     State(settings): State<AwsSettings>,
     State(limits): State<BodyLimits>,
     PeerAddr(peer): PeerAddr,
@@ -158,8 +161,11 @@ async fn handle<A: Service, B: Service>(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let request_id = request_id.map(|Extension(RequestId(id))| id);
-    if target(&parts.headers).starts_with(B::TARGET_PREFIX) {
+    let target = target(&parts.headers);
+    if target.starts_with(B::TARGET_PREFIX) {
         serve(b, &settings, limits, peer, request_id, parts, body).await
+    } else if target.starts_with(C::TARGET_PREFIX) {
+        serve(c, &settings, limits, peer, request_id, parts, body).await
     } else {
         serve(a, &settings, limits, peer, request_id, parts, body).await
     }

@@ -17,6 +17,7 @@
 mod blobs;
 pub mod browse;
 mod credentials;
+mod documents;
 mod lifecycle;
 mod maintenance;
 mod manifests;
@@ -35,6 +36,7 @@ pub use credentials::{
     AccessKeyRecord, AccessTokenRecord, CredentialStore, CredentialStoreError, UserRecord,
     UserRemoval,
 };
+pub use documents::{DocumentStore, Keyed};
 pub use lifecycle::{LifecycleMetadata, LifecycleRecord, PreviewRecord};
 pub use maintenance::{Lease, MaintenanceMetadata, SweepPolicy, Swept};
 pub use manifests::{

@@ -291,3 +291,31 @@ async fn container_instances_are_compared_and_swapped_and_go_with_their_cluster(
         assert_eq!(store.instances(None).await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn documents_are_compared_and_swapped_by_kind_and_key() {
+    use crate::storage::metadata::DocumentStore;
+    for (_dir, store) in stores().await {
+        assert!(store.insert_document("tg", "a", "1").await.unwrap());
+        assert!(!store.insert_document("tg", "a", "9").await.unwrap());
+        assert!(store.insert_document("lb", "a", "x").await.unwrap());
+        assert!(store.save_document("tg", "a", 1, "2").await.unwrap());
+        // A writer that read version 1 lost the race, for saves and deletes.
+        assert!(!store.save_document("tg", "a", 1, "3").await.unwrap());
+        assert!(!store.delete_document("tg", "a", 1).await.unwrap());
+        let stored = store.document("tg", "a").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.doc.as_str()), (2, "2"));
+        assert!(store.insert_document("tg", "0", "0").await.unwrap());
+        let keys: Vec<String> = store
+            .documents("tg")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, ["0", "a"]);
+        assert!(store.delete_document("tg", "a", 2).await.unwrap());
+        assert!(store.document("tg", "a").await.unwrap().is_none());
+        assert_eq!(store.documents("lb").await.unwrap().len(), 1);
+    }
+}
