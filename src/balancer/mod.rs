@@ -5,9 +5,13 @@
 //! store's documents; this module knows nothing of HTTP APIs or the runner
 //! (the runner and the API resolve target ids to addresses and call in).
 
+pub mod haproxy;
+pub mod health;
 pub mod model;
+mod tasks;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::storage::MetadataError;
 use crate::storage::metadata::DocumentStore;
@@ -76,6 +80,10 @@ pub struct Balancer {
 struct Inner {
     store: Arc<dyn DocumentStore>,
     settings: BalancerSettings,
+    /// Requests this process's data plane forwarded, by target group ARN.
+    requests: Mutex<HashMap<String, u64>>,
+    /// Wakes the data plane after a change.
+    changed: tokio::sync::Notify,
 }
 
 fn corrupt(e: serde_json::Error) -> BalancerError {
@@ -89,7 +97,12 @@ fn to_doc<T: serde::Serialize>(value: &T) -> Result<String> {
 impl Balancer {
     pub fn new(store: Arc<dyn DocumentStore>, settings: BalancerSettings) -> Balancer {
         Balancer {
-            inner: Arc::new(Inner { store, settings }),
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                requests: Mutex::new(HashMap::new()),
+                changed: tokio::sync::Notify::new(),
+            }),
         }
     }
 
@@ -104,6 +117,37 @@ impl Balancer {
             "arn:aws:elasticloadbalancing:{}:{}:{resource}",
             s.region, s.account
         )
+    }
+
+    /// Resolves when a record changed in this process (the data plane
+    /// also looks every second, for changes made by other replicas).
+    pub async fn changed(&self) {
+        self.inner.changed.notified().await;
+    }
+
+    /// Tells the data plane to look now.
+    pub fn notify(&self) {
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Counts requests the data plane forwarded to target group `arn`.
+    pub fn add_requests(&self, arn: &str, n: u64) {
+        let mut requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *requests.entry(arn.to_string()).or_default() += n;
+    }
+
+    /// Requests this process forwarded to target group `arn` since it started.
+    pub fn requests_total(&self, arn: &str) -> Option<u64> {
+        let requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests.get(arn).copied()
     }
 
     pub async fn target_groups(&self) -> Result<Vec<TargetGroup>> {
@@ -154,6 +198,7 @@ impl Balancer {
                 .save_document(KIND_TARGET_GROUP, arn, stored.version, &doc)
                 .await?
             {
+                self.notify();
                 return Ok(group);
             }
         }

@@ -112,6 +112,9 @@ pub struct Target {
     /// When it last turned healthy (slow start counts from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_since_ms: Option<i64>,
+    /// The task runner's task that registered it (service tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 impl Target {
@@ -180,4 +183,57 @@ pub struct Listener {
     pub protocol: Protocol,
     pub target_group_arn: String,
     pub created_ms: i64,
+}
+
+/// Records for unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn target(id: &str, port: u16, state: TargetState) -> Target {
+        Target {
+            id: id.into(),
+            port,
+            availability_zone: None,
+            address: "192.0.2.2".into(),
+            state,
+            reason: None,
+            description: None,
+            registered_ms: 0,
+            draining_since_ms: None,
+            passes: 0,
+            failures: 0,
+            checked_ms: None,
+            healthy_since_ms: None,
+            task: None,
+        }
+    }
+
+    pub fn group(targets: Vec<Target>) -> TargetGroup {
+        TargetGroup {
+            arn: "arn:aws:elasticloadbalancing:r:1:targetgroup/web/0123456789abcdef".into(),
+            name: "web".into(),
+            protocol: Protocol::Http,
+            port: 80,
+            target_type: "instance".into(),
+            vpc_id: None,
+            health_check: HealthCheck {
+                enabled: true,
+                protocol: Protocol::Http,
+                port: "traffic-port".into(),
+                path: "/".into(),
+                interval_seconds: 5,
+                timeout_seconds: 2,
+                healthy_threshold: 2,
+                unhealthy_threshold: 2,
+                matcher: "200".into(),
+            },
+            deregistration_delay_seconds: 300,
+            slow_start_seconds: 0,
+            algorithm: "round_robin".into(),
+            targets,
+            tags: vec![],
+            created_ms: 0,
+        }
+    }
 }

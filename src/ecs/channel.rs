@@ -88,7 +88,15 @@ pub async fn channel(
         ))
         .into_response();
     }
-    let attached = match runner.attach_agent(query.get("cluster"), instance).await {
+    let crate::http::PeerAddr(peer) =
+        match crate::http::PeerAddr::from_request_parts(&mut parts, &()).await {
+            Ok(peer) => peer,
+            Err(never) => match never {},
+        };
+    let attached = match runner
+        .attach_agent(query.get("cluster"), instance, peer)
+        .await
+    {
         Ok(attached) => attached,
         Err(e) => return EcsError::from(e).into_response(),
     };

@@ -5,8 +5,10 @@ use serde_json::{Value, json};
 
 use super::tasks::failure_list;
 use super::{Call, EcsError, page};
+use crate::auth::EcsNeed;
 use crate::runner::model::{
     CircuitBreaker, DeploymentConfiguration, PlacementConstraint, PlacementStrategy,
+    ServiceLoadBalancer,
 };
 use crate::runner::{CreateService, UpdateService};
 
@@ -48,6 +50,25 @@ struct CreateInput {
     placement_strategy: Vec<PlacementStrategy>,
     #[serde(default)]
     placement_constraints: Vec<PlacementConstraint>,
+    #[serde(default)]
+    load_balancers: Vec<ServiceLoadBalancer>,
+    health_check_grace_period_seconds: Option<i32>,
+}
+
+/// Putting a service behind a load balancer wires traffic of a port the
+/// server listens on (an operator's listener) to the caller's tasks: only
+/// operators may, so no team can take over another's target group.
+fn check_wiring(call: &Call<'_>, lbs: Option<&[ServiceLoadBalancer]>) -> Result<(), EcsError> {
+    if lbs.is_none_or(<[ServiceLoadBalancer]>::is_empty)
+        || call.auth.admits_ecs(&call.principal, EcsNeed::Operator)
+    {
+        return Ok(());
+    }
+    crate::metrics::metrics().auth_failure("forbidden");
+    Err(EcsError::AccessDenied(format!(
+        "User: {} is not authorized to put a service behind a load balancer: that needs every action on every repository (`*`)",
+        call.principal.subject()
+    )))
 }
 
 pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
@@ -71,6 +92,7 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
         ));
     }
     let _ = input.client_token;
+    check_wiring(call, Some(&input.load_balancers))?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
     let task_definition = input
         .task_definition
@@ -89,6 +111,8 @@ pub async fn create(call: &Call<'_>) -> Result<Value, EcsError> {
             created_by: call.caller_arn(),
             placement_strategy: input.placement_strategy,
             placement_constraints: input.placement_constraints,
+            load_balancers: input.load_balancers,
+            health_check_grace_period_seconds: input.health_check_grace_period_seconds,
         })
         .await?;
     Ok(json!({ "service": service }))
@@ -106,10 +130,13 @@ struct UpdateInput {
     deployment_configuration: Option<ConfigurationInput>,
     placement_strategy: Option<Vec<PlacementStrategy>>,
     placement_constraints: Option<Vec<PlacementConstraint>>,
+    load_balancers: Option<Vec<ServiceLoadBalancer>>,
+    health_check_grace_period_seconds: Option<i32>,
 }
 
 pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: UpdateInput = call.input()?;
+    check_wiring(call, input.load_balancers.as_deref())?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
     // The service as it runs now, and what it is to run next, must both be the caller's.
     let current = call.service(&cluster, &input.service).await?;
@@ -132,6 +159,8 @@ pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
                 deployment_configuration,
                 placement_strategy: input.placement_strategy,
                 placement_constraints: input.placement_constraints,
+                load_balancers: input.load_balancers,
+                health_check_grace_period_seconds: input.health_check_grace_period_seconds,
             },
         )
         .await?;

@@ -73,7 +73,14 @@ impl Runner {
     /// Opens the channel of the agent of instance `reference` (id or ARN)
     /// in `cluster`: the instance must be registered there and not be
     /// INACTIVE or the embedded one.
-    pub async fn attach_agent(&self, cluster: Option<&str>, reference: &str) -> Result<Attached> {
+    /// `peer`: the address the agent connects from, where load balancers
+    /// reach the ports its tasks publish.
+    pub async fn attach_agent(
+        &self,
+        cluster: Option<&str>,
+        reference: &str,
+        peer: std::net::IpAddr,
+    ) -> Result<Attached> {
         let cluster = self.cluster(cluster).await?;
         let not_registered = || {
             RunnerError::InvalidParameter(format!(
@@ -92,6 +99,7 @@ impl Runner {
             record.agent_connected = true;
             record.agent_seen_ms = Some(now);
             record.agent_session = Some(session.id.clone());
+            record.address = Some(peer.to_string());
             Ok(true)
         })
         .await?
@@ -329,6 +337,7 @@ mod tests {
             registered_at_ms: 1_000,
             agent_seen_ms: seen,
             agent_session: None,
+            address: None,
         }
     }
 

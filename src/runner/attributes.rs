@@ -370,6 +370,7 @@ impl Runner {
                     registered_at_ms: crate::registry::now_ms(),
                     agent_seen_ms: None,
                     agent_session: None,
+                    address: None,
                 };
                 let doc = serde_json::to_string(&record).map_err(corrupt)?;
                 self.inner

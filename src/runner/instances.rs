@@ -91,6 +91,10 @@ pub struct InstanceRecord {
     /// of an older connection does not mark a reconnected agent away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_session: Option<String>,
+    /// Where the host's published ports are reached: the address its agent
+    /// last connected from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// ECS `Resource`.

@@ -19,6 +19,7 @@
 //! instance (`embedded`), this server's own engine, registered in every
 //! cluster.
 
+mod addresses;
 mod agents;
 pub mod attributes;
 mod definitions;
@@ -40,6 +41,7 @@ mod scheduler;
 mod services;
 pub mod status;
 mod supervisor;
+mod targets;
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -97,6 +99,8 @@ pub enum RunnerError {
     Corrupt(String),
     #[error("container engine: {0}")]
     Engine(#[from] engine::EngineError),
+    #[error("load balancer: {0}")]
+    Balancer(String),
 }
 
 pub type Result<T, E = RunnerError> = std::result::Result<T, E>;
@@ -153,6 +157,8 @@ struct Inner {
     /// When the embedded instances were last refreshed, and whether the
     /// engine answered then.
     embedded_checked: Mutex<Option<(std::time::Instant, bool)>>,
+    /// The load balancer services register their tasks with.
+    balancer: std::sync::OnceLock<crate::balancer::Balancer>,
 }
 
 /// The embedded instances are looked at least this often (and at once when
@@ -198,8 +204,18 @@ impl Runner {
                 pruned_at: Mutex::default(),
                 engine_info: Mutex::default(),
                 embedded_checked: Mutex::default(),
+                balancer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Lets services register their tasks with `balancer`.
+    pub fn attach_balancer(&self, balancer: crate::balancer::Balancer) {
+        let _ = self.inner.balancer.set(balancer);
+    }
+
+    pub(crate) fn balancer(&self) -> Option<&crate::balancer::Balancer> {
+        self.inner.balancer.get()
     }
 
     pub fn settings(&self) -> &RunnerSettings {

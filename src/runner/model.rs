@@ -379,6 +379,18 @@ pub struct ServiceEvent {
     pub message: String,
 }
 
+/// One entry of a service's `loadBalancers`: its tasks' `containerName`
+/// port `containerPort` are targets of `targetGroupArn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLoadBalancer {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
@@ -402,6 +414,11 @@ pub struct Service {
     pub created_at: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ServiceLoadBalancer>,
+    /// Unhealthy targets are ignored this long after a task starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_seconds: Option<i32>,
 }
 
 /// What the scheduler keeps about a service beyond its ECS shape.

@@ -21,8 +21,14 @@ const UNPLACED_REPEAT_MS: i64 = 6 * 3600 * 1000;
 /// after starting must not complete the rollout and escape the circuit breaker.
 const STABLE_AFTER_MS: i64 = 5_000;
 
-/// Whether a task has been running long enough, and healthy, to count as stable.
-fn stable(t: &TaskRecord, now_ms: i64) -> bool {
+/// Whether a task has been running long enough, and healthy (container
+/// health checks and, for load-balanced services, its targets), to count
+/// as stable.
+fn stable(t: &TaskRecord, input: &Pass<'_>) -> bool {
+    let now_ms = input.now_ms;
+    if input.balanced && !input.serving.contains(&t.id) {
+        return false;
+    }
     let checked = t
         .plan
         .iter()
@@ -57,7 +63,21 @@ struct Pass<'a> {
     failures: &'a HashMap<String, i64>,
     /// The service's task ids in the order scale-in stops them.
     scale_in: &'a [String],
+    /// Whether the service is behind load balancers; then tasks serve only
+    /// once in `serving` (every target healthy), and those in `failing`
+    /// (an unhealthy target after the grace period) are replaced.
+    balanced: bool,
+    serving: &'a BTreeSet<String>,
+    failing: &'a BTreeSet<String>,
     now_ms: i64,
+}
+
+impl Pass<'_> {
+    /// Whether `t` runs and takes its share of traffic.
+    fn in_service(&self, t: &TaskRecord) -> bool {
+        t.task.last_status == TaskStatus::Running
+            && (!self.balanced || self.serving.contains(&t.id))
+    }
 }
 
 /// ECS's circuit breaker threshold: half the desired count, within 3..=200.
@@ -77,6 +97,14 @@ impl Runner {
         // One read of the tasks serves every service of this pass.
         let tasks = self.task_records(None, false).await?;
         let (draining, gone) = self.moving_tasks(&tasks).await?;
+        let targets = match self.sync_targets(&services, &tasks).await {
+            Ok(view) => view,
+            Err(e) => {
+                // Without target health no load-balanced task counts as serving.
+                tracing::warn!(error = %e, "service scheduler: load balancer targets");
+                super::targets::TargetView::default()
+            }
+        };
         for s in services
             .iter()
             .filter(|s| s.service.status != ServiceStatus::Inactive)
@@ -109,6 +137,7 @@ impl Runner {
                     &mine,
                     (&draining, &gone),
                     &scale_in,
+                    &targets,
                 )
                 .await
             {
@@ -172,6 +201,7 @@ impl Runner {
         tasks: &[&TaskRecord],
         (draining, gone): (&BTreeSet<String>, &BTreeSet<String>),
         scale_in: &[String],
+        targets: &super::targets::TargetView,
     ) -> Result<()> {
         // Tasks that end on their own count against their deployment, once,
         // as soon as they are bound to stop (before a replacement is launched).
@@ -206,6 +236,9 @@ impl Runner {
                     gone,
                     failures: &failures,
                     scale_in,
+                    balanced: !r.service.load_balancers.is_empty(),
+                    serving: &targets.serving,
+                    failing: &targets.failing,
                     now_ms: now,
                 };
                 Ok(plan(r, &live, &input, &mut decision))
@@ -324,6 +357,7 @@ fn plan(
         failures,
         scale_in,
         now_ms,
+        ..
     } = *input;
     for t in live.iter().filter(|t| gone.contains(&t.id)) {
         decision.stop.push((
@@ -345,6 +379,34 @@ fn plan(
             }
         }
     }
+    // Tasks failing their load balancer health checks: replaced first while
+    // maximumPercent leaves room (then stopped like tasks on a draining
+    // host), else stopped now.
+    let desired = r.service.desired_count;
+    let max_total = (desired * i64::from(r.service.deployment_configuration.maximum_percent) / 100)
+        .max(desired);
+    let mut room = max_total - live.len() as i64;
+    let mut leaving: BTreeSet<String> = draining.clone();
+    let mut unhealthy: BTreeSet<String> = BTreeSet::new();
+    for t in live
+        .iter()
+        .filter(|t| input.failing.contains(&t.id) && !gone.contains(&t.id))
+    {
+        if decision.stop.iter().any(|(id, _)| id == &t.id) {
+            continue;
+        }
+        unhealthy.insert(t.id.clone());
+        if room > 0 && r.service.status != ServiceStatus::Draining {
+            room -= 1;
+            leaving.insert(t.id.clone());
+        } else {
+            decision.stop.push((t.id.clone(), unhealthy_reason(r)));
+            if let Some(d) = &t.deployment {
+                *new_failures.entry(d.clone()).or_default() += 1;
+            }
+        }
+    }
+    let draining = &leaving;
     let failed_now = count_failures(r, &new_failures, now_ms);
     let mut changed = failed_now > 0;
     let stopping: Vec<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
@@ -371,9 +433,9 @@ fn plan(
         .is_some_and(|d| d.rollout_state == RolloutState::Failed);
     if !failed {
         launch_missing(r, &live, draining, now_ms, decision);
-        stop_replaced(r, &live, decision);
+        stop_replaced(r, &live, input, decision);
     }
-    stop_drained(r, &live, draining, decision);
+    stop_drained(r, &live, draining, &unhealthy, input, decision);
     let in_primary = |t: &&&TaskRecord| {
         t.deployment.as_deref() == Some(primary_id.as_str()) && !draining.contains(&t.id)
     };
@@ -390,8 +452,22 @@ fn plan(
                 .push((t.id.clone(), format!("Service {name} scaled down")));
         }
     }
-    changed |= settle(r, &live, failed_now, now_ms);
+    changed |= settle(r, &live, failed_now, input);
     changed
+}
+
+/// ECS's reason for stopping a task whose target failed its checks.
+fn unhealthy_reason(r: &ServiceRecord) -> String {
+    let groups: Vec<&str> = r
+        .service
+        .load_balancers
+        .iter()
+        .map(|l| l.target_group_arn.as_str())
+        .collect();
+    format!(
+        "Task failed ELB health checks in (target-group {})",
+        groups.join(", ")
+    )
 }
 
 /// Counts tasks that failed (by deployment) against their deployments and
@@ -478,6 +554,8 @@ fn stop_drained(
     r: &ServiceRecord,
     live: &[&TaskRecord],
     draining: &BTreeSet<String>,
+    unhealthy: &BTreeSet<String>,
+    input: &Pass<'_>,
     decision: &mut Decision,
 ) {
     let already: Vec<String> = decision.stop.iter().map(|(id, _)| id.clone()).collect();
@@ -490,7 +568,7 @@ fn stop_drained(
     }
     let running_elsewhere = live
         .iter()
-        .filter(|t| !draining.contains(&t.id) && t.task.last_status == TaskStatus::Running)
+        .filter(|t| !draining.contains(&t.id) && input.in_service(t))
         .count() as i64;
     let desired = r.service.desired_count;
     let mut stoppable = running_elsewhere + leaving.len() as i64 - desired;
@@ -502,10 +580,12 @@ fn stop_drained(
             break;
         }
         stoppable -= 1;
-        decision.stop.push((
-            t.id.clone(),
-            "Container instance is being drained".to_string(),
-        ));
+        let reason = if unhealthy.contains(&t.id) {
+            unhealthy_reason(r)
+        } else {
+            "Container instance is being drained".to_string()
+        };
+        decision.stop.push((t.id.clone(), reason));
     }
 }
 
@@ -543,16 +623,19 @@ fn launch_missing(
 
 /// Stops older deployments' tasks: those that never got to run at once,
 /// running ones while minimumHealthyPercent allows.
-fn stop_replaced(r: &ServiceRecord, live: &[&TaskRecord], decision: &mut Decision) {
+fn stop_replaced(
+    r: &ServiceRecord,
+    live: &[&TaskRecord],
+    input: &Pass<'_>,
+    decision: &mut Decision,
+) {
     let Some(primary) = r.service.deployments.first() else {
         return;
     };
     let desired = r.service.desired_count;
     let min_percent = i64::from(r.service.deployment_configuration.minimum_healthy_percent);
-    let running = live
-        .iter()
-        .filter(|t| t.task.last_status == TaskStatus::Running)
-        .count() as i64;
+    // Behind a load balancer, a task counts as healthy once its targets are.
+    let running = live.iter().filter(|t| input.in_service(t)).count() as i64;
     let min_healthy = (desired * min_percent + 99) / 100;
     let mut stoppable = running - min_healthy;
     let mut old: Vec<&&TaskRecord> = live
@@ -562,7 +645,7 @@ fn stop_replaced(r: &ServiceRecord, live: &[&TaskRecord], decision: &mut Decisio
     // Tasks that never got to run go first.
     old.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
     for t in old {
-        let running = t.task.last_status == TaskStatus::Running;
+        let running = input.in_service(t);
         if running && stoppable <= 0 {
             continue;
         }
@@ -578,7 +661,8 @@ fn stop_replaced(r: &ServiceRecord, live: &[&TaskRecord], decision: &mut Decisio
 
 /// Drops deployments without tasks, and marks the primary COMPLETED once
 /// the service is steady (its tasks alone, all stable); true when `r` changed.
-fn settle(r: &mut ServiceRecord, live: &[&TaskRecord], failed_now: i64, now_ms: i64) -> bool {
+fn settle(r: &mut ServiceRecord, live: &[&TaskRecord], failed_now: i64, input: &Pass<'_>) -> bool {
+    let now_ms = input.now_ms;
     let mut changed = false;
     let before = r.service.deployments.len();
     let with_tasks = |id: &str| live.iter().any(|t| t.deployment.as_deref() == Some(id));
@@ -601,7 +685,7 @@ fn settle(r: &mut ServiceRecord, live: &[&TaskRecord], failed_now: i64, now_ms: 
     let primary_stable = live
         .iter()
         .filter(|t| t.deployment.as_deref() == Some(primary.id.as_str()))
-        .filter(|t| stable(t, now_ms))
+        .filter(|t| stable(t, input))
         .count() as i64;
     let steady = alone && primary_stable == desired && live.len() as i64 == desired;
     if steady && primary.rollout_state == RolloutState::InProgress {

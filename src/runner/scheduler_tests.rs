@@ -71,6 +71,9 @@ fn pass(r: &mut ServiceRecord, live: &[TaskRecord], failures: &[(&str, i64)]) ->
         gone: &BTreeSet::new(),
         failures: &failures,
         scale_in: &[],
+        balanced: false,
+        serving: &BTreeSet::new(),
+        failing: &BTreeSet::new(),
         now_ms: NOW,
     };
     plan(r, &live, &input, &mut decision);
@@ -86,6 +89,9 @@ fn pass_draining(r: &mut ServiceRecord, live: &[TaskRecord], draining: &[&str]) 
         gone: &BTreeSet::new(),
         failures: &HashMap::new(),
         scale_in: &[],
+        balanced: false,
+        serving: &BTreeSet::new(),
+        failing: &BTreeSet::new(),
         now_ms: NOW,
     };
     plan(r, &live, &input, &mut decision);
@@ -115,6 +121,9 @@ fn scale_in_follows_the_placement_order() {
         gone: &BTreeSet::new(),
         failures: &HashMap::new(),
         scale_in: &order,
+        balanced: false,
+        serving: &BTreeSet::new(),
+        failing: &BTreeSet::new(),
         now_ms: NOW,
     };
     plan(&mut r, &live, &input, &mut decision);
@@ -235,6 +244,9 @@ fn a_steady_service_completes_its_deployment() {
             gone: &BTreeSet::new(),
             failures: &HashMap::new(),
             scale_in: &[],
+            balanced: false,
+            serving: &BTreeSet::new(),
+            failing: &BTreeSet::new(),
             now_ms: NOW,
         };
         plan(&mut r, &live, &input, &mut Decision::default())
@@ -349,10 +361,103 @@ fn tasks_on_a_gone_host_are_replaced_at_once() {
         gone: &gone,
         failures: &HashMap::new(),
         scale_in: &[],
+        balanced: false,
+        serving: &BTreeSet::new(),
+        failing: &BTreeSet::new(),
         now_ms: NOW,
     };
     plan(&mut r, &live, &input, &mut decision);
     assert_eq!(stopped(&decision), ["a"]);
     let (_, _, _, count) = decision.launch.expect("a replacement");
     assert_eq!(count, 1);
+}
+
+/// A pass for a service behind a load balancer: `serving` tasks have
+/// healthy targets, `failing` ones unhealthy targets past the grace period.
+fn pass_balanced(
+    r: &mut ServiceRecord,
+    live: &[TaskRecord],
+    serving: &[&str],
+    failing: &[&str],
+) -> Decision {
+    let live: Vec<&TaskRecord> = live.iter().collect();
+    let set = |ids: &[&str]| -> BTreeSet<String> { ids.iter().map(|s| s.to_string()).collect() };
+    let (serving, failing) = (set(serving), set(failing));
+    let mut decision = Decision::default();
+    let input = Pass {
+        draining: &BTreeSet::new(),
+        gone: &BTreeSet::new(),
+        failures: &HashMap::new(),
+        scale_in: &[],
+        balanced: true,
+        serving: &serving,
+        failing: &failing,
+        now_ms: NOW,
+    };
+    plan(r, &live, &input, &mut decision);
+    decision
+}
+
+/// Behind a load balancer a new task replaces an old one only once its
+/// targets are healthy: running is not enough.
+#[test]
+fn a_balanced_deployment_waits_for_healthy_targets() {
+    let mut r = service(2, &[("d2", "web:2"), ("d1", "web:1")]);
+    let live = [
+        task("o1", "d1", "RUNNING", "UNKNOWN"),
+        task("o2", "d1", "RUNNING", "UNKNOWN"),
+        task("n1", "d2", "RUNNING", "UNKNOWN"),
+        task("n2", "d2", "RUNNING", "UNKNOWN"),
+    ];
+    let d = pass_balanced(&mut r, &live, &["o1", "o2"], &[]);
+    assert!(stopped(&d).is_empty(), "{d:?}");
+    let d = pass_balanced(&mut r, &live, &["o1", "o2", "n1"], &[]);
+    assert_eq!(stopped(&d).len(), 1, "{d:?}");
+    let d = pass_balanced(&mut r, &live, &["o1", "o2", "n1", "n2"], &[]);
+    assert_eq!(stopped(&d).len(), 2, "{d:?}");
+    // The deployment completes only once the new tasks serve.
+    let mut r = service(2, &[("d2", "web:2")]);
+    let live = [
+        task("n1", "d2", "RUNNING", "UNKNOWN"),
+        task("n2", "d2", "RUNNING", "UNKNOWN"),
+    ];
+    pass_balanced(&mut r, &live, &["n1"], &[]);
+    assert_eq!(
+        r.service.deployments[0].rollout_state,
+        RolloutState::InProgress
+    );
+    pass_balanced(&mut r, &live, &["n1", "n2"], &[]);
+    assert_eq!(
+        r.service.deployments[0].rollout_state,
+        RolloutState::Completed
+    );
+}
+
+/// A task failing its target health checks is replaced first when
+/// maximumPercent leaves room, and stopped once the replacement serves;
+/// without room it is stopped at once.
+#[test]
+fn a_task_with_unhealthy_targets_is_replaced() {
+    let mut r = service(2, &[("d1", "web:1")]);
+    let live = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    let d = pass_balanced(&mut r, &live, &["a"], &["b"]);
+    assert!(stopped(&d).is_empty(), "{d:?}");
+    assert_eq!(d.launch.as_ref().map(|l| l.3), Some(1), "{d:?}");
+    let with_new = [
+        task("a", "d1", "RUNNING", "UNKNOWN"),
+        task("b", "d1", "RUNNING", "UNKNOWN"),
+        task("c", "d1", "RUNNING", "UNKNOWN"),
+    ];
+    let d = pass_balanced(&mut r, &with_new, &["a", "c"], &["b"]);
+    assert_eq!(stopped(&d), ["b"]);
+    assert!(d.stop[0].1.contains("failed ELB health checks"), "{d:?}");
+    // maximumPercent 100: no room, stopped now.
+    let mut r = service(2, &[("d1", "web:1")]);
+    r.service.deployment_configuration.maximum_percent = 100;
+    r.service.deployment_configuration.minimum_healthy_percent = 50;
+    let d = pass_balanced(&mut r, &live, &["a"], &["b"]);
+    assert_eq!(stopped(&d), ["b"]);
 }

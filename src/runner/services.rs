@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::model::{
     self, Deployment, DeploymentConfiguration, DeploymentStatus, PlacementConstraint,
-    PlacementStrategy, RolloutState, Service, ServiceRecord, ServiceStatus, TaskDefinition,
+    PlacementStrategy, RolloutState, Service, ServiceLoadBalancer, ServiceRecord, ServiceStatus,
+    TaskDefinition,
 };
 use super::{Result, Runner, RunnerError, corrupt, seconds, service_pins};
 use crate::oci::Reference;
@@ -20,6 +21,8 @@ pub struct CreateService {
     pub created_by: Option<String>,
     pub placement_strategy: Vec<PlacementStrategy>,
     pub placement_constraints: Vec<PlacementConstraint>,
+    pub load_balancers: Vec<ServiceLoadBalancer>,
+    pub health_check_grace_period_seconds: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -31,6 +34,9 @@ pub struct UpdateService {
     /// Replaces the service's rules when given (an empty list removes them).
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
+    /// Replaces the service's load balancers when given (a new deployment).
+    pub load_balancers: Option<Vec<ServiceLoadBalancer>>,
+    pub health_check_grace_period_seconds: Option<i32>,
 }
 
 /// The service name of `service` (a name or an ARN `.../service/cluster/name`).
@@ -50,7 +56,79 @@ fn check_configuration(c: &DeploymentConfiguration) -> Result<()> {
     Ok(())
 }
 
+/// `healthCheckGracePeriodSeconds`: 0..=2147483647 in ECS; a day here.
+fn check_grace(grace: Option<i32>) -> Result<()> {
+    if grace.is_some_and(|g| !(0..=86_400).contains(&g)) {
+        return Err(RunnerError::InvalidParameter(
+            "healthCheckGracePeriodSeconds must be between 0 and 86400".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Runner {
+    /// A service's `loadBalancers`: at most five, each naming a container of
+    /// `definition` with that `containerPort` mapped, and an existing target
+    /// group of type `instance` (tasks publish ports on their host).
+    async fn check_load_balancers(
+        &self,
+        definition: &TaskDefinition,
+        lbs: &[ServiceLoadBalancer],
+    ) -> Result<()> {
+        if lbs.is_empty() {
+            return Ok(());
+        }
+        if lbs.len() > 5 {
+            return Err(RunnerError::InvalidParameter(
+                "loadBalancers: at most 5 target groups per service".into(),
+            ));
+        }
+        let Some(balancer) = self.balancer() else {
+            return Err(RunnerError::InvalidParameter(
+                "loadBalancers: the load balancer is turned off on this server".into(),
+            ));
+        };
+        for lb in lbs {
+            let container = definition
+                .container_definitions
+                .iter()
+                .find(|c| c.name == lb.container_name)
+                .ok_or_else(|| {
+                    RunnerError::InvalidParameter(format!(
+                        "The container {} does not exist in the task definition.",
+                        lb.container_name
+                    ))
+                })?;
+            if !container
+                .port_mappings
+                .iter()
+                .any(|p| p.container_port == lb.container_port)
+            {
+                return Err(RunnerError::InvalidParameter(format!(
+                    "The container {} did not have a container port {} defined.",
+                    lb.container_name, lb.container_port
+                )));
+            }
+            let group = match balancer.target_group(&lb.target_group_arn).await {
+                Ok(g) => g,
+                Err(crate::balancer::BalancerError::TargetGroupNotFound) => {
+                    return Err(RunnerError::InvalidParameter(format!(
+                        "Unable to assume role and validate the specified targetGroupArn. Target group {} not found.",
+                        lb.target_group_arn
+                    )));
+                }
+                Err(e) => return Err(RunnerError::Balancer(e.to_string())),
+            };
+            if group.target_type != "instance" {
+                return Err(RunnerError::InvalidParameter(format!(
+                    "The target group {} has target type {}; tasks with bridge or host networking need type instance.",
+                    lb.target_group_arn, group.target_type
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// `desiredCount` within 0..=`max_desired_count`: one call must not be able
     /// to ask the host for thousands of containers.
     fn check_desired_count(&self, desired: i64) -> Result<()> {
@@ -147,6 +225,9 @@ impl Runner {
         check_configuration(&configuration)?;
         super::placing::parse_rules(&input.placement_strategy, &input.placement_constraints)?;
         let definition = self.runnable_definition(&input.task_definition).await?;
+        self.check_load_balancers(&definition, &input.load_balancers)
+            .await?;
+        check_grace(input.health_check_grace_period_seconds)?;
         let now = crate::registry::now_ms();
         let mut record = ServiceRecord {
             service: Service {
@@ -167,6 +248,8 @@ impl Runner {
                 placement_constraints: input.placement_constraints.clone(),
                 created_at: seconds(now),
                 created_by: input.created_by.clone(),
+                load_balancers: input.load_balancers.clone(),
+                health_check_grace_period_seconds: input.health_check_grace_period_seconds,
             },
             cluster: input.cluster.clone(),
             images: BTreeMap::new(),
@@ -209,6 +292,7 @@ impl Runner {
                 update.placement_constraints.as_deref().unwrap_or_default(),
             )?;
         }
+        check_grace(update.health_check_grace_period_seconds)?;
         let definition = match &update.task_definition {
             Some(t) => Some(self.runnable_definition(t).await?),
             None => None,
@@ -218,13 +302,29 @@ impl Runner {
         if current.service.status != ServiceStatus::Active {
             return Err(RunnerError::ServiceNotActive);
         }
-        let redeploy = match &definition {
-            Some(d) => {
-                d.task_definition_arn != current.service.task_definition
-                    || update.force_new_deployment
-            }
-            None => update.force_new_deployment,
-        };
+        // Changing the load balancers starts a new deployment, as in ECS.
+        let rewired = update
+            .load_balancers
+            .as_ref()
+            .is_some_and(|l| *l != current.service.load_balancers);
+        if let Some(lbs) = &update.load_balancers {
+            let checked = match &definition {
+                Some(d) => d.clone(),
+                None => {
+                    self.runnable_definition(&current.service.task_definition)
+                        .await?
+                }
+            };
+            self.check_load_balancers(&checked, lbs).await?;
+        }
+        let redeploy = rewired
+            || match &definition {
+                Some(d) => {
+                    d.task_definition_arn != current.service.task_definition
+                        || update.force_new_deployment
+                }
+                None => update.force_new_deployment,
+            };
         let target = match (&definition, redeploy) {
             (Some(d), true) => Some(d.clone()),
             // Inactive, or asking for what the operator no longer allows: refused.
@@ -263,6 +363,12 @@ impl Runner {
             }
             if let Some(p) = &update.placement_constraints {
                 r.service.placement_constraints = p.clone();
+            }
+            if let Some(l) = &update.load_balancers {
+                r.service.load_balancers = l.clone();
+            }
+            if let Some(g) = update.health_check_grace_period_seconds {
+                r.service.health_check_grace_period_seconds = Some(g);
             }
             if let (Some(d), Some(images)) = (&new_deployment, &new_images) {
                 for old in &mut r.service.deployments {

@@ -363,6 +363,8 @@ impl Runner {
             }
         };
         self.update_task(id, step(TaskStatus::Deactivating)).await?;
+        // Out of its load balancers first: no request reaches a stopping task.
+        self.drain_targets(id).await?;
         self.update_task(id, step(TaskStatus::Stopping)).await?;
         let listed = engine.list(LABEL_TASK, id).await?;
         let stops = listed.iter().filter(|l| l.running).map(|l| {
