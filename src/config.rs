@@ -34,6 +34,7 @@ pub struct Config {
     pub ecr: EcrConfig,
     pub gc: GcConfig,
     pub runner: RunnerConfig,
+    pub balancer: BalancerConfig,
     pub connections: ConnectionsConfig,
     pub notifications: crate::notifications::NotificationsConfig,
 }
@@ -198,6 +199,30 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// The built-in load balancer (README "Load balancing"): listeners served
+/// by HAProxy, which this server runs and drives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BalancerConfig {
+    /// Whether services may sit behind target groups and listeners are served
+    /// (needs the task runner).
+    pub enabled: bool,
+    /// The address every listener binds.
+    pub address: std::net::IpAddr,
+    /// The HAProxy program (Debian's `haproxy`, 2.4 or later).
+    pub haproxy: PathBuf,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: std::net::IpAddr::from([0, 0, 0, 0]),
+            haproxy: PathBuf::from("haproxy"),
+        }
+    }
 }
 
 /// Online garbage collection (`wharf gc` runs one now).
@@ -386,6 +411,7 @@ impl Default for Config {
             ecr: EcrConfig::default(),
             gc: GcConfig::default(),
             runner: RunnerConfig::default(),
+            balancer: BalancerConfig::default(),
             connections: ConnectionsConfig::default(),
             notifications: Default::default(),
         }

@@ -71,6 +71,12 @@ pub struct Background {
     gc: Option<GcSchedule>,
     scrub: Option<ScrubSchedule>,
     runner: Option<Runner>,
+    /// The load balancer's data plane and health checks.
+    balancer: Option<(
+        crate::balancer::Balancer,
+        crate::balancer::haproxy::DataPlaneSettings,
+        Registry,
+    )>,
 }
 
 impl Background {
@@ -94,12 +100,25 @@ impl Background {
             Duration::from_secs(config.storage.scrub_interval_seconds),
             config.storage.scrub_rate,
         );
+        let balancer = runner
+            .as_ref()
+            .and_then(|r| r.balancer().cloned())
+            .map(|b| {
+                let settings = crate::balancer::haproxy::DataPlaneSettings {
+                    program: config.balancer.haproxy.clone(),
+                    dir: config.data_dir.join("balancer"),
+                    address: config.balancer.address,
+                    reserved_ports: vec![config.listen.port()],
+                };
+                (b, settings, registry.clone())
+            });
         Background {
             lifecycle,
             deliveries,
             gc,
             scrub,
             runner,
+            balancer,
         }
     }
 
@@ -120,6 +139,18 @@ impl Background {
         }
         if let Some(runner) = self.runner {
             jobs.spawn(runner.run(stop.clone()));
+        }
+        if let Some((balancer, settings, registry)) = self.balancer {
+            jobs.spawn(crate::balancer::haproxy::run(
+                balancer.clone(),
+                settings,
+                stop.clone(),
+            ));
+            jobs.spawn(crate::balancer::health::run(
+                balancer,
+                registry,
+                stop.clone(),
+            ));
         }
         jobs
     }
@@ -309,6 +340,15 @@ async fn open_runner(
         },
     )
     .await?;
+    if config.balancer.enabled {
+        runner.attach_balancer(crate::balancer::Balancer::new(
+            storage.database.clone(),
+            crate::balancer::BalancerSettings {
+                region: config.ecr.region.clone(),
+                account: config.ecr.registry_id.clone(),
+            },
+        ));
+    }
     Ok(runner)
 }
 

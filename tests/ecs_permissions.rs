@@ -2090,3 +2090,67 @@ async fn agent_channels_need_the_operator_and_drive_tasks() {
         "a disconnected host's task keeps running until the agent is lost"
     );
 }
+
+/// Putting a service behind a load balancer wires a listener's traffic to
+/// the caller's tasks: only operators may, on create and on update.
+#[tokio::test]
+async fn only_operators_put_services_behind_load_balancers() {
+    use aws_sdk_ecs::types::LoadBalancer;
+    let w = Wharf::start(NO_DOCKER).await;
+    push_image(&w, "team/web", b"not a real layer".to_vec()).await;
+    w.register("alice", "web", &["team/web"], "sleep 60")
+        .await
+        .unwrap();
+    let group =
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/0123456789abcdef";
+    let lb = LoadBalancer::builder()
+        .target_group_arn(group)
+        .container_name("c0")
+        .container_port(8080)
+        .build();
+    for user in ["alice", "bob"] {
+        let denied = w
+            .ecs(user)
+            .create_service()
+            .service_name("api")
+            .task_definition("web")
+            .desired_count(1)
+            .load_balancers(lb.clone())
+            .send()
+            .await;
+        assert_eq!(code(denied), "AccessDeniedException", "{user}");
+    }
+    w.ecs("alice")
+        .create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    let denied = w
+        .ecs("alice")
+        .update_service()
+        .service("api")
+        .load_balancers(lb.clone())
+        .send()
+        .await;
+    assert_eq!(code(denied), "AccessDeniedException");
+    // The operator passes the check; the target group must exist.
+    let missing = w
+        .ecs("olga")
+        .update_service()
+        .service("api")
+        .load_balancers(lb)
+        .send()
+        .await;
+    assert_eq!(code(missing), "InvalidParameterException");
+    let service = w
+        .ecs("alice")
+        .describe_services()
+        .services("api")
+        .send()
+        .await
+        .unwrap();
+    assert!(service.services()[0].load_balancers().is_empty());
+}

@@ -214,7 +214,7 @@ impl Runner {
         let _ = self.inner.balancer.set(balancer);
     }
 
-    pub(crate) fn balancer(&self) -> Option<&crate::balancer::Balancer> {
+    pub fn balancer(&self) -> Option<&crate::balancer::Balancer> {
         self.inner.balancer.get()
     }
 

@@ -117,38 +117,43 @@ impl Runner {
                 else {
                     continue;
                 };
-                let mut serving = true;
-                let mut failing = false;
+                // Targets of the service's current load balancers are
+                // registered; a task serves once it has targets and every one
+                // is healthy (an older deployment's tasks keep the targets
+                // they were registered with).
+                let mut registered_now = false;
                 for lb in &s.service.load_balancers {
                     let Some(port) = host_port(t, &lb.container_name, lb.container_port) else {
-                        serving = false;
                         continue;
                     };
                     let Some(group) = groups.get(&lb.target_group_arn) else {
-                        serving = false;
                         continue;
                     };
-                    let target = group
+                    if !group
                         .targets
                         .iter()
-                        .find(|x| x.task.as_deref() == Some(&t.id) && x.port == port);
-                    match target {
-                        None => {
-                            serving = false;
-                            balancer
-                                .register_task(&group.arn, &t.id, &instance, address, port)
-                                .await
-                                .map_err(balancer_error)?;
-                        }
-                        Some(x) => {
-                            serving &=
-                                matches!(x.state, TargetState::Healthy | TargetState::Unavailable);
-                            let started_ms = t.task.started_at.map_or(now, |s| (s * 1000.0) as i64);
-                            failing |=
-                                x.state == TargetState::Unhealthy && started_ms + grace_ms <= now;
-                        }
+                        .any(|x| x.task.as_deref() == Some(&t.id) && x.port == port)
+                    {
+                        balancer
+                            .register_task(&group.arn, &t.id, &instance, address, port)
+                            .await
+                            .map_err(balancer_error)?;
+                        registered_now = true;
                     }
                 }
+                let mine: Vec<&crate::balancer::model::Target> = groups
+                    .values()
+                    .flat_map(|g| &g.targets)
+                    .filter(|x| x.task.as_deref() == Some(&t.id))
+                    .collect();
+                let serving = !registered_now
+                    && !mine.is_empty()
+                    && mine.iter().all(|x| {
+                        matches!(x.state, TargetState::Healthy | TargetState::Unavailable)
+                    });
+                let started_ms = t.task.started_at.map_or(now, |s| (s * 1000.0) as i64);
+                let failing = started_ms + grace_ms <= now
+                    && mine.iter().any(|x| x.state == TargetState::Unhealthy);
                 if serving {
                     view.serving.insert(t.id.clone());
                 }

@@ -6,10 +6,11 @@
 # (different availability zones and memory sizes). Checks placement
 # (binpack, spread, distinctInstance, memberOf, failures), StartTask, a
 # service spread over the instances, draining, and an agent killed and
-# restarted (its service tasks replaced elsewhere, none left running twice).
+# restarted (its service tasks replaced elsewhere, none left running twice);
+# then a service behind the built-in load balancer (cluster_lb.sh).
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages busybox:busybox-static curl:curl jq:jq ip:iproute2 nsenter:util-linux
+ensure_packages busybox:busybox-static curl:curl jq:jq ip:iproute2 nsenter:util-linux haproxy:haproxy wrk:wrk
 ensure_aws_cli
 start_dockerd
 [ "$(id -u)" = 0 ] || skip_or_fail "network namespaces need root"
@@ -94,6 +95,9 @@ docker_host = "unix:///nonexistent/docker.sock"
 allow_host_network = true
 poll_interval_ms = 500
 agent_lost_seconds = 15
+
+[balancer]
+address = "127.0.0.1"
 TOML
 prepare_data cluster
 data="$WHARF_DATA"
@@ -278,4 +282,5 @@ total=$(( $(containers 1) + $(containers 2) + $(containers 3) ))
 
 ecs update-service --service spread --desired-count 0 >/dev/null
 ecs delete-service --service spread >/dev/null
+source "$(dirname "$0")/cluster_lb.sh"
 log "cluster: all checks passed"
