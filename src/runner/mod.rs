@@ -19,6 +19,7 @@
 //! instance (`embedded`), this server's own engine, registered in every
 //! cluster.
 
+mod addresses;
 mod agents;
 pub mod attributes;
 mod definitions;
