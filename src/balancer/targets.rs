@@ -243,3 +243,163 @@ fn health_check_port(group: &TargetGroup, port: u16) -> String {
         p => p.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::balancer::BalancerSettings;
+    use crate::balancer::groups::{HealthCheckChange, NewTargetGroup};
+    use crate::balancer::model::Protocol;
+    use crate::storage::{Database, SqlMetadata};
+
+    async fn balancer(dir: &tempfile::TempDir) -> Balancer {
+        let store = SqlMetadata::open(&Database::Sqlite {
+            path: dir.path().join("metadata.db"),
+            readers: 1,
+        })
+        .await
+        .unwrap();
+        let settings = BalancerSettings {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+        };
+        Balancer::new(Arc::new(store), settings)
+    }
+
+    fn ip(id: &str, port: Option<u16>) -> TargetSpec {
+        TargetSpec {
+            id: id.into(),
+            port,
+            availability_zone: None,
+            address: None,
+        }
+    }
+
+    async fn group(b: &Balancer, name: &str, target_type: &str) -> String {
+        b.create_target_group(NewTargetGroup {
+            name: name.into(),
+            protocol: Some(Protocol::Http),
+            port: Some(80),
+            target_type: Some(target_type.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .arn
+    }
+
+    fn states(group: &TargetGroup) -> Vec<(String, u16, TargetState, Option<String>)> {
+        group
+            .targets
+            .iter()
+            .map(|t| (t.id.clone(), t.port, t.state, t.reason.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn register_drain_and_register_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = balancer(&dir).await;
+        let arn = group(&b, "web", "ip").await;
+        b.register_targets(&arn, &[ip("10.0.0.1", None), ip("10.0.0.1", Some(81))])
+            .await
+            .unwrap();
+        let g = b.target_group(&arn).await.unwrap();
+        let initial = Some(REASON_REGISTRATION.to_string());
+        assert_eq!(
+            states(&g),
+            [
+                ("10.0.0.1".into(), 80, TargetState::Initial, initial.clone()),
+                ("10.0.0.1".into(), 81, TargetState::Initial, initial.clone()),
+            ]
+        );
+        assert_eq!(g.targets[0].address, "10.0.0.1");
+
+        b.deregister_targets(&arn, &[ip("10.0.0.1", Some(81)), ip("10.9.9.9", None)])
+            .await
+            .unwrap();
+        let g = b.target_group(&arn).await.unwrap();
+        assert_eq!(g.targets[1].state, TargetState::Draining);
+        assert!(g.targets[1].draining_since_ms.is_some());
+        assert_eq!(g.targets[0].state, TargetState::Initial);
+
+        b.register_targets(&arn, &[ip("10.0.0.1", Some(81))])
+            .await
+            .unwrap();
+        let g = b.target_group(&arn).await.unwrap();
+        assert_eq!(g.targets[1].state, TargetState::Initial);
+        assert_eq!(g.targets[1].draining_since_ms, None);
+
+        // An ip group's ids are addresses; an instance group's need one resolved.
+        let bad = b.register_targets(&arn, &[ip("web-1", None)]).await;
+        assert!(
+            matches!(bad, Err(BalancerError::InvalidTarget(_))),
+            "{bad:?}"
+        );
+        let instances = group(&b, "by-instance", "instance").await;
+        let bad = b.register_targets(&instances, &[ip("ci-1", None)]).await;
+        assert!(
+            matches!(bad, Err(BalancerError::InvalidTarget(_))),
+            "{bad:?}"
+        );
+        let resolved = TargetSpec {
+            address: Some("127.0.0.1".into()),
+            ..ip("ci-1", Some(8080))
+        };
+        b.register_targets(&instances, &[resolved]).await.unwrap();
+        let g = b.target_group(&instances).await.unwrap();
+        assert_eq!(g.targets[0].address, "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn checks_off_means_unavailable_and_groups_hold_1000_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = balancer(&dir).await;
+        let arn = group(&b, "web", "ip").await;
+        b.register_targets(&arn, &[ip("10.0.0.1", None)])
+            .await
+            .unwrap();
+        let off = HealthCheckChange {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        b.modify_target_group(&arn, &off).await.unwrap();
+        b.register_targets(&arn, &[ip("10.0.0.2", None)])
+            .await
+            .unwrap();
+        let g = b.target_group(&arn).await.unwrap();
+        let unavailable = Some(REASON_CHECKS_DISABLED.to_string());
+        assert_eq!(
+            states(&g),
+            [
+                (
+                    "10.0.0.1".into(),
+                    80,
+                    TargetState::Unavailable,
+                    unavailable.clone()
+                ),
+                ("10.0.0.2".into(), 80, TargetState::Unavailable, unavailable),
+            ]
+        );
+
+        let many: Vec<TargetSpec> = (0..998u16)
+            .map(|i| ip(&format!("10.1.{}.{}", i / 256, i % 256), None))
+            .collect();
+        b.register_targets(&arn, &many).await.unwrap();
+        assert_eq!(
+            b.target_group(&arn).await.unwrap().targets.len(),
+            MAX_TARGETS
+        );
+        let full = b.register_targets(&arn, &[ip("10.2.0.1", None)]).await;
+        assert!(
+            matches!(full, Err(BalancerError::TooMany("TooManyTargets", _))),
+            "{full:?}"
+        );
+        // Registering one already there is no new target.
+        b.register_targets(&arn, &[ip("10.0.0.1", None)])
+            .await
+            .unwrap();
+    }
+}
