@@ -38,6 +38,7 @@ pub mod config;
 pub mod connections;
 pub mod ecr;
 pub mod ecs;
+pub mod elb;
 pub mod glob;
 pub mod http;
 pub mod metrics;

@@ -18,10 +18,12 @@ use crate::auth::{
     TokenIssuer, generate_pem,
 };
 use crate::aws;
+use crate::balancer::{Balancer, BalancerSettings};
 use crate::config::{Config, StorageBackend};
 use crate::connections::{self, ConnectionLimits};
 use crate::ecr::{EcrSettings, EcrState};
 use crate::ecs;
+use crate::elb;
 use crate::http::TrustedProxies;
 use crate::notifications::{Delivery, Notifier};
 use crate::oci::api::{self, OciSettings};
@@ -46,6 +48,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// The task runner; `None` when `runner.enabled` is off.
     pub runner: Option<Runner>,
+    /// The load balancer, with the task runner (same store); else `None`.
+    pub balancer: Option<Balancer>,
     /// What each connection and client may hold open.
     pub connections: ConnectionLimits,
 }
@@ -73,7 +77,7 @@ pub struct Background {
     runner: Option<Runner>,
     /// The load balancer's data plane and health checks.
     balancer: Option<(
-        crate::balancer::Balancer,
+        Balancer,
         crate::balancer::haproxy::DataPlaneSettings,
         Registry,
     )>,
@@ -206,9 +210,12 @@ impl AppState {
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
         let background = Background::new(config, &registry, &notifier, deliveries, runner.clone());
+        // The runner's: services register targets with the one the API changes.
+        let balancer = runner.as_ref().and_then(|r| r.balancer().cloned());
         let state = AppState {
             notifier,
             runner,
+            balancer,
             registry,
             oci: OciSettings {
                 chunk_min_length: config.limits.chunk_min_length,
@@ -341,9 +348,9 @@ async fn open_runner(
     )
     .await?;
     if config.balancer.enabled {
-        runner.attach_balancer(crate::balancer::Balancer::new(
+        runner.attach_balancer(Balancer::new(
             storage.database.clone(),
-            crate::balancer::BalancerSettings {
+            BalancerSettings {
                 region: config.ecr.region.clone(),
                 account: config.ecr.registry_id.clone(),
             },
@@ -454,7 +461,13 @@ pub async fn open_secrets(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
-        .merge(aws::router::<_, EcrState, ecs::EcsState, ecs::EcsState>())
+        .merge(aws::router::<
+            _,
+            EcrState,
+            ecs::EcsState,
+            ecs::EcsState,
+            elb::ElbState,
+        >())
         .merge(ecs::router())
         .merge(operations::router())
         .merge(crate::ui::router(state.clone()))

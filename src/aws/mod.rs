@@ -2,10 +2,13 @@
 //! (`POST /` with `X-Amz-Target`, `{"__type", "message"}` errors), routing by
 //! target prefix to a [`Service`], and admission: SigV4 with Wharf-issued
 //! access keys, judged from the headers before any of the body is read, then
-//! verified over the body received. Services are composed in `server.rs`;
-//! this module imports none of them.
+//! verified over the body received. The Query protocol (form in, XML out;
+//! ELBv2) shares the door and the admission ([`query`]). Services are
+//! composed in `server.rs`; this module imports none of them.
 
+pub mod query;
 pub mod sigv4;
+pub mod xml;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -134,25 +137,28 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// `POST /` for the AWS-shaped services `A`, `B` and `C`; the
+/// `POST /` for the AWS-shaped services `A`, `B` and `C`, and the Query
+/// service `Q`: a form without `X-Amz-Target` goes to `Q`; otherwise the
 /// `X-Amz-Target` prefix picks one (`A` answers targets none knows).
-pub fn router<S, A, B, C>() -> Router<S>
+pub fn router<S, A, B, C, Q>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     A: Service + FromRef<S>,
     B: Service + FromRef<S>,
     C: Service + FromRef<S>,
+    Q: query::QueryService + FromRef<S>,
     AwsSettings: FromRef<S>,
     BodyLimits: FromRef<S>,
 {
-    Router::new().route("/", post(handle::<A, B, C>))
+    Router::new().route("/", post(handle::<A, B, C, Q>))
 }
 
 #[expect(clippy::too_many_arguments, reason = "one extractor per state part")]
-async fn handle<A: Service, B: Service, C: Service>(
+async fn handle<A: Service, B: Service, C: Service, Q: query::QueryService>(
     State(a): State<A>,
     State(b): State<B>,
     State(c): State<C>,
+    State(q): State<Q>,
     State(settings): State<AwsSettings>,
     State(limits): State<BodyLimits>,
     PeerAddr(peer): PeerAddr,
@@ -161,6 +167,9 @@ async fn handle<A: Service, B: Service, C: Service>(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let request_id = request_id.map(|Extension(RequestId(id))| id);
+    if query::is_query(&parts.headers) {
+        return query::serve(q, &settings, limits, peer, request_id, parts, body).await;
+    }
     let target = target(&parts.headers);
     if target.starts_with(B::TARGET_PREFIX) {
         serve(b, &settings, limits, peer, request_id, parts, body).await

@@ -5,9 +5,12 @@
 //! store's documents; this module knows nothing of HTTP APIs or the runner
 //! (the runner and the API resolve target ids to addresses and call in).
 
+pub mod groups;
 pub mod haproxy;
 pub mod health;
+pub mod load_balancers;
 pub mod model;
+pub mod targets;
 mod tasks;
 
 use std::collections::HashMap;
@@ -88,6 +91,14 @@ struct Inner {
 
 fn corrupt(e: serde_json::Error) -> BalancerError {
     BalancerError::Corrupt(e.to_string())
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn to_doc<T: serde::Serialize>(value: &T) -> Result<String> {

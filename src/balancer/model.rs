@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const KIND_TARGET_GROUP: &str = "elb.target-group";
 pub const KIND_LOAD_BALANCER: &str = "elb.load-balancer";
 pub const KIND_LISTENER: &str = "elb.listener";
+/// A port's claim, keyed by port number: the ARN (a JSON string) of the one
+/// listener bound to it (see `load_balancers`).
+pub const KIND_LISTENER_PORT: &str = "elb.listener-port";
 
 /// What a listener accepts and a target group speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

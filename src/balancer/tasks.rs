@@ -3,10 +3,8 @@
 //! containers are stopped.
 
 use super::model::{Target, TargetState};
+use super::targets::MAX_TARGETS;
 use super::{Balancer, BalancerError, Result};
-
-/// The most targets one group holds.
-pub const MAX_TARGETS: usize = 1000;
 
 impl Balancer {
     /// Registers port `port` of container instance `instance` (reached at
@@ -32,7 +30,7 @@ impl Balancer {
             if g.targets.len() >= MAX_TARGETS {
                 return Err(BalancerError::TooMany(
                     "TooManyTargets",
-                    format!("target group {} holds {MAX_TARGETS} targets", g.name),
+                    format!("A target group holds at most {MAX_TARGETS} targets"),
                 ));
             }
             let (state, reason) = if g.health_check.enabled {
