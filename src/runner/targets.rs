@@ -29,16 +29,27 @@ fn balancer_error(e: crate::balancer::BalancerError) -> RunnerError {
     RunnerError::Balancer(e.to_string())
 }
 
-/// The host port `container`'s `port` is published on.
+/// The host port `container`'s `port` is published on: its network
+/// binding, or with host networking the mapped port itself.
 fn host_port(task: &TaskRecord, container: &str, port: i32) -> Option<u16> {
-    task.task
+    let bound = task
+        .task
         .containers
         .iter()
         .find(|c| c.name == container)?
         .network_bindings
         .iter()
         .find(|b| b.container_port == port)
-        .and_then(|b| u16::try_from(b.host_port).ok())
+        .map(|b| b.host_port);
+    let host = || {
+        (task.network_mode == "host"
+            && task
+                .plan
+                .iter()
+                .any(|c| c.name == container && c.port_mappings.iter().any(|p| p.container_port == port)))
+        .then_some(port)
+    };
+    bound.or_else(host).and_then(|p| u16::try_from(p).ok())
 }
 
 impl Runner {
