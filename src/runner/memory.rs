@@ -32,6 +32,8 @@ pub struct MemoryEngine {
     calls: Mutex<Vec<String>>,
     /// While set, every call fails as an unreachable engine would.
     pub unreachable: std::sync::atomic::AtomicBool,
+    /// What `stats` reports of each running container, set by tests.
+    usage: Mutex<BTreeMap<String, super::engine::Usage>>,
 }
 
 impl MemoryEngine {
@@ -71,6 +73,14 @@ impl MemoryEngine {
             s.exited = true;
             s.exit_code = Some(code);
         });
+    }
+
+    /// What `stats` reports of container `id` from now on.
+    pub fn set_usage(&self, id: &str, usage: super::engine::Usage) {
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), usage);
     }
 
     /// Someone removed container `id` behind the runner's back.
@@ -188,5 +198,18 @@ impl ContainerEngine for MemoryEngine {
         self.note(format!("remove {id}"))?;
         self.with(|c| c.remove(id));
         Ok(())
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<super::engine::Usage>, EngineError> {
+        self.note(format!("stats {id}"))?;
+        if !self.with(|c| c.get(id).is_some_and(|f| f.status.running)) {
+            return Ok(None);
+        }
+        Ok(self
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied())
     }
 }

@@ -41,6 +41,7 @@ mod services;
 pub mod status;
 mod supervisor;
 mod tasks;
+pub mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -153,6 +154,10 @@ struct Inner {
     /// When the embedded instances were last refreshed, and whether the
     /// engine answered then.
     embedded_checked: Mutex<Option<(std::time::Instant, bool)>>,
+    /// Whether this replica holds the runner's lease now.
+    leading: std::sync::atomic::AtomicBool,
+    /// Service tasks' utilization samples (`usage`), on the lease holder.
+    usage: usage::Windows,
 }
 
 /// The embedded instances are looked at least this often (and at once when
@@ -198,6 +203,8 @@ impl Runner {
                 pruned_at: Mutex::default(),
                 engine_info: Mutex::default(),
                 embedded_checked: Mutex::default(),
+                leading: std::sync::atomic::AtomicBool::new(false),
+                usage: usage::Windows::default(),
             }),
         })
     }
@@ -233,6 +240,9 @@ impl Runner {
                     Err(e) => tracing::warn!(error = %e, "task runner: cannot take its lease"),
                 }
             }
+            self.inner
+                .leading
+                .store(lease.is_some(), std::sync::atomic::Ordering::Relaxed);
             let outcome = match lease {
                 Some(_) => self.tick().await,
                 None => Ok(()),
@@ -251,6 +261,7 @@ impl Runner {
             }
             tokio::select! {
                 () = stop.cancelled() => {
+                    self.inner.leading.store(false, std::sync::atomic::Ordering::Relaxed);
                     // Agents reconnect to a replica that is still up.
                     for session in self.inner.sessions.all() {
                         session.close();

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
-    ContainerEngine, ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed,
+    ContainerEngine, ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed, Usage,
 };
 use super::images::RegistryHosts;
 use super::protocol::{AgentFrame, Command, Outcome, ServerFrame};
@@ -29,6 +29,8 @@ const OUTBOX: usize = 256;
 const MAX_PENDING: usize = 1024;
 /// How long an ordinary step may take on the agent's host.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// A stats reading is one quick engine call; a slow agent only loses a sample.
+const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pulls: as long as the Docker Engine's own request timeout.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -335,6 +337,14 @@ impl ContainerEngine for RemoteEngine {
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let command = Command::Remove { id: id.to_string() };
         self.session.call(command, STEP_TIMEOUT).await.map(drop)
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<Usage>, EngineError> {
+        let command = Command::Stats { id: id.to_string() };
+        match self.session.call(command, STATS_TIMEOUT).await? {
+            Outcome::Stats { usage } => Ok(usage),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
