@@ -17,6 +17,7 @@ use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
     TokenIssuer, generate_pem,
 };
+use crate::autoscaling::AutoScalingState;
 use crate::aws;
 use crate::config::{Config, StorageBackend};
 use crate::connections::{self, ConnectionLimits};
@@ -29,7 +30,9 @@ use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry, ScrubSchedule};
 use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
+use crate::runner::usage::Sampler;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
+use crate::scaling::{Scaler, Scaling, ScalingSettings};
 use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
@@ -46,6 +49,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// The task runner; `None` when `runner.enabled` is off.
     pub runner: Option<Runner>,
+    /// Service auto scaling, over the runner (`None` without one).
+    pub scaling: Option<Scaling>,
     /// What each connection and client may hold open.
     pub connections: ConnectionLimits,
 }
@@ -71,6 +76,8 @@ pub struct Background {
     gc: Option<GcSchedule>,
     scrub: Option<ScrubSchedule>,
     runner: Option<Runner>,
+    /// Service auto scaling: the sampler of tasks' use and the target tracking loop.
+    scaling: Option<(Sampler, Scaler)>,
 }
 
 impl Background {
@@ -80,6 +87,7 @@ impl Background {
         notifier: &Notifier,
         deliveries: Vec<Delivery>,
         runner: Option<Runner>,
+        scaling: Option<&Scaling>,
     ) -> Background {
         let lifecycle = (config.ecr.lifecycle_interval_seconds > 0).then(|| {
             let interval = Duration::from_secs(config.ecr.lifecycle_interval_seconds);
@@ -94,12 +102,24 @@ impl Background {
             Duration::from_secs(config.storage.scrub_interval_seconds),
             config.storage.scrub_rate,
         );
+        let scaling = scaling.map(|scaling| {
+            let s = &config.scaling;
+            let period = Duration::from_secs(s.period_seconds);
+            let periods = s.scale_out_periods.max(s.scale_in_periods) + 1;
+            let sampler = scaling.runner().sampler(
+                Duration::from_secs(s.sample_seconds),
+                period.saturating_mul(periods),
+            );
+            // No load balancer request counts yet: ALBRequestCountPerTarget has no data.
+            (sampler, scaling.scaler(None))
+        });
         Background {
             lifecycle,
             deliveries,
             gc,
             scrub,
             runner,
+            scaling,
         }
     }
 
@@ -120,6 +140,10 @@ impl Background {
         }
         if let Some(runner) = self.runner {
             jobs.spawn(runner.run(stop.clone()));
+        }
+        if let Some((sampler, scaler)) = self.scaling {
+            jobs.spawn(sampler.run(stop.clone()));
+            jobs.spawn(scaler.run(stop.clone()));
         }
         jobs
     }
@@ -174,10 +198,31 @@ impl AppState {
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
-        let background = Background::new(config, &registry, &notifier, deliveries, runner.clone());
+        let scaling = runner.as_ref().map(|runner| {
+            Scaling::new(
+                storage.database.clone(),
+                runner.clone(),
+                ScalingSettings {
+                    region: config.ecr.region.clone(),
+                    account: config.ecr.registry_id.clone(),
+                    period: Duration::from_secs(config.scaling.period_seconds),
+                    scale_out_periods: config.scaling.scale_out_periods,
+                    scale_in_periods: config.scaling.scale_in_periods,
+                },
+            )
+        });
+        let background = Background::new(
+            config,
+            &registry,
+            &notifier,
+            deliveries,
+            runner.clone(),
+            scaling.as_ref(),
+        );
         let state = AppState {
             notifier,
             runner,
+            scaling,
             registry,
             oci: OciSettings {
                 chunk_min_length: config.limits.chunk_min_length,
@@ -414,7 +459,7 @@ pub async fn open_secrets(
 pub fn build_router(state: AppState) -> Router {
     api::router()
         .merge(auth::api::router())
-        .merge(aws::router::<_, EcrState, ecs::EcsState, ecs::EcsState>())
+        .merge(aws::router::<_, EcrState, ecs::EcsState, AutoScalingState>())
         .merge(ecs::router())
         .merge(operations::router())
         .merge(crate::ui::router(state.clone()))

@@ -312,7 +312,11 @@ mod tests {
         let c = cores_between(&usage(1_000_000_000, 10_000), &usage(1_500_000_000, 11_000));
         assert_eq!(c, Some(0.5));
         assert_eq!(cores_between(&usage(5, 10), &usage(6, 10)), None);
-        assert_eq!(cores_between(&usage(9, 10), &usage(1, 20)), None, "a restart");
+        assert_eq!(
+            cores_between(&usage(9, 10), &usage(1, 20)),
+            None,
+            "a restart"
+        );
     }
 
     #[test]
