@@ -133,6 +133,24 @@ impl RegistryHosts {
     }
 }
 
+/// The scopes a resource running `images` requires (README, task runner:
+/// "Who may call what"): `push` on each repository. `None` when there is no
+/// image or one does not name a repository of this registry: such a
+/// resource belongs to nobody.
+pub fn repository_scopes<'i>(
+    hosts: &RegistryHosts,
+    images: impl IntoIterator<Item = &'i str>,
+) -> Option<Vec<Scope>> {
+    let mut needs: Vec<Scope> = Vec::new();
+    for image in images {
+        let repo = hosts.parse(image).ok()?.repo;
+        if !needs.iter().any(|n| n.name == repo.as_str()) {
+            needs.push(Scope::repository(repo.as_str(), &[Action::Push]));
+        }
+    }
+    (!needs.is_empty()).then_some(needs)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -163,22 +181,4 @@ mod tests {
         assert_eq!(r.repo.as_str(), "team/app");
         assert_eq!(r.to_string(), "localhost:5000/team/app:latest");
     }
-}
-
-/// The scopes a resource running `images` requires (README, task runner:
-/// "Who may call what"): `push` on each repository. `None` when there is no
-/// image or one does not name a repository of this registry: such a
-/// resource belongs to nobody.
-pub fn repository_scopes<'i>(
-    hosts: &RegistryHosts,
-    images: impl IntoIterator<Item = &'i str>,
-) -> Option<Vec<Scope>> {
-    let mut needs: Vec<Scope> = Vec::new();
-    for image in images {
-        let repo = hosts.parse(image).ok()?.repo;
-        if !needs.iter().any(|n| n.name == repo.as_str()) {
-            needs.push(Scope::repository(repo.as_str(), &[Action::Push]));
-        }
-    }
-    (!needs.is_empty()).then_some(needs)
 }

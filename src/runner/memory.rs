@@ -32,8 +32,6 @@ pub struct MemoryEngine {
     calls: Mutex<Vec<String>>,
     /// While set, every call fails as an unreachable engine would.
     pub unreachable: std::sync::atomic::AtomicBool,
-    /// What `stats` reports of each running container, set by tests.
-    usage: Mutex<BTreeMap<String, super::engine::Usage>>,
 }
 
 impl MemoryEngine {
@@ -73,14 +71,6 @@ impl MemoryEngine {
             s.exited = true;
             s.exit_code = Some(code);
         });
-    }
-
-    /// What `stats` reports of container `id` from now on.
-    pub fn set_usage(&self, id: &str, usage: super::engine::Usage) {
-        self.usage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), usage);
     }
 
     /// Someone removed container `id` behind the runner's back.
@@ -202,14 +192,12 @@ impl ContainerEngine for MemoryEngine {
 
     async fn stats(&self, id: &str) -> Result<Option<super::engine::Usage>, EngineError> {
         self.note(format!("stats {id}"))?;
-        if !self.with(|c| c.get(id).is_some_and(|f| f.status.running)) {
-            return Ok(None);
-        }
-        Ok(self
-            .usage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied())
+        // A running container that has used nothing yet.
+        let running = self.with(|c| c.get(id).is_some_and(|f| f.status.running));
+        Ok(running.then(|| super::engine::Usage {
+            cpu_ns: 0,
+            memory_bytes: 0,
+            at_ms: crate::registry::now_ms(),
+        }))
     }
 }
