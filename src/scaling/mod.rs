@@ -272,8 +272,12 @@ impl Scaling {
                             scalable_dimension: DIMENSION.into(),
                             min_capacity: min,
                             max_capacity: max,
+                            // IAM ARNs name no region.
                             role_arn: input.role_arn.clone().unwrap_or_else(|| {
-                                self.arn("iam", "role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService")
+                                format!(
+                                    "arn:aws:iam::{}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService",
+                                    self.inner.settings.account
+                                )
                             }),
                             creation_time: seconds(crate::registry::now_ms()),
                             suspended_state: input.suspended_state.unwrap_or_default(),
