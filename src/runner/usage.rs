@@ -231,8 +231,8 @@ impl Sampler {
         }
         let now = crate::registry::now_ms();
         let tasks = runner.live_tasks(None).await?;
-        let mut by_service: HashMap<(String, String), Vec<TaskReading>> = HashMap::new();
         let mut containers = Vec::new();
+        let mut sampled = Vec::new();
         for task in &tasks {
             let Some(service) = task.service.as_deref() else {
                 continue;
@@ -246,8 +246,16 @@ impl Sampler {
                     .iter()
                     .filter_map(|c| c.runtime_id.clone()),
             );
+            sampled.push((task, service));
+        }
+        // All at once: a stats reading can take most of a second on a busy
+        // host, and a pass must stay well within a period.
+        let readings =
+            futures::future::join_all(sampled.iter().map(|(task, _)| runner.read_task(task))).await;
+        let mut by_service: HashMap<(String, String), Vec<TaskReading>> = HashMap::new();
+        for ((task, service), reading) in sampled.iter().zip(readings) {
             // One host failing to answer costs its tasks' figures, not the pass.
-            match runner.read_task(task).await {
+            match reading {
                 Ok(Some(reading)) => by_service
                     .entry((task.cluster.clone(), service.to_string()))
                     .or_default()
