@@ -719,6 +719,17 @@ mod tests {
     }
 
     #[test]
+    fn scaling_periods_must_be_positive() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.scaling.scale_in_periods = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.scaling.sample_seconds = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn example_file_matches_the_defaults() {
         let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wharf.toml");
         let raw: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();

@@ -357,6 +357,40 @@ mod tests {
         assert_eq!(utilization(&[]), (None, None));
     }
 
+    /// A task of `plan` (container definitions) with task-level `cpu` and `memory`.
+    fn task(cpu: Option<i64>, memory: Option<i64>, plan: serde_json::Value) -> TaskRecord {
+        serde_json::from_value(serde_json::json!({
+            "task": {
+                "taskArn": "t", "taskDefinitionArn": "d", "clusterArn": "c",
+                "containers": [], "lastStatus": "RUNNING", "desiredStatus": "RUNNING",
+                "healthStatus": "UNKNOWN", "launchType": "EC2",
+                "overrides": {"containerOverrides": []}, "createdAt": 0.0, "version": 1
+            },
+            "id": "t", "cluster": "c", "family": "f", "networkMode": "none",
+            "cpuUnits": cpu, "memoryMib": memory, "plan": plan
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reservations_are_the_tasks_else_its_containers() {
+        let plan = serde_json::json!([
+            {"name": "a", "image": "i", "cpu": 256, "memory": 128},
+            {"name": "b", "image": "i", "cpu": 256, "memory": 512, "memoryReservation": 64},
+            {"name": "c", "image": "i"}
+        ]);
+        let t = task(Some(2048), Some(1024), plan.clone());
+        assert_eq!(reserved_cores(&t), 2.0);
+        assert_eq!(reserved_mib(&t), Some(1024.0));
+        let t = task(None, None, plan);
+        assert_eq!(reserved_cores(&t), 0.5);
+        assert_eq!(reserved_mib(&t), Some(192.0));
+        // Nothing reserved: one vCPU, and no memory figure.
+        let t = task(None, None, serde_json::json!([{"name": "a", "image": "i"}]));
+        assert_eq!(reserved_cores(&t), 1.0);
+        assert_eq!(reserved_mib(&t), None);
+    }
+
     #[test]
     fn a_window_is_bounded_by_age() {
         let windows = Windows::default();
