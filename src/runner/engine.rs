@@ -590,6 +590,46 @@ fn usage_of(stats: &bollard::models::ContainerStatsResponse, now_ms: i64) -> Opt
 mod tests {
     use super::*;
 
+    /// What a stats reading says: cumulative CPU time, and memory without
+    /// the page cache that can be dropped (cgroup v2 and v1 names); a
+    /// stopped container's empty reading is no reading.
+    #[test]
+    fn stats_readings() {
+        use bollard::models::{
+            ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse,
+        };
+        let reading = |cache: &str| ContainerStatsResponse {
+            cpu_stats: Some(ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(5_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(1_000),
+                stats: Some(HashMap::from([(cache.to_string(), 400)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for cache in ["inactive_file", "total_inactive_file"] {
+            assert_eq!(
+                usage_of(&reading(cache), 9),
+                Some(Usage {
+                    cpu_ns: 5_000,
+                    memory_bytes: 600,
+                    at_ms: 9
+                })
+            );
+        }
+        let stopped = ContainerStatsResponse {
+            memory_stats: Some(ContainerMemoryStats::default()),
+            ..reading("inactive_file")
+        };
+        assert_eq!(usage_of(&stopped, 9), None);
+    }
+
     /// A socket that is missing or that nobody listens on is an engine that
     /// cannot be reached (tasks wait), not one that refused (tasks fail).
     #[tokio::test]

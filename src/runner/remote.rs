@@ -414,6 +414,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stats_come_back_from_the_agent() {
+        let (session, frames) = Session::new("default", "i1");
+        answering(frames, session.clone(), |command| match command {
+            Command::Stats { id } if id == "running" => Outcome::Stats {
+                usage: Some(Usage {
+                    cpu_ns: 42,
+                    memory_bytes: 1024,
+                    at_ms: 7,
+                }),
+            },
+            Command::Stats { .. } => Outcome::Stats { usage: None },
+            _ => Outcome::Done,
+        });
+        let engine = RemoteEngine::new(session, hosts());
+        let usage = engine.stats("running").await.unwrap().unwrap();
+        assert_eq!((usage.cpu_ns, usage.memory_bytes), (42, 1024));
+        assert_eq!(engine.stats("gone").await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn a_closed_session_is_unavailable_and_refusals_stay_refusals() {
         let (session, frames) = Session::new("default", "i1");
         answering(frames, session.clone(), |_| Outcome::Failed {
