@@ -223,10 +223,13 @@ impl Runner {
 
 impl Sampler {
     /// One pass: reads every RUNNING service task and records one sample
-    /// per service with any. Does nothing off the lease.
+    /// per service with any. Off the lease it forgets what it had.
     pub async fn run_once(&self) -> Result<()> {
         let runner = &self.runner;
         if !runner.is_leader() {
+            // Figures of a replica that no longer samples would go stale.
+            runner.inner.usage.keep_only(&[], &[]);
+            metrics().retain_services(&[]);
             return Ok(());
         }
         let now = crate::registry::now_ms();
