@@ -35,6 +35,7 @@ pub struct Config {
     pub gc: GcConfig,
     pub runner: RunnerConfig,
     pub balancer: BalancerConfig,
+    pub scaling: ScalingConfig,
     pub connections: ConnectionsConfig,
     pub notifications: crate::notifications::NotificationsConfig,
 }
@@ -189,6 +190,32 @@ impl RunnerConfig {
             allow_host_network: self.allow_host_network,
             allow_root_user: self.allow_root_user,
             allow_privileged_ports: self.allow_privileged_ports,
+        }
+    }
+}
+
+/// Service auto scaling (README "Service auto scaling"): how often tasks
+/// are sampled and how the target tracking alarms count periods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalingConfig {
+    /// Seconds in one alarm period (CloudWatch's one minute).
+    pub period_seconds: u64,
+    /// Consecutive periods above the target before a scale-out (AlarmHigh).
+    pub scale_out_periods: u32,
+    /// Consecutive periods below 90 % of the target before a scale-in (AlarmLow).
+    pub scale_in_periods: u32,
+    /// Seconds between samples of the service tasks' CPU and memory use.
+    pub sample_seconds: u64,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            period_seconds: 60,
+            scale_out_periods: 3,
+            scale_in_periods: 15,
+            sample_seconds: 20,
         }
     }
 }
@@ -412,6 +439,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             runner: RunnerConfig::default(),
             balancer: BalancerConfig::default(),
+            scaling: ScalingConfig::default(),
             connections: ConnectionsConfig::default(),
             notifications: Default::default(),
         }
@@ -549,6 +577,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "limits.request_body_timeout_seconds and limits.request_body_min_rate must be positive"
                     .into(),
+            ));
+        }
+        let sc = &self.scaling;
+        if sc.period_seconds == 0
+            || sc.scale_out_periods == 0
+            || sc.scale_in_periods == 0
+            || sc.sample_seconds == 0
+        {
+            return Err(ConfigError::Invalid(
+                "scaling: period_seconds, scale_out_periods, scale_in_periods and sample_seconds must be positive".into(),
             ));
         }
         if let Some(unknown) = self
@@ -704,6 +742,17 @@ mod tests {
         assert_eq!(c.limits.max_page, 60, "env over file");
         assert_eq!(c.data_dir, PathBuf::from("/from/cli"), "CLI over env");
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024, "default kept");
+    }
+
+    #[test]
+    fn scaling_periods_must_be_positive() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.scaling.scale_in_periods = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.scaling.sample_seconds = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   `aws` protocol library, which imports neither; each an `Operation` enum
 //!   parsed from `X-Amz-Target`, each operation declaring its
 //!   `auth::EcrNeed` or `auth::EcsNeed`, checked once before the handler
-//!   runs), `auth::api` (`/token`); `operations` (health, metrics,
+//!   runs), `autoscaling` (service auto scaling's Application Auto Scaling
+//!   API over `scaling`, authorized as ECS services are), `auth::api` (`/token`); `operations` (health, metrics,
 //!   the request log) labels `/v2/` requests by `oci::api::Route`; `ui`
 //!   (the web console at `/ui/`: server-rendered pages over `registry`,
 //!   authorized by `auth` with the same grants as `/v2/`).
@@ -20,7 +21,8 @@
 //! - `auth`: who is asking and may they (`Auth::check` of a `Need`,
 //!   `Auth::may_call` of an ECR action, `Auth::admits_ecs` of an ECS need);
 //!   open mode and the anonymous rules are applied there.
-//! - `registry`, `runner`: domain services; no HTTP types.
+//! - `registry`, `runner`, `scaling` (target tracking over the runner's
+//!   services and their sampled utilization): domain services; no HTTP types.
 //! - `storage`: blob content over `object_store` and metadata in SQL.
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),
 //!   `http` (request id, `InternalCause`, `Retry-After`, the query string,
@@ -31,6 +33,7 @@
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod autoscaling;
 pub mod aws;
 pub mod balancer;
 pub mod body;
@@ -47,6 +50,7 @@ pub mod oci;
 pub mod operations;
 pub mod registry;
 pub mod runner;
+pub mod scaling;
 pub mod sendfile;
 pub mod server;
 pub mod storage;

@@ -29,8 +29,21 @@ pub struct AuthLabels {
     pub reason: &'static str,
 }
 
+/// A service of the task runner.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub cluster: String,
+    pub service: String,
+}
+
+type Ratio = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 pub struct Metrics {
     registry: Registry,
+    pub service_cpu: Family<ServiceLabels, Ratio>,
+    pub service_memory: Family<ServiceLabels, Ratio>,
+    /// The services whose utilization is exported now.
+    services_exported: std::sync::Mutex<std::collections::HashSet<ServiceLabels>>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
     pub bytes_received: Counter,
@@ -191,8 +204,23 @@ impl Metrics {
             "Webhook events dropped because an endpoint's queue was full",
             notifications_dropped.clone(),
         );
+        let service_cpu = Family::<ServiceLabels, Ratio>::default();
+        registry.register(
+            "service_cpu_utilization_percent",
+            "A service's CPU use over what its running tasks reserve, last sample (ECS CPUUtilization)",
+            service_cpu.clone(),
+        );
+        let service_memory = Family::<ServiceLabels, Ratio>::default();
+        registry.register(
+            "service_memory_utilization_percent",
+            "A service's memory use over what its running tasks reserve, last sample (ECS MemoryUtilization)",
+            service_memory.clone(),
+        );
         Metrics {
             registry,
+            service_cpu,
+            service_memory,
+            services_exported: Default::default(),
             corrupt_reads,
             hashed_reads,
             sendfile_reads,
@@ -225,6 +253,52 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// A service's latest utilization sample (a figure without data is not exported).
+    pub fn service_utilization(
+        &self,
+        cluster: &str,
+        service: &str,
+        cpu: Option<f64>,
+        memory: Option<f64>,
+    ) {
+        let labels = ServiceLabels {
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+        };
+        for (family, value) in [(&self.service_cpu, cpu), (&self.service_memory, memory)] {
+            match value {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
+        self.services_exported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(labels);
+    }
+
+    /// Stops exporting the utilization of services not in `services` (cluster, service).
+    pub fn retain_services(&self, services: &[(String, String)]) {
+        let mut exported = self
+            .services_exported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        exported.retain(|labels| {
+            let keep = services
+                .iter()
+                .any(|(c, s)| *c == labels.cluster && *s == labels.service);
+            if !keep {
+                self.service_cpu.remove(labels);
+                self.service_memory.remove(labels);
+            }
+            keep
+        });
     }
 
     pub fn auth_failure(&self, reason: &'static str) {

@@ -17,6 +17,7 @@ use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
     TokenIssuer, generate_pem,
 };
+use crate::autoscaling::AutoScalingState;
 use crate::aws;
 use crate::balancer::{Balancer, BalancerSettings};
 use crate::config::{Config, StorageBackend};
@@ -31,7 +32,9 @@ use crate::operations;
 use crate::registry::{GcSchedule, LifecycleSchedule, Limits, Registry, ScrubSchedule};
 use crate::runner::engine::DockerEngine;
 use crate::runner::images::RegistryHosts;
+use crate::runner::usage::Sampler;
 use crate::runner::{Runner, RunnerError, RunnerSettings};
+use crate::scaling::{Scaler, Scaling, ScalingSettings};
 use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
 
 /// Everything handlers share; cheap to clone. Handlers ask for the part they need.
@@ -50,6 +53,8 @@ pub struct AppState {
     pub runner: Option<Runner>,
     /// The load balancer, with the task runner (same store); else `None`.
     pub balancer: Option<Balancer>,
+    /// Service auto scaling, over the runner (`None` without one).
+    pub scaling: Option<Scaling>,
     /// What each connection and client may hold open.
     pub connections: ConnectionLimits,
 }
@@ -81,6 +86,8 @@ pub struct Background {
         crate::balancer::haproxy::DataPlaneSettings,
         Registry,
     )>,
+    /// Service auto scaling: the sampler of tasks' use and the target tracking loop.
+    scaling: Option<(Sampler, Scaler)>,
 }
 
 impl Background {
@@ -90,6 +97,7 @@ impl Background {
         notifier: &Notifier,
         deliveries: Vec<Delivery>,
         runner: Option<Runner>,
+        scaling: Option<&Scaling>,
     ) -> Background {
         let lifecycle = (config.ecr.lifecycle_interval_seconds > 0).then(|| {
             let interval = Duration::from_secs(config.ecr.lifecycle_interval_seconds);
@@ -116,6 +124,21 @@ impl Background {
                 };
                 (b, settings, registry.clone())
             });
+        let scaling = scaling.map(|scaling| {
+            let s = &config.scaling;
+            let period = Duration::from_secs(s.period_seconds);
+            let periods = s.scale_out_periods.max(s.scale_in_periods) + 1;
+            let sampler = scaling.runner().sampler(
+                Duration::from_secs(s.sample_seconds),
+                period.saturating_mul(periods),
+            );
+            // ALBRequestCountPerTarget counts what this replica's listeners forwarded.
+            let counts = runner
+                .as_ref()
+                .and_then(|r| r.balancer().cloned())
+                .map(|b| Arc::new(b) as Arc<dyn crate::scaling::RequestCounts>);
+            (sampler, scaling.scaler(counts))
+        });
         Background {
             lifecycle,
             deliveries,
@@ -123,6 +146,7 @@ impl Background {
             scrub,
             runner,
             balancer,
+            scaling,
         }
     }
 
@@ -155,6 +179,10 @@ impl Background {
                 registry,
                 stop.clone(),
             ));
+        }
+        if let Some((sampler, scaler)) = self.scaling {
+            jobs.spawn(sampler.run(stop.clone()));
+            jobs.spawn(scaler.run(stop.clone()));
         }
         jobs
     }
@@ -209,13 +237,34 @@ impl AppState {
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
-        let background = Background::new(config, &registry, &notifier, deliveries, runner.clone());
         // The runner's: services register targets with the one the API changes.
         let balancer = runner.as_ref().and_then(|r| r.balancer().cloned());
+        let scaling = runner.as_ref().map(|runner| {
+            Scaling::new(
+                storage.database.clone(),
+                runner.clone(),
+                ScalingSettings {
+                    region: config.ecr.region.clone(),
+                    account: config.ecr.registry_id.clone(),
+                    period: Duration::from_secs(config.scaling.period_seconds),
+                    scale_out_periods: config.scaling.scale_out_periods,
+                    scale_in_periods: config.scaling.scale_in_periods,
+                },
+            )
+        });
+        let background = Background::new(
+            config,
+            &registry,
+            &notifier,
+            deliveries,
+            runner.clone(),
+            scaling.as_ref(),
+        );
         let state = AppState {
             notifier,
             runner,
             balancer,
+            scaling,
             registry,
             oci: OciSettings {
                 chunk_min_length: config.limits.chunk_min_length,
@@ -465,7 +514,7 @@ pub fn build_router(state: AppState) -> Router {
             _,
             EcrState,
             ecs::EcsState,
-            ecs::EcsState,
+            AutoScalingState,
             elb::ElbState,
         >())
         .merge(ecs::router())

@@ -23,7 +23,7 @@ failed=()
 cargo test --release --locked || failed+=("cargo test")
 WHARF_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT" cargo test --release --locked ||
     failed+=("cargo test on PostgreSQL")
-for t in conformance skopeo docker auth ecr ecs elb cluster s3 replicas ui; do
+for t in conformance skopeo docker auth ecr ecs autoscaling elb cluster s3 replicas ui; do
     echo "== e2e: $t"
     bash "tests/e2e/$t.sh" || failed+=("e2e $t")
 done

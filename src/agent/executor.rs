@@ -159,6 +159,16 @@ impl Executor {
                 };
                 Outcome::Inspected { status }
             }
+            Command::Stats { id } => {
+                // As for Inspect: another installation's container is as good as missing.
+                let owned = self.owned(installation).await?;
+                let usage = if owned.iter().any(|c| c.id == id) {
+                    engine.stats(&id).await?
+                } else {
+                    None
+                };
+                Outcome::Stats { usage }
+            }
             Command::List { label, value } => {
                 let owned = self.owned(installation).await?;
                 let containers = match label.as_str() {

@@ -9,28 +9,20 @@
 //! any caller sees them; only deployers create and delete them. Open mode and
 //! the anonymous are judged by `Auth` alone.
 
-use crate::auth::{Action, EcsNeed, Scope};
+use crate::auth::{EcsNeed, Scope};
 use crate::metrics::metrics;
 use crate::runner::images::RegistryHosts;
 use crate::runner::model::{Service, Task, TaskDefinition};
 
 use super::{Call, EcsError};
 
-/// The scopes a resource running `images` requires: `push` on each
-/// repository. `None` when there is no image or one does not name a
-/// repository of this registry: such a resource belongs to nobody.
+/// The scopes a resource running `images` requires (shared with auto
+/// scaling, which guards services the same way).
 pub fn needs<'i>(
     hosts: &RegistryHosts,
     images: impl IntoIterator<Item = &'i str>,
 ) -> Option<Vec<Scope>> {
-    let mut needs: Vec<Scope> = Vec::new();
-    for image in images {
-        let repo = hosts.parse(image).ok()?.repo;
-        if !needs.iter().any(|n| n.name == repo.as_str()) {
-            needs.push(Scope::repository(repo.as_str(), &[Action::Push]));
-        }
-    }
-    (!needs.is_empty()).then_some(needs)
+    crate::runner::images::repository_scopes(hosts, images)
 }
 
 fn definition_images(d: &TaskDefinition) -> Vec<&str> {

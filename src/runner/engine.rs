@@ -13,7 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, StatsOptions, StopContainerOptions,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -127,6 +127,20 @@ pub struct EngineInfo {
     pub server_version: String,
 }
 
+/// A container's resource use at one moment (`ContainerEngine::stats`):
+/// CPU time is cumulative, so utilization comes from two samples' difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// CPU time the container has used since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use now, in bytes (the page cache that can be dropped excluded,
+    /// as `docker stats` counts it).
+    pub memory_bytes: u64,
+    /// When the engine read these (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), EngineError>;
@@ -147,6 +161,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn logs(&self, id: &str, tail: Option<usize>)
     -> BoxStream<'static, Result<Bytes, EngineError>>;
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
+    /// A running container's resource use now; `None` when it does not
+    /// exist or is not running.
+    async fn stats(&self, id: &str) -> Result<Option<Usage>, EngineError>;
 }
 
 pub struct DockerEngine {
@@ -518,11 +535,100 @@ impl ContainerEngine for DockerEngine {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn stats(&self, id: &str) -> Result<Option<Usage>, EngineError> {
+        // One-shot: without it the engine waits a second to fill `precpu_stats`,
+        // which the cumulative counter makes unnecessary.
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let docker = self.docker()?;
+        let mut stream = docker.stats(id, Some(options));
+        let stats = match stream.next().await {
+            Some(Ok(s)) => s,
+            Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }))
+            | None => return Ok(None),
+            Some(Err(e)) => return Err(e.into()),
+        };
+        Ok(usage_of(&stats, crate::registry::now_ms()))
+    }
+}
+
+/// What a stats reading says, or `None` for a container that is not running
+/// (the engine answers with empty counters then).
+fn usage_of(stats: &bollard::models::ContainerStatsResponse, now_ms: i64) -> Option<Usage> {
+    let cpu_ns = stats
+        .cpu_stats
+        .as_ref()
+        .and_then(|c| c.cpu_usage.as_ref())
+        .and_then(|u| u.total_usage)?;
+    let memory = stats.memory_stats.as_ref()?;
+    let used = memory.usage?;
+    // cgroup v2 names it inactive_file, v1 total_inactive_file (docker stats' rule).
+    let cache = memory
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Some(Usage {
+        cpu_ns,
+        memory_bytes: used.saturating_sub(cache),
+        // One-shot readings are taken as the request is answered.
+        at_ms: now_ms,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a stats reading says: cumulative CPU time, and memory without
+    /// the page cache that can be dropped (cgroup v2 and v1 names); a
+    /// stopped container's empty reading is no reading.
+    #[test]
+    fn stats_readings() {
+        use bollard::models::{
+            ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse,
+        };
+        let reading = |cache: &str| ContainerStatsResponse {
+            cpu_stats: Some(ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(5_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(1_000),
+                stats: Some(HashMap::from([(cache.to_string(), 400)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for cache in ["inactive_file", "total_inactive_file"] {
+            assert_eq!(
+                usage_of(&reading(cache), 9),
+                Some(Usage {
+                    cpu_ns: 5_000,
+                    memory_bytes: 600,
+                    at_ms: 9
+                })
+            );
+        }
+        let stopped = ContainerStatsResponse {
+            memory_stats: Some(ContainerMemoryStats::default()),
+            ..reading("inactive_file")
+        };
+        assert_eq!(usage_of(&stopped, 9), None);
+    }
 
     /// A socket that is missing or that nobody listens on is an engine that
     /// cannot be reached (tasks wait), not one that refused (tasks fail).

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::auth::{Action, Scope};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
 /// A parsed image reference that names this registry.
@@ -130,6 +131,24 @@ impl RegistryHosts {
             reference,
         })
     }
+}
+
+/// The scopes a resource running `images` requires (README, task runner:
+/// "Who may call what"): `push` on each repository. `None` when there is no
+/// image or one does not name a repository of this registry: such a
+/// resource belongs to nobody.
+pub fn repository_scopes<'i>(
+    hosts: &RegistryHosts,
+    images: impl IntoIterator<Item = &'i str>,
+) -> Option<Vec<Scope>> {
+    let mut needs: Vec<Scope> = Vec::new();
+    for image in images {
+        let repo = hosts.parse(image).ok()?.repo;
+        if !needs.iter().any(|n| n.name == repo.as_str()) {
+            needs.push(Scope::repository(repo.as_str(), &[Action::Push]));
+        }
+    }
+    (!needs.is_empty()).then_some(needs)
 }
 
 #[cfg(test)]

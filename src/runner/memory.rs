@@ -189,4 +189,15 @@ impl ContainerEngine for MemoryEngine {
         self.with(|c| c.remove(id));
         Ok(())
     }
+
+    async fn stats(&self, id: &str) -> Result<Option<super::engine::Usage>, EngineError> {
+        self.note(format!("stats {id}"))?;
+        // A running container that has used nothing yet.
+        let running = self.with(|c| c.get(id).is_some_and(|f| f.status.running));
+        Ok(running.then(|| super::engine::Usage {
+            cpu_ns: 0,
+            memory_bytes: 0,
+            at_ms: crate::registry::now_ms(),
+        }))
+    }
 }

@@ -43,6 +43,7 @@ pub mod status;
 mod supervisor;
 mod targets;
 mod tasks;
+pub mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -159,6 +160,10 @@ struct Inner {
     embedded_checked: Mutex<Option<(std::time::Instant, bool)>>,
     /// The load balancer services register their tasks with.
     balancer: std::sync::OnceLock<crate::balancer::Balancer>,
+    /// Whether this replica holds the runner's lease now.
+    leading: std::sync::atomic::AtomicBool,
+    /// Service tasks' utilization samples (`usage`), on the lease holder.
+    usage: usage::Windows,
 }
 
 /// The embedded instances are looked at least this often (and at once when
@@ -205,6 +210,8 @@ impl Runner {
                 engine_info: Mutex::default(),
                 embedded_checked: Mutex::default(),
                 balancer: std::sync::OnceLock::new(),
+                leading: std::sync::atomic::AtomicBool::new(false),
+                usage: usage::Windows::default(),
             }),
         })
     }
@@ -249,6 +256,9 @@ impl Runner {
                     Err(e) => tracing::warn!(error = %e, "task runner: cannot take its lease"),
                 }
             }
+            self.inner
+                .leading
+                .store(lease.is_some(), std::sync::atomic::Ordering::Relaxed);
             let outcome = match lease {
                 Some(_) => self.tick().await,
                 None => Ok(()),
@@ -267,6 +277,7 @@ impl Runner {
             }
             tokio::select! {
                 () = stop.cancelled() => {
+                    self.inner.leading.store(false, std::sync::atomic::Ordering::Relaxed);
                     // Agents reconnect to a replica that is still up.
                     for session in self.inner.sessions.all() {
                         session.close();

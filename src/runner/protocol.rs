@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed};
+use super::engine::{ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed, Usage};
 
 /// The channel's path on the server; the upgrade request is SigV4-signed for
 /// the `ecs` service, with `cluster` and `containerInstance` in the query.
@@ -91,6 +91,10 @@ pub enum Command {
     Remove {
         id: String,
     },
+    /// A running container's resource use (service auto scaling's samples).
+    Stats {
+        id: String,
+    },
 }
 
 /// Agent to server.
@@ -121,6 +125,10 @@ pub enum Outcome {
     },
     Listed {
         containers: Vec<Listed>,
+    },
+    /// `None`: no such container of this installation, or it is not running.
+    Stats {
+        usage: Option<Usage>,
     },
     /// Base64 of the log bytes.
     Logs {
@@ -197,5 +205,27 @@ mod tests {
             Some(EngineError::Failed(_))
         ));
         assert!(Outcome::Done.error().is_none());
+    }
+
+    #[test]
+    fn stats_have_their_wire_shape() {
+        let command = Command::Stats { id: "abc".into() };
+        assert_eq!(
+            serde_json::to_string(&command).unwrap(),
+            r#"{"op":"stats","id":"abc"}"#
+        );
+        let outcome = Outcome::Stats {
+            usage: Some(Usage {
+                cpu_ns: 5,
+                memory_bytes: 6,
+                at_ms: 7,
+            }),
+        };
+        let text = serde_json::to_string(&outcome).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"stats","usage":{"cpuNs":5,"memoryBytes":6,"atMs":7}}"#
+        );
+        assert_eq!(serde_json::from_str::<Outcome>(&text).unwrap(), outcome);
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
-    ContainerEngine, ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed,
+    ContainerEngine, ContainerSpec, ContainerStatus, EngineError, EngineInfo, Listed, Usage,
 };
 use super::images::RegistryHosts;
 use super::protocol::{AgentFrame, Command, Outcome, ServerFrame};
@@ -29,6 +29,8 @@ const OUTBOX: usize = 256;
 const MAX_PENDING: usize = 1024;
 /// How long an ordinary step may take on the agent's host.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// A stats reading is one quick engine call; a slow agent only loses a sample.
+const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pulls: as long as the Docker Engine's own request timeout.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -336,6 +338,14 @@ impl ContainerEngine for RemoteEngine {
         let command = Command::Remove { id: id.to_string() };
         self.session.call(command, STEP_TIMEOUT).await.map(drop)
     }
+
+    async fn stats(&self, id: &str) -> Result<Option<Usage>, EngineError> {
+        let command = Command::Stats { id: id.to_string() };
+        match self.session.call(command, STATS_TIMEOUT).await? {
+            Outcome::Stats { usage } => Ok(usage),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -401,6 +411,26 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn stats_come_back_from_the_agent() {
+        let (session, frames) = Session::new("default", "i1");
+        answering(frames, session.clone(), |command| match command {
+            Command::Stats { id } if id == "running" => Outcome::Stats {
+                usage: Some(Usage {
+                    cpu_ns: 42,
+                    memory_bytes: 1024,
+                    at_ms: 7,
+                }),
+            },
+            Command::Stats { .. } => Outcome::Stats { usage: None },
+            _ => Outcome::Done,
+        });
+        let engine = RemoteEngine::new(session, hosts());
+        let usage = engine.stats("running").await.unwrap().unwrap();
+        assert_eq!((usage.cpu_ns, usage.memory_bytes), (42, 1024));
+        assert_eq!(engine.stats("gone").await.unwrap(), None);
     }
 
     #[tokio::test]

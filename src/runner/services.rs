@@ -437,6 +437,36 @@ impl Runner {
         serde_json::from_str(&stored.doc).map_err(corrupt)
     }
 
+    /// The scopes a caller needs to see or change `service`: `push` on the
+    /// repositories of every task definition its deployments run; `None`
+    /// when one is gone or runs an image of no repository here (README,
+    /// task runner: "Who may call what").
+    pub async fn service_scopes(
+        &self,
+        service: &Service,
+    ) -> Result<Option<Vec<crate::auth::Scope>>> {
+        let mut arns = vec![service.task_definition.as_str()];
+        arns.extend(
+            service
+                .deployments
+                .iter()
+                .map(|d| d.task_definition.as_str()),
+        );
+        arns.sort_unstable();
+        arns.dedup();
+        let mut images = Vec::new();
+        for arn in arns {
+            let Some(d) = self.definition(arn).await? else {
+                return Ok(None);
+            };
+            images.extend(d.container_definitions.into_iter().map(|c| c.image));
+        }
+        Ok(super::images::repository_scopes(
+            &self.inner.hosts,
+            images.iter().map(String::as_str),
+        ))
+    }
+
     /// A service with its live counts.
     pub async fn describe_service(&self, cluster: &str, service: &str) -> Result<Service> {
         let record = self.service_record(cluster, service_name(service)).await?;

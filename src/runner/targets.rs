@@ -43,10 +43,9 @@ fn host_port(task: &TaskRecord, container: &str, port: i32) -> Option<u16> {
         .map(|b| b.host_port);
     let host = || {
         (task.network_mode == "host"
-            && task
-                .plan
-                .iter()
-                .any(|c| c.name == container && c.port_mappings.iter().any(|p| p.container_port == port)))
+            && task.plan.iter().any(|c| {
+                c.name == container && c.port_mappings.iter().any(|p| p.container_port == port)
+            }))
         .then_some(port)
     };
     bound.or_else(host).and_then(|p| u16::try_from(p).ok())
