@@ -3,7 +3,7 @@
 //! count within [min, max]), target tracking policies, and the activities
 //! the scaler (`scaler`) records when it changes a desired count. Records
 //! are documents of the metadata store (`model`); the decision is pure
-//! (`evaluate`). No HTTP types here: the API is `crate::autoscaling`.
+//! (`evaluate`). No HTTP types here: the API adapter is `src/autoscaling/`.
 //! Depends on the runner (services, their utilization samples, and
 //! `update_service` to act) and the store.
 

@@ -116,7 +116,9 @@ ecs() { "${AWS_CLI[@]}" ecs --endpoint-url "http://127.0.0.1:$WHARF_PORT" --outp
 
 start_agent() {
     local i="$1" zone="$2" memory="$3"
-    "$bin" agent --server "http://$(host_ip "$i"):$WHARF_PORT" --cluster default \
+    # In the instance's namespace, as an agent runs on its host: the server
+    # reaches the host's published ports at the address the agent connects from.
+    nsenter --net="/run/netns/wharf-ci-$i" "$bin" agent --server "http://$(host_ip "$i"):$WHARF_PORT" --cluster default \
         --docker-host "unix://$root/d$i/docker.sock" --attribute "ecs.availability-zone=$zone" \
         --attribute "rack=r$i" --memory "$memory" --state-dir "$root/agent$i" --allow-host-network \
         >>"$root/agent$i.log" 2>&1 &
