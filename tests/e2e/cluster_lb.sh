@@ -14,8 +14,11 @@ wait_healthy() { # N: wait until N targets are healthy
     for _ in $(seq 1 90); do [ "$(healthy_targets)" = "$1" ] && return 0; sleep 1; done
     fail "$1 healthy targets: $(elbv2 describe-target-health --target-group-arn "$tg")"
 }
-through_lb() { # N: the bodies of N requests through the listener, one per line
-    for _ in $(seq 1 "$1"); do curl -s --max-time 5 "http://127.0.0.1:$LB_PORT/"; echo; done
+through_lb() { # N: the bodies of N requests through the listener, one per line ("-" for none)
+    for _ in $(seq 1 "$1"); do
+        body=$(curl -s --max-time 5 "http://127.0.0.1:$LB_PORT/")
+        echo "${body:--}"
+    done
 }
 
 log "load balancer: a target group, a load balancer and a listener"
@@ -50,13 +53,15 @@ wait_healthy 3
 out=$(ecs describe-services --services web)
 [ "$(jq -r '.services[0].loadBalancers[0].targetGroupArn' <<<"$out")" = "$tg" ] || fail "loadBalancers: $out"
 ids=$(through_lb 30 | sort -u)
-[ "$(grep -c '^v1-' <<<"$ids")" = 3 ] || fail "requests reach all three tasks: $ids"
+[ "$(grep -c '^v1-' <<<"$ids")" = 3 ] && [ "$(wc -l <<<"$ids")" = 3 ] || fail "requests reach all three tasks: $ids"
 
 log "a rolling deployment under load: zero failed requests"
 wrk_out="$E2E_TMP/cluster-wrk.txt"
-wrk -t2 -c8 -d75s "http://127.0.0.1:$LB_PORT/" >"$wrk_out" 2>&1 &
+# The load runs 50 s; the deployment must complete within it, 3 s after it starts.
+wrk -t2 -c8 -d50s "http://127.0.0.1:$LB_PORT/" >"$wrk_out" 2>&1 &
 wrk_pid=$!
 sleep 3
+started=$(date +%s)
 ecs update-service --service web --task-definition lbweb:2 >/dev/null
 done_at=""
 for _ in $(seq 1 70); do
@@ -64,7 +69,7 @@ for _ in $(seq 1 70); do
     if [ "$(jq '.services[0].deployments | length' <<<"$out")" = 1 ] &&
         [ "$(jq -r '.services[0].deployments[0].rolloutState' <<<"$out")" = COMPLETED ] &&
         jq -r '.services[0].deployments[0].taskDefinition' <<<"$out" | grep -q 'lbweb:2$'; then
-        done_at=1
+        done_at=$(($(date +%s) - started))
         break
     fi
     sleep 1
@@ -73,11 +78,13 @@ wait "$wrk_pid" || true
 log "wrk through the listener during the deployment:"
 cat "$wrk_out" >&2
 [ -n "$done_at" ] || fail "the deployment did not complete: $(jq -c '.services[0].deployments' <<<"$out")"
+[ "$done_at" -le 45 ] || fail "the deployment took ${done_at}s, longer than the load ran"
 grep -q "requests in" "$wrk_out" || fail "wrk did not run"
 ! grep -q "Socket errors" "$wrk_out" || fail "connection errors during the deployment"
 ! grep -q "Non-2xx or 3xx responses" "$wrk_out" || fail "error responses during the deployment"
+log "deployment of 3 tasks completed in ${done_at}s; $(awk '/requests in/ { print $1 }' "$wrk_out") requests through the listener, none failed"
 ids=$(through_lb 30 | sort -u)
-[ "$(grep -c '^v2-' <<<"$ids")" = 3 ] && ! grep -q '^v1-' <<<"$ids" || fail "traffic moved to the new tasks: $ids"
+[ "$(grep -c '^v2-' <<<"$ids")" = 3 ] && [ "$(wc -l <<<"$ids")" = 3 ] || fail "traffic moved to the new tasks: $ids"
 
 log "a task whose health endpoint fails: unhealthy, no traffic, replaced"
 victim_task=$(ecs list-tasks --service-name web --desired-status RUNNING | jq -r '.taskArns[0]')
@@ -107,7 +114,8 @@ done
 jq -r '.tasks[0].stoppedReason' <<<"$out" | grep -q "ELB health checks" || fail "stoppedReason: $out"
 wait_healthy 3
 ids=$(through_lb 30 | sort -u)
-[ "$(wc -l <<<"$ids")" = 3 ] && ! grep -qx "$victim_id" <<<"$ids" || fail "three serving tasks after the replacement: $ids"
+[ "$(grep -c '^v2-' <<<"$ids")" = 3 ] && [ "$(wc -l <<<"$ids")" = 3 ] && ! grep -qx "$victim_id" <<<"$ids" ||
+    fail "three serving tasks after the replacement: $(tr '\n' ' ' <<<"$ids")"
 
 log "load balancer: cleanup"
 ecs update-service --service web --desired-count 0 >/dev/null
