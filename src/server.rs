@@ -120,7 +120,7 @@ impl Background {
                     program: config.balancer.haproxy.clone(),
                     dir: config.data_dir.join("balancer"),
                     address: config.balancer.address,
-                    reserved_ports: vec![config.listen.port()],
+                    reserved_ports: reserved_ports(config),
                 };
                 (b, settings, registry.clone())
             });
@@ -357,6 +357,14 @@ fn registry_over(config: &Config, storage: &Storage) -> Registry {
     Registry::new(storage.blobs.clone(), storage.staging.clone(), meta, limits)
 }
 
+/// Host ports no listener or task may take: the server's own and the
+/// runner's reserved ones.
+fn reserved_ports(config: &Config) -> Vec<u16> {
+    let mut ports = config.runner.reserved_ports.clone();
+    ports.push(config.listen.port());
+    ports
+}
+
 /// Connects the Docker Engine and builds the runner; records this
 /// installation's runner instance id on first use.
 async fn open_runner(
@@ -384,13 +392,7 @@ async fn open_runner(
                 cpu: config.runner.cpu,
                 memory_mib: config.runner.memory_mib,
                 availability_zone: config.runner.availability_zone.clone(),
-                reserved_ports: config
-                    .runner
-                    .reserved_ports
-                    .iter()
-                    .copied()
-                    .chain([config.listen.port()])
-                    .collect(),
+                reserved_ports: reserved_ports(config).into_iter().collect(),
             },
             agent_lost_timeout: Duration::from_secs(config.runner.agent_lost_seconds),
         },
@@ -402,6 +404,7 @@ async fn open_runner(
             BalancerSettings {
                 region: config.ecr.region.clone(),
                 account: config.ecr.registry_id.clone(),
+                reserved_ports: reserved_ports(config),
             },
         ));
     }

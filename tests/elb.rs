@@ -392,9 +392,9 @@ async fn target_groups_targets_load_balancers_and_listeners() {
         "RegisterTargets",
         &[
             ("TargetGroupArn", &web),
-            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.1.Id", "127.0.1.1"),
             ("Targets.member.1.Port", "8080"),
-            ("Targets.member.2.Id", "10.0.0.2"),
+            ("Targets.member.2.Id", "127.0.1.2"),
         ],
     )
     .await;
@@ -405,15 +405,15 @@ async fn target_groups_targets_load_balancers_and_listeners() {
     assert_eq!(health.all("Reason"), ["Elb.RegistrationInProgress"; 2]);
     assert_eq!(health.all("HealthCheckPort"), ["8080", "80"]);
     assert_eq!(
-        f.health(&web, &[("10.0.0.9", "80")]).await,
-        [triple("10.0.0.9", "80", "unused")]
+        f.health(&web, &[("127.0.1.9", "80")]).await,
+        [triple("127.0.1.9", "80", "unused")]
     );
     let unused = f
         .ok(
             "DescribeTargetHealth",
             &[
                 ("TargetGroupArn", &web),
-                ("Targets.member.1.Id", "10.0.0.9"),
+                ("Targets.member.1.Id", "127.0.1.9"),
             ],
         )
         .await;
@@ -431,7 +431,7 @@ async fn target_groups_targets_load_balancers_and_listeners() {
         "RegisterTargets",
         &[
             ("TargetGroupArn", &format!("{web}0")),
-            ("Targets.member.1.Id", "10.0.0.3"),
+            ("Targets.member.1.Id", "127.0.1.3"),
         ],
         "TargetGroupNotFound",
     )
@@ -443,17 +443,17 @@ async fn target_groups_targets_load_balancers_and_listeners() {
         "DeregisterTargets",
         &[
             ("TargetGroupArn", &web),
-            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.1.Id", "127.0.1.1"),
             ("Targets.member.1.Port", "8080"),
-            ("Targets.member.2.Id", "10.9.9.9"),
+            ("Targets.member.2.Id", "127.9.9.9"),
         ],
     )
     .await;
     assert_eq!(
         f.health(&web, &[]).await,
         [
-            triple("10.0.0.1", "8080", "draining"),
-            triple("10.0.0.2", "80", "initial")
+            triple("127.0.1.1", "8080", "draining"),
+            triple("127.0.1.2", "80", "initial")
         ]
     );
     let draining = f
@@ -461,7 +461,7 @@ async fn target_groups_targets_load_balancers_and_listeners() {
             "DescribeTargetHealth",
             &[
                 ("TargetGroupArn", &web),
-                ("Targets.member.1.Id", "10.0.0.1"),
+                ("Targets.member.1.Id", "127.0.1.1"),
                 ("Targets.member.1.Port", "8080"),
             ],
         )
@@ -471,14 +471,14 @@ async fn target_groups_targets_load_balancers_and_listeners() {
         "RegisterTargets",
         &[
             ("TargetGroupArn", &web),
-            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.1.Id", "127.0.1.1"),
             ("Targets.member.1.Port", "8080"),
         ],
     )
     .await;
     assert_eq!(
-        f.health(&web, &[("10.0.0.1", "8080")]).await,
-        [triple("10.0.0.1", "8080", "initial")]
+        f.health(&web, &[("127.0.1.1", "8080")]).await,
+        [triple("127.0.1.1", "8080", "initial")]
     );
 
     // Health checks off: targets are `unavailable`.
@@ -493,7 +493,7 @@ async fn target_groups_targets_load_balancers_and_listeners() {
         "RegisterTargets",
         &[
             ("TargetGroupArn", &tcp),
-            ("Targets.member.1.Id", "10.0.0.5"),
+            ("Targets.member.1.Id", "127.0.1.5"),
         ],
     )
     .await;
@@ -932,14 +932,14 @@ async fn who_may_call_what() {
             "RegisterTargets",
             vec![
                 ("TargetGroupArn", &group),
-                ("Targets.member.1.Id", "10.1.1.1"),
+                ("Targets.member.1.Id", "127.1.1.1"),
             ],
         ),
         (
             "DeregisterTargets",
             vec![
                 ("TargetGroupArn", &group),
-                ("Targets.member.1.Id", "10.1.1.1"),
+                ("Targets.member.1.Id", "127.1.1.1"),
             ],
         ),
         ("CreateLoadBalancer", vec![("Name", "mine")]),

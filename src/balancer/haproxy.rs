@@ -30,6 +30,12 @@ const PASS: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest Runtime API answer read (`show stat` of many servers).
 const MAX_ANSWER: u64 = 8 * 1024 * 1024;
+/// Commands sent in one Runtime API exchange.
+const COMMANDS_PER_EXCHANGE: usize = 50;
+/// What HAProxy answers to changes that worked.
+const SUCCESS: &[&str] = &["New server registered.", "Server deleted."];
+/// After failing passes the data plane waits up to this long.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where and how HAProxy runs.
 #[derive(Debug, Clone)]
@@ -289,20 +295,35 @@ async fn ask(socket: &Path, command: &str) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "runtime API timed out"))?
 }
 
-/// `show servers state <backend>`: server name → (address, port, admin bits).
-fn parse_servers(answer: &str) -> HashMap<String, (String, u16, u32)> {
+/// A server as `show servers state` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    address: String,
+    port: u16,
+    admin: u32,
+    weight: u32,
+}
+
+/// `show servers state <backend>`: each server by name.
+fn parse_servers(answer: &str) -> HashMap<String, Shown> {
     answer
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ... srv_port (19th)
+            // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
+            // srv_uweight ... srv_port (19th)
             if f.len() < 19 {
                 return None;
             }
             Some((
                 f[3].to_string(),
-                (f[4].to_string(), f[18].parse().ok()?, f[6].parse().ok()?),
+                Shown {
+                    address: f[4].to_string(),
+                    port: f[18].parse().ok()?,
+                    admin: f[6].parse().ok()?,
+                    weight: f[7].parse().ok()?,
+                },
             ))
         })
         .collect()
@@ -354,7 +375,12 @@ fn parse_stat(answer: &str) -> HashMap<String, u64> {
 struct Plane {
     settings: DataPlaneSettings,
     child: Option<Child>,
+    /// The layout the records asked for when HAProxy was last configured.
     layout: Option<Layout>,
+    /// The layout HAProxy serves (without ports that were in use).
+    served: Option<Layout>,
+    /// Listener ports left out because something else held them.
+    skipped: Vec<u16>,
     /// Backend name → target group ARN, for the request counters.
     arns: HashMap<String, String>,
     /// Last raw counter per backend (HAProxy's restart from 0 after a reload).
@@ -411,8 +437,14 @@ impl Plane {
     /// Starts HAProxy, or makes the running master reload the configuration.
     async fn apply_config(&mut self) -> Result<(), String> {
         if self.running() {
-            let pid = self.child.as_ref().and_then(Child::id).unwrap_or(0);
-            let pid = i32::try_from(pid).map_err(|_| "bad pid".to_string())?;
+            // Never 0 or negative: kill(2) would signal a whole process group.
+            let pid = self
+                .child
+                .as_ref()
+                .and_then(Child::id)
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| "haproxy has no pid".to_string())?;
             // SAFETY: kill(2) with a pid this process spawned and a signal number.
             let sent = unsafe { libc::kill(pid, libc::SIGUSR2) };
             if sent != 0 {
@@ -472,17 +504,56 @@ impl Plane {
                 let _ = child.kill().await;
             }
             self.layout = None;
+            self.served = None;
             return Ok(());
         }
-        if !running || self.layout.as_ref() != Some(&layout) {
+        let address = self.settings.address;
+        let bindable = |port: u16| {
+            std::net::TcpListener::bind(std::net::SocketAddr::new(address, port)).is_ok()
+        };
+        let freed = self.skipped.iter().any(|p| bindable(*p));
+        if !running || self.layout.as_ref() != Some(&layout) || freed {
+            // A port something else holds would keep HAProxy from starting
+            // and take every other listener down with it: that one waits
+            // until it is free.
+            let held: Vec<u16> = match (&self.served, running) {
+                (Some(l), true) => l.frontends.keys().copied().collect(),
+                _ => Vec::new(),
+            };
+            let mut w = w;
+            self.skipped.clear();
+            w.frontends.retain(|port, _| {
+                let free = held.contains(port) || bindable(*port);
+                if !free {
+                    tracing::warn!(
+                        port,
+                        "load balancer: the listener's port is in use; not served until it is free"
+                    );
+                    self.skipped.push(*port);
+                }
+                free
+            });
+            // Nothing else changed since: no reload.
+            if running && self.served.as_ref() == Some(&w.layout()) {
+                self.layout = Some(layout);
+                return Ok(());
+            }
+            if w.frontends.is_empty() {
+                self.layout = Some(layout);
+                return Err("no listener port is free".into());
+            }
+            self.served = Some(w.layout());
             self.write_config(&render(&w, &self.settings)).await?;
             self.apply_config().await?;
             self.layout = Some(layout);
             // The new worker starts from the servers in the file.
             return Ok(());
         }
+        let served = self.served.as_ref().map(|l| &l.backends);
         for (name, backend) in &w.backends {
-            self.sync_servers(name, backend).await?;
+            if served.is_some_and(|b| b.contains_key(name)) {
+                self.sync_servers(name, backend).await?;
+            }
         }
         self.count(balancer).await;
         Ok(())
@@ -498,21 +569,24 @@ impl Plane {
         for (server, s) in &backend.servers {
             let address = s.address.to_string();
             match present.get(server) {
-                Some((a, p, _)) if *a != address || *p != s.port => {
-                    commands.push(format!(
-                        "set server {name}/{server} addr {address} port {}",
-                        s.port
-                    ));
-                    commands.push(format!(
-                        "set server {name}/{server} state {}",
-                        s.admin.command()
-                    ));
+                Some(shown) => {
+                    if shown.address != address || shown.port != s.port {
+                        commands.push(format!(
+                            "set server {name}/{server} addr {address} port {}",
+                            s.port
+                        ));
+                    }
+                    if admin_of(shown.admin) != s.admin {
+                        commands.push(format!(
+                            "set server {name}/{server} state {}",
+                            s.admin.command()
+                        ));
+                    }
+                    // Drained in the file (weight 0) and ready again.
+                    if s.admin == Admin::Ready && shown.weight == 0 {
+                        commands.push(format!("set weight {name}/{server} 1"));
+                    }
                 }
-                Some((_, _, bits)) if admin_of(*bits) != s.admin => commands.push(format!(
-                    "set server {name}/{server} state {}",
-                    s.admin.command()
-                )),
-                Some(_) => {}
                 None => {
                     let slow = if backend.slow_start_seconds > 0 {
                         format!(" slowstart {}s", backend.slow_start_seconds)
@@ -543,13 +617,21 @@ impl Plane {
                 commands.push(format!("del server {name}/{server}"));
             }
         }
-        if commands.is_empty() {
-            return Ok(());
+        // In batches that fit HAProxy's command buffer.
+        for batch in commands.chunks(COMMANDS_PER_EXCHANGE) {
+            let answer = ask(&socket, &batch.join(";"))
+                .await
+                .map_err(|e| format!("runtime API: {e}"))?;
+            let refused: Vec<&str> = answer
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !SUCCESS.contains(l))
+                .collect();
+            if !refused.is_empty() {
+                // Deleting a server with connections left is retried next pass.
+                tracing::debug!(backend = %name, answer = %refused.join(" | "), "load balancer: haproxy refused a change; retrying");
+            }
         }
-        let answer = ask(&socket, &commands.join(";"))
-            .await
-            .map_err(|e| format!("runtime API: {e}"))?;
-        tracing::debug!(backend = %name, commands = commands.len(), answer = %answer.trim(), "load balancer: servers changed");
         Ok(())
     }
 
@@ -583,29 +665,33 @@ pub async fn run(balancer: Balancer, settings: DataPlaneSettings, stop: Cancella
         settings,
         child: None,
         layout: None,
+        served: None,
+        skipped: Vec::new(),
         arns: HashMap::new(),
         last: HashMap::new(),
     };
-    let mut failing = false;
+    let mut failures: u32 = 0;
     loop {
         match plane.pass(&balancer).await {
             Ok(()) => {
-                if failing {
+                if failures > 0 {
                     tracing::info!("load balancer: serving listeners again");
                 }
-                failing = false;
+                failures = 0;
             }
             Err(e) => {
-                if !failing {
+                if failures == 0 {
                     tracing::error!(error = %e, "load balancer: listeners are not served as configured");
                 }
-                failing = true;
+                failures = failures.saturating_add(1);
             }
         }
+        // 1 s; after failures 2 s, 4 s ... up to MAX_BACKOFF.
+        let wait = PASS.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF);
         tokio::select! {
             () = stop.cancelled() => break,
             () = balancer.changed() => {}
-            () = tokio::time::sleep(PASS) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
     if let Some(mut child) = plane.child.take() {
@@ -660,9 +746,17 @@ mod tests {
     fn runtime_api_answers_parse() {
         let servers = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord\n3 tg1 1 s1 127.0.0.1 0 5 1 1 4 1 0 0 8 0 0 0 - 9999 - 0 0 - - 0\n3 tg1 2 s2 127.0.0.1 2 8 1 1 2 1 0 0 0 0 0 0 - 9998 - 0 0 - - 0\n";
         let p = parse_servers(servers);
-        assert_eq!(p["s1"], ("127.0.0.1".to_string(), 9999, 5));
-        assert_eq!(admin_of(p["s1"].2), Admin::Maint);
-        assert_eq!(admin_of(p["s2"].2), Admin::Drain);
+        assert_eq!(
+            p["s1"],
+            Shown {
+                address: "127.0.0.1".into(),
+                port: 9999,
+                admin: 5,
+                weight: 1
+            }
+        );
+        assert_eq!(admin_of(p["s1"].admin), Admin::Maint);
+        assert_eq!(admin_of(p["s2"].admin), Admin::Drain);
         assert_eq!(admin_of(0), Admin::Ready);
         let stat = "# pxname,svname,stot,req_tot\nl_80,FRONTEND,5,5\ntg_a,t_1,3,3\ntg_a,BACKEND,7,12\ntg_b,BACKEND,4,\n";
         let counts = parse_stat(stat);

@@ -163,26 +163,40 @@ pub fn settle(g: &mut TargetGroup, now_ms: i64) -> bool {
     changed
 }
 
-/// One round over every target group: due checks, then the results.
+/// One round over every target group: the due checks of all groups at
+/// once (at most [`CONCURRENT_CHECKS`] at a time, so one group's slow
+/// targets do not hold the others back), then each group's results.
 pub async fn run_once(balancer: &Balancer, client: &reqwest::Client) -> Result<()> {
+    use futures::StreamExt;
     let now = crate::registry::now_ms();
-    for group in balancer.target_groups().await? {
-        let hc = group.health_check.clone();
-        let due: Vec<&Target> = if hc.enabled {
-            group.targets.iter().filter(|t| due(t, &hc, now)).collect()
-        } else {
-            Vec::new()
-        };
-        let mut results: Vec<(String, u16, Outcome)> = Vec::with_capacity(due.len());
-        for chunk in due.chunks(CONCURRENT_CHECKS) {
-            let outcomes =
-                futures::future::join_all(chunk.iter().map(|t| check(client, t, &hc))).await;
-            for (t, outcome) in chunk.iter().zip(outcomes) {
-                results.push((t.id.clone(), t.port, outcome));
+    let groups = balancer.target_groups().await?;
+    // Owned, so the checks' futures borrow nothing across the stream.
+    let due: Vec<(usize, Target, HealthCheck)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.health_check.enabled)
+        .flat_map(|(i, g)| {
+            g.targets
+                .iter()
+                .filter(move |t| due(t, &g.health_check, now))
+                .map(move |t| (i, t.clone(), g.health_check.clone()))
+        })
+        .collect();
+    let outcomes: Vec<(usize, String, u16, Outcome)> = futures::stream::iter(due)
+        .map(|(i, t, hc)| {
+            let client = client.clone();
+            async move {
+                let outcome = check(&client, &t, &hc).await;
+                (i, t.id, t.port, outcome)
             }
-        }
-        let needs_settling = settle(&mut group.clone(), now);
-        if results.is_empty() && !needs_settling {
+        })
+        .buffer_unordered(CONCURRENT_CHECKS)
+        .collect()
+        .await;
+    for (i, group) in groups.iter().enumerate() {
+        let results: Vec<&(usize, String, u16, Outcome)> =
+            outcomes.iter().filter(|r| r.0 == i).collect();
+        if results.is_empty() && !settle(&mut group.clone(), now) {
             continue;
         }
         let checked = crate::registry::now_ms();
@@ -190,7 +204,7 @@ pub async fn run_once(balancer: &Balancer, client: &reqwest::Client) -> Result<(
             .modify_group(&group.arn, |g| {
                 let mut changed = settle(g, checked);
                 let hc = g.health_check.clone();
-                for (id, port, outcome) in &results {
+                for (_, id, port, outcome) in &results {
                     // A target deregistered while it was checked is left draining.
                     if let Some(t) = g.targets.iter_mut().find(|t| {
                         &t.id == id

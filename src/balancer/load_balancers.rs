@@ -210,6 +210,11 @@ impl Balancer {
             .port
             .filter(|p| *p > 0)
             .ok_or_else(|| validation("A port between 1 and 65535 must be specified"))?;
+        if self.settings().reserved_ports.contains(&port) {
+            return Err(validation(format!(
+                "Port {port} is reserved on this server (its own port, or runner.reserved_ports)"
+            )));
+        }
         let allowed = listener_protocol(&balancer.kind);
         let protocol = input.protocol.unwrap_or(allowed);
         if protocol != allowed {

@@ -61,6 +61,9 @@ pub struct BalancerSettings {
     /// ARNs: `arn:aws:elasticloadbalancing:<region>:<account>:...`.
     pub region: String,
     pub account: String,
+    /// Ports no listener may take: the server's own and the runner's
+    /// reserved ones.
+    pub reserved_ports: Vec<u16>,
 }
 
 /// One target as a caller names it: ELB's `TargetDescription`, with the

@@ -265,6 +265,7 @@ mod tests {
         let settings = BalancerSettings {
             region: "us-east-1".into(),
             account: "123456789012".into(),
+            reserved_ports: vec![5000],
         };
         Balancer::new(Arc::new(store), settings)
     }

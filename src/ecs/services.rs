@@ -136,10 +136,17 @@ struct UpdateInput {
 
 pub async fn update(call: &Call<'_>) -> Result<Value, EcsError> {
     let input: UpdateInput = call.input()?;
-    check_wiring(call, input.load_balancers.as_deref())?;
     let cluster = call.runner.cluster(input.cluster.as_deref()).await?;
     // The service as it runs now, and what it is to run next, must both be the caller's.
     let current = call.service(&cluster, &input.service).await?;
+    // Sending the load balancers the service has is no rewiring.
+    check_wiring(
+        call,
+        input
+            .load_balancers
+            .as_deref()
+            .filter(|l| *l != current.load_balancers.as_slice()),
+    )?;
     let task_definition = match &input.task_definition {
         Some(t) => Some(call.runnable_definition(t).await?.task_definition_arn),
         None => None,

@@ -119,11 +119,13 @@ pub(super) fn stop_replaced(
     // Tasks that never got to run go first.
     old.sort_by_key(|t| t.task.last_status == TaskStatus::Running);
     for t in old {
-        let running = input.in_service(t);
+        // A running task goes only while the budget allows (none when
+        // target health is unknown); it spends the budget if it serves.
+        let running = t.task.last_status == TaskStatus::Running;
         if running && stoppable <= 0 {
             continue;
         }
-        if running {
+        if input.in_service(t) {
             stoppable -= 1;
         }
         decision.stop.push((

@@ -307,7 +307,12 @@ impl Runner {
             .load_balancers
             .as_ref()
             .is_some_and(|l| *l != current.service.load_balancers);
-        if let Some(lbs) = &update.load_balancers {
+        // The load balancers as they will be, against the definition that will run.
+        let lbs = update
+            .load_balancers
+            .as_ref()
+            .or((definition.is_some()).then_some(&current.service.load_balancers));
+        if let Some(lbs) = lbs {
             let checked = match &definition {
                 Some(d) => d.clone(),
                 None => {

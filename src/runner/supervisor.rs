@@ -364,7 +364,10 @@ impl Runner {
         };
         self.update_task(id, step(TaskStatus::Deactivating)).await?;
         // Out of its load balancers first: no request reaches a stopping task.
-        self.drain_targets(id).await?;
+        // A load balancer that cannot be read must not keep the task from stopping.
+        if let Err(e) = self.drain_targets(id).await {
+            tracing::warn!(task = %id, error = %e, "task stops without draining its targets");
+        }
         self.update_task(id, step(TaskStatus::Stopping)).await?;
         let listed = engine.list(LABEL_TASK, id).await?;
         let stops = listed.iter().filter(|l| l.running).map(|l| {

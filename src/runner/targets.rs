@@ -109,70 +109,99 @@ impl Runner {
         }
         let now = crate::registry::now_ms();
         for s in balanced {
-            let grace_ms =
-                i64::from(s.service.health_check_grace_period_seconds.unwrap_or(0)) * 1000;
-            for t in tasks.iter().filter(|t| {
-                t.cluster == s.cluster
-                    && t.service.as_deref() == Some(&s.service.service_name)
-                    && t.is_live()
-                    && t.task.desired_status == DesiredStatus::Running
-                    && t.task.last_status == TaskStatus::Running
-            }) {
-                let instance = match t.task.container_instance_arn.as_deref() {
-                    Some(arn) => instance_id(arn).map(String::from),
-                    None => Some(self.embedded_id(&t.cluster)),
-                };
-                let Some(instance) = instance else { continue };
-                let Some(Some(address)) = addresses.get(&(t.cluster.clone(), instance.clone()))
-                else {
-                    continue;
-                };
-                // Targets of the service's current load balancers are
-                // registered; a task serves once it has targets and every one
-                // is healthy (an older deployment's tasks keep the targets
-                // they were registered with).
-                let mut registered_now = false;
-                for lb in &s.service.load_balancers {
-                    let Some(port) = host_port(t, &lb.container_name, lb.container_port) else {
-                        continue;
-                    };
-                    let Some(group) = groups.get(&lb.target_group_arn) else {
-                        continue;
-                    };
-                    if !group
-                        .targets
-                        .iter()
-                        .any(|x| x.task.as_deref() == Some(&t.id) && x.port == port)
-                    {
-                        balancer
-                            .register_task(&group.arn, &t.id, &instance, address, port)
-                            .await
-                            .map_err(balancer_error)?;
-                        registered_now = true;
-                    }
-                }
-                let mine: Vec<&crate::balancer::model::Target> = groups
-                    .values()
-                    .flat_map(|g| &g.targets)
-                    .filter(|x| x.task.as_deref() == Some(&t.id))
-                    .collect();
-                let serving = !registered_now
-                    && !mine.is_empty()
-                    && mine.iter().all(|x| {
-                        matches!(x.state, TargetState::Healthy | TargetState::Unavailable)
-                    });
-                let started_ms = t.task.started_at.map_or(now, |s| (s * 1000.0) as i64);
-                let failing = started_ms + grace_ms <= now
-                    && mine.iter().any(|x| x.state == TargetState::Unhealthy);
-                if serving {
-                    view.serving.insert(t.id.clone());
-                }
-                if failing {
-                    view.failing.insert(t.id.clone());
-                }
+            if let Err(e) = self
+                .sync_service_targets(s, tasks, &groups, &addresses, now, &mut view)
+                .await
+            {
+                tracing::warn!(service = %s.service.service_name, error = %e, "load balancer targets of a service");
             }
         }
         Ok(view)
+    }
+
+    /// [`Runner::sync_targets`] for one service: its primary deployment's
+    /// running tasks are registered with its current load balancers (older
+    /// deployments' tasks keep the targets they have); each task's targets
+    /// say whether it serves or fails.
+    async fn sync_service_targets(
+        &self,
+        s: &ServiceRecord,
+        tasks: &[TaskRecord],
+        groups: &HashMap<String, TargetGroup>,
+        addresses: &HashMap<(String, String), Option<String>>,
+        now: i64,
+        view: &mut TargetView,
+    ) -> Result<()> {
+        let Some(balancer) = self.balancer() else {
+            return Ok(());
+        };
+        let primary = s.service.deployments.first().map(|d| d.id.as_str());
+        let grace_ms = i64::from(s.service.health_check_grace_period_seconds.unwrap_or(0)) * 1000;
+        for t in tasks.iter().filter(|t| {
+            t.cluster == s.cluster
+                && t.service.as_deref() == Some(&s.service.service_name)
+                && t.is_live()
+                && t.task.desired_status == DesiredStatus::Running
+                && t.task.last_status == TaskStatus::Running
+        }) {
+            let instance = match t.task.container_instance_arn.as_deref() {
+                Some(arn) => instance_id(arn).map(String::from),
+                None => Some(self.embedded_id(&t.cluster)),
+            };
+            let Some(instance) = instance else { continue };
+            let Some(Some(address)) = addresses.get(&(t.cluster.clone(), instance.clone())) else {
+                continue;
+            };
+            // Targets of the service's current load balancers are
+            // registered; a task serves once it has targets and every one
+            // is healthy (an older deployment's tasks keep the targets
+            // they were registered with).
+            let mut registered_now = false;
+            let lbs = if t.deployment.as_deref() == primary {
+                s.service.load_balancers.as_slice()
+            } else {
+                &[]
+            };
+            for lb in lbs {
+                let Some(port) = host_port(t, &lb.container_name, lb.container_port) else {
+                    continue;
+                };
+                let Some(group) = groups.get(&lb.target_group_arn) else {
+                    continue;
+                };
+                if !group
+                    .targets
+                    .iter()
+                    .any(|x| x.task.as_deref() == Some(&t.id) && x.port == port)
+                {
+                    balancer
+                        .register_task(&group.arn, &t.id, &instance, address, port)
+                        .await
+                        .map_err(balancer_error)?;
+                    registered_now = true;
+                }
+            }
+            let mine: Vec<&crate::balancer::model::Target> = groups
+                .values()
+                .flat_map(|g| &g.targets)
+                .filter(|x| x.task.as_deref() == Some(&t.id))
+                .collect();
+            let serving = !registered_now
+                && !mine.is_empty()
+                && mine
+                    .iter()
+                    .all(|x| matches!(x.state, TargetState::Healthy | TargetState::Unavailable));
+            let started_ms = t.task.started_at.map_or(now, |s| (s * 1000.0) as i64);
+            let failing = started_ms + grace_ms <= now
+                && mine.iter().any(|x| x.state == TargetState::Unhealthy);
+            if serving {
+                view.serving.insert(t.id.clone());
+            }
+            if failing {
+                view.failing.insert(t.id.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Deregisters task `id`'s targets and waits while they drain (the

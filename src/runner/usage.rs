@@ -25,6 +25,9 @@ use super::model::{TaskRecord, TaskStatus};
 use super::{Result, Runner};
 use crate::metrics::metrics;
 
+/// Tasks read at once by one sampling pass.
+const CONCURRENT_READS: usize = 16;
+
 /// One sample of a service's utilization, in percent of what its tasks reserve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServiceSample {
@@ -251,10 +254,19 @@ impl Sampler {
             );
             sampled.push((task, service));
         }
-        // All at once: a stats reading can take most of a second on a busy
-        // host, and a pass must stay well within a period.
-        let readings =
-            futures::future::join_all(sampled.iter().map(|(task, _)| runner.read_task(task))).await;
+        // Many at once, in order: a stats reading can take most of a second
+        // on a busy host, and a pass must stay well within a period; bounded,
+        // so hundreds of tasks do not flood the engines.
+        use futures::StreamExt;
+        // The futures first: a closure inside the stream would not be Send.
+        let reads: Vec<_> = sampled
+            .iter()
+            .map(|(task, _)| runner.read_task(task))
+            .collect();
+        let readings: Vec<_> = futures::stream::iter(reads)
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
         let mut by_service: HashMap<(String, String), Vec<TaskReading>> = HashMap::new();
         for ((task, service), reading) in sampled.iter().zip(readings) {
             // One host failing to answer costs its tasks' figures, not the pass.
