@@ -65,7 +65,7 @@ summary() { # WRK_OUTPUT: requests/s, average latency, errors
     local rps lat errors
     rps=$(awk '/Requests\/sec/ { print $2 }' "$1")
     lat=$(awk '$1 == "Latency" { print $2 }' "$1")
-    errors=$(grep -E "Socket errors|Non-2xx" "$1" | tr '\n' ' ')
+    errors=$(grep -E "Socket errors|Non-2xx" "$1" | tr '\n' ' ' || true)
     printf '%10s req/s  avg latency %8s  %s\n' "$rps" "$lat" "${errors:-no errors}"
 }
 
