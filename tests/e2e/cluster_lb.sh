@@ -3,7 +3,8 @@
 # AWS CLI (`aws elbv2`, `aws ecs`) and loaded with wrk. Target group and
 # listener; three tasks registered and healthy; requests reach all three;
 # a rolling deployment under steady load with zero failed requests; a task
-# whose health endpoint fails stops receiving traffic and is replaced.
+# whose health endpoint fails stops receiving traffic and is replaced; a TCP
+# listener over instance targets registered by hand.
 
 elbv2() { "${AWS_CLI[@]}" elbv2 --endpoint-url "http://127.0.0.1:$WHARF_PORT" --output json "$@"; }
 healthy_targets() {
@@ -116,6 +117,30 @@ wait_healthy 3
 ids=$(through_lb 30 | sort -u)
 [ "$(grep -c '^v2-' <<<"$ids")" = 3 ] && [ "$(wc -l <<<"$ids")" = 3 ] && ! grep -qx "$victim_id" <<<"$ids" ||
     fail "three serving tasks after the replacement: $(tr '\n' ' ' <<<"$ids")"
+
+log "a TCP listener on a network load balancer, over instance targets registered by hand"
+tcp_tg=$(elbv2 create-target-group --name web-tcp --protocol TCP --port 8080 --target-type instance \
+    --health-check-interval-seconds 5 --health-check-timeout-seconds 2 --healthy-threshold-count 2 | jq -r '.TargetGroups[0].TargetGroupArn')
+# The instances' ids, as DescribeContainerInstances names them; the port the tasks serve on.
+ids_args=$(for arn in $A $B $C; do printf 'Id=%s,Port=8080 ' "${arn##*/}"; done)
+# shellcheck disable=SC2086
+elbv2 register-targets --target-group-arn "$tcp_tg" --targets $ids_args >/dev/null
+nlb=$(elbv2 create-load-balancer --name front-tcp --type network --subnets subnet-a | jq -r '.LoadBalancers[0].LoadBalancerArn')
+TCP_PORT=$(free_port)
+elbv2 create-listener --load-balancer-arn "$nlb" --protocol TCP --port "$TCP_PORT" \
+    --default-actions "Type=forward,TargetGroupArn=$tcp_tg" >/dev/null
+tcp_healthy() {
+    elbv2 describe-target-health --target-group-arn "$tcp_tg" |
+        jq '[.TargetHealthDescriptions[] | select(.TargetHealth.State == "healthy")] | length'
+}
+for _ in $(seq 1 60); do [ "$(tcp_healthy)" = 3 ] && break; sleep 1; done
+[ "$(tcp_healthy)" = 3 ] || fail "three healthy TCP targets: $(elbv2 describe-target-health --target-group-arn "$tcp_tg")"
+tcp_ids=$(for _ in $(seq 1 30); do curl -s --max-time 5 "http://127.0.0.1:$TCP_PORT/"; done | sort -u)
+[ "$(grep -c '^v2-' <<<"$tcp_ids")" = 3 ] || fail "the TCP listener reaches all three hosts: $(tr '\n' ' ' <<<"$tcp_ids")"
+tcp_listener=$(elbv2 describe-listeners --load-balancer-arn "$nlb" | jq -r '.Listeners[0].ListenerArn')
+elbv2 delete-listener --listener-arn "$tcp_listener" >/dev/null
+elbv2 delete-load-balancer --load-balancer-arn "$nlb" >/dev/null
+elbv2 delete-target-group --target-group-arn "$tcp_tg" >/dev/null
 
 log "load balancer: cleanup"
 ecs update-service --service web --desired-count 0 >/dev/null
