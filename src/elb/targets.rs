@@ -18,6 +18,13 @@ fn specs(input: &Input<'_>, required: bool) -> Result<Vec<TargetSpec>, ElbError>
             "The parameter Targets is required".into(),
         ));
     }
+    // A group holds no more; each instance id is looked up once per request.
+    if targets.len() > crate::balancer::targets::MAX_TARGETS {
+        return Err(ElbError::Validation(format!(
+            "At most {} targets per request",
+            crate::balancer::targets::MAX_TARGETS
+        )));
+    }
     targets
         .into_iter()
         .map(|t| {
