@@ -225,10 +225,48 @@ async fn admit<T: Service>(
         Refusal::UnknownOperation(format!("operation {name} is not supported by this server"))
     })?;
     let limit = service.body_limit(&operation);
+    let (principal, body) = admit_signed(
+        service.auth(),
+        &settings.region,
+        T::SIGNING_NAME,
+        SIGNED_HEADERS,
+        parts,
+        body::read(body, &parts.headers, limit, limits),
+    )
+    .await?;
+    Ok((operation, principal, body))
+}
+
+/// Authenticates a signed request without a body (`wharf agent`'s channel,
+/// a WebSocket upgrade): the signature over the empty payload, for
+/// `service`'s signing name.
+pub async fn authenticate_bodiless(
+    auth: &Auth,
+    settings: &AwsSettings,
+    service: &str,
+    parts: &Parts,
+) -> Result<Principal, Refusal> {
+    let empty = async { Ok::<_, BodyError>(Bytes::new()) };
+    let (principal, _) = admit_signed(auth, &settings.region, service, &[], parts, empty).await?;
+    Ok(principal)
+}
+
+/// The admission every AWS-shaped request shares: the signature's parts are
+/// judged from the headers before `read` takes a byte of the body, then
+/// the signature is verified over the body read. Unsigned requests are
+/// anonymous when `auth` lets them in.
+pub(crate) async fn admit_signed(
+    auth: &Auth,
+    region: &str,
+    service: &str,
+    signed: &[&str],
+    parts: &Parts,
+    read: impl Future<Output = Result<Bytes, BodyError>>,
+) -> Result<(Principal, Bytes), Refusal> {
     let expect = Expect {
-        region: &settings.region,
-        service: T::SIGNING_NAME,
-        signed: SIGNED_HEADERS,
+        region,
+        service,
+        signed,
     };
     let header = header_lookup(parts);
     let request = SignedRequest {
@@ -237,10 +275,10 @@ async fn admit<T: Service>(
         query: parts.uri.query().unwrap_or(""),
         header: &header,
     };
-    let signer = authenticate(service.auth(), &request, &expect)
+    let signer = authenticate(auth, &request, &expect)
         .await
         .inspect_err(count_failure)?;
-    let body = body::read(body, &parts.headers, limit, limits).await?;
+    let body = read.await?;
     let principal = match signer {
         None => Principal::Anonymous,
         Some(signer) => {
@@ -256,48 +294,7 @@ async fn admit<T: Service>(
             signer.principal
         }
     };
-    Ok((operation, principal, body))
-}
-
-/// Authenticates a signed request without a body (`wharf agent`'s channel,
-/// a WebSocket upgrade): the signature over the empty payload, for
-/// `service`'s signing name.
-pub async fn authenticate_bodiless(
-    auth: &Auth,
-    settings: &AwsSettings,
-    service: &str,
-    parts: &Parts,
-) -> Result<Principal, Refusal> {
-    let expect = Expect {
-        region: &settings.region,
-        service,
-        signed: &[],
-    };
-    let header = header_lookup(parts);
-    let request = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        header: &header,
-    };
-    let signer = authenticate(auth, &request, &expect)
-        .await
-        .inspect_err(count_failure)?;
-    match signer {
-        None => Ok(Principal::Anonymous),
-        Some(signer) => {
-            sigv4::verify(
-                &signer.credential,
-                &signer.checked,
-                &signer.secret,
-                &request,
-                b"",
-            )
-            .map_err(Refusal::from)
-            .inspect_err(count_failure)?;
-            Ok(signer.principal)
-        }
-    }
+    Ok((principal, body))
 }
 
 fn count_failure(refusal: &Refusal) {

@@ -14,9 +14,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::sigv4::{self, Expect, SigError, SignedRequest};
+use super::sigv4::SigError;
 use super::xml::Xml;
-use super::{AwsSettings, Refusal, authenticate, count_failure, header_lookup};
+use super::{AwsSettings, Refusal, admit_signed};
 use crate::auth::{Auth, Principal};
 use crate::body::{self, BodyError, BodyLimits};
 use crate::http::Fault;
@@ -124,37 +124,15 @@ async fn admit<Q: QueryService>(
     parts: &Parts,
     body: Body,
 ) -> Result<(Q::Operation, Principal, Params), Refusal> {
-    let expect = Expect {
-        region: &settings.region,
-        service: Q::SIGNING_NAME,
-        signed: SIGNED_HEADERS,
-    };
-    let header = header_lookup(parts);
-    let request = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        header: &header,
-    };
-    let signer = authenticate(service.auth(), &request, &expect)
-        .await
-        .inspect_err(count_failure)?;
-    let body = body::read(body, &parts.headers, service.body_limit(), limits).await?;
-    let principal = match signer {
-        None => Principal::Anonymous,
-        Some(signer) => {
-            sigv4::verify(
-                &signer.credential,
-                &signer.checked,
-                &signer.secret,
-                &request,
-                &body,
-            )
-            .map_err(Refusal::from)
-            .inspect_err(count_failure)?;
-            signer.principal
-        }
-    };
+    let (principal, body) = admit_signed(
+        service.auth(),
+        &settings.region,
+        Q::SIGNING_NAME,
+        SIGNED_HEADERS,
+        parts,
+        body::read(body, &parts.headers, service.body_limit(), limits),
+    )
+    .await?;
     let params = Params::parse(&body);
     let action = params.get("Action").unwrap_or_default();
     if let Some(version) = params.get("Version").filter(|v| *v != Q::VERSION) {

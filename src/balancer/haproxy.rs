@@ -11,7 +11,7 @@
 //! parsed IPs, names are derived from ARNs and sanitised.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -216,12 +216,10 @@ defaults
     option redispatch 1
 "
     ));
-    let bind = match settings.address {
-        IpAddr::V6(a) => format!("[{a}]"),
-        IpAddr::V4(a) => a.to_string(),
-    };
     for (port, (protocol, backend)) in &w.frontends {
-        c.push_str(&format!("\nfrontend l_{port}\n    bind {bind}:{port}\n"));
+        // SocketAddr writes IPv6 addresses in brackets, as HAProxy reads them.
+        let bind = SocketAddr::new(settings.address, *port);
+        c.push_str(&format!("\nfrontend l_{port}\n    bind {bind}\n"));
         match protocol {
             Protocol::Http => c.push_str(
                 "    mode http
@@ -262,19 +260,13 @@ defaults
             ));
         }
         for (server, s) in &b.servers {
-            let address = match s.address {
-                IpAddr::V6(a) => format!("[{a}]"),
-                IpAddr::V4(a) => a.to_string(),
-            };
+            let address = SocketAddr::new(s.address, s.port);
             let state = match s.admin {
                 Admin::Ready => "",
                 Admin::Drain => " weight 0",
                 Admin::Maint => " disabled",
             };
-            c.push_str(&format!(
-                "    server {server} {address}:{}{state}\n",
-                s.port
-            ));
+            c.push_str(&format!("    server {server} {address}{state}\n"));
         }
     }
     c
@@ -593,14 +585,8 @@ impl Plane {
                     } else {
                         String::new()
                     };
-                    let shown = match s.address {
-                        IpAddr::V6(a) => format!("[{a}]"),
-                        IpAddr::V4(a) => a.to_string(),
-                    };
-                    commands.push(format!(
-                        "add server {name}/{server} {shown}:{}{slow}",
-                        s.port
-                    ));
+                    let at = SocketAddr::new(s.address, s.port);
+                    commands.push(format!("add server {name}/{server} {at}{slow}"));
                     // Added servers start in maintenance.
                     commands.push(format!(
                         "set server {name}/{server} state {}",

@@ -141,6 +141,17 @@ async fn check(client: &reqwest::Client, t: &Target, hc: &HealthCheck) -> Outcom
     }
 }
 
+/// Whether [`settle`] would change `g`: a draining target whose delay has
+/// passed, or a target of a group without checks not yet `unavailable`.
+fn unsettled(g: &TargetGroup, now_ms: i64) -> bool {
+    let delay = i64::from(g.deregistration_delay_seconds) * 1000;
+    g.targets.iter().any(|t| match t.state {
+        TargetState::Draining => t.draining_since_ms.is_some_and(|s| s + delay <= now_ms),
+        TargetState::Unavailable => false,
+        _ => !g.health_check.enabled,
+    })
+}
+
 /// Removes draining targets whose delay has passed and marks targets of
 /// groups without checks `unavailable`; whether `g` changed.
 pub fn settle(g: &mut TargetGroup, now_ms: i64) -> bool {
@@ -196,7 +207,7 @@ pub async fn run_once(balancer: &Balancer, client: &reqwest::Client) -> Result<(
     for (i, group) in groups.iter().enumerate() {
         let results: Vec<&(usize, String, u16, Outcome)> =
             outcomes.iter().filter(|r| r.0 == i).collect();
-        if results.is_empty() && !settle(&mut group.clone(), now) {
+        if results.is_empty() && !unsettled(group, now) {
             continue;
         }
         let checked = crate::registry::now_ms();
@@ -438,11 +449,12 @@ mod tests {
         t.draining_since_ms = Some(1_000);
         g.deregistration_delay_seconds = 10;
         g.targets = vec![t, target()];
-        assert!(!settle(&mut g, 10_999));
-        assert!(settle(&mut g, 11_000));
+        assert!(!unsettled(&g, 10_999) && !settle(&mut g, 10_999));
+        assert!(unsettled(&g, 11_000) && settle(&mut g, 11_000));
         assert_eq!(g.targets.len(), 1);
         g.health_check.enabled = false;
-        assert!(settle(&mut g, 11_000));
+        assert!(unsettled(&g, 11_000) && settle(&mut g, 11_000));
+        assert!(!unsettled(&g, 11_000));
         assert_eq!(g.targets[0].state, TargetState::Unavailable);
     }
 }

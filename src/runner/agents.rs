@@ -279,6 +279,15 @@ impl Runner {
         Ok(())
     }
 
+    /// The id of the container instance `task` runs on (records older than
+    /// placement ran on the embedded one); `None` for an ARN that names none.
+    pub(super) fn instance_of(&self, task: &TaskRecord) -> Option<String> {
+        match task.task.container_instance_arn.as_deref() {
+            Some(arn) => instance_id(arn).map(String::from),
+            None => Some(self.embedded_id(&task.cluster)),
+        }
+    }
+
     /// Whether `task` runs on an embedded instance (records older than
     /// placement do).
     pub(super) fn on_embedded(&self, task: &TaskRecord) -> bool {

@@ -180,12 +180,8 @@ impl Runner {
                 .iter()
                 .filter(|t| t.is_live())
                 .filter(|t| {
-                    // Tasks older than placement ran on the embedded instance.
-                    let id = match t.task.container_instance_arn.as_deref() {
-                        Some(arn) => super::instances::instance_id(arn).map(String::from),
-                        None => Some(self.embedded_id(&t.cluster)),
-                    };
-                    id.is_some_and(|id| set.contains(&(t.cluster.clone(), id)))
+                    self.instance_of(t)
+                        .is_some_and(|id| set.contains(&(t.cluster.clone(), id)))
                 })
                 .map(|t| t.id.clone())
                 .collect()

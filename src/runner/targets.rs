@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::instances::{InstanceRecord, instance_id};
+use super::instances::InstanceRecord;
 use super::model::{DesiredStatus, ServiceRecord, ServiceStatus, TaskRecord, TaskStatus};
 use super::{Result, Runner, RunnerError, corrupt};
 use crate::balancer::model::{TargetGroup, TargetState};
@@ -144,11 +144,9 @@ impl Runner {
                 && t.task.desired_status == DesiredStatus::Running
                 && t.task.last_status == TaskStatus::Running
         }) {
-            let instance = match t.task.container_instance_arn.as_deref() {
-                Some(arn) => instance_id(arn).map(String::from),
-                None => Some(self.embedded_id(&t.cluster)),
+            let Some(instance) = self.instance_of(t) else {
+                continue;
             };
-            let Some(instance) = instance else { continue };
             let Some(Some(address)) = addresses.get(&(t.cluster.clone(), instance.clone())) else {
                 continue;
             };
