@@ -190,8 +190,10 @@ impl SqlMetadata {
             .max_connections(1)
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL;").await?;
+                    // The busy timeout first: another process (a CLI command
+                    // beside the server) may hold the lock the mode needs.
                     conn.execute(PRAGMAS).await?;
+                    conn.execute("PRAGMA journal_mode = WAL;").await?;
                     Ok(())
                 })
             })
