@@ -430,10 +430,14 @@ async fn removing_a_user_revokes_their_access_keys() {
     let dave = ecr(&s, &id, &secret);
     dave.describe_repositories().send().await.unwrap();
 
-    let out = common::wharf_cli(dir.path())
-        .args(["user", "remove", "dave", "--data-dir"])
-        .arg(dir.path())
+    // Awaited, not blocking: the server runs on this test's one runtime
+    // thread, and a write transaction of its own left waiting there would
+    // hold the lock the command needs.
+    let mut command = common::wharf_cli(dir.path());
+    command.args(["user", "remove", "dave", "--data-dir"]).arg(dir.path());
+    let out = tokio::process::Command::from(command)
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(
