@@ -14,6 +14,7 @@
 //! [`BlobMetadataError`], [`CredentialStoreError`], [`RunnerStoreError`]),
 //! which wraps a `MetadataError` for the rest.
 
+mod audit;
 mod blobs;
 pub mod browse;
 mod credentials;
@@ -30,6 +31,7 @@ use futures::future::BoxFuture;
 
 use super::StorageError;
 
+pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditStore};
 pub use blobs::{BlobMetadata, BlobMetadataError};
 pub use browse::BrowseMetadata;
 pub use credentials::{

@@ -319,3 +319,78 @@ async fn documents_are_compared_and_swapped_by_kind_and_key() {
         assert_eq!(store.documents("lb").await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_and_filters_by_action_and_repository() {
+    use crate::storage::metadata::{AuditEntry, AuditQuery, AuditStore};
+    for (_dir, store) in stores().await {
+        let entry = |at_ms: i64, action: &str, repository: &str| AuditEntry {
+            at_ms,
+            actor: "alice".into(),
+            action: action.into(),
+            repository: repository.into(),
+            target: "v1".into(),
+            detail: String::new(),
+        };
+        for (at, action, repo) in [
+            (1, "push", "app"),
+            (2, "gc.run", ""),
+            (3, "gc_run", ""),
+            (4, "delete", "app"),
+            (5, "push", "web"),
+        ] {
+            store.record_audit(&entry(at, action, repo)).await.unwrap();
+        }
+        let all = |q: AuditQuery| {
+            let store = &store;
+            async move {
+                let page = store.audit_entries(&q).await.unwrap();
+                page.iter().map(|r| r.entry.at_ms).collect::<Vec<_>>()
+            }
+        };
+        let limit = 10;
+        assert_eq!(
+            all(AuditQuery {
+                limit,
+                ..Default::default()
+            })
+            .await,
+            [5, 4, 3, 2, 1]
+        );
+        // `_` in the prefix is not a wildcard.
+        let gc = AuditQuery {
+            action: Some("gc.".into()),
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(all(gc).await, [2]);
+        let app = AuditQuery {
+            repository: Some("app".into()),
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(all(app).await, [4, 1]);
+        let first = store
+            .audit_entries(&AuditQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let next = AuditQuery {
+            before: Some(first[1].id),
+            limit: 2,
+            ..Default::default()
+        };
+        assert_eq!(all(next).await, [3, 2]);
+        assert_eq!(store.prune_audit(3).await.unwrap(), 2);
+        assert_eq!(
+            all(AuditQuery {
+                limit,
+                ..Default::default()
+            })
+            .await,
+            [5, 4, 3]
+        );
+    }
+}
