@@ -1236,6 +1236,12 @@ async fn under_tls_the_console_cookies_are_secure() {
     let form = browser.get("/ui/login").await;
     let csrf_cookie = form.headers[SET_COOKIE].to_str().unwrap().to_string();
     assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    // `__Host-`: no sibling subdomain or plain-HTTP page can plant a secret.
+    assert!(
+        csrf_cookie.starts_with("__Host-wharf_csrf="),
+        "{csrf_cookie}"
+    );
+    assert!(csrf_cookie.contains("; Path=/;"), "{csrf_cookie}");
     let signed = browser
         .post(
             "/ui/login",
@@ -1259,6 +1265,7 @@ async fn under_tls_the_console_cookies_are_secure() {
             cookie.contains("; Secure") && cookie.contains("HttpOnly"),
             "{cookie}"
         );
+        assert!(cookie.starts_with("__Host-wharf_"), "{cookie}");
     }
     let home = browser.get("/ui/").await;
     assert_eq!(home.status, 200);

@@ -22,10 +22,26 @@ pub async fn serve(args: ServeArgs) -> Result {
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(listen = %listener.local_addr()?, scheme, data_dir = %config.data_dir.display(), "wharf is serving");
+    let local = listener.local_addr()?;
+    let base = base_url(&config.external_url, scheme, local);
+    tracing::info!(listen = %local, scheme, data_dir = %config.data_dir.display(), "wharf is serving");
+    // On stdout, for the person who just typed `wharf serve`.
+    println!("Wharf is serving at {base}/v2/ — web console: {base}/ui/");
     server::run(listener, state, background, tls, shutdown_signal()).await?;
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// The URL a user opens: the configured external URL, else the listening
+/// address, with `localhost` for a wildcard one.
+fn base_url(external: &str, scheme: &str, local: std::net::SocketAddr) -> String {
+    if !external.is_empty() {
+        return external.trim_end_matches('/').to_string();
+    }
+    match local.ip() {
+        ip if ip.is_unspecified() => format!("{scheme}://localhost:{}", local.port()),
+        _ => format!("{scheme}://{local}"),
+    }
 }
 
 /// Log lines on stderr: `RUST_LOG` if set, else `log`, in `log_format`.
@@ -63,4 +79,22 @@ pub(super) async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_url;
+
+    #[test]
+    fn the_printed_url_is_one_a_browser_opens() {
+        let any = "0.0.0.0:5000".parse().unwrap();
+        assert_eq!(base_url("", "http", any), "http://localhost:5000");
+        let v6 = "[::1]:443".parse().unwrap();
+        assert_eq!(base_url("", "https", v6), "https://[::1]:443");
+        let at = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(
+            base_url("https://registry.example/", "http", at),
+            "https://registry.example"
+        );
+    }
 }

@@ -13,8 +13,8 @@ use super::Console;
 use super::error::{UiError, UiResult};
 use super::layout::{html as render, page};
 use super::session::{
-    CSRF_COOKIE, CSRF_TTL, CsrfForm, CsrfSecret, SESSION_COOKIE, SESSION_TTL, Secure, local_next,
-    random_secret, set_cookie,
+    CSRF_TTL, Cookie, CsrfForm, CsrfSecret, SESSION_TTL, Secure, local_next, random_secret,
+    set_cookie,
 };
 use crate::auth::{LoginError, Mode};
 use crate::http::{PeerAddr, Query};
@@ -107,8 +107,8 @@ pub async fn submit(
     tracing::info!(user = %authenticated.principal.subject(), client = %client, "console sign-in");
     let mut response = Redirect::to(&next).into_response();
     let cookies = [
-        set_cookie(SESSION_COOKIE, &token, SESSION_TTL.as_secs(), secure),
-        set_cookie(CSRF_COOKIE, &csrf, CSRF_TTL.as_secs(), secure),
+        set_cookie(Cookie::Session, &token, SESSION_TTL.as_secs(), secure),
+        set_cookie(Cookie::Csrf, &csrf, CSRF_TTL.as_secs(), secure),
     ];
     for cookie in cookies.into_iter().flatten() {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -128,8 +128,8 @@ pub async fn logout(
     let mut response = Redirect::to("/ui/login").into_response();
     let headers = response.headers_mut();
     for cookie in [
-        set_cookie(SESSION_COOKIE, "", 0, secure),
-        set_cookie(CSRF_COOKIE, "", 0, secure),
+        set_cookie(Cookie::Session, "", 0, secure),
+        set_cookie(Cookie::Csrf, "", 0, secure),
     ]
     .into_iter()
     .flatten()

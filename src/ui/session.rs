@@ -9,7 +9,7 @@
 //! expires (there is no server-side list to strike it from).
 //!
 //! CSRF: every browser gets a random secret in an HttpOnly, SameSite=Lax
-//! cookie ([`CSRF_COOKIE`]), replaced at sign-in; every state-changing form
+//! cookie ([`Cookie::Csrf`]), replaced at sign-in; every state-changing form
 //! carries it back in a hidden field, and a session is bound to the secret
 //! it was opened with. The secret's cookie is Lax, not Strict like the
 //! session's, so that a link from another site (a top-level GET) carries it
@@ -21,6 +21,11 @@
 //! GET (which would have carried the Lax cookie had there been one), or on
 //! the assets under `/ui/static/`, which are cached publicly.
 //! [`CsrfForm`] checks all of it in one place, for every POST.
+//!
+//! Over HTTPS both cookies are `__Host-` cookies (Secure, `Path=/`, no
+//! domain): no sibling subdomain and no plain-HTTP page can plant a CSRF
+//! secret of its own. Over plain HTTP the prefix is not allowed, and the
+//! cookies are scoped to `/ui` instead.
 
 use std::time::Duration;
 
@@ -41,10 +46,24 @@ use super::error::UiError;
 use crate::auth::{Mode, Principal, SessionClaims};
 use crate::http::PeerAddr;
 
-/// The session cookie; scoped to `/ui`.
-pub const SESSION_COOKIE: &str = "wharf_session";
-/// The CSRF secret cookie; scoped to `/ui`.
-pub const CSRF_COOKIE: &str = "wharf_csrf";
+/// The console's two cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookie {
+    Session,
+    Csrf,
+}
+
+impl Cookie {
+    /// Its name: `__Host-` prefixed when the browser uses HTTPS.
+    pub fn name(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Cookie::Session, false) => "wharf_session",
+            (Cookie::Csrf, false) => "wharf_csrf",
+            (Cookie::Session, true) => "__Host-wharf_session",
+            (Cookie::Csrf, true) => "__Host-wharf_csrf",
+        }
+    }
+}
 /// How long a browser keeps its CSRF secret.
 pub const CSRF_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How long a session lasts at most.
@@ -73,14 +92,24 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value scoped to the console; `max_age` 0 deletes it.
-/// The CSRF secret's cookie is `SameSite=Lax`, every other `Strict` (see
-/// the module documentation for why).
-pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    let same_site = if name == CSRF_COOKIE { "Lax" } else { "Strict" };
+/// A `Set-Cookie` value for the console; `max_age` 0 deletes it. The CSRF
+/// secret's cookie is `SameSite=Lax`, the session's `Strict` (see the module
+/// documentation for why).
+pub fn set_cookie(kind: Cookie, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    let name = kind.name(secure);
+    // `__Host-` cookies must be Secure with `Path=/`.
+    let (path, secure) = if secure {
+        ("/", "; Secure")
+    } else {
+        ("/ui", "")
+    };
+    let same_site = if kind == Cookie::Csrf {
+        "Lax"
+    } else {
+        "Strict"
+    };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/ui; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
     ))
     .ok()
 }
@@ -135,7 +164,7 @@ pub async fn guard(
         .base_url(request.headers(), peer)
         .starts_with("https://");
     request.extensions_mut().insert(Secure(secure));
-    let existing = cookie(request.headers(), CSRF_COOKIE)
+    let existing = cookie(request.headers(), Cookie::Csrf.name(secure))
         .filter(|v| {
             v.len() == 43
                 && v.bytes()
@@ -146,7 +175,7 @@ pub async fn guard(
     let secret = existing.unwrap_or_else(random_secret);
     request.extensions_mut().insert(CsrfSecret(secret.clone()));
     let mut response = next.run(request).await;
-    if fresh && let Some(v) = set_cookie(CSRF_COOKIE, &secret, CSRF_TTL.as_secs(), secure) {
+    if fresh && let Some(v) = set_cookie(Cookie::Csrf, &secret, CSRF_TTL.as_secs(), secure) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
@@ -169,8 +198,13 @@ pub struct Viewer {
 }
 
 /// The session's claims when the cookie holds a valid one bound to `csrf`.
-fn session(console: &Console, headers: &HeaderMap, csrf: &str) -> Option<SessionClaims> {
-    let token = cookie(headers, SESSION_COOKIE)?;
+fn session(
+    console: &Console,
+    headers: &HeaderMap,
+    csrf: &str,
+    secure: bool,
+) -> Option<SessionClaims> {
+    let token = cookie(headers, Cookie::Session.name(secure))?;
     let claims = console.auth.tokens.verify_session(token).ok()?;
     same(&claims.csrf, csrf).then_some(claims)
 }
@@ -197,7 +231,8 @@ where
                 enforced: false,
             });
         }
-        if let Some(claims) = session(&console, &parts.headers, &csrf) {
+        let secure = parts.extensions.get::<Secure>().is_some_and(|s| s.0);
+        if let Some(claims) = session(&console, &parts.headers, &csrf, secure) {
             match console.auth.login.refresh(&claims.refresh_claims()).await {
                 Ok(principal) => {
                     return Ok(Viewer {
@@ -334,7 +369,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; wharf_csrf=xyz; b=2"),
         );
-        assert_eq!(cookie(&headers, CSRF_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&headers, Cookie::Csrf.name(false)), Some("xyz"));
         assert_eq!(cookie(&headers, "c"), None);
     }
 }
