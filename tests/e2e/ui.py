@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -96,6 +97,49 @@ class Registry:
                         "digest": self.blob(repo, layer), "size": len(layer)}],
         })
 
+    def bulk_tags(self, repo, count, threads=4):
+        """`count` tags, each naming a manifest of its own (one shared config
+        and layer, a distinct annotation), pushed over kept-alive connections
+        with one bearer token; returns the tags in push order."""
+        import concurrent.futures
+        import http.client
+        import threading
+        import urllib.parse
+
+        config = self.blob(repo, b'{"architecture":"amd64","os":"linux"}')
+        layer = self.blob(repo, b"bulk layer" * 100)
+        status, body = self.request(
+            "GET", f"/token?service=wharf&scope=repository:{repo}:pull,push")
+        check(status == 200, f"token: {status} {body!r}")
+        token = json.loads(body)["token"]
+        url = urllib.parse.urlsplit(self.base)
+        local = threading.local()
+        tags = [f"build-{i:05d}" for i in range(count)]
+
+        def put(i):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection(url.hostname, url.port)
+            data = json.dumps({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config, "size": 38},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer, "size": 1000}],
+                "annotations": {"build": str(i)},
+            }).encode()
+            conn.request("PUT", f"/v2/{repo}/manifests/{tags[i]}", data,
+                         {"Content-Type": OCI_MANIFEST, "Authorization": f"Bearer {token}"})
+            r = conn.getresponse()
+            r.read()
+            check(r.status == 201, f"bulk push {tags[i]}: {r.status}")
+
+        # In order per thread: push times rise with the tag number in each
+        # quarter; the console's order is checked against its own timestamps.
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, range(count)))
+        return tags
+
     def tags(self, repo):
         status, body = self.request("GET", f"/v2/{repo}/tags/list")
         check(status == 200, f"tags of {repo}: {status}")
@@ -124,9 +168,21 @@ def seed(registry):
     })
     registry.manifest("team/app", "latest", OCI_MANIFEST, json.loads(
         registry.request("GET", "/v2/team/app/manifests/amd64", headers={"Accept": OCI_MANIFEST})[1]))
+    # An SBOM referrer of the same index, and a manifest no tag names.
+    sbom = registry.blob("team/app", b'{"spdxVersion":"SPDX-2.3"}')
+    registry.manifest("team/app", "sha256-sbom", OCI_MANIFEST, {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom, "size": 26}],
+        "subject": {"mediaType": OCI_INDEX, "digest": index, "size": index_size},
+    })
+    untagged, _ = registry.image("team/app", "scratch", "riscv64")
+    status, _ = registry.request("DELETE", "/v2/team/app/manifests/scratch")
+    check(status == 202, f"untag scratch: {status}")
     registry.image("team/web", "stable", "amd64")
     registry.image("secret/db", "v1", "amd64")
-    return index, amd
+    return index, amd, untagged
 
 
 class Watch:
@@ -169,7 +225,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     registry = Registry(base, ALICE)
-    index, amd = seed(registry)
+    index, amd, untagged = seed(registry)
+    started = time.monotonic()
+    big = registry.bulk_tags("team/big", 10_000)
+    print(f"[ui.py] 10,000 tags pushed in {time.monotonic() - started:.1f} s", file=sys.stderr)
     watch = Watch()
 
     with sync_playwright() as p:
@@ -231,6 +290,28 @@ def main():
         page.reload()
         check(page.evaluate("document.documentElement.dataset.theme") == "dark", "theme not remembered")
         page.evaluate("localStorage.removeItem('wharf-theme')")
+
+        # --- 10,000 tags: one page of rows, and paging stable in both orders.
+        for sort in ("name", "pushed"):
+            page.goto(base + f"/ui/r/team/big?sort={sort}")
+            seen = []
+            for _ in range(4):
+                rows = page.locator("table#tags tbody tr")
+                check(rows.count() == 50, f"{sort}: a page holds {rows.count()} rows")
+                seen += [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+                page.click("a[rel=next]")
+                page.wait_for_load_state()
+            check(len(set(seen)) == len(seen), f"{sort}: a tag shown on two pages")
+            check(set(seen) <= set(big), f"{sort}: unknown tags {set(seen) - set(big)}")
+            if sort == "name":
+                check(seen == sorted(big)[:200], f"name order: {seen[:3]}...")
+        # Untagged manifests are behind a filter, not hidden.
+        page.goto(base + "/ui/r/team/app?show=untagged")
+        check(untagged[len("sha256:"):len("sha256:") + 12] in page.inner_text("main"),
+              f"the untagged {untagged} is not listed")
+        # Both referrers are shown under their subject, grouped by type.
+        page.goto(base + "/ui/r/team/app/-/image/v1")
+        check("application/spdx+json" in page.content(), "the SBOM referrer is missing")
 
         # --- Screenshots of the main pages, light and dark.
         for scheme in ("light", "dark"):
@@ -316,7 +397,7 @@ def main():
         page.click("button:has-text('Untag latest')")
         page.wait_for_load_state()
         check(page.url.endswith("/ui/r/team/app?done=untagged"), f"after untag at {page.url}")
-        check(registry.tags("team/app") == ["amd64", "arm64", "sha256-sig", "v1"],
+        check(registry.tags("team/app") == ["amd64", "arm64", "sha256-sbom", "sha256-sig", "v1"],
               f"tags after untag: {registry.tags('team/app')}")
         # Sign out (a form, CSRF included) and back at the sign-in form.
         page.click("header button[type=submit]")
