@@ -219,6 +219,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--chromium", required=True)
     parser.add_argument("--axe", required=True)
+    parser.add_argument("--aws", required=True, help="the AWS CLI command (credentials in the environment)")
     args = parser.parse_args()
     base = args.base.rstrip("/")
     host = base.split("://", 1)[1]
