@@ -283,14 +283,24 @@ impl Server {
     }
 
     /// Opens the channel of instance `arn`.
-    pub async fn connect(&self, cluster: &str, arn: &str) -> Result<Channel, AgentError> {
+    /// `advertise`: where load balancers reach this host, when not the
+    /// address the server sees it connect from.
+    pub async fn connect(
+        &self,
+        cluster: &str,
+        arn: &str,
+        advertise: Option<std::net::IpAddr>,
+    ) -> Result<Channel, AgentError> {
         // A signature opens one channel; the nonce keeps two within a second apart.
-        let path = format!(
+        let mut path = format!(
             "{CHANNEL_PATH}?cluster={}&containerInstance={}&protocolVersion={PROTOCOL_VERSION}&nonce={}",
             encode(cluster),
             encode(arn),
             uuid::Uuid::new_v4().simple()
         );
+        if let Some(address) = advertise {
+            path.push_str(&format!("&address={}", encode(&address.to_string())));
+        }
         let signed = sigv4::sign(
             &self.key(),
             "GET",

@@ -51,6 +51,9 @@ pub struct AgentSettings {
     pub allow_host_network: bool,
     /// Capabilities a container may add back on this host.
     pub allowed_capabilities: Vec<String>,
+    /// Where load balancers reach this host's published ports; `None`: the
+    /// address the server sees the agent connect from.
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,10 +145,12 @@ pub async fn run(settings: AgentSettings, stop: CancellationToken) -> Result<(),
     let mut backoff = BACKOFF_FIRST;
     loop {
         let started = tokio::time::Instant::now();
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, server.connect(&settings.cluster, &arn))
-                .await
-                .unwrap_or_else(|_| Err(AgentError::Unreachable("connecting timed out".into())));
+        let connected = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            server.connect(&settings.cluster, &arn, settings.advertise_address),
+        )
+        .await
+        .unwrap_or_else(|_| Err(AgentError::Unreachable("connecting timed out".into())));
         let session = Session {
             executor: &executor,
             stop: &stop,

@@ -53,6 +53,7 @@ pub async fn agent(args: AgentArgs) -> Result {
         state_dir: args.state_dir,
         ca_file: args.ca_file,
         allow_host_network: args.allow_host_network,
+        advertise_address: args.advertise_address,
         allowed_capabilities: args.allowed_capabilities,
     };
     let stop = tokio_util::sync::CancellationToken::new();

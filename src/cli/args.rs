@@ -126,6 +126,11 @@ pub struct AgentArgs {
     /// Let tasks use this host's network namespace (networkMode host).
     #[arg(long)]
     pub allow_host_network: bool,
+    /// The address load balancers reach this host's published ports at
+    /// (default: the address the agent connects to the server from; set it
+    /// when a proxy or NAT stands between them).
+    #[arg(long, env = "WHARF_AGENT_ADVERTISE_ADDRESS", value_name = "IP")]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// A capability containers may add back on this host, e.g. NET_BIND_SERVICE (repeatable).
     #[arg(long = "allow-capability", value_name = "NAME")]
     pub allowed_capabilities: Vec<String>,

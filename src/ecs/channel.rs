@@ -77,6 +77,12 @@ pub async fn channel(
     let Some(instance) = query.get("containerInstance") else {
         return EcsError::InvalidParameter("containerInstance is required".into()).into_response();
     };
+    // The channel needs the operator, who may register any target anyway.
+    let advertised = match query.get("address").map(advertised_address) {
+        None => None,
+        Some(Ok(address)) => Some(address),
+        Some(Err(message)) => return EcsError::InvalidParameter(message).into_response(),
+    };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -94,7 +100,7 @@ pub async fn channel(
             Err(never) => match never {},
         };
     let attached = match runner
-        .attach_agent(query.get("cluster"), instance, peer)
+        .attach_agent(query.get("cluster"), instance, advertised.unwrap_or(peer))
         .await
     {
         Ok(attached) => attached,
@@ -104,6 +110,17 @@ pub async fn channel(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| pump(socket, attached))
+}
+
+/// An agent's `--advertise-address`: a unicast IP a load balancer can send to.
+fn advertised_address(text: &str) -> Result<std::net::IpAddr, String> {
+    let address: std::net::IpAddr = text
+        .parse()
+        .map_err(|_| format!("address {text:?} is not an IP address"))?;
+    if address.is_unspecified() || address.is_multicast() {
+        return Err(format!("address {address} cannot receive traffic"));
+    }
+    Ok(address)
 }
 
 fn text(frame: &ServerFrame) -> Option<Message> {
@@ -167,6 +184,30 @@ async fn pump(mut socket: WebSocket, mut attached: Attached) {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => heard = Instant::now(),
                 Some(Ok(Message::Binary(_) | Message::Close(_)) | Err(_)) | None => break,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_address;
+
+    #[test]
+    fn an_advertised_address_is_a_unicast_ip() {
+        assert_eq!(
+            advertised_address("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7"
+        );
+        assert!(advertised_address("2001:db8::1").is_ok());
+        for bad in [
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "host.example",
+            "1.2.3.4:80",
+            "",
+        ] {
+            assert!(advertised_address(bad).is_err(), "{bad}");
         }
     }
 }

@@ -115,13 +115,15 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WHARF_PORT/v2/"
 ecs() { "${AWS_CLI[@]}" ecs --endpoint-url "http://127.0.0.1:$WHARF_PORT" --output json "$@"; }
 
 start_agent() {
-    local i="$1" zone="$2" memory="$3"
+    local i="$1" zone="$2" memory="$3" advertise=()
     # In the instance's namespace, as an agent runs on its host: the server
-    # reaches the host's published ports at the address the agent connects from.
+    # reaches the host's published ports at the address the agent connects
+    # from, or the one it advertises (the third host, for the flag's sake).
+    [ "$i" = 3 ] && advertise=(--advertise-address "$(ns_ip "$i")")
     nsenter --net="/run/netns/wharf-ci-$i" "$bin" agent --server "http://$(host_ip "$i"):$WHARF_PORT" --cluster default \
         --docker-host "unix://$root/d$i/docker.sock" --attribute "ecs.availability-zone=$zone" \
         --attribute "rack=r$i" --memory "$memory" --state-dir "$root/agent$i" --allow-host-network \
-        >>"$root/agent$i.log" 2>&1 &
+        "${advertise[@]}" >>"$root/agent$i.log" 2>&1 &
     agent_pids[$i]=$!
 }
 log "three agents join the default cluster"
