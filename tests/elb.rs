@@ -112,6 +112,41 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// The TCP ports the embedded container instance reserves (ECS's
+    /// registered `PORTS` resource), asked as the operator.
+    async fn embedded_ports(&self) -> Vec<String> {
+        use aws_sdk_ecs::config::{BehaviorVersion, Region};
+        let (_, id, secret) = &self.keys[0];
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.server.url(""))
+            .credentials_provider(Credentials::new(id, secret, None, None, "wharf-test"))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        let ecs = aws_sdk_ecs::Client::from_conf(config);
+        let arns = ecs
+            .list_container_instances()
+            .send()
+            .await
+            .unwrap()
+            .container_instance_arns()
+            .to_vec();
+        let described = ecs
+            .describe_container_instances()
+            .set_container_instances(Some(arns))
+            .send()
+            .await
+            .unwrap();
+        let instance = &described.container_instances()[0];
+        instance
+            .registered_resources()
+            .iter()
+            .find(|r| r.name() == Some("PORTS"))
+            .map(|r| r.string_set_value().to_vec())
+            .unwrap_or_default()
+    }
+
     /// `Action` with `params`, signed as `user` (`None`: not signed).
     async fn call(&self, user: Option<&str>, action: &str, params: &[(&str, &str)]) -> Answer {
         let secret = user.map(|u| {
@@ -587,6 +622,17 @@ async fn target_groups_targets_load_balancers_and_listeners() {
     assert_eq!(listener.all("TargetGroupArn"), [web.clone(), web.clone()]);
     f.fails("CreateListener", &forward_web, "DuplicateListener")
         .await;
+    // The data plane binds the port on this host: the embedded container
+    // instance reserves it, so no task is placed there with it.
+    let mut reserved = false;
+    for _ in 0..50 {
+        if f.embedded_ports().await.contains(&"18080".to_string()) {
+            reserved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reserved, "{:?}", f.embedded_ports().await);
     f.fails(
         "CreateListener",
         &[

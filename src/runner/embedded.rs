@@ -74,6 +74,29 @@ impl Runner {
         Some(info)
     }
 
+    /// The ports the load balancer's listeners take. They are taken on
+    /// this host (the data plane runs beside the embedded engine), so no
+    /// task may be placed there with one of them.
+    pub(super) async fn listener_ports(&self) -> Result<BTreeSet<u16>> {
+        let Some(balancer) = self.balancer() else {
+            return Ok(BTreeSet::new());
+        };
+        let listeners = balancer
+            .listeners()
+            .await
+            .map_err(super::targets::balancer_error)?;
+        Ok(listeners.iter().map(|l| l.port).collect())
+    }
+
+    /// Reserves the configured ports and the listeners' on an embedded
+    /// record, engine or not; whether that changed it.
+    fn reserve_ports(&self, record: &mut InstanceRecord, listener_ports: &BTreeSet<u16>) -> bool {
+        let ports = &self.inner.settings.embedded.reserved_ports | listener_ports;
+        let changed = record.ports_tcp != ports;
+        record.ports_tcp = ports;
+        changed
+    }
+
     /// Applies what is known of the host (engine or, failing that, this
     /// machine) and the settings to an embedded record; whether it changed.
     fn describe_host(
@@ -88,7 +111,6 @@ impl Runner {
             .cpu
             .unwrap_or_else(|| info.cpus.saturating_mul(1024));
         record.memory_mib = settings.memory_mib.unwrap_or(info.memory_mib);
-        record.ports_tcp = settings.reserved_ports.clone();
         record.agent_connected = connected;
         let zone = if settings.availability_zone.is_empty() {
             format!("{}a", self.inner.settings.region)
@@ -124,6 +146,7 @@ impl Runner {
         if self.inner.store.instance(cluster, &id).await?.is_some() {
             return Ok(());
         }
+        let listener_ports = self.listener_ports().await?;
         let (info, connected) = match self.engine_info().await {
             Some(info) => (info, true),
             None => (host_info(), false),
@@ -148,6 +171,7 @@ impl Runner {
             address: None,
         };
         self.describe_host(&mut record, &info, connected);
+        self.reserve_ports(&mut record, &listener_ports);
         let doc = serde_json::to_string(&record).map_err(corrupt)?;
         self.inner.store.insert_instance(cluster, &id, &doc).await?;
         Ok(())
@@ -155,7 +179,11 @@ impl Runner {
 
     /// The loop's pass over the embedded instances: every cluster has one,
     /// and each says whether the engine answers and what it offers.
-    pub(super) async fn refresh_embedded(&self, reachable: bool) -> Result<()> {
+    pub(super) async fn refresh_embedded(
+        &self,
+        reachable: bool,
+        listener_ports: &BTreeSet<u16>,
+    ) -> Result<()> {
         if self.inner.settings.embedded.disabled {
             return Ok(());
         }
@@ -172,6 +200,7 @@ impl Runner {
             self.modify_instance(&cluster, &id, |record| {
                 let mut changed = record.agent_connected != connected;
                 record.agent_connected = connected;
+                changed |= self.reserve_ports(record, listener_ports);
                 // Resources stay as last measured while the engine is away.
                 if connected {
                     changed |= self.describe_host(record, &info, connected);

@@ -45,7 +45,7 @@ mod targets;
 mod tasks;
 pub mod usage;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,7 +157,9 @@ struct Inner {
     engine_info: Mutex<Option<engine::EngineInfo>>,
     /// When the embedded instances were last refreshed, and whether the
     /// engine answered then.
-    embedded_checked: Mutex<Option<(std::time::Instant, bool)>>,
+    /// When the embedded instances were last refreshed, whether the engine
+    /// answered then, and the listener ports they reserved.
+    embedded_checked: Mutex<Option<(std::time::Instant, bool, BTreeSet<u16>)>>,
     /// The load balancer services register their tasks with.
     balancer: std::sync::OnceLock<crate::balancer::Balancer>,
     /// Whether this replica holds the runner's lease now.
@@ -338,8 +340,8 @@ impl Runner {
         self.prune().await
     }
 
-    /// Refreshes the embedded instances when the engine came or went, or
-    /// every [`EMBEDDED_INTERVAL`].
+    /// Refreshes the embedded instances when the engine came or went, the
+    /// listeners' ports changed, or every [`EMBEDDED_INTERVAL`].
     async fn check_embedded(&self) -> Result<()> {
         if self.inner.settings.embedded.disabled {
             return Ok(());
@@ -347,23 +349,27 @@ impl Runner {
         let ping = self.inner.engine.ping().await;
         self.note_engine(ping.as_ref().err());
         let reachable = ping.is_ok();
+        let ports = self.listener_ports().await?;
         let due = {
             let last = self
                 .inner
                 .embedded_checked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            last.is_none_or(|(at, was)| was != reachable || at.elapsed() >= EMBEDDED_INTERVAL)
+            last.as_ref().is_none_or(|(at, was, reserved)| {
+                *was != reachable || *reserved != ports || at.elapsed() >= EMBEDDED_INTERVAL
+            })
         };
         if !due {
             return Ok(());
         }
-        self.refresh_embedded(reachable).await?;
+        self.refresh_embedded(reachable, &ports).await?;
         *self
             .inner
             .embedded_checked
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), reachable));
+            .unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), reachable, ports));
         Ok(())
     }
 

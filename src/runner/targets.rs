@@ -25,7 +25,7 @@ pub(super) struct TargetView {
 /// A stopping task waits for its targets at most their delay and this.
 const DRAIN_SLACK: Duration = Duration::from_secs(30);
 
-fn balancer_error(e: crate::balancer::BalancerError) -> RunnerError {
+pub(super) fn balancer_error(e: crate::balancer::BalancerError) -> RunnerError {
     RunnerError::Balancer(e.to_string())
 }
 
