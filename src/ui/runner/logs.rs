@@ -43,6 +43,9 @@ const MAX_TAIL_BYTES: usize = 512 * 1024;
 pub const POLL: Duration = Duration::from_secs(1);
 /// How long one stream lasts; the page says so and offers a reload.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// A comment this often keeps proxies from closing an idle stream, and
+/// tells the server soon that a client has gone (freeing its place).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Streams open at once, in all and per viewer.
 pub const MAX_STREAMS: usize = 32;
 pub const MAX_STREAMS_PER_VIEWER: usize = 4;
@@ -309,7 +312,7 @@ pub async fn stream(
     };
     let events = futures::stream::unfold(follow, Follow::next).map(Ok::<_, Infallible>);
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response();
     // Proxies that buffer (nginx) would hold the events back.
     response
