@@ -56,8 +56,9 @@ struct Wharf {
     port: u16,
     child: Option<Child>,
     http: reqwest::Client,
-    /// An ECS client per user of [`USERS`].
+    /// An ECS client per user of [`USERS`], and its access key.
     clients: BTreeMap<&'static str, Client>,
+    keys: BTreeMap<&'static str, (String, String)>,
 }
 
 impl Wharf {
@@ -93,6 +94,7 @@ impl Wharf {
         let names: Vec<String> = USERS.iter().map(|(u, _, _)| u.to_string()).collect();
         let secrets = wharf::auth::SecretsKey::load(&dir.path().join("secrets-key"), true).unwrap();
         let mut clients = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for (user, _, _) in USERS {
             let (id, secret) = wharf::admin::create_access_key(&store, &secrets, user, &names)
                 .await
@@ -106,6 +108,7 @@ impl Wharf {
                 .retry_config(RetryConfig::disabled())
                 .build();
             clients.insert(user, Client::from_conf(config));
+            keys.insert(user, (id, secret));
         }
         drop(store);
         let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -132,6 +135,7 @@ impl Wharf {
             child: Some(child),
             http: reqwest::Client::new(),
             clients,
+            keys,
         };
         for _ in 0..200 {
             if wharf.http.get(wharf.url("/healthz")).send().await.is_ok() {
@@ -148,6 +152,51 @@ impl Wharf {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// An ELBv2 Query call (`Action` with `params`) signed as `user`; its
+    /// XML answer, which must be a success.
+    async fn elb(&self, user: &str, action: &str, params: &[(&str, &str)]) -> String {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", action)
+            .append_pair("Version", "2015-12-01");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        let body = form.finish();
+        let (id, secret) = &self.keys[user];
+        let identity = Credentials::new(id, secret, None, None, "test").into();
+        let signing = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("elasticloadbalancing")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let url = self.url("/");
+        let host = format!("127.0.0.1:{}", self.port);
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let headers = [("host", host.as_str()), ("content-type", content_type)];
+        let signable = SignableRequest::new(
+            "POST",
+            &url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &signing).unwrap().into_parts();
+        let mut request = self.http.post(&url).header("content-type", content_type);
+        for (k, v) in instructions.headers() {
+            request = request.header(k, v);
+        }
+        let r = request.body(body).send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{action}: {text}");
+        text
     }
 
     /// Registers `family` as `user`: one container `main` of `repo:1`
@@ -777,4 +826,103 @@ async fn task_pages_show_exit_codes_and_logs_and_follow_new_lines() {
             let _ = engine.remove(&c.id).await;
         }
     }
+}
+
+/// A load-balanced service's page shows its target group's targets and
+/// their health (what DescribeTargetHealth says), to those who see the service.
+#[tokio::test]
+async fn load_balanced_services_show_their_targets_health() {
+    let w = Wharf::start(NO_DOCKER).await;
+    push_image(&w, "team/web", b"not a real layer".to_vec()).await;
+    let answer = w
+        .elb(
+            "olga",
+            "CreateTargetGroup",
+            &[
+                ("Name", "web"),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("TargetType", "instance"),
+            ],
+        )
+        .await;
+    let group = capture(&answer, "<TargetGroupArn>([^<]+)</TargetGroupArn>")
+        .pop()
+        .unwrap();
+    let olga = w.ecs("olga");
+    olga.register_task_definition()
+        .family("web")
+        .network_mode(NetworkMode::Bridge)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("main")
+                .image(format!("localhost:{}/team/web:1", w.port))
+                .memory(64)
+                .port_mappings(
+                    aws_sdk_ecs::types::PortMapping::builder()
+                        .container_port(8080)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    olga.create_service()
+        .service_name("api")
+        .task_definition("web")
+        .desired_count(0)
+        .load_balancers(
+            aws_sdk_ecs::types::LoadBalancer::builder()
+                .target_group_arn(&group)
+                .container_name("main")
+                .container_port(8080)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut browser = w.signed_in("olga").await;
+    let page = browser.get("/ui/clusters/default/services/api").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Target health"));
+    assert!(
+        page.body.contains("No targets registered."),
+        "{}",
+        page.body
+    );
+
+    // A target registered by hand (the embedded instance's port 8080).
+    let cluster = browser.get("/ui/clusters/default").await;
+    let action = drain_action(&cluster).unwrap();
+    let instance = action.split('/').nth(5).unwrap().to_string();
+    w.elb(
+        "olga",
+        "RegisterTargets",
+        &[
+            ("TargetGroupArn", &group),
+            ("Targets.member.1.Id", &instance),
+            ("Targets.member.1.Port", "8080"),
+        ],
+    )
+    .await;
+    let page = browser.get("/ui/clusters/default/services/api").await;
+    assert_eq!(page.status, 200);
+    let targets = capture(
+        &page.body,
+        r#"<tr><td><code>([^<]+)</code></td><td class="num">8080</td><td><span class="badge status [a-z]*">([a-z]+)</span>"#,
+    );
+    assert_eq!(targets, [instance.clone()], "{}", page.body);
+
+    // alice may push the service's images: she sees it, and its targets.
+    let mut alice = w.signed_in("alice").await;
+    let page = alice.get("/ui/clusters/default/services/api").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&format!("<code>{instance}</code>")));
+    // carol may not: the service does not exist for her.
+    let mut carol = w.signed_in("carol").await;
+    assert_eq!(
+        carol.get("/ui/clusters/default/services/api").await.status,
+        404
+    );
 }
