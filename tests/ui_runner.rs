@@ -13,6 +13,7 @@
 
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     reason = "test helpers abort the test on failure"
 )]
@@ -912,7 +913,7 @@ async fn load_balanced_services_show_their_targets_health() {
         &page.body,
         r#"<tr><td><code>([^<]+)</code></td><td class="num">8080</td><td><span class="badge status [a-z]*">([a-z]+)</span>"#,
     );
-    assert_eq!(targets, [instance.clone()], "{}", page.body);
+    assert_eq!(targets, std::slice::from_ref(&instance), "{}", page.body);
 
     // alice may push the service's images: she sees it, and its targets.
     let mut alice = w.signed_in("alice").await;
