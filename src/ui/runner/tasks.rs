@@ -77,7 +77,7 @@ pub async fn list(
                     th scope="col" { "Task definition" }
                     th scope="col" { "Status" }
                     th scope="col" { "Health" }
-                    th scope="col" { "Started by" }
+                    th scope="col" { "Started by / group" }
                     th scope="col" { "Created" }
                     th scope="col" { "Stopped" }
                 } }
@@ -89,7 +89,10 @@ pub async fn list(
                             td { code { (definition_name(&t.task_definition_arn)) } }
                             td { (status(t.last_status.as_str())) }
                             td { (status(t.health_status.as_str())) }
-                            td { @if let Some(by) = t.started_by.as_deref().or(t.group.as_deref()) { code { (by) } } }
+                            td {
+                                @if let Some(by) = &t.started_by { code { (by) } }
+                                @else if let Some(group) = &t.group { code.muted { (group) } }
+                            }
                             td { (seconds(t.created_at)) }
                             td {
                                 @if let Some(at) = t.stopped_at { (seconds(at)) }
