@@ -434,9 +434,7 @@ async fn removing_a_user_revokes_their_access_keys() {
     // thread, and a write transaction of its own left waiting there would
     // hold the lock the command needs.
     let mut command = common::wharf_cli(dir.path());
-    command
-        .args(["user", "remove", "dave", "--data-dir"])
-        .arg(dir.path());
+    command.args(["user", "remove", "dave", "--data-dir"]).arg(dir.path());
     let out = tokio::process::Command::from(command)
         .output()
         .await
