@@ -57,6 +57,8 @@ pub struct AppState {
     pub scaling: Option<Scaling>,
     /// What each connection and client may hold open.
     pub connections: ConnectionLimits,
+    /// The console's task log streams open now (capped per process).
+    pub log_tails: crate::ui::runner::LogTails,
 }
 
 impl FromRef<AppState> for crate::ui::Console {
@@ -65,6 +67,8 @@ impl FromRef<AppState> for crate::ui::Console {
             registry: state.registry.clone(),
             auth: state.auth.clone(),
             notifier: state.notifier.clone(),
+            runner: state.runner.clone(),
+            log_tails: state.log_tails.clone(),
         }
     }
 }
@@ -283,6 +287,7 @@ impl AppState {
                 grace: Duration::from_secs(config.limits.request_body_timeout_seconds),
                 min_rate: config.limits.request_body_min_rate,
             },
+            log_tails: Default::default(),
         };
         Ok((state, background))
     }

@@ -11,6 +11,8 @@ use super::error::UiError;
 const CSS: &str = include_str!("static/app.css");
 const JS: &str = include_str!("static/app.js");
 const ICON: &str = include_str!("static/icon.svg");
+/// The task page's log tail (server-sent events); loaded by that page only.
+const LOGTAIL: &str = include_str!("static/logtail.js");
 
 /// FNV-1a over the files: cheap, computed at compile time.
 const fn fnv1a(parts: &[&str]) -> u64 {
@@ -29,7 +31,7 @@ const fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
-const VERSION: u64 = fnv1a(&[CSS, JS, ICON]);
+const VERSION: u64 = fnv1a(&[CSS, JS, ICON, LOGTAIL]);
 
 /// The path segment naming this build's assets.
 pub fn version() -> String {
@@ -48,6 +50,10 @@ pub fn js_path() -> String {
     format!("/ui/static/{}/app.js", version())
 }
 
+pub fn logtail_path() -> String {
+    format!("/ui/static/{}/logtail.js", version())
+}
+
 /// `GET /ui/static/{version}/{file}`: only this build's version exists.
 pub async fn serve(Path((v, file)): Path<(String, String)>) -> Result<Response, UiError> {
     if v != version() {
@@ -56,6 +62,7 @@ pub async fn serve(Path((v, file)): Path<(String, String)>) -> Result<Response, 
     let (body, kind) = match file.as_str() {
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "app.js" => (JS, "text/javascript; charset=utf-8"),
+        "logtail.js" => (LOGTAIL, "text/javascript; charset=utf-8"),
         "icon.svg" => (ICON, "image/svg+xml"),
         _ => return Err(UiError::NotFound),
     };

@@ -9,7 +9,9 @@
 //! `auth`'s grants) → a thin handler that makes one or two service calls →
 //! [`layout`]. Errors are [`error::UiError`], mapped to a page in one place.
 //! May use `auth`, `registry`, `oci`, `http` and `notifications` (and the
-//! store's error type, as the other adapters do); no other adapter.
+//! store's error type, as the other adapters do); the runner pages
+//! ([`runner`]) also `runner` and the balancer's read side. No other
+//! adapter (not `ecs`: its rules come through `auth` and `runner`).
 
 pub mod access;
 pub mod assets;
@@ -20,6 +22,7 @@ pub mod layout;
 pub mod login;
 pub mod paging;
 pub mod repositories;
+pub mod runner;
 pub mod session;
 pub mod tags;
 
@@ -49,6 +52,10 @@ pub struct Console {
     pub auth: Arc<Auth>,
     /// Webhook events of console deletes, as `/v2/` sends them.
     pub notifier: Notifier,
+    /// The task runner; `None` when it is off (its pages are then missing).
+    pub runner: Option<crate::runner::Runner>,
+    /// The log streams open now (one set per process).
+    pub log_tails: runner::LogTails,
 }
 
 /// The console's routes, with their headers and CSRF secret.
@@ -67,6 +74,7 @@ where
             "/ui/r/{*rest}",
             get(repository_page).post(repository_action),
         )
+        .merge(runner::routes())
         .route("/ui/{*rest}", get(not_found).post(not_found))
         // Route layers: they must not reach the merged application's
         // fallback (a `/favicon.ico` 404 would set a console cookie).

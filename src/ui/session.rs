@@ -43,6 +43,7 @@ use subtle::ConstantTimeEq;
 
 use super::Console;
 use super::error::UiError;
+use super::runner::access::may_see_runner;
 use crate::auth::{Mode, Principal, SessionClaims};
 use crate::http::PeerAddr;
 
@@ -195,6 +196,8 @@ pub struct Viewer {
     pub csrf: String,
     /// Whether sign-in exists at all (not open mode).
     pub enforced: bool,
+    /// Whether the viewer may see the runner pages (the "Runner" link).
+    pub runner: bool,
 }
 
 /// The session's claims when the cookie holds a valid one bound to `csrf`.
@@ -225,6 +228,11 @@ where
             .ok_or(UiError::Csrf)?;
         if console.auth.mode == Mode::Open {
             return Ok(Viewer {
+                runner: may_see_runner(
+                    &console.auth,
+                    console.runner.as_ref(),
+                    &Principal::Anonymous,
+                ),
                 principal: Principal::Anonymous,
                 name: None,
                 csrf,
@@ -237,6 +245,7 @@ where
                 Ok(principal) => {
                     return Ok(Viewer {
                         name: Some(principal.subject()),
+                        runner: may_see_runner(&console.auth, console.runner.as_ref(), &principal),
                         principal,
                         csrf,
                         enforced: true,
@@ -263,6 +272,7 @@ where
             name: None,
             csrf,
             enforced: true,
+            runner: false,
         })
     }
 }
