@@ -27,11 +27,12 @@
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),
 //!   `http` (request id, `InternalCause`, `Retry-After`, the query string,
 //!   the peer address, the 503-vs-500 `Fault`), `glob`, `body`, `metrics`,
-//!   `tls`, `connections`, `sendfile` (zero-copy blob bodies on plain
+//!   `tls`, `connections`, `audit` (recording the audit log over `storage`), `sendfile` (zero-copy blob bodies on plain
 //!   HTTP/1), `notifications`.
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod autoscaling;
 pub mod aws;
