@@ -10,8 +10,8 @@
 //! and its one change is worth the wait.
 //!
 //! Actors: a user's name, `token:NAME` for an access token, [`ANONYMOUS`],
-//! or [`SERVER`] for the server's own work (scheduled collections and
-//! lifecycle runs). Failed sign-ins are recorded at most once per client
+//! [`SERVER`] for the server's own work (scheduled collections and
+//! lifecycle runs), or `cli:USER` for a command on the host ([`cli_actor`]). Failed sign-ins are recorded at most once per client
 //! address per minute ([`FailureGate`]), so a password-guessing flood cannot
 //! write unbounded rows. May use `storage` and `metrics` only.
 
@@ -44,6 +44,19 @@ pub fn actor(subject: &str) -> &str {
         ANONYMOUS
     } else {
         subject
+    }
+}
+
+/// The actor of a command run on the server's host (`wharf user`, `wharf
+/// token`, `wharf gc`): `cli:` and the operating-system user when known.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default();
+    if user.is_empty() {
+        "cli".into()
+    } else {
+        format!("cli:{user}")
     }
 }
 

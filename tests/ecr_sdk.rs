@@ -82,9 +82,15 @@ async fn fixture() -> Fixture {
     let mut clients = Vec::new();
     for user in USERS {
         let secrets = server.auth.login.secrets();
-        let (id, secret) = wharf::admin::create_access_key(&store, secrets, user, &names)
-            .await
-            .unwrap();
+        let (id, secret) = wharf::admin::create_access_key(
+            &store,
+            secrets,
+            user,
+            &names,
+            wharf::admin::By::unrecorded(),
+        )
+        .await
+        .unwrap();
         clients.push(client(&server, &id, &secret));
     }
     let [alice, bob, carol] = clients.try_into().ok().unwrap();
@@ -203,9 +209,15 @@ async fn sdk_signs_and_wharf_checks_who_it_is() {
     );
     let store = SqlMetadata::open(&f.server.database).await.unwrap();
     let secrets = f.server.auth.login.secrets();
-    let (id, _) = wharf::admin::create_access_key(&store, secrets, "alice", &["alice".into()])
-        .await
-        .unwrap();
+    let (id, _) = wharf::admin::create_access_key(
+        &store,
+        secrets,
+        "alice",
+        &["alice".into()],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let forger = client(&f.server, &id, "not-the-secret");
     assert_eq!(
         code(forger.describe_repositories().send().await),

@@ -40,6 +40,22 @@ crate::aws::operations! {
 }
 
 impl Operation {
+    /// The audit log's action for an operation that changes a repository or
+    /// its policies (recorded once it succeeded); `None` for the others
+    /// (reads, and pushes and deletes, which the notifier records).
+    pub fn audited(&self) -> Option<&'static str> {
+        Some(match self {
+            Operation::CreateRepository => "repository.create",
+            Operation::DeleteRepository => "repository.delete",
+            Operation::PutImageTagMutability => "policy.tag_mutability",
+            Operation::PutLifecyclePolicy => "policy.lifecycle",
+            Operation::DeleteLifecyclePolicy => "policy.lifecycle.delete",
+            Operation::SetRepositoryPolicy => "policy.repository",
+            Operation::DeleteRepositoryPolicy => "policy.repository.delete",
+            _ => return None,
+        })
+    }
+
     /// What the caller needs. A repository policy names the operation's own
     /// `ecr:` action (ECR checks ListImageReferrers as `ecr:BatchGetImage`);
     /// when it is silent, the configuration's rules decide: reads (previews

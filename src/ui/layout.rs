@@ -29,7 +29,10 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/ui/" { "Wharf" }
-                    nav aria-label="Main" { a href="/ui/" { "Repositories" } }
+                    nav aria-label="Main" {
+                        a href="/ui/" { "Repositories" }
+                        @if viewer.is_some_and(|v| v.operator) { " " a href="/ui/admin/" { "Admin" } }
+                    }
                     button #theme-toggle type="button" hidden { "Theme" }
                     @if let Some(v) = viewer {
                         @match &v.name {

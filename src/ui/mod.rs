@@ -9,9 +9,12 @@
 //! `auth`'s grants) → a thin handler that makes one or two service calls →
 //! [`layout`]. Errors are [`error::UiError`], mapped to a page in one place.
 //! May use `auth`, `registry`, `oci`, `http` and `notifications` (and the
-//! store's error type, as the other adapters do); no other adapter.
+//! store's error type, as the other adapters do), and, for the operator
+//! pages, `admin` and the store's credential and audit areas; no other
+//! adapter.
 
 pub mod access;
+pub mod admin;
 pub mod assets;
 pub mod delete;
 pub mod error;
@@ -49,6 +52,8 @@ pub struct Console {
     pub auth: Arc<Auth>,
     /// Webhook events of console deletes, as `/v2/` sends them.
     pub notifier: Notifier,
+    /// What the operator pages use ([`admin`]).
+    pub operators: admin::Operators,
 }
 
 /// The console's routes, with their headers and CSRF secret.
@@ -68,6 +73,7 @@ where
             get(repository_page).post(repository_action),
         )
         .route("/ui/{*rest}", get(not_found).post(not_found))
+        .merge(admin::routes())
         // Route layers: they must not reach the merged application's
         // fallback (a `/favicon.ico` 404 would set a console cookie).
         .route_layer(axum::middleware::from_fn_with_state(

@@ -38,7 +38,7 @@ use subtle::ConstantTimeEq;
 
 use super::Console;
 use super::error::UiError;
-use crate::auth::{Mode, Principal, SessionClaims};
+use crate::auth::{EcsNeed, Mode, Principal, SessionClaims};
 use crate::http::PeerAddr;
 
 /// The session cookie; scoped to `/ui`.
@@ -166,6 +166,8 @@ pub struct Viewer {
     pub csrf: String,
     /// Whether sign-in exists at all (not open mode).
     pub enforced: bool,
+    /// Whether the viewer may use the operator pages (`ui::admin`).
+    pub operator: bool,
 }
 
 /// The session's claims when the cookie holds a valid one bound to `csrf`.
@@ -195,12 +197,14 @@ where
                 name: None,
                 csrf,
                 enforced: false,
+                operator: true,
             });
         }
         if let Some(claims) = session(&console, &parts.headers, &csrf) {
             match console.auth.login.refresh(&claims.refresh_claims()).await {
                 Ok(principal) => {
                     return Ok(Viewer {
+                        operator: console.auth.admits_ecs(&principal, EcsNeed::Operator),
                         name: Some(principal.subject()),
                         principal,
                         csrf,
@@ -228,6 +232,7 @@ where
             name: None,
             csrf,
             enforced: true,
+            operator: false,
         })
     }
 }
