@@ -318,7 +318,8 @@ async fn pushes_deletes_and_sign_ins_are_in_the_audit_log_with_their_actor() {
 }
 
 /// Every operator page and action, with a form that would change something.
-const PAGES: [&str; 9] = [
+const PAGES: [&str; 10] = [
+    "/ui/admin",
     "/ui/admin/",
     "/ui/admin/storage",
     "/ui/admin/users",

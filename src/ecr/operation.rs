@@ -266,4 +266,25 @@ mod tests {
             assert_eq!(Operation::parse(name), None, "{name:?}");
         }
     }
+    /// Changes to repositories and their policies are audited; reads, and
+    /// pushes and deletes (recorded by the notifier), are not.
+    #[test]
+    fn audited_operations() {
+        use Operation::*;
+        assert_eq!(CreateRepository.audited(), Some("repository.create"));
+        assert_eq!(SetRepositoryPolicy.audited(), Some("policy.repository"));
+        assert_eq!(PutLifecyclePolicy.audited(), Some("policy.lifecycle"));
+        assert_eq!(
+            PutImageTagMutability.audited(),
+            Some("policy.tag_mutability")
+        );
+        for quiet in [
+            GetRepositoryPolicy,
+            PutImage,
+            BatchDeleteImage,
+            DescribeRepositories,
+        ] {
+            assert_eq!(quiet.audited(), None);
+        }
+    }
 }

@@ -61,7 +61,7 @@ where
     Router::new()
         .route(
             "/ui/admin",
-            get(|| async { axum::response::Redirect::to("/ui/admin/") }),
+            get(|_: Operator| async { axum::response::Redirect::to("/ui/admin/") }),
         )
         .route("/ui/admin/", get(storage::page))
         .route("/ui/admin/storage", get(storage::page))
