@@ -295,6 +295,21 @@ async fn pushes_deletes_and_sign_ins_are_in_the_audit_log_with_their_actor() {
         .unwrap();
     assert_eq!(rows.len(), 1);
 
+    // A console delete is recorded as the signed-in user's.
+    push_as(&s, BOB, "team/app", "v2").await;
+    let confirm = alice.get("/ui/r/team/app/-/delete/v2").await;
+    let done = alice
+        .post(
+            "/ui/r/team/app/-/delete/v2",
+            &[("csrf", &confirm.csrf()), ("what", "untag")],
+        )
+        .await;
+    assert_eq!(done.status, 303);
+    audited(&db, "console delete", |e| {
+        e.action == "delete" && e.actor == "alice" && e.target == "v2"
+    })
+    .await;
+
     // The console shows it all, newest first, filtered.
     let page = alice.get("/ui/admin/audit").await;
     assert_eq!(page.status, 200);
