@@ -1,8 +1,11 @@
-//! Operator commands behind `wharf user` and `wharf token`: they work on the
-//! credential store directly, so they run while the server runs too.
+//! Operator commands behind `wharf user` and `wharf token` and the
+//! console's operator pages: they work on the credential store directly, so
+//! they run while the server runs too. Each change is recorded in the audit
+//! log as its [`By`]'s, here, whoever calls.
 
 use std::time::Duration;
 
+use crate::audit::Audit;
 use crate::auth::{Scope, SecretsKey, hash_password, new_access_token};
 use crate::storage::{
     AccessKeyRecord, CredentialStore, CredentialStoreError, MetadataError, UserRecord, UserRemoval,
@@ -16,6 +19,33 @@ pub enum AdminError {
     NotFound(&'static str, String),
     #[error(transparent)]
     Store(#[from] MetadataError),
+}
+
+/// Who makes a change, and the audit log it is recorded in.
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    pub audit: &'a Audit,
+    /// The actor (see [`crate::audit`]).
+    pub actor: &'a str,
+}
+
+impl By<'static> {
+    /// A change recorded nowhere: for tests and tools without an audit log.
+    pub fn unrecorded() -> By<'static> {
+        static OFF: std::sync::OnceLock<Audit> = std::sync::OnceLock::new();
+        By {
+            audit: OFF.get_or_init(Audit::default),
+            actor: "",
+        }
+    }
+}
+
+impl By<'_> {
+    async fn record(&self, action: &str, target: &str, detail: &str) {
+        self.audit
+            .record(self.actor, action, "", target, detail)
+            .await;
+    }
 }
 
 fn valid_name(name: &str) -> Result<(), AdminError> {
@@ -48,9 +78,11 @@ pub async fn add_user(
     name: &str,
     password: &str,
     groups: Vec<String>,
+    by: By<'_>,
 ) -> Result<(), AdminError> {
     valid_name(name)?;
     let password_hash = hashed(password)?;
+    let detail = format!("groups={}", groups.join(","));
     store
         .put_user(&UserRecord {
             name: name.into(),
@@ -58,6 +90,7 @@ pub async fn add_user(
             groups,
         })
         .await?;
+    by.record("user.add", name, &detail).await;
     Ok(())
 }
 
@@ -65,6 +98,7 @@ pub async fn set_password(
     store: &dyn CredentialStore,
     name: &str,
     password: &str,
+    by: By<'_>,
 ) -> Result<(), AdminError> {
     let mut user = store
         .user(name)
@@ -72,6 +106,7 @@ pub async fn set_password(
         .ok_or_else(|| AdminError::NotFound("user", name.into()))?;
     user.password_hash = hashed(password)?;
     store.put_user(&user).await?;
+    by.record("user.password", name, "").await;
     Ok(())
 }
 
@@ -82,9 +117,12 @@ pub async fn set_password(
 pub async fn remove_user(
     store: &dyn CredentialStore,
     name: &str,
+    by: By<'_>,
 ) -> Result<UserRemoval, AdminError> {
     let removed = store.delete_user(name).await?;
     if removed.user || removed.access_keys > 0 {
+        let detail = format!("access_keys={}", removed.access_keys);
+        by.record("user.remove", name, &detail).await;
         Ok(removed)
     } else {
         Err(AdminError::NotFound("user", name.into()))
@@ -119,6 +157,7 @@ pub async fn create_token(
     name: &str,
     scopes: &[String],
     expires: Option<Duration>,
+    by: By<'_>,
 ) -> Result<String, AdminError> {
     valid_name(name)?;
     if scopes.is_empty() {
@@ -138,11 +177,19 @@ pub async fn create_token(
         e @ CredentialStoreError::TokenNameTaken(_) => AdminError::Invalid(e.to_string()),
         CredentialStoreError::Store(e) => e.into(),
     })?;
+    let expiry = expires.map_or("never".to_string(), |d| format!("{}s", d.as_secs()));
+    let detail = format!("scopes={} expires={expiry}", record.scopes.join(" "));
+    by.record("token.create", name, &detail).await;
     Ok(secret)
 }
 
-pub async fn revoke_token(store: &dyn CredentialStore, name: &str) -> Result<(), AdminError> {
+pub async fn revoke_token(
+    store: &dyn CredentialStore,
+    name: &str,
+    by: By<'_>,
+) -> Result<(), AdminError> {
     if store.delete_access_token(name).await? {
+        by.record("token.revoke", name, "").await;
         Ok(())
     } else {
         Err(AdminError::NotFound("access token", name.into()))
@@ -157,6 +204,7 @@ pub async fn create_access_key(
     secrets: &SecretsKey,
     user: &str,
     config_users: &[String],
+    by: By<'_>,
 ) -> Result<(String, String), AdminError> {
     if store.user(user).await?.is_none() && !config_users.iter().any(|u| u == user) {
         return Err(AdminError::NotFound("user", user.into()));
@@ -174,11 +222,18 @@ pub async fn create_access_key(
             created_at_ms,
         })
         .await?;
+    by.record("access_key.create", &id, &format!("user={user}"))
+        .await;
     Ok((id, secret))
 }
 
-pub async fn revoke_access_key(store: &dyn CredentialStore, id: &str) -> Result<(), AdminError> {
+pub async fn revoke_access_key(
+    store: &dyn CredentialStore,
+    id: &str,
+    by: By<'_>,
+) -> Result<(), AdminError> {
     if store.delete_access_key(id).await? {
+        by.record("access_key.delete", id, "").await;
         Ok(())
     } else {
         Err(AdminError::NotFound("access key", id.into()))

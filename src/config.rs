@@ -42,6 +42,7 @@ pub struct Config {
     pub scaling: ScalingConfig,
     pub connections: ConnectionsConfig,
     pub notifications: crate::notifications::NotificationsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +121,21 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// The audit log of pushes, deletes, policy changes, sign-ins, credentials
+/// and maintenance runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are pruned (hourly); 0 keeps all.
+    pub retention_days: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// Online garbage collection (`wharf gc` runs one now).
@@ -312,6 +328,7 @@ impl Default for Config {
             scaling: ScalingConfig::default(),
             connections: ConnectionsConfig::default(),
             notifications: Default::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

@@ -17,7 +17,8 @@
 //!   the request log) labels `/v2/` requests by `oci::api::Route`; `ui`
 //!   (the web console at `/ui/`: server-rendered pages over `registry`,
 //!   authorized by `auth` with the same grants as `/v2/`).
-//! - `admin`: the `wharf user` / `wharf token` commands over `auth` and `storage`.
+//! - `admin`: the `wharf user` / `wharf token` commands and the console's operator
+//!   pages' changes, over `auth`, `storage` and `audit`.
 //! - `auth`: who is asking and may they (`Auth::check` of a `Need`,
 //!   `Auth::may_call` of an ECR action, `Auth::admits_ecs` of an ECS need);
 //!   open mode and the anonymous rules are applied there.
@@ -27,11 +28,12 @@
 //! - Low layers used by all: `oci` (outside `api`: digests, names, manifests),
 //!   `http` (request id, `InternalCause`, `Retry-After`, the query string,
 //!   the peer address, the 503-vs-500 `Fault`), `glob`, `body`, `metrics`,
-//!   `tls`, `connections`, `sendfile` (zero-copy blob bodies on plain
+//!   `tls`, `connections`, `audit` (recording the audit log over `storage`), `sendfile` (zero-copy blob bodies on plain
 //!   HTTP/1), `notifications`.
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod autoscaling;
 pub mod aws;

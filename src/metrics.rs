@@ -67,6 +67,8 @@ pub struct Metrics {
     pub notifications_sent: Counter,
     pub notifications_failed: Counter,
     pub notifications_dropped: Counter,
+    pub audit_dropped: Counter,
+    pub audit_failed: Counter,
 }
 
 impl Metrics {
@@ -204,6 +206,18 @@ impl Metrics {
             "Webhook events dropped because an endpoint's queue was full",
             notifications_dropped.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit log entries dropped because the writer's queue was full",
+            audit_dropped.clone(),
+        );
+        let audit_failed = Counter::default();
+        registry.register(
+            "audit_failed",
+            "Audit log entries the database refused to record",
+            audit_failed.clone(),
+        );
         let service_cpu = Family::<ServiceLabels, Ratio>::default();
         registry.register(
             "service_cpu_utilization_percent",
@@ -232,6 +246,8 @@ impl Metrics {
             notifications_sent,
             notifications_failed,
             notifications_dropped,
+            audit_dropped,
+            audit_failed,
             requests,
             request_seconds,
             bytes_received,

@@ -129,11 +129,15 @@ struct Route {
     queue: mpsc::Sender<Value>,
 }
 
-/// The sending half, shared by every request; cheap to clone.
+/// The sending half, shared by every request; cheap to clone. It also
+/// records manifest pushes and deletes in the audit log: every path that
+/// pushes or deletes (`/v2/`, ECR, the console) reports here, so this is
+/// the one place they are recorded.
 #[derive(Clone, Default)]
 pub struct Notifier {
     routes: std::sync::Arc<Vec<Route>>,
     source: String,
+    audit: crate::audit::Audit,
 }
 
 /// The delivering half of one endpoint, run by the server beside the HTTP loop.
@@ -154,6 +158,7 @@ impl Notifier {
                 Notifier {
                     routes: Default::default(),
                     source,
+                    audit: Default::default(),
                 },
                 Vec::new(),
             );
@@ -184,12 +189,23 @@ impl Notifier {
         let notifier = Notifier {
             routes: std::sync::Arc::new(routes),
             source,
+            audit: Default::default(),
         };
         (notifier, deliveries)
     }
 
-    /// Enqueues events for every interested endpoint; never waits.
+    /// Records requests' manifest pushes and deletes in `audit` too.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Enqueues events for every interested endpoint; never waits. Pushes
+    /// and deletes of manifests and tags made by requests are also recorded
+    /// in the audit log (a job's deletions are recorded by the job, once
+    /// per run, not once per manifest).
     pub fn notify(&self, notices: &[Notice], origin: &Origin) {
+        self.audit_requests(notices, origin);
         for notice in notices {
             let mut event = None;
             for route in self
@@ -202,6 +218,35 @@ impl Notifier {
                     metrics().notifications_dropped.inc();
                 }
             }
+        }
+    }
+
+    fn audit_requests(&self, notices: &[Notice], origin: &Origin) {
+        if origin.method.is_empty() {
+            return;
+        }
+        for n in notices {
+            let action = match n.action {
+                Action::Push => "push",
+                Action::Delete => "delete",
+                Action::Pull => continue,
+            };
+            // Blobs come and go with their manifests; only these are recorded.
+            if n.media_type.as_deref() == Some("application/octet-stream") {
+                continue;
+            }
+            let target = n.tag.as_deref().or(n.digest.as_deref()).unwrap_or_default();
+            let mut detail = format!("client={}", origin.addr);
+            if n.tag.is_some()
+                && let Some(d) = &n.digest
+            {
+                detail.push_str(&format!(" digest={d}"));
+            }
+            if let Some(size) = n.size {
+                detail.push_str(&format!(" size={size}"));
+            }
+            self.audit
+                .record_now(&origin.actor, action, &n.repository, target, &detail);
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{Audit, AuditWriter};
 use crate::auth::{
     self, Auth, Authenticator, KeyError, Mode, Policy, RepositoryPolicies, SecretsKey, SigningKey,
     TokenIssuer, generate_pem,
@@ -59,6 +60,8 @@ pub struct AppState {
     pub connections: ConnectionLimits,
     /// The console's task log streams open now (capped per process).
     pub log_tails: crate::ui::runner::LogTails,
+    /// What the console's operator pages use beyond the registry and auth.
+    pub operators: crate::ui::admin::Operators,
 }
 
 impl FromRef<AppState> for crate::ui::Console {
@@ -69,6 +72,7 @@ impl FromRef<AppState> for crate::ui::Console {
             notifier: state.notifier.clone(),
             runner: state.runner.clone(),
             log_tails: state.log_tails.clone(),
+            operators: state.operators.clone(),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Background {
     )>,
     /// Service auto scaling: the sampler of tasks' use and the target tracking loop.
     scaling: Option<(Sampler, Scaler)>,
+    /// The audit log's writer (and its pruning).
+    audit: AuditWriter,
 }
 
 impl Background {
@@ -102,6 +108,7 @@ impl Background {
         deliveries: Vec<Delivery>,
         runner: Option<Runner>,
         scaling: Option<&Scaling>,
+        (audit, audit_writer): (&Audit, AuditWriter),
     ) -> Background {
         let lifecycle = (config.ecr.lifecycle_interval_seconds > 0).then(|| {
             let interval = Duration::from_secs(config.ecr.lifecycle_interval_seconds);
@@ -111,6 +118,7 @@ impl Background {
             let interval = Duration::from_secs(config.gc.interval_seconds);
             GcSchedule::new(registry.clone(), config.gc.policy(), interval)
                 .with_notifier(notifier.clone())
+                .with_audit(audit.clone())
         });
         let scrub = registry.scrub_schedule(
             Duration::from_secs(config.storage.scrub_interval_seconds),
@@ -151,12 +159,14 @@ impl Background {
             runner,
             balancer,
             scaling,
+            audit: audit_writer,
         }
     }
 
     /// Starts every job on a task of its own; each ends once `stop` is cancelled.
     pub fn spawn(self, stop: &CancellationToken) -> JoinSet<()> {
         let mut jobs = JoinSet::new();
+        jobs.spawn(self.audit.run(stop.clone()));
         if let Some(lifecycle) = self.lifecycle {
             jobs.spawn(lifecycle.run(stop.clone()));
         }
@@ -234,13 +244,17 @@ impl AppState {
     pub async fn open(config: &Config) -> Result<(AppState, Background), StartupError> {
         let storage = open_storage(config).await?;
         let registry = registry_over(config, &storage);
-        let auth = Arc::new(open_auth(config, storage.database.clone()).await?);
+        // Entries go through a queue to one writer, so requests never wait on it.
+        let (audit, audit_writer) = Audit::queued(storage.database.clone(), crate::audit::QUEUE);
+        let audit_writer = audit_writer.with_retention_days(config.audit.retention_days);
+        let auth = Arc::new(open_auth(config, storage.database.clone(), audit.clone()).await?);
         let runner = match config.runner.enabled {
             true => Some(open_runner(config, &storage, &registry, &auth).await?),
             false => None,
         };
         let (notifier, deliveries) =
             Notifier::new(&config.notifications, config.listen.to_string());
+        let notifier = notifier.with_audit(audit.clone());
         // The runner's: services register targets with the one the API changes.
         let balancer = runner.as_ref().and_then(|r| r.balancer().cloned());
         let scaling = runner.as_ref().map(|runner| {
@@ -263,8 +277,21 @@ impl AppState {
             deliveries,
             runner.clone(),
             scaling.as_ref(),
+            (&audit, audit_writer),
         );
+        let operators = crate::ui::admin::Operators {
+            gc: config.gc.policy(),
+            credentials: storage.database.clone(),
+            audit_log: storage.database.clone(),
+            config_users: config
+                .auth
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.groups.clone()))
+                .collect(),
+        };
         let state = AppState {
+            operators,
             notifier,
             runner,
             balancer,
@@ -336,13 +363,21 @@ pub async fn open_registry(config: &Config) -> Result<Registry, StartupError> {
     Ok(registry_over(config, &open_storage(config).await?))
 }
 
+/// [`open_registry`] with an audit log written directly (no background
+/// writer): for `wharf gc`, whose runs are recorded like the server's.
+pub async fn open_registry_audited(config: &Config) -> Result<(Registry, Audit), StartupError> {
+    let storage = open_storage(config).await?;
+    let audit = Audit::direct(storage.database.clone());
+    Ok((registry_over(config, &storage), audit))
+}
+
 /// The task runner alone, with the registry and auth it is built with, for
 /// `wharf task logs`: no HTTP parts, no background work. Opened whatever
 /// `runner.enabled` says, so the logs of tasks run earlier stay readable.
 pub async fn open_task_runner(config: &Config) -> Result<Runner, StartupError> {
     let storage = open_storage(config).await?;
     let registry = registry_over(config, &storage);
-    let auth = Arc::new(open_auth(config, storage.database.clone()).await?);
+    let auth = Arc::new(open_auth(config, storage.database.clone(), Audit::default()).await?);
     open_runner(config, &storage, &registry, &auth).await
 }
 
@@ -419,7 +454,11 @@ async fn open_runner(
 /// Builds the auth service and decides whether requests must authenticate:
 /// without any credential Wharf runs open, but only on a loopback address
 /// unless the configuration says so explicitly.
-async fn open_auth(config: &Config, credentials: Arc<SqlMetadata>) -> Result<Auth, StartupError> {
+async fn open_auth(
+    config: &Config,
+    credentials: Arc<SqlMetadata>,
+    audit: Audit,
+) -> Result<Auth, StartupError> {
     let a = &config.auth;
     let default_key = a.signing_key.as_os_str().is_empty();
     let key = if default_key && credentials.dialect() == Dialect::Postgres {
@@ -489,6 +528,7 @@ async fn open_auth(config: &Config, credentials: Arc<SqlMetadata>) -> Result<Aut
         trusted_proxies: TrustedProxies::parse(&a.trusted_proxies)
             .map_err(StartupError::TrustedProxies)?,
         tls: config.tls.enabled(),
+        audit,
     })
 }
 

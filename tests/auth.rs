@@ -351,10 +351,15 @@ async fn access_tokens_work_until_revoked_and_refresh_follows_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let store = SqlMetadata::open(&s.database).await.unwrap();
-    let secret =
-        wharf::admin::create_token(&store, "ci", &["repository:app/*:pull,push".into()], None)
-            .await
-            .unwrap();
+    let secret = wharf::admin::create_token(
+        &store,
+        "ci",
+        &["repository:app/*:pull,push".into()],
+        None,
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
 
     // As a password, with any user name, at the token endpoint and directly.
     let t = token(
@@ -400,7 +405,9 @@ async fn access_tokens_work_until_revoked_and_refresh_follows_revocation() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["scope"], "repository:app/web:pull");
 
-    wharf::admin::revoke_token(&store, "ci").await.unwrap();
+    wharf::admin::revoke_token(&store, "ci", wharf::admin::By::unrecorded())
+        .await
+        .unwrap();
     let r = s
         .http
         .get(s.url("/token?service=wharf"))

@@ -159,9 +159,15 @@ fn ecr(s: &TestServer, id: &str, secret: &str) -> Client {
 }
 
 async fn access_key(s: &TestServer, store: &SqlMetadata, user: &str) -> (String, String) {
-    wharf::admin::create_access_key(store, s.auth.login.secrets(), user, &[ALICE.0.into()])
-        .await
-        .unwrap()
+    wharf::admin::create_access_key(
+        store,
+        s.auth.login.secrets(),
+        user,
+        &[ALICE.0.into()],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -317,9 +323,15 @@ async fn a_new_password_ends_refresh_tokens_and_remembered_passwords() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let store = SqlMetadata::open(&s.database).await.unwrap();
-    wharf::admin::add_user(&store, "carol", "carol-secret-1", vec![])
-        .await
-        .unwrap();
+    wharf::admin::add_user(
+        &store,
+        "carol",
+        "carol-secret-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let token = refresh_token(&s, "carol", "carol-secret-1").await;
     assert_eq!(refresh(&s, &token).await.0, 200);
     let basic = |password: &'static str| {
@@ -330,9 +342,14 @@ async fn a_new_password_ends_refresh_tokens_and_remembered_passwords() {
     };
     assert_eq!(basic("carol-secret-1").await.unwrap().status(), 200);
 
-    wharf::admin::set_password(&store, "carol", "carol-secret-2")
-        .await
-        .unwrap();
+    wharf::admin::set_password(
+        &store,
+        "carol",
+        "carol-secret-2",
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     assert_eq!(refresh(&s, &token).await, (401, "UNAUTHORIZED".into()));
     assert_eq!(
         basic("carol-secret-1").await.unwrap().status(),
@@ -349,15 +366,29 @@ async fn a_removed_user_added_again_does_not_get_old_refresh_tokens_back() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let store = SqlMetadata::open(&s.database).await.unwrap();
-    wharf::admin::add_user(&store, "carol", "carol-secret-1", vec![])
-        .await
-        .unwrap();
+    wharf::admin::add_user(
+        &store,
+        "carol",
+        "carol-secret-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let token = refresh_token(&s, "carol", "carol-secret-1").await;
-    wharf::admin::remove_user(&store, "carol").await.unwrap();
-    assert_eq!(refresh(&s, &token).await, (401, "UNAUTHORIZED".into()));
-    wharf::admin::add_user(&store, "carol", "carol-secret-1", vec![])
+    wharf::admin::remove_user(&store, "carol", wharf::admin::By::unrecorded())
         .await
         .unwrap();
+    assert_eq!(refresh(&s, &token).await, (401, "UNAUTHORIZED".into()));
+    wharf::admin::add_user(
+        &store,
+        "carol",
+        "carol-secret-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     assert_eq!(refresh(&s, &token).await, (401, "UNAUTHORIZED".into()));
 }
 
@@ -392,7 +423,9 @@ async fn an_ecr_login_password_yields_no_refresh_token_outliving_it_or_its_key()
     assert_eq!(refresh(&s, &token).await.0, 200);
 
     // Revoking the key that obtained the password ends both.
-    wharf::admin::revoke_access_key(&store, &id).await.unwrap();
+    wharf::admin::revoke_access_key(&store, &id, wharf::admin::By::unrecorded())
+        .await
+        .unwrap();
     assert_eq!(login(&s, &s.http, "AWS", password, None).await.0, 401);
     assert_eq!(refresh(&s, &token).await, (401, "UNAUTHORIZED".into()));
     // alice's own password still works.
@@ -409,6 +442,7 @@ async fn a_refresh_token_never_outlives_the_access_token_it_came_from() {
         "ci",
         &["repository:pub/*:pull".into()],
         Some(Duration::from_secs(3600)),
+        wharf::admin::By::unrecorded(),
     )
     .await
     .unwrap();
@@ -423,9 +457,15 @@ async fn removing_a_user_revokes_their_access_keys() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let store = SqlMetadata::open(&s.database).await.unwrap();
-    wharf::admin::add_user(&store, "dave", "dave-secret-1", vec![])
-        .await
-        .unwrap();
+    wharf::admin::add_user(
+        &store,
+        "dave",
+        "dave-secret-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let (id, secret) = access_key(&s, &store, "dave").await;
     let dave = ecr(&s, &id, &secret);
     dave.describe_repositories().send().await.unwrap();
@@ -446,9 +486,15 @@ async fn removing_a_user_revokes_their_access_keys() {
         String::from_utf8_lossy(&out.stdout).contains("1 access key"),
         "{out:?}"
     );
-    wharf::admin::add_user(&store, "dave", "dave-secret-1", vec![])
-        .await
-        .unwrap();
+    wharf::admin::add_user(
+        &store,
+        "dave",
+        "dave-secret-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let err = dave.describe_repositories().send().await.unwrap_err();
     assert_eq!(err.code(), Some("UnrecognizedClientException"));
     assert!(store.access_keys(Some("dave")).await.unwrap().is_empty());

@@ -92,9 +92,15 @@ interval_seconds = 0
         let mut keys = Vec::new();
         for user in USERS {
             keys.push(
-                wharf::admin::create_access_key(&store, &secrets, user, &names)
-                    .await
-                    .unwrap(),
+                wharf::admin::create_access_key(
+                    &store,
+                    &secrets,
+                    user,
+                    &names,
+                    wharf::admin::By::unrecorded(),
+                )
+                .await
+                .unwrap(),
             );
         }
         drop(store);

@@ -82,9 +82,15 @@ async fn fixture() -> Fixture {
     let mut clients = Vec::new();
     for user in USERS {
         let secrets = server.auth.login.secrets();
-        let (id, secret) = wharf::admin::create_access_key(&store, secrets, user, &names)
-            .await
-            .unwrap();
+        let (id, secret) = wharf::admin::create_access_key(
+            &store,
+            secrets,
+            user,
+            &names,
+            wharf::admin::By::unrecorded(),
+        )
+        .await
+        .unwrap();
         clients.push(client(&server, &id, &secret));
     }
     let [alice, bob, carol] = clients.try_into().ok().unwrap();
@@ -203,9 +209,15 @@ async fn sdk_signs_and_wharf_checks_who_it_is() {
     );
     let store = SqlMetadata::open(&f.server.database).await.unwrap();
     let secrets = f.server.auth.login.secrets();
-    let (id, _) = wharf::admin::create_access_key(&store, secrets, "alice", &["alice".into()])
-        .await
-        .unwrap();
+    let (id, _) = wharf::admin::create_access_key(
+        &store,
+        secrets,
+        "alice",
+        &["alice".into()],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let forger = client(&f.server, &id, "not-the-secret");
     assert_eq!(
         code(forger.describe_repositories().send().await),
@@ -1208,4 +1220,76 @@ async fn lifecycle_policies_validate_preview_and_report() {
         ),
         "LifecyclePolicyNotFoundException"
     );
+}
+
+/// Repository creation and deletion and policy changes are in the audit log,
+/// with the caller as actor; a refused change is not.
+#[tokio::test]
+async fn repository_and_policy_changes_are_audited() {
+    use wharf::storage::{AuditQuery, AuditStore};
+    let f = fixture().await;
+    let c = &f.alice;
+    c.create_repository()
+        .repository_name("audited")
+        .send()
+        .await
+        .unwrap();
+    let policy = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5}, "action": {"type": "expire"}}]}).to_string();
+    c.put_lifecycle_policy()
+        .repository_name("audited")
+        .lifecycle_policy_text(policy)
+        .send()
+        .await
+        .unwrap();
+    c.put_image_tag_mutability()
+        .repository_name("audited")
+        .image_tag_mutability(ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
+    let refused = f
+        .carol
+        .delete_repository()
+        .repository_name("audited")
+        .send()
+        .await;
+    assert!(refused.is_err());
+    c.delete_repository()
+        .repository_name("audited")
+        .send()
+        .await
+        .unwrap();
+    let store = SqlMetadata::open(&f.server.database).await.unwrap();
+    let expected = [
+        "repository.create",
+        "policy.lifecycle",
+        "policy.tag_mutability",
+        "repository.delete",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut entries = store
+            .audit_entries(&AuditQuery {
+                repository: Some("audited".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        entries.reverse();
+        let seen: Vec<(String, String)> = entries
+            .into_iter()
+            .map(|r| (r.entry.actor, r.entry.action))
+            .collect();
+        if seen.len() >= expected.len() {
+            let want: Vec<(String, String)> = expected
+                .iter()
+                .map(|a| ("alice".to_string(), a.to_string()))
+                .collect();
+            assert_eq!(seen, want);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

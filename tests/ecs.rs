@@ -71,10 +71,15 @@ impl Wharf {
         .unwrap();
         // The key the server finds in its data folder when it starts.
         let secrets = wharf::auth::SecretsKey::load(&dir.path().join("secrets-key"), true).unwrap();
-        let (id, secret) =
-            wharf::admin::create_access_key(&store, &secrets, "alice", &["alice".into()])
-                .await
-                .unwrap();
+        let (id, secret) = wharf::admin::create_access_key(
+            &store,
+            &secrets,
+            "alice",
+            &["alice".into()],
+            wharf::admin::By::unrecorded(),
+        )
+        .await
+        .unwrap();
         drop(store);
         let credentials = Credentials::new(id, secret, None, None, "wharf-test");
         let config = aws_sdk_ecs::Config::builder()

@@ -105,9 +105,15 @@ interval_seconds = 0
         let mut clients = Vec::new();
         let mut keys = Vec::new();
         for user in USERS {
-            let (id, secret) = wharf::admin::create_access_key(&store, &secrets, user, &names)
-                .await
-                .unwrap();
+            let (id, secret) = wharf::admin::create_access_key(
+                &store,
+                &secrets,
+                user,
+                &names,
+                wharf::admin::By::unrecorded(),
+            )
+            .await
+            .unwrap();
             let config = aws_sdk_ecs::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))
@@ -119,15 +125,21 @@ interval_seconds = 0
             clients.push(Client::from_conf(config));
             keys.push((id, secret));
         }
-        let pull_token =
-            wharf::admin::create_token(&store, "reader", &["repository:team/*:pull".into()], None)
-                .await
-                .unwrap();
+        let pull_token = wharf::admin::create_token(
+            &store,
+            "reader",
+            &["repository:team/*:pull".into()],
+            None,
+            wharf::admin::By::unrecorded(),
+        )
+        .await
+        .unwrap();
         let push_token = wharf::admin::create_token(
             &store,
             "deployer",
             &["repository:team/*:pull,push".into()],
             None,
+            wharf::admin::By::unrecorded(),
         )
         .await
         .unwrap();

@@ -98,10 +98,15 @@ async fn fixture() -> Fixture {
     let names: Vec<String> = USERS.iter().map(|(n, _, _)| n.to_string()).collect();
     let mut keys = Vec::new();
     for (user, _, _) in USERS {
-        let (id, secret) =
-            wharf::admin::create_access_key(&store, server.auth.login.secrets(), user, &names)
-                .await
-                .unwrap();
+        let (id, secret) = wharf::admin::create_access_key(
+            &store,
+            server.auth.login.secrets(),
+            user,
+            &names,
+            wharf::admin::By::unrecorded(),
+        )
+        .await
+        .unwrap();
         keys.push((user.to_string(), id, secret));
     }
     Fixture {

@@ -3408,6 +3408,7 @@ fn sigv4_over_http() {
             &secrets,
             "alice",
             &["alice".into()],
+            wharf::admin::By::unrecorded(),
         ))
         .unwrap();
     let region = app.config.ecr.region.clone();

@@ -63,6 +63,7 @@ async fn fixture(tweak: impl FnOnce(&mut Config)) -> Fixture {
         server.auth.login.secrets(),
         "alice",
         &["alice".into()],
+        wharf::admin::By::unrecorded(),
     )
     .await
     .unwrap();

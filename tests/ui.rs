@@ -1343,23 +1343,40 @@ async fn anonymous_visitors_stored_users_and_access_tokens_see_what_they_may_pul
     let store = wharf::storage::SqlMetadata::open(&s.database)
         .await
         .unwrap();
-    wharf::admin::add_user(&store, "carol", "carol-password-1", vec![])
-        .await
-        .unwrap();
+    wharf::admin::add_user(
+        &store,
+        "carol",
+        "carol-password-1",
+        vec![],
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let mut carol = Browser::new(&s);
     carol.sign_in(("carol", "carol-password-1")).await;
     assert_eq!(carol.get("/ui/r/team/app").await.status, 200);
-    wharf::admin::set_password(&store, "carol", "carol-password-2")
-        .await
-        .unwrap();
+    wharf::admin::set_password(
+        &store,
+        "carol",
+        "carol-password-2",
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let after = carol.get("/ui/").await;
     assert!(!after.body.contains("Signed in as"), "{}", after.body);
     assert_eq!(carol.get("/ui/r/team/app").await.status, 404);
 
     // An access token signs in too, limited to its scopes, until revoked.
-    let secret = wharf::admin::create_token(&store, "ci", &["repository:team/*:pull".into()], None)
-        .await
-        .unwrap();
+    let secret = wharf::admin::create_token(
+        &store,
+        "ci",
+        &["repository:team/*:pull".into()],
+        None,
+        wharf::admin::By::unrecorded(),
+    )
+    .await
+    .unwrap();
     let mut robot = Browser::new(&s);
     robot.sign_in(("robot", &secret)).await;
     let home = robot.get("/ui/").await;
@@ -1372,7 +1389,9 @@ async fn anonymous_visitors_stored_users_and_access_tokens_see_what_they_may_pul
             .body
             .contains("/-/delete/")
     );
-    wharf::admin::revoke_token(&store, "ci").await.unwrap();
+    wharf::admin::revoke_token(&store, "ci", wharf::admin::By::unrecorded())
+        .await
+        .unwrap();
     assert!(!robot.get("/ui/").await.body.contains("Signed in as"));
     assert_eq!(robot.get("/ui/r/team/app").await.status, 404);
 }

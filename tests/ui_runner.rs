@@ -97,9 +97,15 @@ impl Wharf {
         let mut clients = BTreeMap::new();
         let mut keys = BTreeMap::new();
         for (user, _, _) in USERS {
-            let (id, secret) = wharf::admin::create_access_key(&store, &secrets, user, &names)
-                .await
-                .unwrap();
+            let (id, secret) = wharf::admin::create_access_key(
+                &store,
+                &secrets,
+                user,
+                &names,
+                wharf::admin::By::unrecorded(),
+            )
+            .await
+            .unwrap();
             let config = aws_sdk_ecs::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))

@@ -187,7 +187,7 @@ async fn get_token(
         .and_then(|v| strip_scheme(v, "basic"))
         .and_then(decode_basic);
     let login = match basic {
-        Some((user, password)) => Some(auth.login.login(&user, &password, client).await?),
+        Some((user, password)) => Some(auth.sign_in(&user, &password, client, "token").await?),
         None => None,
     };
     let refresh = match &login {
@@ -229,7 +229,7 @@ async fn post_token(
                     "username and password are required".into(),
                 ));
             };
-            let login = auth.login.login(user, password, client).await?;
+            let login = auth.sign_in(user, password, client, "token").await?;
             let offline = form.access_type.as_deref() == Some("offline");
             let refresh = if offline {
                 Some(refresh_for(&auth, &login).await?)

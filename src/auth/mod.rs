@@ -82,9 +82,37 @@ pub struct Auth {
     pub trusted_proxies: TrustedProxies,
     /// Whether this server itself speaks TLS (for the realm's scheme).
     pub tls: bool,
+    /// The audit log: sign-ins are recorded here ([`Auth::sign_in`]), and
+    /// the adapters record what they change through it.
+    pub audit: crate::audit::Audit,
 }
 
 impl Auth {
+    /// A sign-in (the console's form, the `/token` endpoint): checks the
+    /// credential as [`Authenticator::login`] does and records the outcome,
+    /// `login` or `login.failed` (bounded per client address), with `via`
+    /// and the client's address.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+        via: &str,
+    ) -> Result<Authenticated, LoginError> {
+        let result = self.login.login(username, password, client).await;
+        match &result {
+            Ok(a) => {
+                let detail = format!("via={via} client={client}");
+                self.audit
+                    .record(&a.principal.subject(), "login", "", "", &detail)
+                    .await;
+            }
+            Err(LoginError::Invalid) => self.audit.login_failed(username, client, via).await,
+            Err(_) => {}
+        }
+        result
+    }
+
     /// The client's address (see [`TrustedProxies::client`]).
     pub fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         self.trusted_proxies.client(headers, peer)
@@ -348,6 +376,7 @@ impl Auth {
                 Some((user, password)) => match self.login.login(&user, &password, client).await {
                     Ok(a) => (a.principal, true),
                     Err(LoginError::Invalid) => {
+                        self.audit.login_failed(&user, client, "basic").await;
                         return Err(Denial::Unauthorized {
                             error: None,
                             message: "invalid username or password".into(),

@@ -157,7 +157,7 @@ pub async fn du(common: CommonArgs) -> Result {
 /// `wharf gc`: one line per removed item on stdout, a progress bar on a terminal.
 pub async fn gc(dry_run: bool, common: CommonArgs) -> Result {
     let config = load_config(&common, None)?;
-    let registry = server::open_registry(&config).await?;
+    let (registry, audit) = server::open_registry_audited(&config).await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} blobs")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -179,8 +179,15 @@ pub async fn gc(dry_run: bool, common: CommonArgs) -> Result {
         }
     };
     let report = registry
-        .collect_garbage(&config.gc.policy(), dry_run, &on_event)
-        .await?;
+        .collect_garbage_now(
+            &config.gc.policy(),
+            dry_run,
+            &audit,
+            &wharf::audit::cli_actor(),
+            &on_event,
+        )
+        .await?
+        .ok_or("another garbage collection is running; try again when it is done")?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     for (repo, digest) in &report.manifests {

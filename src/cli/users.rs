@@ -3,13 +3,25 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use std::sync::Arc;
 use wharf::admin;
 use wharf::server;
-use wharf::storage::CredentialStore;
+
+use wharf::storage::{CredentialStore, SqlMetadata};
 
 use super::args::{CommonArgs, KeysCommand, TokenCommand, UserCommand};
 use super::output::format_ms;
 use super::{Result, load_config, open_store};
+
+/// The audit log the commands record in (directly: no server loop here), and
+/// their actor.
+fn audit_of(store: &Arc<SqlMetadata>) -> (wharf::audit::Audit, String) {
+    let store: Arc<dyn wharf::storage::AuditStore> = store.clone();
+    (
+        wharf::audit::Audit::direct(store),
+        wharf::audit::cli_actor(),
+    )
+}
 
 /// Reads a password: from a prompt (twice) on a terminal, else the first line of stdin.
 fn read_password() -> Result<String> {
@@ -34,14 +46,24 @@ pub async fn user(command: UserCommand, common: CommonArgs) -> Result {
         writeln!(out, "{hash}")?;
         return Ok(());
     }
-    let store = open_store(&common).await?;
+    let shared = Arc::new(open_store(&common).await?);
+    let (audit, actor) = audit_of(&shared);
+    let store: &SqlMetadata = &shared;
+    macro_rules! by {
+        () => {
+            admin::By {
+                audit: &audit,
+                actor: &actor,
+            }
+        };
+    }
     match command {
         UserCommand::Add { name, groups } => {
-            admin::add_user(&store, &name, &read_password()?, groups).await?;
+            admin::add_user(store, &name, &read_password()?, groups, by!()).await?;
             writeln!(out, "user {name} saved")?;
         }
         UserCommand::Remove { name } => {
-            let removed = admin::remove_user(&store, &name).await?;
+            let removed = admin::remove_user(store, &name, by!()).await?;
             writeln!(
                 out,
                 "user {name} removed with {} access key(s); their tokens stop working",
@@ -54,7 +76,7 @@ pub async fn user(command: UserCommand, common: CommonArgs) -> Result {
             }
         }
         UserCommand::Passwd { name } => {
-            admin::set_password(&store, &name, &read_password()?).await?;
+            admin::set_password(store, &name, &read_password()?, by!()).await?;
             writeln!(out, "password of {name} changed")?;
         }
         UserCommand::Keys { command } => match command {
@@ -62,9 +84,9 @@ pub async fn user(command: UserCommand, common: CommonArgs) -> Result {
                 let config = load_config(&common, None)?;
                 let config_users: Vec<String> =
                     config.auth.users.iter().map(|u| u.name.clone()).collect();
-                let secrets = server::open_secrets(&config, &store).await?;
+                let secrets = server::open_secrets(&config, store).await?;
                 let (id, secret) =
-                    admin::create_access_key(&store, &secrets, &user, &config_users).await?;
+                    admin::create_access_key(store, &secrets, &user, &config_users, by!()).await?;
                 writeln!(
                     out,
                     "aws_access_key_id = {id}\naws_secret_access_key = {secret}"
@@ -82,7 +104,7 @@ pub async fn user(command: UserCommand, common: CommonArgs) -> Result {
                 }
             }
             KeysCommand::Revoke { id } => {
-                admin::revoke_access_key(&store, &id).await?;
+                admin::revoke_access_key(store, &id, by!()).await?;
                 writeln!(out, "access key {id} revoked")?;
             }
         },
@@ -93,7 +115,17 @@ pub async fn user(command: UserCommand, common: CommonArgs) -> Result {
 
 /// `wharf token ...`: the secret once on creation, tab-separated lists.
 pub async fn token(command: TokenCommand, common: CommonArgs) -> Result {
-    let store = open_store(&common).await?;
+    let shared = Arc::new(open_store(&common).await?);
+    let (audit, actor) = audit_of(&shared);
+    let store: &SqlMetadata = &shared;
+    macro_rules! by {
+        () => {
+            admin::By {
+                audit: &audit,
+                actor: &actor,
+            }
+        };
+    }
     let mut out = std::io::stdout().lock();
     match command {
         TokenCommand::Create {
@@ -101,9 +133,14 @@ pub async fn token(command: TokenCommand, common: CommonArgs) -> Result {
             scopes,
             expires,
         } => {
-            let secret =
-                admin::create_token(&store, &name, &scopes, admin::parse_duration(&expires)?)
-                    .await?;
+            let secret = admin::create_token(
+                store,
+                &name,
+                &scopes,
+                admin::parse_duration(&expires)?,
+                by!(),
+            )
+            .await?;
             writeln!(out, "{secret}")?;
         }
         TokenCommand::List => {
@@ -119,7 +156,7 @@ pub async fn token(command: TokenCommand, common: CommonArgs) -> Result {
             }
         }
         TokenCommand::Revoke { name } => {
-            admin::revoke_token(&store, &name).await?;
+            admin::revoke_token(store, &name, by!()).await?;
             writeln!(out, "access token {name} revoked")?;
         }
     }

@@ -218,6 +218,24 @@ async fn handle(state: EcrState, request: aws::Request<Operation>) -> Response {
             notices: Mutex::default(),
         };
         let output = dispatch(&call).await?;
+        if let Some(action) = call.operation.audited() {
+            let repository = serde_json::from_slice::<Value>(&call.body)
+                .ok()
+                .and_then(|v| v.get("repositoryName")?.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let client = state.auth.client_ip(&headers, peer);
+            state
+                .auth
+                .audit
+                .record(
+                    &call.principal.subject(),
+                    action,
+                    &repository,
+                    "",
+                    &format!("via=ecr client={client}"),
+                )
+                .await;
+        }
         let notices = std::mem::take(&mut *call.notices.lock().unwrap_or_else(|p| p.into_inner()));
         if !notices.is_empty() {
             let origin = Origin::of_request(

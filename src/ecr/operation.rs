@@ -40,6 +40,22 @@ crate::aws::operations! {
 }
 
 impl Operation {
+    /// The audit log's action for an operation that changes a repository or
+    /// its policies (recorded once it succeeded); `None` for the others
+    /// (reads, and pushes and deletes, which the notifier records).
+    pub fn audited(&self) -> Option<&'static str> {
+        Some(match self {
+            Operation::CreateRepository => "repository.create",
+            Operation::DeleteRepository => "repository.delete",
+            Operation::PutImageTagMutability => "policy.tag_mutability",
+            Operation::PutLifecyclePolicy => "policy.lifecycle",
+            Operation::DeleteLifecyclePolicy => "policy.lifecycle.delete",
+            Operation::SetRepositoryPolicy => "policy.repository",
+            Operation::DeleteRepositoryPolicy => "policy.repository.delete",
+            _ => return None,
+        })
+    }
+
     /// What the caller needs. A repository policy names the operation's own
     /// `ecr:` action (ECR checks ListImageReferrers as `ecr:BatchGetImage`);
     /// when it is silent, the configuration's rules decide: reads (previews
@@ -248,6 +264,27 @@ mod tests {
     fn unknown_targets() {
         for name in ["", "PutImages", "putimage", "CreateCluster", "ecr:PutImage"] {
             assert_eq!(Operation::parse(name), None, "{name:?}");
+        }
+    }
+    /// Changes to repositories and their policies are audited; reads, and
+    /// pushes and deletes (recorded by the notifier), are not.
+    #[test]
+    fn audited_operations() {
+        use Operation::*;
+        assert_eq!(CreateRepository.audited(), Some("repository.create"));
+        assert_eq!(SetRepositoryPolicy.audited(), Some("policy.repository"));
+        assert_eq!(PutLifecyclePolicy.audited(), Some("policy.lifecycle"));
+        assert_eq!(
+            PutImageTagMutability.audited(),
+            Some("policy.tag_mutability")
+        );
+        for quiet in [
+            GetRepositoryPolicy,
+            PutImage,
+            BatchDeleteImage,
+            DescribeRepositories,
+        ] {
+            assert_eq!(quiet.audited(), None);
         }
     }
 }

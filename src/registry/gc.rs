@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 
 use super::{Registry, Result, now_ms};
+use crate::audit::Audit;
 use crate::metrics::metrics;
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::{Digest, RepoName};
@@ -45,6 +46,22 @@ impl GcReport {
     pub fn bytes(&self) -> u64 {
         self.blobs.iter().map(|(_, size)| size).sum()
     }
+}
+
+/// Records a collection in the audit log (`gc.run` or `gc.dry_run`, with
+/// its counts and bytes): the one place a collection is recorded, by the
+/// schedule, `wharf gc` and the console alike.
+pub async fn record_gc(audit: &Audit, actor: &str, dry_run: bool, report: &GcReport) {
+    let action = if dry_run { "gc.dry_run" } else { "gc.run" };
+    let detail = format!(
+        "manifests={} links={} blobs={} bytes={} uploads={}",
+        report.manifests.len(),
+        report.links,
+        report.blobs.len(),
+        report.bytes(),
+        report.uploads
+    );
+    audit.record(actor, action, "", "", &detail).await;
 }
 
 /// Progress of a collection, for a progress bar or log lines.
@@ -133,6 +150,35 @@ impl Registry {
         Ok(report)
     }
 
+    /// Collects garbage now, on demand (`wharf gc`, the console), and
+    /// records it in `audit` as `actor`'s. A run takes the collection's
+    /// lease first, as the schedule does, so two never run at once: `None`
+    /// when another collection holds it. A dry run changes nothing and
+    /// needs no lease.
+    pub async fn collect_garbage_now(
+        &self,
+        policy: &GcPolicy,
+        dry_run: bool,
+        audit: &Audit,
+        actor: &str,
+        on_event: &(dyn Fn(GcEvent<'_>) + Send + Sync),
+    ) -> Result<Option<GcReport>> {
+        let report = if dry_run {
+            self.collect_garbage(policy, true, on_event).await?
+        } else {
+            // In this process (SQLite's lease is the process) and across replicas.
+            let Ok(_running) = self.inner.gc_running.try_lock() else {
+                return Ok(None);
+            };
+            let Some(_lease) = self.claim_run("gc", Duration::ZERO).await? else {
+                return Ok(None);
+            };
+            self.collect_garbage(policy, false, on_event).await?
+        };
+        record_gc(audit, actor, dry_run, &report).await;
+        Ok(Some(report))
+    }
+
     /// Stored bytes without any record (left by a crash between writing and
     /// recording) last modified before `before_ms`; `known` names digests the
     /// caller already knows to be recorded, sparing a query each.
@@ -178,6 +224,7 @@ pub struct GcSchedule {
     policy: GcPolicy,
     interval: Duration,
     notifier: Notifier,
+    audit: Audit,
 }
 
 impl GcSchedule {
@@ -187,7 +234,14 @@ impl GcSchedule {
             policy,
             interval,
             notifier: Notifier::default(),
+            audit: Audit::default(),
         }
+    }
+
+    /// Records every collection in the audit log, as [`crate::audit::SERVER`]'s.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Sends a delete event for every manifest a collection deletes.
@@ -216,8 +270,12 @@ impl GcSchedule {
                             continue;
                         }
                     };
+                    let Ok(_running) = self.registry.inner.gc_running.try_lock() else {
+                        continue;
+                    };
                     match self.registry.collect_garbage(&self.policy, false, &|_| {}).await {
                         Ok(r) => {
+                            record_gc(&self.audit, crate::audit::SERVER, false, &r).await;
                             tracing::info!(
                                 manifests = r.manifests.len(), links = r.links, blobs = r.blobs.len(),
                                 bytes = r.bytes(), uploads = r.uploads, "garbage collected"

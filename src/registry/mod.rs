@@ -33,7 +33,7 @@ pub use discovery::{Referrer, TagPage};
 pub use error::{LifecycleError, RegistryError, RepositoryError, Result};
 pub use expiry::{LifecycleSchedule, PlannedExpiry};
 pub use fsck::{FsckEvent, FsckReport};
-pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule};
+pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule, record_gc};
 pub use manifests::{ManifestRead, PushedManifest};
 pub use quota::{Quota, QuotaScope};
 pub use repositories::RepositorySettings;
@@ -88,6 +88,9 @@ struct Inner {
     /// Blob files hashed recently, which reads need not hash again.
     verified: Arc<verified::VerifiedFiles>,
     limits: Limits,
+    /// Held while this process collects garbage (the lease is per process
+    /// on SQLite): one collection at a time.
+    gc_running: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -109,6 +112,7 @@ impl Registry {
                 pulls: quick_cache::sync::Cache::new(PULL_RECORDS),
                 verified: Arc::new(verified::VerifiedFiles::new(limits.verified_for)),
                 limits,
+                gc_running: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -11,12 +11,12 @@ pub use blobs::{
     BlobBody, BlobStore, ByteStream, FileIdentity, Key, LocalFile, StorageError, StoredBlob,
 };
 pub use metadata::{
-    AccessKeyRecord, AccessTokenRecord, BlobMetadata, BlobMetadataError, CredentialStore,
-    CredentialStoreError, Database, Dialect, ImageRecord, Lease, LifecycleMetadata,
-    LifecycleRecord, MaintenanceMetadata, ManifestMetadata, ManifestMetadataError, ManifestRecord,
-    MetadataError, MetadataStore, NewManifest, Page, Placement, PreviewRecord, RepositoryDeletion,
-    RepositoryMetadata, RepositoryRecord, RepositoryUsage, RunnerStore, RunnerStoreError,
-    SqlMetadata, SweepPolicy, Swept, UploadMetadata, UploadProgress, UploadRecord, UserRecord,
-    UserRemoval,
+    AccessKeyRecord, AccessTokenRecord, AuditEntry, AuditQuery, AuditRecord, AuditStore,
+    BlobMetadata, BlobMetadataError, CredentialStore, CredentialStoreError, Database, Dialect,
+    ImageRecord, Lease, LifecycleMetadata, LifecycleRecord, MaintenanceMetadata, ManifestMetadata,
+    ManifestMetadataError, ManifestRecord, MetadataError, MetadataStore, NewManifest, Page,
+    Placement, PreviewRecord, RepositoryDeletion, RepositoryMetadata, RepositoryRecord,
+    RepositoryUsage, RunnerStore, RunnerStoreError, SqlMetadata, SweepPolicy, Swept,
+    UploadMetadata, UploadProgress, UploadRecord, UserRecord, UserRemoval,
 };
 pub use staging::{Appended, Chunk, Staging};

@@ -32,6 +32,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                     nav aria-label="Main" {
                         a href="/ui/" { "Repositories" }
                         @if viewer.is_some_and(|v| v.runner) { " " a href="/ui/clusters" { "Runner" } }
+                        @if viewer.is_some_and(|v| v.operator) { " " a href="/ui/admin/" { "Admin" } }
                     }
                     button #theme-toggle type="button" hidden { "Theme" }
                     @if let Some(v) = viewer {

@@ -76,7 +76,11 @@ pub async fn submit(
     let next = local_next(form.next.as_deref());
     let client = console.auth.client_ip(&headers, peer);
     let login = &console.auth.login;
-    let authenticated = match login.login(&form.username, &form.password, client).await {
+    let signed_in = console
+        .auth
+        .sign_in(&form.username, &form.password, client, "console")
+        .await;
+    let authenticated = match signed_in {
         Ok(a) => a,
         Err(LoginError::Invalid) => {
             let page = sign_in_page(&current, &next, Some("Wrong user name or password."));

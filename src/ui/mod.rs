@@ -10,10 +10,12 @@
 //! [`layout`]. Errors are [`error::UiError`], mapped to a page in one place.
 //! May use `auth`, `registry`, `oci`, `http` and `notifications` (and the
 //! store's error type, as the other adapters do); the runner pages
-//! ([`runner`]) also `runner` and the balancer's read side. No other
-//! adapter (not `ecs`: its rules come through `auth` and `runner`).
+//! ([`runner`]) also `runner` and the balancer's read side, the operator
+//! pages ([`admin`]) `admin` and the store's credential and audit areas.
+//! No other adapter (not `ecs`: its rules come through `auth` and `runner`).
 
 pub mod access;
+pub mod admin;
 pub mod assets;
 pub mod delete;
 pub mod error;
@@ -56,6 +58,8 @@ pub struct Console {
     pub runner: Option<crate::runner::Runner>,
     /// The log streams open now (one set per process).
     pub log_tails: runner::LogTails,
+    /// What the operator pages use ([`admin`]).
+    pub operators: admin::Operators,
 }
 
 /// The console's routes, with their headers and CSRF secret.
@@ -76,6 +80,7 @@ where
         )
         .merge(runner::routes())
         .route("/ui/{*rest}", get(not_found).post(not_found))
+        .merge(admin::routes())
         // Route layers: they must not reach the merged application's
         // fallback (a `/favicon.ico` 404 would set a console cookie).
         .route_layer(axum::middleware::from_fn_with_state(

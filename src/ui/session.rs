@@ -44,7 +44,7 @@ use subtle::ConstantTimeEq;
 use super::Console;
 use super::error::UiError;
 use super::runner::access::may_see_runner;
-use crate::auth::{Mode, Principal, SessionClaims};
+use crate::auth::{EcsNeed, Mode, Principal, SessionClaims};
 use crate::http::PeerAddr;
 
 /// The console's two cookies.
@@ -198,6 +198,8 @@ pub struct Viewer {
     pub enforced: bool,
     /// Whether the viewer may see the runner pages (the "Runner" link).
     pub runner: bool,
+    /// Whether the viewer may use the operator pages (`ui::admin`).
+    pub operator: bool,
 }
 
 /// The session's claims when the cookie holds a valid one bound to `csrf`.
@@ -237,6 +239,7 @@ where
                 name: None,
                 csrf,
                 enforced: false,
+                operator: true,
             });
         }
         let secure = parts.extensions.get::<Secure>().is_some_and(|s| s.0);
@@ -244,6 +247,7 @@ where
             match console.auth.login.refresh(&claims.refresh_claims()).await {
                 Ok(principal) => {
                     return Ok(Viewer {
+                        operator: console.auth.admits_ecs(&principal, EcsNeed::Operator),
                         name: Some(principal.subject()),
                         runner: may_see_runner(&console.auth, console.runner.as_ref(), &principal),
                         principal,
@@ -273,6 +277,7 @@ where
             csrf,
             enforced: true,
             runner: false,
+            operator: false,
         })
     }
 }
