@@ -8,12 +8,13 @@ use maud::html;
 use serde::Deserialize;
 
 use super::error::{UiError, UiResult};
-use super::layout::{MAX_LISTED, more, page as shell, short_digest};
+use super::layout::{MAX_LISTED, more, page as shell, short_digest, size};
 use super::session::Viewer;
 use super::tags::Done;
 use super::{Console, delete_path, image_path, ok, repo_path};
 use crate::notifications::{Action, Notice};
 use crate::oci::{Reference, RepoName};
+use crate::registry::Reclaim;
 
 /// `GET /ui/r/{repo}/-/delete/{reference}`: what untagging or deleting would do.
 pub async fn confirm(
@@ -26,6 +27,17 @@ pub async fn confirm(
     let record = registry.stat_manifest(repo, reference).await?;
     let links = registry.manifest_links(repo, &record.digest).await?;
     let referrers = registry.referrers(repo, &record.digest, None).await?;
+    // Both figures, before the viewer chooses: the untag's (nothing unless
+    // it is the last tag) and the manifest delete's.
+    let untag_reclaim = match reference {
+        Reference::Tag(t) => Some(
+            registry
+                .reclaimable(repo, std::slice::from_ref(&record.digest), Some(t.as_str()))
+                .await?,
+        ),
+        Reference::Digest(_) => None,
+    };
+    let delete_reclaim = registry.reclaimable(repo, std::slice::from_ref(&record.digest), None).await?;
     let by_digest = Reference::Digest(record.digest.clone());
     let action = delete_path(repo, reference);
     let others: Vec<&String> = match reference {
@@ -43,6 +55,7 @@ pub async fn confirm(
                 @if others.is_empty() { "; no other tag names it, so it becomes untagged." }
                 @else { " and by its other tags." }
             }
+            @if let Some(r) = untag_reclaim { p #untag-reclaim { (reclaim_text(r)) } }
             form method="post" action=(action) {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 input type="hidden" name="what" value="untag";
@@ -74,7 +87,7 @@ pub async fn confirm(
         @if !referrers.is_empty() {
             p.warning { (referrers.len()) " referrer(s) (signatures, SBOMs…) point at it; they stay until garbage collection removes orphans." }
         }
-        p.muted { "Blob bytes are reclaimed by the next garbage collection, if nothing else uses them." }
+        p #delete-reclaim { (reclaim_text(delete_reclaim)) }
         form method="post" action=(delete_path(repo, &by_digest)) {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="what" value="manifest";
@@ -83,6 +96,21 @@ pub async fn confirm(
         p { a href=(repo_path(repo)) { "Cancel" } }
     };
     ok(shell("Delete", Some(viewer), body))
+}
+
+/// "N bytes reclaimable after the next garbage collection", honestly.
+fn reclaim_text(r: Reclaim) -> maud::Markup {
+    html! {
+        @if r.bytes == 0 {
+            "Frees nothing: every blob it uses stays in use (by this manifest, its other tags, or other manifests in any repository). "
+            span.reclaim data-bytes="0" { "0 B" } " reclaimable."
+        } @else {
+            @if !r.complete { "At least " }
+            span.reclaim data-bytes=(r.bytes) { (size(r.bytes)) }
+            " (" (r.blobs) " blob(s) no other manifest in any repository uses) reclaimable after the next garbage collection."
+            @if !r.complete { " The index lists more manifests than were examined." }
+        }
+    }
 }
 
 /// The form of either action.

@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 
 use super::access::Rights;
-use super::error::UiResult;
+use super::error::{UiError, UiResult};
 use super::layout::{copy_button, is_index, kind, page as shell, short_digest, size, time};
 use super::paging::{Cursor, Params};
 use super::session::Viewer;
@@ -22,6 +22,9 @@ pub async fn page(
     query: &Query,
 ) -> UiResult {
     let params = Params::parse(query, Order::Newest)?;
+    if params.order == Order::Largest {
+        return Err(UiError::BadRequest("tags sort by name or push"));
+    }
     let after = params.after.as_ref().map(Cursor::position);
     // One more than shown tells whether another page follows.
     let mut rows = if params.untagged {
