@@ -120,6 +120,18 @@ pub struct DeleteForm {
     what: String,
 }
 
+impl DeleteForm {
+    /// From a form's fields (unknown ones ignored).
+    pub fn from_pairs(pairs: &[(String, String)]) -> DeleteForm {
+        let what = pairs
+            .iter()
+            .find(|(k, _)| k == "what")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        DeleteForm { what }
+    }
+}
+
 /// `POST /ui/r/{repo}/-/delete/{reference}` (already authorized for
 /// delete): the redirect to the repository, and the webhook event the same
 /// `DELETE` on `/v2/` would send.
