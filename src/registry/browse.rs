@@ -8,7 +8,7 @@ use super::{ManifestRead, Registry, RegistryError, Result};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::storage::Key;
 use crate::storage::metadata::browse::{
-    ImageSummary, Listing, ManifestLinks, Position, Reclaim, RepositoryKey, RepositorySummary,
+    ImageSummary, Listing, ManifestLinks, Position, Reclaimable, RepositoryKey, RepositorySummary,
 };
 
 impl Registry {
@@ -58,14 +58,19 @@ impl Registry {
     /// from `repo`, or once the tag `untag` of the one digest is removed
     /// (nothing, unless that is its last tag and nothing else keeps it).
     /// Blobs are shared across repositories: only those no other manifest
-    /// anywhere uses count.
+    /// anywhere uses count. Both with and without collections that sweep
+    /// untagged manifests.
     pub async fn reclaimable(
         &self,
         repo: &RepoName,
         digests: &[Digest],
         untag: Option<&str>,
-    ) -> Result<Reclaim> {
-        Ok(self.inner.meta.reclaimable(repo, digests, untag).await?)
+    ) -> Result<Reclaimable> {
+        let meta = &self.inner.meta;
+        Ok(Reclaimable {
+            direct: meta.reclaimable(repo, digests, untag, false).await?,
+            with_untagged: meta.reclaimable(repo, digests, untag, true).await?,
+        })
     }
 
     /// A manifest and its bytes, for display: unlike

@@ -25,7 +25,7 @@ use crate::storage::{BlobStore, MetadataStore, Staging};
 pub use crate::storage::BlobBody;
 /// The console's listing types, as the registry's browse calls take and return them.
 pub use crate::storage::metadata::browse::{
-    ImageSummary, Listing, ManifestLinks, Order, Position, Reclaim, RepositoryKey,
+    ImageSummary, Listing, ManifestLinks, Order, Position, Reclaim, Reclaimable, RepositoryKey,
     RepositorySummary,
 };
 pub use blobs::BlobRead;

@@ -14,7 +14,7 @@ use super::tags::Done;
 use super::{Console, delete_path, image_path, ok, repo_path};
 use crate::notifications::{Action, Notice};
 use crate::oci::{Reference, RepoName};
-use crate::registry::Reclaim;
+use crate::registry::{Reclaim, Reclaimable};
 
 /// `GET /ui/r/{repo}/-/delete/{reference}`: what untagging or deleting would do.
 pub async fn confirm(
@@ -98,17 +98,28 @@ pub async fn confirm(
     ok(shell("Delete", Some(viewer), body))
 }
 
-/// "N bytes reclaimable after the next garbage collection", honestly.
-fn reclaim_text(r: Reclaim) -> maud::Markup {
+/// "N bytes reclaimable after the next garbage collection", honestly:
+/// nothing when every blob stays in use, and apart what only collections
+/// that sweep untagged manifests free.
+pub fn reclaim_text(r: Reclaimable) -> maud::Markup {
+    let (direct, all) = (r.direct, r.with_untagged);
+    let at_least = |c: &Reclaim| if c.complete { "" } else { "at least " };
     html! {
-        @if r.bytes == 0 {
+        @if all.bytes == 0 {
             "Frees nothing: every blob it uses stays in use (by this manifest, its other tags, or other manifests in any repository). "
             span.reclaim data-bytes="0" { "0 B" } " reclaimable."
         } @else {
-            @if !r.complete { "At least " }
-            span.reclaim data-bytes=(r.bytes) { (size(r.bytes)) }
-            " (" (r.blobs) " blob(s) no other manifest in any repository uses) reclaimable after the next garbage collection."
-            @if !r.complete { " The index lists more manifests than were examined." }
+            (at_least(&direct))
+            span.reclaim data-bytes=(direct.bytes) { (size(direct.bytes)) }
+            " reclaimable after the next garbage collection"
+            @if direct.blobs > 0 { " (" (direct.blobs) " blob(s) no other manifest in any repository uses)" }
+            "."
+            @if all.bytes > direct.bytes {
+                " " (at_least(&all))
+                span.reclaim-untagged data-bytes=(all.bytes) { (size(all.bytes)) }
+                " in all when garbage collection also sweeps untagged manifests (gc.untagged_after_seconds), which this leaves behind."
+            }
+            @if !all.complete { " More manifests are involved than were examined." }
         }
     }
 }

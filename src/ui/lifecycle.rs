@@ -22,14 +22,15 @@ use super::access::{
     PUT_LIFECYCLE_POLICY, may_call,
 };
 use super::error::{UiError, UiResult};
-use super::layout::{self, MAX_LISTED, more, page as shell, short_digest, size, time};
+use super::delete::reclaim_text;
+use super::layout::{self, MAX_LISTED, more, page as shell, short_digest, time};
 use super::session::Viewer;
 use super::{Console, image_path, lifecycle_path, repo_path};
 use crate::http::Query;
 use crate::notifications::{Action as Event, Notice};
 use crate::oci::{Reference, RepoName};
 use crate::registry::lifecycle::{LifecyclePolicy, MAX_TEXT, PolicyRule, RuleAction, Selection};
-use crate::registry::{LifecycleError, PlannedExpiry, Reclaim};
+use crate::registry::{LifecycleError, PlannedExpiry, Reclaimable};
 
 /// The most rules the form edits (a JSON policy is bounded by its size).
 pub const MAX_RULES: usize = 50;
@@ -188,7 +189,7 @@ fn policy_from_fields(fields: &HashMap<&str, &str>) -> Result<String, String> {
 /// What a policy would expire now, and what that frees.
 struct Preview {
     rows: Vec<PlannedExpiry>,
-    reclaim: Reclaim,
+    reclaim: Reclaimable,
 }
 
 /// The preview of `text`, or the policy's own complaint.
@@ -398,10 +399,7 @@ fn preview_table(repo: &RepoName, p: &Preview) -> Markup {
             p #preview-empty { "No image would expire now." }
         } @else {
             p #preview-summary {
-                (p.rows.len()) " image(s) would expire; "
-                @if !p.reclaim.complete { "at least " }
-                span.reclaim data-bytes=(p.reclaim.bytes) { (size(p.reclaim.bytes)) }
-                " reclaimable after the next garbage collection (blobs no other manifest in any repository uses)."
+                (p.rows.len()) " image(s) would expire. " (reclaim_text(p.reclaim))
             }
             table.rows #preview {
                 thead { tr { th scope="col" { "Digest" } th scope="col" { "Tags" } th scope="col" { "Pushed" } th.num scope="col" { "Rule" } } }

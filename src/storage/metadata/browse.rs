@@ -111,6 +111,17 @@ pub struct Reclaim {
     pub complete: bool,
 }
 
+/// What deleting manifests frees, by what garbage collection sweeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimable {
+    /// With any collection: the blobs only the deleted manifests use.
+    pub direct: Reclaim,
+    /// When collections also sweep untagged manifests (`gc`'s
+    /// `untagged_after_seconds`, off by default): also what an index's
+    /// children, or a manifest whose last tag goes, use alone.
+    pub with_untagged: Reclaim,
+}
+
 /// The most children of indexes [`BrowseMetadata::reclaimable`] examines.
 pub const MAX_RECLAIM_CHILDREN: u32 = 1_000;
 /// The most manifests [`BrowseMetadata::reclaimable`] examines at once.
@@ -141,15 +152,18 @@ pub trait BrowseMetadata: Send + Sync + 'static {
     async fn manifest_links(&self, repo: &RepoName, digest: &Digest) -> Result<ManifestLinks>;
     /// What garbage collection could reclaim once `digests` go from `repo`:
     /// deleted outright, or (with `untag`, for one digest) once its tag
-    /// `untag` goes, which frees something only when it is the manifest's
-    /// last tag and nothing keeps the manifest (an index listing it, a
-    /// subject, a runner pin). One statement over indexes; manifests beyond
-    /// [`MAX_RECLAIM_ROOTS`] and children beyond [`MAX_RECLAIM_CHILDREN`]
-    /// are not examined.
+    /// `untag` goes. With `sweep_untagged` the collection also deletes the
+    /// manifests that become untagged: the children only these indexes list,
+    /// or the untagged manifest when `untag` was its last tag and nothing
+    /// else keeps it (an index listing it, a subject, a runner pin); without
+    /// it, untagging frees nothing. One statement over indexes; manifests
+    /// beyond [`MAX_RECLAIM_ROOTS`] and children beyond
+    /// [`MAX_RECLAIM_CHILDREN`] are not examined.
     async fn reclaimable(
         &self,
         repo: &RepoName,
         digests: &[Digest],
         untag: Option<&str>,
+        sweep_untagged: bool,
     ) -> Result<Reclaim>;
 }

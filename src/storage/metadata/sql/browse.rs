@@ -363,8 +363,9 @@ impl BrowseMetadata for SqlMetadata {
         repo: &RepoName,
         digests: &[Digest],
         untag: Option<&str>,
+        sweep_untagged: bool,
     ) -> Result<Reclaim> {
-        if digests.is_empty() {
+        if digests.is_empty() || (untag.is_some() && !sweep_untagged) {
             return Ok(Reclaim {
                 complete: true,
                 ..Reclaim::default()
@@ -390,8 +391,10 @@ impl BrowseMetadata for SqlMetadata {
             ),
             None => String::new(),
         };
-        // `doomed`: the roots and the children only they list, untagged and
-        // unpinned (at most MAX_RECLAIM_CHILDREN examined). A candidate blob
+        let sweep = args.int(i64::from(sweep_untagged));
+        // `doomed`: the roots and, when untagged manifests are swept, the
+        // children only they list, untagged and unpinned (at most
+        // MAX_RECLAIM_CHILDREN examined). A candidate blob
         // is reclaimable when no manifest outside `doomed`, in any
         // repository, uses it as a blob (found through
         // `repository_blobs_by_digest`, then each repository's
@@ -408,7 +411,8 @@ impl BrowseMetadata for SqlMetadata {
                  SELECT repository, digest FROM root
                  UNION
                  SELECT l.repository, l.digest FROM listed l
-                  WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = l.repository AND t.manifest = l.digest)
+                  WHERE {sweep} = 1
+                    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = l.repository AND t.manifest = l.digest)
                     AND NOT EXISTS (SELECT 1 FROM manifest_children o
                                      WHERE o.repository = l.repository AND o.child = l.digest
                                        AND o.parent NOT IN (SELECT digest FROM root))
