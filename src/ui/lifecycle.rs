@@ -372,7 +372,7 @@ async fn confirm_apply(console: &Console, viewer: &Viewer, repo: &RepoName) -> U
         @match &outcome {
             Err(problem) => p.warning { "The stored policy is not valid: " (problem) }
             Ok(p) => {
-                (preview_table(repo, p))
+                (preview_table("preview", repo, p))
                 @if !p.rows.is_empty() {
                     form method="post" action=(path) {
                         input type="hidden" name="csrf" value=(viewer.csrf);
@@ -393,15 +393,16 @@ fn crumbs(repo: &RepoName) -> Markup {
     }
 }
 
-fn preview_table(repo: &RepoName, p: &Preview) -> Markup {
+/// A preview's table; `id` names it (a page may show two).
+fn preview_table(id: &str, repo: &RepoName, p: &Preview) -> Markup {
     html! {
         @if p.rows.is_empty() {
-            p #preview-empty { "No image would expire now." }
+            p.preview-empty { "No image would expire now." }
         } @else {
-            p #preview-summary {
+            p.preview-summary {
                 (p.rows.len()) " image(s) would expire. " (reclaim_text(p.reclaim))
             }
-            table.rows #preview {
+            table.rows id=(id) {
                 thead { tr { th scope="col" { "Digest" } th scope="col" { "Tags" } th scope="col" { "Pushed" } th.num scope="col" { "Rule" } } }
                 tbody {
                     @for row in p.rows.iter().take(MAX_LISTED) {
@@ -469,14 +470,14 @@ fn render(v: &View<'_>) -> Markup {
         @if let Some((_, outcome)) = &v.draft {
             @match outcome {
                 Err(problem) => p.warning #policy-problem role="alert" { (problem) },
-                Ok(p) => { h2 { "Preview of the submitted policy (not saved)" } (preview_table(v.repo, p)) }
+                Ok(p) => { h2 { "Preview of the submitted policy (not saved)" } (preview_table("draft-preview", v.repo, p)) }
             }
         }
         @if let Some(outcome) = &v.stored_preview {
             h2 { "What the saved policy would expire now" }
             @match outcome {
                 Err(problem) => p.warning { (problem) },
-                Ok(p) => (preview_table(v.repo, p)),
+                Ok(p) => (preview_table("preview", v.repo, p)),
             }
         }
         @if r.edit { (editors(v, &path)) }
