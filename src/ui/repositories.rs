@@ -157,7 +157,7 @@ fn render(
                         tr {
                             td { a href=(repo_path(&r.name)) { (r.name) } }
                             td.num { (r.tags) }
-                            td.num data-bytes=(r.logical_bytes) { (size(r.logical_bytes)) }
+                            td.num { (size(r.logical_bytes)) }
                             td { (time(r.last_push_ms)) }
                         }
                     }
