@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort the test on failure")]
 #![allow(clippy::expect_used, reason = "test helpers abort the test on failure")]
+#![allow(clippy::panic, reason = "test helpers abort the test on failure")]
 
 mod common;
 
@@ -121,7 +122,11 @@ impl Browser {
         let request = if self.cookies.is_empty() {
             request
         } else {
-            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             request.header("cookie", jar.join("; "))
         };
         let response = request.send().await.unwrap();
@@ -203,19 +208,29 @@ async fn push(
     let mut blobs: Vec<&[u8]> = vec![&config];
     blobs.extend_from_slice(layers);
     for blob in blobs {
-        let url = s.url(&format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(blob)));
-        let r = with(s.http.post(url)).body(blob.to_vec()).send().await.unwrap();
+        let url = s.url(&format!(
+            "/v2/{repo}/blobs/uploads/?digest={}",
+            sha256(blob)
+        ));
+        let r = with(s.http.post(url))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     let manifest = image_manifest(&config, layers);
     let digest = sha256(&manifest);
     let reference = reference.unwrap_or(&digest);
-    let r = with(s.http.put(s.url(&format!("/v2/{repo}/manifests/{reference}"))))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = with(
+        s.http
+            .put(s.url(&format!("/v2/{repo}/manifests/{reference}"))),
+    )
+    .header("content-type", OCI_MANIFEST)
+    .body(manifest.clone())
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     Pushed {
         digest,
@@ -232,7 +247,10 @@ async fn collect(s: &TestServer, untagged: bool) -> u64 {
         orphan_referrers: true,
         upload_idle: Duration::from_secs(3600),
     };
-    s.registry.collect_garbage(&policy, false, &|_| {}).await.unwrap();
+    s.registry
+        .collect_garbage(&policy, false, &|_| {})
+        .await
+        .unwrap();
     s.registry.blob_totals().await.unwrap().1
 }
 
@@ -250,8 +268,14 @@ async fn sizes_agree(s: &TestServer) {
         })
         .await
         .unwrap();
-    let stored: BTreeMap<String, u64> = stored.iter().map(|k| (k.name.to_string(), k.logical_bytes)).collect();
-    let computed: BTreeMap<String, u64> = usage.iter().map(|u| (u.repo.to_string(), u.logical_bytes)).collect();
+    let stored: BTreeMap<String, u64> = stored
+        .iter()
+        .map(|k| (k.name.to_string(), k.logical_bytes))
+        .collect();
+    let computed: BTreeMap<String, u64> = usage
+        .iter()
+        .map(|u| (u.repo.to_string(), u.logical_bytes))
+        .collect();
     assert_eq!(stored, computed);
     for u in usage {
         let page = Browser::new(s)
@@ -260,9 +284,17 @@ async fn sizes_agree(s: &TestServer) {
         assert_eq!(page.status, 200);
         let shown = capture(
             &page.body,
-            &format!(r#"href="/ui/r/{}">[^<]*</a></td><td class="num">[0-9]+</td><td class="num">([^<]+)</td>"#, u.repo),
+            &format!(
+                r#"href="/ui/r/{}">[^<]*</a></td><td class="num">[0-9]+</td><td class="num">([^<]+)</td>"#,
+                u.repo
+            ),
         );
-        assert_eq!(shown, vec![wharf::ui::layout::size(u.logical_bytes)], "{}", u.repo);
+        assert_eq!(
+            shown,
+            vec![wharf::ui::layout::size(u.logical_bytes)],
+            "{}",
+            u.repo
+        );
     }
 }
 
@@ -273,10 +305,21 @@ async fn deletes_say_exactly_what_the_next_collection_reclaims() {
     let shared: &[u8] = b"a layer both repositories use";
     let own: &[u8] = b"a layer only team/app uses, longer than the other";
     let app = push(&s, "team/app", Some("v1"), "app", &[shared, own], None).await;
-    let r = s.put_manifest("team/app", "v2", OCI_MANIFEST, &image_manifest(
-        format!(r#"{{"architecture":"amd64","os":"linux","seed":"{}"}}"#, "app").as_bytes(),
-        &[shared, own],
-    )).await;
+    let r = s
+        .put_manifest(
+            "team/app",
+            "v2",
+            OCI_MANIFEST,
+            &image_manifest(
+                format!(
+                    r#"{{"architecture":"amd64","os":"linux","seed":"{}"}}"#,
+                    "app"
+                )
+                .as_bytes(),
+                &[shared, own],
+            ),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     push(&s, "other/lib", Some("latest"), "lib", &[shared], None).await;
     let only_app = app.manifest + app.config + app.layers[1];
@@ -290,26 +333,49 @@ async fn deletes_say_exactly_what_the_next_collection_reclaims() {
     assert!(confirm.from("shared-tags").contains("<code>v2</code>"));
     // Deleting the manifest frees its config, its own layer and itself; the
     // layer other/lib uses stays.
-    assert_eq!(confirm.bytes("reclaim"), Some(0), "the untag's figure comes first");
+    assert_eq!(
+        confirm.bytes("reclaim"),
+        Some(0),
+        "the untag's figure comes first"
+    );
     let delete = confirm.from("delete-reclaim");
-    assert!(delete.contains(&format!(r#"data-bytes="{only_app}""#)), "{delete}");
+    assert!(
+        delete.contains(&format!(r#"data-bytes="{only_app}""#)),
+        "{delete}"
+    );
     assert!(delete.contains("reclaimable after the next garbage collection"));
 
     // Once v2 is gone, untagging v1 leaves an untagged manifest: only a
     // collection that sweeps untagged manifests frees it.
     let done = browser
-        .submit("/ui/r/team/app/-/delete/v2", "/ui/r/team/app/-/delete/v2", &[("what", "untag")])
+        .submit(
+            "/ui/r/team/app/-/delete/v2",
+            "/ui/r/team/app/-/delete/v2",
+            &[("what", "untag")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     let confirm = browser.get("/ui/r/team/app/-/delete/v1").await;
     let untag = confirm.from("untag-reclaim");
-    assert!(untag.contains(r#"class="reclaim" data-bytes="0""#), "{untag}");
-    assert!(untag.contains(&format!(r#"class="reclaim-untagged" data-bytes="{only_app}""#)), "{untag}");
+    assert!(
+        untag.contains(r#"class="reclaim" data-bytes="0""#),
+        "{untag}"
+    );
+    assert!(
+        untag.contains(&format!(
+            r#"class="reclaim-untagged" data-bytes="{only_app}""#
+        )),
+        "{untag}"
+    );
 
     // Delete, collect: the registry's blob bytes drop by exactly that.
     let before = collect(&s, false).await;
     let done = browser
-        .submit("/ui/r/team/app/-/delete/v1", &format!("/ui/r/team/app/-/delete/{}", app.digest), &[("what", "manifest")])
+        .submit(
+            "/ui/r/team/app/-/delete/v1",
+            &format!("/ui/r/team/app/-/delete/{}", app.digest),
+            &[("what", "manifest")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     let after = collect(&s, false).await;
@@ -318,7 +384,15 @@ async fn deletes_say_exactly_what_the_next_collection_reclaims() {
 
     // An index: deleting it frees itself at once, and the child only it
     // lists once untagged manifests are swept; a tagged child stays.
-    let lone = push(&s, "team/multi", None, "lone", &[b"the lone child's own layer"], None).await;
+    let lone = push(
+        &s,
+        "team/multi",
+        None,
+        "lone",
+        &[b"the lone child's own layer"],
+        None,
+    )
+    .await;
     let tagged = push(&s, "team/multi", Some("c2"), "tagged", &[shared], None).await;
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
@@ -328,15 +402,32 @@ async fn deletes_say_exactly_what_the_next_collection_reclaims() {
         ],
     }))
     .unwrap();
-    assert_eq!(s.put_manifest("team/multi", "multi", OCI_INDEX, &index).await.status(), 201);
+    assert_eq!(
+        s.put_manifest("team/multi", "multi", OCI_INDEX, &index)
+            .await
+            .status(),
+        201
+    );
     let confirm = browser.get("/ui/r/team/multi/-/delete/multi").await;
     let delete = confirm.from("delete-reclaim");
     let with_child = index.len() as u64 + lone.manifest + lone.config + lone.layers[0];
-    assert!(delete.contains(&format!(r#"class="reclaim" data-bytes="{}""#, index.len())), "{delete}");
-    assert!(delete.contains(&format!(r#"class="reclaim-untagged" data-bytes="{with_child}""#)), "{delete}");
+    assert!(
+        delete.contains(&format!(r#"class="reclaim" data-bytes="{}""#, index.len())),
+        "{delete}"
+    );
+    assert!(
+        delete.contains(&format!(
+            r#"class="reclaim-untagged" data-bytes="{with_child}""#
+        )),
+        "{delete}"
+    );
     let before = collect(&s, true).await;
     let done = browser
-        .submit("/ui/r/team/multi/-/delete/multi", "/ui/r/team/multi/-/delete/multi", &[("what", "manifest")])
+        .submit(
+            "/ui/r/team/multi/-/delete/multi",
+            "/ui/r/team/multi/-/delete/multi",
+            &[("what", "manifest")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     let after = collect(&s, true).await;
@@ -351,15 +442,38 @@ async fn repositories_sort_by_size_in_stable_pages() {
     // Two pairs of equal size (ties go by name, descending), and a layer
     // shared by two repositories (counted in each).
     let shared = vec![b's'; 700];
-    for (repo, n) in [("a/one", 100), ("b/two", 900), ("c/three", 100), ("d/four", 500), ("e/five", 900), ("f/six", 0), ("g/seven", 300)] {
+    for (repo, n) in [
+        ("a/one", 100),
+        ("b/two", 900),
+        ("c/three", 100),
+        ("d/four", 500),
+        ("e/five", 900),
+        ("f/six", 0),
+        ("g/seven", 300),
+    ] {
         let layer = vec![b'x'; n + 1];
-        let layers: Vec<&[u8]> = if repo == "f/six" { vec![&shared] } else { vec![&layer] };
+        let layers: Vec<&[u8]> = if repo == "f/six" {
+            vec![&shared]
+        } else {
+            vec![&layer]
+        };
         // Same seed length: equal layers give equal sizes.
-        push(&s, repo, Some("latest"), &repo.replace('/', "-").chars().take(3).collect::<String>(), &layers, None).await;
+        push(
+            &s,
+            repo,
+            Some("latest"),
+            &repo.replace('/', "-").chars().take(3).collect::<String>(),
+            &layers,
+            None,
+        )
+        .await;
     }
     push(&s, "h/eight", Some("latest"), "h-e", &[&shared], None).await;
     let usage = s.registry.usage().await.unwrap();
-    let mut expected: Vec<(u64, String)> = usage.iter().map(|u| (u.logical_bytes, u.repo.to_string())).collect();
+    let mut expected: Vec<(u64, String)> = usage
+        .iter()
+        .map(|u| (u.logical_bytes, u.repo.to_string()))
+        .collect();
     expected.sort();
     expected.reverse();
     let expected: Vec<String> = expected.into_iter().map(|(_, n)| n).collect();
@@ -383,7 +497,10 @@ async fn ecr(s: &TestServer, operation: &str, body: Value) -> Value {
     let r = s
         .http
         .post(s.url("/"))
-        .header("x-amz-target", format!("AmazonEC2ContainerRegistry_V20150921.{operation}"))
+        .header(
+            "x-amz-target",
+            format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
+        )
         .header("content-type", "application/x-amz-json-1.1")
         .body(body.to_string())
         .send()
@@ -409,7 +526,9 @@ fn policy_text() -> String {
 
 /// (digest, rule) pairs a lifecycle page's preview table lists, from `id` on.
 fn previewed(page: &Page, id: &str) -> BTreeSet<(String, String)> {
-    let row = regex_lite::Regex::new(r#"(?s)<tr data-digest="([^"]+)">.*?<td class="num">([0-9]+)</td>"#).unwrap();
+    let row =
+        regex_lite::Regex::new(r#"(?s)<tr data-digest="([^"]+)">.*?<td class="num">([0-9]+)</td>"#)
+            .unwrap();
     let table = page.from(id);
     let table = &table[..table.find("</table>").unwrap_or(table.len())];
     row.captures_iter(table)
@@ -424,18 +543,39 @@ async fn the_lifecycle_preview_is_the_apis_and_applying_expires_it() {
     let mut pushed = Vec::new();
     for i in 1..=5 {
         let layer = format!("release {i}").into_bytes();
-        pushed.push(push(&s, "team/app", Some(&format!("v{i}")), &format!("r{i}"), &[&layer], None).await);
+        pushed.push(
+            push(
+                &s,
+                "team/app",
+                Some(&format!("v{i}")),
+                &format!("r{i}"),
+                &[&layer],
+                None,
+            )
+            .await,
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for i in 1..=3 {
-        push(&s, "team/app", None, &format!("u{i}"), &[format!("untagged {i}").as_bytes()], None).await;
+        push(
+            &s,
+            "team/app",
+            None,
+            &format!("u{i}"),
+            &[format!("untagged {i}").as_bytes()],
+            None,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     push(&s, "team/app", Some("dev"), "dev", &[b"dev"], None).await;
     let page_path = "/ui/r/team/app/-/lifecycle";
     let mut browser = Browser::new(&s);
     let tags = browser.get("/ui/r/team/app").await;
-    assert!(tags.body.contains(&format!(r#"href="{page_path}""#)), "the tags page links the lifecycle page");
+    assert!(
+        tags.body.contains(&format!(r#"href="{page_path}""#)),
+        "the tags page links the lifecycle page"
+    );
     let page = browser.get(page_path).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("no lifecycle policy"));
@@ -443,27 +583,68 @@ async fn the_lifecycle_preview_is_the_apis_and_applying_expires_it() {
 
     // A draft preview stores nothing.
     let draft = browser
-        .submit(page_path, page_path, &[("source", "json"), ("what", "preview"), ("policy", &policy_text())])
+        .submit(
+            page_path,
+            page_path,
+            &[
+                ("source", "json"),
+                ("what", "preview"),
+                ("policy", &policy_text()),
+            ],
+        )
         .await;
     assert_eq!(draft.status, 200, "{}", draft.body);
     assert!(draft.body.contains("not saved"));
-    assert!(browser.get(page_path).await.body.contains("no lifecycle policy"));
+    assert!(
+        browser
+            .get(page_path)
+            .await
+            .body
+            .contains("no lifecycle policy")
+    );
 
     // Saved as JSON; the page's preview equals the API's.
     let saved = browser
-        .submit(page_path, page_path, &[("source", "json"), ("what", "save"), ("policy", &policy_text())])
+        .submit(
+            page_path,
+            page_path,
+            &[
+                ("source", "json"),
+                ("what", "save"),
+                ("policy", &policy_text()),
+            ],
+        )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let page = browser.get(page_path).await;
     let ours = previewed(&page, "preview");
-    assert_eq!(ours, previewed(&draft, "draft-preview"), "the draft previewed what the policy does");
-    ecr(&s, "StartLifecyclePolicyPreview", json!({"repositoryName": "team/app"})).await;
-    let api = ecr(&s, "GetLifecyclePolicyPreview", json!({"repositoryName": "team/app"})).await;
+    assert_eq!(
+        ours,
+        previewed(&draft, "draft-preview"),
+        "the draft previewed what the policy does"
+    );
+    ecr(
+        &s,
+        "StartLifecyclePolicyPreview",
+        json!({"repositoryName": "team/app"}),
+    )
+    .await;
+    let api = ecr(
+        &s,
+        "GetLifecyclePolicyPreview",
+        json!({"repositoryName": "team/app"}),
+    )
+    .await;
     let theirs: BTreeSet<(String, String)> = api["previewResults"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["imageDigest"].as_str().unwrap().to_string(), r["appliedRulePriority"].to_string()))
+        .map(|r| {
+            (
+                r["imageDigest"].as_str().unwrap().to_string(),
+                r["appliedRulePriority"].to_string(),
+            )
+        })
         .collect();
     assert_eq!(ours, theirs);
     // v1..v3 beyond the newest two releases, and two of three untagged.
@@ -474,54 +655,118 @@ async fn the_lifecycle_preview_is_the_apis_and_applying_expires_it() {
 
     // A policy from the form's rule rows is stored as the same rules.
     let form = browser
-        .submit(page_path, page_path, &[
-            ("source", "form"), ("what", "save"),
-            ("r0.priority", "1"), ("r0.description", "keep two releases"), ("r0.status", "tagged"),
-            ("r0.prefixes", "v"), ("r0.patterns", ""), ("r0.count_type", "imageCountMoreThan"), ("r0.count_number", "2"),
-            ("r1.priority", "2"), ("r1.description", "untagged go"), ("r1.status", "untagged"),
-            ("r1.prefixes", ""), ("r1.patterns", ""), ("r1.count_type", "imageCountMoreThan"), ("r1.count_number", "1"),
-            ("r2.priority", ""), ("r2.status", "tagged"), ("r2.count_type", "imageCountMoreThan"),
-        ])
+        .submit(
+            page_path,
+            page_path,
+            &[
+                ("source", "form"),
+                ("what", "save"),
+                ("r0.priority", "1"),
+                ("r0.description", "keep two releases"),
+                ("r0.status", "tagged"),
+                ("r0.prefixes", "v"),
+                ("r0.patterns", ""),
+                ("r0.count_type", "imageCountMoreThan"),
+                ("r0.count_number", "2"),
+                ("r1.priority", "2"),
+                ("r1.description", "untagged go"),
+                ("r1.status", "untagged"),
+                ("r1.prefixes", ""),
+                ("r1.patterns", ""),
+                ("r1.count_type", "imageCountMoreThan"),
+                ("r1.count_number", "1"),
+                ("r2.priority", ""),
+                ("r2.status", "tagged"),
+                ("r2.count_type", "imageCountMoreThan"),
+            ],
+        )
         .await;
     assert_eq!(form.status, StatusCode::SEE_OTHER, "{}", form.body);
-    let stored = ecr(&s, "GetLifecyclePolicy", json!({"repositoryName": "team/app"})).await;
-    let stored: Value = serde_json::from_str(stored["lifecyclePolicyText"].as_str().unwrap()).unwrap();
+    let stored = ecr(
+        &s,
+        "GetLifecyclePolicy",
+        json!({"repositoryName": "team/app"}),
+    )
+    .await;
+    let stored: Value =
+        serde_json::from_str(stored["lifecyclePolicyText"].as_str().unwrap()).unwrap();
     let wanted: Value = serde_json::from_str(&policy_text()).unwrap();
     assert_eq!(stored, wanted);
     // An invalid policy is refused with the reason, beside the form.
     let bad = browser
-        .submit(page_path, page_path, &[("source", "json"), ("what", "save"), ("policy", r#"{"rules": []}"#)])
+        .submit(
+            page_path,
+            page_path,
+            &[
+                ("source", "json"),
+                ("what", "save"),
+                ("policy", r#"{"rules": []}"#),
+            ],
+        )
         .await;
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("policy-problem"), "{}", bad.body);
 
     // Apply: a confirmation listing the same images, then they expire.
-    let confirm = browser.submit(page_path, page_path, &[("what", "apply")]).await;
+    let confirm = browser
+        .submit(page_path, page_path, &[("what", "apply")])
+        .await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
     assert_eq!(previewed(&confirm, "preview"), theirs);
-    let applied = browser.submit(page_path, page_path, &[("what", "apply-confirm")]).await;
+    let applied = browser
+        .submit(page_path, page_path, &[("what", "apply-confirm")])
+        .await;
     assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
-    assert_eq!(applied.location(), format!("{page_path}?done=applied&expired=5"));
+    assert_eq!(
+        applied.location(),
+        format!("{page_path}?done=applied&expired=5")
+    );
     for (digest, _) in &theirs {
-        let r = s.http.head(s.url(&format!("/v2/team/app/manifests/{digest}"))).header("accept", OCI_MANIFEST).send().await.unwrap();
+        let r = s
+            .http
+            .head(s.url(&format!("/v2/team/app/manifests/{digest}")))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{digest} expired");
     }
     for p in &pushed[3..] {
-        let r = s.http.head(s.url(&format!("/v2/team/app/manifests/{}", p.digest))).header("accept", OCI_MANIFEST).send().await.unwrap();
+        let r = s
+            .http
+            .head(s.url(&format!("/v2/team/app/manifests/{}", p.digest)))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{} kept", p.digest);
     }
-    let page = browser.get(&format!("{page_path}?done=applied&expired=5")).await;
+    let page = browser
+        .get(&format!("{page_path}?done=applied&expired=5"))
+        .await;
     assert!(page.body.contains("5 image(s) expired"));
-    assert!(page.body.contains("preview-empty"), "nothing more to expire");
+    assert!(
+        page.body.contains("preview-empty"),
+        "nothing more to expire"
+    );
 
     // Deleted: the API agrees.
-    let deleted = browser.submit(page_path, page_path, &[("what", "delete-policy")]).await;
+    let deleted = browser
+        .submit(page_path, page_path, &[("what", "delete-policy")])
+        .await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
-    let r = s.http.post(s.url("/"))
-        .header("x-amz-target", "AmazonEC2ContainerRegistry_V20150921.GetLifecyclePolicy")
+    let r = s
+        .http
+        .post(s.url("/"))
+        .header(
+            "x-amz-target",
+            "AmazonEC2ContainerRegistry_V20150921.GetLifecyclePolicy",
+        )
         .header("content-type", "application/x-amz-json-1.1")
         .body(json!({"repositoryName": "team/app"}).to_string())
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -534,11 +779,25 @@ async fn pull_only_sees_no_forms_and_forged_posts_change_nothing() {
     let mut alice = Browser::new(&s);
     alice.sign_in(ALICE).await;
     let saved = alice
-        .submit(page_path, page_path, &[("source", "json"), ("what", "save"), ("policy", &policy_text())])
+        .submit(
+            page_path,
+            page_path,
+            &[
+                ("source", "json"),
+                ("what", "save"),
+                ("policy", &policy_text()),
+            ],
+        )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let mine = alice.get(page_path).await;
-    for form in ["policy-form", "policy-json", r#"value="apply""#, r#"value="delete-policy""#, r#"value="mutability""#] {
+    for form in [
+        "policy-form",
+        "policy-json",
+        r#"value="apply""#,
+        r#"value="delete-policy""#,
+        r#"value="mutability""#,
+    ] {
         assert!(mine.body.contains(form), "Alice is offered {form}");
     }
 
@@ -547,12 +806,28 @@ async fn pull_only_sees_no_forms_and_forged_posts_change_nothing() {
     let page = bob.get(page_path).await;
     assert_eq!(page.status, 200, "pull sees the page");
     assert!(page.body.contains("keep two releases"), "and the policy");
-    assert!(!page.body.contains(&format!(r#"action="{page_path}""#)), "but no form: {}", page.body);
+    assert!(
+        !page.body.contains(&format!(r#"action="{page_path}""#)),
+        "but no form: {}",
+        page.body
+    );
     assert!(!page.body.contains("<textarea"));
     let csrf = page.csrf(); // the sign-out form's
-    let before = s.registry.lifecycle_policy(&"team/app".parse().unwrap()).await.unwrap().text;
+    let before = s
+        .registry
+        .lifecycle_policy(&"team/app".parse().unwrap())
+        .await
+        .unwrap()
+        .text;
     for form in [
-        vec![("what", "save"), ("source", "json"), ("policy", r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#)],
+        vec![
+            ("what", "save"),
+            ("source", "json"),
+            (
+                "policy",
+                r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#,
+            ),
+        ],
         vec![("what", "delete-policy")],
         vec![("what", "apply-confirm")],
         vec![("what", "mutability"), ("mutability", "IMMUTABLE")],
@@ -563,18 +838,35 @@ async fn pull_only_sees_no_forms_and_forged_posts_change_nothing() {
         assert_eq!(r.status, 403, "{form:?}: {}", r.body);
     }
     // A repository Bob may not pull does not exist for him.
-    push(&s, "private/app", Some("v1"), "private", &[b"p"], Some(ALICE)).await;
+    push(
+        &s,
+        "private/app",
+        Some("v1"),
+        "private",
+        &[b"p"],
+        Some(ALICE),
+    )
+    .await;
     assert_eq!(bob.get("/ui/r/private/app/-/lifecycle").await.status, 404);
 
     // Without the CSRF token, even Alice changes nothing.
-    for form in [vec![("what", "delete-policy")], vec![("what", "mutability"), ("mutability", "IMMUTABLE")]] {
+    for form in [
+        vec![("what", "delete-policy")],
+        vec![("what", "mutability"), ("mutability", "IMMUTABLE")],
+    ] {
         let r = alice.post(page_path, &form).await;
         assert_eq!(r.status, 403, "{}", r.body);
         assert!(r.body.contains("Form expired"));
     }
     let repo = "team/app".parse().unwrap();
-    assert_eq!(s.registry.lifecycle_policy(&repo).await.unwrap().text, before);
-    assert_eq!(s.registry.repository(&repo).await.unwrap().tag_mutability, "MUTABLE");
+    assert_eq!(
+        s.registry.lifecycle_policy(&repo).await.unwrap().text,
+        before
+    );
+    assert_eq!(
+        s.registry.repository(&repo).await.unwrap().tag_mutability,
+        "MUTABLE"
+    );
     assert_eq!(s.registry.images(&repo).await.unwrap().len(), 1);
 }
 
@@ -586,12 +878,26 @@ async fn immutable_tags_set_here_hold_on_v2() {
     let page_path = "/ui/r/team/app/-/lifecycle";
     let mut browser = Browser::new(&s);
     let r = browser
-        .submit(page_path, page_path, &[("what", "mutability"), ("mutability", "IMMUTABLE")])
+        .submit(
+            page_path,
+            page_path,
+            &[("what", "mutability"), ("mutability", "IMMUTABLE")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = browser.get(page_path).await;
-    assert!(page.from("mutability").starts_with(r#"id="mutability">Tags are <strong>IMMUTABLE</strong>"#), "{}", page.body);
-    let api = ecr(&s, "DescribeRepositories", json!({"repositoryNames": ["team/app"]})).await;
+    assert!(
+        page.from("mutability")
+            .starts_with(r#"id="mutability">Tags are <strong>IMMUTABLE</strong>"#),
+        "{}",
+        page.body
+    );
+    let api = ecr(
+        &s,
+        "DescribeRepositories",
+        json!({"repositoryNames": ["team/app"]}),
+    )
+    .await;
     assert_eq!(api["repositories"][0]["imageTagMutability"], "IMMUTABLE");
     // Re-pushing v1 with other content is refused; a new tag is not.
     let config = br#"{"architecture":"amd64","os":"linux","seed":"two"}"#;
@@ -600,11 +906,25 @@ async fn immutable_tags_set_here_hold_on_v2() {
     let other = image_manifest(config, &[b"two"]);
     let refused = s.put_manifest("team/app", "v1", OCI_MANIFEST, &other).await;
     assert!(refused.status().is_client_error(), "{}", refused.status());
-    assert_eq!(s.put_manifest("team/app", "v2", OCI_MANIFEST, &other).await.status(), 201);
+    assert_eq!(
+        s.put_manifest("team/app", "v2", OCI_MANIFEST, &other)
+            .await
+            .status(),
+        201
+    );
     // And back.
     let r = browser
-        .submit(page_path, page_path, &[("what", "mutability"), ("mutability", "MUTABLE")])
+        .submit(
+            page_path,
+            page_path,
+            &[("what", "mutability"), ("mutability", "MUTABLE")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(s.put_manifest("team/app", "v1", OCI_MANIFEST, &other).await.status(), 201);
+    assert_eq!(
+        s.put_manifest("team/app", "v1", OCI_MANIFEST, &other)
+            .await
+            .status(),
+        201
+    );
 }

@@ -37,7 +37,9 @@ pub async fn confirm(
         ),
         Reference::Digest(_) => None,
     };
-    let delete_reclaim = registry.reclaimable(repo, std::slice::from_ref(&record.digest), None).await?;
+    let delete_reclaim = registry
+        .reclaimable(repo, std::slice::from_ref(&record.digest), None)
+        .await?;
     let by_digest = Reference::Digest(record.digest.clone());
     let action = delete_path(repo, reference);
     let others: Vec<&String> = match reference {

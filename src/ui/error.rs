@@ -49,7 +49,9 @@ impl From<LifecycleError> for UiError {
             // The lifecycle page shows a policy's own complaint beside its
             // form; this is only for a text that should have been valid.
             LifecycleError::Invalid(_) => UiError::BadRequest("the lifecycle policy is not valid"),
-            LifecycleError::NoPolicy(_) => UiError::BadRequest("the repository has no lifecycle policy"),
+            LifecycleError::NoPolicy(_) => {
+                UiError::BadRequest("the repository has no lifecycle policy")
+            }
             LifecycleError::NoPreview(_) => UiError::NotFound,
             LifecycleError::Registry(e) => e.into(),
         }

@@ -21,8 +21,8 @@ use super::access::{
     APPLY_LIFECYCLE_POLICY, DELETE_LIFECYCLE_POLICY, Need, PUT_IMAGE_TAG_MUTABILITY,
     PUT_LIFECYCLE_POLICY, may_call,
 };
-use super::error::{UiError, UiResult};
 use super::delete::reclaim_text;
+use super::error::{UiError, UiResult};
 use super::layout::{self, MAX_LISTED, more, page as shell, short_digest, time};
 use super::session::Viewer;
 use super::{Console, image_path, lifecycle_path, repo_path};
@@ -203,7 +203,10 @@ async fn preview(
         Err(e) => return Ok(Err(e.0)),
     };
     let rows = console.registry.plan_expiry(repo, &policy).await?;
-    let digests: Vec<_> = rows.iter().map(|p| p.image.manifest.digest.clone()).collect();
+    let digests: Vec<_> = rows
+        .iter()
+        .map(|p| p.image.manifest.digest.clone())
+        .collect();
     let reclaim = console.registry.reclaimable(repo, &digests, None).await?;
     Ok(Ok(Preview { rows, reclaim }))
 }
@@ -290,7 +293,8 @@ pub async fn submit(
     action: Action,
 ) -> UiResult {
     let registry = &console.registry;
-    let back = |done: &str| Redirect::to(&format!("{}?done={done}", lifecycle_path(repo))).into_response();
+    let back =
+        |done: &str| Redirect::to(&format!("{}?done={done}", lifecycle_path(repo))).into_response();
     match action {
         Action::Save(Draft(Ok(text))) => match registry.put_lifecycle_policy(repo, &text).await {
             Ok(()) => {
@@ -327,7 +331,11 @@ pub async fn submit(
             if !notices.is_empty() {
                 console.notifier.notify_job("lifecycle", &notices);
             }
-            let to = format!("{}?done=applied&expired={}", lifecycle_path(repo), done.len());
+            let to = format!(
+                "{}?done=applied&expired={}",
+                lifecycle_path(repo),
+                done.len()
+            );
             Ok(Redirect::to(&to).into_response())
         }
         Action::DeletePolicy => {
@@ -607,6 +615,75 @@ fn rule_row(i: usize, rule: Option<&PolicyRule>) -> Markup {
                 }
             }
             label { "Count (images, or days) " input type="number" min="1" name=(id("count_number")) value=[s.map(|s| s.count_number)]; }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn rule_rows_become_a_valid_policy_and_blank_rows_none() {
+        let form = pairs(&[
+            ("what", "save"),
+            ("source", "form"),
+            ("r0.priority", "2"),
+            ("r0.status", "any"),
+            ("r0.count_type", "sinceImagePushed"),
+            ("r0.count_number", "30"),
+            ("r1.priority", "1"),
+            ("r1.status", "tagged"),
+            ("r1.prefixes", " prod , release-,"),
+            ("r1.count_type", "imageCountMoreThan"),
+            ("r1.count_number", "5"),
+            ("r2.priority", ""),
+            ("r2.status", "tagged"),
+        ]);
+        let Action::Save(Draft(Ok(text))) = Action::parse(&form).unwrap() else {
+            panic!("a saved draft");
+        };
+        let policy = LifecyclePolicy::parse(&text).unwrap();
+        assert_eq!(policy.rules.len(), 2);
+        let any = &policy.rules[0].selection;
+        assert_eq!(any.count_unit.as_deref(), Some("days"));
+        let tagged = &policy.rules[1].selection;
+        assert_eq!(
+            tagged.tag_prefix_list,
+            Some(vec!["prod".to_string(), "release-".to_string()])
+        );
+        assert_eq!(tagged.count_unit, None);
+    }
+
+    #[test]
+    fn forms_are_bounded_and_actions_need_what_the_api_needs() {
+        let bad = pairs(&[("what", "save"), ("r0.priority", "x")]);
+        assert!(matches!(
+            Action::parse(&bad).unwrap(),
+            Action::Save(Draft(Err(_)))
+        ));
+        let huge = "x".repeat(MAX_TEXT + 1);
+        let json = pairs(&[("what", "preview"), ("source", "json"), ("policy", &huge)]);
+        let action = Action::parse(&json).unwrap();
+        assert!(matches!(action, Action::Preview(Draft(Err(_)))));
+        assert_eq!(action.need(), Need::Pull);
+        assert!(Action::parse(&pairs(&[("what", "mutability"), ("mutability", "X")])).is_err());
+        assert!(Action::parse(&pairs(&[("what", "drop")])).is_err());
+        let needs = [
+            ("delete-policy", DELETE_LIFECYCLE_POLICY),
+            ("apply", APPLY_LIFECYCLE_POLICY),
+            ("apply-confirm", APPLY_LIFECYCLE_POLICY),
+        ];
+        for (what, actions) in needs {
+            let action = Action::parse(&pairs(&[("what", what)])).unwrap();
+            assert_eq!(action.need(), Need::Ecr(actions), "{what}");
         }
     }
 }

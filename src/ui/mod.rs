@@ -214,9 +214,7 @@ async fn repository_page(
         RepositoryPage::Delete(repo, reference) => {
             delete::confirm(&console, &viewer, &repo, &reference).await
         }
-        RepositoryPage::Lifecycle(repo) => {
-            lifecycle::page(&console, &viewer, &repo, &query).await
-        }
+        RepositoryPage::Lifecycle(repo) => lifecycle::page(&console, &viewer, &repo, &query).await,
     }
 }
 

@@ -209,8 +209,7 @@ impl BrowseMetadata for SqlMetadata {
             )
         } else {
             let filter = page.contains.map(|c| self.contains("q.name", c, &mut args));
-            let after =
-                after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
+            let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
             let limit = args.int(i64::from(page.limit));
             // Keys only: the last push of a repository is one probe of
             // `manifests_by_push`; counts wait for authorization.
