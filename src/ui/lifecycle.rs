@@ -507,7 +507,7 @@ fn render(v: &View<'_>) -> Markup {
                 }
             }
         }
-        h2 { "Past runs and changes" }
+        h2 { "Past runs" }
         @if v.history.is_empty() {
             p.muted { "None recorded." }
         } @else {

@@ -4,7 +4,10 @@
 -- over one index. Triggers keep it exact inside every transaction that links
 -- or unlinks a blob or adds or removes a manifest (push, mount, delete, GC,
 -- repository deletion), so no write path can forget it. A digest counts once
--- whether it is linked as a blob, recorded as a manifest, or both.
+-- whether it is linked as a blob, recorded as a manifest, or both. Every
+-- write touches only the rows of the repository it holds the store's lock
+-- for (GC holds them all), so updating that repository's row adds no
+-- contention and no lock-order cycle.
 ALTER TABLE repositories ADD COLUMN logical_bytes INTEGER NOT NULL DEFAULT 0;
 
 UPDATE repositories SET logical_bytes = (
