@@ -8,7 +8,7 @@ use super::{ManifestRead, Registry, RegistryError, Result};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::storage::Key;
 use crate::storage::metadata::browse::{
-    ImageSummary, Listing, ManifestLinks, Position, RepositoryKey, RepositorySummary,
+    ImageSummary, Listing, ManifestLinks, Position, Reclaimable, RepositoryKey, RepositorySummary,
 };
 
 impl Registry {
@@ -52,6 +52,25 @@ impl Registry {
     /// The tags, parent indexes and subject of a manifest.
     pub async fn manifest_links(&self, repo: &RepoName, digest: &Digest) -> Result<ManifestLinks> {
         Ok(self.inner.meta.manifest_links(repo, digest).await?)
+    }
+
+    /// What garbage collection could reclaim once `digests` are deleted
+    /// from `repo`, or once the tag `untag` of the one digest is removed
+    /// (nothing, unless that is its last tag and nothing else keeps it).
+    /// Blobs are shared across repositories: only those no other manifest
+    /// anywhere uses count. Both with and without collections that sweep
+    /// untagged manifests.
+    pub async fn reclaimable(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+        untag: Option<&str>,
+    ) -> Result<Reclaimable> {
+        let meta = &self.inner.meta;
+        Ok(Reclaimable {
+            direct: meta.reclaimable(repo, digests, untag, false).await?,
+            with_untagged: meta.reclaimable(repo, digests, untag, true).await?,
+        })
     }
 
     /// A manifest and its bytes, for display: unlike

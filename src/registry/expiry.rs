@@ -10,6 +10,7 @@ use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
 use super::{LifecycleError, Registry, RegistryError, Result, now_ms};
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::RepoName;
+use crate::storage::metadata::{AuditQuery, AuditRecord};
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
 
 /// Pulls of one manifest are recorded at most this often.
@@ -177,6 +178,21 @@ impl Registry {
                 .await?;
         }
         Ok(planned)
+    }
+
+    /// The newest `limit` lifecycle entries of `repo`'s audit log (runs and
+    /// policy changes: actions `lifecycle.*`), newest first.
+    pub async fn lifecycle_history(&self, repo: &RepoName, limit: u32) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .inner
+            .meta
+            .audit_entries(&AuditQuery {
+                before: None,
+                action: Some("lifecycle.".into()),
+                repository: Some(repo.to_string()),
+                limit,
+            })
+            .await?)
     }
 
     /// Repositories that have a lifecycle policy (for scheduled runs).

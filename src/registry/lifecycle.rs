@@ -18,7 +18,8 @@ use crate::glob::glob_match;
 use crate::oci::Digest;
 
 const MIN_TEXT: usize = 100;
-const MAX_TEXT: usize = 30_720;
+/// The longest policy text, as ECR allows.
+pub const MAX_TEXT: usize = 30_720;
 const MAX_WILDCARDS: usize = 4;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 

@@ -25,7 +25,8 @@ use crate::storage::{BlobStore, MetadataStore, Staging};
 pub use crate::storage::BlobBody;
 /// The console's listing types, as the registry's browse calls take and return them.
 pub use crate::storage::metadata::browse::{
-    ImageSummary, Listing, ManifestLinks, Order, Position, RepositoryKey, RepositorySummary,
+    ImageSummary, Listing, ManifestLinks, Order, Position, Reclaim, Reclaimable, RepositoryKey,
+    RepositorySummary,
 };
 pub use blobs::BlobRead;
 use cache::ManifestCache;

@@ -5,7 +5,7 @@
 
 use super::Console;
 use super::error::{UiError, UiResult};
-use crate::auth::{Action, Mode, Principal, Scope, scope};
+use crate::auth::{Action, EcrAction, Mode, Principal, Scope, scope};
 use crate::oci::RepoName;
 
 /// What the viewer may do to one repository.
@@ -23,6 +23,54 @@ pub enum Need {
     Pull,
     /// Untagging or deleting a manifest (as `DELETE /v2/…/manifests/…`).
     Delete,
+    /// Every one of these ECR actions, judged as the ECR API judges them
+    /// (`Auth::may_call`: the repository policy's `ecr:` action, else the
+    /// configuration's rule action), so the console and the API agree.
+    Ecr(&'static [EcrAction]),
+}
+
+/// PutLifecyclePolicy: saving a lifecycle policy.
+pub const PUT_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
+    policy: "ecr:PutLifecyclePolicy",
+    rule: scope::DELETE,
+}];
+/// DeleteLifecyclePolicy.
+pub const DELETE_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
+    policy: "ecr:DeleteLifecyclePolicy",
+    rule: scope::DELETE,
+}];
+/// Running the stored policy now: ECR has no such call; it is what putting
+/// the policy lets the schedule do, and it deletes images (BatchDeleteImage).
+pub const APPLY_LIFECYCLE_POLICY: &[EcrAction] = &[
+    EcrAction {
+        policy: "ecr:PutLifecyclePolicy",
+        rule: scope::DELETE,
+    },
+    EcrAction {
+        policy: "ecr:BatchDeleteImage",
+        rule: scope::DELETE,
+    },
+];
+/// PutImageTagMutability.
+pub const PUT_IMAGE_TAG_MUTABILITY: &[EcrAction] = &[EcrAction {
+    policy: "ecr:PutImageTagMutability",
+    rule: scope::PUSH,
+}];
+
+/// Whether the viewer may do every one of `actions` on `repo`, as the ECR
+/// API would let them.
+pub async fn may_call(
+    console: &Console,
+    principal: &Principal,
+    repo: &RepoName,
+    actions: &[EcrAction],
+) -> UiResult<bool> {
+    for action in actions {
+        if !console.auth.may_call(principal, repo, *action).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The viewer's rights on `repo`.
@@ -62,7 +110,12 @@ pub async fn authorize(
     if !rights.pull {
         return Err(UiError::NotFound);
     }
-    if need == Need::Delete && !rights.delete {
+    let allowed = match need {
+        Need::Pull => true,
+        Need::Delete => rights.delete,
+        Need::Ecr(actions) => may_call(console, principal, repo, actions).await?,
+    };
+    if !allowed {
         return Err(UiError::Forbidden);
     }
     Ok(rights)

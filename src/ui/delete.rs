@@ -8,12 +8,13 @@ use maud::html;
 use serde::Deserialize;
 
 use super::error::{UiError, UiResult};
-use super::layout::{MAX_LISTED, more, page as shell, short_digest};
+use super::layout::{MAX_LISTED, more, page as shell, short_digest, size};
 use super::session::Viewer;
 use super::tags::Done;
 use super::{Console, delete_path, image_path, ok, repo_path};
 use crate::notifications::{Action, Notice};
 use crate::oci::{Reference, RepoName};
+use crate::registry::{Reclaim, Reclaimable};
 
 /// `GET /ui/r/{repo}/-/delete/{reference}`: what untagging or deleting would do.
 pub async fn confirm(
@@ -26,6 +27,19 @@ pub async fn confirm(
     let record = registry.stat_manifest(repo, reference).await?;
     let links = registry.manifest_links(repo, &record.digest).await?;
     let referrers = registry.referrers(repo, &record.digest, None).await?;
+    // Both figures, before the viewer chooses: the untag's (nothing unless
+    // it is the last tag) and the manifest delete's.
+    let untag_reclaim = match reference {
+        Reference::Tag(t) => Some(
+            registry
+                .reclaimable(repo, std::slice::from_ref(&record.digest), Some(t.as_str()))
+                .await?,
+        ),
+        Reference::Digest(_) => None,
+    };
+    let delete_reclaim = registry
+        .reclaimable(repo, std::slice::from_ref(&record.digest), None)
+        .await?;
     let by_digest = Reference::Digest(record.digest.clone());
     let action = delete_path(repo, reference);
     let others: Vec<&String> = match reference {
@@ -43,6 +57,7 @@ pub async fn confirm(
                 @if others.is_empty() { "; no other tag names it, so it becomes untagged." }
                 @else { " and by its other tags." }
             }
+            @if let Some(r) = untag_reclaim { p #untag-reclaim { (reclaim_text(r)) } }
             form method="post" action=(action) {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 input type="hidden" name="what" value="untag";
@@ -74,7 +89,7 @@ pub async fn confirm(
         @if !referrers.is_empty() {
             p.warning { (referrers.len()) " referrer(s) (signatures, SBOMs…) point at it; they stay until garbage collection removes orphans." }
         }
-        p.muted { "Blob bytes are reclaimed by the next garbage collection, if nothing else uses them." }
+        p #delete-reclaim { (reclaim_text(delete_reclaim)) }
         form method="post" action=(delete_path(repo, &by_digest)) {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="what" value="manifest";
@@ -85,11 +100,49 @@ pub async fn confirm(
     ok(shell("Delete", Some(viewer), body))
 }
 
+/// "N bytes reclaimable after the next garbage collection", honestly:
+/// nothing when every blob stays in use, and apart what only collections
+/// that sweep untagged manifests free.
+pub fn reclaim_text(r: Reclaimable) -> maud::Markup {
+    let (direct, all) = (r.direct, r.with_untagged);
+    let at_least = |c: &Reclaim| if c.complete { "" } else { "at least " };
+    html! {
+        @if all.bytes == 0 {
+            "Frees nothing: every blob it uses stays in use (by this manifest, its other tags, or other manifests in any repository). "
+            span.reclaim data-bytes="0" { "0 B" } " reclaimable."
+        } @else {
+            (at_least(&direct))
+            span.reclaim data-bytes=(direct.bytes) { (size(direct.bytes)) }
+            " reclaimable after the next garbage collection"
+            @if direct.blobs > 0 { " (" (direct.blobs) " blob(s) no other manifest in any repository uses)" }
+            "."
+            @if all.bytes > direct.bytes {
+                " " (at_least(&all))
+                span.reclaim-untagged data-bytes=(all.bytes) { (size(all.bytes)) }
+                " in all when garbage collection also sweeps untagged manifests (gc.untagged_after_seconds), which this leaves behind."
+            }
+            @if !all.complete { " More manifests are involved than were examined." }
+        }
+    }
+}
+
 /// The form of either action.
 #[derive(Debug, Deserialize)]
 pub struct DeleteForm {
     /// `untag` or `manifest`.
     what: String,
+}
+
+impl DeleteForm {
+    /// From a form's fields (unknown ones ignored).
+    pub fn from_pairs(pairs: &[(String, String)]) -> DeleteForm {
+        let what = pairs
+            .iter()
+            .find(|(k, _)| k == "what")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        DeleteForm { what }
+    }
 }
 
 /// `POST /ui/r/{repo}/-/delete/{reference}` (already authorized for

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::layout;
 use crate::auth::Denial;
 use crate::http::Fault;
-use crate::registry::RegistryError;
+use crate::registry::{LifecycleError, RegistryError};
 use crate::storage::MetadataError;
 
 #[derive(Debug)]
@@ -39,6 +39,21 @@ impl From<RegistryError> for UiError {
             | RegistryError::ManifestUnknown(_)
             | RegistryError::BlobUnknown(_) => UiError::NotFound,
             e => UiError::Fault(Fault::classify(e.is_unavailable(), e)),
+        }
+    }
+}
+
+impl From<LifecycleError> for UiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            // The lifecycle page shows a policy's own complaint beside its
+            // form; this is only for a text that should have been valid.
+            LifecycleError::Invalid(_) => UiError::BadRequest("the lifecycle policy is not valid"),
+            LifecycleError::NoPolicy(_) => {
+                UiError::BadRequest("the repository has no lifecycle policy")
+            }
+            LifecycleError::NoPreview(_) => UiError::NotFound,
+            LifecycleError::Registry(e) => e.into(),
         }
     }
 }

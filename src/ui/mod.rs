@@ -21,6 +21,7 @@ pub mod delete;
 pub mod error;
 pub mod image;
 pub mod layout;
+pub mod lifecycle;
 pub mod login;
 pub mod paging;
 pub mod repositories;
@@ -136,6 +137,9 @@ pub enum RepositoryPage {
     Image(RepoName, Reference),
     /// `/ui/r/{repo}/-/delete/{reference}`: confirmation (GET), deletion (POST).
     Delete(RepoName, Reference),
+    /// `/ui/r/{repo}/-/lifecycle`: the lifecycle policy, its preview and
+    /// tag immutability (GET); their changes (POST).
+    Lifecycle(RepoName),
 }
 
 /// A tag or a digest, as a path segment gives it.
@@ -153,6 +157,9 @@ impl RepositoryPage {
             return rest.parse().ok().map(RepositoryPage::Tags);
         };
         let repo: RepoName = repo.parse().ok()?;
+        if tail == "lifecycle" {
+            return Some(RepositoryPage::Lifecycle(repo));
+        }
         let (kind, reference) = tail.split_once('/')?;
         let reference = parse_reference(reference)?;
         match kind {
@@ -166,15 +173,19 @@ impl RepositoryPage {
         match self {
             RepositoryPage::Tags(r)
             | RepositoryPage::Image(r, _)
-            | RepositoryPage::Delete(r, _) => r,
+            | RepositoryPage::Delete(r, _)
+            | RepositoryPage::Lifecycle(r) => r,
         }
     }
 
     /// What the page needs of the viewer: the console offers deleting only
-    /// to those who may, so even the confirmation needs delete.
+    /// to those who may, so even the confirmation needs delete. A lifecycle
+    /// POST needs what its action does ([`lifecycle::Action::need`]).
     pub fn need(&self) -> Need {
         match self {
-            RepositoryPage::Tags(_) | RepositoryPage::Image(..) => Need::Pull,
+            RepositoryPage::Tags(_) | RepositoryPage::Image(..) | RepositoryPage::Lifecycle(_) => {
+                Need::Pull
+            }
             RepositoryPage::Delete(..) => Need::Delete,
         }
     }
@@ -191,6 +202,10 @@ pub fn image_path(repo: &RepoName, reference: &Reference) -> String {
 
 pub fn delete_path(repo: &RepoName, reference: &Reference) -> String {
     format!("/ui/r/{repo}/-/delete/{reference}")
+}
+
+pub fn lifecycle_path(repo: &RepoName) -> String {
+    format!("/ui/r/{repo}/-/lifecycle")
 }
 
 async fn repository_page(
@@ -212,6 +227,7 @@ async fn repository_page(
         RepositoryPage::Delete(repo, reference) => {
             delete::confirm(&console, &viewer, &repo, &reference).await
         }
+        RepositoryPage::Lifecycle(repo) => lifecycle::page(&console, &viewer, &repo, &query).await,
     }
 }
 
@@ -227,13 +243,20 @@ async fn repository_action(
     method: axum::http::Method,
     headers: axum::http::HeaderMap,
     Path(rest): Path<String>,
-    CsrfForm(form): CsrfForm<delete::DeleteForm>,
+    CsrfForm(form): CsrfForm<Vec<(String, String)>>,
 ) -> UiResult {
     let page = RepositoryPage::parse(&rest).ok_or(UiError::NotFound)?;
-    let RepositoryPage::Delete(repo, reference) = &page else {
-        return Err(UiError::NotFound);
+    let (repo, reference) = match &page {
+        RepositoryPage::Delete(repo, reference) => (repo, reference),
+        RepositoryPage::Lifecycle(repo) => {
+            let action = lifecycle::Action::parse(&form)?;
+            authorize(&console, &viewer.principal, repo, action.need()).await?;
+            return lifecycle::submit(&console, &viewer, repo, action).await;
+        }
+        _ => return Err(UiError::NotFound),
     };
     authorize(&console, &viewer.principal, repo, page.need()).await?;
+    let form = delete::DeleteForm::from_pairs(&form);
     let (response, notice) = delete::submit(&console, repo, reference, form).await?;
     let origin = Origin::of_request(
         request_id.map(|id| id.0.0.clone()),
@@ -271,6 +294,10 @@ mod tests {
             ))
         );
         assert_eq!(
+            RepositoryPage::parse("team/app/-/lifecycle"),
+            Some(RepositoryPage::Lifecycle(repo("team/app")))
+        );
+        assert_eq!(
             RepositoryPage::parse("a/-/delete/v1.0"),
             Some(RepositoryPage::Delete(
                 repo("a"),
@@ -282,6 +309,7 @@ mod tests {
             "A",
             "a/-/image/",
             "a/-/other/v1",
+            "a/-/lifecycle/x",
             "a/-/image/sha256:xyz",
             "a/-/image/bad tag",
             "../etc",

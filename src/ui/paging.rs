@@ -12,7 +12,8 @@ pub const MAX_PAGE: u32 = 200;
 /// The longest value of any parameter (names are at most 255 bytes).
 const MAX_PARAM: usize = 300;
 
-/// Where the next page starts: the last row's time and name.
+/// Where the next page starts: the last row's time (its size, sorting by
+/// size) and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub time_ms: i64,
@@ -69,7 +70,8 @@ impl Params {
             None | Some("") => default,
             Some("name") => Order::Name,
             Some("pushed") => Order::Newest,
-            Some(_) => return Err(UiError::BadRequest("sort is name or pushed")),
+            Some("size") => Order::Largest,
+            Some(_) => return Err(UiError::BadRequest("sort is name, pushed or size")),
         };
         let after = match param(query, "after")? {
             None | Some("") => None,
@@ -103,6 +105,7 @@ impl Params {
         match self.order {
             Order::Name => "name",
             Order::Newest => "pushed",
+            Order::Largest => "size",
         }
     }
 
@@ -150,7 +153,7 @@ mod tests {
         for bad in [
             "n=0",
             "n=201",
-            "sort=size",
+            "sort=big",
             "after=zz",
             &format!("q={}", "a".repeat(301)),
         ] {

@@ -1,5 +1,6 @@
 //! `GET /ui/`: the repositories the viewer may pull (tags, size, last push),
-//! searchable, by name or last push, in keyset pages.
+//! searchable, by name, last push or size (largest first: the stored size
+//! column, over its index), in keyset pages.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -48,9 +49,12 @@ pub fn host_of(base_url: &str) -> String {
         .to_string()
 }
 
-fn cursor(r: &RepositoryKey) -> Cursor {
+fn cursor(order: Order, r: &RepositoryKey) -> Cursor {
     Cursor {
-        time_ms: r.last_push_ms,
+        time_ms: match order {
+            Order::Largest => i64::try_from(r.logical_bytes).unwrap_or(i64::MAX),
+            Order::Name | Order::Newest => r.last_push_ms,
+        },
         name: r.name.to_string(),
     }
 }
@@ -97,13 +101,13 @@ async fn visible_keys(
         let names: Vec<RepoName> = batch.iter().map(|r| r.name.clone()).collect();
         prepare(console, &names).await?;
         for row in batch {
-            scanned = Some(cursor(&row));
+            scanned = Some(cursor(params.order, &row));
             if !rights(console, &viewer.principal, &row.name).await?.pull {
                 continue;
             }
             if shown.len() == limit {
                 // One more visible row: there is a next page, after the last shown.
-                let next = shown.last().map(cursor);
+                let next = shown.last().map(|r| cursor(params.order, r));
                 return Ok((shown, next));
             }
             shown.push(row);
@@ -131,6 +135,7 @@ fn render(
             select #sort name="sort" {
                 option value="name" selected[params.order == Order::Name] { "Name" }
                 option value="pushed" selected[params.order == Order::Newest] { "Last push" }
+                option value="size" selected[params.order == Order::Largest] { "Size" }
             }
             button type="submit" { "Apply" }
         }

@@ -69,8 +69,9 @@ impl Cookie {
 pub const CSRF_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How long a session lasts at most.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// The largest form body read.
-const MAX_FORM_BYTES: usize = 16 * 1024;
+/// The largest form body read: room for a lifecycle policy at ECR's 30 KiB
+/// cap, percent-encoded.
+const MAX_FORM_BYTES: usize = 128 * 1024;
 
 /// This request's CSRF secret (from its cookie, or new), set by [`guard`].
 #[derive(Debug, Clone)]
@@ -283,7 +284,7 @@ where
 }
 
 /// A POSTed form of `T`, admitted only with the right CSRF token in its
-/// `csrf` field; the one CSRF check. Bodies over 16 KiB are refused.
+/// `csrf` field; the one CSRF check. Bodies over 128 KiB are refused.
 pub struct CsrfForm<T>(pub T);
 
 impl<S, T> FromRequest<S> for CsrfForm<T>

@@ -5,11 +5,11 @@
 use maud::{Markup, html};
 
 use super::access::Rights;
-use super::error::UiResult;
+use super::error::{UiError, UiResult};
 use super::layout::{copy_button, is_index, kind, page as shell, short_digest, size, time};
 use super::paging::{Cursor, Params};
 use super::session::Viewer;
-use super::{Console, delete_path, image_path, ok, repo_path};
+use super::{Console, delete_path, image_path, lifecycle_path, ok, repo_path};
 use crate::http::Query;
 use crate::oci::{Reference, RepoName};
 use crate::registry::{ImageSummary, Listing, Order};
@@ -22,6 +22,9 @@ pub async fn page(
     query: &Query,
 ) -> UiResult {
     let params = Params::parse(query, Order::Newest)?;
+    if params.order == Order::Largest {
+        return Err(UiError::BadRequest("tags sort by name or push"));
+    }
     let after = params.after.as_ref().map(Cursor::position);
     // One more than shown tells whether another page follows.
     let mut rows = if params.untagged {
@@ -93,6 +96,7 @@ fn render(
     html! {
         p.crumbs { a href="/ui/" { "Repositories" } " / " }
         h1 { (repo) }
+        p { a #lifecycle-link href=(lifecycle_path(repo)) { "Lifecycle policy and tag immutability" } }
         @match notice {
             Some(Done::Untagged) => p.notice role="status" { "The tag was removed; the manifest stays." }
             Some(Done::Deleted) => p.notice role="status" { "The manifest and its tags were deleted. Its blobs are reclaimed by the next garbage collection." }

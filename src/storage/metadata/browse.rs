@@ -12,7 +12,8 @@ use crate::oci::{Digest, RepoName};
 
 /// Where a page starts: strictly after this row of the previous page. For
 /// orders by name alone `time_ms` is ignored; for orders by time it breaks
-/// ties by name (or digest), so a page never repeats or skips a row.
+/// ties by name (or digest), so a page never repeats or skips a row. For
+/// [`Order::Largest`] `time_ms` carries the row's size in bytes instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position<'a> {
     pub time_ms: i64,
@@ -27,6 +28,9 @@ pub enum Order {
     /// Newest first (last push for repositories, tagging time for tags),
     /// ties by name descending.
     Newest,
+    /// Largest first (repositories only: their stored logical size), ties by
+    /// name descending; other listings treat it as [`Order::Newest`].
+    Largest,
 }
 
 /// One page of a listing: a name filter, an order, a start and a size.
@@ -46,6 +50,8 @@ pub struct RepositoryKey {
     pub name: RepoName,
     /// The latest manifest push, else the repository's creation (Unix ms).
     pub last_push_ms: i64,
+    /// Its stored logical size (see [`RepositorySummary::logical_bytes`]).
+    pub logical_bytes: u64,
 }
 
 /// A repository as the console lists it.
@@ -57,7 +63,8 @@ pub struct RepositorySummary {
     /// The latest manifest push, else the repository's creation (Unix ms).
     pub last_push_ms: i64,
     /// Every distinct blob and manifest the repository can serve, as `wharf
-    /// du` counts its logical size (shared blobs count in each repository).
+    /// du` counts its logical size (shared blobs count in each repository);
+    /// stored, and kept exact by the database's triggers at every write.
     pub logical_bytes: u64,
 }
 
@@ -89,6 +96,37 @@ pub struct ManifestLinks {
     pub subject: Option<Digest>,
 }
 
+/// What deleting a manifest would let garbage collection reclaim.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaim {
+    /// Bytes of the blobs (the manifest itself, its config and layers, and
+    /// for an index the children only it lists, with theirs) that no other
+    /// manifest in any repository uses.
+    pub bytes: u64,
+    /// How many such blobs.
+    pub blobs: u64,
+    /// False when more manifests or children were given than are examined
+    /// ([`MAX_RECLAIM_ROOTS`], [`MAX_RECLAIM_CHILDREN`]): `bytes` is then a
+    /// lower bound.
+    pub complete: bool,
+}
+
+/// What deleting manifests frees, by what garbage collection sweeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimable {
+    /// With any collection: the blobs only the deleted manifests use.
+    pub direct: Reclaim,
+    /// When collections also sweep untagged manifests (`gc`'s
+    /// `untagged_after_seconds`, off by default): also what an index's
+    /// children, or a manifest whose last tag goes, use alone.
+    pub with_untagged: Reclaim,
+}
+
+/// The most children of indexes [`BrowseMetadata::reclaimable`] examines.
+pub const MAX_RECLAIM_CHILDREN: u32 = 1_000;
+/// The most manifests [`BrowseMetadata::reclaimable`] examines at once.
+pub const MAX_RECLAIM_ROOTS: usize = 1_000;
+
 /// The console's listings.
 #[async_trait]
 pub trait BrowseMetadata: Send + Sync + 'static {
@@ -112,4 +150,20 @@ pub trait BrowseMetadata: Send + Sync + 'static {
     ) -> Result<Vec<ImageSummary>>;
     /// The tags, parents and subject of one manifest.
     async fn manifest_links(&self, repo: &RepoName, digest: &Digest) -> Result<ManifestLinks>;
+    /// What garbage collection could reclaim once `digests` go from `repo`:
+    /// deleted outright, or (with `untag`, for one digest) once its tag
+    /// `untag` goes. With `sweep_untagged` the collection also deletes the
+    /// manifests that become untagged: the children only these indexes list,
+    /// or the untagged manifest when `untag` was its last tag and nothing
+    /// else keeps it (an index listing it, a subject, a runner pin); without
+    /// it, untagging frees nothing. One statement over indexes; manifests
+    /// beyond [`MAX_RECLAIM_ROOTS`] and children beyond
+    /// [`MAX_RECLAIM_CHILDREN`] are not examined.
+    async fn reclaimable(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+        untag: Option<&str>,
+        sweep_untagged: bool,
+    ) -> Result<Reclaim>;
 }

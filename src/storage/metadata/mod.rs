@@ -125,7 +125,8 @@ pub struct Page<'a> {
 /// handed one `Arc<dyn MetadataStore>`. Implemented for every type that
 /// implements all the areas.
 pub trait MetadataStore:
-    BlobMetadata
+    AuditStore
+    + BlobMetadata
     + BrowseMetadata
     + ManifestMetadata
     + RepositoryMetadata
@@ -136,7 +137,8 @@ pub trait MetadataStore:
 }
 
 impl<T> MetadataStore for T where
-    T: BlobMetadata
+    T: AuditStore
+        + BlobMetadata
         + BrowseMetadata
         + ManifestMetadata
         + RepositoryMetadata

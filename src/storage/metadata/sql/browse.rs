@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::{Dialect, SqlMetadata, digest, repo_name};
 use crate::oci::{Digest, RepoName};
 use crate::storage::metadata::browse::{
-    BrowseMetadata, ImageSummary, Listing, ManifestLinks, Order, Position, RepositoryKey,
-    RepositorySummary,
+    BrowseMetadata, ImageSummary, Listing, MAX_RECLAIM_CHILDREN, MAX_RECLAIM_ROOTS, ManifestLinks,
+    Order, Position, Reclaim, RepositoryKey, RepositorySummary,
 };
 use crate::storage::metadata::{ManifestRecord, Result};
 
@@ -54,6 +54,14 @@ impl Args {
 struct RepositoryKeyRow {
     name: String,
     last_push: i64,
+    logical_bytes: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReclaimRow {
+    bytes: i64,
+    blobs: i64,
+    children: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -150,7 +158,7 @@ fn after_condition(
     let after = after?;
     Some(match order {
         Order::Name => format!("{name} > {}", args.text(after.name)),
-        Order::Newest => {
+        Order::Newest | Order::Largest => {
             let t = args.int(after.time_ms);
             let n = args.text(after.name);
             format!("({time} < {t} OR ({time} = {t} AND {name} < {n}))")
@@ -161,7 +169,7 @@ fn after_condition(
 fn order_by(order: Order, time: &str, name: &str) -> String {
     match order {
         Order::Name => name.to_string(),
-        Order::Newest => format!("{time} DESC, {name} DESC"),
+        Order::Newest | Order::Largest => format!("{time} DESC, {name} DESC"),
     }
 }
 
@@ -177,22 +185,46 @@ fn and_all(conditions: &[Option<String>]) -> String {
 impl BrowseMetadata for SqlMetadata {
     async fn browse_repositories(&self, page: Listing<'_>) -> Result<Vec<RepositoryKey>> {
         let mut args = Args::default();
-        let filter = page.contains.map(|c| self.contains("q.name", c, &mut args));
-        let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
-        let limit = args.int(i64::from(page.limit));
-        // Keys only: the last push of a repository is one probe of
-        // `manifests_by_push`; counts and sizes wait for authorization.
-        let sql = format!(
-            "SELECT q.name AS name, q.last_push AS last_push
-             FROM (SELECT r.name AS name,
-                          COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
-                                     WHERE m.repository = r.name), r.created_at) AS last_push
-                   FROM repositories r) q
-             WHERE 1 = 1{conditions}
-             ORDER BY {order} LIMIT {limit}",
-            conditions = and_all(&[filter, after]),
-            order = order_by(page.order, "q.last_push", "q.name"),
-        );
+        let sql = if page.order == Order::Largest {
+            // One range scan of `repositories_by_size`, backwards.
+            let filter = page.contains.map(|c| self.contains("r.name", c, &mut args));
+            let after = after_condition(
+                page.order,
+                page.after,
+                "r.logical_bytes",
+                "r.name",
+                &mut args,
+            );
+            let limit = args.int(i64::from(page.limit));
+            format!(
+                "SELECT r.name AS name, r.logical_bytes AS logical_bytes,
+                        COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
+                                   WHERE m.repository = r.name), r.created_at) AS last_push
+                 FROM (SELECT r.name AS name, r.logical_bytes AS logical_bytes, r.created_at AS created_at
+                       FROM repositories r WHERE 1 = 1{conditions}
+                       ORDER BY {order} LIMIT {limit}) r
+                 ORDER BY {order}",
+                conditions = and_all(&[filter, after]),
+                order = order_by(page.order, "r.logical_bytes", "r.name"),
+            )
+        } else {
+            let filter = page.contains.map(|c| self.contains("q.name", c, &mut args));
+            let after = after_condition(page.order, page.after, "q.last_push", "q.name", &mut args);
+            let limit = args.int(i64::from(page.limit));
+            // Keys only: the last push of a repository is one probe of
+            // `manifests_by_push`; counts wait for authorization.
+            format!(
+                "SELECT q.name AS name, q.last_push AS last_push, q.logical_bytes AS logical_bytes
+                 FROM (SELECT r.name AS name, r.logical_bytes AS logical_bytes,
+                              COALESCE((SELECT MAX(m.pushed_at) FROM manifests m
+                                         WHERE m.repository = r.name), r.created_at) AS last_push
+                       FROM repositories r) q
+                 WHERE 1 = 1{conditions}
+                 ORDER BY {order} LIMIT {limit}",
+                conditions = and_all(&[filter, after]),
+                order = order_by(page.order, "q.last_push", "q.name"),
+            )
+        };
         let rows: Vec<RepositoryKeyRow> = args
             .bind(sqlx::query_as(&sql))
             .fetch_all(&self.readers)
@@ -202,6 +234,7 @@ impl BrowseMetadata for SqlMetadata {
                 Ok(RepositoryKey {
                     name: repo_name(&r.name)?,
                     last_push_ms: r.last_push,
+                    logical_bytes: r.logical_bytes.max(0) as u64,
                 })
             })
             .collect()
@@ -213,10 +246,7 @@ impl BrowseMetadata for SqlMetadata {
         let sql = format!(
             "SELECT r.name AS name,
                     (SELECT COUNT(*) FROM tags t WHERE t.repository = r.name) AS tags,
-                    (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b
-                      WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository = r.name
-                                         UNION
-                                         SELECT m.digest FROM manifests m WHERE m.repository = r.name)) AS logical_bytes
+                    r.logical_bytes AS logical_bytes
              FROM repositories r WHERE r.name IN ({names})",
             names = names.join(", "),
         );
@@ -324,6 +354,98 @@ impl BrowseMetadata for SqlMetadata {
             tags,
             parents: parents.iter().map(|p| digest(p)).collect::<Result<_>>()?,
             subject: subject.flatten().as_deref().map(digest).transpose()?,
+        })
+    }
+
+    async fn reclaimable(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+        untag: Option<&str>,
+        sweep_untagged: bool,
+    ) -> Result<Reclaim> {
+        if digests.is_empty() || (untag.is_some() && !sweep_untagged) {
+            return Ok(Reclaim {
+                complete: true,
+                ..Reclaim::default()
+            });
+        }
+        let examined = &digests[..digests.len().min(MAX_RECLAIM_ROOTS)];
+        let mut args = Args::default();
+        let r = args.text(repo.as_str());
+        let list: Vec<String> = examined.iter().map(|d| args.text(&d.to_string())).collect();
+        let list = list.join(", ");
+        // Untagging frees something only when that tag is the manifest's
+        // last and nothing else keeps it: GC's untagged sweep decides so.
+        let kept_anyway = match untag {
+            Some(tag) => format!(
+                " AND m.subject IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = m.repository
+                                    AND t.manifest = m.digest AND t.name <> {tag})
+                  AND NOT EXISTS (SELECT 1 FROM manifest_children c
+                                   WHERE c.repository = m.repository AND c.child = m.digest)
+                  AND NOT EXISTS (SELECT 1 FROM image_pins p
+                                   WHERE p.repository = m.repository AND p.digest = m.digest)",
+                tag = args.text(tag)
+            ),
+            None => String::new(),
+        };
+        let sweep = args.int(i64::from(sweep_untagged));
+        // `doomed`: the roots and, when untagged manifests are swept, the
+        // children only they list, untagged and unpinned (at most
+        // MAX_RECLAIM_CHILDREN examined). A candidate blob
+        // is reclaimable when no manifest outside `doomed`, in any
+        // repository, uses it as a blob (found through
+        // `repository_blobs_by_digest`, then each repository's
+        // `manifest_blobs_by_blob`) or is it (`manifests_by_digest`).
+        let sql = format!(
+            "WITH root AS (
+                 SELECT m.repository AS repository, m.digest AS digest FROM manifests m
+                  WHERE m.repository = {r} AND m.digest IN ({list}){kept_anyway}),
+             listed AS (
+                 SELECT c.repository AS repository, c.child AS digest FROM manifest_children c
+                  WHERE c.repository = {r} AND c.parent IN (SELECT digest FROM root)
+                  ORDER BY c.child LIMIT {MAX_RECLAIM_CHILDREN}),
+             doomed AS (
+                 SELECT repository, digest FROM root
+                 UNION
+                 SELECT l.repository, l.digest FROM listed l
+                  WHERE {sweep} = 1
+                    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = l.repository AND t.manifest = l.digest)
+                    AND NOT EXISTS (SELECT 1 FROM manifest_children o
+                                     WHERE o.repository = l.repository AND o.child = l.digest
+                                       AND o.parent NOT IN (SELECT digest FROM root))
+                    AND NOT EXISTS (SELECT 1 FROM image_pins p WHERE p.repository = l.repository AND p.digest = l.digest)),
+             candidates AS (
+                 SELECT digest FROM doomed
+                 UNION
+                 SELECT mb.blob FROM doomed d JOIN manifest_blobs mb
+                     ON mb.repository = d.repository AND mb.manifest = d.digest)
+             SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS bytes,
+                    CAST(COUNT(b.digest) AS BIGINT) AS blobs,
+                    CAST((SELECT COUNT(*) FROM manifest_children c
+                           WHERE c.repository = {r} AND c.parent IN (SELECT digest FROM root)) AS BIGINT) AS children
+             FROM candidates k JOIN blobs b ON b.digest = k.digest
+             WHERE NOT EXISTS (
+                     SELECT 1 FROM repository_blobs rb JOIN manifest_blobs mb
+                         ON mb.repository = rb.repository AND mb.blob = rb.digest
+                      WHERE rb.digest = b.digest
+                        AND NOT EXISTS (SELECT 1 FROM doomed d
+                                         WHERE d.repository = mb.repository AND d.digest = mb.manifest))
+               AND NOT EXISTS (
+                     SELECT 1 FROM manifests m WHERE m.digest = b.digest
+                        AND NOT EXISTS (SELECT 1 FROM doomed d
+                                         WHERE d.repository = m.repository AND d.digest = m.digest))"
+        );
+        let row: ReclaimRow = args
+            .bind(sqlx::query_as(&sql))
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(Reclaim {
+            bytes: row.bytes.max(0) as u64,
+            blobs: row.blobs.max(0) as u64,
+            complete: examined.len() == digests.len()
+                && row.children <= i64::from(MAX_RECLAIM_CHILDREN),
         })
     }
 }
