@@ -112,7 +112,9 @@ impl Background {
     ) -> Background {
         let lifecycle = (config.ecr.lifecycle_interval_seconds > 0).then(|| {
             let interval = Duration::from_secs(config.ecr.lifecycle_interval_seconds);
-            LifecycleSchedule::new(registry.clone(), interval).with_notifier(notifier.clone())
+            LifecycleSchedule::new(registry.clone(), interval)
+                .with_notifier(notifier.clone())
+                .with_audit(audit.clone())
         });
         let gc = (config.gc.interval_seconds > 0).then(|| {
             let interval = Duration::from_secs(config.gc.interval_seconds);

@@ -745,6 +745,19 @@ async fn the_lifecycle_preview_is_the_apis_and_applying_expires_it() {
         .get(&format!("{page_path}?done=applied&expired=5"))
         .await;
     assert!(page.body.contains("5 image(s) expired"));
+    // The run is in the audit log (written in the background), under "Past runs".
+    let mut history = String::new();
+    for _ in 0..50 {
+        history = browser.get(page_path).await.body;
+        if history.contains("lifecycle.run") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        history.contains("lifecycle.run") && history.contains("images=5 "),
+        "{history}"
+    );
     assert!(
         page.body.contains("preview-empty"),
         "nothing more to expire"

@@ -18,7 +18,7 @@ pub async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result 
         repository,
     } = command;
     let config = load_config(&common, None)?;
-    let registry = server::open_registry(&config).await?;
+    let (registry, audit) = server::open_registry_audited(&config).await?;
     let repos = match repository {
         Some(r) => vec![r.parse::<wharf::oci::RepoName>()?],
         None => registry.repositories_with_lifecycle().await?,
@@ -27,7 +27,12 @@ pub async fn lifecycle(command: LifecycleCommand, common: CommonArgs) -> Result 
     let verb = if dry_run { "would expire" } else { "expired" };
     let mut total = 0;
     for repo in repos {
-        for p in registry.run_lifecycle(&repo, dry_run).await? {
+        let done = registry.run_lifecycle(&repo, dry_run).await?;
+        if !dry_run {
+            wharf::registry::record_lifecycle(&audit, &wharf::audit::cli_actor(), &repo, &done)
+                .await;
+        }
+        for p in done {
             let tags = if p.image.tags.is_empty() {
                 "<untagged>".to_string()
             } else {

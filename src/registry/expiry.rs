@@ -8,10 +8,25 @@ use serde_json::json;
 
 use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
 use super::{LifecycleError, Registry, RegistryError, Result, now_ms};
+use crate::audit::Audit;
 use crate::notifications::{Action, Notice, Notifier};
 use crate::oci::RepoName;
 use crate::storage::metadata::{AuditQuery, AuditRecord};
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
+
+/// Records a lifecycle run of `repo` that expired `done` as `lifecycle.run`,
+/// with the expired images' sizes (manifest and blobs, shared ones
+/// included: what garbage collection frees can be less).
+pub async fn record_lifecycle(audit: &Audit, actor: &str, repo: &RepoName, done: &[PlannedExpiry]) {
+    let bytes: u64 = done
+        .iter()
+        .map(|p| p.image.blob_bytes.saturating_add(p.image.manifest.size))
+        .fold(0, u64::saturating_add);
+    let detail = format!("images={} size={bytes}", done.len());
+    audit
+        .record(actor, "lifecycle.run", repo.as_str(), "", &detail)
+        .await;
+}
 
 /// Pulls of one manifest are recorded at most this often.
 pub(super) const PULL_RECORD_INTERVAL: Duration = Duration::from_secs(60);
@@ -206,6 +221,7 @@ pub struct LifecycleSchedule {
     registry: Registry,
     interval: Duration,
     notifier: Notifier,
+    audit: Audit,
 }
 
 impl LifecycleSchedule {
@@ -214,7 +230,14 @@ impl LifecycleSchedule {
             registry,
             interval,
             notifier: Notifier::default(),
+            audit: Audit::default(),
         }
+    }
+
+    /// Records every run that expired something, as [`crate::audit::SERVER`]'s.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Sends a delete event for every expired image.
@@ -232,6 +255,8 @@ impl LifecycleSchedule {
                 Ok(done) => {
                     if !done.is_empty() {
                         tracing::info!(repo = %repo, expired = done.len(), "lifecycle policy applied");
+                        // Scheduled passes that expire nothing are not recorded.
+                        record_lifecycle(&self.audit, crate::audit::SERVER, &repo, &done).await;
                         let notices: Vec<Notice> = done
                             .iter()
                             .map(|p| Notice {

@@ -32,7 +32,7 @@ pub use blobs::BlobRead;
 use cache::ManifestCache;
 pub use discovery::{Referrer, TagPage};
 pub use error::{LifecycleError, RegistryError, RepositoryError, Result};
-pub use expiry::{LifecycleSchedule, PlannedExpiry};
+pub use expiry::{LifecycleSchedule, PlannedExpiry, record_lifecycle};
 pub use fsck::{FsckEvent, FsckReport};
 pub use gc::{GcEvent, GcPolicy, GcReport, GcSchedule, record_gc};
 pub use manifests::{ManifestRead, PushedManifest};

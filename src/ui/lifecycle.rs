@@ -317,6 +317,14 @@ pub async fn submit(
         Action::ApplyConfirmed => {
             let done = registry.run_lifecycle(repo, false).await?;
             tracing::info!(repo = %repo, expired = done.len(), "console lifecycle policy applied");
+            let actor = viewer.principal.subject();
+            crate::registry::record_lifecycle(
+                &console.auth.audit,
+                crate::audit::actor(&actor),
+                repo,
+                &done,
+            )
+            .await;
             let notices: Vec<Notice> = done
                 .iter()
                 .map(|p| Notice {
