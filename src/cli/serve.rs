@@ -1,6 +1,8 @@
 //! `wharf serve`: logs, the state and its background work from
 //! `wharf::server`, the listener, and shutdown on SIGINT or SIGTERM.
 
+use std::io::Write;
+
 use tracing_subscriber::EnvFilter;
 use wharf::config::{Config, LogFormat};
 use wharf::server::{self, AppState};
@@ -26,7 +28,10 @@ pub async fn serve(args: ServeArgs) -> Result {
     let base = base_url(&config.external_url, scheme, local);
     tracing::info!(listen = %local, scheme, data_dir = %config.data_dir.display(), "wharf is serving");
     // On stdout, for the person who just typed `wharf serve`.
-    println!("Wharf is serving at {base}/v2/ — web console: {base}/ui/");
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "Wharf is serving at {base}/v2/ — web console: {base}/ui/"
+    );
     server::run(listener, state, background, tls, shutdown_signal()).await?;
     tracing::info!("wharf stopped");
     Ok(())
