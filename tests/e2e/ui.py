@@ -2,12 +2,17 @@
 Playwright for Python (the system browser: nothing is downloaded).
 
 Seeds a running Wharf through its own /v2/ API (an image, a two-platform
-index, a signature referrer, a repository the pull-only user may not see),
+index, a signature and an SBOM referrer, an untagged manifest, a repository
+of 10,000 tags, a repository the pull-only user may not see; ui.sh adds a
+running service),
 then checks: sign-in, the displayed and the copied pull command equal the
 expected ones, keyboard shortcuts and live filtering, the theme toggle, a
 user without pull sees no trace of a repository, everything works with
 JavaScript off (sign-in, pages, an untag through the confirmation form), and
-no console or CSP error on any page. Screenshots of the main pages, light and
+no console or CSP error on any page; the runner pages down to a task whose
+log follows new lines; a lifecycle policy saved in the console previews
+exactly what the ECR API previews and expires it; the audit log, a token
+shown once, the storage page. Screenshots of the main pages, light and
 dark, go to the folder given by --out.
 
 An accessibility scan (axe-core, from npm, given by --axe) of the main pages
@@ -21,6 +26,9 @@ import base64
 import hashlib
 import json
 import os
+import re
+import shlex
+import subprocess
 import sys
 import time
 import urllib.error
@@ -213,6 +221,107 @@ def sign_in(page, base, user):
     check(f"Signed in as {user[0]}" in page.inner_text("header"), "no signed-in name in the header")
 
 
+def aws(cli, base, *args):
+    """The AWS CLI against this registry (credentials in the environment), as JSON."""
+    out = subprocess.run(shlex.split(cli) + list(args) + ["--endpoint-url", base, "--output", "json"],
+                         capture_output=True, text=True, timeout=120)
+    check(out.returncode == 0, f"aws {' '.join(args)}: {out.stderr}")
+    return json.loads(out.stdout or "null")
+
+
+def api_preview(cli, base, repo):
+    """The digests GetLifecyclePolicyPreview names for `repo`'s stored policy."""
+    aws(cli, base, "ecr", "start-lifecycle-policy-preview", "--repository-name", repo)
+    for _ in range(100):
+        got = aws(cli, base, "ecr", "get-lifecycle-policy-preview", "--repository-name", repo)
+        if got["status"] == "COMPLETE":
+            return sorted(r["imageDigest"] for r in got.get("previewResults", []))
+        time.sleep(0.2)
+    fail(f"the lifecycle preview of {repo} did not complete")
+
+
+def runner_pages(page, base):
+    """Clusters → the service → its running task, whose log follows new lines."""
+    page.goto(base + "/ui/clusters")
+    page.click("table#clusters a:has-text('default')")
+    page.wait_for_load_state()
+    page.click("table#services a:has-text('hello')")
+    page.wait_for_load_state()
+    check("Service hello" in page.inner_text("h1"), f"service page at {page.url}")
+    check(page.locator("table#deployments tbody tr").count() >= 1, "no deployment listed")
+    page.goto(base + "/ui/clusters/default/tasks?status=RUNNING")
+    tasks = page.locator("table#tasks a.mono")
+    check(tasks.count() == 1, f"one running task expected, {tasks.count()} listed")
+    tasks.first.click()
+    page.wait_for_load_state()
+    log = page.locator("pre#log")
+    check("hello from the console" in log.inner_text(), "the task's log is not shown")
+    # The script follows the log: a tick newer than any shown arrives.
+    shown = [int(n) for n in re.findall(r"tick (\d+)", log.inner_text())] or [0]
+    newer = max(shown) + 2
+    page.wait_for_function(
+        "n => document.querySelector('pre#log').textContent.includes('tick ' + n)", arg=newer,
+        timeout=15000)
+    # The container's image digest leads back to the image page.
+    page.click("a.digest")
+    page.wait_for_load_state()
+    check("/ui/r/apps/hello/-/image/sha256:" in page.url, f"image link went to {page.url}")
+    return page.url
+
+
+def lifecycle(page, base, cli):
+    """A policy saved through the console's JSON form: its preview names
+    exactly the images the ECR API's preview names, and applying it expires them."""
+    path = "/ui/r/team/big/-/lifecycle"
+    page.goto(base + path)
+    policy = json.dumps({"rules": [{
+        "rulePriority": 1, "description": "keep the newest 9,990",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 9990},
+        "action": {"type": "expire"}}]})
+    page.fill("textarea#policy", policy)
+    page.click("form:has(textarea#policy) button[value=save]")
+    page.wait_for_load_state()
+    ours = sorted(page.locator("table#preview tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.digest)"))
+    check(len(ours) == 10, f"the console's preview lists {len(ours)} images")
+    theirs = api_preview(cli, base, "team/big")
+    check(ours == theirs, f"console preview {ours} differs from the API's {theirs}")
+    page.click("button:has-text('Apply now')")
+    page.wait_for_load_state()
+    page.click("button:has-text('Expire 10 image(s)')")
+    page.wait_for_load_state()
+    check("10 image(s) expired" in page.inner_text("main"), f"after apply at {page.url}")
+    return ours
+
+
+def admin_pages(page, base, registry):
+    """The audit log shows the console's work; a token is shown once and works."""
+    # Written in the background: the newest entries may take a moment.
+    for action, actor in (("push", "alice"), ("login", "alice"), ("lifecycle.run", "alice")):
+        for _ in range(50):
+            page.goto(base + f"/ui/admin/audit?action={action}")
+            rows = page.locator("table#audit tbody tr")
+            if rows.count() and actor in rows.first.inner_text():
+                break
+            time.sleep(0.1)
+        else:
+            fail(f"the audit log has no {action} by {actor}")
+    page.goto(base + "/ui/admin/tokens")
+    page.fill("#name", "ci-reader")
+    page.fill("#scopes", "repository:team/*:pull")
+    page.click("button:has-text('Create token')")
+    page.wait_for_load_state()
+    secret = page.inner_text("#secret").strip()
+    reader = Registry(base, ("ci-reader", secret))
+    check(reader.request("GET", "/v2/team/app/tags/list")[0] == 200, "the new token cannot pull")
+    check(reader.request("GET", "/v2/secret/db/tags/list")[0] in (401, 403, 404),
+          "the new token reads beyond its scope")
+    page.goto(base + "/ui/admin/tokens")
+    check(secret not in page.content(), "the token's secret is shown again")
+    page.goto(base + "/ui/admin/storage")
+    check(page.locator("table#usage a:has-text('team/big')").count() == 1, "storage lists no team/big")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
@@ -314,6 +423,23 @@ def main():
         page.goto(base + "/ui/r/team/app/-/image/v1")
         check("application/spdx+json" in page.content(), "the SBOM referrer is missing")
 
+        # --- The runner, lifecycle and operator pages.
+        task_image = runner_pages(page, base)
+        expired = lifecycle(page, base, args.aws)
+        for digest in expired:
+            check(registry.request("HEAD", f"/v2/team/big/manifests/{digest}",
+                                   headers={"Accept": OCI_MANIFEST})[0] == 404, f"{digest} not expired")
+        admin_pages(page, base, registry)
+        task = base + "/ui/clusters/default/tasks?status=RUNNING"
+        page.goto(task)
+        task_page = page.locator("table#tasks a.mono").first.get_attribute("href")
+        more_pages = [("clusters", "/ui/clusters"), ("cluster", "/ui/clusters/default"),
+                      ("service", "/ui/clusters/default/services/hello"), ("task", task_page),
+                      ("lifecycle", "/ui/r/team/big/-/lifecycle"), ("storage", "/ui/admin/storage"),
+                      ("audit", "/ui/admin/audit"), ("gc", "/ui/admin/gc"),
+                      ("tokens", "/ui/admin/tokens"), ("users", "/ui/admin/users")]
+        check(task_image.startswith(base), f"image page {task_image}")
+
         # --- Screenshots of the main pages, light and dark.
         for scheme in ("light", "dark"):
             shots = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
@@ -325,7 +451,7 @@ def main():
             for name, path in [("repositories", "/ui/"), ("tags", "/ui/r/team/app"),
                                ("index", "/ui/r/team/app/-/image/v1"),
                                ("image", "/ui/r/team/app/-/image/amd64"),
-                               ("delete", "/ui/r/team/app/-/delete/latest")]:
+                               ("delete", "/ui/r/team/app/-/delete/latest")] + more_pages:
                 shot.goto(base + path)
                 shot.screenshot(path=os.path.join(args.out, f"{name}-{scheme}.png"), full_page=True)
             shots.close()
@@ -357,7 +483,7 @@ def main():
                                ("index", "/ui/r/team/app/-/image/v1"),
                                ("image", "/ui/r/team/app/-/image/amd64"),
                                ("untagged", "/ui/r/team/app?show=untagged"),
-                               ("delete", "/ui/r/team/app/-/delete/latest")]:
+                               ("delete", "/ui/r/team/app/-/delete/latest")] + more_pages:
                 page.goto(base + path)
                 scan(page, name, scheme)
             context.close()
@@ -380,6 +506,13 @@ def main():
         check(missing.status == 404 and hidden_body == missing_body, "hidden and missing pages differ")
         bob.goto(base + "/ui/r/team/app/-/image/v1")
         check(bob.locator("a[href*='/-/delete/']").count() == 0, "bob is offered a delete")
+        # Bob pulls team/* only: no runner, no admin, no lifecycle form.
+        nav = bob.inner_text("header")
+        check("Runner" not in nav and "Admin" not in nav, f"bob's navigation: {nav}")
+        for path in ("/ui/clusters", "/ui/clusters/default/services/hello", "/ui/admin/audit"):
+            check(bob.goto(base + path).status == 404, f"bob reaches {path}")
+        bob.goto(base + "/ui/r/team/big/-/lifecycle")
+        check(bob.locator("textarea#policy").count() == 0, "bob is offered the policy editor")
         bob_context.close()
 
         # --- JavaScript off: the same flows with plain forms and links.

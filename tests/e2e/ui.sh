@@ -51,7 +51,7 @@ echo "alice-password" | docker login -u alice --password-stdin "localhost:$WHARF
 docker push -q "$image" >/dev/null
 docker rmi -f "$image" >/dev/null
 ecs register-task-definition --family hello --network-mode none --container-definitions \
-    "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"stopTimeout\":2,\"command\":[\"sh\",\"-c\",\"echo hello from the console; while sleep 1; do echo tick; done\"]}]" >/dev/null
+    "[{\"name\":\"main\",\"image\":\"$image\",\"memory\":32,\"stopTimeout\":2,\"command\":[\"sh\",\"-c\",\"echo hello from the console; i=0; while sleep 1; do i=\$((i+1)); echo tick \$i; done\"]}]" >/dev/null
 remove_service() {
     ecs update-service --service hello --desired-count 0 >/dev/null || true
     ecs delete-service --service hello >/dev/null || true

@@ -72,7 +72,7 @@ fn list(viewer: &Viewer, tokens: &[AccessTokenRecord], message: Option<&str>) ->
         form.signin method="post" action="/ui/admin/tokens" {
             input type="hidden" name="csrf" value=(viewer.csrf);
             label for="name" { "Name" }
-            input #name name="name" required maxlength="64" pattern="[A-Za-z0-9._@-]{1,64}";
+            input #name name="name" required maxlength="64" pattern="[A-Za-z0-9._@\\-]{1,64}";
             label for="scopes" { "Scopes, one per line (at most " (MAX_SCOPES) ")" }
             textarea #scopes name="scopes" rows="4" required placeholder="repository:team/app:pull,push" {}
             label for="expires" { "Expires after" }

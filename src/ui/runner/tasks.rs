@@ -254,7 +254,7 @@ fn log_section(cluster: &str, id: &str, task: &Task, container: &str, log: &LogV
                         @else { "Reload for newer lines." }
                     }
                 }
-                pre.log #log data-log-stream=[(!task.last_status.is_final()).then_some(&stream)] {
+                pre.log #log tabindex="0" aria-label="Container log" data-log-stream=[(!task.last_status.is_final()).then_some(&stream)] {
                     @for line in lines { (line) "\n" }
                 }
                 @if !task.last_status.is_final() {
