@@ -844,6 +844,22 @@ async fn the_image_page_shows_platforms_config_referrers_and_exact_pull_commands
             "{command}"
         );
     }
+    // The runner's task definition, pinned by digest, for the AWS CLI.
+    assert!(
+        body.contains(&format!(
+            "<code>aws ecs register-task-definition --endpoint-url http://{host} --family app \\\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "&quot;image&quot;:&quot;{host}/team/app@{index}&quot;"
+        )),
+        "{body}"
+    );
+    // Unique bytes: the index alone (its children are tagged, so not its own).
+    assert!(body.contains("Unique bytes"), "{body}");
+    assert!(body.contains("in 1 blob(s)"), "{body}");
     // The referrer, under its artifact type.
     assert!(body.contains("application/vnd.dev.cosign.artifact.sig.v1+json"));
     assert!(body.contains(&format!("/ui/r/team/app/-/image/{signature}")));

@@ -158,6 +158,13 @@ pub async fn page(
     let document: Option<Document> = serde_json::from_slice(&read.bytes).ok();
     let links = registry.manifest_links(repo, &record.digest).await?;
     let referrers = registry.referrers(repo, &record.digest, None).await?;
+    // Unique: what no other manifest in any repository uses, an index's
+    // children only it lists included (the delete confirmation's figure;
+    // one indexed query).
+    let unique = registry
+        .reclaimable(repo, std::slice::from_ref(&record.digest), None)
+        .await?
+        .with_untagged;
     let config = match document.as_ref().and_then(|d| d.config.as_ref()) {
         Some(c) if CONFIG_TYPES.contains(&c.media_type.as_str()) => {
             match registry
@@ -191,6 +198,11 @@ pub async fn page(
                     dt { "Compressed size" }
                     dd { (size(d.layers.iter().fold(d.config.as_ref().map_or(0, |c| c.size), |sum, l| sum.saturating_add(l.size)))) }
                 }
+            }
+            dt { "Unique bytes" }
+            dd title="Blobs no other manifest in any repository uses" {
+                @if !unique.complete { "at least " }
+                (size(unique.bytes)) " in " (unique.blobs) " blob(s)"
             }
             dt { "Tags" }
             dd {
@@ -305,7 +317,37 @@ impl Commands {
             "crane",
             format!("crane pull{} {pinned} {local}.tar", self.flag("--insecure")),
         ));
+        out.push((
+            "runner task definition",
+            self.task_definition(&local, &pinned),
+        ));
         out
+    }
+
+    /// Registers a task definition that runs this image, pinned by digest,
+    /// on Wharf's task runner with the AWS CLI.
+    fn task_definition(&self, local: &str, pinned: &str) -> String {
+        let family: String = local
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let scheme = if self.plain { "http" } else { "https" };
+        let containers = serde_json::json!([{
+            "name": family,
+            "image": pinned,
+            "memory": 128,
+            "essential": true,
+        }]);
+        format!(
+            "aws ecs register-task-definition --endpoint-url {scheme}://{} --family {family} \\\n    --container-definitions '{containers}'",
+            self.host
+        )
     }
 
     fn render_for(&self, tag: Option<&Reference>, digest: &Reference) -> Markup {
