@@ -120,6 +120,17 @@ fn advertised_address(text: &str) -> Result<std::net::IpAddr, String> {
     if address.is_unspecified() || address.is_multicast() {
         return Err(format!("address {address} cannot receive traffic"));
     }
+    // Not the server's own host nor link-local services (cloud metadata):
+    // an agent on the server's host needs no advertised address.
+    let link_local = match address {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    };
+    if address.is_loopback() || link_local {
+        return Err(format!(
+            "address {address} is loopback or link-local: advertise an address other hosts reach"
+        ));
+    }
     Ok(address)
 }
 
@@ -203,6 +214,10 @@ mod tests {
             "0.0.0.0",
             "::",
             "224.0.0.1",
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
             "host.example",
             "1.2.3.4:80",
             "",

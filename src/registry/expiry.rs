@@ -2,6 +2,7 @@
 //! expire, and expiring for real (deleting manifests and tags; blobs are left
 //! to garbage collection).
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::json;
@@ -10,7 +11,7 @@ use super::lifecycle::{Candidate, Expiry, LifecyclePolicy};
 use super::{LifecycleError, Registry, RegistryError, Result, now_ms};
 use crate::audit::Audit;
 use crate::notifications::{Action, Notice, Notifier};
-use crate::oci::RepoName;
+use crate::oci::{Digest, RepoName};
 use crate::storage::metadata::{AuditQuery, AuditRecord};
 use crate::storage::{ImageRecord, LifecycleRecord, PreviewRecord};
 
@@ -86,6 +87,10 @@ impl Registry {
     ) -> Result<Vec<PlannedExpiry>> {
         let images = self.images(repo).await?;
         let in_use = self.inner.meta.pinned_images(repo).await?;
+        // Sets and a map, not scans: linear in the repository's size.
+        let listed: HashSet<&Digest> = images.iter().flat_map(|i| &i.children).collect();
+        let by_digest: HashMap<&Digest, &ImageRecord> =
+            images.iter().map(|i| (&i.manifest.digest, i)).collect();
         let candidates: Vec<Candidate> = images
             .iter()
             .map(|i| Candidate {
@@ -95,20 +100,14 @@ impl Registry {
                 pulled_at_ms: i.last_pulled_at_ms,
                 // Images listed by an index go with the index, never on their
                 // own; images that tasks or services run stay.
-                pinned: in_use.contains(&i.manifest.digest)
-                    || images
-                        .iter()
-                        .any(|parent| parent.children.contains(&i.manifest.digest)),
+                pinned: in_use.contains(&i.manifest.digest) || listed.contains(&i.manifest.digest),
             })
             .collect();
         Ok(policy
             .evaluate(&candidates, now_ms())
             .into_iter()
             .filter_map(|expiry| {
-                let image = images
-                    .iter()
-                    .find(|i| i.manifest.digest == expiry.digest)?
-                    .clone();
+                let image = (*by_digest.get(&expiry.digest)?).clone();
                 Some(PlannedExpiry { expiry, image })
             })
             .collect())
@@ -195,8 +194,8 @@ impl Registry {
         Ok(planned)
     }
 
-    /// The newest `limit` lifecycle entries of `repo`'s audit log (runs and
-    /// policy changes: actions `lifecycle.*`), newest first.
+    /// The newest `limit` lifecycle runs of `repo` in the audit log
+    /// (actions `lifecycle.*`; policy changes are `policy.*`), newest first.
     pub async fn lifecycle_history(&self, repo: &RepoName, limit: u32) -> Result<Vec<AuditRecord>> {
         Ok(self
             .inner

@@ -349,7 +349,22 @@ impl Runner {
         let ping = self.inner.engine.ping().await;
         self.note_engine(ping.as_ref().err());
         let reachable = ping.is_ok();
-        let ports = self.listener_ports().await?;
+        // A balancer read that fails keeps the ports last reserved: the
+        // tick's other work goes on.
+        let last = self
+            .inner
+            .embedded_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, _, ports)| ports.clone());
+        let ports = match self.listener_ports().await {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::warn!(error = %e, "listener ports unknown; the last ones stay reserved");
+                last.unwrap_or_default()
+            }
+        };
         let due = {
             let last = self
                 .inner

@@ -34,6 +34,16 @@ pub const PUT_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
     policy: "ecr:PutLifecyclePolicy",
     rule: scope::DELETE,
 }];
+/// GetLifecyclePolicy: reading the page (its policy, preview and runs).
+pub const GET_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
+    policy: "ecr:GetLifecyclePolicy",
+    rule: scope::PULL,
+}];
+/// StartLifecyclePolicyPreview: previewing a draft.
+pub const PREVIEW_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
+    policy: "ecr:StartLifecyclePolicyPreview",
+    rule: scope::PULL,
+}];
 /// DeleteLifecyclePolicy.
 pub const DELETE_LIFECYCLE_POLICY: &[EcrAction] = &[EcrAction {
     policy: "ecr:DeleteLifecyclePolicy",

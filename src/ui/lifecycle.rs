@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 
 use super::access::{
-    APPLY_LIFECYCLE_POLICY, DELETE_LIFECYCLE_POLICY, Need, PUT_IMAGE_TAG_MUTABILITY,
-    PUT_LIFECYCLE_POLICY, may_call,
+    APPLY_LIFECYCLE_POLICY, DELETE_LIFECYCLE_POLICY, Need, PREVIEW_LIFECYCLE_POLICY,
+    PUT_IMAGE_TAG_MUTABILITY, PUT_LIFECYCLE_POLICY, may_call,
 };
 use super::delete::reclaim_text;
 use super::error::{UiError, UiResult};
@@ -121,7 +121,7 @@ impl Action {
         match self {
             Action::Save(_) => Need::Ecr(PUT_LIFECYCLE_POLICY),
             // StartLifecyclePolicyPreview needs pull: it changes nothing.
-            Action::Preview(_) => Need::Pull,
+            Action::Preview(_) => Need::Ecr(PREVIEW_LIFECYCLE_POLICY),
             Action::Apply | Action::ApplyConfirmed => Need::Ecr(APPLY_LIFECYCLE_POLICY),
             Action::DeletePolicy => Need::Ecr(DELETE_LIFECYCLE_POLICY),
             Action::Mutability(_) => Need::Ecr(PUT_IMAGE_TAG_MUTABILITY),
@@ -295,10 +295,24 @@ pub async fn submit(
     let registry = &console.registry;
     let back =
         |done: &str| Redirect::to(&format!("{}?done={done}", lifecycle_path(repo))).into_response();
+    // Recorded under the names the ECR operations use, so the log reads the
+    // same whichever way a policy changed.
+    let subject = viewer.principal.subject();
+    let record = |action: &'static str, detail: String| {
+        let actor = crate::audit::actor(&subject).to_string();
+        async move {
+            console
+                .auth
+                .audit
+                .record(&actor, action, repo.as_str(), "", &detail)
+                .await;
+        }
+    };
     match action {
         Action::Save(Draft(Ok(text))) => match registry.put_lifecycle_policy(repo, &text).await {
             Ok(()) => {
                 tracing::info!(repo = %repo, "console lifecycle policy saved");
+                record("policy.lifecycle", "via=console".into()).await;
                 Ok(back("saved"))
             }
             Err(LifecycleError::Invalid(e)) => again(console, viewer, repo, text, Err(e.0)).await,
@@ -349,11 +363,13 @@ pub async fn submit(
         Action::DeletePolicy => {
             registry.delete_lifecycle_policy(repo).await?;
             tracing::info!(repo = %repo, "console lifecycle policy deleted");
+            record("policy.lifecycle.delete", "via=console".into()).await;
             Ok(back("deleted"))
         }
         Action::Mutability(value) => {
             registry.set_tag_mutability(repo, value, &[]).await?;
             tracing::info!(repo = %repo, mutability = value, "console tag mutability set");
+            record("policy.tag_mutability", format!("via=console {value}")).await;
             Ok(back("mutability"))
         }
     }
@@ -681,7 +697,7 @@ mod tests {
         let json = pairs(&[("what", "preview"), ("source", "json"), ("policy", &huge)]);
         let action = Action::parse(&json).unwrap();
         assert!(matches!(action, Action::Preview(Draft(Err(_)))));
-        assert_eq!(action.need(), Need::Pull);
+        assert_eq!(action.need(), Need::Ecr(PREVIEW_LIFECYCLE_POLICY));
         assert!(Action::parse(&pairs(&[("what", "mutability"), ("mutability", "X")])).is_err());
         assert!(Action::parse(&pairs(&[("what", "drop")])).is_err());
         let needs = [

@@ -183,9 +183,9 @@ impl RepositoryPage {
     /// POST needs what its action does ([`lifecycle::Action::need`]).
     pub fn need(&self) -> Need {
         match self {
-            RepositoryPage::Tags(_) | RepositoryPage::Image(..) | RepositoryPage::Lifecycle(_) => {
-                Need::Pull
-            }
+            RepositoryPage::Tags(_) | RepositoryPage::Image(..) => Need::Pull,
+            // As GetLifecyclePolicy: a repository policy may deny it to a puller.
+            RepositoryPage::Lifecycle(_) => Need::Ecr(access::GET_LIFECYCLE_POLICY),
             RepositoryPage::Delete(..) => Need::Delete,
         }
     }

@@ -240,7 +240,9 @@ where
                 name: None,
                 csrf,
                 enforced: false,
-                operator: true,
+                // Open mode has no sign-in: nobody may mint credentials or
+                // delete keys that would outlive it.
+                operator: false,
             });
         }
         let secure = parts.extensions.get::<Secure>().is_some_and(|s| s.0);
@@ -248,7 +250,10 @@ where
             match console.auth.login.refresh(&claims.refresh_claims()).await {
                 Ok(principal) => {
                     return Ok(Viewer {
-                        operator: console.auth.admits_ecs(&principal, EcsNeed::Operator),
+                        // A user, never a token: a token with every scope
+                        // must not mint credentials that outlive it.
+                        operator: matches!(principal, Principal::User { .. })
+                            && console.auth.admits_ecs(&principal, EcsNeed::Operator),
                         name: Some(principal.subject()),
                         runner: may_see_runner(&console.auth, console.runner.as_ref(), &principal),
                         principal,

@@ -54,19 +54,6 @@ pub trait AuditStore: Send + Sync + 'static {
 
 type Row = (i64, i64, String, String, String, String, String);
 
-/// `LIKE` pattern for a prefix: its own wildcards are escaped.
-fn prefix_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 #[async_trait]
 impl AuditStore for SqlMetadata {
     async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
@@ -87,23 +74,39 @@ impl AuditStore for SqlMetadata {
     }
 
     async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        // Unused filters compare with themselves, so one statement (and one
-        // cached plan) serves every combination.
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, at, actor, action, repository, target, detail FROM audit_log
-             WHERE id < $1
-               AND ($2 = '' OR action LIKE $3 ESCAPE '\\')
-               AND ($4 = 0 OR repository = $5)
-             ORDER BY id DESC LIMIT $6",
-        )
-        .bind(query.before.unwrap_or(i64::MAX))
-        .bind(query.action.as_deref().unwrap_or(""))
-        .bind(prefix_pattern(query.action.as_deref().unwrap_or("")))
-        .bind(i64::from(query.repository.is_some()))
-        .bind(query.repository.as_deref().unwrap_or(""))
-        .bind(i64::from(query.limit.clamp(1, 1000)))
-        .fetch_all(&self.readers)
-        .await?;
+        // Only the filters in use, so each shape has an index to walk: by
+        // action or repository (then id), or by id alone. A prefix is a
+        // range, compared bytewise on both databases (SQLite's BINARY,
+        // PostgreSQL's "C"), with no LIKE and its case rules.
+        let mut sql = String::from(
+            "SELECT id, at, actor, action, repository, target, detail FROM audit_log WHERE id < $1",
+        );
+        let mut n = 1;
+        let prefix = query.action.as_deref().filter(|p| !p.is_empty());
+        if prefix.is_some() {
+            sql.push_str(&format!(
+                " AND action >= ${} AND action < ${}",
+                n + 1,
+                n + 2
+            ));
+            n += 2;
+        }
+        if query.repository.is_some() {
+            sql.push_str(&format!(" AND repository = ${}", n + 1));
+            n += 1;
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query_as::<_, Row>(&sql).bind(query.before.unwrap_or(i64::MAX));
+        if let Some(prefix) = prefix {
+            q = q.bind(prefix).bind(format!("{prefix}{}", char::MAX));
+        }
+        if let Some(repository) = &query.repository {
+            q = q.bind(repository);
+        }
+        let rows: Vec<Row> = q
+            .bind(i64::from(query.limit.clamp(1, 1000)))
+            .fetch_all(&self.readers)
+            .await?;
         Ok(rows
             .into_iter()
             .map(
@@ -129,16 +132,5 @@ impl AuditStore for SqlMetadata {
             .await?
             .rows_affected();
         Ok(removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_pattern;
-
-    #[test]
-    fn prefixes_match_only_themselves() {
-        assert_eq!(prefix_pattern("gc."), "gc.%");
-        assert_eq!(prefix_pattern("a_b%"), "a\\_b\\%%");
     }
 }

@@ -2,8 +2,10 @@
 //! access keys, access tokens, the audit log and garbage collection.
 //!
 //! Who: operators only, by the test the ECS API's `EcsNeed::Operator` uses
-//! (`Auth::admits_ecs`: every action on every repository; everyone in open
-//! mode). Checked once, by the [`Operator`] extractor every handler here
+//! (`Auth::admits_ecs`: every action on every repository), and only users
+//! signed in with a password: not an access token, whatever its scopes (a
+//! leaked token must not mint credentials that outlive it), and nobody in
+//! open mode (no sign-in; tokens made then would outlive the mode). Checked once, by the [`Operator`] extractor every handler here
 //! takes before anything else (a POST's CSRF form included), so anyone else
 //! gets the very answer a missing page gets (or the sign-in form when
 //! signing in is the only way on), and nothing is read or changed.
