@@ -12,9 +12,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::browser::{Browser, Page, capture};
 use common::{OCI_INDEX, OCI_MANIFEST, TestServer, sha256};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
 use wharf::oci::{Reference, RepoName, Tag};
@@ -45,119 +46,6 @@ fn secured(c: &mut Config) {
             catalog: false,
         },
     ];
-}
-
-/// A response, read whole.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
-        capture(&self.body, r#"name="csrf" value="([^"]+)""#)
-            .into_iter()
-            .next()
-            .expect("a form with a CSRF token")
-    }
-}
-
-/// The first group of every match of `pattern`, HTML entities of `&` undone.
-fn capture(text: &str, pattern: &str) -> Vec<String> {
-    regex_lite::Regex::new(pattern)
-        .unwrap()
-        .captures_iter(text)
-        .map(|c| c[1].replace("&amp;", "&"))
-        .collect()
-}
-
-/// A browser, as far as the console can tell: a cookie jar, no redirects followed.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: server.url(""),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn read(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let request = match self.cookies.is_empty() {
-            true => request,
-            false => request.header("cookie", self.cookie_header()),
-        };
-        let response = request.send().await.unwrap();
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, v) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), v.into());
-            }
-        }
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.read(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.read(request).await
-    }
-
-    /// Signs in through the form; asserts it worked.
-    async fn sign_in(&mut self, (user, password): (&str, &str)) {
-        let form = self.get("/ui/login").await;
-        let csrf = form.csrf();
-        let done = self
-            .post(
-                "/ui/login",
-                &[
-                    ("csrf", &csrf),
-                    ("username", user),
-                    ("password", password),
-                    ("next", "/ui/"),
-                ],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-        assert_eq!(done.location(), "/ui/");
-    }
 }
 
 /// Pushes a config (with a run config) and a layer, and an image manifest

@@ -10,12 +10,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::browser::{Browser, capture};
 use common::{OCI_MANIFEST, TestServer, sha256};
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
 use wharf::storage::{AuditEntry, AuditQuery, AuditStore, CredentialStore, SqlMetadata};
@@ -46,119 +44,6 @@ fn secured(c: &mut Config) {
             catalog: false,
         },
     ];
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn csrf(&self) -> String {
-        capture(&self.body, r#"name="csrf" value="([^"]+)""#)
-            .into_iter()
-            .next()
-            .expect("a form with a CSRF token")
-    }
-}
-
-fn capture(text: &str, pattern: &str) -> Vec<String> {
-    regex_lite::Regex::new(pattern)
-        .unwrap()
-        .captures_iter(text)
-        .map(|c| c[1].replace("&amp;", "&"))
-        .collect()
-}
-
-/// A browser: a cookie jar, no redirects followed.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: server.url(""),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn read(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let request = match self.cookies.is_empty() {
-            true => request,
-            false => {
-                let cookies: Vec<String> = self
-                    .cookies
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                request.header("cookie", cookies.join("; "))
-            }
-        };
-        let response = request.send().await.unwrap();
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, v) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), v.into());
-            }
-        }
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.read(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.read(request).await
-    }
-
-    /// The CSRF token of this browser's forms (from any console page).
-    async fn csrf(&mut self) -> String {
-        self.get("/ui/login").await;
-        self.cookies
-            .get("wharf_csrf")
-            .cloned()
-            .expect("a CSRF cookie")
-    }
-
-    async fn sign_in(&mut self, (user, password): (&str, &str)) -> Page {
-        let csrf = self.csrf().await;
-        self.post(
-            "/ui/login",
-            &[
-                ("csrf", &csrf),
-                ("username", user),
-                ("password", password),
-                ("next", "/ui/"),
-            ],
-        )
-        .await
-    }
 }
 
 /// Pushes an image under `repo:tag` as `user` (HTTP Basic); returns the
@@ -255,11 +140,11 @@ async fn pushes_deletes_and_sign_ins_are_in_the_audit_log_with_their_actor() {
     // Sign-ins: the console's and the token endpoint's, failed ones with the address.
     let mut guesser = Browser::new(&s);
     for _ in 0..3 {
-        let page = guesser.sign_in(("alice", "wrong")).await;
+        let page = guesser.try_sign_in(("alice", "wrong")).await;
         assert_eq!(page.status, 401);
     }
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     let r = s
         .http
         .get(s.url("/token?service=wharf&scope=repository:team/app:pull"))
@@ -402,10 +287,10 @@ async fn only_operators_reach_the_admin_pages_and_nothing_changes_for_others() {
     .await
     .unwrap();
     let mut token = Browser::new(&s);
-    assert_eq!(token.sign_in(("root", root.as_str())).await.status, 303);
+    assert_eq!(token.try_sign_in(("root", root.as_str())).await.status, 303);
     let mut anonymous = Browser::new(&s);
     let mut bob = Browser::new(&s);
-    assert_eq!(bob.sign_in(BOB).await.status, 303);
+    assert_eq!(bob.try_sign_in(BOB).await.status, 303);
     let home = bob.get("/ui/").await;
     assert!(!home.body.contains("/ui/admin/"), "no Admin link for Bob");
     for browser in [&mut anonymous, &mut bob, &mut token] {
@@ -456,7 +341,7 @@ async fn only_operators_reach_the_admin_pages_and_nothing_changes_for_others() {
 
     // The operator sees the link and the pages.
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     assert!(
         alice
             .get("/ui/")
@@ -482,7 +367,7 @@ async fn forms_without_the_csrf_token_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     for (path, fields) in POSTS {
         let page = alice.post(path, fields).await;
         assert_eq!(page.status, 403, "POST {path}");
@@ -502,7 +387,7 @@ async fn an_access_token_is_shown_once_works_on_v2_and_stops_when_revoked() {
     let s = TestServer::start_with(dir.path(), secured).await;
     push_as(&s, ALICE, "team/app", "v1").await;
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     let form = alice.get("/ui/admin/tokens").await;
     let csrf = form.csrf();
 
@@ -624,7 +509,7 @@ async fn garbage_collection_dry_run_lists_a_dangling_blob_and_the_run_removes_it
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     let gc = alice.get("/ui/admin/gc").await;
     assert!(gc.body.contains("No collections recorded yet."));
     let csrf = gc.csrf();
@@ -709,7 +594,7 @@ async fn storage_and_users_pages_show_usage_and_access_keys() {
     .await
     .unwrap();
     let mut alice = Browser::new(&s);
-    assert_eq!(alice.sign_in(ALICE).await.status, 303);
+    assert_eq!(alice.try_sign_in(ALICE).await.status, 303);
     let storage = alice.get("/ui/admin/storage?sort=name").await;
     assert_eq!(storage.status, 200);
     let rows = capture(&storage.body, r#"<td><a href="/ui/r/([^"]+)">"#);

@@ -14,9 +14,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::browser::{Browser, Page, capture};
 use common::{OCI_INDEX, OCI_MANIFEST, TestServer, image_manifest, sha256};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
@@ -48,138 +48,6 @@ fn secured(c: &mut Config) {
             catalog: false,
         },
     ];
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn csrf(&self) -> String {
-        capture(&self.body, r#"name="csrf" value="([^"]+)""#)
-            .into_iter()
-            .next()
-            .expect("a form with a CSRF token")
-    }
-
-    /// The number in `data-bytes` of the first element with `class`.
-    fn bytes(&self, class: &str) -> Option<u64> {
-        capture(
-            &self.body,
-            &format!(r#"class="{class}" data-bytes="([0-9]+)""#),
-        )
-        .first()
-        .map(|b| b.parse().unwrap())
-    }
-
-    /// The part of the page from the element with `id` on.
-    fn from(&self, id: &str) -> &str {
-        let at = self
-            .body
-            .find(&format!(r#"id="{id}""#))
-            .unwrap_or_else(|| panic!("no #{id} in {}", self.body));
-        &self.body[at..]
-    }
-}
-
-fn capture(text: &str, pattern: &str) -> Vec<String> {
-    regex_lite::Regex::new(pattern)
-        .unwrap()
-        .captures_iter(text)
-        .map(|c| c[1].replace("&amp;", "&"))
-        .collect()
-}
-
-/// A browser: a cookie jar, no redirects followed.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: server.url(""),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn read(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let request = if self.cookies.is_empty() {
-            request
-        } else {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            request.header("cookie", jar.join("; "))
-        };
-        let response = request.send().await.unwrap();
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, v) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), v.into());
-            }
-        }
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.read(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.read(request).await
-    }
-
-    /// Posts `form` with the CSRF token of the page at `from`.
-    async fn submit(&mut self, from: &str, to: &str, form: &[(&str, &str)]) -> Page {
-        let csrf = self.get(from).await.csrf();
-        let mut fields = vec![("csrf", csrf.as_str())];
-        fields.extend_from_slice(form);
-        self.post(to, &fields).await
-    }
-
-    async fn sign_in(&mut self, (user, password): (&str, &str)) {
-        let csrf = self.get("/ui/login").await.csrf();
-        let done = self
-            .post(
-                "/ui/login",
-                &[
-                    ("csrf", &csrf),
-                    ("username", user),
-                    ("password", password),
-                    ("next", "/ui/"),
-                ],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    }
 }
 
 /// A pushed image: its manifest's digest and the byte sizes of its parts.

@@ -28,10 +28,9 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ecs::types::{ContainerDefinition, NetworkMode};
+use common::browser::{Browser, Page, capture};
 use common::{OCI_MANIFEST, docker, free_port, sha256};
 use futures::StreamExt;
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
 use wharf::runner::engine::{ContainerEngine, LABEL_TASK};
 
@@ -271,34 +270,13 @@ impl Wharf {
     }
 
     fn browser(&self) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: self.url(""),
-            cookies: BTreeMap::new(),
-        }
+        Browser::at(self.url(""))
     }
 
     /// A browser signed in as `user`.
     async fn signed_in(&self, user: &str) -> Browser {
         let mut browser = self.browser();
-        let form = browser.get("/ui/login").await;
-        let csrf = form.csrf();
-        let pw = password(user);
-        let done = browser
-            .post(
-                "/ui/login",
-                &[
-                    ("csrf", csrf.as_str()),
-                    ("username", user),
-                    ("password", pw.as_str()),
-                    ("next", "/ui/"),
-                ],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        browser.sign_in((user, &password(user))).await;
         browser
     }
 }
@@ -309,96 +287,6 @@ impl Drop for Wharf {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// A response, read whole.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
-        capture(&self.body, r#"name="csrf" value="([^"]+)""#)
-            .into_iter()
-            .next()
-            .expect("a form with a CSRF token")
-    }
-}
-
-/// The first group of every match of `pattern`.
-fn capture(text: &str, pattern: &str) -> Vec<String> {
-    regex_lite::Regex::new(pattern)
-        .unwrap()
-        .captures_iter(text)
-        .map(|c| c[1].replace("&amp;", "&"))
-        .collect()
-}
-
-/// A browser, as far as the console can tell: a cookie jar, no redirects followed.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn with_cookies(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if self.cookies.is_empty() {
-            return request;
-        }
-        let header = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        request.header("cookie", header)
-    }
-
-    async fn read(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let response = self.with_cookies(request).send().await.unwrap();
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, v) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), v.into());
-            }
-        }
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.read(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.http.post(format!("{}{path}", self.base)).form(form);
-        self.read(request).await
-    }
-
-    /// Opens a log stream; the response as it starts (the body unread).
-    async fn stream(&self, path: &str) -> reqwest::Response {
-        let request = self.http.get(format!("{}{path}", self.base));
-        self.with_cookies(request).send().await.unwrap()
     }
 }
 

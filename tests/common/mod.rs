@@ -1,6 +1,12 @@
 //! Shared helpers: a real Wharf on a loopback port with its own data folder.
 #![allow(dead_code, reason = "each test file uses a different subset")]
-#![allow(clippy::expect_used, reason = "test helpers abort the test on failure")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers abort the test on failure"
+)]
+
+pub mod browser;
 
 use std::net::SocketAddr;
 use std::path::Path;
