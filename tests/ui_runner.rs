@@ -29,9 +29,8 @@ use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ecs::types::{ContainerDefinition, NetworkMode};
 use common::browser::{Browser, Page, capture};
-use common::{OCI_MANIFEST, docker, free_port, sha256};
+use common::{docker, free_port};
 use futures::StreamExt;
-use serde_json::json;
 use wharf::runner::engine::{ContainerEngine, LABEL_TASK};
 
 /// Where the runner looks for Docker in the tests that need none.
@@ -544,51 +543,8 @@ async fn log_streams_are_authorized_and_capped() {
 
 /// Pushes a one-layer image as `repo:1` (as alice); its digest.
 async fn push_image(w: &Wharf, repo: &str, layer: Vec<u8>) -> String {
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    };
-    let config = serde_json::to_vec(&json!({
-        "architecture": arch,
-        "os": "linux",
-        "config": { "Env": ["PATH=/bin"] },
-        "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
-    }))
-    .unwrap();
     let alice = password("alice");
-    for blob in [&layer, &config] {
-        let r = w
-            .http
-            .post(w.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            )))
-            .basic_auth("alice", Some(&alice))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "blob push");
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len() }],
-    }))
-    .unwrap();
-    let r = w
-        .http
-        .put(w.url(&format!("/v2/{repo}/manifests/1")))
-        .basic_auth("alice", Some(&alice))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "manifest push");
-    sha256(&manifest)
+    common::push_runnable_image(&w.http, &w.url(""), ("alice", &alice), repo, layer).await
 }
 
 /// Waits for `task`'s page to show it stopped.

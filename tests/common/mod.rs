@@ -303,3 +303,56 @@ pub fn busybox_layer() -> Vec<u8> {
         .expect("tar");
     layer.into_inner().expect("tar")
 }
+
+/// Pushes a one-layer image of this machine's architecture, runnable by the
+/// task runner, as `repo:1` to the server at `base` as `user`; its digest.
+pub async fn push_runnable_image(
+    http: &reqwest::Client,
+    base: &str,
+    (user, password): (&str, &str),
+    repo: &str,
+    layer: Vec<u8>,
+) -> String {
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": { "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [sha256(&layer)] },
+    }))
+    .expect("json");
+    for blob in [&layer, &config] {
+        let r = http
+            .post(format!(
+                "{base}/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(blob)
+            ))
+            .basic_auth(user, Some(password))
+            .body(blob.clone())
+            .send()
+            .await
+            .expect("blob push");
+        assert_eq!(r.status(), 201, "blob push");
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len() }],
+    }))
+    .expect("json");
+    let r = http
+        .put(format!("{base}/v2/{repo}/manifests/1"))
+        .basic_auth(user, Some(password))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .expect("manifest push");
+    assert_eq!(r.status(), 201, "manifest push");
+    sha256(&manifest)
+}
