@@ -15,11 +15,16 @@ use axum::response::Response;
 use crate::tls::Peer;
 
 /// The header a request id arrives in and is returned in.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The request's id, as a request extension for handlers that report it.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// Rides on a response whose handler parsed its route, so the request log
+/// labels it without parsing the path again.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteKind(pub &'static str);
 
 /// Seconds a client is told to wait (`Retry-After`) while a dependency (the
 /// database, the blob store) does not answer; every API uses it.

@@ -136,7 +136,8 @@ struct Route {
 #[derive(Clone, Default)]
 pub struct Notifier {
     routes: std::sync::Arc<Vec<Route>>,
-    source: String,
+    // Shared: a notifier is cloned into every request's state.
+    source: std::sync::Arc<str>,
     audit: crate::audit::Audit,
 }
 
@@ -153,6 +154,7 @@ impl Notifier {
     /// A notifier and the deliveries that must run for its events to go out.
     pub fn new(config: &NotificationsConfig, source: String) -> (Notifier, Vec<Delivery>) {
         let mut routes = Vec::new();
+        let source = std::sync::Arc::<str>::from(source);
         if config.endpoints.is_empty() {
             return (
                 Notifier {
@@ -204,6 +206,12 @@ impl Notifier {
     /// and deletes of manifests and tags made by requests are also recorded
     /// in the audit log (a job's deletions are recorded by the job, once
     /// per run, not once per manifest).
+    /// Whether a notice of `action` goes anywhere: pushes and deletes are
+    /// audited, pulls reach only the endpoints that ask for them.
+    pub fn wants(&self, action: Action) -> bool {
+        action != Action::Pull || self.routes.iter().any(|r| r.actions.contains(&action))
+    }
+
     pub fn notify(&self, notices: &[Notice], origin: &Origin) {
         self.audit_requests(notices, origin);
         for notice in notices {

@@ -6,14 +6,14 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
 use tracing::Instrument;
 
-use crate::http::{InternalCause, REQUEST_ID, RETRY_AFTER_SECONDS, RequestId};
+use crate::http::{InternalCause, REQUEST_ID, RETRY_AFTER_SECONDS, RequestId, RouteKind};
 use crate::metrics::{self, RequestLabels, RouteLabels, metrics};
 use crate::oci::api::Route;
 use crate::registry::Registry;
@@ -83,8 +83,33 @@ fn request_id(request: &Request) -> String {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        .map_or_else(new_request_id, str::to_string)
+}
+
+/// 32 hex digits, as a v4 UUID's simple form: a random prefix drawn once per
+/// process (ids from replicas do not collide) and a counter, so a request
+/// costs no call for random bytes. Ids are labels, not secrets.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
+}
+
+/// The metrics label of a method: the standard ones by name, anything else
+/// as `other`, so clients cannot mint label values.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Logs every request once inside a span with its id (so the handler's own
@@ -94,32 +119,42 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let route = route_of(&path);
+    // Shares the request's bytes: no copy of the path per request.
+    let uri = request.uri().clone();
     let span = tracing::info_span!("request", id = %id);
 
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(RequestId(id.clone()));
-    let counted = body.into_data_stream().inspect_ok(|chunk| {
-        metrics().bytes_received.inc_by(chunk.len() as u64);
-    });
-    let request = Request::from_parts(parts, Body::from_stream(counted));
+    // A body known to be empty (most reads) has no bytes to count.
+    let body = if http_body::Body::size_hint(&body).exact() == Some(0) {
+        body
+    } else {
+        let counted = body.into_data_stream().inspect_ok(|chunk| {
+            metrics().bytes_received.inc_by(chunk.len() as u64);
+        });
+        Body::from_stream(counted)
+    };
+    let request = Request::from_parts(parts, body);
 
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let route = response
+        .extensions()
+        .get::<RouteKind>()
+        .map_or_else(|| route_of(uri.path()), |kind| kind.0);
     let m = metrics();
     m.requests
         .get_or_create(&RequestLabels {
             route,
-            method: method.to_string(),
+            method: method_label(&method),
             status,
         })
         .inc();
     m.request_seconds
         .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
-    if method != axum::http::Method::HEAD
+    if method != Method::HEAD
         && let Some(length) = response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -131,6 +166,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    let path = uri.path();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let _entered = span.enter();
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {

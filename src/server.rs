@@ -38,9 +38,14 @@ use crate::runner::{Runner, RunnerError, RunnerSettings};
 use crate::scaling::{Scaler, Scaling, ScalingSettings};
 use crate::storage::{BlobStore, Dialect, MetadataStore, SqlMetadata, Staging};
 
-/// Everything handlers share; cheap to clone. Handlers ask for the part they need.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything handlers share, behind one `Arc`: axum clones the state for
+/// every request, so a clone must not copy the settings' strings and lists.
+/// Handlers ask for the part they need.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub registry: Registry,
     pub oci: OciSettings,
     pub auth: Arc<Auth>,
@@ -62,6 +67,41 @@ pub struct AppState {
     pub log_tails: crate::ui::runner::LogTails,
     /// What the console's operator pages use beyond the registry and auth.
     pub operators: crate::ui::admin::Operators,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// `State<Part>` for each part of the application state.
+macro_rules! state_parts {
+    ($($field:ident: $part:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> $part {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+state_parts! {
+    registry: Registry,
+    oci: OciSettings,
+    auth: Arc<Auth>,
+    ecr: EcrSettings,
+    aws: aws::AwsSettings,
+    body: crate::body::BodyLimits,
+    notifier: Notifier,
+    runner: Option<Runner>,
+    balancer: Option<Balancer>,
+    scaling: Option<Scaling>,
+    connections: ConnectionLimits,
+    log_tails: crate::ui::runner::LogTails,
+    operators: crate::ui::admin::Operators,
 }
 
 impl FromRef<AppState> for crate::ui::Console {
@@ -292,7 +332,7 @@ impl AppState {
                 .map(|u| (u.name.clone(), u.groups.clone()))
                 .collect(),
         };
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             operators,
             notifier,
             runner,
@@ -317,7 +357,7 @@ impl AppState {
                 min_rate: config.limits.request_body_min_rate,
             },
             log_tails: Default::default(),
-        };
+        }));
         Ok((state, background))
     }
 }

@@ -40,6 +40,15 @@ async fn health_readiness_and_request_ids() {
         .await
         .unwrap();
     assert_ne!(id(&odd), "no spaces allowed");
+    // Every /v2/ response names the API version, refusals and errors too.
+    for path in ["/v2/", "/v2/app/tags/list", "/v2/app/manifests/missing"] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(
+            r.headers()["docker-distribution-api-version"],
+            "registry/2.0",
+            "{path}"
+        );
+    }
 }
 
 /// The value of a sample line `name{labels} value`, or `name value`.
@@ -70,6 +79,19 @@ async fn metrics_count_requests_bytes_and_stored_blobs() {
         .send()
         .await
         .unwrap();
+    // Methods are labelled from a fixed set: clients cannot mint series.
+    for method in ["BREW", "WHEN"] {
+        let r = s
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                s.url(&format!("/v2/app/blobs/{digest}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
     let r = s.http.get(s.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(
@@ -94,6 +116,15 @@ async fn metrics_count_requests_bytes_and_stored_blobs() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        sample(
+            &text,
+            r#"wharf_http_requests_total{route="blob",method="other",status="405"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("BREW") && !text.contains("WHEN"));
     assert!(sample(&text, "wharf_http_received_bytes_total").unwrap() >= data.len() as f64);
     assert!(sample(&text, "wharf_http_sent_bytes_total").unwrap() >= 3.0 * data.len() as f64);
     assert_eq!(sample(&text, "wharf_blobs_stored"), Some(1.0));

@@ -218,7 +218,9 @@ fn pull_key(repo: &RepoName, digest: &Digest) -> [u8; 16] {
     let mut hasher = sha2::Sha256::new();
     hasher.update(repo.as_str().as_bytes());
     hasher.update([0]);
-    hasher.update(digest.to_string().as_bytes());
+    hasher.update(digest.algorithm().as_str().as_bytes());
+    hasher.update(b":");
+    hasher.update(digest.hex().as_bytes());
     let hash = hasher.finalize();
     let mut key = [0u8; 16];
     key.copy_from_slice(&hash[..16]);

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
 
-use super::{ApiResult, OciState, Request, with_notice};
+use super::{ApiResult, OciState, Request, with_notice, with_pull_notice};
 use crate::notifications::{Action, Notice};
 use crate::oci::{Digest, RepoName};
 use crate::registry::BlobBody;
@@ -52,7 +52,8 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
     }
     if let Some(url) = state.registry.blob_redirect(repo, digest).await? {
         let size = state.registry.stat_blob(repo, digest).await.ok();
-        return Ok(with_notice(
+        return Ok(with_pull_notice(
+            state,
             (
                 StatusCode::TEMPORARY_REDIRECT,
                 [
@@ -64,7 +65,7 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
                 ],
             )
                 .into_response(),
-            blob_notice(Action::Pull, repo, digest, size),
+            || blob_notice(Action::Pull, repo, digest, size),
         ));
     }
     let range = req
@@ -108,7 +109,8 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
             body,
         )
             .into_response(),
-        None => with_notice(
+        None => with_pull_notice(
+            state,
             (
                 StatusCode::OK,
                 common,
@@ -116,7 +118,7 @@ pub async fn get(state: &OciState, repo: &RepoName, digest: &Digest, req: &Reque
                 body,
             )
                 .into_response(),
-            blob_notice(Action::Pull, repo, digest, Some(blob.size)),
+            || blob_notice(Action::Pull, repo, digest, Some(blob.size)),
         ),
     })
 }

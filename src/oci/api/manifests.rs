@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::IntoResponse;
 
-use super::{ApiError, ApiResult, Code, OciState, Request, with_notice};
+use super::{ApiError, ApiResult, Code, OciState, Request, with_notice, with_pull_notice};
 use crate::notifications::{Action, Notice};
 use crate::oci::manifest::{SUPPORTED, essence};
 use crate::oci::{Reference, RepoName, Tag};
@@ -82,13 +82,12 @@ pub async fn get(
     if head {
         return Ok(response);
     }
-    let pulled = Notice {
+    Ok(with_pull_notice(state, response, || Notice {
         media_type: Some(record.media_type),
         digest: Some(record.digest.to_string()),
         size: Some(record.size),
         ..notice(Action::Pull, repo, Some(reference))
-    };
-    Ok(with_notice(response, pulled))
+    }))
 }
 
 pub async fn put(

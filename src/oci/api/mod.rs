@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
 use crate::auth::{Auth, Denial, Need, challenge};
-use crate::http::{PeerAddr, Query, RequestId};
+use crate::http::{PeerAddr, Query, RequestId, RouteKind};
 use crate::notifications::{Notice, Notices, Notifier, Origin};
 use crate::registry::Registry;
 pub use error::{ApiError, Code};
@@ -77,16 +77,10 @@ where
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
-        .layer(axum::middleware::map_response(api_version_header))
 }
 
-async fn api_version_header(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        "Docker-Distribution-API-Version",
-        HeaderValue::from_static("registry/2.0"),
-    );
-    response
-}
+const API_VERSION: header::HeaderName =
+    header::HeaderName::from_static("docker-distribution-api-version");
 
 /// One incoming request without its body, parsed as far as every handler needs.
 pub struct Request {
@@ -107,6 +101,9 @@ impl Request {
     /// Whether `If-None-Match` names `digest`'s entity tag (or is `*`): the
     /// client holds these bytes already (RFC 9110 §13.1.2, weak comparison).
     pub fn holds_current(&self, digest: &crate::oci::Digest) -> bool {
+        if !self.headers.contains_key(header::IF_NONE_MATCH) {
+            return false;
+        }
         let etag = etag(digest);
         self.headers
             .get_all(header::IF_NONE_MATCH)
@@ -156,11 +153,27 @@ pub fn body_stream(body: Body) -> impl Stream<Item = io::Result<Bytes>> + Unpin 
     body.into_data_stream().map_err(io::Error::other)
 }
 
+/// Every `/v2/` response names the API version, and its route for the request log.
 async fn dispatch(
     State(state): State<OciState>,
     PeerAddr(peer): PeerAddr,
     request: axum::extract::Request,
 ) -> Response {
+    let (mut response, kind) = respond(state, peer, request).await;
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    if let Some(kind) = kind {
+        response.extensions_mut().insert(kind);
+    }
+    response
+}
+
+async fn respond(
+    state: OciState,
+    peer: IpAddr,
+    request: axum::extract::Request,
+) -> (Response, Option<RouteKind>) {
     let (parts, body) = request.into_parts();
     let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
     let (method, headers) = (parts.method, parts.headers);
@@ -169,13 +182,17 @@ async fn dispatch(
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let endpoint = match Endpoint::parse(&method, rest, &query) {
         Ok(endpoint) => endpoint,
-        Err(e) => return e.into_response(),
+        Err(e) => return (e.into_response(), None),
     };
+    let kind = RouteKind(endpoint.kind());
     let need = endpoint.authorization();
     let client = state.auth.client_ip(&headers, peer);
     let granted = match state.auth.check(&headers, client, &need).await {
         Ok(granted) => granted,
-        Err(denial) => return denied(&state.auth, &headers, peer, &need, denial).into_response(),
+        Err(denial) => {
+            let denial = denied(&state.auth, &headers, peer, &need, denial);
+            return (denial.into_response(), Some(kind));
+        }
     };
     let req = Request {
         method,
@@ -196,7 +213,7 @@ async fn dispatch(
         );
         state.notifier.notify(&notices, &origin);
     }
-    response
+    (response, Some(kind))
 }
 
 /// Runs an authorized endpoint's handler.
@@ -253,6 +270,19 @@ pub fn with_notice(mut response: Response, notice: Notice) -> Response {
         .0
         .push(notice);
     response
+}
+
+/// Attaches a pull's notice, built only when an endpoint asks for pulls.
+pub fn with_pull_notice(
+    state: &OciState,
+    response: Response,
+    notice: impl FnOnce() -> Notice,
+) -> Response {
+    if state.notifier.wants(crate::notifications::Action::Pull) {
+        with_notice(response, notice())
+    } else {
+        response
+    }
 }
 
 /// The OCI error for a refused request, with a Bearer challenge on 401.

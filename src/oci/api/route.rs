@@ -64,6 +64,27 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The metrics label of the endpoint's route, as [`Route::kind`] names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Catalog => "catalog",
+            Endpoint::ListTags(..) => "tags",
+            Endpoint::GetManifest(..)
+            | Endpoint::PutManifest(..)
+            | Endpoint::DeleteManifest(..) => "manifest",
+            Endpoint::GetBlob { .. } | Endpoint::DeleteBlob(..) => "blob",
+            Endpoint::StartUpload(..)
+            | Endpoint::PutBlob(..)
+            | Endpoint::MountBlob { .. }
+            | Endpoint::UploadStatus(..)
+            | Endpoint::PatchUpload(..)
+            | Endpoint::FinishUpload(..)
+            | Endpoint::CancelUpload(..) => "upload",
+            Endpoint::Referrers(..) => "referrers",
+        }
+    }
+
     /// Parses a request: the path first (its errors come first), then the
     /// method, so a method the path does not take is 405 before anyone's
     /// rights are checked; then the query that selects an upload's kind.
