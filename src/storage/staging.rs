@@ -26,10 +26,12 @@ use uuid::Uuid;
 use super::blobs::{BlobStore, ByteStream, Key, StorageError, read_size};
 use crate::oci::{Digest, Hasher};
 
-/// Pieces of body received while the previous batch is hashed and written;
-/// each pins its share of a connection's read buffer, so this bounds memory
-/// per upload (twice this many pieces of at most 256 KiB).
-const PIPE_QUEUE: usize = 16;
+/// Bytes of body gathered into one batch for a hashing or writing job:
+/// large, so that handing a batch to the blocking pool (a thread wake-up per
+/// job) costs little next to its work. Each piece pins its share of a
+/// connection's read buffer, so this also bounds memory per upload (see
+/// [`Lane`]).
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
 const READ_SIZE: usize = 1024 * 1024;
 /// The largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -221,9 +223,9 @@ impl Staging {
         };
         let from = session_file(root, upload);
         let to = root.join(Key::Blob(digest).path().as_ref());
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let duplicate = tokio::task::spawn_blocking(move || -> io::Result<Option<PathBuf>> {
             if to.exists() {
-                return remove_if_present(&from);
+                return Ok(Some(from));
             }
             if len == 0 {
                 // A session that never received a byte has no file.
@@ -240,11 +242,23 @@ impl Staging {
             if let Some(dir) = to.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::rename(&from, &to)
+            std::fs::rename(&from, &to)?;
+            Ok(None)
         })
         .await
         .map_err(blocking_err)?
-        .map_err(StorageError::Io)
+        .map_err(StorageError::Io)?;
+        if let Some(staged) = duplicate {
+            // The client need not wait while a staged copy of a blob the
+            // store holds (up to gigabytes) is freed; a copy left by a crash
+            // goes with the stale sessions.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = remove_if_present(&staged) {
+                    tracing::warn!(error = %e, "could not remove a staged copy of a stored blob");
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Sessions whose staged file was last written before `before_ms` (Unix ms).
@@ -345,99 +359,131 @@ where
     Ok((appended, hasher))
 }
 
-/// Hashes and writes an upload's pieces in batches, each batch as two jobs on
-/// the blocking pool (one hashes, one writes) while the request's task
-/// receives the next pieces. A job holds a thread only while it works, so an
-/// idle client holds none, and no job ever waits for another.
+/// Hashes and writes an upload's pieces in batches, as jobs on the blocking
+/// pool while the request's task receives the next pieces. Hashing and
+/// writing are two lanes that wait for each other only at the end, so the
+/// slower one (hashing, on most machines) may lag while the other goes on
+/// and the scheduler can spread the work over the cores. A job holds a
+/// thread only while it works, so an idle client holds none.
 struct Pipeline {
-    /// Received, not yet handed to the jobs.
-    pending: Vec<Bytes>,
-    /// The hasher and file while no job has them.
-    hasher: Option<Hasher>,
-    file: Option<std::fs::File>,
-    written: u64,
-    hashing: Option<tokio::task::JoinHandle<Option<Hasher>>>,
-    writing: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, u64)>>>,
+    hashing: Option<Lane<Hasher>>,
+    writing: Lane<(std::fs::File, u64)>,
 }
 
 impl Pipeline {
     fn new(file: std::fs::File, hasher: Option<Hasher>) -> Self {
         Pipeline {
-            pending: Vec::with_capacity(PIPE_QUEUE),
-            hasher,
-            file: Some(file),
-            written: 0,
-            hashing: None,
-            writing: None,
+            hashing: hasher.map(Lane::new),
+            writing: Lane::new((file, 0)),
         }
     }
 
-    /// Queues a piece; hands the queue over as the next batch once the jobs
-    /// are done, waiting for them only when the queue is full.
     async fn push(&mut self, piece: Bytes) -> Result<(), StorageError> {
-        self.pending.push(piece);
-        let idle = self.hashing.as_ref().is_none_or(|j| j.is_finished())
-            && self.writing.as_ref().is_none_or(|j| j.is_finished());
-        if idle || self.pending.len() >= PIPE_QUEUE {
-            self.settle().await?;
-            self.start();
+        if let Some(lane) = self.hashing.as_mut() {
+            lane.push(piece.clone(), hash).await?;
         }
-        Ok(())
-    }
-
-    /// Waits for the running jobs and takes the hasher and file back.
-    async fn settle(&mut self) -> Result<(), StorageError> {
-        if let Some(job) = self.hashing.take() {
-            self.hasher = job.await.map_err(blocking_err)?;
-        }
-        if let Some(job) = self.writing.take() {
-            let (file, written) = job.await.map_err(blocking_err)??;
-            self.file = Some(file);
-            self.written += written;
-        }
-        Ok(())
-    }
-
-    /// Starts hashing and writing the pending pieces.
-    fn start(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let to_write = std::mem::replace(&mut self.pending, Vec::with_capacity(PIPE_QUEUE));
-        let to_hash = to_write.clone();
-        let mut hasher = self.hasher.take();
-        self.hashing = Some(tokio::task::spawn_blocking(move || {
-            if let Some(h) = hasher.as_mut() {
-                for piece in &to_hash {
-                    h.update(piece);
-                }
-            }
-            hasher
-        }));
-        if let Some(mut file) = self.file.take() {
-            self.writing = Some(tokio::task::spawn_blocking(move || {
-                let mut written = 0u64;
-                for piece in &to_write {
-                    file.write_all(piece)?;
-                    written += piece.len() as u64;
-                }
-                Ok((file, written))
-            }));
-        }
+        self.writing.push(piece, write).await
     }
 
     /// Hashes and writes what is left; the bytes written and the hasher.
-    async fn finish(mut self) -> Result<(u64, Option<Hasher>), StorageError> {
-        self.settle().await?;
-        self.start();
-        self.settle().await?;
-        if self.file.is_none() {
-            // Only a failed write job keeps the file; `settle` reported it.
-            return Err(StorageError::Io(io::Error::other(
-                "the staging file was lost",
-            )));
+    async fn finish(self) -> Result<(u64, Option<Hasher>), StorageError> {
+        let hasher = match self.hashing {
+            Some(lane) => Some(lane.finish(hash).await?),
+            None => None,
+        };
+        let (_, written) = self.writing.finish(write).await?;
+        Ok((written, hasher))
+    }
+}
+
+fn hash(hasher: &mut Hasher, pieces: &[Bytes]) -> io::Result<()> {
+    for piece in pieces {
+        hasher.update(piece);
+    }
+    Ok(())
+}
+
+fn write((file, written): &mut (std::fs::File, u64), pieces: &[Bytes]) -> io::Result<()> {
+    for piece in pieces {
+        file.write_all(piece)?;
+        *written += piece.len() as u64;
+    }
+    Ok(())
+}
+
+type Work<T> = fn(&mut T, &[Bytes]) -> io::Result<()>;
+
+/// One kind of work over an upload's pieces, done in batches by one job at a
+/// time. A lane holds at most a batch being worked and two gathering, so an
+/// upload pins at most about three batches of the connection's read buffers.
+struct Lane<T> {
+    /// Received, not yet handed to a job.
+    pending: Vec<Bytes>,
+    pending_bytes: usize,
+    /// The lane's state (the hasher, the file) while no job has it.
+    state: Option<T>,
+    job: Option<tokio::task::JoinHandle<(T, io::Result<()>)>>,
+}
+
+impl<T: Send + 'static> Lane<T> {
+    fn new(state: T) -> Self {
+        Lane {
+            pending: Vec::new(),
+            pending_bytes: 0,
+            state: Some(state),
+            job: None,
         }
-        Ok((self.written, self.hasher))
+    }
+
+    /// Queues a piece; hands a gathered batch to a new job once the last one
+    /// is done, waiting for it only when two batches are waiting.
+    async fn push(&mut self, piece: Bytes, work: Work<T>) -> Result<(), StorageError> {
+        self.pending_bytes += piece.len();
+        self.pending.push(piece);
+        if self.pending_bytes < BATCH_BYTES {
+            return Ok(());
+        }
+        if self.job.as_ref().is_some_and(|j| j.is_finished())
+            || self.pending_bytes >= 2 * BATCH_BYTES
+        {
+            self.settle().await?;
+        }
+        if self.job.is_none() {
+            self.start(work);
+        }
+        Ok(())
+    }
+
+    /// Waits for the running job and takes the state back.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        if let Some(job) = self.job.take() {
+            let (state, done) = job.await.map_err(blocking_err)?;
+            self.state = Some(state);
+            done.map_err(StorageError::Io)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, work: Work<T>) {
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            let done = work(&mut state, &batch);
+            (state, done)
+        }));
+    }
+
+    async fn finish(mut self, work: Work<T>) -> Result<T, StorageError> {
+        self.settle().await?;
+        if !self.pending.is_empty() {
+            self.start(work);
+            self.settle().await?;
+        }
+        self.state
+            .ok_or_else(|| StorageError::Io(io::Error::other("an upload job was lost")))
     }
 }
 
@@ -497,6 +543,62 @@ mod tests {
             offset,
             nonce: Uuid::new_v4(),
         }
+    }
+
+    /// Pieces of every size, across many batches and with the lanes at
+    /// different paces, are written and hashed whole and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pipeline_writes_and_hashes_every_piece_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut pipeline = Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)));
+        let mut expected = Vec::new();
+        let sizes = [
+            1,
+            300_000,
+            7,
+            BATCH_BYTES,
+            65_536,
+            2 * BATCH_BYTES + 3,
+            0,
+            123_457,
+        ];
+        for (i, size) in sizes.iter().cycle().take(40).enumerate() {
+            let piece: Vec<u8> = (0..*size).map(|j| (i * 31 + j) as u8).collect();
+            expected.extend_from_slice(&piece);
+            pipeline.push(Bytes::from(piece)).await.unwrap();
+        }
+        let (written, hasher) = pipeline.finish().await.unwrap();
+        assert_eq!(written, expected.len() as u64);
+        assert_eq!(
+            hasher.unwrap().finish(),
+            Digest::compute(crate::oci::Algorithm::Sha256, &expected)
+        );
+        assert!(std::fs::read(&path).unwrap() == expected);
+    }
+
+    /// A failed write ends the upload with the error, not a short blob.
+    #[tokio::test]
+    async fn a_failed_write_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        std::fs::write(&path, b"").unwrap();
+        // Opened read-only: every write fails.
+        let file = std::fs::File::open(&path).unwrap();
+        let mut pipeline = Pipeline::new(file, None);
+        let mut failed = false;
+        for _ in 0..4 {
+            if pipeline
+                .push(Bytes::from(vec![1u8; BATCH_BYTES]))
+                .await
+                .is_err()
+            {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed || pipeline.finish().await.is_err());
     }
 
     #[test]
