@@ -202,16 +202,16 @@ impl Notifier {
         self
     }
 
-    /// Enqueues events for every interested endpoint; never waits. Pushes
-    /// and deletes of manifests and tags made by requests are also recorded
-    /// in the audit log (a job's deletions are recorded by the job, once
-    /// per run, not once per manifest).
     /// Whether a notice of `action` goes anywhere: pushes and deletes are
     /// audited, pulls reach only the endpoints that ask for them.
     pub fn wants(&self, action: Action) -> bool {
         action != Action::Pull || self.routes.iter().any(|r| r.actions.contains(&action))
     }
 
+    /// Enqueues events for every interested endpoint; never waits. Pushes
+    /// and deletes of manifests and tags made by requests are also recorded
+    /// in the audit log (a job's deletions are recorded by the job, once
+    /// per run, not once per manifest).
     pub fn notify(&self, notices: &[Notice], origin: &Origin) {
         self.audit_requests(notices, origin);
         for notice in notices {

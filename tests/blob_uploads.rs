@@ -239,10 +239,12 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
     let data = random(64 * 1024);
     let digest = sha256(&data);
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-        data.chunks(8 * 1024).map(|c| Ok(c.to_vec())).collect();
-    // A slow body: the server is told to stop while it is still arriving.
+        data.chunks(4 * 1024).map(|c| Ok(c.to_vec())).collect();
+    // A slow body (16 pieces, 1.6 s): the server is told to stop while it is
+    // still arriving, late enough that even a loaded machine has read the
+    // request's headers (a connection with no request yet is simply closed).
     let body = futures::stream::iter(pieces).then(|p| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         p
     });
     let request = s
@@ -251,7 +253,7 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
         .body(reqwest::Body::wrap_stream(body))
         .send();
     let upload = tokio::spawn(request);
-    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let dir_path = dir.path().to_path_buf();
     s.stop().await;
     let response = upload.await.unwrap().unwrap();

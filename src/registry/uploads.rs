@@ -257,7 +257,12 @@ impl Registry {
                 actual,
             })
         };
-        self.discard(id).await?;
+        if outcome.is_ok() {
+            self.inner.staging.committed(id).await?;
+            self.inner.meta.delete_upload(id).await?;
+        } else {
+            self.discard(id).await?;
+        }
         drop(turn);
         if outcome.is_ok() {
             let seconds = (now_ms() - session.started_at_ms).max(0) as f64 / 1000.0;

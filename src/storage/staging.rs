@@ -17,7 +17,7 @@
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
@@ -307,6 +307,16 @@ impl Staging {
         .map_err(StorageError::Io)
     }
 
+    /// Removes what is left of a session whose bytes [`Staging::commit`]
+    /// placed: nothing on local disk (the file was renamed, or a duplicate's
+    /// is being removed), the staged chunks in a remote store.
+    pub async fn committed(&self, upload: Uuid) -> Result<(), StorageError> {
+        match self {
+            Staging::Local(_) => Ok(()),
+            Staging::Remote(store) => store.delete_under(&Key::Upload(upload)).await,
+        }
+    }
+
     /// Removes a session's staged bytes.
     pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
         let root = match self {
@@ -368,30 +378,59 @@ where
 struct Pipeline {
     hashing: Option<Lane<Hasher>>,
     writing: Lane<(std::fs::File, u64)>,
+    /// Small pieces copied together, so that a client sending tiny chunks
+    /// (1-byte chunked encoding, small HTTP/2 frames) cannot make a batch
+    /// hold millions of pieces.
+    small: BytesMut,
 }
+
+/// Pieces shorter than this are copied into one piece of at least this.
+const SMALL_PIECE: usize = 64 * 1024;
 
 impl Pipeline {
     fn new(file: std::fs::File, hasher: Option<Hasher>) -> Self {
         Pipeline {
             hashing: hasher.map(Lane::new),
             writing: Lane::new((file, 0)),
+            small: BytesMut::new(),
         }
     }
 
     async fn push(&mut self, piece: Bytes) -> Result<(), StorageError> {
+        if piece.len() >= SMALL_PIECE && self.small.is_empty() {
+            return self.hand_over(piece).await;
+        }
+        self.small.extend_from_slice(&piece);
+        if self.small.len() >= SMALL_PIECE {
+            let gathered = self.small.split().freeze();
+            self.hand_over(gathered).await?;
+        }
+        Ok(())
+    }
+
+    async fn hand_over(&mut self, piece: Bytes) -> Result<(), StorageError> {
         if let Some(lane) = self.hashing.as_mut() {
             lane.push(piece.clone(), hash).await?;
         }
         self.writing.push(piece, write).await
     }
 
-    /// Hashes and writes what is left; the bytes written and the hasher.
-    async fn finish(self) -> Result<(u64, Option<Hasher>), StorageError> {
+    /// Hashes and writes what is left (both lanes at once); the bytes
+    /// written and the hasher.
+    async fn finish(mut self) -> Result<(u64, Option<Hasher>), StorageError> {
+        if !self.small.is_empty() {
+            let gathered = self.small.split().freeze();
+            self.hand_over(gathered).await?;
+        }
+        if let Some(lane) = self.hashing.as_mut() {
+            lane.flush(hash).await?;
+        }
+        self.writing.flush(write).await?;
         let hasher = match self.hashing {
-            Some(lane) => Some(lane.finish(hash).await?),
+            Some(lane) => Some(lane.join().await?),
             None => None,
         };
-        let (_, written) = self.writing.finish(write).await?;
+        let (_, written) = self.writing.join().await?;
         Ok((written, hasher))
     }
 }
@@ -414,8 +453,9 @@ fn write((file, written): &mut (std::fs::File, u64), pieces: &[Bytes]) -> io::Re
 type Work<T> = fn(&mut T, &[Bytes]) -> io::Result<()>;
 
 /// One kind of work over an upload's pieces, done in batches by one job at a
-/// time. A lane holds at most a batch being worked and two gathering, so an
-/// upload pins at most about three batches of the connection's read buffers.
+/// time. A lane holds at most a job's pieces and two batches gathering, and
+/// a job started after waiting takes both, so an upload pins at most about
+/// four batches (pieces of at least [`SMALL_PIECE`], so a few hundred at most).
 struct Lane<T> {
     /// Received, not yet handed to a job.
     pending: Vec<Bytes>,
@@ -468,7 +508,8 @@ impl<T: Send + 'static> Lane<T> {
         let Some(mut state) = self.state.take() else {
             return;
         };
-        let batch = std::mem::take(&mut self.pending);
+        let capacity = self.pending.len();
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
         self.pending_bytes = 0;
         self.job = Some(tokio::task::spawn_blocking(move || {
             let done = work(&mut state, &batch);
@@ -476,12 +517,18 @@ impl<T: Send + 'static> Lane<T> {
         }));
     }
 
-    async fn finish(mut self, work: Work<T>) -> Result<T, StorageError> {
+    /// Starts the last job, on what is left, once the running one is done.
+    async fn flush(&mut self, work: Work<T>) -> Result<(), StorageError> {
         self.settle().await?;
         if !self.pending.is_empty() {
             self.start(work);
-            self.settle().await?;
         }
+        Ok(())
+    }
+
+    /// Waits for the last job; the lane's state.
+    async fn join(mut self) -> Result<T, StorageError> {
+        self.settle().await?;
         self.state
             .ok_or_else(|| StorageError::Io(io::Error::other("an upload job was lost")))
     }
@@ -571,6 +618,31 @@ mod tests {
         }
         let (written, hasher) = pipeline.finish().await.unwrap();
         assert_eq!(written, expected.len() as u64);
+        assert_eq!(
+            hasher.unwrap().finish(),
+            Digest::compute(crate::oci::Algorithm::Sha256, &expected)
+        );
+        assert!(std::fs::read(&path).unwrap() == expected);
+    }
+
+    /// Tiny pieces (1-byte chunks) are gathered, so a lane never holds more
+    /// than a few hundred pieces whatever the client sends.
+    #[tokio::test]
+    async fn tiny_pieces_are_gathered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staged");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut pipeline = Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)));
+        let total = 3 * BATCH_BYTES + 17;
+        let bound = 4 * BATCH_BYTES / SMALL_PIECE + 2;
+        for i in 0..total {
+            pipeline.push(Bytes::from(vec![i as u8])).await.unwrap();
+            assert!(pipeline.writing.pending.len() <= bound);
+            assert!(pipeline.hashing.as_ref().unwrap().pending.len() <= bound);
+        }
+        let (written, hasher) = pipeline.finish().await.unwrap();
+        let expected: Vec<u8> = (0..total).map(|i| i as u8).collect();
+        assert_eq!(written, total as u64);
         assert_eq!(
             hasher.unwrap().finish(),
             Digest::compute(crate::oci::Algorithm::Sha256, &expected)
