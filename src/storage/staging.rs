@@ -592,14 +592,30 @@ mod tests {
         }
     }
 
+    /// A hashing pipeline into `path`.
+    fn hashing_into(path: &Path) -> Pipeline {
+        let file = std::fs::File::create(path).unwrap();
+        Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)))
+    }
+
+    /// Finishes `pipeline` and checks it wrote and hashed exactly `expected`.
+    async fn finished_as(pipeline: Pipeline, path: &Path, expected: &[u8]) {
+        let (written, hasher) = pipeline.finish().await.unwrap();
+        assert_eq!(written, expected.len() as u64);
+        assert_eq!(
+            hasher.unwrap().finish(),
+            Digest::compute(crate::oci::Algorithm::Sha256, expected)
+        );
+        assert!(std::fs::read(path).unwrap() == expected);
+    }
+
     /// Pieces of every size, across many batches and with the lanes at
     /// different paces, are written and hashed whole and in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pipeline_writes_and_hashes_every_piece_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("staged");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut pipeline = Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)));
+        let mut pipeline = hashing_into(&path);
         let mut expected = Vec::new();
         let sizes = [
             1,
@@ -616,13 +632,7 @@ mod tests {
             expected.extend_from_slice(&piece);
             pipeline.push(Bytes::from(piece)).await.unwrap();
         }
-        let (written, hasher) = pipeline.finish().await.unwrap();
-        assert_eq!(written, expected.len() as u64);
-        assert_eq!(
-            hasher.unwrap().finish(),
-            Digest::compute(crate::oci::Algorithm::Sha256, &expected)
-        );
-        assert!(std::fs::read(&path).unwrap() == expected);
+        finished_as(pipeline, &path, &expected).await;
     }
 
     /// Tiny pieces (1-byte chunks) are gathered, so a lane never holds more
@@ -631,8 +641,7 @@ mod tests {
     async fn tiny_pieces_are_gathered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("staged");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut pipeline = Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)));
+        let mut pipeline = hashing_into(&path);
         let total = 3 * BATCH_BYTES + 17;
         let bound = 4 * BATCH_BYTES / SMALL_PIECE + 2;
         for i in 0..total {
@@ -640,14 +649,8 @@ mod tests {
             assert!(pipeline.writing.pending.len() <= bound);
             assert!(pipeline.hashing.as_ref().unwrap().pending.len() <= bound);
         }
-        let (written, hasher) = pipeline.finish().await.unwrap();
         let expected: Vec<u8> = (0..total).map(|i| i as u8).collect();
-        assert_eq!(written, total as u64);
-        assert_eq!(
-            hasher.unwrap().finish(),
-            Digest::compute(crate::oci::Algorithm::Sha256, &expected)
-        );
-        assert!(std::fs::read(&path).unwrap() == expected);
+        finished_as(pipeline, &path, &expected).await;
     }
 
     /// A failed write ends the upload with the error, not a short blob.
