@@ -351,15 +351,7 @@ async fn access_tokens_work_until_revoked_and_refresh_follows_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_with(dir.path(), secured).await;
     let store = SqlMetadata::open(&s.database).await.unwrap();
-    let secret = wharf::admin::create_token(
-        &store,
-        "ci",
-        &["repository:app/*:pull,push".into()],
-        None,
-        wharf::admin::By::unrecorded(),
-    )
-    .await
-    .unwrap();
+    let secret = common::create_token(&store, "ci", &["repository:app/*:pull,push"]).await;
 
     // As a password, with any user name, at the token endpoint and directly.
     let t = token(

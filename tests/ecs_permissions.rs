@@ -125,24 +125,9 @@ interval_seconds = 0
             clients.push(Client::from_conf(config));
             keys.push((id, secret));
         }
-        let pull_token = wharf::admin::create_token(
-            &store,
-            "reader",
-            &["repository:team/*:pull".into()],
-            None,
-            wharf::admin::By::unrecorded(),
-        )
-        .await
-        .unwrap();
-        let push_token = wharf::admin::create_token(
-            &store,
-            "deployer",
-            &["repository:team/*:pull,push".into()],
-            None,
-            wharf::admin::By::unrecorded(),
-        )
-        .await
-        .unwrap();
+        let pull_token = common::create_token(&store, "reader", &["repository:team/*:pull"]).await;
+        let push_token =
+            common::create_token(&store, "deployer", &["repository:team/*:pull,push"]).await;
         drop(store);
         let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .args(["serve", "--listen"])

@@ -1272,15 +1272,7 @@ async fn anonymous_visitors_stored_users_and_access_tokens_see_what_they_may_pul
     assert_eq!(carol.get("/ui/r/team/app").await.status, 404);
 
     // An access token signs in too, limited to its scopes, until revoked.
-    let secret = wharf::admin::create_token(
-        &store,
-        "ci",
-        &["repository:team/*:pull".into()],
-        None,
-        wharf::admin::By::unrecorded(),
-    )
-    .await
-    .unwrap();
+    let secret = common::create_token(&store, "ci", &["repository:team/*:pull"]).await;
     let mut robot = Browser::new(&s);
     robot.sign_in(("robot", &secret)).await;
     let home = robot.get("/ui/").await;

@@ -52,18 +52,7 @@ async fn push_as(s: &TestServer, (user, password): (&str, &str), repo: &str, tag
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{repo}{tag}"}}"#);
     let layer = format!("layer of {repo}:{tag}").into_bytes();
     for blob in [config.as_bytes(), &layer] {
-        let r = s
-            .http
-            .post(s.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            )))
-            .basic_auth(user, Some(password))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        s.push_blob_as(repo, blob, (user, password)).await;
     }
     let manifest = common::image_manifest(config.as_bytes(), &[&layer]);
     let r = s
@@ -254,38 +243,13 @@ async fn only_operators_reach_the_admin_pages_and_nothing_changes_for_others() {
     })
     .await;
     let db = store(&s).await;
-    wharf::admin::create_token(
-        &db,
-        "ci",
-        &["repository:team/*:pull".into()],
-        None,
-        wharf::admin::By::unrecorded(),
-    )
-    .await
-    .unwrap();
+    common::create_token(&db, "ci", &["repository:team/*:pull"]).await;
     // A dangling blob a run would remove.
-    let dangling = sha256(b"nobody uses me");
-    let r = s
-        .http
-        .post(s.url(&format!("/v2/team/app/blobs/uploads/?digest={dangling}")))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .body(&b"nobody uses me"[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let dangling = s.push_blob_as("team/app", b"nobody uses me", ALICE).await;
 
     // A token with every scope signs in, but is no operator: it must not
     // mint credentials that outlive it.
-    let root = wharf::admin::create_token(
-        &db,
-        "root",
-        &["repository:*:*".into()],
-        None,
-        wharf::admin::By::unrecorded(),
-    )
-    .await
-    .unwrap();
+    let root = common::create_token(&db, "root", &["repository:*:*"]).await;
     let mut token = Browser::new(&s);
     assert_eq!(token.try_sign_in(("root", root.as_str())).await.status, 303);
     let mut anonymous = Browser::new(&s);

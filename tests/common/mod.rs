@@ -152,14 +152,24 @@ impl TestServer {
 
     /// Monolithic upload; returns the digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        self.push_blob_with(repo, data, None).await
+    }
+
+    /// Monolithic upload as `(user, password)`; returns the digest.
+    pub async fn push_blob_as(&self, repo: &str, data: &[u8], user: (&str, &str)) -> String {
+        self.push_blob_with(repo, data, Some(user)).await
+    }
+
+    async fn push_blob_with(&self, repo: &str, data: &[u8], user: Option<(&str, &str)>) -> String {
         let digest = sha256(data);
-        let r = self
+        let mut request = self
             .http
             .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("send");
+            .body(data.to_vec());
+        if let Some((name, password)) = user {
+            request = request.basic_auth(name, Some(password));
+        }
+        let r = request.send().await.expect("send");
         assert_eq!(r.status(), 201, "push_blob: {:?}", r.text().await);
         digest
     }
@@ -210,6 +220,18 @@ pub fn blob_file(data_dir: &Path, digest: &str) -> std::path::PathBuf {
         .join("blobs/blobs/sha256")
         .join(&hex[..2])
         .join(hex)
+}
+
+/// An access token with `scopes` and no expiry, made as the CLI makes one; its secret.
+pub async fn create_token(
+    store: &dyn wharf::storage::CredentialStore,
+    name: &str,
+    scopes: &[&str],
+) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    wharf::admin::create_token(store, name, &scopes, None, wharf::admin::By::unrecorded())
+        .await
+        .expect("create token")
 }
 
 /// A loopback port free right now, for a server started as a separate process.
