@@ -318,3 +318,45 @@ async fn final_put_off_the_offset_is_416_and_leaves_the_session() {
         .unwrap();
     assert_eq!(r.bytes().await.unwrap(), data);
 }
+
+/// A client hangs up in the middle of a PATCH and sends the chunk again with
+/// other bytes: the stored blob is exactly what was resent (the cut-off
+/// request's staged bytes count for nothing and are overwritten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_cut_off_and_sent_again_stores_exactly_the_resent_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let len = 6 * 1024 * 1024;
+    for _ in 0..2 {
+        let (first, resent) = (random(len), random(len));
+        let location = start_session(&s, "team/app").await;
+        let mut cut = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n\
+             Content-Range: 0-{}\r\n\r\n",
+            s.addr,
+            len - 1
+        );
+        cut.write_all(head.as_bytes()).await.unwrap();
+        cut.write_all(&first[..5 * 1024 * 1024]).await.unwrap();
+        drop(cut);
+        let r = patch(&s, &location, &format!("0-{}", len - 1), &resent).await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+        let digest = sha256(&resent);
+        let r = s
+            .http
+            .put(s.url(&format!("{location}?digest={digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let got = s
+            .http
+            .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(got.bytes().await.unwrap().as_ref() == resent.as_slice());
+    }
+}

@@ -15,44 +15,63 @@ use uuid::Uuid;
 use super::{Registry, RegistryError, Result, now_ms};
 use crate::metrics::metrics;
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
-use crate::storage::{StorageError, UploadProgress, UploadRecord};
+use crate::storage::{Hold, StorageError, UploadProgress, UploadRecord};
 
 type Slot = Arc<tokio::sync::Mutex<()>>;
+type Slots = Arc<Mutex<HashMap<Uuid, Slot>>>;
 
 /// One lock per session in this process: requests to one session take turns
 /// here, so only requests on different replicas race (and the session
 /// record's compare-and-swap settles those).
 #[derive(Default)]
 pub(super) struct UploadLocks {
-    slots: Mutex<HashMap<Uuid, Slot>>,
+    slots: Slots,
 }
 
-/// A request's turn at a session; the session's lock is forgotten when the
-/// last turn ends (sessions often end on another replica).
-pub(super) struct Turn<'a> {
-    locks: &'a UploadLocks,
+/// A request's turn at a session. It ends when the request is done and the
+/// staging jobs it started are too: a job outlives a request whose client
+/// hung up, and holds the turn ([`Turn::hold`]) so that the next request
+/// never writes the session's file alongside it.
+pub(super) struct Turn(Arc<Held>);
+
+/// The lock of a turn; the session's lock is forgotten when the last turn
+/// ends (sessions often end on another replica).
+struct Held {
+    slots: Slots,
     id: Uuid,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl UploadLocks {
-    async fn turn(&self, id: Uuid) -> Turn<'_> {
+    async fn turn(&self, id: Uuid) -> Turn {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.entry(id).or_default().clone()
         };
-        Turn {
-            locks: self,
+        Turn(Arc::new(Held {
+            slots: self.slots.clone(),
             id,
             guard: Some(slot.lock_owned().await),
-        }
+        }))
+    }
+
+    #[cfg(test)]
+    fn sessions(&self) -> usize {
+        self.slots.lock().unwrap().len()
     }
 }
 
-impl Drop for Turn<'_> {
+impl Turn {
+    /// The turn, for staging jobs to keep until they end.
+    fn hold(&self) -> Hold {
+        self.0.clone()
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut slots = self.locks.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         // Only the map holds it: nobody waits for a turn.
         if slots
             .get(&self.id)
@@ -160,7 +179,7 @@ impl Registry {
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send,
     {
-        let _turn = self.inner.uploads.turn(id).await;
+        let turn = self.inner.uploads.turn(id).await;
         let session = self.session(repo, id).await?;
         let offset = session.size;
         if let Some(r) = range {
@@ -185,7 +204,7 @@ impl Registry {
         let (appended, hasher) = self
             .inner
             .staging
-            .append(id, offset, peek, hasher)
+            .append(id, offset, peek, hasher, turn.hold())
             .await
             .map_err(body_error)?;
         let written = appended.written;
@@ -305,7 +324,8 @@ impl Registry {
         let staged = self
             .inner
             .staging
-            .append(id, 0, body, hasher)
+            // A session of its own that no other request can name.
+            .append(id, 0, body, hasher, Arc::new(()))
             .await
             .map_err(body_error);
         let chunks: Vec<_> = staged.iter().filter_map(|(a, _)| a.chunk).collect();
@@ -381,5 +401,30 @@ impl Registry {
         self.inner.staging.discard(id).await?;
         self.inner.meta.delete_upload(id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The next request's turn waits for the jobs a finished (or dropped)
+    /// request left holding its turn, and the lock is forgotten after.
+    #[tokio::test]
+    async fn a_turn_waits_for_the_jobs_holding_the_last_one() {
+        let locks = UploadLocks::default();
+        let id = Uuid::new_v4();
+        let turn = locks.turn(id).await;
+        let job = turn.hold();
+        drop(turn);
+        let waited = tokio::time::timeout(Duration::from_millis(100), locks.turn(id)).await;
+        assert!(waited.is_err(), "a job still holds the session");
+        drop(job);
+        let next = tokio::time::timeout(Duration::from_secs(5), locks.turn(id))
+            .await
+            .expect("the turn is free once the job ends");
+        drop(next);
+        assert_eq!(locks.sessions(), 0, "an idle session's lock is forgotten");
     }
 }

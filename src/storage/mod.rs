@@ -19,4 +19,4 @@ pub use metadata::{
     RepositoryUsage, RunnerStore, RunnerStoreError, SqlMetadata, SweepPolicy, Swept,
     UploadMetadata, UploadProgress, UploadRecord, UserRecord, UserRemoval,
 };
-pub use staging::{Appended, Chunk, Staging};
+pub use staging::{Appended, Chunk, Hold, Staging};

@@ -14,8 +14,10 @@
 //! chunks are streamed through Wharf into a multipart upload. `commit` then
 //! only checks that it is there.
 
+use std::any::Any;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -82,6 +84,12 @@ pub enum Staging {
     Remote(BlobStore),
 }
 
+/// What the blocking jobs of an append keep alive until each ends, even once
+/// the request that started them is gone (a client that hung up): the
+/// session's turn, so that the next request's `set_len` and writes never
+/// interleave with a dropped request's.
+pub type Hold = Arc<dyn Any + Send + Sync>;
+
 fn blocking_err(e: tokio::task::JoinError) -> StorageError {
     StorageError::Io(io::Error::other(e))
 }
@@ -122,13 +130,14 @@ impl Staging {
     /// local disk, hashing and writing run as jobs on the blocking pool while
     /// the request's task receives the next pieces, so receiving, hashing and
     /// writing overlap (hashing alone costs about a core at 1.7 GB/s); see
-    /// [`Pipeline`].
+    /// [`Pipeline`]. Every such job holds `hold` until it ends.
     pub async fn append<S>(
         &self,
         upload: Uuid,
         offset: u64,
         mut body: S,
         hasher: Option<Hasher>,
+        hold: Hold,
     ) -> Result<(Appended, Option<Hasher>), StorageError>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
@@ -140,7 +149,9 @@ impl Staging {
             }
         };
         let path = session_file(root, upload);
+        let opening = hold.clone();
         let file = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
+            let _hold = opening;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -156,7 +167,7 @@ impl Staging {
         })
         .await
         .map_err(blocking_err)??;
-        let mut pipeline = Pipeline::new(file, hasher);
+        let mut pipeline = Pipeline::new(file, hasher, hold);
         let mut outcome = Ok(());
         while let Some(piece) = body.next().await {
             match piece {
@@ -388,10 +399,10 @@ struct Pipeline {
 const SMALL_PIECE: usize = 64 * 1024;
 
 impl Pipeline {
-    fn new(file: std::fs::File, hasher: Option<Hasher>) -> Self {
+    fn new(file: std::fs::File, hasher: Option<Hasher>, hold: Hold) -> Self {
         Pipeline {
-            hashing: hasher.map(Lane::new),
-            writing: Lane::new((file, 0)),
+            hashing: hasher.map(|h| Lane::new(h, hold.clone())),
+            writing: Lane::new((file, 0), hold),
             small: BytesMut::new(),
         }
     }
@@ -463,15 +474,17 @@ struct Lane<T> {
     /// The lane's state (the hasher, the file) while no job has it.
     state: Option<T>,
     job: Option<tokio::task::JoinHandle<(T, io::Result<()>)>>,
+    hold: Hold,
 }
 
 impl<T: Send + 'static> Lane<T> {
-    fn new(state: T) -> Self {
+    fn new(state: T, hold: Hold) -> Self {
         Lane {
             pending: Vec::new(),
             pending_bytes: 0,
             state: Some(state),
             job: None,
+            hold,
         }
     }
 
@@ -511,7 +524,9 @@ impl<T: Send + 'static> Lane<T> {
         let capacity = self.pending.len();
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
         self.pending_bytes = 0;
+        let hold = self.hold.clone();
         self.job = Some(tokio::task::spawn_blocking(move || {
+            let _hold = hold;
             let done = work(&mut state, &batch);
             (state, done)
         }));
@@ -595,7 +610,8 @@ mod tests {
     /// A hashing pipeline into `path`.
     fn hashing_into(path: &Path) -> Pipeline {
         let file = std::fs::File::create(path).unwrap();
-        Pipeline::new(file, Some(Hasher::new(crate::oci::Algorithm::Sha256)))
+        let hasher = Some(Hasher::new(crate::oci::Algorithm::Sha256));
+        Pipeline::new(file, hasher, Arc::new(()))
     }
 
     /// Finishes `pipeline` and checks it wrote and hashed exactly `expected`.
@@ -661,7 +677,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         // Opened read-only: every write fails.
         let file = std::fs::File::open(&path).unwrap();
-        let mut pipeline = Pipeline::new(file, None);
+        let mut pipeline = Pipeline::new(file, None, Arc::new(()));
         let mut failed = false;
         for _ in 0..4 {
             if pipeline
@@ -674,6 +690,32 @@ mod tests {
             }
         }
         assert!(failed || pipeline.finish().await.is_err());
+    }
+
+    /// A job outlives its dropped upload (a client that hung up) and keeps
+    /// the hold, the session's turn, until it ends.
+    #[tokio::test]
+    async fn a_job_left_behind_keeps_the_hold_until_it_ends() {
+        fn slow(_: &mut (), _: &[Bytes]) -> io::Result<()> {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        }
+        let hold: Hold = Arc::new(());
+        let mut lane = Lane::new((), hold.clone());
+        lane.push(Bytes::from(vec![0u8; BATCH_BYTES]), slow)
+            .await
+            .unwrap();
+        assert!(lane.job.is_some(), "a full batch starts a job");
+        drop(lane);
+        assert!(Arc::strong_count(&hold) > 1, "the running job holds it");
+        let released = async {
+            while Arc::strong_count(&hold) > 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), released)
+            .await
+            .expect("released when the job ends");
     }
 
     #[test]
