@@ -539,7 +539,10 @@ async fn main() {
         limits.sendfile_8
     );
     println!("  sha256, sha2 crate, 1 core: {:.0} MB/s", limits.sha256);
-    println!("  file write, 1 MiB writes: {:.0} MB/s", limits.file_write);
+    println!(
+        "  file write, 1 MiB writes into a new file: {:.0} MB/s",
+        limits.file_write
+    );
     println!(
         "  loopback receive into a file (1 MiB reads and writes): {:.0} MB/s",
         limits.receive_to_file
