@@ -48,11 +48,15 @@ impl UploadLocks {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.entry(id).or_default().clone()
         };
-        Turn(Arc::new(Held {
+        // Built before waiting, so a waiter dropped while it waits also
+        // forgets a lock nobody else holds (Held's drop).
+        let mut held = Held {
             slots: self.slots.clone(),
             id,
-            guard: Some(slot.lock_owned().await),
-        }))
+            guard: None,
+        };
+        held.guard = Some(slot.lock_owned().await);
+        Turn(Arc::new(held))
     }
 
     #[cfg(test)]
@@ -261,7 +265,10 @@ impl Registry {
                         .staging
                         .prepare(id, &session.chunks, session.size, expected)
                         .await?;
-                    let place = self.inner.staging.commit(id, session.size, expected);
+                    let place = self
+                        .inner
+                        .staging
+                        .commit(id, session.size, expected, turn.hold());
                     self.inner
                         .meta
                         .link_blob(repo, expected, size, Box::pin(place))
@@ -280,7 +287,7 @@ impl Registry {
             self.inner.staging.committed(id).await?;
             self.inner.meta.delete_upload(id).await?;
         } else {
-            self.discard(id).await?;
+            self.discard(id, turn.hold()).await?;
         }
         drop(turn);
         if outcome.is_ok() {
@@ -292,16 +299,16 @@ impl Registry {
 
     /// Cancels a session and removes its staged data.
     pub async fn cancel_upload(&self, repo: &RepoName, id: Uuid) -> Result<()> {
-        let _turn = self.inner.uploads.turn(id).await;
+        let turn = self.inner.uploads.turn(id).await;
         self.session(repo, id).await?;
-        self.discard(id).await?;
+        self.discard(id, turn.hold()).await?;
         Ok(())
     }
 
     /// Drops a session whatever its state (garbage collection of idle ones).
     pub(super) async fn abandon_upload(&self, id: Uuid) -> Result<()> {
-        let _turn = self.inner.uploads.turn(id).await;
-        self.discard(id).await?;
+        let turn = self.inner.uploads.turn(id).await;
+        self.discard(id, turn.hold()).await?;
         Ok(())
     }
 
@@ -354,7 +361,7 @@ impl Registry {
         let written = match checked {
             Ok(written) => written,
             Err(e) => {
-                self.inner.staging.discard(id).await?;
+                self.inner.staging.discard(id, Arc::new(())).await?;
                 return Err(e);
             }
         };
@@ -364,17 +371,20 @@ impl Registry {
             .prepare(id, &chunks, written, expected)
             .await
         {
-            self.inner.staging.discard(id).await?;
+            self.inner.staging.discard(id, Arc::new(())).await?;
             return Err(e.into());
         }
-        let place = self.inner.staging.commit(id, written, expected);
+        let place = self
+            .inner
+            .staging
+            .commit(id, written, expected, Arc::new(()));
         let linked = self
             .inner
             .meta
             .link_blob(repo, expected, written, Box::pin(place))
             .await;
         if let Err(e) = linked {
-            self.inner.staging.discard(id).await?;
+            self.inner.staging.discard(id, Arc::new(())).await?;
             return Err(e.into());
         }
         metrics()
@@ -397,8 +407,8 @@ impl Registry {
         Ok(hasher.finish())
     }
 
-    async fn discard(&self, id: Uuid) -> Result<()> {
-        self.inner.staging.discard(id).await?;
+    async fn discard(&self, id: Uuid, hold: Hold) -> Result<()> {
+        self.inner.staging.discard(id, hold).await?;
         self.inner.meta.delete_upload(id).await?;
         Ok(())
     }
@@ -426,5 +436,19 @@ mod tests {
             .expect("the turn is free once the job ends");
         drop(next);
         assert_eq!(locks.sessions(), 0, "an idle session's lock is forgotten");
+    }
+
+    /// A request that gives up while waiting for its turn leaves no lock behind.
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_no_lock() {
+        let locks = UploadLocks::default();
+        let id = Uuid::new_v4();
+        let turn = locks.turn(id).await;
+        let mut waiter = Box::pin(locks.turn(id));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        // Released while the waiter waits (it would be next), then it gives up.
+        drop(turn);
+        drop(waiter);
+        assert_eq!(locks.sessions(), 0);
     }
 }

@@ -160,6 +160,11 @@ impl Staging {
                 .write(true)
                 .truncate(false)
                 .open(&path)?;
+            // Bytes the session recorded are gone (a committed or discarded
+            // file): never fill the gap with zeros the hash state did not see.
+            if file.metadata()?.len() < offset {
+                return Err(io::Error::other("an upload's staged bytes are missing"));
+            }
             // Drop whatever a failed earlier request left past the committed length.
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
@@ -213,12 +218,14 @@ impl Staging {
     }
 
     /// Moves `len` verified bytes of a session to the blob's content address.
-    /// When the blob already exists the staged copy is simply dropped.
+    /// When the blob already exists the staged copy is simply dropped. The
+    /// move holds `hold` (the session's turn) until it ends.
     pub async fn commit(
         &self,
         upload: Uuid,
         len: u64,
         digest: &Digest,
+        hold: Hold,
     ) -> Result<(), StorageError> {
         let root = match self {
             Staging::Local(root) => root,
@@ -235,6 +242,7 @@ impl Staging {
         let from = session_file(root, upload);
         let to = root.join(Key::Blob(digest).path().as_ref());
         let duplicate = tokio::task::spawn_blocking(move || -> io::Result<Option<PathBuf>> {
+            let _hold = hold;
             if to.exists() {
                 return Ok(Some(from));
             }
@@ -328,17 +336,20 @@ impl Staging {
         }
     }
 
-    /// Removes a session's staged bytes.
-    pub async fn discard(&self, upload: Uuid) -> Result<(), StorageError> {
+    /// Removes a session's staged bytes, holding `hold` until they are gone.
+    pub async fn discard(&self, upload: Uuid, hold: Hold) -> Result<(), StorageError> {
         let root = match self {
             Staging::Local(root) => root,
             Staging::Remote(store) => return store.delete_under(&Key::Upload(upload)).await,
         };
         let path = session_file(root, upload);
-        tokio::task::spawn_blocking(move || remove_if_present(&path))
-            .await
-            .map_err(blocking_err)?
-            .map_err(StorageError::Io)
+        tokio::task::spawn_blocking(move || {
+            let _hold = hold;
+            remove_if_present(&path)
+        })
+        .await
+        .map_err(blocking_err)?
+        .map_err(StorageError::Io)
     }
 }
 
