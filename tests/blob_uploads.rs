@@ -37,6 +37,29 @@ async fn patch(s: &TestServer, location: &str, range: &str, data: &[u8]) -> reqw
         .unwrap()
 }
 
+/// Completes the session at `location` as `data`'s digest and checks that
+/// `team/app` then serves exactly `data`.
+async fn complete_and_check(s: &TestServer, location: &str, data: &[u8]) {
+    let digest = sha256(data);
+    let r = s
+        .http
+        .put(s.url(&format!("{location}?digest={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let got = s
+        .http
+        .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        got.bytes().await.unwrap().as_ref() == data,
+        "stored bytes differ"
+    );
+}
+
 #[tokio::test]
 async fn chunked_upload_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,21 +79,7 @@ async fn chunked_upload_resumes_after_restart() {
     assert_eq!(r.headers()["range"], format!("0-{}", a.len() - 1).as_str());
     let r = patch(&s, &location, &format!("{}-{}", a.len(), data.len() - 1), b).await;
     assert_eq!(r.status(), 202);
-    let digest = sha256(&data);
-    let r = s
-        .http
-        .put(s.url(&format!("{location}?digest={digest}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let got = s
-        .http
-        .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
+    complete_and_check(&s, &location, &data).await;
 }
 
 #[tokio::test]
@@ -343,20 +352,6 @@ async fn a_patch_cut_off_and_sent_again_stores_exactly_the_resent_bytes() {
         drop(cut);
         let r = patch(&s, &location, &format!("0-{}", len - 1), &resent).await;
         assert_eq!(r.status(), 202, "{:?}", r.text().await);
-        let digest = sha256(&resent);
-        let r = s
-            .http
-            .put(s.url(&format!("{location}?digest={digest}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{:?}", r.text().await);
-        let got = s
-            .http
-            .get(s.url(&format!("/v2/team/app/blobs/{digest}")))
-            .send()
-            .await
-            .unwrap();
-        assert!(got.bytes().await.unwrap().as_ref() == resent.as_slice());
+        complete_and_check(&s, &location, &resent).await;
     }
 }

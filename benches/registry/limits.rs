@@ -85,8 +85,8 @@ pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
     let big = dir.join("limits-blob");
     let mut file_write = write_file(&big, data);
     for _ in 0..2 {
-        file_write = file_write.max(write_file(&dir.join("limits-repeat"), data));
-        repeat_done(dir, "limits-repeat");
+        file_write = file_write.max(write_file(&dir.join(REPEAT), data));
+        repeat_done(dir);
     }
     let small = dir.join("limits-concurrent");
     write_file(&small, concurrent);
@@ -118,12 +118,12 @@ pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
     let mut receive_to_file = 0f64;
     let mut receive_cpu = f64::INFINITY;
     let mut receiver_cpu = f64::INFINITY;
-    for name in ["limits-received", "limits-repeat", "limits-repeat"] {
+    for name in ["limits-received", REPEAT, REPEAT] {
         let (rate, cpu, receiver) = receive(&dir.join(name), data).await;
         receive_to_file = receive_to_file.max(rate);
         receive_cpu = receive_cpu.min(cpu);
         receiver_cpu = receiver_cpu.min(receiver);
-        repeat_done(dir, "limits-repeat");
+        repeat_done(dir);
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let cpu_bound_push = cores as f64 / (receive_cpu + 1.0 / sha256);
@@ -151,9 +151,12 @@ pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
 /// not used lately (memory handed back to the host) costs several times the
 /// CPU of refilling pages just freed, so a limit measured by overwriting
 /// one file would be one no push can reach.
-fn repeat_done(dir: &Path, name: &str) {
-    let _ = std::fs::remove_file(dir.join(name));
+fn repeat_done(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(REPEAT));
 }
+
+/// The file a repeated write or receive goes into.
+const REPEAT: &str = "limits-repeat";
 
 /// Writes `data` to `path` in 1 MiB writes (no fsync, as Wharf); MB/s.
 fn write_file(path: &Path, data: &[u8]) -> f64 {

@@ -84,10 +84,10 @@ pub enum Staging {
     Remote(BlobStore),
 }
 
-/// What the blocking jobs of an append keep alive until each ends, even once
-/// the request that started them is gone (a client that hung up): the
-/// session's turn, so that the next request's `set_len` and writes never
-/// interleave with a dropped request's.
+/// What a session's blocking jobs (opening, hashing, writing, committing,
+/// removing its file) keep alive until each ends, even once the request that
+/// started them is gone: the session's turn, so that the next request's
+/// `set_len` and writes never interleave with a dropped request's.
 pub type Hold = Arc<dyn Any + Send + Sync>;
 
 fn blocking_err(e: tokio::task::JoinError) -> StorageError {
