@@ -548,6 +548,10 @@ async fn main() {
         limits.receive_to_file
     );
     println!(
+        "  loopback receive into a file, hashed on other threads (a push without HTTP): {:.0} MB/s",
+        limits.receive_hashed
+    );
+    println!(
         "  CPU of receiving into a file: {:.2} core-s/GB (the receiver alone {:.2}); of hashing: {:.2} core-s/GB",
         limits.receive_cpu * 1000.0,
         limits.receiver_cpu * 1000.0,
