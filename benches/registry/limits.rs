@@ -133,14 +133,14 @@ pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
     let mut receive_cpu = f64::INFINITY;
     let mut receiver_cpu = f64::INFINITY;
     for name in ["limits-received", REPEAT, REPEAT] {
-        let (rate, cpu, receiver) = receive(&dir.join(name), data, Receiver::Plain).await;
+        let (rate, cpu, receiver) = receive(&dir.join(name), data, Layout::Plain).await;
         receive_to_file = receive_to_file.max(rate);
         receive_cpu = receive_cpu.min(cpu);
         receiver_cpu = receiver_cpu.min(receiver);
         repeat_done(dir);
     }
     let mut receive_hashed = 0f64;
-    for how in [Receiver::Hashed, Receiver::Apart] {
+    for how in [Layout::HashLane, Layout::TwoLanes] {
         // More runs than the others: this figure sets the push goal, and
         // the VM's page cache makes single runs vary by a factor of three.
         for name in ["limits-pushed", REPEAT, REPEAT, REPEAT, REPEAT] {
@@ -297,35 +297,38 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// How a loopback stream is received into a file.
+/// How the threads receiving a loopback stream into a file share the work.
 #[derive(Clone, Copy)]
-enum Receiver {
+enum Layout {
     /// One thread reads and writes, with one 1 MiB buffer.
     Plain,
     /// That thread also hands each piece to a second one that hashes it.
-    Hashed,
+    HashLane,
     /// The receiving thread only reads, and hands each piece to a thread
     /// that writes it and to one that hashes it, which work at once.
-    Apart,
+    TwoLanes,
 }
 
-/// Sends `data` over loopback to threads that receive it into `path` as
-/// `how` says; MB/s from connect until the last byte is written (and
-/// hashed), the CPU seconds per MB the client and the receiving thread spent
-/// (both in this process; any other threads not counted), and those of the
-/// receiving thread alone.
-async fn receive(path: &Path, data: &[u8], how: Receiver) -> (f64, f64, f64) {
+/// Sends a fresh copy of `data` over loopback to threads that receive it
+/// into `path` laid out as `how`; MB/s from connect until the last byte is
+/// written (and hashed), the CPU seconds per MB this process spent (the
+/// client, the receiving thread and any lanes), and those of the receiving
+/// thread alone.
+async fn receive(path: &Path, data: &[u8], how: Layout) -> (f64, f64, f64) {
+    // Resending one 1 GiB buffer again and again gets slower on this VM (see
+    // the pushes in `registry.rs`), so each run sends a new copy.
+    let data = data.to_vec();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let path = path.to_path_buf();
+    // The file and the buffers are made before the clock starts.
+    let file = std::fs::File::create(path).expect("create");
+    let (mut file, lanes) = match how {
+        Layout::Plain => (Some(file), Lanes::start(1, vec![])),
+        Layout::HashLane => (Some(file), Lanes::start(BUFFERS, vec![hashing()])),
+        Layout::TwoLanes => (None, Lanes::start(BUFFERS, vec![writing(file), hashing()])),
+    };
     let receiver = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("accept");
-        let file = std::fs::File::create(&path).expect("create");
-        let (mut file, lanes) = match how {
-            Receiver::Plain => (Some(file), Lanes::start(1, vec![])),
-            Receiver::Hashed => (Some(file), Lanes::start(BUFFERS, vec![hashing()])),
-            Receiver::Apart => (None, Lanes::start(BUFFERS, vec![writing(file), hashing()])),
-        };
         let cpu = cpu_seconds(libc::RUSAGE_THREAD);
         loop {
             let mut buf = lanes.free.recv().expect("a free buffer");
@@ -346,7 +349,7 @@ async fn receive(path: &Path, data: &[u8], how: Receiver) -> (f64, f64, f64) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    stream.write_all(data).await.expect("send");
+    stream.write_all(&data).await.expect("send");
     stream.shutdown().await.expect("shutdown");
     let (end, receiver_cpu) =
         tokio::task::spawn_blocking(move || receiver.join().expect("receiver"))
@@ -369,7 +372,10 @@ const BUFFERS: usize = 16;
 
 fn hashing() -> Work {
     let mut hasher = Sha256::new();
-    Box::new(move |piece| hasher.update(piece))
+    Box::new(move |piece| {
+        hasher.update(piece);
+        std::hint::black_box(&hasher);
+    })
 }
 
 fn writing(mut file: std::fs::File) -> Work {
@@ -389,7 +395,8 @@ impl Lanes {
     fn start(buffers: usize, works: Vec<Work>) -> Lanes {
         let (give_back, free) = mpsc::channel();
         for _ in 0..buffers {
-            give_back.send(vec![0u8; MIB]).expect("free list");
+            // Touched now, not while the clock runs.
+            give_back.send(vec![1u8; MIB]).expect("free list");
         }
         let lanes = works
             .into_iter()
@@ -400,8 +407,7 @@ impl Lanes {
                     for (buf, n) in pieces {
                         work(&buf[..n]);
                         if let Some(buf) = Arc::into_inner(buf) {
-                            // The receiver may be gone once it has its last buffer.
-                            let _ = give_back.send(buf);
+                            give_back.send(buf).expect("free list");
                         }
                     }
                 });
