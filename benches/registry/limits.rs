@@ -152,12 +152,7 @@ pub async fn measure(dir: &Path, data: &[u8], concurrent: &[u8]) -> Limits {
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let cpu_bound_push = cores as f64 / (receive_cpu + 1.0 / sha256);
-    for file in [
-        "limits-blob",
-        "limits-concurrent",
-        "limits-received",
-        "limits-pushed",
-    ] {
+    for file in ["limits-blob", "limits-concurrent", "limits-received"] {
         let _ = std::fs::remove_file(dir.join(file));
     }
     Limits {
