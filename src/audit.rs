@@ -60,15 +60,19 @@ pub fn cli_actor() -> String {
     }
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, NULs (which
+/// PostgreSQL's text cannot hold: a failed login's user name may carry one)
+/// replaced.
 fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
+    let mut text = text.replace('\0', "\u{FFFD}");
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    text
 }
 
 fn now_ms() -> i64 {

@@ -24,7 +24,7 @@ use common::{TestServer, sha256};
 use serde_json::Value;
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
-use wharf::storage::{AccessKeyRecord, CredentialStore, SqlMetadata};
+use wharf::storage::{AccessKeyRecord, AuditQuery, AuditStore, CredentialStore, SqlMetadata};
 
 const ALICE: (&str, &str) = ("alice", "alice-secret");
 
@@ -217,6 +217,53 @@ async fn parallel_wrong_guesses_run_a_bounded_number_of_password_checks() {
         (1..=2).contains(&peak),
         "{peak} password checks ran at once"
     );
+}
+
+/// A user name or token id with a NUL names nothing any store holds. It was
+/// looked up anyway, and PostgreSQL (whose text cannot hold a NUL) failed the
+/// request with a 500 where the login should simply fail.
+#[tokio::test]
+async fn credentials_with_a_nul_fail_the_login_on_every_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(dir.path(), secured).await;
+    let attempts = [
+        ("\0", "x"),
+        ("al\0ice", ALICE.1),
+        ("alice", "wharf_\0id_secret"),
+    ];
+    for (i, (user, password)) in attempts.into_iter().enumerate() {
+        // Each from its own address, so throttling adds no waits.
+        let client = from([127, 0, 2, i as u8 + 1]);
+        let (status, _) = login(&s, &client, user, password, None).await;
+        assert_eq!(status, 401, "token endpoint, {user:?}");
+        let r = client
+            .get(s.url("/v2/"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "/v2/, {user:?}");
+    }
+    // The failed login is in the audit log, its NUL replaced.
+    let store = SqlMetadata::open(&s.database).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = store
+            .audit_entries(&AuditQuery {
+                action: Some("login.failed".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if entries.iter().any(|e| e.entry.actor == "al\u{FFFD}ice") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audited failure: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = login(&s, &from([127, 0, 2, 9]), ALICE.0, ALICE.1, None).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

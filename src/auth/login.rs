@@ -261,11 +261,16 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Option<Authenticated>, LoginError> {
+        // No stored user name or token id holds a NUL (PostgreSQL's text
+        // cannot), and asking that store for one is an error, not a miss.
+        if username.contains('\0') {
+            return Ok(None);
+        }
         if username == "AWS" {
             return Ok(self.check_login_password(password).await?);
         }
         if let Some(rest) = password.strip_prefix(TOKEN_PREFIX) {
-            let Some((id, _)) = rest.split_once('_') else {
+            let Some((id, _)) = rest.split_once('_').filter(|(id, _)| !id.contains('\0')) else {
                 return Ok(None);
             };
             return Ok(self.token_principal(id, Some(password)).await?.map(
