@@ -247,11 +247,12 @@ impl Rounds {
 }
 
 /// Where the local file system backend keeps the blob `digest` under the
-/// data folder `dir` (`Key::Blob` under `<data>/blobs`), if it is there:
+/// data folder `dir` (its store's root is `<data>/blobs`), if it is there:
 /// the tiny `sendfile` server sends Wharf's own file. Not with S3.
 fn blob_file(dir: &std::path::Path, digest: &str) -> Option<std::path::PathBuf> {
-    let hex = digest.strip_prefix("sha256:")?;
-    let path = dir.join("blobs/blobs/sha256").join(hex.get(..2)?).join(hex);
+    let digest: wharf::oci::Digest = digest.parse().ok()?;
+    let key = wharf::storage::blobs::Key::Blob(&digest);
+    let path = dir.join("blobs").join(key.path().as_ref());
     path.is_file().then_some(path)
 }
 

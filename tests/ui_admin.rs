@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, capture};
-use common::{OCI_MANIFEST, TestServer, sha256};
+use common::{OCI_MANIFEST, TestServer, audited, sha256};
 use wharf::auth::{ConfigUser, Rule, hash_password};
 use wharf::config::Config;
 use wharf::storage::{AuditEntry, AuditQuery, AuditStore, CredentialStore, SqlMetadata};
@@ -70,30 +70,6 @@ async fn push_as(s: &TestServer, (user, password): (&str, &str), repo: &str, tag
 
 async fn store(s: &TestServer) -> SqlMetadata {
     SqlMetadata::open(&s.database).await.unwrap()
-}
-
-/// Waits (the writer is a background task) until the log holds an entry
-/// that `matches`; returns it.
-async fn audited(
-    store: &SqlMetadata,
-    what: &str,
-    matches: impl Fn(&AuditEntry) -> bool,
-) -> AuditEntry {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let entries = store
-            .audit_entries(&AuditQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if let Some(r) = entries.into_iter().find(|r| matches(&r.entry)) {
-            return r.entry;
-        }
-        assert!(Instant::now() < deadline, "no audit entry: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wharf::config::{Config, Overrides};
 use wharf::server::{self, AppState};
+use wharf::storage::AuditStore as _;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -377,4 +378,31 @@ pub async fn push_runnable_image(
         .expect("manifest push");
     assert_eq!(r.status(), 201, "manifest push");
     sha256(&manifest)
+}
+
+/// Waits (the writer is a background task) until the log holds an entry
+/// that `matches`; returns it.
+pub async fn audited(
+    store: &wharf::storage::SqlMetadata,
+    what: &str,
+    matches: impl Fn(&wharf::storage::AuditEntry) -> bool,
+) -> wharf::storage::AuditEntry {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let entries = store
+            .audit_entries(&wharf::storage::AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("audit entries");
+        if let Some(r) = entries.into_iter().find(|r| matches(&r.entry)) {
+            return r.entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit entry: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
