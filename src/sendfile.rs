@@ -55,6 +55,8 @@ struct Span {
     len: usize,
     /// Where in the placeholder buffer the next unsent byte's placeholder is.
     at: usize,
+    /// The body's last span.
+    last: bool,
 }
 
 /// Spans announced by bodies and not yet written, in order, for one connection.
@@ -93,6 +95,7 @@ pub fn stream(tcp: TcpStream) -> (SendfileStream, Sink) {
         tcp,
         spans: spans.clone(),
         current: None,
+        bulk: false,
     };
     (stream, Sink(spans))
 }
@@ -107,16 +110,75 @@ pub struct FileBody {
     /// `sendfile` runs on the runtime, where a cache miss (a cold blob on a
     /// disk) would stall a worker thread for the whole read.
     ahead: Option<tokio::task::JoinHandle<()>>,
+    /// How to tell whether a span is already in memory, so that the job (a
+    /// thread wake-up and context switches per span) is started only when
+    /// it has reads to wait for: a hot pull then needs no job at all.
+    residence: Residence,
+}
+
+/// How a file's pages are known to be in memory.
+#[derive(Clone, Copy)]
+enum Residence {
+    /// tmpfs: the file is memory (swapped-out pages are read on the runtime).
+    Memory,
+    /// Probed with non-blocking reads (`RWF_NOWAIT`) before each span.
+    Probe,
+    /// The file system cannot say: always read ahead.
+    Unknown,
+}
+
+impl Residence {
+    fn of(file: &File) -> Residence {
+        // SAFETY: fstatfs fills the zeroed struct it is given from an open descriptor.
+        let tmpfs = unsafe {
+            let mut fs = std::mem::zeroed::<libc::statfs>();
+            libc::fstatfs(file.as_raw_fd(), &mut fs) == 0 && fs.f_type == libc::TMPFS_MAGIC
+        };
+        if tmpfs {
+            Residence::Memory
+        } else {
+            Residence::Probe
+        }
+    }
+}
+
+/// Where a span's read-ahead waits: every 256 KiB and its last byte.
+fn probes(offset: u64, len: usize) -> impl Iterator<Item = u64> {
+    let last = offset + len as u64 - 1;
+    (offset..last).step_by(PROBE_STEP).chain([last])
+}
+
+/// Whether the page holding `at` is cached: a one-byte read that fails
+/// rather than wait for the disk.
+fn cached(file: &File, at: u64) -> io::Result<bool> {
+    let mut byte = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let at = libc::off_t::try_from(at).map_err(io::Error::other)?;
+    // SAFETY: one iovec over a live local byte; the descriptor is open.
+    let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+    if read >= 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Ok(false),
+        _ => Err(e),
+    }
 }
 
 impl FileBody {
     pub fn new(file: File, offset: u64, len: u64, sink: Sink) -> Self {
+        let residence = Residence::of(&file);
         let mut body = FileBody {
             file: Arc::new(file),
             next: offset,
             end: offset.saturating_add(len),
             sink,
             ahead: None,
+            residence,
         };
         body.read_ahead();
         body
@@ -127,10 +189,33 @@ impl FileBody {
         usize::try_from(self.end - self.next).map_or(SPAN_MAX, |left| left.min(SPAN_MAX))
     }
 
-    /// Starts reading the next span into the page cache, if any is left.
+    /// Whether every probe of the span at `offset` finds its page cached.
+    fn resident(&mut self, offset: u64, len: usize) -> bool {
+        match self.residence {
+            Residence::Memory => true,
+            Residence::Unknown => false,
+            Residence::Probe => {
+                for at in probes(offset, len) {
+                    match cached(&self.file, at) {
+                        Ok(true) => {}
+                        Ok(false) => return false,
+                        // EOPNOTSUPP and the like: this file will not say.
+                        Err(_) => {
+                            self.residence = Residence::Unknown;
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Starts reading the next span into the page cache, if any is left
+    /// and not all of it is there already.
     fn read_ahead(&mut self) {
         let len = self.next_len();
-        if len == 0 {
+        if len == 0 || self.resident(self.next, len) {
             return;
         }
         let (file, offset) = (self.file.clone(), self.next);
@@ -140,16 +225,14 @@ impl FileBody {
             };
             // SAFETY: a plain syscall on a descriptor `file` keeps open; no
             // memory is passed. It fails harmlessly where a file system
-            // has no read-ahead (tmpfs: the pages are in memory anyway).
+            // has no read-ahead.
             unsafe {
                 libc::readahead(file.as_raw_fd(), start, len);
             }
             // readahead only starts the reads: wait for them by reading a
-            // byte every 256 KiB and the last one (returns at once when cached).
+            // byte at each probe (returns at once when cached).
             let mut byte = [0u8; 1];
-            let last = offset + len as u64 - 1;
-            let probes = (offset..last).step_by(PROBE_STEP).chain([last]);
-            for at in probes {
+            for at in probes(offset, len) {
                 if std::os::unix::fs::FileExt::read_at(&*file, &mut byte, at).is_err() {
                     return;
                 }
@@ -180,6 +263,7 @@ impl http_body::Body for FileBody {
             offset: self.next,
             len,
             at: 0,
+            last: self.next + len as u64 == self.end,
         };
         let tag = self.sink.0.push(span);
         self.next += len as u64;
@@ -203,6 +287,8 @@ pub struct SendfileStream {
     spans: Arc<Spans>,
     /// The span being sent and how much of it is left.
     current: Option<Span>,
+    /// Nagle's algorithm is on: a file body under way has filled the socket.
+    bulk: bool,
 }
 
 impl SendfileStream {
@@ -239,8 +325,21 @@ impl SendfileStream {
                     span.offset += n as u64;
                     span.len -= n;
                     span.at += n;
+                    let (filled, done) = (span.len > 0, span.len == 0 && span.last);
                     if span.len == 0 {
                         self.current = None;
+                    }
+                    // A body that fills the socket is sent with Nagle's
+                    // algorithm, as a plain file server would: measured on
+                    // loopback, a 1 GiB pull is ~10% slower with TCP_NODELAY.
+                    // It is back on after the last byte (setting it pushes
+                    // out the tail), so small responses are not held.
+                    if filled && !self.bulk {
+                        self.bulk = true;
+                        let _ = self.tcp.set_nodelay(false);
+                    } else if done && self.bulk {
+                        self.bulk = false;
+                        let _ = self.tcp.set_nodelay(true);
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -348,11 +447,84 @@ mod tests {
             offset: 0,
             len: 1,
             at: 0,
+            last: false,
         };
         let tags: Vec<usize> = (0..TAGS + 1).map(|_| spans.push(span())).collect();
         assert_eq!(tags[1], TAG_STEP);
         assert_eq!(tags[TAGS], 0, "tags wrap around");
         assert_eq!(spans.pop().map(|s| s.at), Some(0));
         assert_eq!(spans.pop().map(|s| s.at), Some(TAG_STEP));
+    }
+
+    /// Sets a socket buffer size option (the test's way to fill a socket).
+    fn shrink(fd: &impl AsRawFd, option: libc::c_int) {
+        let size: libc::c_int = 64 * 1024;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+    }
+
+    async fn next(body: &mut FileBody) -> Option<Bytes> {
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut *body), cx))
+            .await
+            .map(|f| f.unwrap().into_data().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fills_the_socket_is_sent_whole_then_nodelay_is_back() {
+        use std::io::Write as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let data: Vec<u8> = (0..9 * 1024 * 1024 + 77)
+            .map(|i: usize| (i.wrapping_mul(31) >> 3) as u8)
+            .collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        shrink(&client, libc::SO_RCVBUF);
+        shrink(&server, libc::SO_SNDBUF);
+        server.set_nodelay(true).unwrap();
+        let (mut stream, sink) = stream(server);
+        let mut body = FileBody::new(file, 0, data.len() as u64, sink);
+
+        // Nobody reads yet: the first span fills the socket and is cut short.
+        let first = next(&mut body).await.unwrap();
+        let sent = stream.write(&first).await.unwrap();
+        assert!(sent < first.len(), "the socket took a whole span");
+        assert!(
+            !stream.tcp.nodelay().unwrap(),
+            "a bulk body is sent with Nagle"
+        );
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        stream.write_all(&first[sent..]).await.unwrap();
+        while let Some(placeholder) = next(&mut body).await {
+            stream.write_all(&placeholder).await.unwrap();
+        }
+        assert!(
+            stream.tcp.nodelay().unwrap(),
+            "the next response must not wait for ACKs"
+        );
+        stream.shutdown().await.unwrap();
+        assert!(
+            reader.await.unwrap() == data,
+            "the file was not sent as it is"
+        );
     }
 }
