@@ -189,10 +189,14 @@ fn openssl_sha256() -> Option<f64> {
     Some(last.parse::<f64>().ok()? * 1000.0 / 1e6)
 }
 
-/// Rounds in which Wharf and the limit it is compared with each run once
-/// (three for the eight concurrent pulls, which move 1 GiB a run).
+/// Rounds in which Wharf and the limit it is compared with each run once.
+/// A push round takes seconds (a 1 GiB push each, then waits for the server
+/// to go idle); a pull round well under one, and single pulls swing by a
+/// third from one to the next on a VM, so pulls take more rounds for a
+/// steadier median.
 const ROUNDS: usize = 5;
-const CONCURRENT_ROUNDS: usize = 3;
+const PULL_ROUNDS: usize = 11;
+const CONCURRENT_ROUNDS: usize = 5;
 
 /// Runs `wharf` and `limit` one after the other, the limit first in even
 /// rounds and last in odd ones, so neither always inherits the other's
@@ -739,7 +743,7 @@ async fn main() {
     // there is none, and the figure of the first measurements stands in.
     let file = blob_file(dir, &last);
     let mut rounds = Rounds::default();
-    for round in 0..ROUNDS {
+    for round in 0..PULL_ROUNDS {
         let wharf = async {
             let (elapsed, n) = pull(&mut conn, "bench/blob", &last).await;
             assert_eq!(n, blob_mib * MIB);
@@ -755,7 +759,7 @@ async fn main() {
         rounds.add(wharf, limit);
     }
     println!(
-        "pull: {:.0} MB/s, sendfile server {:.0} MB/s (best of {ROUNDS} alternating rounds each); {:.2}× the sendfile limit ({})",
+        "pull: {:.0} MB/s, sendfile server {:.0} MB/s (best of {PULL_ROUNDS} alternating rounds each); {:.2}× the sendfile limit ({})",
         rounds.wharf(),
         rounds.limit(),
         rounds.wharf() / rounds.limit(),
