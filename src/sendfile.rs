@@ -13,13 +13,15 @@
 //! the socket checks. hyper must queue chunks rather than copy them into one
 //! buffer: `writev(true)`, and never `pipeline_flush`, which flattens. TLS
 //! and HTTP/2 connections never get a [`Sink`], so their bodies are read.
+//! Once a body fills the socket, the rest goes through a pipe of the
+//! connection's own (`splice(2)`, file to pipe to socket; see [`Pipe`]).
 //! Depends on nothing of Wharf's.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -96,6 +98,7 @@ pub fn stream(tcp: TcpStream) -> (SendfileStream, Sink) {
         spans: spans.clone(),
         current: None,
         bulk: false,
+        pipe: None,
     };
     (stream, Sink(spans))
 }
@@ -279,6 +282,130 @@ pub struct SendfileStream {
     current: Option<Span>,
     /// Nagle's algorithm is on: a file body under way has filled the socket.
     bulk: bool,
+    /// While `bulk`, the pipe the rest of the body goes through (none if
+    /// one could not be had: then `sendfile` goes on).
+    pipe: Option<Pipe>,
+}
+
+/// A pipe of [`PIPE_SIZE`] that file pages are spliced into and from there
+/// into the socket. `sendfile` does the same through a pipe of 16 pages it
+/// keeps per thread; measured on loopback from tmpfs, splicing 256 KiB at a
+/// time sent a 1 GiB file 1.14–1.33× as fast (of that, 64 KiB: 0.62–0.73×,
+/// 512 KiB: 0.96–0.98×, 1 MiB: 0.80–0.83×). The pages are referenced, not
+/// copied.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes of the current span spliced in and not yet out.
+    held: usize,
+}
+
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// At most this many pipes at once (two descriptors and up to 64 pinned
+/// pages each); bodies beyond them go on with `sendfile`. Bounds what slow
+/// readers can hold, and leaves the user's pipe pages
+/// (`fs.pipe-user-pages-soft`, 16384 by default) to other processes.
+const PIPES_MAX: usize = 64;
+static PIPES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Pipe {
+    /// A non-blocking pipe of [`PIPE_SIZE`]; none when [`PIPES_MAX`] are
+    /// open, the process is out of descriptors, or the user out of pipe
+    /// pages.
+    fn open() -> Option<Pipe> {
+        use std::sync::atomic::Ordering::Relaxed;
+        PIPES
+            .fetch_update(Relaxed, Relaxed, |n| (n < PIPES_MAX).then_some(n + 1))
+            .ok()?;
+        let pipe = Pipe::create();
+        if pipe.is_none() {
+            PIPES.fetch_sub(1, Relaxed);
+        }
+        pipe
+    }
+
+    fn create() -> Option<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return None;
+        }
+        // SAFETY: both descriptors were just opened and are owned here alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let size = libc::c_int::try_from(PIPE_SIZE).ok()?;
+        // SAFETY: fcntl on a descriptor owned here; no memory is passed.
+        let set = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+        (set >= size).then_some(Pipe {
+            read,
+            write,
+            held: 0,
+        })
+    }
+
+    /// Splices the next piece of `span` from its file into the empty pipe;
+    /// false when the file has ended. Runs outside the socket's `try_io`:
+    /// an EAGAIN here (the pipe is non-blocking) must not pass for a full
+    /// socket, whose readiness would then be cleared for nothing.
+    fn fill(&mut self, span: &mut Span) -> io::Result<bool> {
+        let mut offset = libc::loff_t::try_from(span.offset).map_err(io::Error::other)?;
+        // SAFETY: both descriptors are open for the call; `offset` is an
+        // exclusively borrowed loff_t the kernel advances.
+        let moved = unsafe {
+            libc::splice(
+                span.file.as_raw_fd(),
+                &mut offset,
+                self.write.as_raw_fd(),
+                std::ptr::null_mut(),
+                span.len.min(PIPE_SIZE),
+                0,
+            )
+        };
+        match usize::try_from(moved) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                span.offset += n as u64;
+                self.held = n;
+                Ok(true)
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                Err(io::Error::other(format!("splice from a blob file: {e}")))
+            }
+        }
+    }
+
+    /// Sends what the pipe holds of `span` to the socket; the bytes sent.
+    fn send(&mut self, tcp: &TcpStream, span: &Span) -> io::Result<usize> {
+        // More of this span follows: let TCP fill its segments. Not across
+        // spans: the next one may wait for its read-ahead.
+        let more = if span.len > self.held {
+            libc::SPLICE_F_MORE
+        } else {
+            0
+        };
+        // SAFETY: both descriptors are open for the call; no offsets (a
+        // pipe and a socket have none).
+        let sent = unsafe {
+            libc::splice(
+                self.read.as_raw_fd(),
+                std::ptr::null_mut(),
+                tcp.as_raw_fd(),
+                std::ptr::null_mut(),
+                self.held,
+                libc::SPLICE_F_NONBLOCK | more,
+            )
+        };
+        let sent = usize::try_from(sent).map_err(|_| io::Error::last_os_error())?;
+        self.held -= sent;
+        Ok(sent)
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl SendfileStream {
@@ -302,9 +429,17 @@ impl SendfileStream {
         }
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
+            if let Some(pipe) = self.pipe.as_mut().filter(|p| p.held == 0)
+                && !pipe.fill(span)?
+            {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
             let sent = self
                 .tcp
-                .try_io(Interest::WRITABLE, || send(&self.tcp, span));
+                .try_io(Interest::WRITABLE, || match &mut self.pipe {
+                    Some(pipe) => pipe.send(&self.tcp, span),
+                    None => send(&self.tcp, span),
+                });
             match sent {
                 Ok(0) => {
                     // The file is shorter than it was when opened: end the
@@ -312,7 +447,9 @@ impl SendfileStream {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Ok(n) => {
-                    span.offset += n as u64;
+                    if self.pipe.is_none() {
+                        span.offset += n as u64;
+                    }
                     span.len -= n;
                     span.at += n;
                     let (filled, done) = (span.len > 0, span.len == 0 && span.last);
@@ -327,9 +464,12 @@ impl SendfileStream {
                     if filled && !self.bulk {
                         self.bulk = true;
                         let _ = self.tcp.set_nodelay(false);
+                        self.pipe = Pipe::open();
                     } else if done && self.bulk {
                         self.bulk = false;
                         let _ = self.tcp.set_nodelay(true);
+                        // Empty: it never holds more than the span's rest.
+                        self.pipe = None;
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -482,6 +622,47 @@ mod tests {
         assert!(cached(&file, 0, 2 * MIB).unwrap());
     }
 
+    #[tokio::test]
+    async fn a_file_cut_short_mid_pipe_ends_the_body_in_an_error() {
+        use std::io::Write as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![5u8; 9 * 1024 * 1024]).unwrap();
+        let cutter = file.try_clone().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        shrink(&client, libc::SO_RCVBUF);
+        shrink(&server, libc::SO_SNDBUF);
+        let (mut stream, sink) = stream(server);
+        let mut body = FileBody::new(file, 0, 9 * 1024 * 1024, sink);
+
+        let first = next(&mut body).await.unwrap();
+        let sent = stream.write(&first).await.unwrap();
+        assert!(stream.pipe.is_some(), "the socket filled");
+        cutter.set_len(sent as u64 + 1000).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            let _ = client.read_to_end(&mut received).await;
+            received.len()
+        });
+        let mut outcome = stream.write_all(&first[sent..]).await;
+        while outcome.is_ok() {
+            match next(&mut body).await {
+                Some(placeholder) => outcome = stream.write_all(&placeholder).await,
+                None => break,
+            }
+        }
+        let e = outcome.expect_err("a short file was sent as whole");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        drop(stream);
+        assert!(reader.await.unwrap() <= sent + 1000);
+    }
+
     /// Sets a socket buffer size option (the test's way to fill a socket).
     fn shrink(fd: &impl AsRawFd, option: libc::c_int) {
         let size: libc::c_int = 64 * 1024;
@@ -504,16 +685,32 @@ mod tests {
             .map(|f| f.unwrap().into_data().unwrap())
     }
 
-    #[tokio::test]
-    async fn a_body_that_fills_the_socket_is_sent_whole_then_nodelay_is_back() {
+    /// Bytes that never repeat at any short period (a misplaced offset
+    /// shows), from a 64-bit LCG.
+    fn pattern(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A 9 MiB body that fills the socket, then a small one on the same
+    /// connection; with `pipe` false the connection may not have a pipe
+    /// (none to be had) and goes on with `sendfile`.
+    async fn bulk_then_small(pipe: bool) {
         use std::io::Write as _;
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-        let data: Vec<u8> = (0..9 * 1024 * 1024 + 77)
-            .map(|i: usize| (i.wrapping_mul(31) >> 3) as u8)
-            .collect();
+        let big = pattern(9 * 1024 * 1024 + 77, 1);
+        let small = pattern(5000, 2);
         let mut file = tempfile::tempfile().unwrap();
-        file.write_all(&data).unwrap();
+        file.write_all(&big).unwrap();
+        file.write_all(&small).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (client, accepted) = tokio::join!(
             TcpStream::connect(listener.local_addr().unwrap()),
@@ -524,7 +721,8 @@ mod tests {
         shrink(&server, libc::SO_SNDBUF);
         server.set_nodelay(true).unwrap();
         let (mut stream, sink) = stream(server);
-        let mut body = FileBody::new(file, 0, data.len() as u64, sink);
+        let shared = file.try_clone().unwrap();
+        let mut body = FileBody::new(file, 0, big.len() as u64, sink.clone());
 
         // Nobody reads yet: the first span fills the socket and is cut short.
         let first = next(&mut body).await.unwrap();
@@ -534,6 +732,10 @@ mod tests {
             !stream.tcp.nodelay().unwrap(),
             "a bulk body is sent with Nagle"
         );
+        assert!(stream.pipe.is_some(), "and through a pipe");
+        if !pipe {
+            stream.pipe = None;
+        }
         let reader = tokio::spawn(async move {
             let mut received = Vec::new();
             client.read_to_end(&mut received).await.unwrap();
@@ -547,10 +749,28 @@ mod tests {
             stream.tcp.nodelay().unwrap(),
             "the next response must not wait for ACKs"
         );
+        assert!(stream.pipe.is_none(), "the pipe goes with the body");
+        let mut second = FileBody::new(shared, big.len() as u64, small.len() as u64, sink);
+        while let Some(placeholder) = next(&mut second).await {
+            stream.write_all(&placeholder).await.unwrap();
+        }
         stream.shutdown().await.unwrap();
+        let received = reader.await.unwrap();
+        assert_eq!(received.len(), big.len() + small.len());
         assert!(
-            reader.await.unwrap() == data,
+            received[..big.len()] == big,
             "the file was not sent as it is"
         );
+        assert!(received[big.len()..] == small, "the next body was not");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fills_the_socket_is_sent_whole_through_a_pipe_then_nodelay_is_back() {
+        bulk_then_small(true).await;
+    }
+
+    #[tokio::test]
+    async fn without_a_pipe_sendfile_goes_on() {
+        bulk_then_small(false).await;
     }
 }
