@@ -447,9 +447,6 @@ impl SendfileStream {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Ok(n) => {
-                    if self.pipe.is_none() {
-                        span.offset += n as u64;
-                    }
                     span.len -= n;
                     span.at += n;
                     let (filled, done) = (span.len > 0, span.len == 0 && span.last);
@@ -480,8 +477,9 @@ impl SendfileStream {
     }
 }
 
-/// One `sendfile(2)` call from the span's file to the socket.
-fn send(tcp: &TcpStream, span: &Span) -> io::Result<usize> {
+/// One `sendfile(2)` call from the span's file to the socket; advances the
+/// span's file offset (as [`Pipe::fill`] does on the other path).
+fn send(tcp: &TcpStream, span: &mut Span) -> io::Result<usize> {
     let mut offset = libc::off_t::try_from(span.offset).map_err(io::Error::other)?;
     // SAFETY: both descriptors are open for the whole call (the socket and
     // the file are borrowed), and `offset` is a valid, exclusively borrowed
@@ -494,7 +492,9 @@ fn send(tcp: &TcpStream, span: &Span) -> io::Result<usize> {
             span.len,
         )
     };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+    let sent = usize::try_from(sent).map_err(|_| io::Error::last_os_error())?;
+    span.offset += sent as u64;
+    Ok(sent)
 }
 
 impl AsyncRead for SendfileStream {
@@ -630,14 +630,7 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&vec![5u8; 9 * 1024 * 1024]).unwrap();
         let cutter = file.try_clone().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (client, accepted) = tokio::join!(
-            TcpStream::connect(listener.local_addr().unwrap()),
-            listener.accept()
-        );
-        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
-        shrink(&client, libc::SO_RCVBUF);
-        shrink(&server, libc::SO_SNDBUF);
+        let (mut client, server) = squeezed_pair().await;
         let (mut stream, sink) = stream(server);
         let mut body = FileBody::new(file, 0, 9 * 1024 * 1024, sink);
 
@@ -661,6 +654,20 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         drop(stream);
         assert!(reader.await.unwrap() <= sent + 1000);
+    }
+
+    /// A loopback connection (client, server) with small socket buffers,
+    /// so a few MiB unread fill it.
+    async fn squeezed_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (client, server) = (client.unwrap(), accepted.unwrap().0);
+        shrink(&client, libc::SO_RCVBUF);
+        shrink(&server, libc::SO_SNDBUF);
+        (client, server)
     }
 
     /// Sets a socket buffer size option (the test's way to fill a socket).
@@ -711,14 +718,7 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&big).unwrap();
         file.write_all(&small).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (client, accepted) = tokio::join!(
-            TcpStream::connect(listener.local_addr().unwrap()),
-            listener.accept()
-        );
-        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
-        shrink(&client, libc::SO_RCVBUF);
-        shrink(&server, libc::SO_SNDBUF);
+        let (mut client, server) = squeezed_pair().await;
         server.set_nodelay(true).unwrap();
         let (mut stream, sink) = stream(server);
         let shared = file.try_clone().unwrap();
