@@ -433,6 +433,11 @@ impl Runner {
     }
 
     async fn service_record(&self, cluster: &str, name: &str) -> Result<ServiceRecord> {
+        // A name no service may have (one with a NUL, which PostgreSQL text
+        // cannot even hold) names none, without a query.
+        if !super::definitions::valid_name(name) {
+            return Err(RunnerError::ServiceNotFound);
+        }
         let stored = self
             .inner
             .store
