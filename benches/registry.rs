@@ -3,7 +3,7 @@
 //! `cargo bench --bench registry` starts the release `wharf` binary on a free
 //! port with a fresh data folder, then measures:
 //! - push of a 1 GiB random blob: monolithic, and chunked at 8 MiB and 64 MiB;
-//! - pull of that blob;
+//! - pull of that blob, by the tokio client the rest uses and by a blocking one;
 //! - small blob GETs one after another on one keep-alive connection (latency);
 //! - manifest GET by tag with `wrk -t2 -c64` (Debian package `wrk`);
 //! - eight concurrent pulls of a 128 MiB blob, aggregate;
@@ -388,6 +388,30 @@ async fn pull(conn: &mut Conn, repo: &str, d: &str) -> (Duration, usize) {
     (start.elapsed(), n)
 }
 
+/// A pull of `len` bytes by a blocking client on its own thread, on a new
+/// connection that the server closes after the body; MB/s.
+async fn pull_blocking(addr: &str, repo: &str, d: &str, len: usize) -> f64 {
+    use std::io::{Read, Write};
+    let request =
+        format!("GET /v2/{repo}/blobs/{d} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let addr = addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        let mut buf = vec![0u8; MIB];
+        let start = Instant::now();
+        stream.write_all(request.as_bytes()).expect("write");
+        let n = stream.read(&mut buf).expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "pull failed");
+        let head = buf[..n].windows(4).position(|w| w == b"\r\n\r\n");
+        let body = n - head.expect("the response head in the first read") - 4;
+        let total = body + limits::drain(&mut stream, &mut buf);
+        assert_eq!(total, len, "a short body");
+        mb_per_s(total, start.elapsed())
+    })
+    .await
+    .expect("blocking pull")
+}
+
 fn wrk(url: &str, seconds: u64) -> Option<f64> {
     let out = Command::new("wrk")
         .args([
@@ -742,29 +766,38 @@ async fn main() {
     // The sendfile server sends Wharf's own file, pages and all; with S3
     // there is none, and the figure of the first measurements stands in.
     let file = blob_file(dir, &last);
-    let mut rounds = Rounds::default();
-    for round in 0..PULL_ROUNDS {
-        let wharf = async {
-            let (elapsed, n) = pull(&mut conn, "bench/blob", &last).await;
-            assert_eq!(n, blob_mib * MIB);
-            mb_per_s(n, elapsed)
-        };
-        let limit = async {
-            match &file {
-                Some(file) => limits::pull_sendfile(file).await,
-                None => limits.sendfile,
-            }
-        };
-        let (wharf, limit) = alternate(round, wharf, limit).await;
-        rounds.add(wharf, limit);
+    // Then the same with a blocking client: how a client waits for data
+    // changes how the kernel's work is spread over the two cores (README,
+    // Benchmark).
+    for (name, blocking) in [("pull", false), ("pull, blocking client", true)] {
+        let mut rounds = Rounds::default();
+        for round in 0..PULL_ROUNDS {
+            let wharf = async {
+                if blocking {
+                    return pull_blocking(&addr, "bench/blob", &last, blob_mib * MIB).await;
+                }
+                let (elapsed, n) = pull(&mut conn, "bench/blob", &last).await;
+                assert_eq!(n, blob_mib * MIB);
+                mb_per_s(n, elapsed)
+            };
+            let limit = async {
+                match &file {
+                    Some(file) if blocking => limits::pull_sendfile_blocking(file).await,
+                    Some(file) => limits::pull_sendfile(file).await,
+                    None => limits.sendfile,
+                }
+            };
+            let (wharf, limit) = alternate(round, wharf, limit).await;
+            rounds.add(wharf, limit);
+        }
+        println!(
+            "{name}: {:.0} MB/s, sendfile server {:.0} MB/s (best of {PULL_ROUNDS} alternating rounds each); {:.2}× the sendfile limit ({})",
+            rounds.wharf(),
+            rounds.limit(),
+            rounds.wharf() / rounds.limit(),
+            rounds.spread(|limit| limit),
+        );
     }
-    println!(
-        "pull: {:.0} MB/s, sendfile server {:.0} MB/s (best of {PULL_ROUNDS} alternating rounds each); {:.2}× the sendfile limit ({})",
-        rounds.wharf(),
-        rounds.limit(),
-        rounds.wharf() / rounds.limit(),
-        rounds.spread(|limit| limit),
-    );
 
     let concurrent_digest = digest(&concurrent);
     let target = format!("/v2/bench/many/blobs/uploads/?digest={concurrent_digest}");

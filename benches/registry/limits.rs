@@ -183,6 +183,33 @@ pub async fn pull_sendfile(path: &Path) -> f64 {
     pull_once(path, Serve::Sendfile).await
 }
 
+/// One loopback copy of `path` by the tiny `sendfile` server, read by a
+/// blocking client on its own thread; MB/s.
+pub async fn pull_sendfile_blocking(path: &Path) -> f64 {
+    let port = serve(path, Serve::Sendfile, 1);
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut buf = vec![0u8; MIB];
+        let start = Instant::now();
+        let total = drain(&mut stream, &mut buf);
+        mb_per_s(total, start.elapsed())
+    })
+    .await
+    .expect("blocking pull")
+}
+
+/// Reads `stream` to its end through `buf` with blocking reads; the bytes read.
+pub fn drain(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+    let mut total = 0;
+    loop {
+        let n = stream.read(buf).expect("read");
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
 /// Eight loopback copies of `path` at once by the tiny `sendfile` server;
 /// aggregate MB/s.
 pub async fn pull_sendfile_8(path: &Path) -> f64 {
