@@ -766,9 +766,9 @@ async fn main() {
     // The sendfile server sends Wharf's own file, pages and all; with S3
     // there is none, and the figure of the first measurements stands in.
     let file = blob_file(dir, &last);
-    // Then the same with a blocking client: how a client waits for data
-    // changes how the kernel's work is spread over the two cores (README,
-    // Benchmark).
+    // Pulls by the tokio client, then by a blocking one: how a client waits
+    // for data changes how the kernel's work is spread over the two cores
+    // (README, Benchmark).
     for (name, blocking) in [("pull", false), ("pull, blocking client", true)] {
         let mut rounds = Rounds::default();
         for round in 0..PULL_ROUNDS {
