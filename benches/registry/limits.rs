@@ -27,8 +27,9 @@
 //! The VM's figures drift by a third within minutes, so the three limits the
 //! goals name (one `sendfile` copy, eight at once, the push without HTTP)
 //! are measured again in rounds that alternate with Wharf's own runs
-//! ([`pull_sendfile`], [`pull_sendfile_8`], [`push_without_http`]): a ratio
-//! then compares runs of the same minutes. The rest are measured once.
+//! ([`pull_sendfile`], [`pull_sendfile_8`], [`push_without_http`], and
+//! [`pull_sendfile_blocking`] for the blocking client): a ratio then compares
+//! runs of the same minutes. The rest are measured once.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -199,7 +200,7 @@ pub async fn pull_sendfile_blocking(path: &Path) -> f64 {
 }
 
 /// Reads `stream` to its end through `buf` with blocking reads; the bytes read.
-pub fn drain(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+fn drain(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
     let mut total = 0;
     loop {
         let n = stream.read(buf).expect("read");
